@@ -1,0 +1,311 @@
+//! Contract documents: one lookup a provider offers, with its request and response schemas.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical::{canonical_json, sha256_b64url};
+use crate::member::MemberId;
+
+/// A contract's id and version, e.g. `citizenship.status` `1`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ContractRef {
+    /// Contract id.
+    pub id: String,
+    /// Contract version.
+    pub version: String,
+}
+
+impl ContractRef {
+    /// A reference from its parts.
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            version: version.into(),
+        }
+    }
+}
+
+impl fmt::Display for ContractRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.id, self.version)
+    }
+}
+
+/// Response caching a contract allows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// Seconds an answer may be served from cache.
+    pub ttl_s: u64,
+}
+
+/// The contract document as published (PROTOCOL.md §2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractDoc {
+    /// Contract id: lower-case words separated by dots.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// The member that answers it.
+    pub provider: MemberId,
+    /// One-line title.
+    pub title: String,
+    /// What the contract answers, and what it deliberately does not.
+    pub description: String,
+    /// JSON Schema 2020-12 of `query`.
+    pub request: Value,
+    /// JSON Schema 2020-12 of `result`.
+    pub response: Value,
+    /// Purpose codes this contract may be asked for.
+    pub purposes: Vec<String>,
+    /// Caching allowed, or null.
+    pub cache: Option<CachePolicy>,
+    /// JSON pointers into `query` that hold personal identifiers.
+    pub personal_data: Vec<String>,
+}
+
+/// Why a contract document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// Not JSON, or not the document's shape.
+    #[error("not a contract document: {0}")]
+    Parse(#[from] serde_json::Error),
+    /// A field has a value the protocol does not allow.
+    #[error("field `{field}`: {reason}")]
+    Field {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One schema violation: where in the instance, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaViolation {
+    /// JSON pointer into the checked document.
+    pub pointer: String,
+    /// What is wrong there.
+    pub message: String,
+}
+
+/// The most violations reported for one document; the rest are counted, not listed.
+pub const MAX_VIOLATIONS: usize = 16;
+
+fn valid_contract_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.split('.').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+fn valid_version(v: &str) -> bool {
+    (1..=16).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+fn valid_purpose(p: &str) -> bool {
+    (1..=64).contains(&p.len())
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A validated contract with its digest and compiled schemas.
+#[derive(Clone)]
+pub struct Contract {
+    doc: Arc<ContractDoc>,
+    digest: String,
+    request: Arc<jsonschema::Validator>,
+    response: Arc<jsonschema::Validator>,
+}
+
+impl fmt::Debug for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Contract({}/{} {})",
+            self.doc.id, self.doc.version, self.digest
+        )
+    }
+}
+
+fn compile(field: &'static str, schema: &Value) -> Result<jsonschema::Validator, ContractError> {
+    // Only the 2020-12 dialect, and no remote $ref: the crate is built without retrieval.
+    jsonschema::draft202012::options()
+        .build(schema)
+        .map_err(|e| ContractError::Field {
+            field,
+            reason: format!("not a valid JSON Schema 2020-12: {e}"),
+        })
+}
+
+impl Contract {
+    /// Parses and validates a contract document from JSON text.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ContractError> {
+        Self::new(serde_json::from_slice(bytes)?)
+    }
+
+    /// Validates a document: id, version and purpose syntax, pointer syntax, and that both
+    /// schemas compile as JSON Schema 2020-12.
+    pub fn new(doc: ContractDoc) -> Result<Self, ContractError> {
+        let field = |field, reason: &str| ContractError::Field {
+            field,
+            reason: reason.to_owned(),
+        };
+        if !valid_contract_id(&doc.id) {
+            return Err(field(
+                "id",
+                "must be dot-separated words of [a-z0-9-], at most 128 characters",
+            ));
+        }
+        if !valid_version(&doc.version) {
+            return Err(field(
+                "version",
+                "must be 1 to 16 characters of [A-Za-z0-9.-]",
+            ));
+        }
+        if doc.provider.is_subsystem() {
+            return Err(field("provider", "must be a member id, not a subsystem"));
+        }
+        if doc.purposes.is_empty() || !doc.purposes.iter().all(|p| valid_purpose(p)) {
+            return Err(field(
+                "purposes",
+                "must list at least one purpose code of [a-z0-9-]",
+            ));
+        }
+        if !doc.personal_data.iter().all(|p| p.starts_with('/')) {
+            return Err(field(
+                "personal_data",
+                "each entry must be a JSON pointer starting with `/`",
+            ));
+        }
+        let request = compile("request", &doc.request)?;
+        let response = compile("response", &doc.response)?;
+        let digest = sha256_b64url(&canonical_json(&doc)?);
+        Ok(Contract {
+            doc: Arc::new(doc),
+            digest,
+            request: Arc::new(request),
+            response: Arc::new(response),
+        })
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &ContractDoc {
+        &self.doc
+    }
+
+    /// `id` and `version`.
+    pub fn reference(&self) -> ContractRef {
+        ContractRef::new(&self.doc.id, &self.doc.version)
+    }
+
+    /// base64url SHA-256 of the document's RFC 8785 form: what the manifest pins.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Checks a query against the request schema; violations point into the query
+    /// prefixed with `prefix` (the protocol reports `/query/nik`).
+    pub fn check_request(&self, query: &Value, prefix: &str) -> Result<(), Vec<SchemaViolation>> {
+        check(&self.request, query, prefix)
+    }
+
+    /// Checks a result against the response schema.
+    pub fn check_response(&self, result: &Value, prefix: &str) -> Result<(), Vec<SchemaViolation>> {
+        check(&self.response, result, prefix)
+    }
+}
+
+fn check(
+    validator: &jsonschema::Validator,
+    instance: &Value,
+    prefix: &str,
+) -> Result<(), Vec<SchemaViolation>> {
+    if validator.is_valid(instance) {
+        return Ok(());
+    }
+    Err(validator
+        .iter_errors(instance)
+        .take(MAX_VIOLATIONS)
+        .map(|e| SchemaViolation {
+            pointer: format!("{prefix}{}", e.instance_path()),
+            message: e.to_string(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc() -> ContractDoc {
+        serde_json::from_value(json!({
+            "id": "citizenship.status", "version": "1", "provider": "ID:GOV:DUKCAPIL",
+            "title": "t", "description": "d",
+            "request": {"type": "object", "properties": {"nik": {"type": "string", "pattern": "^[0-9]{16}$"}},
+                        "required": ["nik"], "additionalProperties": false},
+            "response": {"type": "object"},
+            "purposes": ["citizen-protection"], "cache": null, "personal_data": ["/nik"]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn digest_is_stable_and_changes_with_the_document() {
+        let a = Contract::new(doc()).unwrap();
+        assert_eq!(a.digest(), Contract::new(doc()).unwrap().digest());
+        let mut changed = doc();
+        changed.title = "other".into();
+        assert_ne!(a.digest(), Contract::new(changed).unwrap().digest());
+    }
+
+    #[test]
+    fn violations_carry_prefixed_pointers() {
+        let c = Contract::new(doc()).unwrap();
+        assert!(
+            c.check_request(&json!({"nik": "3171010101900001"}), "/query")
+                .is_ok()
+        );
+        let errs = c
+            .check_request(&json!({"nik": "12"}), "/query")
+            .unwrap_err();
+        assert_eq!(errs[0].pointer, "/query/nik");
+    }
+
+    #[test]
+    fn bad_documents_name_their_field() {
+        let mut d = doc();
+        d.id = "Bad Id".into();
+        assert!(matches!(
+            Contract::new(d),
+            Err(ContractError::Field { field: "id", .. })
+        ));
+        let mut d = doc();
+        d.request = json!({"type": 12});
+        assert!(matches!(
+            Contract::new(d),
+            Err(ContractError::Field {
+                field: "request",
+                ..
+            })
+        ));
+        let mut d = doc();
+        d.personal_data = vec!["nik".into()];
+        assert!(matches!(
+            Contract::new(d),
+            Err(ContractError::Field {
+                field: "personal_data",
+                ..
+            })
+        ));
+    }
+}

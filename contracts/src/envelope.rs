@@ -1,0 +1,110 @@
+//! The exchange envelopes: the signed request a consumer sends and the signed answer a
+//! provider returns (PROTOCOL.md §3), and the local-face documents (§4).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::member::MemberId;
+
+/// `typ` of an exchange request JWS.
+pub const REQUEST_TYP: &str = "simpul-request+jws";
+/// `typ` of an exchange answer JWS.
+pub const ANSWER_TYP: &str = "simpul-response+jws";
+/// Media type of a JWS body.
+pub const JOSE_MEDIA_TYPE: &str = "application/jose";
+/// Media type of a problem.
+pub const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
+
+/// Largest exchange request body, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest answer body a consumer reads, in bytes.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// How far `iat` may be from the provider's clock, in seconds.
+pub const CLOCK_SKEW_S: i64 = 60;
+/// The longest validity `exp - iat` a request may claim, in seconds.
+pub const MAX_VALIDITY_S: i64 = 300;
+
+/// The payload of an exchange request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// Format version, 1.
+    pub v: u32,
+    /// Exchange id, a UUID.
+    pub id: String,
+    /// Consumer member.
+    pub iss: MemberId,
+    /// Consumer subsystem that asked, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<MemberId>,
+    /// Provider member.
+    pub aud: MemberId,
+    /// Contract id.
+    pub contract: String,
+    /// Contract version.
+    pub version: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// Expires at, unix seconds.
+    pub exp: i64,
+    /// The question, valid against the contract's request schema.
+    pub query: Value,
+}
+
+/// The payload of a signed answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeAnswer {
+    /// Format version, 1.
+    pub v: u32,
+    /// The request's exchange id.
+    pub id: String,
+    /// Provider member.
+    pub iss: MemberId,
+    /// Consumer member.
+    pub aud: MemberId,
+    /// Contract id.
+    pub contract: String,
+    /// Contract version.
+    pub version: String,
+    /// base64url SHA-256 of the exact request JWS bytes.
+    pub request_hash: String,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// The answer, valid against the contract's response schema.
+    pub result: Value,
+}
+
+/// A local-face query: what a member's own system sends its gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalQuery {
+    /// Purpose code.
+    pub purpose: String,
+    /// The question.
+    pub query: Value,
+}
+
+/// The signed envelopes of one exchange, kept as evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The request JWS as sent.
+    pub request: String,
+    /// The answer JWS as received.
+    pub response: String,
+}
+
+/// A local-face answer for a single contract.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocalAnswer {
+    /// Exchange id.
+    pub exchange_id: String,
+    /// Provider member.
+    pub provider: MemberId,
+    /// The verified result.
+    pub result: Value,
+    /// The signed envelopes.
+    pub evidence: Evidence,
+}

@@ -1,0 +1,445 @@
+//! Compact JWS (RFC 7515) with the two algorithms the protocol allows, ES256 and EdDSA.
+//!
+//! Parsing and checking the protected header is done here, by hand, before any key is
+//! touched: `alg` is matched against an allow-list (so `none` and every HMAC are refused
+//! whatever a library would do with them), and the signature is then checked over the exact
+//! bytes that were received.
+
+use std::fmt;
+
+use josekit::jwk::{Jwk, KeyPair};
+use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical::{b64url, b64url_decode, sha256};
+
+/// The signature algorithms a Simpul envelope may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256, the default.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl Algorithm {
+    /// The `alg` header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The allow-list: any other `alg` is refused.
+    pub fn from_header(alg: &str) -> Option<Algorithm> {
+        match alg {
+            "ES256" => Some(Algorithm::ES256),
+            "EdDSA" => Some(Algorithm::EdDSA),
+            _ => None,
+        }
+    }
+}
+
+/// Why a JWS was refused or a key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwsError {
+    /// Not three base64url parts, or a header or payload that is not JSON.
+    #[error("not a compact JWS: {0}")]
+    Malformed(&'static str),
+    /// `alg` missing or not one of ES256, EdDSA.
+    #[error("algorithm `{0}` is not allowed (ES256 or EdDSA only)")]
+    AlgorithmNotAllowed(String),
+    /// `typ` is not the one this kind of document must carry.
+    #[error("typ `{found}` where `{expected}` is required")]
+    WrongType {
+        /// What the header said.
+        found: String,
+        /// What it must say.
+        expected: &'static str,
+    },
+    /// `kid` missing or not of the form `<member id>#<key id>`.
+    #[error("kid missing or not `<member id>#<key id>`")]
+    BadKid,
+    /// The key's algorithm differs from the header's.
+    #[error("key {kid} is an {key} key, header says {header}")]
+    AlgorithmMismatch {
+        /// The key id.
+        kid: String,
+        /// The key's algorithm.
+        key: &'static str,
+        /// The header's algorithm.
+        header: &'static str,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// A key could not be read or made.
+    #[error("key: {0}")]
+    Key(String),
+}
+
+/// The protected header fields the protocol uses.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Header {
+    /// Algorithm, as sent.
+    pub alg: String,
+    /// `<member id>#<key id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Document type, e.g. `simpul-request+jws`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+}
+
+/// A compact JWS split into its parts, its header read, its signature not yet checked.
+#[derive(Clone, Debug)]
+pub struct ParsedJws<'a> {
+    /// The protected header.
+    pub header: Header,
+    /// The algorithm from the allow-list.
+    pub alg: Algorithm,
+    /// The decoded payload bytes.
+    pub payload: Vec<u8>,
+    signing_input: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> ParsedJws<'a> {
+    /// Splits `text`, decodes the header and checks `alg` against the allow-list and `typ`
+    /// against `expected_typ`. The signature is checked later, by [`VerifyingKey::verify`].
+    pub fn parse(text: &'a str, expected_typ: &'static str) -> Result<Self, JwsError> {
+        let mut parts = text.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(JwsError::Malformed("expected three dot-separated parts"));
+        };
+        let header_bytes =
+            b64url_decode(h).ok_or(JwsError::Malformed("header is not base64url"))?;
+        let payload = b64url_decode(p).ok_or(JwsError::Malformed("payload is not base64url"))?;
+        let signature =
+            b64url_decode(s).ok_or(JwsError::Malformed("signature is not base64url"))?;
+        let header: Header = serde_json::from_slice(&header_bytes)
+            .map_err(|_| JwsError::Malformed("header is not a JSON object with a string alg"))?;
+        let alg = Algorithm::from_header(&header.alg)
+            .ok_or_else(|| JwsError::AlgorithmNotAllowed(header.alg.clone()))?;
+        if header.typ.as_deref() != Some(expected_typ) {
+            return Err(JwsError::WrongType {
+                found: header.typ.clone().unwrap_or_default(),
+                expected: expected_typ,
+            });
+        }
+        Ok(ParsedJws {
+            header,
+            alg,
+            payload,
+            signing_input: &text[..h.len() + 1 + p.len()],
+            signature,
+        })
+    }
+
+    /// The `kid` split into member id text and key id.
+    pub fn kid_parts(&self) -> Result<(&str, &str), JwsError> {
+        self.header
+            .kid
+            .as_deref()
+            .and_then(|k| k.split_once('#'))
+            .filter(|(m, k)| !m.is_empty() && !k.is_empty())
+            .ok_or(JwsError::BadKid)
+    }
+}
+
+/// A private signing key with its key id (`<member id>#<key id>`).
+pub struct SigningKey {
+    alg: Algorithm,
+    kid: String,
+    pem: Vec<u8>,
+    public_jwk: Value,
+    signer: Box<dyn JwsSigner>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({} {})", self.alg.as_str(), self.kid)
+    }
+}
+
+fn key_err(e: impl fmt::Display) -> JwsError {
+    JwsError::Key(e.to_string())
+}
+
+/// The RFC 7638 thumbprint of a public JWK: the key id the tools give new keys.
+pub fn jwk_thumbprint(jwk: &Value) -> Result<String, JwsError> {
+    let members: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
+        Some("EC") => &["crv", "kty", "x", "y"],
+        Some("OKP") => &["crv", "kty", "x"],
+        _ => return Err(JwsError::Key("only EC and OKP keys are supported".into())),
+    };
+    let mut required = serde_json::Map::new();
+    for m in members {
+        let v = jwk
+            .get(*m)
+            .ok_or_else(|| JwsError::Key(format!("JWK lacks `{m}`")))?;
+        required.insert((*m).to_owned(), v.clone());
+    }
+    let bytes = crate::canonical::canonical_json(&Value::Object(required)).map_err(key_err)?;
+    Ok(b64url(&sha256(&bytes)))
+}
+
+impl SigningKey {
+    /// Makes a new key of `alg`. Its key id is its JWK thumbprint; `kid` is
+    /// `<member>#<thumbprint>`.
+    pub fn generate(alg: Algorithm, member: &str) -> Result<Self, JwsError> {
+        let pem = match alg {
+            Algorithm::ES256 => ES256
+                .generate_key_pair()
+                .map_err(key_err)?
+                .to_pem_private_key(),
+            Algorithm::EdDSA => EdDSA
+                .generate_key_pair(josekit::jwk::alg::ed::EdCurve::Ed25519)
+                .map_err(key_err)?
+                .to_pem_private_key(),
+        };
+        Self::from_pem(alg, member, &pem)
+    }
+
+    /// Reads a PKCS#8 PEM private key of `alg` for `member`; the key id is the thumbprint.
+    pub fn from_pem(alg: Algorithm, member: &str, pem: &[u8]) -> Result<Self, JwsError> {
+        let (signer, mut jwk): (Box<dyn JwsSigner>, Jwk) = match alg {
+            Algorithm::ES256 => {
+                let pair = josekit::jwk::alg::ec::EcKeyPair::from_pem(
+                    pem,
+                    Some(josekit::jwk::alg::ec::EcCurve::P256),
+                )
+                .map_err(key_err)?;
+                (
+                    Box::new(ES256.signer_from_pem(pem).map_err(key_err)?),
+                    pair.to_jwk_public_key(),
+                )
+            }
+            Algorithm::EdDSA => {
+                let pair = josekit::jwk::alg::ed::EdKeyPair::from_pem(pem).map_err(key_err)?;
+                (
+                    Box::new(EdDSA.signer_from_pem(pem).map_err(key_err)?),
+                    pair.to_jwk_public_key(),
+                )
+            }
+        };
+        let thumb = jwk_thumbprint(&Value::Object(jwk.as_ref().clone()))?;
+        let kid = format!("{member}#{thumb}");
+        jwk.set_key_id(&kid);
+        jwk.set_algorithm(alg.as_str());
+        jwk.set_key_use("sig");
+        Ok(SigningKey {
+            alg,
+            kid,
+            pem: pem.to_vec(),
+            public_jwk: Value::Object(jwk.as_ref().clone()),
+            signer,
+        })
+    }
+
+    /// The key id, `<member id>#<key id>`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm.
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The private key as PKCS#8 PEM, for writing to a 0600 file.
+    pub fn private_pem(&self) -> &[u8] {
+        &self.pem
+    }
+
+    /// The public key as a JWK with `kid`, `alg` and `use`.
+    pub fn public_jwk(&self) -> &Value {
+        &self.public_jwk
+    }
+
+    /// The matching verifying key.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, JwsError> {
+        VerifyingKey::from_jwk(&self.public_jwk)
+    }
+
+    /// Signs `payload` as a compact JWS with protected header `{alg, kid, typ}`.
+    pub fn sign(&self, typ: &str, payload: &[u8]) -> Result<String, JwsError> {
+        let header = Header {
+            alg: self.alg.as_str().to_owned(),
+            kid: Some(self.kid.clone()),
+            typ: Some(typ.to_owned()),
+        };
+        let header = serde_json::to_vec(&header).map_err(key_err)?;
+        let mut out = b64url(&header);
+        out.push('.');
+        out.push_str(&b64url(payload));
+        let signature = self.signer.sign(out.as_bytes()).map_err(key_err)?;
+        out.push('.');
+        out.push_str(&b64url(&signature));
+        Ok(out)
+    }
+}
+
+/// A public key that checks signatures, read from a JWK.
+pub struct VerifyingKey {
+    alg: Algorithm,
+    kid: String,
+    jwk: Value,
+    verifier: Box<dyn JwsVerifier>,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({} {})", self.alg.as_str(), self.kid)
+    }
+}
+
+impl Clone for VerifyingKey {
+    fn clone(&self) -> Self {
+        // The JWK was read once already; reading it again cannot fail differently.
+        VerifyingKey::from_jwk(&self.jwk).unwrap_or_else(|_| unreachable!("JWK re-read failed"))
+    }
+}
+
+impl VerifyingKey {
+    /// Reads a public JWK. It must carry `kid`, and `alg` ES256 (EC P-256) or EdDSA (OKP
+    /// Ed25519); private members are refused so a secret never sits in a manifest.
+    pub fn from_jwk(jwk: &Value) -> Result<Self, JwsError> {
+        let map = jwk
+            .as_object()
+            .ok_or_else(|| JwsError::Key("JWK is not an object".into()))?;
+        if map.contains_key("d") {
+            return Err(JwsError::Key("JWK holds a private key (`d`)".into()));
+        }
+        let kid = map
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or_else(|| JwsError::Key("JWK lacks `kid`".into()))?
+            .to_owned();
+        let parsed = Jwk::from_map(map.clone()).map_err(key_err)?;
+        let (alg, verifier): (Algorithm, Box<dyn JwsVerifier>) = match (
+            map.get("kty").and_then(Value::as_str),
+            map.get("alg").and_then(Value::as_str),
+        ) {
+            (Some("EC"), Some("ES256") | None) => (
+                Algorithm::ES256,
+                Box::new(ES256.verifier_from_jwk(&parsed).map_err(key_err)?),
+            ),
+            (Some("OKP"), Some("EdDSA") | None) => (
+                Algorithm::EdDSA,
+                Box::new(EdDSA.verifier_from_jwk(&parsed).map_err(key_err)?),
+            ),
+            (kty, alg) => {
+                return Err(JwsError::Key(format!(
+                    "unsupported key type {kty:?} with alg {alg:?} (EC/ES256 or OKP/EdDSA)"
+                )));
+            }
+        };
+        Ok(VerifyingKey {
+            alg,
+            kid,
+            jwk: jwk.clone(),
+            verifier,
+        })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// Checks the signature of `jws`, whose algorithm must be this key's.
+    pub fn verify(&self, jws: &ParsedJws<'_>) -> Result<(), JwsError> {
+        if jws.alg != self.alg {
+            return Err(JwsError::AlgorithmMismatch {
+                kid: self.kid.clone(),
+                key: self.alg.as_str(),
+                header: jws.alg.as_str(),
+            });
+        }
+        self.verifier
+            .verify(jws.signing_input.as_bytes(), &jws.signature)
+            .map_err(|_| JwsError::BadSignature)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYP: &str = "simpul-request+jws";
+
+    #[test]
+    fn es256_and_eddsa_round_trip() {
+        for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+            let key = SigningKey::generate(alg, "ID:GOV:X").unwrap();
+            assert!(key.kid().starts_with("ID:GOV:X#"));
+            let jws = key.sign(TYP, br#"{"a":1}"#).unwrap();
+            let parsed = ParsedJws::parse(&jws, TYP).unwrap();
+            assert_eq!(parsed.payload, br#"{"a":1}"#);
+            key.verifying_key().unwrap().verify(&parsed).unwrap();
+            // The PEM reads back to the same key id.
+            let again = SigningKey::from_pem(alg, "ID:GOV:X", key.private_pem()).unwrap();
+            assert_eq!(again.kid(), key.kid());
+        }
+    }
+
+    #[test]
+    fn tampered_payload_fails() {
+        let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:X").unwrap();
+        let jws = key.sign(TYP, br#"{"a":1}"#).unwrap();
+        let parts: Vec<&str> = jws.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], b64url(br#"{"a":2}"#), parts[2]);
+        let parsed = ParsedJws::parse(&forged, TYP).unwrap();
+        assert!(matches!(
+            key.verifying_key().unwrap().verify(&parsed),
+            Err(JwsError::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn none_and_hmac_are_refused_before_any_key() {
+        for alg in ["none", "HS256", "RS256", ""] {
+            let h =
+                b64url(format!(r#"{{"alg":"{alg}","kid":"ID:GOV:X#k","typ":"{TYP}"}}"#).as_bytes());
+            let jws = format!("{h}.{}.", b64url(b"{}"));
+            assert!(
+                matches!(
+                    ParsedJws::parse(&jws, TYP),
+                    Err(JwsError::AlgorithmNotAllowed(_))
+                ),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_typ_and_bad_shape_are_refused() {
+        let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:X").unwrap();
+        let jws = key.sign("simpul-response+jws", b"{}").unwrap();
+        assert!(matches!(
+            ParsedJws::parse(&jws, TYP),
+            Err(JwsError::WrongType { .. })
+        ));
+        for bad in ["", "a.b", "a.b.c.d", "!!.e30.", "e30.e30.e30"] {
+            assert!(ParsedJws::parse(bad, TYP).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_jwk_is_refused_as_a_verifying_key() {
+        let pair = ES256.generate_key_pair().unwrap();
+        let mut jwk = Value::Object(pair.to_jwk_private_key().as_ref().clone());
+        jwk["kid"] = "ID:GOV:X#k".into();
+        assert!(VerifyingKey::from_jwk(&jwk).is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! The Simpul protocol model, shared by the gateway and the conformance suite.
+//!
+//! This crate knows the documents and envelopes of `docs/PROTOCOL.md` — member ids,
+//! contract documents, the federation manifest, exchange requests and answers, problem
+//! details — and how to sign, verify, canonicalise and digest them. It knows nothing of
+//! sockets, databases or configuration files.
+
+pub mod canonical;
+pub mod contract;
+pub mod envelope;
+pub mod jws;
+pub mod manifest;
+pub mod member;
+pub mod problem;
+
+pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
+pub use envelope::{ExchangeAnswer, ExchangeRequest};
+pub use jws::{Algorithm, JwsError, ParsedJws, SigningKey, VerifyingKey};
+pub use manifest::{Manifest, ManifestError};
+pub use member::{MemberId, MemberIdError};
+pub use problem::{Problem, ProblemCode};
+
+/// Seconds since the Unix epoch, the unit of every timestamp on the wire.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,405 @@
+//! The federation manifest: who the members are, their keys, the contracts, and who may ask
+//! what for which purpose — signed by the federation authority.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::contract::ContractRef;
+use crate::jws::{JwsError, ParsedJws, SigningKey, VerifyingKey};
+use crate::member::MemberId;
+
+/// `typ` of a manifest JWS.
+pub const MANIFEST_TYP: &str = "simpul-manifest+jws";
+
+/// A member as the manifest lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestMember {
+    /// Member id (three parts).
+    pub id: MemberId,
+    /// Human name.
+    pub name: String,
+    /// Base URL of its gateway, `https://host:port`.
+    pub gateway: String,
+    /// Public signing keys (JWK with `kid`).
+    pub keys: Vec<Value>,
+}
+
+/// A consumer allowed on a contract, and for which purposes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// Consumer member id.
+    pub member: MemberId,
+    /// Purposes it may ask for.
+    pub purposes: Vec<String>,
+}
+
+/// Rate a consumer may ask a contract at.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained requests per second.
+    pub per_second: u32,
+    /// Burst above the sustained rate.
+    pub burst: u32,
+}
+
+/// A contract as the manifest pins it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestContract {
+    /// Contract id.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Provider member id.
+    pub provider: MemberId,
+    /// base64url SHA-256 of the contract document's RFC 8785 form.
+    pub digest: String,
+    /// Who may ask it, for what.
+    pub consumers: Vec<Consumer>,
+    /// Per-consumer rate.
+    pub rate: Rate,
+}
+
+/// The manifest payload (PROTOCOL.md §1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestDoc {
+    /// Format version, 1.
+    pub v: u32,
+    /// Federation instance, e.g. `ID`.
+    pub federation: String,
+    /// Increases with every new manifest; a lower one is a rollback.
+    pub serial: u64,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds; an expired manifest is refused.
+    pub expires_at: i64,
+    /// PEM certificates of the federation CAs.
+    pub ca: Vec<String>,
+    /// Members.
+    pub members: Vec<ManifestMember>,
+    /// Contracts.
+    pub contracts: Vec<ManifestContract>,
+}
+
+/// Why a manifest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The JWS did not parse or verify.
+    #[error("manifest signature: {0}")]
+    Jws(#[from] JwsError),
+    /// The JWS was signed by another key than the pinned authority key.
+    #[error("manifest is signed by `{found}`, the pinned authority key is `{pinned}`")]
+    WrongAuthority {
+        /// The kid in the header.
+        found: String,
+        /// The pinned kid.
+        pinned: String,
+    },
+    /// The payload is not a manifest.
+    #[error("manifest payload: {0}")]
+    Payload(#[from] serde_json::Error),
+    /// The manifest's `expires_at` has passed.
+    #[error("manifest serial {serial} expired at {expires_at} (now {now})")]
+    Expired {
+        /// Its serial.
+        serial: u64,
+        /// When it expired.
+        expires_at: i64,
+        /// Now.
+        now: i64,
+    },
+    /// A manifest older than the one held.
+    #[error("manifest serial {offered} is lower than the serial {held} already held (rollback)")]
+    Rollback {
+        /// The serial offered.
+        offered: u64,
+        /// The serial held.
+        held: u64,
+    },
+    /// The content is inconsistent.
+    #[error("manifest field `{field}`: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A verified manifest with its indexes.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    doc: Arc<ManifestDoc>,
+    jws: Arc<str>,
+    keys: Arc<HashMap<String, (MemberId, VerifyingKey)>>,
+    members: Arc<HashMap<MemberId, usize>>,
+    contracts: Arc<HashMap<ContractRef, usize>>,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ManifestError {
+    ManifestError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Manifest {
+    /// Signs a manifest document with the authority's key, after checking it the way
+    /// [`Manifest::verify`] will.
+    pub fn sign(doc: &ManifestDoc, authority: &SigningKey) -> Result<String, ManifestError> {
+        Self::index(doc)?;
+        let payload = serde_json::to_vec(doc)?;
+        Ok(authority.sign(MANIFEST_TYP, &payload)?)
+    }
+
+    /// Verifies a manifest JWS against the pinned authority key and checks that it has not
+    /// expired at `now` and is internally consistent.
+    pub fn verify(
+        jws: &str,
+        authority: &VerifyingKey,
+        now: i64,
+    ) -> Result<Manifest, ManifestError> {
+        let parsed = ParsedJws::parse(jws.trim(), MANIFEST_TYP)?;
+        let kid = parsed.header.kid.clone().unwrap_or_default();
+        if kid != authority.kid() {
+            return Err(ManifestError::WrongAuthority {
+                found: kid,
+                pinned: authority.kid().to_owned(),
+            });
+        }
+        authority.verify(&parsed)?;
+        let doc: ManifestDoc = serde_json::from_slice(&parsed.payload)?;
+        if doc.expires_at <= now {
+            return Err(ManifestError::Expired {
+                serial: doc.serial,
+                expires_at: doc.expires_at,
+                now,
+            });
+        }
+        let (keys, members, contracts) = Self::index(&doc)?;
+        Ok(Manifest {
+            doc: Arc::new(doc),
+            jws: jws.trim().into(),
+            keys: Arc::new(keys),
+            members: Arc::new(members),
+            contracts: Arc::new(contracts),
+        })
+    }
+
+    /// Refuses a manifest whose serial is lower than the one already held.
+    pub fn check_not_older_than(&self, held_serial: u64) -> Result<(), ManifestError> {
+        if self.doc.serial < held_serial {
+            return Err(ManifestError::Rollback {
+                offered: self.doc.serial,
+                held: held_serial,
+            });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn index(
+        doc: &ManifestDoc,
+    ) -> Result<
+        (
+            HashMap<String, (MemberId, VerifyingKey)>,
+            HashMap<MemberId, usize>,
+            HashMap<ContractRef, usize>,
+        ),
+        ManifestError,
+    > {
+        if doc.v != 1 {
+            return Err(invalid(
+                "v",
+                format!("version {} is not supported (1)", doc.v),
+            ));
+        }
+        if doc.issued_at >= doc.expires_at {
+            return Err(invalid("expires_at", "must be after issued_at"));
+        }
+        if doc.ca.is_empty() {
+            return Err(invalid("ca", "at least one CA certificate is required"));
+        }
+        let mut keys = HashMap::new();
+        let mut members = HashMap::new();
+        for (i, m) in doc.members.iter().enumerate() {
+            let at = format!("members[{i}]");
+            if m.id.is_subsystem() {
+                return Err(invalid(
+                    format!("{at}.id"),
+                    "must be a member id, not a subsystem",
+                ));
+            }
+            if members.insert(m.id.clone(), i).is_some() {
+                return Err(invalid(
+                    format!("{at}.id"),
+                    format!("{} is listed twice", m.id),
+                ));
+            }
+            if !m.gateway.starts_with("https://") {
+                return Err(invalid(format!("{at}.gateway"), "must be an https:// URL"));
+            }
+            if m.keys.is_empty() {
+                return Err(invalid(
+                    format!("{at}.keys"),
+                    "at least one key is required",
+                ));
+            }
+            for (k, jwk) in m.keys.iter().enumerate() {
+                let key = VerifyingKey::from_jwk(jwk)
+                    .map_err(|e| invalid(format!("{at}.keys[{k}]"), e.to_string()))?;
+                let expected = format!("{}#", m.id);
+                if !key.kid().starts_with(&expected) {
+                    return Err(invalid(
+                        format!("{at}.keys[{k}].kid"),
+                        format!("`{}` must start with `{expected}`", key.kid()),
+                    ));
+                }
+                if keys
+                    .insert(key.kid().to_owned(), (m.id.clone(), key))
+                    .is_some()
+                {
+                    return Err(invalid(
+                        format!("{at}.keys[{k}].kid"),
+                        "kid is listed twice",
+                    ));
+                }
+            }
+        }
+        let mut contracts = HashMap::new();
+        for (i, c) in doc.contracts.iter().enumerate() {
+            let at = format!("contracts[{i}]");
+            if !members.contains_key(&c.provider) {
+                return Err(invalid(
+                    format!("{at}.provider"),
+                    format!("{} is not a member", c.provider),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for (j, consumer) in c.consumers.iter().enumerate() {
+                if !members.contains_key(&consumer.member) {
+                    return Err(invalid(
+                        format!("{at}.consumers[{j}].member"),
+                        format!("{} is not a member", consumer.member),
+                    ));
+                }
+                if !seen.insert(&consumer.member) {
+                    return Err(invalid(
+                        format!("{at}.consumers[{j}].member"),
+                        "listed twice",
+                    ));
+                }
+            }
+            if c.rate.per_second == 0 {
+                return Err(invalid(
+                    format!("{at}.rate.per_second"),
+                    "must be at least 1",
+                ));
+            }
+            if contracts
+                .insert(ContractRef::new(&c.id, &c.version), i)
+                .is_some()
+            {
+                return Err(invalid(
+                    format!("{at}"),
+                    format!("{}/{} is listed twice", c.id, c.version),
+                ));
+            }
+        }
+        Ok((keys, members, contracts))
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &ManifestDoc {
+        &self.doc
+    }
+
+    /// The signed JWS, as received: what `GET /v1/manifest` serves.
+    pub fn jws(&self) -> &str {
+        &self.jws
+    }
+
+    /// A member by id.
+    pub fn member(&self, id: &MemberId) -> Option<&ManifestMember> {
+        self.members.get(id).map(|&i| &self.doc.members[i])
+    }
+
+    /// A member's key by full kid (`<member>#<key id>`), with the member it belongs to.
+    pub fn key(&self, kid: &str) -> Option<&(MemberId, VerifyingKey)> {
+        self.keys.get(kid)
+    }
+
+    /// A contract by id and version.
+    pub fn contract(&self, r: &ContractRef) -> Option<&ManifestContract> {
+        self.contracts.get(r).map(|&i| &self.doc.contracts[i])
+    }
+
+    /// The contracts a member provides.
+    pub fn provided_by<'a>(
+        &'a self,
+        provider: &'a MemberId,
+    ) -> impl Iterator<Item = &'a ManifestContract> + 'a {
+        self.doc
+            .contracts
+            .iter()
+            .filter(move |c| &c.provider == provider)
+    }
+
+    /// Purposes for which `consumer` may ask `contract`; `None` if it may not ask at all.
+    pub fn grant<'a>(
+        &self,
+        contract: &'a ManifestContract,
+        consumer: &MemberId,
+    ) -> Option<&'a [String]> {
+        contract
+            .consumers
+            .iter()
+            .find(|c| &c.member == consumer)
+            .map(|c| c.purposes.as_slice())
+    }
+
+    /// A summary for people: members, keys, contracts and grants.
+    pub fn summary(&self) -> String {
+        let d = &self.doc;
+        let mut out = format!(
+            "federation {} serial {} issued {} expires {}\n{} CA certificate(s)\nmembers:\n",
+            d.federation,
+            d.serial,
+            d.issued_at,
+            d.expires_at,
+            d.ca.len()
+        );
+        for m in &d.members {
+            out.push_str(&format!("  {} ({}) at {}\n", m.id, m.name, m.gateway));
+            for k in &m.keys {
+                out.push_str(&format!(
+                    "    key {}\n",
+                    k.get("kid").and_then(Value::as_str).unwrap_or("?")
+                ));
+            }
+        }
+        out.push_str("contracts:\n");
+        for c in &d.contracts {
+            out.push_str(&format!(
+                "  {}/{} by {} digest {} rate {}/s burst {}\n",
+                c.id, c.version, c.provider, c.digest, c.rate.per_second, c.rate.burst
+            ));
+            let grants: BTreeMap<_, _> = c
+                .consumers
+                .iter()
+                .map(|g| (g.member.as_str(), g.purposes.join(",")))
+                .collect();
+            for (m, p) in grants {
+                out.push_str(&format!("    {m} for {p}\n"));
+            }
+        }
+        out
+    }
+}
