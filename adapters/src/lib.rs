@@ -1,1 +1,59 @@
-pub fn _x() {}
+//! Adapters answer a contract from what a ministry already runs: its database or its API.
+//!
+//! An adapter receives a query that has already been authorised and checked against the
+//! contract's request schema, and returns the contract's answer as JSON. It knows nothing of
+//! signatures, certificates or the federation; the gateway checks the answer against the
+//! response schema after it.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+
+pub mod sql;
+mod statement;
+
+pub use sql::{ColumnType, RowMode, SqlAdapter, SqlSpec};
+
+/// The future an adapter returns.
+pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdapterError>> + Send + 'a>>;
+
+/// Answers one contract.
+pub trait Adapter: Send + Sync + fmt::Debug {
+    /// The answer to `query`, or why there is none.
+    fn answer<'a>(&'a self, query: &'a Value) -> AnswerFuture<'a>;
+}
+
+/// Why an adapter gave no answer. Each maps to one protocol problem.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The backend cannot be reached or opened (503 `provider-unavailable`).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend did not answer within the deadline (504 `provider-timeout`).
+    #[error("backend did not answer within {0} ms")]
+    Timeout(u64),
+    /// The backend answered, but not in a form the binding can map (502 `provider-error`).
+    #[error("backend error: {0}")]
+    Failed(String),
+}
+
+/// A binding that cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct AdapterConfigError {
+    /// The configuration field at fault, relative to the binding.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl AdapterConfigError {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! sockets, databases or configuration files.
 
 pub mod canonical;
+pub mod catalog;
 pub mod contract;
 pub mod envelope;
 pub mod jws;
@@ -13,6 +14,7 @@ pub mod manifest;
 pub mod member;
 pub mod problem;
 
+pub use catalog::{CatalogError, load_catalog};
 pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
 pub use envelope::{ExchangeAnswer, ExchangeRequest};
 pub use jws::{Algorithm, JwsError, ParsedJws, SigningKey, VerifyingKey};

@@ -308,7 +308,7 @@ impl Manifest {
                 .is_some()
             {
                 return Err(invalid(
-                    format!("{at}"),
+                    at,
                     format!("{}/{} is listed twice", c.id, c.version),
                 ));
             }

@@ -1,1 +1,16 @@
-pub fn _x() {}
+//! The Simpul gateway: mTLS listeners, the exchange pipeline, the federation client, the
+//! demo federation and the `simpul` CLI's commands.
+
+pub mod client;
+pub mod config;
+pub mod consumer;
+pub mod exchange;
+pub mod fanout;
+pub mod federation;
+pub mod gateway;
+pub mod http;
+pub mod local;
+pub mod pki;
+pub mod seed;
+pub mod server;
+pub mod tls;

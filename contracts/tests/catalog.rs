@@ -1,0 +1,533 @@
+//! The shipped contract catalog: the four documents, their NIK rule and their answers.
+
+use std::path::Path;
+
+use contracts::{Contract, load_catalog};
+use serde_json::{Value, json};
+
+const CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog");
+
+fn catalog() -> Vec<Contract> {
+    load_catalog(Path::new(CATALOG)).expect("the shipped catalog loads")
+}
+
+fn contract(id: &str) -> Contract {
+    catalog()
+        .into_iter()
+        .find(|c| c.doc().id == id)
+        .unwrap_or_else(|| panic!("{id} is in the catalog"))
+}
+
+#[test]
+fn the_four_contracts_with_their_providers() {
+    let found: Vec<_> = catalog()
+        .iter()
+        .map(|c| {
+            let d = c.doc();
+            (
+                d.id.clone(),
+                d.version.clone(),
+                d.provider.to_string(),
+                d.purposes.clone(),
+                d.cache.as_ref().map(|c| c.ttl_s),
+            )
+        })
+        .collect();
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        found,
+        vec![
+            (
+                "citizenship.status".into(),
+                "1".into(),
+                "ID:GOV:DUKCAPIL".into(),
+                s(&[
+                    "citizen-protection",
+                    "placement-verification",
+                    "social-security"
+                ]),
+                Some(300)
+            ),
+            (
+                "employment.placement".into(),
+                "1".into(),
+                "ID:GOV:BP2MI".into(),
+                s(&["citizen-protection", "social-security"]),
+                Some(60)
+            ),
+            (
+                "insurance.status".into(),
+                "1".into(),
+                "ID:GOV:BPJSTK".into(),
+                s(&["citizen-protection", "placement-verification"]),
+                Some(300)
+            ),
+            (
+                "residence.abroad".into(),
+                "1".into(),
+                "ID:GOV:KEMLU".into(),
+                s(&["citizen-protection"]),
+                None
+            ),
+        ]
+    );
+}
+
+/// Every object schema closes its properties, every `$ref` is local, and both top-level
+/// schemas declare the 2020-12 dialect.
+#[test]
+fn schemas_are_closed_local_and_2020_12() {
+    fn walk(v: &Value, at: &str) {
+        match v {
+            Value::Object(m) => {
+                if m.get("type") == Some(&json!("object")) {
+                    assert_eq!(
+                        m.get("additionalProperties"),
+                        Some(&json!(false)),
+                        "{at} must set additionalProperties: false"
+                    );
+                }
+                if let Some(r) = m.get("$ref") {
+                    assert!(r.as_str().unwrap().starts_with("#/$defs/"), "{at}: {r}");
+                }
+                for (k, v) in m {
+                    walk(v, &format!("{at}/{k}"));
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let first_request = catalog()[0].doc().request.clone();
+    for c in catalog() {
+        let d = c.doc();
+        for (name, schema) in [("request", &d.request), ("response", &d.response)] {
+            assert_eq!(
+                schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+                "{}: {name}",
+                d.id
+            );
+            walk(schema, &format!("{}/{name}", d.id));
+        }
+        assert_eq!(
+            d.request, first_request,
+            "{}: the same request schema",
+            d.id
+        );
+        assert_eq!(d.personal_data, ["/nik"]);
+        assert!(
+            d.request["properties"]["nik"]["description"]
+                .as_str()
+                .is_some_and(|s| s.contains("PP RR DD DDMMYY SSSS"))
+        );
+        assert!(d.description.contains("deliberately"), "{}", d.id);
+    }
+}
+
+const ACCEPTED: &[(&str, &str)] = &[
+    ("3171011701900001", "man born 1990-01-17 in Jakarta"),
+    ("3171015701900001", "woman born the 17th: day 57"),
+    ("3171012902000001", "29 Feb in YY=00"),
+    ("3171012902040001", "29 Feb in YY=04"),
+    ("3171012902960001", "29 Feb in YY=96"),
+    ("3171016902040001", "woman born 29 Feb in YY=04"),
+    ("3171012802010001", "28 Feb in YY=01"),
+    ("3171016802010001", "woman born 28 Feb in YY=01"),
+    ("3171013112990001", "day 31 in month 12"),
+    ("3171017101990001", "woman born 31 Jan"),
+    ("3171013108990001", "31 Aug"),
+    ("3171013004990001", "30 Apr"),
+    ("3171017011990001", "woman born 30 Nov"),
+    ("3171010101000001", "day 01, month 01"),
+    ("3171014101000001", "woman born the 1st: day 41"),
+    ("3171011701909999", "serial 9999"),
+    ("3171011701900010", "serial 0010"),
+    ("3199991701900001", "regency 99, district 99"),
+    ("1171011701900001", "province 11"),
+    ("1971011701900001", "province 19"),
+    ("2171011701900001", "province 21"),
+    ("3171011701900002", "province 31"),
+    ("3671011701900001", "province 36"),
+    ("5171011701900001", "province 51"),
+    ("5371011701900001", "province 53"),
+    ("6171011701900001", "province 61"),
+    ("6571011701900001", "province 65"),
+    ("7171011701900001", "province 71"),
+    ("7671011701900001", "province 76"),
+    ("8171011701900001", "province 81"),
+    ("8271011701900001", "province 82"),
+    ("9171011701900001", "province 91"),
+    ("9671011701900001", "province 96"),
+];
+
+const REFUSED: &[(&str, &str)] = &[
+    ("317101170190001", "15 digits"),
+    ("31710117019000011", "17 digits"),
+    ("", "empty"),
+    ("31710117019000AB", "letters"),
+    ("3171O11701900001", "letter O for zero"),
+    ("３１７１０１１７０１９００００１", "full-width digits"),
+    ("3171011701900001\n", "trailing newline"),
+    (" 3171011701900001", "leading space"),
+    ("0071011701900001", "province 00"),
+    ("1071011701900001", "province 10"),
+    ("2071011701900001", "province 20"),
+    ("2271011701900001", "province 22"),
+    ("3071011701900001", "province 30"),
+    ("3771011701900001", "province 37"),
+    ("5071011701900001", "province 50"),
+    ("5471011701900001", "province 54"),
+    ("6071011701900001", "province 60"),
+    ("6671011701900001", "province 66"),
+    ("7071011701900001", "province 70"),
+    ("7771011701900001", "province 77"),
+    ("8071011701900001", "province 80"),
+    ("8371011701900001", "province 83"),
+    ("9071011701900001", "province 90"),
+    ("9771011701900001", "province 97"),
+    ("3100011701900001", "regency 00"),
+    ("3171001701900001", "district 00"),
+    ("3171010001900001", "day 00"),
+    ("3171013201900001", "day 32"),
+    ("3171014001900001", "day 40"),
+    ("3171017201900001", "day 72"),
+    ("3171019901900001", "day 99"),
+    ("3171011700900001", "month 00"),
+    ("3171011713900001", "month 13"),
+    ("3171013104900001", "31 April"),
+    ("3171017106900001", "71 June"),
+    ("3171013102000001", "31 Feb"),
+    ("3171013002000001", "30 Feb"),
+    ("3171017002000001", "70 Feb"),
+    ("3171012902010001", "29 Feb in YY=01"),
+    ("3171012902900001", "29 Feb in YY=90"),
+    ("3171016902010001", "69 Feb in YY=01"),
+    ("3171011701900000", "serial 0000"),
+];
+
+#[test]
+fn nik_accepted() {
+    for c in catalog() {
+        for (nik, why) in ACCEPTED {
+            assert_eq!(
+                c.check_request(&json!({ "nik": nik }), "/query"),
+                Ok(()),
+                "{}: {nik} ({why}) must be accepted",
+                c.doc().id
+            );
+        }
+    }
+}
+
+#[test]
+fn nik_refused_at_query_nik() {
+    for c in catalog() {
+        for (nik, why) in REFUSED {
+            let errs = c
+                .check_request(&json!({ "nik": nik }), "/query")
+                .expect_err(&format!("{}: {nik:?} ({why}) must be refused", c.doc().id));
+            assert!(
+                errs.iter().all(|e| e.pointer == "/query/nik"),
+                "{}: {why}: {errs:?}",
+                c.doc().id
+            );
+        }
+        let errs = c
+            .check_request(&json!({ "nik": 3171011701900001u64 }), "/query")
+            .expect_err("a number is not a NIK");
+        assert!(errs.iter().all(|e| e.pointer == "/query/nik"), "{errs:?}");
+    }
+}
+
+#[test]
+fn query_shape_refused() {
+    for c in catalog() {
+        let id = &c.doc().id;
+        // Both violations are about the query object itself, so they point at it.
+        for (query, why) in [
+            (
+                json!({"nik": "3171011701900001", "name": "Siti"}),
+                "extra property",
+            ),
+            (json!({}), "missing nik"),
+            (json!("3171011701900001"), "not an object"),
+        ] {
+            let errs = c
+                .check_request(&query, "/query")
+                .expect_err(&format!("{id}: {why} must be refused"));
+            assert!(
+                errs.iter().all(|e| e.pointer == "/query"),
+                "{id}: {why}: {errs:?}"
+            );
+        }
+    }
+}
+
+/// Asserts `result` is refused and every violation points at `pointer`.
+fn refused(c: &Contract, result: Value, pointer: &str) {
+    let errs = c
+        .check_response(&result, "/result")
+        .expect_err(&format!("{}: {result} must be refused", c.doc().id));
+    assert!(
+        errs.iter().all(|e| e.pointer == pointer),
+        "{}: {result}: expected {pointer}, got {errs:?}",
+        c.doc().id
+    );
+}
+
+fn accepted(c: &Contract, result: Value) {
+    assert_eq!(
+        c.check_response(&result, "/result"),
+        Ok(()),
+        "{}: {result} must be accepted",
+        c.doc().id
+    );
+}
+
+#[test]
+fn citizenship_status_answers() {
+    let c = contract("citizenship.status");
+    accepted(
+        &c,
+        json!({"registered": true, "citizenship": "WNI", "deceased": false}),
+    );
+    accepted(
+        &c,
+        json!({"registered": true, "citizenship": "WNA", "deceased": true}),
+    );
+    accepted(
+        &c,
+        json!({"registered": false, "citizenship": "unknown", "deceased": false}),
+    );
+    refused(
+        &c,
+        json!({"registered": true, "citizenship": "XX", "deceased": false}),
+        "/result/citizenship",
+    );
+    refused(
+        &c,
+        json!({"registered": "yes", "citizenship": "WNI", "deceased": false}),
+        "/result/registered",
+    );
+    refused(
+        &c,
+        json!({"registered": true, "citizenship": "WNI"}),
+        "/result",
+    );
+    refused(
+        &c,
+        json!({"registered": true, "citizenship": "WNI", "deceased": false, "name": "Siti"}),
+        "/result",
+    );
+}
+
+#[test]
+fn employment_placement_answers() {
+    let c = contract("employment.placement");
+    accepted(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "PT Contoh Jaya", "since": "2024-03-01"}),
+    );
+    accepted(&c, json!({"placed": false}));
+    refused(
+        &c,
+        json!({"placed": false, "country": "MY"}),
+        "/result/country",
+    );
+    refused(
+        &c,
+        json!({"placed": false, "since": "2024-03-01"}),
+        "/result/since",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "since": "2024-03-01"}),
+        "/result",
+    );
+    refused(&c, json!({}), "/result");
+    refused(
+        &c,
+        json!({"placed": true, "country": "my", "agency": "PT A", "since": "2024-03-01"}),
+        "/result/country",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MYS", "agency": "PT A", "since": "2024-03-01"}),
+        "/result/country",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "", "since": "2024-03-01"}),
+        "/result/agency",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "A".repeat(201), "since": "2024-03-01"}),
+        "/result/agency",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "PT A", "since": "2024-13-01"}),
+        "/result/since",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "PT A", "since": "1 March 2024"}),
+        "/result/since",
+    );
+    refused(
+        &c,
+        json!({"placed": true, "country": "MY", "agency": "PT A", "since": "2024-03-01", "employer": "X"}),
+        "/result",
+    );
+}
+
+#[test]
+fn insurance_status_answers() {
+    let c = contract("insurance.status");
+    accepted(
+        &c,
+        json!({"enrolled": true, "active": true, "programs": ["JKK", "JKM", "JHT", "JP"]}),
+    );
+    accepted(
+        &c,
+        json!({"enrolled": true, "active": false, "programs": []}),
+    );
+    accepted(
+        &c,
+        json!({"enrolled": false, "active": false, "programs": []}),
+    );
+    refused(
+        &c,
+        json!({"enrolled": false, "active": true, "programs": []}),
+        "/result/active",
+    );
+    refused(
+        &c,
+        json!({"enrolled": false, "active": false, "programs": ["JHT"]}),
+        "/result/programs",
+    );
+    refused(
+        &c,
+        json!({"enrolled": true, "active": true, "programs": ["JHT", "JHT"]}),
+        "/result/programs",
+    );
+    refused(
+        &c,
+        json!({"enrolled": true, "active": true, "programs": ["JKN"]}),
+        "/result/programs/0",
+    );
+    refused(&c, json!({"enrolled": true, "active": true}), "/result");
+    refused(
+        &c,
+        json!({"enrolled": true, "active": true, "programs": [], "balance": 1}),
+        "/result",
+    );
+}
+
+#[test]
+fn residence_abroad_answers() {
+    let c = contract("residence.abroad");
+    accepted(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-30", "reports": 2}),
+    );
+    accepted(&c, json!({"reported": false}));
+    refused(
+        &c,
+        json!({"reported": false, "country": "SA"}),
+        "/result/country",
+    );
+    refused(
+        &c,
+        json!({"reported": false, "reports": 1}),
+        "/result/reports",
+    );
+    refused(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-30"}),
+        "/result",
+    );
+    refused(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-30", "reports": 0}),
+        "/result/reports",
+    );
+    refused(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-30", "reports": 1.5}),
+        "/result/reports",
+    );
+    refused(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-32", "reports": 1}),
+        "/result/reported_on",
+    );
+    refused(
+        &c,
+        json!({"reported": true, "country": "SA", "reported_on": "2025-06-30", "reports": 1, "address": "Riyadh"}),
+        "/result",
+    );
+}
+
+/// The pattern agrees with the calendar on every DDMMYY, every province code and every
+/// serial, as the validator the gateway uses evaluates it.
+#[test]
+fn nik_pattern_matches_the_rules_exhaustively() {
+    let c = contract("citizenship.status");
+    let valid = |nik: String| c.check_request(&json!({ "nik": nik }), "/query").is_ok();
+    let real_date = |dd: u32, mm: u32, yy: u32| {
+        let day = if dd > 40 { dd - 40 } else { dd };
+        let days = match mm {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if yy.is_multiple_of(4) => 29,
+            2 => 28,
+            _ => return false,
+        };
+        (1..=days).contains(&day)
+    };
+    for dd in 0..100 {
+        for mm in 0..100 {
+            for yy in 0..100 {
+                assert_eq!(
+                    valid(format!("317101{dd:02}{mm:02}{yy:02}0001")),
+                    real_date(dd, mm, yy),
+                    "DDMMYY {dd:02}{mm:02}{yy:02}"
+                );
+            }
+        }
+    }
+    let provinces = [
+        11..=19,
+        21..=21,
+        31..=36,
+        51..=53,
+        61..=65,
+        71..=76,
+        81..=82,
+        91..=96,
+    ];
+    for pp in 0..100 {
+        assert_eq!(
+            valid(format!("{pp:02}71011701900001")),
+            provinces.iter().any(|r| r.contains(&pp)),
+            "province {pp:02}"
+        );
+    }
+    for code in 0..100 {
+        assert_eq!(valid(format!("31{code:02}011701900001")), code != 0);
+        assert_eq!(valid(format!("3171{code:02}1701900001")), code != 0);
+    }
+    for serial in 0..10_000 {
+        assert_eq!(
+            valid(format!("317101170190{serial:04}")),
+            serial != 0,
+            "serial {serial:04}"
+        );
+    }
+}

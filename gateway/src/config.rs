@@ -1,0 +1,451 @@
+//! `config.toml`: the federation, its members, what each provides and how, parsed into
+//! validated types at start-up. A gateway that starts is a gateway that is configured right;
+//! a bad file is refused with its path and the field at fault.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use adapters::SqlSpec;
+use contracts::manifest::{Consumer, Rate};
+use contracts::{Contract, ContractRef, MemberId};
+use serde::Deserialize;
+
+use crate::seed::{Dataset, SeedConfig};
+
+/// The configuration embedded in the binary: the demo federation `simpul up` runs when no
+/// `config.toml` is given or found.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../config.toml");
+
+/// A configuration file that cannot be used, with the file and the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// The field, as a TOML path (`members[1].listen`).
+    pub field: String,
+    /// What is wrong and, where it helps, what to do.
+    pub reason: String,
+}
+
+/// `[federation]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Federation instance, e.g. `ID`.
+    pub id: String,
+    /// The federation authority's id; its key signs the manifest.
+    pub authority: MemberId,
+    /// The directory of the PKI (`simpul pki init` writes it).
+    #[serde(default = "default_certs")]
+    pub certs: PathBuf,
+    /// The signed manifest file.
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+    /// The pinned public key of the authority (a JWK file); defaults to the PKI's.
+    #[serde(default)]
+    pub authority_key: Option<PathBuf>,
+    /// Days a newly signed manifest is valid.
+    #[serde(default = "default_validity")]
+    pub manifest_validity_days: u32,
+    /// The contract catalog directory.
+    #[serde(default = "default_catalog")]
+    pub catalog: PathBuf,
+    /// Host names and addresses gateway certificates are issued for.
+    #[serde(default = "default_hosts")]
+    pub hosts: Vec<String>,
+}
+
+fn default_certs() -> PathBuf {
+    "certs".into()
+}
+fn default_manifest() -> PathBuf {
+    "data/manifest.jws".into()
+}
+fn default_validity() -> u32 {
+    30
+}
+fn default_catalog() -> PathBuf {
+    "contracts/catalog".into()
+}
+fn default_hosts() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into()]
+}
+fn default_deadline_ms() -> u64 {
+    3_000
+}
+
+/// A contract a member provides: who may ask it, at what rate, and the adapter that answers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provision {
+    /// Contract id.
+    pub contract: String,
+    /// Version.
+    pub version: String,
+    /// Consumers and their purposes (written into the manifest).
+    pub consumers: Vec<Consumer>,
+    /// Per-consumer rate (written into the manifest).
+    pub rate: Rate,
+    /// The SQL binding.
+    pub sql: SqlSpec,
+}
+
+impl Provision {
+    /// Id and version.
+    pub fn reference(&self) -> ContractRef {
+        ContractRef::new(&self.contract, &self.version)
+    }
+}
+
+/// One part of a federated contract.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    /// Name of the part in the answer.
+    pub name: String,
+    /// Contract id.
+    pub contract: String,
+    /// Version.
+    pub version: String,
+}
+
+/// A federated contract, defined locally at one gateway: one query fanned out to several
+/// contracts in parallel under one deadline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederatedContract {
+    /// Its id on the local face.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// What it is for.
+    #[serde(default)]
+    pub title: String,
+    /// The purpose every part is asked for.
+    pub purpose: String,
+    /// One deadline for all parts, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// The parts.
+    pub parts: Vec<Part>,
+}
+
+impl FederatedContract {
+    /// Id and version.
+    pub fn reference(&self) -> ContractRef {
+        ContractRef::new(&self.id, &self.version)
+    }
+}
+
+/// `[[members]]`: one member and its gateway.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Member id (three parts).
+    pub id: MemberId,
+    /// Human name.
+    pub name: String,
+    /// Where its gateway listens.
+    pub listen: SocketAddr,
+    /// Its gateway's URL in the manifest; defaults to `https://localhost:<port>`.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// Codes of its subsystems (`PEDULI-WNI` for `ID:GOV:KEMLU:PEDULI-WNI`).
+    #[serde(default)]
+    pub subsystems: Vec<String>,
+    /// Deadline for a local query to a single contract, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub query_deadline_ms: u64,
+    /// Demo only: the synthetic dataset `simpul up` seeds, and where.
+    #[serde(default)]
+    pub seed: Option<SeedTarget>,
+    /// Contracts it provides.
+    #[serde(default)]
+    pub provides: Vec<Provision>,
+    /// Federated contracts it defines.
+    #[serde(default)]
+    pub federated: Vec<FederatedContract>,
+}
+
+/// Which synthetic dataset to seed into which database file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedTarget {
+    /// The dataset.
+    pub dataset: Dataset,
+    /// The SQLite file, relative to the configuration's directory.
+    pub database: PathBuf,
+}
+
+impl MemberConfig {
+    /// The gateway URL published in the manifest.
+    pub fn gateway_url(&self) -> String {
+        self.gateway
+            .clone()
+            .unwrap_or_else(|| format!("https://localhost:{}", self.listen.port()))
+    }
+
+    /// Full ids of its subsystems.
+    pub fn subsystem_ids(&self) -> Vec<MemberId> {
+        self.subsystems
+            .iter()
+            .filter_map(|s| self.id.subsystem(s).ok())
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    federation: FederationConfig,
+    #[serde(default)]
+    data: SeedConfig,
+    members: Vec<MemberConfig>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from (`<embedded>` for the built-in demo).
+    pub source: String,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// `[federation]`.
+    pub federation: FederationConfig,
+    /// `[data]`: the demo's synthetic data.
+    pub data: SeedConfig,
+    /// `[[members]]`.
+    pub members: Vec<MemberConfig>,
+    /// The contract catalog, by id and version.
+    pub catalog: BTreeMap<ContractRef, Contract>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates configuration text from `source`, resolving paths against `base_dir`.
+    pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let err = |field: String, reason: String| ConfigError {
+            path: source.to_owned(),
+            field,
+            reason,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|s| format!("at byte {}..{}", s.start, s.end))
+                .unwrap_or_default();
+            err(field, e.message().to_owned())
+        })?;
+        raw.data.validate().map_err(|r| err("data".into(), r))?;
+        let base_dir = base_dir.to_path_buf();
+        let catalog_dir = base_dir.join(&raw.federation.catalog);
+        let catalog: BTreeMap<ContractRef, Contract> = contracts::load_catalog(&catalog_dir)
+            .map_err(|e| err("federation.catalog".into(), e.to_string()))?
+            .into_iter()
+            .map(|c| (c.reference(), c))
+            .collect();
+        if raw.federation.authority.is_subsystem() {
+            return Err(err(
+                "federation.authority".into(),
+                "must be a member id (three parts)".into(),
+            ));
+        }
+        if raw.members.is_empty() {
+            return Err(err(
+                "members".into(),
+                "at least one member is required".into(),
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut listens = HashSet::new();
+        for (i, m) in raw.members.iter().enumerate() {
+            let at = format!("members[{i}]");
+            if m.id.is_subsystem() {
+                return Err(err(
+                    format!("{at}.id"),
+                    "must be a member id (three parts), not a subsystem".into(),
+                ));
+            }
+            if !ids.insert(m.id.clone()) {
+                return Err(err(
+                    format!("{at}.id"),
+                    format!("{} is configured twice", m.id),
+                ));
+            }
+            if !listens.insert(m.listen) {
+                return Err(err(
+                    format!("{at}.listen"),
+                    format!("{} is used by another member", m.listen),
+                ));
+            }
+            if !m.gateway_url().starts_with("https://") {
+                return Err(err(
+                    format!("{at}.gateway"),
+                    "must be an https:// URL".into(),
+                ));
+            }
+            for (j, s) in m.subsystems.iter().enumerate() {
+                m.id.subsystem(s)
+                    .map_err(|e| err(format!("{at}.subsystems[{j}]"), e.to_string()))?;
+            }
+        }
+        for (i, m) in raw.members.iter().enumerate() {
+            let at = format!("members[{i}]");
+            let mut provided = HashSet::new();
+            for (j, p) in m.provides.iter().enumerate() {
+                let at = format!("{at}.provides[{j}]");
+                let Some(contract) = catalog.get(&p.reference()) else {
+                    return Err(err(
+                        format!("{at}.contract"),
+                        format!(
+                            "{} is not in the catalog {}",
+                            p.reference(),
+                            catalog_dir.display()
+                        ),
+                    ));
+                };
+                if contract.doc().provider != m.id {
+                    return Err(err(
+                        format!("{at}.contract"),
+                        format!(
+                            "{} is provided by {} according to its document",
+                            p.reference(),
+                            contract.doc().provider
+                        ),
+                    ));
+                }
+                if !provided.insert(p.reference()) {
+                    return Err(err(format!("{at}.contract"), "provided twice".into()));
+                }
+                for (k, c) in p.consumers.iter().enumerate() {
+                    if !ids.contains(&c.member) {
+                        return Err(err(
+                            format!("{at}.consumers[{k}].member"),
+                            format!("{} is not a configured member", c.member),
+                        ));
+                    }
+                    if let Some(bad) = c
+                        .purposes
+                        .iter()
+                        .find(|x| !contract.doc().purposes.contains(x))
+                    {
+                        return Err(err(
+                            format!("{at}.consumers[{k}].purposes"),
+                            format!(
+                                "`{bad}` is not a purpose of {} ({})",
+                                p.reference(),
+                                contract.doc().purposes.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                if p.rate.per_second == 0 {
+                    return Err(err(
+                        format!("{at}.rate.per_second"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                adapters::SqlAdapter::new(p.sql.clone(), &base_dir)
+                    .map_err(|e| err(format!("{at}.sql.{}", e.field), e.reason))?;
+            }
+            for (j, f) in m.federated.iter().enumerate() {
+                let at = format!("{at}.federated[{j}]");
+                if catalog.contains_key(&f.reference()) {
+                    return Err(err(
+                        format!("{at}.id"),
+                        "a catalog contract already has this id and version".into(),
+                    ));
+                }
+                if f.parts.is_empty() {
+                    return Err(err(
+                        format!("{at}.parts"),
+                        "at least one part is required".into(),
+                    ));
+                }
+                if f.deadline_ms == 0 {
+                    return Err(err(
+                        format!("{at}.deadline_ms"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                let mut names = HashSet::new();
+                for (k, part) in f.parts.iter().enumerate() {
+                    let r = ContractRef::new(&part.contract, &part.version);
+                    if !catalog.contains_key(&r) {
+                        return Err(err(
+                            format!("{at}.parts[{k}].contract"),
+                            format!("{r} is not in the catalog"),
+                        ));
+                    }
+                    if !names.insert(&part.name) {
+                        return Err(err(format!("{at}.parts[{k}].name"), "used twice".into()));
+                    }
+                }
+            }
+        }
+        Ok(Config {
+            source: source.to_owned(),
+            base_dir,
+            federation: raw.federation,
+            data: raw.data,
+            members: raw.members,
+            catalog,
+        })
+    }
+
+    /// A path from the configuration, resolved against its directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+
+    /// A member's configuration.
+    pub fn member(&self, id: &MemberId) -> Option<&MemberConfig> {
+        self.members.iter().find(|m| &m.id == id)
+    }
+
+    /// The PKI layout under `federation.certs`.
+    pub fn pki_layout(&self) -> crate::pki::PkiLayout {
+        crate::pki::PkiLayout::new(self.resolve(&self.federation.certs))
+    }
+
+    /// What `simpul pki init` issues for this configuration.
+    pub fn pki_plan(&self) -> crate::pki::PkiPlan {
+        crate::pki::PkiPlan {
+            authority: self.federation.authority.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|m| (m.id.clone(), m.subsystem_ids()))
+                .collect(),
+            hosts: self.federation.hosts.clone(),
+        }
+    }
+
+    /// The pinned authority key file.
+    pub fn authority_key_path(&self) -> PathBuf {
+        match &self.federation.authority_key {
+            Some(p) => self.resolve(p),
+            None => self.pki_layout().authority_jwk(),
+        }
+    }
+
+    /// The manifest file.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.resolve(&self.federation.manifest)
+    }
+}

@@ -1,0 +1,230 @@
+//! The consumer's side of an exchange (PROTOCOL.md §4): build and sign the request as this
+//! gateway's member, send it to the provider's gateway over mutual TLS, and accept the answer
+//! only if it is signed by the provider's key from the manifest and bound to this request.
+
+use std::time::Duration;
+
+use contracts::canonical::sha256_b64url;
+use contracts::envelope::{
+    ANSWER_TYP, Evidence, JOSE_MEDIA_TYPE, LocalAnswer, MAX_VALIDITY_S, REQUEST_TYP,
+};
+use contracts::{
+    ContractRef, ExchangeAnswer, ExchangeRequest, MemberId, ParsedJws, Problem, ProblemCode,
+};
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::client::CallError;
+use crate::gateway::Gateway;
+
+/// How long a request this gateway signs stays valid.
+pub const REQUEST_VALIDITY_S: i64 = 60;
+
+/// Asks `contract` on behalf of `subsystem` for `purpose`, within `deadline`.
+pub async fn ask(
+    gw: &Gateway,
+    subsystem: &MemberId,
+    contract: &ContractRef,
+    purpose: &str,
+    query: Value,
+    deadline: Duration,
+) -> Result<LocalAnswer, Problem> {
+    let listed = gw.manifest.contract(contract).ok_or_else(|| {
+        Problem::new(
+            ProblemCode::UnknownContract,
+            format!("{contract} is not in the manifest"),
+        )
+    })?;
+    // Refused here rather than by the provider: the answer would be the same, one trip later.
+    match gw.manifest.grant(listed, &gw.member) {
+        Some(purposes) if purposes.iter().any(|p| p == purpose) => {}
+        Some(purposes) => {
+            return Err(Problem::new(
+                ProblemCode::Forbidden,
+                format!(
+                    "{} may ask {contract} for {} only, not for `{purpose}`",
+                    gw.member,
+                    purposes.join(", ")
+                ),
+            ));
+        }
+        None => {
+            return Err(Problem::new(
+                ProblemCode::Forbidden,
+                format!(
+                    "{} is not a consumer of {contract} in the manifest",
+                    gw.member
+                ),
+            ));
+        }
+    }
+    let doc = gw.catalog.get(contract).ok_or_else(|| {
+        Problem::new(
+            ProblemCode::UnknownContract,
+            format!("no document for {contract} in the catalog"),
+        )
+    })?;
+    doc.check_request(&query, "/query").map_err(|errors| {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.pointer, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Problem::new(ProblemCode::InvalidQuery, detail).with_errors(errors)
+    })?;
+    let provider = listed.provider.clone();
+    let peer = gw.manifest.member(&provider).ok_or_else(|| {
+        Problem::new(
+            ProblemCode::UnknownContract,
+            format!("provider {provider} is not in the manifest"),
+        )
+    })?;
+    let client = gw
+        .peers
+        .get(&provider)
+        .ok_or_else(|| Problem::new(ProblemCode::Internal, format!("no client for {provider}")))?;
+
+    let now = contracts::unix_now();
+    let request = ExchangeRequest {
+        v: 1,
+        id: uuid::Uuid::new_v4().to_string(),
+        iss: gw.member.clone(),
+        sub: Some(subsystem.clone()),
+        aud: provider.clone(),
+        contract: contract.id.clone(),
+        version: contract.version.clone(),
+        purpose: purpose.to_owned(),
+        iat: now,
+        exp: now + REQUEST_VALIDITY_S.min(MAX_VALIDITY_S),
+        query,
+    };
+    let id = request.id.clone();
+    let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider);
+    let _enter = span.enter();
+    let fail = |p: Problem| {
+        let mut p = p.with_exchange_id(Some(&id));
+        p.provider = Some(provider.to_string());
+        tracing::info!(outcome = %p.type_uri, detail = %p.detail, "exchange failed");
+        p
+    };
+    let payload = serde_json::to_vec(&request).map_err(|e| {
+        fail(Problem::new(
+            ProblemCode::Internal,
+            format!("cannot encode the request: {e}"),
+        ))
+    })?;
+    let jws = gw.signing.sign(REQUEST_TYP, &payload).map_err(|e| {
+        fail(Problem::new(
+            ProblemCode::Internal,
+            format!("cannot sign: {e}"),
+        ))
+    })?;
+    let url = format!(
+        "{}/v1/exchange/{}/{}",
+        peer.gateway.trim_end_matches('/'),
+        contract.id,
+        contract.version
+    );
+    drop(_enter);
+    let reply = client
+        .call(
+            Method::POST,
+            &url,
+            JOSE_MEDIA_TYPE,
+            jws.clone().into(),
+            deadline,
+        )
+        .await
+        .map_err(|e| {
+            fail(match e {
+                CallError::Timeout(_) => Problem::new(ProblemCode::ProviderTimeout, e.to_string()),
+                CallError::Unreachable { .. } | CallError::Request(_) => {
+                    Problem::new(ProblemCode::ProviderUnavailable, e.to_string())
+                }
+                CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
+            })
+        })?;
+    let _enter = span.enter();
+    if reply.status != StatusCode::OK {
+        // The provider's refusal is relayed as it said it, with its status.
+        let relayed = serde_json::from_slice::<Problem>(&reply.body)
+            .ok()
+            .filter(|p| p.code().is_some() && p.status == reply.status.as_u16());
+        return Err(fail(relayed.unwrap_or_else(|| {
+            Problem::new(
+                ProblemCode::BadAnswer,
+                format!(
+                    "the provider answered {} without a problem document",
+                    reply.status
+                ),
+            )
+        })));
+    }
+    let text = std::str::from_utf8(&reply.body).map_err(|_| {
+        fail(Problem::new(
+            ProblemCode::BadAnswer,
+            "the answer is not UTF-8",
+        ))
+    })?;
+    let answer = verify_answer(gw, &request, &jws, text, doc)
+        .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
+    tracing::info!(outcome = "ok", "answered");
+    Ok(LocalAnswer {
+        exchange_id: id.clone(),
+        provider,
+        result: answer.result,
+        evidence: Evidence {
+            request: jws,
+            response: text.to_owned(),
+        },
+    })
+}
+
+/// Accepts an answer only if it is a `simpul-response+jws` signed by a key the manifest
+/// lists for the provider, for this exchange id, addressed to this member, for this
+/// contract, bound to the exact request bytes, and valid against the response schema.
+fn verify_answer(
+    gw: &Gateway,
+    request: &ExchangeRequest,
+    request_jws: &str,
+    text: &str,
+    contract: &contracts::Contract,
+) -> Result<ExchangeAnswer, String> {
+    let parsed = ParsedJws::parse(text, ANSWER_TYP).map_err(|e| format!("answer JWS: {e}"))?;
+    let kid = parsed.header.kid.as_deref().unwrap_or_default();
+    let (owner, key) = gw
+        .manifest
+        .key(kid)
+        .ok_or_else(|| format!("answer kid `{kid}` is not in the manifest"))?;
+    if owner != &request.aud {
+        return Err(format!(
+            "answer signed by {owner}, the provider is {}",
+            request.aud
+        ));
+    }
+    key.verify(&parsed).map_err(|e| format!("answer: {e}"))?;
+    let answer: ExchangeAnswer =
+        serde_json::from_slice(&parsed.payload).map_err(|e| format!("answer payload: {e}"))?;
+    let expected_hash = sha256_b64url(request_jws.as_bytes());
+    let checks = [
+        (answer.v == 1, "v is not 1"),
+        (answer.id == request.id, "id is not this exchange's"),
+        (answer.iss == request.aud, "iss is not the provider"),
+        (answer.aud == request.iss, "aud is not this member"),
+        (
+            answer.contract == request.contract && answer.version == request.version,
+            "contract differs",
+        ),
+        (
+            answer.request_hash == expected_hash,
+            "request_hash does not match the request sent",
+        ),
+    ];
+    if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+        return Err(format!("answer {what}"));
+    }
+    contract
+        .check_response(&answer.result, "/result")
+        .map_err(|errors| format!("answer result violates the response schema: {errors:?}"))?;
+    Ok(answer)
+}

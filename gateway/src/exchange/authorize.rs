@@ -1,0 +1,45 @@
+//! The contract is known and provided here, and the manifest allows this consumer to ask it
+//! for this purpose.
+
+use std::sync::Arc;
+
+use adapters::Adapter;
+use contracts::{Contract, ContractRef, ExchangeRequest, Problem, ProblemCode};
+
+use crate::gateway::Gateway;
+
+pub(super) fn authorize<'g>(
+    gw: &'g Gateway,
+    request: &ExchangeRequest,
+) -> Result<(&'g Contract, &'g Arc<dyn Adapter>), Problem> {
+    let r = ContractRef::new(&request.contract, &request.version);
+    let unknown = || {
+        Problem::new(
+            ProblemCode::UnknownContract,
+            format!("{r} is not provided by {}", gw.member),
+        )
+    };
+    let listed = gw
+        .manifest
+        .contract(&r)
+        .filter(|c| c.provider == gw.member)
+        .ok_or_else(unknown)?;
+    let adapter = gw.provided.get(&r).ok_or_else(unknown)?;
+    let contract = gw.catalog.get(&r).ok_or_else(unknown)?;
+    match gw.manifest.grant(listed, &request.iss) {
+        None => Err(Problem::new(
+            ProblemCode::Forbidden,
+            format!("{} is not a consumer of {r} in the manifest", request.iss),
+        )),
+        Some(purposes) if !purposes.contains(&request.purpose) => Err(Problem::new(
+            ProblemCode::Forbidden,
+            format!(
+                "{} may ask {r} for {} only, not for `{}`",
+                request.iss,
+                purposes.join(", "),
+                request.purpose
+            ),
+        )),
+        Some(_) => Ok((contract, adapter)),
+    }
+}

@@ -1,0 +1,49 @@
+//! `iat` within ±60 s of now, `exp` in the future, `exp - iat` at most 300 s.
+
+use contracts::envelope::{CLOCK_SKEW_S, MAX_VALIDITY_S};
+use contracts::{ExchangeRequest, Problem, ProblemCode};
+
+pub(super) fn check_freshness(request: &ExchangeRequest, now: i64) -> Result<(), Problem> {
+    let stale = |detail: String| Err(Problem::new(ProblemCode::Stale, detail));
+    if (request.iat - now).abs() > CLOCK_SKEW_S {
+        return stale(format!(
+            "iat {} is more than {CLOCK_SKEW_S} s from now ({now})",
+            request.iat
+        ));
+    }
+    if request.exp <= now {
+        return stale(format!("exp {} has passed (now {now})", request.exp));
+    }
+    if request.exp - request.iat > MAX_VALIDITY_S {
+        return stale(format!(
+            "exp - iat is {} s, at most {MAX_VALIDITY_S} s is allowed",
+            request.exp - request.iat
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(iat: i64, exp: i64) -> ExchangeRequest {
+        serde_json::from_value(json!({
+            "v": 1, "id": "00000000-0000-4000-8000-000000000000", "iss": "ID:GOV:A", "aud": "ID:GOV:B",
+            "contract": "c", "version": "1", "purpose": "p", "iat": iat, "exp": exp, "query": {}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_window_edges() {
+        let now = 1_000_000;
+        assert!(check_freshness(&request(now - 60, now + 1), now).is_ok());
+        assert!(check_freshness(&request(now + 60, now + 360), now).is_ok());
+        assert!(check_freshness(&request(now - 61, now + 60), now).is_err());
+        assert!(check_freshness(&request(now + 61, now + 120), now).is_err());
+        assert!(check_freshness(&request(now - 10, now), now).is_err());
+        assert!(check_freshness(&request(now, now + 301), now).is_err());
+    }
+}

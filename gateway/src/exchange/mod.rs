@@ -1,0 +1,77 @@
+//! The provider's side of an exchange (PROTOCOL.md §3): a signed request from a peer
+//! gateway, checked in the protocol's order, answered through the contract's adapter, signed.
+//!
+//! Each step is one module with one rule; the order is the function [`handle`]. The first
+//! failing step answers, with its problem code.
+
+mod answer;
+mod authorize;
+mod check_audience;
+mod check_freshness;
+mod read_envelope;
+mod require_identity;
+mod sign_answer;
+mod validate_query;
+mod verify_signature;
+
+use std::time::Instant;
+
+use contracts::{ContractRef, MemberId, Problem};
+use http::HeaderMap;
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::gateway::Gateway;
+use crate::http::{Reply, jose, problem};
+
+/// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate.
+pub async fn handle(
+    gw: &Gateway,
+    peer: Option<&MemberId>,
+    path: ContractRef,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Reply {
+    let span =
+        tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty);
+    let started = Instant::now();
+    let outcome = run(gw, peer, &path, headers, body, &span)
+        .instrument(span.clone())
+        .await;
+    let _enter = span.enter();
+    let latency_us = started.elapsed().as_micros() as u64;
+    match outcome {
+        Ok(jws) => {
+            tracing::info!(contract = %path, latency_us, outcome = "ok", "answered");
+            jose(jws)
+        }
+        Err(p) => {
+            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused");
+            problem(&p)
+        }
+    }
+}
+
+async fn run(
+    gw: &Gateway,
+    peer: Option<&MemberId>,
+    path: &ContractRef,
+    headers: &HeaderMap,
+    body: Incoming,
+    span: &tracing::Span,
+) -> Result<String, Problem> {
+    let text = read_envelope::read_envelope(headers, body).await?;
+    let (request, signer) = verify_signature::verify_signature(gw, &text)?;
+    span.record("exchange_id", request.id.as_str());
+    let id = Some(request.id.as_str());
+    let with_id = |p: Problem| p.with_exchange_id(id);
+    require_identity::require_identity(peer, &signer, &request).map_err(with_id)?;
+    check_audience::check_audience(gw, path, &request).map_err(with_id)?;
+    check_freshness::check_freshness(&request, contracts::unix_now()).map_err(with_id)?;
+    let (contract, adapter) = authorize::authorize(gw, &request).map_err(with_id)?;
+    validate_query::validate_query(contract, &request).map_err(with_id)?;
+    let result = answer::answer(adapter, contract, &request)
+        .await
+        .map_err(with_id)?;
+    sign_answer::sign_answer(gw, &request, &text, result).map_err(with_id)
+}

@@ -1,0 +1,257 @@
+//! One member's gateway, assembled and checked at start-up: its manifest verified against
+//! the pinned authority key, its keys and certificates loaded, its contracts' digests
+//! matched against the manifest, its adapters bound. Nothing here is checked again per
+//! request.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::{Adapter, SqlAdapter};
+use contracts::envelope::MAX_ANSWER_BYTES;
+use contracts::{
+    Algorithm, Contract, ContractRef, Manifest, ManifestError, MemberId, SigningKey, VerifyingKey,
+};
+use rustls::ServerConfig;
+
+use crate::client::PeerClient;
+use crate::config::{Config, FederatedContract};
+use crate::tls::{self, TlsError};
+
+/// Why a gateway refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The member is not in the configuration.
+    #[error("{0} is not a member in the configuration")]
+    UnknownMember(MemberId),
+    /// A file could not be read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The manifest was refused.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Why.
+        source: ManifestError,
+    },
+    /// The manifest and the local configuration disagree.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// TLS material could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
+/// Reads the pinned authority key (a public JWK file).
+pub fn load_authority_key(path: &Path) -> Result<VerifyingKey, StartError> {
+    let bytes = read(path)?;
+    let jwk: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: format!("not a JWK: {e}"),
+    })?;
+    VerifyingKey::from_jwk(&jwk).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads and verifies the manifest file against the pinned key, refusing one older than the
+/// serial this member last accepted (kept in `<manifest>.<member>.serial`), and records its
+/// serial.
+pub fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, StartError> {
+    let path = config.manifest_path();
+    let authority = load_authority_key(&config.authority_key_path())?;
+    let text = String::from_utf8(read(&path)?).map_err(|_| StartError::File {
+        path: path.clone(),
+        reason: "not UTF-8".into(),
+    })?;
+    let manifest =
+        Manifest::verify(&text, &authority, contracts::unix_now()).map_err(|source| {
+            StartError::Manifest {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let serial_file = path.with_extension(format!("{}.serial", member.file_stem()));
+    let held = std::fs::read_to_string(&serial_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    manifest
+        .check_not_older_than(held)
+        .map_err(|source| StartError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+    if manifest.doc().serial > held {
+        std::fs::write(&serial_file, manifest.doc().serial.to_string()).map_err(|e| {
+            StartError::File {
+                path: serial_file,
+                reason: format!("cannot record the manifest serial: {e}"),
+            }
+        })?;
+    }
+    Ok(manifest)
+}
+
+/// One member's running gateway.
+pub struct Gateway {
+    /// The member this gateway speaks for.
+    pub member: MemberId,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    pub(crate) manifest: Manifest,
+    pub(crate) signing: SigningKey,
+    pub(crate) catalog: Arc<BTreeMap<ContractRef, Contract>>,
+    pub(crate) provided: HashMap<ContractRef, Arc<dyn Adapter>>,
+    pub(crate) federated: HashMap<ContractRef, FederatedContract>,
+    pub(crate) subsystems: HashSet<MemberId>,
+    pub(crate) peers: HashMap<MemberId, PeerClient>,
+    pub(crate) query_deadline: Duration,
+    pub(crate) tls: Arc<ServerConfig>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gateway({} at {})", self.member, self.listen)
+    }
+}
+
+impl Gateway {
+    /// Assembles `member`'s gateway from the configuration and the manifest it names.
+    pub fn from_config(config: &Config, member: &MemberId) -> Result<Gateway, StartError> {
+        let manifest = load_manifest(config, member)?;
+        Self::with_manifest(config, member, manifest)
+    }
+
+    /// Assembles `member`'s gateway with an already verified manifest.
+    pub fn with_manifest(
+        config: &Config,
+        member: &MemberId,
+        manifest: Manifest,
+    ) -> Result<Gateway, StartError> {
+        let mc = config
+            .member(member)
+            .ok_or_else(|| StartError::UnknownMember(member.clone()))?;
+        let layout = config.pki_layout();
+        let listed = manifest.member(member).ok_or_else(|| {
+            StartError::Inconsistent(format!(
+                "{member} is not in the manifest (serial {}): sign a new one with `simpul manifest sign`",
+                manifest.doc().serial
+            ))
+        })?;
+
+        let key_path = layout.signing_key(member);
+        let signing = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &read(&key_path)?)
+            .map_err(|e| StartError::File {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        if manifest.key(signing.kid()).is_none() {
+            return Err(StartError::Inconsistent(format!(
+                "the signing key {} ({}) is not among {member}'s keys in the manifest: sign a new manifest",
+                signing.kid(),
+                key_path.display()
+            )));
+        }
+
+        // Every contract the manifest pins must match the catalog's document exactly.
+        for c in &manifest.doc().contracts {
+            let r = ContractRef::new(&c.id, &c.version);
+            if let Some(doc) = config.catalog.get(&r)
+                && doc.digest() != c.digest
+            {
+                return Err(StartError::Inconsistent(format!(
+                    "contract {r}: the catalog's document has digest {}, the manifest pins {}: \
+                     the document changed without a new manifest",
+                    doc.digest(),
+                    c.digest
+                )));
+            }
+        }
+
+        let mut provided: HashMap<ContractRef, Arc<dyn Adapter>> = HashMap::new();
+        for p in &mc.provides {
+            let r = p.reference();
+            match manifest.contract(&r) {
+                Some(c) if &c.provider == member => {}
+                _ => {
+                    return Err(StartError::Inconsistent(format!(
+                        "{member} is configured to provide {r} but the manifest does not list it as {member}'s"
+                    )));
+                }
+            }
+            let adapter = SqlAdapter::new(p.sql.clone(), &config.base_dir).map_err(|e| {
+                StartError::Inconsistent(format!(
+                    "{}: {r}: sql.{}: {}",
+                    config.source, e.field, e.reason
+                ))
+            })?;
+            provided.insert(r, Arc::new(adapter));
+        }
+
+        let cas = tls::certs_from_pem(&manifest.doc().ca)?;
+        let chain = tls::load_certs(&layout.gateway_cert(member))?;
+        let key = tls::load_key(&layout.gateway_key(member))?;
+        let chain_identity = chain.first().and_then(tls::identity);
+        if chain_identity.as_ref() != Some(member) {
+            return Err(StartError::Inconsistent(format!(
+                "{}: the certificate names {:?}, not {member}",
+                layout.gateway_cert(member).display(),
+                chain_identity
+            )));
+        }
+        let tls = tls::server_config(&cas, chain.clone(), key.clone_key())?;
+
+        let mut peers = HashMap::new();
+        for m in &manifest.doc().members {
+            let client = PeerClient::new(
+                &cas,
+                chain.clone(),
+                key.clone_key(),
+                m.id.clone(),
+                MAX_ANSWER_BYTES,
+            )?;
+            peers.insert(m.id.clone(), client);
+        }
+        tracing::debug!(member = %member, gateway = %listed.gateway, "gateway assembled");
+
+        Ok(Gateway {
+            member: member.clone(),
+            listen: mc.listen,
+            manifest,
+            signing,
+            catalog: Arc::new(config.catalog.clone()),
+            provided,
+            federated: mc
+                .federated
+                .iter()
+                .map(|f| (f.reference(), f.clone()))
+                .collect(),
+            subsystems: mc.subsystem_ids().into_iter().collect(),
+            peers,
+            query_deadline: Duration::from_millis(mc.query_deadline_ms),
+            tls,
+        })
+    }
+
+    /// The manifest this gateway holds.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}

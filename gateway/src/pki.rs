@@ -1,0 +1,1130 @@
+//! The development PKI: one federation CA, the federation authority's JWS signing key, and
+//! for each member a gateway TLS certificate, an ES256 signing key and client certificates
+//! for its subsystems (see `docs/PROTOCOL.md` §1).
+//!
+//! Everything lives under one directory (a deployment's `certs/`), laid out by [`PkiLayout`].
+//! Private keys are created with mode 0600, certificates and public JWKs with 0644. Nothing is
+//! ever overwritten unless the caller passes `force`.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use contracts::MemberId;
+use contracts::jws::{Algorithm, SigningKey};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+
+/// The common name of the federation CA.
+pub const CA_COMMON_NAME: &str = "Simpul federation CA";
+
+/// How long the CA certificate is valid, in days (five years).
+pub const CA_VALIDITY_DAYS: u64 = 5 * 365 + 1;
+
+/// How long gateway and client certificates are valid, in days (one year).
+pub const LEAF_VALIDITY_DAYS: u64 = 365;
+
+/// How far back certificates are dated, to tolerate clock skew between hosts.
+const BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+/// The SAN hosts of gateway certificates when a plan names none.
+pub const DEFAULT_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+
+const PRIVATE_MODE: u32 = 0o600;
+const PUBLIC_MODE: u32 = 0o644;
+
+/// Where every PKI file lives under one directory (the `certs/` dir of a deployment).
+#[derive(Clone, Debug)]
+pub struct PkiLayout {
+    /// The directory holding the CA files and one sub-directory per member.
+    pub root: PathBuf,
+}
+
+impl PkiLayout {
+    /// A layout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The CA certificate: `<root>/ca.pem`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
+    /// The CA private key: `<root>/ca.key`.
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("ca.key")
+    }
+
+    /// The federation authority's ES256 JWS signing key (PKCS#8 PEM): `<root>/authority.key`.
+    pub fn authority_key(&self) -> PathBuf {
+        self.root.join("authority.key")
+    }
+
+    /// The federation authority's public JWK, with its kid: `<root>/authority.jwk`.
+    pub fn authority_jwk(&self) -> PathBuf {
+        self.root.join("authority.jwk")
+    }
+
+    /// The directory of one member's files: `<root>/<member file_stem>` (a subsystem id maps
+    /// to its member's directory).
+    pub fn member_dir(&self, id: &MemberId) -> PathBuf {
+        self.root.join(id.member().file_stem())
+    }
+
+    /// A member gateway's TLS certificate: `<root>/<member file_stem>/gateway.pem`.
+    pub fn gateway_cert(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("gateway.pem")
+    }
+
+    /// A member gateway's TLS private key: `<root>/<member file_stem>/gateway.key`.
+    pub fn gateway_key(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("gateway.key")
+    }
+
+    /// A member's ES256 JWS signing key (PKCS#8 PEM): `<root>/<member file_stem>/signing.key`.
+    pub fn signing_key(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("signing.key")
+    }
+
+    /// A member's public signing JWK (kid `<member>#<thumbprint>`):
+    /// `<root>/<member file_stem>/signing.jwk`.
+    pub fn signing_jwk(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("signing.jwk")
+    }
+
+    /// A client certificate: `<root>/<member file_stem>/<subsystem file_stem>.pem` for a
+    /// subsystem, `<root>/<member file_stem>/client.pem` for a member itself.
+    pub fn client_cert(&self, subsystem: &MemberId) -> PathBuf {
+        self.member_dir(subsystem)
+            .join(format!("{}.pem", client_stem(subsystem)))
+    }
+
+    /// A client private key: `<root>/<member file_stem>/<subsystem file_stem>.key` for a
+    /// subsystem, `<root>/<member file_stem>/client.key` for a member itself.
+    pub fn client_key(&self, subsystem: &MemberId) -> PathBuf {
+        self.member_dir(subsystem)
+            .join(format!("{}.key", client_stem(subsystem)))
+    }
+}
+
+fn client_stem(id: &MemberId) -> String {
+    if id.is_subsystem() {
+        id.file_stem()
+    } else {
+        "client".to_owned()
+    }
+}
+
+/// What to issue.
+#[derive(Clone, Debug)]
+pub struct PkiPlan {
+    /// The federation authority's id (e.g. `ID:GOV:SIMPUL`); its signing key's kid is
+    /// `<authority>#<thumbprint>`.
+    pub authority: MemberId,
+    /// Each member with its subsystems.
+    pub members: Vec<(MemberId, Vec<MemberId>)>,
+    /// SAN DNS names / IP addresses for gateway certificates; [`DEFAULT_HOSTS`] by default.
+    pub hosts: Vec<String>,
+}
+
+impl PkiPlan {
+    /// A plan for `authority` with no members yet and the default hosts.
+    pub fn new(authority: MemberId) -> Self {
+        Self {
+            authority,
+            members: Vec::new(),
+            hosts: DEFAULT_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
+        }
+    }
+
+    /// Adds a member with its subsystems.
+    pub fn with_member(mut self, member: MemberId, subsystems: Vec<MemberId>) -> Self {
+        self.members.push((member, subsystems));
+        self
+    }
+
+    /// Checks that members are three-part ids, subsystems are four-part ids of their member,
+    /// there are no duplicates, and every host is a DNS name or an IP address.
+    pub fn validate(&self) -> Result<(), PkiError> {
+        let invalid = |what: &dyn std::fmt::Display, reason: &str| PkiError::InvalidPlan {
+            what: what.to_string(),
+            reason: reason.to_owned(),
+        };
+        if self.authority.is_subsystem() {
+            return Err(invalid(
+                &self.authority,
+                "the authority must be a member id (INSTANCE:CLASS:CODE)",
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut stems = HashSet::new();
+        for (member, subsystems) in &self.members {
+            if member.is_subsystem() {
+                return Err(invalid(
+                    member,
+                    "a member must be a three-part id (INSTANCE:CLASS:CODE)",
+                ));
+            }
+            if !ids.insert(member.clone()) {
+                return Err(invalid(member, "member listed twice"));
+            }
+            if !stems.insert(member.file_stem()) {
+                return Err(invalid(
+                    member,
+                    "its directory name collides with another member's",
+                ));
+            }
+            for sub in subsystems {
+                if !sub.is_subsystem() {
+                    return Err(invalid(
+                        sub,
+                        "a subsystem must be a four-part id (INSTANCE:CLASS:CODE:SUBSYSTEM)",
+                    ));
+                }
+                if sub.member() != *member {
+                    return Err(invalid(sub, &format!("is not a subsystem of {member}")));
+                }
+                if !ids.insert(sub.clone()) {
+                    return Err(invalid(sub, "subsystem listed twice"));
+                }
+            }
+        }
+        if self.hosts.is_empty() {
+            return Err(invalid(
+                &"hosts",
+                "gateway certificates need at least one host",
+            ));
+        }
+        let mut hosts = HashSet::new();
+        for host in &self.hosts {
+            host_san(host).map_err(|reason| invalid(host, &reason))?;
+            if !hosts.insert(host.to_ascii_lowercase()) {
+                return Err(invalid(host, "host listed twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file `init` writes for this plan, in writing order.
+    pub fn files(&self, layout: &PkiLayout) -> Vec<PathBuf> {
+        let mut out = vec![
+            layout.ca_cert(),
+            layout.ca_key(),
+            layout.authority_key(),
+            layout.authority_jwk(),
+        ];
+        for (member, subsystems) in &self.members {
+            out.push(layout.gateway_cert(member));
+            out.push(layout.gateway_key(member));
+            out.push(layout.signing_key(member));
+            out.push(layout.signing_jwk(member));
+            for sub in subsystems {
+                out.push(layout.client_cert(sub));
+                out.push(layout.client_key(sub));
+            }
+        }
+        out
+    }
+}
+
+/// What `init` wrote.
+#[derive(Clone, Debug)]
+pub struct PkiReport {
+    /// Every file written, in order.
+    pub written: Vec<PathBuf>,
+}
+
+/// Why the PKI could not be created or extended.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A target file exists and `force` was not given.
+    #[error("refusing to overwrite {} (use --force)", path.display())]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The plan is inconsistent.
+    #[error("invalid PKI plan: `{what}` {reason}")]
+    InvalidPlan {
+        /// The offending id or host.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The CA certificate or key is missing.
+    #[error("no CA at {} (run `simpul pki init` first)", path.display())]
+    MissingCa {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// Making or reading a certificate or its key failed.
+    #[error("{}: certificate: {source}", path.display())]
+    Cert {
+        /// The certificate or key file involved.
+        path: PathBuf,
+        /// The rcgen error.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// Making or reading a JWS signing key failed.
+    #[error("{}: signing key: {source}", path.display())]
+    Key {
+        /// The key file involved.
+        path: PathBuf,
+        /// The JWS error.
+        #[source]
+        source: contracts::JwsError,
+    },
+    /// The CA certificate is unreadable or does not belong to the CA key.
+    #[error("{}: {reason}", path.display())]
+    BadCa {
+        /// The CA certificate.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One file to write.
+struct Output {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    mode: u32,
+}
+
+impl Output {
+    fn private(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path,
+            bytes: bytes.into(),
+            mode: PRIVATE_MODE,
+        }
+    }
+
+    fn public(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            path,
+            bytes: bytes.into(),
+            mode: PUBLIC_MODE,
+        }
+    }
+}
+
+/// Creates the CA (ECDSA P-256, CN "Simpul federation CA", basic constraints CA, key usage
+/// keyCertSign+cRLSign, 5 years), the authority signing key, and for each member: a gateway
+/// TLS certificate (ECDSA P-256; CN = member id; SAN URI `urn:simpul:<member id>` plus each
+/// host as SAN DNS or SAN IP; EKU serverAuth and clientAuth, because a gateway is also the
+/// client of its peers; 1 year), an ES256 signing key with its JWK, and for each subsystem a
+/// client certificate (SAN URI `urn:simpul:<subsystem id>` only, CN = subsystem id, EKU
+/// clientAuth only).
+///
+/// Private keys are created with mode 0600, certificates and JWKs with 0644. Without `force`,
+/// if any target file already exists nothing is written and [`PkiError::Exists`] is returned.
+/// The plan is validated first ([`PkiPlan::validate`]). Everything is generated in memory
+/// before the first file is written.
+pub fn init(layout: &PkiLayout, plan: &PkiPlan, force: bool) -> Result<PkiReport, PkiError> {
+    plan.validate()?;
+    if !force {
+        refuse_existing(&plan.files(layout))?;
+    }
+
+    let mut outputs = Vec::new();
+
+    let ca_key = new_key_pair(&layout.ca_key())?;
+    let mut ca = ca_params();
+    set_validity(&mut ca, CA_VALIDITY_DAYS);
+    ca.serial_number = Some(random_serial());
+    let ca_cert = ca.self_signed(&ca_key).map_err(|source| PkiError::Cert {
+        path: layout.ca_cert(),
+        source,
+    })?;
+    outputs.push(Output::public(layout.ca_cert(), ca_cert.pem()));
+    outputs.push(Output::private(layout.ca_key(), ca_key.serialize_pem()));
+    let issuer = Issuer::new(ca, ca_key);
+
+    push_signing_key(
+        &mut outputs,
+        &plan.authority,
+        layout.authority_key(),
+        layout.authority_jwk(),
+    )?;
+
+    for (member, subsystems) in &plan.members {
+        let (cert, key) = issue_leaf(
+            &issuer,
+            member,
+            &plan.hosts,
+            LeafKind::Gateway,
+            &layout.gateway_cert(member),
+        )?;
+        outputs.push(Output::public(layout.gateway_cert(member), cert));
+        outputs.push(Output::private(layout.gateway_key(member), key));
+        push_signing_key(
+            &mut outputs,
+            member,
+            layout.signing_key(member),
+            layout.signing_jwk(member),
+        )?;
+        for sub in subsystems {
+            let (cert, key) = issue_leaf(
+                &issuer,
+                sub,
+                &[],
+                LeafKind::Client,
+                &layout.client_cert(sub),
+            )?;
+            outputs.push(Output::public(layout.client_cert(sub), cert));
+            outputs.push(Output::private(layout.client_key(sub), key));
+        }
+    }
+
+    let written = write_outputs(&outputs, force)?;
+    tracing::info!(
+        root = %layout.root.display(),
+        files = written.len(),
+        "development PKI written"
+    );
+    Ok(PkiReport { written })
+}
+
+/// True when the CA, the authority key and every member's and subsystem's files exist.
+pub fn is_complete(layout: &PkiLayout, plan: &PkiPlan) -> bool {
+    plan.files(layout).iter().all(|p| p.is_file())
+}
+
+/// Issues one more client certificate for `id` (member or subsystem) from the existing CA
+/// under `layout` — used by tests and to add a subsystem later. For a subsystem it writes
+/// [`PkiLayout::client_cert`] and [`PkiLayout::client_key`]; for a three-part member id,
+/// `<root>/<stem>/client.pem` and `client.key`. The certificate names `id` as its CN and only
+/// SAN (`urn:simpul:<id>`) and allows clientAuth only. Refuses to overwrite without `force`.
+///
+/// Returns the certificate and key paths.
+pub fn issue_client(
+    layout: &PkiLayout,
+    id: &MemberId,
+    force: bool,
+) -> Result<(PathBuf, PathBuf), PkiError> {
+    let cert_path = layout.client_cert(id);
+    let key_path = layout.client_key(id);
+    if !force {
+        refuse_existing(&[cert_path.clone(), key_path.clone()])?;
+    }
+    let issuer = load_issuer(layout)?;
+    let (cert, key) = issue_leaf(&issuer, id, &[], LeafKind::Client, &cert_path)?;
+    write_outputs(
+        &[
+            Output::public(cert_path.clone(), cert),
+            Output::private(key_path.clone(), key),
+        ],
+        force,
+    )?;
+    tracing::info!(id = %id, cert = %cert_path.display(), "client certificate issued");
+    Ok((cert_path, key_path))
+}
+
+/// The CA's parameters, without validity or serial: the same in `init` and when the issuer is
+/// rebuilt from the files, so the issuer DN and key identifier of new certificates match the
+/// CA certificate's subject and subject key identifier.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+/// Loads the CA key and certificate, checks that they belong together, and rebuilds the
+/// issuer.
+fn load_issuer(layout: &PkiLayout) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let key_path = layout.ca_key();
+    let cert_path = layout.ca_cert();
+    let key_pem = read_ca_file(&key_path)?;
+    let cert_pem = read_ca_file(&cert_path)?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::Cert {
+        path: key_path.clone(),
+        source,
+    })?;
+
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |reason: String| PkiError::BadCa {
+        path: cert_path.clone(),
+        reason,
+    };
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(bad(format!(
+            "the CA certificate does not match the key in {}",
+            key_path.display()
+        )));
+    }
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok());
+    if cn != Some(CA_COMMON_NAME) || cert.subject().iter().count() != 1 {
+        return Err(bad(format!(
+            "the CA certificate's subject is `{}`, expected `CN={CA_COMMON_NAME}`",
+            cert.subject()
+        )));
+    }
+    Ok(Issuer::new(ca_params(), key))
+}
+
+fn read_ca_file(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| {
+        if source.kind() == io::ErrorKind::NotFound {
+            PkiError::MissingCa {
+                path: path.to_owned(),
+            }
+        } else {
+            PkiError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LeafKind {
+    /// A gateway: server and client of its peers.
+    Gateway,
+    /// A client system (or a member acting as one).
+    Client,
+}
+
+/// Makes a P-256 key and a certificate for `id` signed by `issuer`; returns (cert PEM, key PEM).
+fn issue_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    id: &MemberId,
+    hosts: &[String],
+    kind: LeafKind,
+    cert_path: &Path,
+) -> Result<(String, String), PkiError> {
+    let cert_err = |source| PkiError::Cert {
+        path: cert_path.to_owned(),
+        source,
+    };
+    let key = new_key_pair(cert_path)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, id.as_str());
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.serial_number = Some(random_serial());
+    set_validity(&mut params, LEAF_VALIDITY_DAYS);
+    params.subject_alt_names = vec![SanType::URI(id.san_uri().try_into().map_err(cert_err)?)];
+    for host in hosts {
+        let san = host_san(host).map_err(|reason| PkiError::InvalidPlan {
+            what: host.clone(),
+            reason,
+        })?;
+        params.subject_alt_names.push(san);
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = match kind {
+        LeafKind::Gateway => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+        LeafKind::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, issuer).map_err(cert_err)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// A host as a SAN: an IP address, or else a DNS name.
+fn host_san(host: &str) -> Result<SanType, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    let valid_label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if host.len() > 253 || !name.split('.').all(valid_label) {
+        return Err("is neither an IP address nor a DNS name".to_owned());
+    }
+    host.to_owned()
+        .try_into()
+        .map(SanType::DnsName)
+        .map_err(|e| format!("is not a DNS name: {e}"))
+}
+
+fn new_key_pair(path: &Path) -> Result<KeyPair, PkiError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| PkiError::Cert {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A random positive 16-byte serial number.
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // Never expected; fall back to the clock so serials still differ.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = nanos.to_be_bytes();
+    }
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+/// Valid from an hour ago (clock skew) for `days` days from now.
+fn set_validity(params: &mut CertificateParams, days: u64) {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + Duration::from_secs(days * 24 * 60 * 60);
+}
+
+/// Makes an ES256 signing key for `id` and queues its private PEM and public JWK.
+fn push_signing_key(
+    outputs: &mut Vec<Output>,
+    id: &MemberId,
+    key_path: PathBuf,
+    jwk_path: PathBuf,
+) -> Result<(), PkiError> {
+    let key =
+        SigningKey::generate(Algorithm::ES256, id.as_str()).map_err(|source| PkiError::Key {
+            path: key_path.clone(),
+            source,
+        })?;
+    let mut jwk = serde_json::to_string_pretty(key.public_jwk()).map_err(|e| PkiError::Io {
+        path: jwk_path.clone(),
+        source: io::Error::other(e),
+    })?;
+    jwk.push('\n');
+    outputs.push(Output::private(key_path, key.private_pem()));
+    outputs.push(Output::public(jwk_path, jwk));
+    Ok(())
+}
+
+fn refuse_existing(paths: &[PathBuf]) -> Result<(), PkiError> {
+    match paths.iter().find(|p| p.symlink_metadata().is_ok()) {
+        Some(path) => Err(PkiError::Exists { path: path.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// Writes every output, creating each file with its mode. With `force` an existing file is
+/// removed first, so that the new one gets its mode at creation; without it an existing file
+/// is an error.
+fn write_outputs(outputs: &[Output], force: bool) -> Result<Vec<PathBuf>, PkiError> {
+    let mut written = Vec::with_capacity(outputs.len());
+    for out in outputs {
+        let io_err = |source| PkiError::Io {
+            path: out.path.clone(),
+            source,
+        };
+        if let Some(dir) = out.path.parent() {
+            fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        if force {
+            match fs::remove_file(&out.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(out.mode)
+            .open(&out.path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    PkiError::Exists {
+                        path: out.path.clone(),
+                    }
+                } else {
+                    io_err(e)
+                }
+            })?;
+        file.write_all(&out.bytes).map_err(io_err)?;
+        file.sync_all().map_err(io_err)?;
+        written.push(out.path.clone());
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    use rustls::RootCertStore;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::server::danger::ClientCertVerifier;
+    use x509_parser::extensions::GeneralName;
+
+    fn id(s: &str) -> MemberId {
+        MemberId::parse(s).unwrap()
+    }
+
+    fn plan() -> PkiPlan {
+        PkiPlan::new(id("ID:GOV:SIMPUL"))
+            .with_member(id("ID:GOV:DUKCAPIL"), vec![])
+            .with_member(
+                id("ID:GOV:KEMLU"),
+                vec![id("ID:GOV:KEMLU:PEDULI-WNI"), id("ID:GOV:KEMLU:SIMKIM")],
+            )
+    }
+
+    fn cert_der(path: &Path) -> CertificateDer<'static> {
+        CertificateDer::from_pem_file(path).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+
+    fn roots(layout: &PkiLayout) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(cert_der(&layout.ca_cert())).unwrap();
+        Arc::new(roots)
+    }
+
+    fn client_verifier(layout: &PkiLayout) -> Arc<dyn ClientCertVerifier> {
+        WebPkiClientVerifier::builder_with_provider(roots(layout), provider())
+            .build()
+            .unwrap()
+    }
+
+    fn server_verifier(layout: &PkiLayout) -> Arc<WebPkiServerVerifier> {
+        WebPkiServerVerifier::builder_with_provider(roots(layout), provider())
+            .build()
+            .unwrap()
+    }
+
+    fn sans(der: &CertificateDer<'_>) -> (Vec<String>, Vec<String>, Vec<Vec<u8>>) {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+        let (mut uris, mut dns, mut ips) = (vec![], vec![], vec![]);
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::URI(u) => uris.push(u.to_string()),
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+                other => panic!("unexpected SAN {other:?}"),
+            }
+        }
+        (uris, dns, ips)
+    }
+
+    fn eku(der: &CertificateDer<'_>) -> (bool, bool) {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        (eku.server_auth, eku.client_auth)
+    }
+
+    fn common_name(der: &CertificateDer<'_>) -> String {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        cn.as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn init_writes_every_file_with_the_right_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path().join("certs"));
+        let plan = plan();
+        assert!(!is_complete(&layout, &plan));
+        let report = init(&layout, &plan, false).unwrap();
+        assert_eq!(report.written, plan.files(&layout));
+        assert_eq!(report.written.len(), 4 + 2 * 4 + 2 * 2);
+        assert!(is_complete(&layout, &plan));
+
+        let kemlu = id("ID:GOV:KEMLU");
+        let sub = id("ID:GOV:KEMLU:PEDULI-WNI");
+        assert_eq!(layout.ca_cert(), dir.path().join("certs/ca.pem"));
+        assert_eq!(
+            layout.client_cert(&sub),
+            dir.path()
+                .join("certs/ID_GOV_KEMLU/ID_GOV_KEMLU_PEDULI-WNI.pem")
+        );
+        assert_eq!(
+            layout.signing_jwk(&kemlu),
+            dir.path().join("certs/ID_GOV_KEMLU/signing.jwk")
+        );
+
+        for key in [
+            layout.ca_key(),
+            layout.authority_key(),
+            layout.gateway_key(&kemlu),
+            layout.signing_key(&kemlu),
+            layout.client_key(&sub),
+        ] {
+            assert_eq!(mode(&key), 0o600, "{}", key.display());
+        }
+        for public in [
+            layout.ca_cert(),
+            layout.authority_jwk(),
+            layout.gateway_cert(&kemlu),
+            layout.signing_jwk(&kemlu),
+            layout.client_cert(&sub),
+        ] {
+            // The umask may only take bits away.
+            assert_eq!(mode(&public) & !0o644, 0, "{}", public.display());
+            assert_eq!(mode(&public) & 0o600, 0o600, "{}", public.display());
+        }
+    }
+
+    #[test]
+    fn second_init_refuses_without_force_and_overwrites_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let plan = plan();
+        init(&layout, &plan, false).unwrap();
+        let before: Vec<Vec<u8>> = plan
+            .files(&layout)
+            .iter()
+            .map(|p| fs::read(p).unwrap())
+            .collect();
+
+        let err = init(&layout, &plan, false).unwrap_err();
+        match &err {
+            PkiError::Exists { path } => assert_eq!(path, &layout.ca_cert()),
+            other => panic!("expected Exists, got {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing to overwrite {} (use --force)",
+                layout.ca_cert().display()
+            )
+        );
+        let after: Vec<Vec<u8>> = plan
+            .files(&layout)
+            .iter()
+            .map(|p| fs::read(p).unwrap())
+            .collect();
+        assert_eq!(before, after);
+
+        // A single existing file also blocks everything.
+        let other = tempfile::tempdir().unwrap();
+        let other_layout = PkiLayout::new(other.path());
+        let kemlu = id("ID:GOV:KEMLU");
+        fs::create_dir_all(other_layout.member_dir(&kemlu)).unwrap();
+        fs::write(other_layout.signing_jwk(&kemlu), b"{}").unwrap();
+        assert!(matches!(
+            init(&other_layout, &plan, false),
+            Err(PkiError::Exists { path }) if path == other_layout.signing_jwk(&kemlu)
+        ));
+        assert!(!other_layout.ca_cert().exists());
+
+        // With force everything is replaced, and keys keep mode 0600.
+        fs::set_permissions(layout.ca_key(), fs::Permissions::from_mode(0o644)).unwrap();
+        let report = init(&layout, &plan, true).unwrap();
+        assert_eq!(report.written.len(), before.len());
+        for (path, old) in plan.files(&layout).iter().zip(&before) {
+            assert_ne!(&fs::read(path).unwrap(), old, "{}", path.display());
+        }
+        assert_eq!(mode(&layout.ca_key()), 0o600);
+    }
+
+    #[test]
+    fn gateway_certificate_names_member_and_hosts() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let member = id("ID:GOV:DUKCAPIL");
+        let der = cert_der(&layout.gateway_cert(&member));
+        let (uris, dns, ips) = sans(&der);
+        assert_eq!(uris, vec!["urn:simpul:ID:GOV:DUKCAPIL".to_owned()]);
+        assert_eq!(dns, vec!["localhost".to_owned()]);
+        assert_eq!(ips, vec![vec![127, 0, 0, 1]]);
+        assert_eq!(eku(&der), (true, true));
+        assert_eq!(common_name(&der), "ID:GOV:DUKCAPIL");
+
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(!cert.is_ca());
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+            / 86_400;
+        assert_eq!(days, 365);
+
+        let ca = cert_der(&layout.ca_cert());
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
+        assert!(ca.is_ca());
+        assert_eq!(ca.subject().to_string(), format!("CN={CA_COMMON_NAME}"));
+        let ku = ca.key_usage().unwrap().unwrap().value;
+        assert!(ku.key_cert_sign() && ku.crl_sign());
+        assert_eq!(cert.issuer(), ca.subject());
+    }
+
+    #[test]
+    fn subsystem_certificate_is_client_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let sub = id("ID:GOV:KEMLU:PEDULI-WNI");
+        let der = cert_der(&layout.client_cert(&sub));
+        let (uris, dns, ips) = sans(&der);
+        assert_eq!(uris, vec!["urn:simpul:ID:GOV:KEMLU:PEDULI-WNI".to_owned()]);
+        assert!(dns.is_empty() && ips.is_empty());
+        assert_eq!(eku(&der), (false, true));
+        assert_eq!(common_name(&der), "ID:GOV:KEMLU:PEDULI-WNI");
+    }
+
+    #[test]
+    fn signing_keys_and_jwks_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let plan = plan();
+        init(&layout, &plan, false).unwrap();
+        let member = id("ID:GOV:KEMLU");
+        let check = |key: PathBuf, jwk: PathBuf, who: &MemberId| {
+            let jwk: serde_json::Value = serde_json::from_slice(&fs::read(jwk).unwrap()).unwrap();
+            let kid = jwk["kid"].as_str().unwrap();
+            assert!(kid.starts_with(&format!("{who}#")), "{kid}");
+            assert!(jwk.get("d").is_none(), "private part in the public JWK");
+            let key = SigningKey::from_pem(Algorithm::ES256, who.as_str(), &fs::read(key).unwrap())
+                .unwrap();
+            assert_eq!(key.kid(), kid);
+            assert_eq!(key.public_jwk(), &jwk);
+        };
+        check(
+            layout.signing_key(&member),
+            layout.signing_jwk(&member),
+            &member,
+        );
+        check(
+            layout.authority_key(),
+            layout.authority_jwk(),
+            &plan.authority,
+        );
+    }
+
+    #[test]
+    fn webpki_accepts_the_chain_and_rejects_a_foreign_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let now = UnixTime::now();
+        let clients = client_verifier(&layout);
+        let servers = server_verifier(&layout);
+
+        let gateway = cert_der(&layout.gateway_cert(&id("ID:GOV:DUKCAPIL")));
+        clients.verify_client_cert(&gateway, &[], now).unwrap();
+        for host in ["localhost", "127.0.0.1"] {
+            let name = ServerName::try_from(host).unwrap();
+            servers
+                .verify_server_cert(&gateway, &[], &name, &[], now)
+                .unwrap();
+        }
+        let elsewhere = ServerName::try_from("example.org").unwrap();
+        assert!(
+            servers
+                .verify_server_cert(&gateway, &[], &elsewhere, &[], now)
+                .is_err()
+        );
+
+        let sub = cert_der(&layout.client_cert(&id("ID:GOV:KEMLU:PEDULI-WNI")));
+        clients.verify_client_cert(&sub, &[], now).unwrap();
+        // A client-only certificate is not a server certificate.
+        let localhost = ServerName::try_from("localhost").unwrap();
+        assert!(
+            servers
+                .verify_server_cert(&sub, &[], &localhost, &[], now)
+                .is_err()
+        );
+
+        // A client certificate issued later from the CA rebuilt from the files.
+        let later = id("ID:GOV:KEMLU:NEW-SYSTEM");
+        let (cert_path, key_path) = issue_client(&layout, &later, false).unwrap();
+        assert_eq!(cert_path, layout.client_cert(&later));
+        assert_eq!(mode(&key_path), 0o600);
+        let issued = cert_der(&cert_path);
+        clients.verify_client_cert(&issued, &[], now).unwrap();
+        assert_eq!(sans(&issued).0, vec![later.san_uri()]);
+        assert_eq!(eku(&issued), (false, true));
+
+        // Certificates of an independent PKI are refused by this CA, and the reverse.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = PkiLayout::new(other_dir.path());
+        init(&other, &plan(), false).unwrap();
+        let (foreign_path, _) = issue_client(&other, &id("ID:GOV:DUKCAPIL"), false).unwrap();
+        let foreign = cert_der(&foreign_path);
+        assert!(clients.verify_client_cert(&foreign, &[], now).is_err());
+        let foreign_gateway = cert_der(&other.gateway_cert(&id("ID:GOV:DUKCAPIL")));
+        assert!(
+            clients
+                .verify_client_cert(&foreign_gateway, &[], now)
+                .is_err()
+        );
+        assert!(
+            servers
+                .verify_server_cert(&foreign_gateway, &[], &localhost, &[], now)
+                .is_err()
+        );
+        assert!(
+            client_verifier(&other)
+                .verify_client_cert(&issued, &[], now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn issue_client_for_a_member_and_its_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let member = id("ID:GOV:DUKCAPIL");
+
+        assert!(matches!(
+            issue_client(&layout, &member, false),
+            Err(PkiError::MissingCa { .. })
+        ));
+
+        init(&layout, &plan(), false).unwrap();
+        let (cert, key) = issue_client(&layout, &member, false).unwrap();
+        assert_eq!(cert, dir.path().join("ID_GOV_DUKCAPIL/client.pem"));
+        assert_eq!(key, dir.path().join("ID_GOV_DUKCAPIL/client.key"));
+        assert_eq!(
+            sans(&cert_der(&cert)).0,
+            vec!["urn:simpul:ID:GOV:DUKCAPIL".to_owned()]
+        );
+        let first = fs::read(&cert).unwrap();
+        assert!(matches!(
+            issue_client(&layout, &member, false),
+            Err(PkiError::Exists { path }) if path == cert
+        ));
+        assert_eq!(fs::read(&cert).unwrap(), first);
+        issue_client(&layout, &member, true).unwrap();
+        assert_ne!(fs::read(&cert).unwrap(), first);
+
+        // A CA certificate that does not belong to the CA key is refused.
+        let other = tempfile::tempdir().unwrap();
+        let other = PkiLayout::new(other.path());
+        init(&other, &plan(), false).unwrap();
+        fs::copy(other.ca_cert(), layout.ca_cert()).unwrap();
+        assert!(matches!(
+            issue_client(&layout, &member, true),
+            Err(PkiError::BadCa { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_plans_name_the_offending_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let cases = [
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL"))
+                    .with_member(id("ID:GOV:KEMLU:PEDULI-WNI"), vec![]),
+                "ID:GOV:KEMLU:PEDULI-WNI",
+            ),
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL"))
+                    .with_member(id("ID:GOV:KEMLU"), vec![id("ID:GOV:DUKCAPIL")]),
+                "ID:GOV:DUKCAPIL",
+            ),
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL"))
+                    .with_member(id("ID:GOV:KEMLU"), vec![id("ID:GOV:DUKCAPIL:X")]),
+                "ID:GOV:DUKCAPIL:X",
+            ),
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL"))
+                    .with_member(id("ID:GOV:KEMLU"), vec![])
+                    .with_member(id("ID:GOV:KEMLU"), vec![]),
+                "ID:GOV:KEMLU",
+            ),
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL")).with_member(
+                    id("ID:GOV:KEMLU"),
+                    vec![id("ID:GOV:KEMLU:A"), id("ID:GOV:KEMLU:A")],
+                ),
+                "ID:GOV:KEMLU:A",
+            ),
+            (
+                PkiPlan::new(id("ID:GOV:SIMPUL"))
+                    .with_member(id("ID:GOV_X:Y"), vec![])
+                    .with_member(id("ID_GOV:X:Y"), vec![]),
+                "ID_GOV:X:Y",
+            ),
+            (PkiPlan::new(id("ID:GOV:SIMPUL:SUB")), "ID:GOV:SIMPUL:SUB"),
+            (
+                PkiPlan {
+                    hosts: vec!["not a host".into()],
+                    ..PkiPlan::new(id("ID:GOV:SIMPUL"))
+                },
+                "not a host",
+            ),
+        ];
+        for (plan, offending) in cases {
+            let err = init(&layout, &plan, false).unwrap_err();
+            match &err {
+                PkiError::InvalidPlan { what, .. } => assert_eq!(what, offending),
+                other => panic!("expected InvalidPlan for {offending}, got {other:?}"),
+            }
+            assert!(err.to_string().contains(offending), "{err}");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn custom_hosts_become_sans() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let plan = PkiPlan {
+            hosts: vec!["gw.kemlu.example".into(), "::1".into(), "10.0.0.7".into()],
+            ..PkiPlan::new(id("ID:GOV:SIMPUL"))
+        }
+        .with_member(id("ID:GOV:KEMLU"), vec![]);
+        init(&layout, &plan, false).unwrap();
+        let der = cert_der(&layout.gateway_cert(&id("ID:GOV:KEMLU")));
+        let (_, dns, ips) = sans(&der);
+        assert_eq!(dns, vec!["gw.kemlu.example".to_owned()]);
+        let mut v6 = vec![0u8; 16];
+        v6[15] = 1;
+        assert_eq!(ips, vec![v6, vec![10, 0, 0, 7]]);
+        let name = ServerName::try_from("gw.kemlu.example").unwrap();
+        server_verifier(&layout)
+            .verify_server_cert(&der, &[], &name, &[], UnixTime::now())
+            .unwrap();
+    }
+}

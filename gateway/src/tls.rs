@@ -1,0 +1,207 @@
+//! TLS for the gateway: the server side that requires a client certificate from a federation
+//! CA, the client side that checks the server names the member it expects, and reading the
+//! Simpul identity (`urn:simpul:<id>` SAN URI) out of a certificate.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use contracts::MemberId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// TLS material that could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The configuration could not be built.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// The crypto provider every TLS configuration here uses: aws-lc-rs, whose TLS 1.2 suites
+/// are all ECDHE with AEAD.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::File {
+            path: path.display().to_string(),
+            reason: "no certificate in file".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads a private key from a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads certificates from PEM text (the manifest's `ca` entries).
+pub fn certs_from_pem(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut out = Vec::new();
+    for pem in pems {
+        for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            out.push(c.map_err(|e| TlsError::Config(format!("manifest CA certificate: {e}")))?);
+        }
+    }
+    Ok(out)
+}
+
+fn roots(cas: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for ca in cas {
+        store
+            .add(ca.clone())
+            .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// A server configuration that requires a client certificate chaining to one of `cas`.
+pub fn server_config(
+    cas: &[CertificateDer<'static>],
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(cas)?, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that presents `chain`/`key` and accepts only a server whose
+/// certificate chains to `cas` and names `expected` in its SAN URI.
+pub fn client_config(
+    cas: &[CertificateDer<'static>],
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    expected: MemberId,
+) -> Result<ClientConfig, TlsError> {
+    let provider = provider();
+    let webpki =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(cas)?, provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+    ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))
+        .map(|b| {
+            b.dangerous()
+                .with_custom_certificate_verifier(Arc::new(ExpectMember { webpki, expected }))
+        })?
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// The Simpul identities a certificate names (its `urn:simpul:` SAN URIs).
+pub fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(uri) => MemberId::from_san_uri(uri),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one identity a certificate names; `None` when it names none or several.
+pub fn identity(cert: &CertificateDer<'_>) -> Option<MemberId> {
+    let mut ids = identities(cert);
+    if ids.len() == 1 { ids.pop() } else { None }
+}
+
+/// Checks the chain and host name as WebPKI does, then that the certificate names the
+/// member this connection is meant to reach: a valid certificate of another member is not
+/// good enough.
+#[derive(Debug)]
+struct ExpectMember {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: MemberId,
+}
+
+impl ServerCertVerifier for ExpectMember {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if identities(end_entity).contains(&self.expected) {
+            Ok(ok)
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
