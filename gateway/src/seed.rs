@@ -9,13 +9,13 @@
 //! deterministic, so the same seed gives byte-identical databases on every machine. Then
 //! [`write_dataset`] writes one dataset into one member's SQLite file.
 //!
-//! The generator draws every random number from its own SplitMix64 (see [`SplitMix64`]) rather
-//! than from a crate, because the data must stay identical for a seed on every machine and in
-//! every future version: a demo script, a benchmark or a bug report can name "seed 20261123"
-//! and mean exactly the same people. Changing the order or number of draws changes the data,
-//! so treat that order as part of the format. Each stage (residents, placements, insurance,
-//! reports) draws from its own stream, so a change in a later stage leaves the earlier
-//! datasets intact.
+//! The generator draws every random number from its own SplitMix64 rather than from a crate,
+//! because the data must stay identical for a seed on every machine and in every future
+//! version: a demo script, a benchmark or a bug report can name "seed 20261123" and mean
+//! exactly the same people. Changing the order or number of draws changes the data, so treat
+//! that order as part of the format (a test pins a fingerprint of the output). Each stage
+//! (residents, placements, insurance, reports) draws from its own stream, so a change in a
+//! later stage leaves the earlier datasets intact.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -921,8 +921,11 @@ fn cities(country: &str) -> &'static [&'static str] {
 
 /// Occupations per destination with weights for (women, men): what the placement schemes
 /// actually recruit for, e.g. caregivers for Taiwan, factory and fishery work for Korea.
+/// Occupations with their weights for women and for men.
+type Jobs = &'static [(&'static str, u32, u32)];
+
 #[rustfmt::skip] // a table reads best as one row per country
-const OCCUPATIONS: &[(&str, &[(&str, u32, u32)])] = &[
+const OCCUPATIONS: &[(&str, Jobs)] = &[
     ("HK", &[("domestic worker", 85, 0), ("caregiver", 15, 0), ("driver", 0, 60),
              ("construction worker", 0, 40)]),
     ("TW", &[("caregiver", 55, 0), ("domestic worker", 15, 0), ("factory worker", 30, 55),

@@ -1,0 +1,288 @@
+//! A real federation for tests: the demo configuration with ephemeral loopback ports, a dev
+//! PKI, a signed manifest and a small synthetic population in a temporary directory, every
+//! gateway serving real TLS.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use contracts::envelope::{JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, REQUEST_TYP};
+use contracts::{Algorithm, ExchangeRequest, Manifest, MemberId, Problem, SigningKey};
+use gateway::client::{CallError, PeerClient, Reply};
+use gateway::config::Config;
+use gateway::gateway::Gateway;
+use gateway::pki::PkiLayout;
+use http::Method;
+use rustls::pki_types::CertificateDer;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const KEMLU: &str = "ID:GOV:KEMLU";
+pub const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
+pub const BP2MI: &str = "ID:GOV:BP2MI";
+pub const PEDULI: &str = "ID:GOV:KEMLU:PEDULI-WNI";
+pub const SISKOP2MI: &str = "ID:GOV:BP2MI:SISKOP2MI";
+
+pub fn id(s: &str) -> MemberId {
+    MemberId::parse(s).unwrap()
+}
+
+/// Options for a test federation.
+#[derive(Default)]
+pub struct Options {
+    /// Members whose database file is removed before their gateway starts.
+    pub remove_database_of: Vec<&'static str>,
+}
+
+pub struct Federation {
+    /// Holds the federation's files until the test ends.
+    _dir: tempfile::TempDir,
+    pub config: Config,
+    pub manifest: Manifest,
+    pub cas: Vec<CertificateDer<'static>>,
+    pub population: gateway::seed::Population,
+    stops: HashMap<MemberId, (watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+/// The repository's config.toml with each `listen` replaced by a free loopback port, the
+/// catalog path made absolute and a small population.
+fn test_config(ports: &[(String, u16)]) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut text = std::fs::read_to_string(repo.join("config.toml")).unwrap();
+    for (old, port) in ports {
+        text = text.replace(old.as_str(), &format!("127.0.0.1:{port}"));
+    }
+    text = text.replace(
+        "catalog = \"contracts/catalog\"",
+        &format!(
+            "catalog = {:?}",
+            repo.join("contracts/catalog").display().to_string()
+        ),
+    );
+    text.replace("people = 100000", "people = 3000")
+}
+
+impl Federation {
+    pub async fn start() -> Federation {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Federation {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = Vec::new();
+        let mut ports = Vec::new();
+        for old in [
+            "127.0.0.1:7441",
+            "127.0.0.1:7442",
+            "127.0.0.1:7443",
+            "127.0.0.1:7444",
+        ] {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push((old.to_owned(), l.local_addr().unwrap().port()));
+            listeners.push(l);
+        }
+        let config = Config::parse(&test_config(&ports), "test config.toml", dir.path()).unwrap();
+        gateway::federation::prepare(&config).await.unwrap();
+        for m in &options.remove_database_of {
+            let target = config.member(&id(m)).unwrap().seed.clone().unwrap();
+            std::fs::remove_file(config.resolve(&target.database)).unwrap();
+        }
+        let mut stops = HashMap::new();
+        let mut manifest = None;
+        for (m, listener) in config.members.iter().zip(listeners) {
+            let gw = Arc::new(Gateway::from_config(&config, &m.id).unwrap());
+            manifest = Some(gw.manifest().clone());
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
+            stops.insert(m.id.clone(), (tx, task));
+        }
+        let manifest = manifest.unwrap();
+        let cas = gateway::tls::certs_from_pem(&manifest.doc().ca).unwrap();
+        let population = gateway::seed::generate(&config.data);
+        Federation {
+            _dir: dir,
+            config,
+            manifest,
+            cas,
+            population,
+            stops,
+        }
+    }
+
+    /// Stops one member's gateway and waits until it no longer listens.
+    pub async fn stop(&mut self, member: &str) {
+        let (tx, task) = self.stops.remove(&id(member)).unwrap();
+        tx.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    pub fn layout(&self) -> PkiLayout {
+        self.config.pki_layout()
+    }
+
+    pub fn url(&self, member: &str) -> String {
+        self.config.member(&id(member)).unwrap().gateway_url()
+    }
+
+    pub fn signing_key(&self, member: &str) -> SigningKey {
+        let pem = std::fs::read(self.layout().signing_key(&id(member))).unwrap();
+        SigningKey::from_pem(Algorithm::ES256, member, &pem).unwrap()
+    }
+
+    /// A client presenting `member`'s gateway certificate, talking to `to`.
+    pub fn as_gateway(&self, member: &str, to: &str) -> PeerClient {
+        let l = self.layout();
+        PeerClient::from_files(
+            &self.cas,
+            &l.gateway_cert(&id(member)),
+            &l.gateway_key(&id(member)),
+            id(to),
+            1 << 20,
+        )
+        .unwrap()
+    }
+
+    /// A client presenting `subsystem`'s certificate, talking to `to`.
+    pub fn as_subsystem(&self, subsystem: &str, to: &str) -> PeerClient {
+        let l = self.layout();
+        PeerClient::from_files(
+            &self.cas,
+            &l.client_cert(&id(subsystem)),
+            &l.client_key(&id(subsystem)),
+            id(to),
+            1 << 20,
+        )
+        .unwrap()
+    }
+
+    /// A valid request from `from` to `to`.
+    pub fn request(
+        &self,
+        from: &str,
+        to: &str,
+        contract: &str,
+        purpose: &str,
+        query: Value,
+    ) -> ExchangeRequest {
+        let now = contracts::unix_now();
+        ExchangeRequest {
+            v: 1,
+            id: uuid::Uuid::new_v4().to_string(),
+            iss: id(from),
+            sub: None,
+            aud: id(to),
+            contract: contract.to_owned(),
+            version: "1".to_owned(),
+            purpose: purpose.to_owned(),
+            iat: now,
+            exp: now + 60,
+            query,
+        }
+    }
+
+    /// Kemlu asking Dukcapil about a registered person, for citizen protection.
+    pub fn citizenship_request(&self) -> ExchangeRequest {
+        self.request(
+            KEMLU,
+            DUKCAPIL,
+            "citizenship.status",
+            "citizen-protection",
+            json!({"nik": self.population.sample_in_all_four()}),
+        )
+    }
+
+    /// Signs a request with `member`'s key.
+    pub fn sign(&self, member: &str, request: &ExchangeRequest) -> String {
+        self.signing_key(member)
+            .sign(REQUEST_TYP, &serde_json::to_vec(request).unwrap())
+            .unwrap()
+    }
+
+    /// POSTs `body` to `to`'s exchange endpoint for `path_contract`, presenting `cert_of`'s
+    /// gateway certificate.
+    pub async fn post_exchange(
+        &self,
+        cert_of: &str,
+        to: &str,
+        path_contract: &str,
+        content_type: &str,
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        let url = format!("{}/v1/exchange/{path_contract}/1", self.url(to));
+        self.as_gateway(cert_of, to)
+            .call(
+                Method::POST,
+                &url,
+                content_type,
+                body.into(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Sends a signed request the normal way: Kemlu's certificate, the request's own contract.
+    pub async fn exchange(&self, cert_of: &str, jws: String, request: &ExchangeRequest) -> Reply {
+        self.post_exchange(
+            cert_of,
+            request.aud.as_str(),
+            &request.contract,
+            JOSE_MEDIA_TYPE,
+            jws,
+        )
+        .await
+    }
+
+    /// POSTs a local-face query to `member`'s gateway presenting `subsystem`'s certificate.
+    pub async fn local_query(
+        &self,
+        subsystem: &str,
+        member: &str,
+        contract: &str,
+        body: Value,
+    ) -> Reply {
+        let url = format!("{}/v1/query/{contract}/1", self.url(member));
+        self.as_subsystem(subsystem, member)
+            .call(
+                Method::POST,
+                &url,
+                "application/json",
+                serde_json::to_vec(&body).unwrap().into(),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// The problem document of a refusal, after checking its media type, status and code.
+#[track_caller]
+pub fn assert_problem(reply: &Reply, status: u16, code: &str) -> Problem {
+    let ct = reply
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status.as_u16(), status, "status; body: {body}");
+    assert_eq!(ct, PROBLEM_MEDIA_TYPE, "content type; body: {body}");
+    let p: Problem = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        p.type_uri,
+        format!("urn:simpul:error:{code}"),
+        "problem type; detail: {}",
+        p.detail
+    );
+    assert_eq!(p.status, status);
+    assert!(!p.title.is_empty() && !p.detail.is_empty());
+    p
+}
+
+/// True when the error is the connection being refused or broken (a TLS refusal).
+pub fn is_refused(e: &CallError) -> bool {
+    matches!(e, CallError::Unreachable { .. })
+}
