@@ -32,6 +32,7 @@ macro_rules! problem_codes {
 problem_codes! {
     PayloadTooLarge => "payload-too-large", 413, "Request body too large";
     Malformed => "malformed", 400, "Malformed request";
+    RequestTimeout => "request-timeout", 408, "Request body not received in time";
     UnsupportedMediaType => "unsupported-media-type", 415, "Unsupported media type";
     BadSignature => "bad-signature", 401, "Bad signature";
     IdentityMismatch => "identity-mismatch", 401, "Identity mismatch";

@@ -17,6 +17,27 @@ use crate::seed::{Dataset, SeedConfig};
 /// `config.toml` is given or found.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../config.toml");
 
+/// The contract catalog embedded in the binary, used with the embedded configuration when
+/// no catalog directory is at hand (`simpul up` run outside a checkout).
+const EMBEDDED_CATALOG: [&str; 4] = [
+    include_str!("../../contracts/catalog/citizenship.status.v1.json"),
+    include_str!("../../contracts/catalog/employment.placement.v1.json"),
+    include_str!("../../contracts/catalog/insurance.status.v1.json"),
+    include_str!("../../contracts/catalog/residence.abroad.v1.json"),
+];
+
+/// Where in the text a parse error is: its line, and that line's text.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return "(file)".into();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let shown: String = line.chars().take(60).collect();
+    format!("line {line_no} (`{shown}`)")
+}
+
 /// A configuration file that cannot be used, with the file and the field at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {field}: {reason}")]
@@ -237,28 +258,50 @@ impl Config {
         Self::parse(&text, &path.display().to_string(), base)
     }
 
+    /// The embedded demo configuration, its paths resolved against `base_dir`; the embedded
+    /// catalog serves when `base_dir` has no catalog directory.
+    pub fn embedded(base_dir: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(EMBEDDED_CONFIG, "<embedded config.toml>", base_dir, true)
+    }
+
     /// Parses and validates configuration text from `source`, resolving paths against `base_dir`.
     pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with(text, source, base_dir, false)
+    }
+
+    fn parse_with(
+        text: &str,
+        source: &str,
+        base_dir: &Path,
+        embedded_catalog: bool,
+    ) -> Result<Config, ConfigError> {
         let err = |field: String, reason: String| ConfigError {
             path: source.to_owned(),
             field,
             reason,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let field = e
-                .span()
-                .map(|s| format!("at byte {}..{}", s.start, s.end))
-                .unwrap_or_default();
-            err(field, e.message().to_owned())
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| err(locate(text, e.span()), e.message().trim().to_owned()))?;
         raw.data.validate().map_err(|r| err("data".into(), r))?;
         let base_dir = base_dir.to_path_buf();
         let catalog_dir = base_dir.join(&raw.federation.catalog);
-        let catalog: BTreeMap<ContractRef, Contract> = contracts::load_catalog(&catalog_dir)
-            .map_err(|e| err("federation.catalog".into(), e.to_string()))?
-            .into_iter()
-            .map(|c| (c.reference(), c))
-            .collect();
+        let documents = if embedded_catalog && !catalog_dir.is_dir() {
+            EMBEDDED_CATALOG
+                .iter()
+                .map(|doc| Contract::from_json(doc.as_bytes()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    err(
+                        "federation.catalog".into(),
+                        format!("embedded catalog: {e}"),
+                    )
+                })?
+        } else {
+            contracts::load_catalog(&catalog_dir)
+                .map_err(|e| err("federation.catalog".into(), e.to_string()))?
+        };
+        let catalog: BTreeMap<ContractRef, Contract> =
+            documents.into_iter().map(|c| (c.reference(), c)).collect();
         if raw.federation.authority.is_subsystem() {
             return Err(err(
                 "federation.authority".into(),

@@ -80,8 +80,11 @@ pub fn require_media_type(headers: &http::HeaderMap, expected: &str) -> Result<(
     }
 }
 
-/// Reads a whole body of at most `max` bytes: a declared length over the bound is refused
-/// before reading, an undeclared one is cut off at the bound.
+/// How long a client has to send a whole request body once its headers have arrived.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a whole body of at most `max` bytes within [`BODY_TIMEOUT`]: a declared length over
+/// the bound is refused before reading, an undeclared one is cut off at the bound.
 pub async fn read_body(
     headers: &http::HeaderMap,
     body: Incoming,
@@ -101,7 +104,17 @@ pub async fn read_body(
     {
         return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect());
+    let Ok(read) = read.await else {
+        return Err(Problem::new(
+            ProblemCode::RequestTimeout,
+            format!(
+                "the body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(e) => Err(Problem::new(

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use contracts::envelope::LocalQuery;
 use contracts::{ContractRef, Manifest, MemberId};
 use gateway::client::PeerClient;
-use gateway::config::{Config, EMBEDDED_CONFIG};
+use gateway::config::Config;
 use gateway::gateway::{Gateway, load_authority_key};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -99,8 +99,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
         None if Path::new("config.toml").exists() => {
             Config::load(Path::new("config.toml")).map_err(|e| e.to_string())
         }
-        None => Config::parse(EMBEDDED_CONFIG, "<embedded config.toml>", Path::new("."))
-            .map_err(|e| e.to_string()),
+        None => Config::embedded(Path::new(".")).map_err(|e| e.to_string()),
     }
 }
 

@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 pub struct Federation {
-    /// Holds the federation's files until the test ends.
+    /// The federation's files, removed when the test ends.
     _dir: tempfile::TempDir,
     pub config: Config,
     pub manifest: Manifest,
@@ -50,7 +50,7 @@ pub struct Federation {
 
 /// The repository's config.toml with each `listen` replaced by a free loopback port, the
 /// catalog path made absolute and a small population.
-fn test_config(ports: &[(String, u16)]) -> String {
+pub fn test_config(ports: &[(String, u16)]) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut text = std::fs::read_to_string(repo.join("config.toml")).unwrap();
     for (old, port) in ports {

@@ -3,7 +3,9 @@
 //! status and code, the success path verified as a consumer would, the local face and the
 //! federated lookup.
 
+mod cli;
 mod common;
 mod exchange;
 mod local;
+mod startup;
 mod transport;

@@ -1,0 +1,181 @@
+//! The `simpul` binary as a person uses it: bad input gives one line naming the file and
+//! field; `simpul up` prints a curl command that works; Ctrl-C stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn simpul(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A config.toml for the demo on free loopback ports, in `dir`.
+fn write_config(dir: &Path) {
+    let ports: Vec<(String, u16)> = [
+        "127.0.0.1:7441",
+        "127.0.0.1:7442",
+        "127.0.0.1:7443",
+        "127.0.0.1:7444",
+    ]
+    .iter()
+    .map(|old| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        (old.to_string(), port)
+    })
+    .collect();
+    std::fs::write(dir.join("config.toml"), test_config(&ports)).unwrap();
+}
+
+#[test]
+fn bad_config_is_refused_with_one_line_naming_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    let bad = text.replacen("listen = \"127.0.0.1:", "listen = \"nowhere:", 1);
+    std::fs::write(dir.path().join("bad.toml"), bad).unwrap();
+    let out = simpul(dir.path(), &["--config", "bad.toml", "pki", "init"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("listen") && err.contains("line"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pki_init_refuses_to_overwrite_without_force_and_manifest_verify_catches_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    assert!(simpul(dir.path(), &["pki", "init"]).status.success());
+    let again = simpul(dir.path(), &["pki", "init"]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    assert!(
+        simpul(dir.path(), &["pki", "init", "--force"])
+            .status
+            .success()
+    );
+
+    assert!(simpul(dir.path(), &["manifest", "sign"]).status.success());
+    let ok = simpul(dir.path(), &["manifest", "verify", "data/manifest.jws"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        shown.contains("citizenship.status/1 by ID:GOV:DUKCAPIL"),
+        "{shown}"
+    );
+
+    let text = std::fs::read_to_string(dir.path().join("data/manifest.jws")).unwrap();
+    let mut chars: Vec<char> = text.trim().chars().collect();
+    let middle = chars.len() / 2;
+    chars[middle] = if chars[middle] == 'A' { 'B' } else { 'A' };
+    std::fs::write(
+        dir.path().join("tampered.jws"),
+        chars.into_iter().collect::<String>(),
+    )
+    .unwrap();
+    let bad = simpul(dir.path(), &["manifest", "verify", "tampered.jws"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("tampered.jws"), "{}", stderr(&bad));
+}
+
+#[test]
+fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir.path())
+        .arg("up")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    let started = Instant::now();
+    while !printed.contains("Ctrl-C stops") {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "simpul up printed: {printed}"
+        );
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("simpul up exited early: {printed}");
+        }
+        printed.push_str(&line);
+    }
+    // The first printed command: a person known to all four ministries.
+    let start = printed.find("curl ").unwrap();
+    let end = start + printed[start..].find("\n\n").unwrap();
+    let curl = printed[start..end].replace("\\\n", " ");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&curl)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    if out.status.code() == Some(127) {
+        eprintln!("curl is not installed: the printed command was not run");
+    } else {
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!(
+                "{curl}\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                stderr(&out)
+            )
+        });
+        for part in ["citizenship", "placement", "insurance", "residence"] {
+            assert_eq!(body["parts"][part]["status"], "ok", "{part}: {body}");
+        }
+    }
+    // The CLI client through the same gateway.
+    let q = simpul(
+        dir.path(),
+        &[
+            "query",
+            "--as",
+            PEDULI,
+            "citizenship.status",
+            "1",
+            r#"{"nik":"12"}"#,
+        ],
+    );
+    assert!(!q.status.success());
+    assert!(String::from_utf8_lossy(&q.stdout).contains("urn:simpul:error:invalid-query"));
+
+    Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "simpul up exited with {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "simpul up did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

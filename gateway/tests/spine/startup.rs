@@ -1,0 +1,127 @@
+//! A gateway that starts is a gateway that is configured right: a manifest that does not
+//! verify, has expired, rolls back, or disagrees with the catalog or the keys is refused at
+//! start-up, naming what is wrong.
+
+use contracts::{Algorithm, Manifest, SigningKey};
+use gateway::federation::{build_manifest_doc, sign_manifest};
+use gateway::gateway::{Gateway, StartError};
+
+use crate::common::*;
+
+fn start_error(f: &Federation) -> String {
+    let err = Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap_err();
+    err.to_string()
+}
+
+fn authority(f: &Federation) -> SigningKey {
+    let pem = std::fs::read(f.layout().authority_key()).unwrap();
+    SigningKey::from_pem(Algorithm::ES256, "ID:GOV:SIMPUL", &pem).unwrap()
+}
+
+#[tokio::test]
+async fn tampered_manifest_is_refused() {
+    let f = Federation::start().await;
+    let path = f.config.manifest_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut doc = f.manifest.doc().clone();
+    doc.serial += 7;
+    let parts: Vec<&str> = text.trim().split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        contracts::canonical::b64url(&serde_json::to_vec(&doc).unwrap()),
+        parts[2]
+    );
+    std::fs::write(&path, forged).unwrap();
+    let msg = start_error(&f);
+    assert!(
+        msg.contains("manifest.jws") && msg.contains("signature"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn manifest_signed_by_another_authority_is_refused() {
+    let f = Federation::start().await;
+    let doc = build_manifest_doc(&f.config, 5, contracts::unix_now()).unwrap();
+    let impostor = SigningKey::generate(Algorithm::ES256, "ID:GOV:SIMPUL").unwrap();
+    std::fs::write(
+        f.config.manifest_path(),
+        Manifest::sign(&doc, &impostor).unwrap(),
+    )
+    .unwrap();
+    let msg = start_error(&f);
+    assert!(msg.contains("pinned authority key"), "{msg}");
+}
+
+#[tokio::test]
+async fn expired_manifest_is_refused() {
+    let f = Federation::start().await;
+    let now = contracts::unix_now();
+    let mut doc = build_manifest_doc(&f.config, 5, now - 200).unwrap();
+    doc.expires_at = now - 100;
+    std::fs::write(
+        f.config.manifest_path(),
+        Manifest::sign(&doc, &authority(&f)).unwrap(),
+    )
+    .unwrap();
+    let msg = start_error(&f);
+    assert!(msg.contains("expired"), "{msg}");
+}
+
+#[tokio::test]
+async fn older_manifest_than_the_one_held_is_refused_as_a_rollback() {
+    let f = Federation::start().await;
+    let old = std::fs::read_to_string(f.config.manifest_path()).unwrap();
+    let newer = sign_manifest(&f.config, None).unwrap();
+    assert_eq!(newer.doc().serial, 2);
+    Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap();
+    std::fs::write(f.config.manifest_path(), old).unwrap();
+    let err = Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StartError::Manifest {
+                source: contracts::ManifestError::Rollback {
+                    offered: 1,
+                    held: 2
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn contract_digest_that_differs_from_the_catalog_is_refused() {
+    let f = Federation::start().await;
+    let mut doc = build_manifest_doc(&f.config, 9, contracts::unix_now()).unwrap();
+    doc.contracts[0].digest = contracts::canonical::sha256_b64url(b"another document");
+    std::fs::write(
+        f.config.manifest_path(),
+        Manifest::sign(&doc, &authority(&f)).unwrap(),
+    )
+    .unwrap();
+    let msg = start_error(&f);
+    assert!(
+        msg.contains("digest") && msg.contains(&doc.contracts[0].id),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn signing_key_not_in_the_manifest_is_refused() {
+    let f = Federation::start().await;
+    let replacement = SigningKey::generate(Algorithm::ES256, DUKCAPIL).unwrap();
+    std::fs::write(
+        f.layout().signing_key(&id(DUKCAPIL)),
+        replacement.private_pem(),
+    )
+    .unwrap();
+    let msg = start_error(&f);
+    assert!(
+        msg.contains("not among") && msg.contains(replacement.kid()),
+        "{msg}"
+    );
+}
