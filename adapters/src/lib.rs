@@ -7,7 +7,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -15,6 +17,23 @@ pub mod sql;
 mod statement;
 
 pub use sql::{ColumnType, RowMode, SqlAdapter, SqlSpec};
+
+/// How one contract is answered: the backend a binding in `config.toml` names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdapterSpec {
+    /// A parameterised SQL statement.
+    Sql(SqlSpec),
+}
+
+/// Builds the adapter a spec describes. Nothing is connected yet: backends are reached on
+/// first use, so a gateway starts (and answers 503) while a backend is down.
+pub fn build(spec: &AdapterSpec, base_dir: &Path) -> Result<Arc<dyn Adapter>, AdapterConfigError> {
+    match spec {
+        AdapterSpec::Sql(sql) => Ok(Arc::new(
+            SqlAdapter::new(sql.clone(), base_dir).map_err(|e| e.within("sql"))?,
+        )),
+    }
+}
 
 /// The future an adapter returns.
 pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdapterError>> + Send + 'a>>;
@@ -50,6 +69,12 @@ pub struct AdapterConfigError {
 }
 
 impl AdapterConfigError {
+    /// The same error with its field prefixed by the table it sits in (`sql.not_found`).
+    pub fn within(mut self, table: &str) -> Self {
+        self.field = format!("{table}.{}", self.field);
+        self
+    }
+
     pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),

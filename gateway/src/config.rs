@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use adapters::SqlSpec;
+use adapters::{AdapterSpec, SqlSpec};
 use contracts::manifest::{Consumer, Rate};
 use contracts::{Contract, ContractRef, MemberId};
 use serde::Deserialize;
@@ -109,11 +109,23 @@ pub struct Provision {
     pub consumers: Vec<Consumer>,
     /// Per-consumer rate (written into the manifest).
     pub rate: Rate,
-    /// The SQL binding.
-    pub sql: SqlSpec,
+    /// A SQL binding (exactly one backend table per provision).
+    #[serde(default)]
+    pub sql: Option<SqlSpec>,
 }
 
 impl Provision {
+    /// The one backend this provision is bound to.
+    pub fn adapter_spec(&self) -> Result<AdapterSpec, (String, String)> {
+        match &self.sql {
+            Some(sql) => Ok(AdapterSpec::Sql(sql.clone())),
+            None => Err((
+                "sql".into(),
+                "bind the contract to a backend: add a `sql` table".into(),
+            )),
+        }
+    }
+
     /// Id and version.
     pub fn reference(&self) -> ContractRef {
         ContractRef::new(&self.contract, &self.version)
@@ -403,8 +415,11 @@ impl Config {
                         "must be at least 1".into(),
                     ));
                 }
-                adapters::SqlAdapter::new(p.sql.clone(), &base_dir)
-                    .map_err(|e| err(format!("{at}.sql.{}", e.field), e.reason))?;
+                let spec = p
+                    .adapter_spec()
+                    .map_err(|(field, reason)| err(format!("{at}.{field}"), reason))?;
+                adapters::build(&spec, &base_dir)
+                    .map_err(|e| err(format!("{at}.{}", e.field), e.reason))?;
             }
             for (j, f) in m.federated.iter().enumerate() {
                 let at = format!("{at}.federated[{j}]");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::{Adapter, SqlAdapter};
+use adapters::Adapter;
 use contracts::envelope::MAX_ANSWER_BYTES;
 use contracts::{
     Algorithm, Contract, ContractRef, Manifest, ManifestError, MemberId, SigningKey, VerifyingKey,
@@ -196,13 +196,16 @@ impl Gateway {
                     )));
                 }
             }
-            let adapter = SqlAdapter::new(p.sql.clone(), &config.base_dir).map_err(|e| {
-                StartError::Inconsistent(format!(
-                    "{}: {r}: sql.{}: {}",
-                    config.source, e.field, e.reason
-                ))
-            })?;
-            provided.insert(r, Arc::new(adapter));
+            // Config::parse has built each binding once already; this cannot fail differently.
+            let adapter = p
+                .adapter_spec()
+                .and_then(|spec| {
+                    adapters::build(&spec, &config.base_dir).map_err(|e| (e.field, e.reason))
+                })
+                .map_err(|(field, reason)| {
+                    StartError::Inconsistent(format!("{}: {r}: {field}: {reason}", config.source))
+                })?;
+            provided.insert(r, adapter);
         }
 
         let cas = tls::certs_from_pem(&manifest.doc().ca)?;
