@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumer;
 pub mod exchange;
 pub mod fanout;
+pub mod fault;
 pub mod federation;
 pub mod gateway;
 pub mod http;

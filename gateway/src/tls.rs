@@ -88,7 +88,11 @@ pub fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(cas)?, provider.clone())
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots(cas)?, provider.clone());
+    if crate::fault::off(crate::fault::Check::ClientCertificate) {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut config = ServerConfig::builder_with_provider(provider)

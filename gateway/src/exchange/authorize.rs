@@ -6,13 +6,20 @@ use std::sync::Arc;
 use adapters::Adapter;
 use contracts::{Contract, ContractRef, ExchangeRequest, Problem, ProblemCode};
 
+use crate::fault::{Check, off};
 use crate::gateway::Gateway;
 
 pub(super) fn authorize<'g>(
     gw: &'g Gateway,
     request: &ExchangeRequest,
 ) -> Result<(&'g Contract, &'g Arc<dyn Adapter>), Problem> {
-    let r = ContractRef::new(&request.contract, &request.version);
+    let mut r = ContractRef::new(&request.contract, &request.version);
+    if off(Check::Contract) && !gw.provided.contains_key(&r) {
+        // Faults builds only: answer an unknown contract with one that is provided here.
+        if let Some(any) = gw.provided.keys().next() {
+            r = any.clone();
+        }
+    }
     let unknown = || {
         Problem::new(
             ProblemCode::UnknownContract,
@@ -27,6 +34,7 @@ pub(super) fn authorize<'g>(
     let adapter = gw.provided.get(&r).ok_or_else(unknown)?;
     let contract = gw.catalog.get(&r).ok_or_else(unknown)?;
     match gw.manifest.grant(listed, &request.iss) {
+        _ if off(Check::Authorization) => Ok((contract, adapter)),
         None => Err(Problem::new(
             ProblemCode::Forbidden,
             format!("{} is not a consumer of {r} in the manifest", request.iss),
