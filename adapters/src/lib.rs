@@ -13,26 +13,63 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub mod http;
 pub mod sql;
 mod statement;
 
-pub use sql::{ColumnType, RowMode, SqlAdapter, SqlSpec};
+pub use http::{HttpAdapter, HttpMethod, HttpSpec};
+pub use sql::{ColumnType, DatabaseTls, RowMode, SqlAdapter, SqlBackend, SqlSpec};
 
 /// How one contract is answered: the backend a binding in `config.toml` names.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AdapterSpec {
-    /// A parameterised SQL statement.
+    /// A parameterised SQL statement (SQLite, PostgreSQL, MySQL/MariaDB).
     Sql(SqlSpec),
+    /// A request to an existing REST API.
+    Http(HttpSpec),
 }
 
 /// Builds the adapter a spec describes. Nothing is connected yet: backends are reached on
-/// first use, so a gateway starts (and answers 503) while a backend is down.
+/// first use, so a gateway starts (and answers 503) while a backend is down. What can be
+/// checked without the backend is checked here: statements, URL templates, `env:` secrets,
+/// certificate files.
 pub fn build(spec: &AdapterSpec, base_dir: &Path) -> Result<Arc<dyn Adapter>, AdapterConfigError> {
     match spec {
         AdapterSpec::Sql(sql) => Ok(Arc::new(
             SqlAdapter::new(sql.clone(), base_dir).map_err(|e| e.within("sql"))?,
         )),
+        AdapterSpec::Http(http) => Ok(Arc::new(
+            HttpAdapter::new(http.clone(), base_dir).map_err(|e| e.within("http"))?,
+        )),
     }
+}
+
+/// The prefix of a configuration value that names an environment variable holding the real
+/// value (`env:SIMPUL_DUKCAPIL_DB`), so that passwords and tokens stay out of `config.toml`.
+pub const ENV_PREFIX: &str = "env:";
+
+/// The value itself, or, for `env:NAME`, the value of the environment variable `NAME`.
+/// A variable that is not set (or not UTF-8) is a configuration error naming it.
+pub fn resolve_env(value: &str, field: &str) -> Result<String, AdapterConfigError> {
+    let Some(name) = value.strip_prefix(ENV_PREFIX) else {
+        return Ok(value.to_owned());
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AdapterConfigError::new(
+            field,
+            "`env:` needs the name of an environment variable",
+        ));
+    }
+    std::env::var(name).map_err(|e| {
+        AdapterConfigError::new(
+            field,
+            format!("environment variable {name} is {}", match e {
+                std::env::VarError::NotPresent => "not set",
+                std::env::VarError::NotUnicode(_) => "not valid UTF-8",
+            }),
+        )
+    })
 }
 
 /// The future an adapter returns.

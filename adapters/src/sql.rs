@@ -1,18 +1,33 @@
 //! The SQL adapter: one parameterised statement per contract, and a mapping from the row to
-//! the contract's answer.
+//! the contract's answer, on SQLite, PostgreSQL or MySQL/MariaDB.
+//!
+//! The three backends share one code path for binding, running and mapping: a generic
+//! function over sqlx's `Database` ([`fetch_rows`]). It is generic rather than built on
+//! `sqlx::Any` because `Any` converts every value to its own small set of kinds before we
+//! see it (losing, for instance, MySQL's `TINYINT` ↔ bool and PostgreSQL's `INT4` ↔ `INT8`
+//! distinctions we want to map explicitly), needs a process-wide driver registry, and hides
+//! the typed connect options this module uses for statement timeouts, schemas and TLS. What
+//! really differs per backend — connect options, placeholders, which error codes mean
+//! "unavailable" or "timed out" — is small and explicit below.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow};
-use sqlx::{Column, Row};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MySqlSslMode};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{
+    AssertSqlSafe, Column, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
+    Row, Type, TypeInfo, ValueRef,
+};
 
-use crate::statement::{PreparedText, prepare};
-use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture};
+use crate::statement::{Dialect, PreparedText, prepare};
+use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, resolve_env};
 
 /// How many rows make an answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,20 +40,34 @@ pub enum RowMode {
     Many,
 }
 
-/// How a column's value becomes JSON.
+/// How a column's value becomes JSON. The same JSON on every backend: the decoder accepts
+/// each backend's usual column types for the kind (see docs/ADAPTERS.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
-    /// A string.
+    /// A string (TEXT, VARCHAR, CHAR).
     Text,
-    /// An integer.
+    /// An integer (any signed integer column: 16, 32 or 64 bits).
     Integer,
-    /// A floating-point number.
+    /// A floating-point number (REAL, DOUBLE, FLOAT4/8).
     Real,
-    /// A boolean (0/1 in SQLite).
+    /// A boolean: a BOOLEAN column, or an integer column where non-zero is true (SQLite's
+    /// 0/1, MySQL's `TINYINT(1)`).
     Bool,
     /// Comma-separated text, as an array of strings (empty text gives `[]`).
     List,
+}
+
+/// TLS to the database server (PostgreSQL and MySQL/MariaDB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatabaseTls {
+    /// Encrypt, but do not check the server's certificate (it only stops passive listeners).
+    #[serde(rename = "require")]
+    Require,
+    /// Encrypt, check the certificate against the web PKI roots or `ca_file`, and check that
+    /// it names the host in the URL.
+    #[serde(rename = "verify-full")]
+    VerifyFull,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -53,7 +82,9 @@ fn default_pool_size() -> u32 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlSpec {
-    /// The SQLite database file, relative to the configuration's directory.
+    /// Where the data is: a SQLite file (relative to the configuration's directory), a
+    /// `postgres://…` or `mysql://…` / `mariadb://…` URL, or `env:NAME` to read either from
+    /// the environment variable `NAME` (so passwords stay out of `config.toml`).
     pub database: String,
     /// One statement with named parameters (`:nik`) taken from the query's top-level fields.
     pub statement: String,
@@ -72,12 +103,52 @@ pub struct SqlSpec {
     /// With `rows = "many"`: the answer field holding the list of rows.
     #[serde(default)]
     pub list_field: Option<String>,
-    /// Deadline for one answer, in milliseconds.
+    /// Deadline for one answer, in milliseconds. On PostgreSQL and MySQL/MariaDB it is also
+    /// the server-side statement timeout, so a statement that overruns is cancelled there.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Connections kept to the database.
     #[serde(default = "default_pool_size")]
     pub pool_size: u32,
+    /// PostgreSQL: the schema unqualified table names resolve in (`search_path`);
+    /// MySQL/MariaDB: the database used. Not for SQLite.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// TLS to the database server; without it, the URL's own `sslmode`/`ssl-mode` (or the
+    /// driver's default, which tries TLS and falls back to plain).
+    #[serde(default)]
+    pub tls: Option<DatabaseTls>,
+    /// A PEM file of CA certificates to verify the server with (relative to the
+    /// configuration's directory), instead of the web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+}
+
+/// Which database engine a binding talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlBackend {
+    /// An SQLite file, opened read-only.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+    /// A MySQL or MariaDB server.
+    MySql,
+}
+
+/// Connect options, resolved and checked at start-up; the pool itself is opened on first
+/// use (opening one needs the async runtime, and validating a configuration must not).
+#[derive(Clone, Debug)]
+enum Target {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+    MySql(MySqlConnectOptions),
+}
+
+#[derive(Debug)]
+enum Pools {
+    Sqlite(Pool<sqlx::Sqlite>),
+    Postgres(Pool<sqlx::Postgres>),
+    MySql(Pool<sqlx::MySql>),
 }
 
 /// A [`SqlSpec`] ready to answer: statement prepared, pool opened lazily.
@@ -85,16 +156,36 @@ pub struct SqlSpec {
 pub struct SqlAdapter {
     spec: SqlSpec,
     prepared: PreparedText,
-    sql: std::sync::Arc<str>,
-    pool: SqlitePool,
-    path: PathBuf,
+    sql: Arc<str>,
+    target: Target,
+    pool: OnceLock<Pools>,
+}
+
+/// A query value, converted once to something every backend binds the same way.
+#[derive(Clone, Debug)]
+enum Bind {
+    Null,
+    Text(String),
+    Bool(bool),
+    Int(i64),
+    Real(f64),
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 63
 }
 
 impl SqlAdapter {
     /// Checks the spec and prepares the adapter. The database is opened on first use, so a
-    /// gateway starts (and answers 503 for this contract) while a database is missing.
+    /// gateway starts (and answers 503 for this contract) while a database is down or
+    /// missing. An `env:` variable that is not set, an unknown URL scheme, a TLS option on
+    /// SQLite or a missing `ca_file` are refused here.
     pub fn new(spec: SqlSpec, base_dir: &Path) -> Result<Self, AdapterConfigError> {
-        let prepared = prepare(&spec.statement)?;
         if spec.columns.is_empty() {
             return Err(AdapterConfigError::new(
                 "columns",
@@ -136,148 +227,459 @@ impl SqlAdapter {
                 "must be at least 1",
             ));
         }
-        let path = base_dir.join(&spec.database);
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|e| AdapterConfigError::new("database", e.to_string()))?
-            .filename(&path)
-            .read_only(true)
-            .create_if_missing(false)
-            .busy_timeout(Duration::from_millis(spec.timeout_ms));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(spec.pool_size)
-            .acquire_timeout(Duration::from_millis(spec.timeout_ms))
-            .connect_lazy_with(options);
+        if let Some(schema) = &spec.schema
+            && !is_identifier(schema)
+        {
+            return Err(AdapterConfigError::new(
+                "schema",
+                "must be a plain identifier (letters, digits, `_`; at most 63)",
+            ));
+        }
+        let target = connect_target(&spec, base_dir)?;
+        let dialect = match target {
+            Target::Sqlite(_) => Dialect::Sqlite,
+            Target::Postgres(_) => Dialect::Postgres,
+            Target::MySql(_) => Dialect::MySql,
+        };
+        let prepared = prepare(&spec.statement, dialect)?;
         Ok(SqlAdapter {
             spec,
             sql: prepared.sql.as_str().into(),
             prepared,
-            pool,
-            path,
+            target,
+            pool: OnceLock::new(),
         })
     }
 
-    /// The database file this adapter reads.
-    pub fn database_path(&self) -> &Path {
-        &self.path
+    /// The database engine this adapter talks to.
+    pub fn backend(&self) -> SqlBackend {
+        match self.target {
+            Target::Sqlite(_) => SqlBackend::Sqlite,
+            Target::Postgres(_) => SqlBackend::Postgres,
+            Target::MySql(_) => SqlBackend::MySql,
+        }
+    }
+
+    /// The statement as sent to the database, with the backend's placeholders.
+    pub fn prepared_sql(&self) -> &str {
+        &self.sql
+    }
+
+    fn pool(&self) -> &Pools {
+        self.pool.get_or_init(|| {
+            let deadline = Duration::from_millis(self.spec.timeout_ms);
+            // Half the deadline for getting a connection: a server that refuses connections
+            // is retried with backoff until then, and reported as unavailable (503) rather
+            // than as a timeout (504), which is kept for statements that overrun.
+            let acquire = (deadline / 2).max(Duration::from_millis(1));
+            match &self.target {
+                Target::Sqlite(o) => Pools::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(self.spec.pool_size)
+                        .acquire_timeout(acquire)
+                        .connect_lazy_with(o.clone()),
+                ),
+                Target::Postgres(o) => Pools::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(self.spec.pool_size)
+                        .acquire_timeout(acquire)
+                        .connect_lazy_with(o.clone()),
+                ),
+                Target::MySql(o) => {
+                    let ms = self.spec.timeout_ms;
+                    Pools::MySql(
+                        MySqlPoolOptions::new()
+                            .max_connections(self.spec.pool_size)
+                            .acquire_timeout(acquire)
+                            .after_connect(move |conn, _| {
+                                Box::pin(async move { set_mysql_statement_timeout(conn, ms).await })
+                            })
+                            .connect_lazy_with(o.clone()),
+                    )
+                }
+            }
+        })
+    }
+
+    fn binds(&self, query: &Value) -> Result<Vec<Bind>, AdapterError> {
+        self.prepared
+            .params
+            .iter()
+            .map(|name| match query.get(name) {
+                None | Some(Value::Null) => Ok(Bind::Null),
+                Some(Value::String(s)) => Ok(Bind::Text(s.clone())),
+                Some(Value::Bool(b)) => Ok(Bind::Bool(*b)),
+                Some(Value::Number(n)) => Ok(match n.as_i64() {
+                    Some(i) => Bind::Int(i),
+                    None => Bind::Real(n.as_f64().unwrap_or(f64::NAN)),
+                }),
+                Some(_) => Err(AdapterError::Failed(format!(
+                    "query field `{name}` is not a scalar and cannot be bound"
+                ))),
+            })
+            .collect()
     }
 
     async fn run(&self, query: &Value) -> Result<Value, AdapterError> {
-        // The statement text comes from the operator's configuration, fixed at start-up; the
-        // request only ever supplies bound values.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.sql.clone()));
-        for name in &self.prepared.params {
-            q = match query.get(name) {
-                None | Some(Value::Null) => q.bind(None::<String>),
-                Some(Value::String(s)) => q.bind(s.clone()),
-                Some(Value::Bool(b)) => q.bind(*b),
-                Some(Value::Number(n)) if n.is_i64() => q.bind(n.as_i64()),
-                Some(Value::Number(n)) => q.bind(n.as_f64()),
-                Some(_) => {
-                    return Err(AdapterError::Failed(format!(
-                        "query field `{name}` is not a scalar and cannot be bound"
-                    )));
-                }
-            };
+        let binds = self.binds(query)?;
+        let one = self.spec.rows == RowMode::One;
+        let columns = &self.spec.columns;
+        let sql = &self.sql;
+        let rows = match self.pool() {
+            Pools::Sqlite(p) => fetch_rows(p, sql, &binds, one, columns).await,
+            Pools::Postgres(p) => fetch_rows(p, sql, &binds, one, columns).await,
+            Pools::MySql(p) => fetch_rows(p, sql, &binds, one, columns).await,
         }
-        let mut answer = Map::new();
+        .map_err(|e| self.classify(e))??;
+        if rows.is_empty()
+            && let Some(nf) = &self.spec.not_found
+        {
+            return Ok(nf.clone());
+        }
+        let mut answer = self.spec.found.clone();
         match self.spec.rows {
-            RowMode::One => match q.fetch_optional(&self.pool).await.map_err(classify)? {
-                None => return Ok(self.spec.not_found.clone().unwrap_or(Value::Null)),
-                Some(row) => {
-                    answer.extend(self.spec.found.clone());
-                    answer.extend(self.map_row(&row)?);
-                }
-            },
+            RowMode::One => {
+                // Not empty: a missing not_found is refused in `new` for rows = "one".
+                answer.extend(rows.into_iter().next().unwrap_or_default());
+            }
             RowMode::Many => {
-                let rows = q.fetch_all(&self.pool).await.map_err(classify)?;
-                if rows.is_empty()
-                    && let Some(nf) = &self.spec.not_found
-                {
-                    return Ok(nf.clone());
-                }
-                let list = rows
-                    .iter()
-                    .map(|r| self.map_row(r).map(Value::Object))
-                    .collect::<Result<Vec<_>, _>>()?;
-                answer.extend(self.spec.found.clone());
                 let field = self.spec.list_field.clone().unwrap_or_default();
-                answer.insert(field, Value::Array(list));
+                answer.insert(
+                    field,
+                    Value::Array(rows.into_iter().map(Value::Object).collect()),
+                );
             }
         }
         Ok(Value::Object(answer))
     }
 
-    fn map_row(&self, row: &SqliteRow) -> Result<Map<String, Value>, AdapterError> {
-        let mut out = Map::new();
-        for (field, ty) in &self.spec.columns {
-            if !row.columns().iter().any(|c| c.name() == field) {
-                return Err(AdapterError::Failed(format!(
-                    "the statement returns no column `{field}`"
-                )));
+    /// Connection-level failures are the backend being unavailable; a server-side statement
+    /// timeout is a timeout; anything else is an error in what the backend answered.
+    fn classify(&self, e: sqlx::Error) -> AdapterError {
+        let unavailable = |e: sqlx::Error| AdapterError::Unavailable(e.to_string());
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => unavailable(e),
+            // A connection cut mid-message shows up as a protocol error on some drivers.
+            sqlx::Error::Protocol(_) => unavailable(e),
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                let verdict = match self.backend() {
+                    // SQLITE_CANTOPEN, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB
+                    SqlBackend::Sqlite => match code.as_str() {
+                        "14" | "5" | "6" | "26" => Verdict::Unavailable,
+                        _ => Verdict::Failed,
+                    },
+                    SqlBackend::Postgres => postgres_verdict(&code),
+                    SqlBackend::MySql => db
+                        .try_downcast_ref::<MySqlDatabaseError>()
+                        .map_or(Verdict::Failed, |m| mysql_verdict(m.number())),
+                };
+                match verdict {
+                    Verdict::Unavailable => unavailable(e),
+                    Verdict::Timeout => AdapterError::Timeout(self.spec.timeout_ms),
+                    Verdict::Failed => AdapterError::Failed(e.to_string()),
+                }
             }
-            let bad = |e: sqlx::Error| AdapterError::Failed(format!("column `{field}`: {e}"));
-            let value = match ty {
-                ColumnType::Text => row
-                    .try_get::<Option<String>, _>(field.as_str())
-                    .map_err(bad)?
-                    .map(Value::from),
-                ColumnType::Integer => row
-                    .try_get::<Option<i64>, _>(field.as_str())
-                    .map_err(bad)?
-                    .map(Value::from),
-                ColumnType::Real => row
-                    .try_get::<Option<f64>, _>(field.as_str())
-                    .map_err(bad)?
-                    .map(Value::from),
-                ColumnType::Bool => row
-                    .try_get::<Option<bool>, _>(field.as_str())
-                    .map_err(bad)?
-                    .map(Value::from),
-                ColumnType::List => row
-                    .try_get::<Option<String>, _>(field.as_str())
-                    .map_err(bad)?
-                    .map(|s| {
-                        Value::Array(
-                            s.split(',')
-                                .map(str::trim)
-                                .filter(|p| !p.is_empty())
-                                .map(Value::from)
-                                .collect(),
-                        )
-                    }),
-            };
-            if let Some(v) = value {
-                out.insert(field.clone(), v);
-            }
+            _ => AdapterError::Failed(e.to_string()),
         }
-        Ok(out)
     }
 }
 
-/// Connection-level failures are the backend being unavailable; anything else is an error
-/// in what the backend answered.
-fn classify(e: sqlx::Error) -> AdapterError {
-    match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => AdapterError::Unavailable(e.to_string()),
-        sqlx::Error::Database(db)
-            if matches!(
-                db.code().as_deref(),
-                Some("14") | Some("5") | Some("6") | Some("26")
-            ) =>
-        {
-            // SQLITE_CANTOPEN, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB
-            AdapterError::Unavailable(e.to_string())
+enum Verdict {
+    Unavailable,
+    Timeout,
+    Failed,
+}
+
+/// PostgreSQL SQLSTATEs: class 08 (connection exception), 28 (authorisation), 3D000
+/// (no such database), 53 (insufficient resources, e.g. too many connections), 57P01-03
+/// (shutting down, starting up) are the server being unavailable to us; 57014 is a
+/// cancelled statement, which is what `statement_timeout` raises.
+fn postgres_verdict(code: &str) -> Verdict {
+    match code {
+        "57014" => Verdict::Timeout,
+        "3D000" | "57P01" | "57P02" | "57P03" => Verdict::Unavailable,
+        c if c.starts_with("08") || c.starts_with("28") || c.starts_with("53") => {
+            Verdict::Unavailable
         }
-        _ => AdapterError::Failed(e.to_string()),
+        _ => Verdict::Failed,
     }
+}
+
+/// MySQL/MariaDB error numbers: 3024 (MySQL `max_execution_time`), 1969 (MariaDB
+/// `max_statement_time`) and 1317 (query interrupted) are timeouts; too many connections,
+/// access denied, unknown database, shutdown and killed connections are unavailability.
+fn mysql_verdict(number: u16) -> Verdict {
+    match number {
+        3024 | 1969 | 1317 => Verdict::Timeout,
+        1040 | 1044 | 1045 | 1049 | 1053 | 1077 | 1152 | 1153 | 1158..=1161 | 1203 | 1927 => {
+            Verdict::Unavailable
+        }
+        _ => Verdict::Failed,
+    }
+}
+
+/// Sets the server-side statement timeout on a new MySQL or MariaDB connection. The two
+/// differ: MySQL has `max_execution_time` in milliseconds (SELECT only, which is what a
+/// binding runs), MariaDB `max_statement_time` in seconds.
+async fn set_mysql_statement_timeout(
+    conn: &mut sqlx::MySqlConnection,
+    ms: u64,
+) -> Result<(), sqlx::Error> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut *conn)
+        .await?;
+    let set = if version.contains("MariaDB") {
+        format!(
+            "SET SESSION max_statement_time = {}.{:03}",
+            ms / 1000,
+            ms % 1000
+        )
+    } else {
+        format!("SET SESSION max_execution_time = {ms}")
+    };
+    // Safe to assert: the text is a constant with one integer formatted in.
+    sqlx::query(AssertSqlSafe(set)).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Resolves `database` (through `env:` if so written) into typed connect options.
+fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConfigError> {
+    let database = resolve_env(&spec.database, "database")?;
+    let from_env = spec.database.starts_with(crate::ENV_PREFIX);
+    // Parse errors never echo the URL: it may hold a password.
+    let bad_url = |e: sqlx::Error| {
+        AdapterConfigError::new(
+            "database",
+            format!(
+                "not a valid database URL{}: {e}",
+                if from_env { " (from the environment)" } else { "" }
+            ),
+        )
+    };
+    let ca_file = spec.ca_file.as_ref().map(|f| base_dir.join(f));
+    if let Some(ca) = &ca_file
+        && !ca.is_file()
+    {
+        return Err(AdapterConfigError::new(
+            "ca_file",
+            format!("{} is not a readable file", ca.display()),
+        ));
+    }
+    let timeout_ms = spec.timeout_ms.to_string();
+    let scheme = database.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("postgres" | "postgresql") => {
+            let mut o = PgConnectOptions::from_str(&database).map_err(bad_url)?;
+            // Set at connection start-up: no extra round trip per connection.
+            o = o.options([("statement_timeout", timeout_ms.as_str())]);
+            if let Some(schema) = &spec.schema {
+                o = o.options([("search_path", schema.as_str())]);
+            }
+            match spec.tls {
+                Some(DatabaseTls::Require) => o = o.ssl_mode(PgSslMode::Require),
+                Some(DatabaseTls::VerifyFull) => o = o.ssl_mode(PgSslMode::VerifyFull),
+                None => {}
+            }
+            if let Some(ca) = &ca_file {
+                o = o.ssl_root_cert(ca);
+            }
+            Ok(Target::Postgres(o))
+        }
+        Some("mysql" | "mariadb") => {
+            let mut o = MySqlConnectOptions::from_str(&database).map_err(bad_url)?;
+            if let Some(schema) = &spec.schema {
+                o = o.database(schema);
+            }
+            match spec.tls {
+                Some(DatabaseTls::Require) => o = o.ssl_mode(MySqlSslMode::Required),
+                Some(DatabaseTls::VerifyFull) => o = o.ssl_mode(MySqlSslMode::VerifyIdentity),
+                None => {}
+            }
+            if let Some(ca) = &ca_file {
+                o = o.ssl_ca(ca);
+            }
+            Ok(Target::MySql(o))
+        }
+        Some(other) => Err(AdapterConfigError::new(
+            "database",
+            format!(
+                "unknown database URL scheme `{other}://` (postgres://, mysql://, mariadb://, or a SQLite file path)"
+            ),
+        )),
+        None => {
+            for (set, field) in [
+                (spec.schema.is_some(), "schema"),
+                (spec.tls.is_some(), "tls"),
+                (spec.ca_file.is_some(), "ca_file"),
+            ] {
+                if set {
+                    return Err(AdapterConfigError::new(
+                        field,
+                        "only for PostgreSQL and MySQL/MariaDB, not a SQLite file",
+                    ));
+                }
+            }
+            let path: PathBuf = base_dir.join(&database);
+            let o = SqliteConnectOptions::new()
+                .filename(&path)
+                .read_only(true)
+                .create_if_missing(false)
+                .busy_timeout(Duration::from_millis(spec.timeout_ms));
+            Ok(Target::Sqlite(o))
+        }
+    }
+}
+
+/// Runs the statement on any of the three backends and maps each row to an answer object:
+/// at most one row with `one`. The outer error is the database's; the inner one a row that
+/// does not fit the binding's columns.
+async fn fetch_rows<DB>(
+    pool: &Pool<DB>,
+    sql: &Arc<str>,
+    binds: &[Bind],
+    one: bool,
+    columns: &BTreeMap<String, ColumnType>,
+) -> Result<Result<Vec<Map<String, Value>>, AdapterError>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB>,
+    for<'r> bool: Decode<'r, DB>,
+    for<'r> i64: Decode<'r, DB>,
+    for<'r> i32: Decode<'r, DB> + Type<DB>,
+    for<'r> i16: Decode<'r, DB> + Type<DB>,
+    for<'r> f64: Decode<'r, DB>,
+    for<'r> f32: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+{
+    // The statement text comes from the operator's configuration, fixed at start-up; the
+    // request only ever supplies bound values.
+    let mut q = sqlx::query::<DB>(AssertSqlSafe(Arc::clone(sql)));
+    for b in binds {
+        q = match b {
+            Bind::Null => q.bind(None::<String>),
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Bool(v) => q.bind(*v),
+            Bind::Int(v) => q.bind(*v),
+            Bind::Real(v) => q.bind(*v),
+        };
+    }
+    let rows = if one {
+        q.fetch_optional(pool).await?.into_iter().collect()
+    } else {
+        q.fetch_all(pool).await?
+    };
+    Ok(rows.iter().map(|r| map_row(r, columns)).collect())
+}
+
+/// Decodes `field` as `T`: `Ok(None)` when the column's type is not `T`'s (so the caller
+/// tries the next), `Ok(Some(None))` for NULL.
+#[allow(clippy::option_option)] // the two levels mean different things, documented above
+fn try_as<'r, R, T>(row: &'r R, field: &str) -> Result<Option<Option<T>>, AdapterError>
+where
+    R: Row,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    let bad = |e: &dyn std::fmt::Display| AdapterError::Failed(format!("column `{field}`: {e}"));
+    let value = row.try_get_raw(field).map_err(|e| bad(&e))?;
+    if value.is_null() {
+        return Ok(Some(None));
+    }
+    let ty = value.type_info();
+    if !ty.is_null() && !T::compatible(&ty) {
+        return Ok(None);
+    }
+    T::decode(value).map(|v| Some(Some(v))).map_err(|e| bad(&e))
+}
+
+fn map_row<R>(
+    row: &R,
+    columns: &BTreeMap<String, ColumnType>,
+) -> Result<Map<String, Value>, AdapterError>
+where
+    R: Row,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i16: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> f32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    let mut out = Map::new();
+    for (field, ty) in columns {
+        if !row.columns().iter().any(|c| c.name() == field) {
+            return Err(AdapterError::Failed(format!(
+                "the statement returns no column `{field}`"
+            )));
+        }
+        let f = field.as_str();
+        // Each kind tries the column types backends use for it, widest first.
+        let integer = || -> Result<Option<Option<i64>>, AdapterError> {
+            if let Some(v) = try_as::<R, i64>(row, f)? {
+                return Ok(Some(v));
+            }
+            if let Some(v) = try_as::<R, i32>(row, f)? {
+                return Ok(Some(v.map(i64::from)));
+            }
+            Ok(try_as::<R, i16>(row, f)?.map(|v| v.map(i64::from)))
+        };
+        let decoded: Option<Option<Value>> = match ty {
+            ColumnType::Text => try_as::<R, String>(row, f)?.map(|v| v.map(Value::from)),
+            ColumnType::Integer => integer()?.map(|v| v.map(Value::from)),
+            ColumnType::Real => match try_as::<R, f64>(row, f)? {
+                Some(v) => Some(v.map(Value::from)),
+                None => try_as::<R, f32>(row, f)?.map(|v| v.map(|x| Value::from(f64::from(x)))),
+            },
+            ColumnType::Bool => match try_as::<R, bool>(row, f)? {
+                Some(v) => Some(v.map(Value::from)),
+                None => integer()?.map(|v| v.map(|i| Value::from(i != 0))),
+            },
+            ColumnType::List => try_as::<R, String>(row, f)?.map(|v| {
+                v.map(|s| {
+                    Value::Array(
+                        s.split(',')
+                            .map(str::trim)
+                            .filter(|p| !p.is_empty())
+                            .map(Value::from)
+                            .collect(),
+                    )
+                })
+            }),
+        };
+        match decoded {
+            None => {
+                return Err(AdapterError::Failed(format!(
+                    "column `{field}`: its SQL type cannot be read as {ty:?}"
+                )));
+            }
+            Some(Some(v)) => {
+                out.insert(field.clone(), v);
+            }
+            Some(None) => {}
+        }
+    }
+    Ok(out)
 }
 
 impl Adapter for SqlAdapter {
     fn answer<'a>(&'a self, query: &'a Value) -> AnswerFuture<'a> {
         Box::pin(async move {
+            // The outer deadline covers waiting for a connection too; the server-side
+            // statement timeout (same length) makes sure an abandoned statement stops.
             let deadline = Duration::from_millis(self.spec.timeout_ms);
             match tokio::time::timeout(deadline, self.run(query)).await {
                 Ok(result) => result,
@@ -291,6 +693,7 @@ impl Adapter for SqlAdapter {
 mod tests {
     use super::*;
     use serde_json::json;
+    use sqlx::SqlitePool;
 
     async fn make_db(dir: &Path) {
         let opts = SqliteConnectOptions::new()
@@ -323,6 +726,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         make_db(dir.path()).await;
         let a = SqlAdapter::new(spec(), dir.path()).unwrap();
+        assert_eq!(a.backend(), SqlBackend::Sqlite);
         assert_eq!(
             a.answer(&json!({"nik": "3171011701900001"})).await.unwrap(),
             json!({"registered": true, "citizenship": "WNI", "deceased": false, "programs": ["JKK", "JKM"]})
@@ -376,6 +780,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_column_of_the_wrong_kind_is_a_backend_error() {
+        let dir = tempfile::tempdir().unwrap();
+        make_db(dir.path()).await;
+        let mut s = spec();
+        s.columns.insert("citizenship".into(), ColumnType::Integer);
+        let a = SqlAdapter::new(s, dir.path()).unwrap();
+        let err = a
+            .answer(&json!({"nik": "3171011701900001"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AdapterError::Failed(_)), "{err:?}");
+    }
+
+    #[tokio::test]
     async fn missing_database_is_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let a = SqlAdapter::new(spec(), dir.path()).unwrap();
@@ -412,5 +830,60 @@ mod tests {
         let mut s = spec();
         s.statement = "SELECT * FROM people WHERE nik = ?".into();
         assert_eq!(SqlAdapter::new(s, dir).unwrap_err().field, "statement");
+        let mut s = spec();
+        s.tls = Some(DatabaseTls::Require);
+        assert_eq!(SqlAdapter::new(s, dir).unwrap_err().field, "tls");
+        let mut s = spec();
+        s.database = "postgress://x/y".into();
+        assert_eq!(SqlAdapter::new(s, dir).unwrap_err().field, "database");
+        let mut s = spec();
+        s.database = "postgres://u@h/db".into();
+        s.schema = Some("kemlu; DROP".into());
+        assert_eq!(SqlAdapter::new(s, dir).unwrap_err().field, "schema");
+        let mut s = spec();
+        s.database = "postgres://u@h/db".into();
+        s.ca_file = Some("no-such-ca.pem".into());
+        assert_eq!(SqlAdapter::new(s, dir).unwrap_err().field, "ca_file");
+    }
+
+    #[test]
+    fn database_urls_choose_the_backend_and_placeholders() {
+        let dir = Path::new(".");
+        for (url, backend, sql) in [
+            (
+                "postgres://u@h/db",
+                SqlBackend::Postgres,
+                "SELECT citizenship, deceased, programs, note FROM people WHERE nik = $1",
+            ),
+            (
+                "mariadb://u@h/db",
+                SqlBackend::MySql,
+                "SELECT citizenship, deceased, programs, note FROM people WHERE nik = ?",
+            ),
+            (
+                "data/x.db",
+                SqlBackend::Sqlite,
+                "SELECT citizenship, deceased, programs, note FROM people WHERE nik = ?",
+            ),
+        ] {
+            let mut s = spec();
+            s.database = url.into();
+            let a = SqlAdapter::new(s, dir).unwrap();
+            assert_eq!(a.backend(), backend, "{url}");
+            assert_eq!(a.prepared_sql(), sql);
+        }
+    }
+
+    #[test]
+    fn a_database_from_an_unset_variable_is_refused_naming_it() {
+        let mut s = spec();
+        s.database = "env:SIMPUL_TEST_SURELY_UNSET_VARIABLE".into();
+        let e = SqlAdapter::new(s, Path::new(".")).unwrap_err();
+        assert_eq!(e.field, "database");
+        assert!(
+            e.reason.contains("SIMPUL_TEST_SURELY_UNSET_VARIABLE"),
+            "{}",
+            e.reason
+        );
     }
 }

@@ -1,42 +1,105 @@
-//! Named parameters (`:nik`) in a configured statement, turned into positional ones.
+//! Named parameters (`:nik`) in a configured statement, turned into the positional
+//! placeholders of the backend's dialect.
 //!
 //! Values are always bound, never spliced into SQL: the statement text is fixed at
 //! configuration time and only the parameter list varies.
 
 use crate::AdapterConfigError;
 
+/// How a backend writes positional parameters, and which of its lexical quirks matter when
+/// looking for `:name` outside strings and comments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?` placeholders; `'…'`, `"…"` and `` `…` `` quoting.
+    Sqlite,
+    /// `$1…$n` placeholders (a name used twice reuses its number, so both uses have one
+    /// type); also `E'…'` strings with backslash escapes and `$tag$…$tag$` dollar quoting.
+    Postgres,
+    /// `?` placeholders; backslash escapes inside quotes and `#` comments.
+    MySql,
+}
+
 /// A statement with its named parameters replaced by positional placeholders.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedText {
-    /// SQL with `?` placeholders.
+    /// SQL with the dialect's placeholders.
     pub sql: String,
-    /// The parameter names, in placeholder order (a name used twice appears twice).
+    /// The parameter names in bind order: for `?`, one per placeholder (a name used twice
+    /// appears twice); for `$n`, name `n - 1`.
     pub params: Vec<String>,
 }
 
-/// Rewrites `:name` placeholders to `?`, skipping quoted strings, quoted identifiers and
-/// comments, and leaving `::` (a PostgreSQL cast) alone.
-pub fn prepare(statement: &str) -> Result<PreparedText, AdapterConfigError> {
+fn refuse(reason: &str) -> AdapterConfigError {
+    AdapterConfigError::new("statement", reason)
+}
+
+/// The end (exclusive) of a quoted run starting at `start`, where `bytes[start]` is the
+/// quote. With `backslash`, `\x` escapes the next byte.
+fn quote_end(bytes: &[u8], start: usize, backslash: bool) -> Result<usize, AdapterConfigError> {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if backslash => i += 2,
+            b if b == quote => return Ok(i + 1),
+            _ => i += 1,
+        }
+    }
+    Err(refuse("unterminated quote"))
+}
+
+/// A PostgreSQL dollar-quote tag (`$$` or `$tag$`) starting at `start`, if there is one.
+fn dollar_tag(statement: &str, start: usize) -> Option<&str> {
+    let rest = &statement[start + 1..];
+    let len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    let tag_body = &rest[..len];
+    if rest.as_bytes().get(len) == Some(&b'$') && !tag_body.starts_with(|c: char| c.is_ascii_digit())
+    {
+        Some(&statement[start..start + len + 2])
+    } else {
+        None
+    }
+}
+
+/// Rewrites `:name` placeholders to the dialect's positional ones, skipping quoted strings,
+/// quoted identifiers and comments, and leaving `::` (a PostgreSQL cast) alone. Positional
+/// placeholders written by hand are refused: a binding names what it binds.
+pub fn prepare(statement: &str, dialect: Dialect) -> Result<PreparedText, AdapterConfigError> {
     let bytes = statement.as_bytes();
     let mut sql = String::with_capacity(statement.len());
-    let mut params = Vec::new();
+    let mut params: Vec<String> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
+        let prev_is_word = i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         match c {
             b'\'' | b'"' | b'`' => {
-                let end = statement[i + 1..]
-                    .find(c as char)
-                    .map(|p| i + 1 + p + 1)
-                    .ok_or_else(|| AdapterConfigError::new("statement", "unterminated quote"))?;
+                let backslash = match dialect {
+                    Dialect::MySql => c != b'`',
+                    // E'…' (escape string): the E must start a token, not end an identifier.
+                    Dialect::Postgres => {
+                        c == b'\''
+                            && i > 0
+                            && matches!(bytes[i - 1], b'E' | b'e')
+                            && !(i > 1
+                                && (bytes[i - 2].is_ascii_alphanumeric() || bytes[i - 2] == b'_'))
+                    }
+                    Dialect::Sqlite => false,
+                };
+                let end = quote_end(bytes, i, backslash)?;
                 sql.push_str(&statement[i..end]);
                 i = end;
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                let end = statement[i..]
-                    .find('\n')
-                    .map(|p| i + p)
-                    .unwrap_or(bytes.len());
+                let end = statement[i..].find('\n').map_or(bytes.len(), |p| i + p);
+                sql.push_str(&statement[i..end]);
+                i = end;
+            }
+            b'#' if dialect == Dialect::MySql => {
+                let end = statement[i..].find('\n').map_or(bytes.len(), |p| i + p);
                 sql.push_str(&statement[i..end]);
                 i = end;
             }
@@ -44,9 +107,29 @@ pub fn prepare(statement: &str) -> Result<PreparedText, AdapterConfigError> {
                 let end = statement[i + 2..]
                     .find("*/")
                     .map(|p| i + 2 + p + 2)
-                    .ok_or_else(|| AdapterConfigError::new("statement", "unterminated comment"))?;
+                    .ok_or_else(|| refuse("unterminated comment"))?;
                 sql.push_str(&statement[i..end]);
                 i = end;
+            }
+            b'$' if dialect == Dialect::Postgres && !prev_is_word => {
+                if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    return Err(refuse("use named parameters (:name), not `$1`"));
+                }
+                match dollar_tag(statement, i) {
+                    Some(tag) => {
+                        let body = i + tag.len();
+                        let end = statement[body..]
+                            .find(tag)
+                            .map(|p| body + p + tag.len())
+                            .ok_or_else(|| refuse("unterminated dollar-quoted string"))?;
+                        sql.push_str(&statement[i..end]);
+                        i = end;
+                    }
+                    None => {
+                        sql.push('$');
+                        i += 1;
+                    }
+                }
             }
             b':' if bytes.get(i + 1) == Some(&b':') => {
                 sql.push_str("::");
@@ -63,17 +146,33 @@ pub fn prepare(statement: &str) -> Result<PreparedText, AdapterConfigError> {
                 {
                     end += 1;
                 }
-                params.push(statement[start..end].to_owned());
-                sql.push('?');
+                let name = &statement[start..end];
+                match dialect {
+                    Dialect::Sqlite | Dialect::MySql => {
+                        params.push(name.to_owned());
+                        sql.push('?');
+                    }
+                    Dialect::Postgres => {
+                        let n = match params.iter().position(|p| p == name) {
+                            Some(k) => k + 1,
+                            None => {
+                                params.push(name.to_owned());
+                                params.len()
+                            }
+                        };
+                        sql.push('$');
+                        sql.push_str(&n.to_string());
+                    }
+                }
                 i = end;
             }
-            b'?' => {
-                return Err(AdapterConfigError::new(
-                    "statement",
-                    "use named parameters (:name), not `?`",
-                ));
+            // In PostgreSQL `?` is a jsonb operator, not a placeholder; elsewhere it is one.
+            b'?' if dialect != Dialect::Postgres => {
+                return Err(refuse("use named parameters (:name), not `?`"));
             }
             _ => {
+                // `i` is always on a character boundary: every arm above advances over
+                // ASCII bytes or whole quoted runs.
                 let ch = statement[i..].chars().next().unwrap_or_default();
                 sql.push(ch);
                 i += ch.len_utf8().max(1);
@@ -87,20 +186,59 @@ pub fn prepare(statement: &str) -> Result<PreparedText, AdapterConfigError> {
 mod tests {
     use super::*;
 
+    const TEXT: &str =
+        "SELECT a FROM t WHERE nik = :nik AND x = ':no' AND y = :nik -- :no\n AND z::text = :z_1";
+
     #[test]
-    fn named_parameters_become_positional() {
-        let p = prepare("SELECT a FROM t WHERE nik = :nik AND x = ':no' AND y = :nik -- :no\n AND z::text = :z_1").unwrap();
+    fn named_parameters_become_question_marks() {
+        for dialect in [Dialect::Sqlite, Dialect::MySql] {
+            let p = prepare(TEXT, dialect).unwrap();
+            assert_eq!(
+                p.sql,
+                "SELECT a FROM t WHERE nik = ? AND x = ':no' AND y = ? -- :no\n AND z::text = ?"
+            );
+            assert_eq!(p.params, ["nik", "nik", "z_1"]);
+        }
+    }
+
+    #[test]
+    fn named_parameters_become_numbered_for_postgres_and_reuse_their_number() {
+        let p = prepare(TEXT, Dialect::Postgres).unwrap();
         assert_eq!(
             p.sql,
-            "SELECT a FROM t WHERE nik = ? AND x = ':no' AND y = ? -- :no\n AND z::text = ?"
+            "SELECT a FROM t WHERE nik = $1 AND x = ':no' AND y = $1 -- :no\n AND z::text = $2"
         );
-        assert_eq!(p.params, ["nik", "nik", "z_1"]);
+        assert_eq!(p.params, ["nik", "z_1"]);
+    }
+
+    #[test]
+    fn dialect_quoting_hides_names() {
+        let p = prepare(
+            r"SELECT 'it''s :a', E'\' :b', $$ :c $$, $q$ :d $q$, x$y FROM t WHERE k = :k",
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(p.params, ["k"]);
+        assert!(p.sql.ends_with("k = $1"), "{}", p.sql);
+        let p = prepare(
+            "SELECT 'it\\'s :a' # :b\n FROM t WHERE k = :k",
+            Dialect::MySql,
+        )
+        .unwrap();
+        assert_eq!(p.params, ["k"]);
+        // SQLite has no backslash escapes: 'it\' ends the string and :a is a parameter.
+        let p = prepare("SELECT 'it\\' || :a", Dialect::Sqlite).unwrap();
+        assert_eq!(p.params, ["a"]);
     }
 
     #[test]
     fn positional_and_unterminated_are_refused() {
-        assert!(prepare("SELECT ? ").is_err());
-        assert!(prepare("SELECT 'x").is_err());
-        assert!(prepare("SELECT /* x").is_err());
+        assert!(prepare("SELECT ? ", Dialect::Sqlite).is_err());
+        assert!(prepare("SELECT ? ", Dialect::MySql).is_err());
+        assert!(prepare("SELECT $1", Dialect::Postgres).is_err());
+        assert!(prepare("SELECT doc ? 'key' FROM t", Dialect::Postgres).is_ok());
+        assert!(prepare("SELECT 'x", Dialect::Sqlite).is_err());
+        assert!(prepare("SELECT /* x", Dialect::Sqlite).is_err());
+        assert!(prepare("SELECT $a$ x", Dialect::Postgres).is_err());
     }
 }

@@ -96,6 +96,100 @@ fn default_hosts() -> Vec<String> {
 fn default_deadline_ms() -> u64 {
     3_000
 }
+fn default_concurrency() -> usize {
+    32
+}
+fn default_queue_ms() -> u64 {
+    100
+}
+
+/// `[members.limits]`: the replay window and rate limits of a member's gateway.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Exchange ids remembered per consumer within the replay window (about 48 bytes each);
+    /// at the bound that consumer's new exchanges are refused with 503 until ids age out.
+    pub replay_capacity: usize,
+    /// `local` (governor, per process) or `redis` (shared by replicas).
+    pub rate_backend: RateBackend,
+    /// The Redis URL when `rate_backend = "redis"`; `env:VAR` reads it from the environment.
+    pub redis_url: Option<String>,
+    /// The rate of a provided contract whose `rate` is not set.
+    pub default_rate: Rate,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            replay_capacity: 200_000,
+            rate_backend: RateBackend::Local,
+            redis_url: None,
+            default_rate: Rate {
+                per_second: 50,
+                burst: 100,
+            },
+        }
+    }
+}
+
+/// Where rate-limit state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateBackend {
+    /// In this process.
+    Local,
+    /// In Redis, shared by every replica of the member.
+    Redis,
+}
+
+/// `[members.cache]`: the provider's response cache.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most entries held.
+    pub max_entries: u64,
+    /// Most bytes of results held.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[members.breaker]`: the consumer's circuit breaker per provider.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// How long it stays open before one probe, in milliseconds.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            cooldown_ms: 10_000,
+        }
+    }
+}
+
+/// `[members.admin]`: the admin listener (metrics, cache purge), mutual TLS with its own
+/// allow-list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Identities (from client certificates of the federation CA) allowed to use it.
+    pub clients: Vec<MemberId>,
+}
 
 /// A contract a member provides: who may ask it, at what rate, and the adapter that answers.
 #[derive(Clone, Debug, Deserialize)]
@@ -107,8 +201,16 @@ pub struct Provision {
     pub version: String,
     /// Consumers and their purposes (written into the manifest).
     pub consumers: Vec<Consumer>,
-    /// Per-consumer rate (written into the manifest).
-    pub rate: Rate,
+    /// Per-consumer rate (written into the manifest); defaults to the member's
+    /// `limits.default_rate`.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    /// Exchanges the adapter answers at once; more wait (bulkhead).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long an exchange may wait for an adapter slot before 503, in milliseconds.
+    #[serde(default = "default_queue_ms")]
+    pub queue_ms: u64,
     /// A SQL binding (exactly one backend table per provision).
     #[serde(default)]
     pub sql: Option<SqlSpec>,
@@ -129,6 +231,13 @@ impl Provision {
     /// Id and version.
     pub fn reference(&self) -> ContractRef {
         ContractRef::new(&self.contract, &self.version)
+    }
+
+    /// The rate for each consumer: its own, or the member's default.
+    pub fn rate(&self, member: &MemberConfig) -> Rate {
+        self.rate
+            .clone()
+            .unwrap_or_else(|| member.limits.default_rate.clone())
     }
 }
 
@@ -194,6 +303,18 @@ pub struct MemberConfig {
     /// Demo only: the synthetic dataset `simpul up` seeds, and where.
     #[serde(default)]
     pub seed: Option<SeedTarget>,
+    /// Replay window and rate limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Response cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Circuit breaker towards providers.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// The admin listener, if any.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// Contracts it provides.
     #[serde(default)]
     pub provides: Vec<Provision>,
@@ -354,6 +475,28 @@ impl Config {
                     "must be an https:// URL".into(),
                 ));
             }
+            if m.limits.rate_backend == RateBackend::Redis && m.limits.redis_url.is_none() {
+                return Err(err(
+                    format!("{at}.limits.redis_url"),
+                    "required with rate_backend = \"redis\"".into(),
+                ));
+            }
+            if m.limits.replay_capacity == 0 || m.cache.max_entries == 0 || m.breaker.failures == 0
+            {
+                return Err(err(
+                    format!("{at}.limits"),
+                    "replay_capacity, cache.max_entries and breaker.failures must be at least 1"
+                        .into(),
+                ));
+            }
+            if let Some(admin) = &m.admin
+                && !listens.insert(admin.listen)
+            {
+                return Err(err(
+                    format!("{at}.admin.listen"),
+                    format!("{} is used by another listener", admin.listen),
+                ));
+            }
             for (j, s) in m.subsystems.iter().enumerate() {
                 m.id.subsystem(s)
                     .map_err(|e| err(format!("{at}.subsystems[{j}]"), e.to_string()))?;
@@ -409,10 +552,16 @@ impl Config {
                         ));
                     }
                 }
-                if p.rate.per_second == 0 {
+                if p.rate(m).per_second == 0 || p.rate(m).burst == 0 {
                     return Err(err(
-                        format!("{at}.rate.per_second"),
-                        "must be at least 1".into(),
+                        format!("{at}.rate"),
+                        "per_second and burst must be at least 1".into(),
+                    ));
+                }
+                if p.concurrency == 0 || p.queue_ms == 0 {
+                    return Err(err(
+                        format!("{at}.concurrency"),
+                        "concurrency and queue_ms must be at least 1".into(),
                     ));
                 }
                 let spec = p

@@ -16,6 +16,9 @@ use serde_json::Value;
 
 use crate::client::CallError;
 use crate::gateway::Gateway;
+use crate::metrics::count;
+use crate::middle::breaker::{Admission, Breaker};
+use crate::middle::rate::RateDecision;
 
 /// How long a request this gateway signs stays valid.
 pub const REQUEST_VALIDITY_S: i64 = 60;
@@ -125,6 +128,20 @@ pub async fn ask(
         contract.id,
         contract.version
     );
+    // A provider that keeps failing is not asked again until its breaker lets a probe through.
+    let breaker = gw.breakers.get(&provider);
+    if let Some(Admission::FailFast { retry_after }) = breaker.map(Breaker::admit) {
+        count!(gw.labels, "simpul_breaker_fail_fast_total", "provider" => provider.to_string());
+        let mut p = Problem::new(
+            ProblemCode::ProviderUnavailable,
+            format!(
+                "{provider} keeps failing: its circuit is open, next try in {} ms",
+                retry_after.as_millis()
+            ),
+        );
+        p.retry_after = Some(RateDecision::retry_after_s(retry_after));
+        return Err(fail(p));
+    }
     drop(_enter);
     let reply = client
         .call(
@@ -134,16 +151,22 @@ pub async fn ask(
             jws.clone().into(),
             deadline,
         )
-        .await
-        .map_err(|e| {
-            fail(match e {
-                CallError::Timeout(_) => Problem::new(ProblemCode::ProviderTimeout, e.to_string()),
-                CallError::Unreachable { .. } | CallError::Request(_) => {
-                    Problem::new(ProblemCode::ProviderUnavailable, e.to_string())
-                }
-                CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
-            })
-        })?;
+        .await;
+    if let Some(b) = breaker {
+        let ok = reply.as_ref().is_ok_and(|r| !r.status.is_server_error());
+        b.record(ok);
+        metrics::gauge!("simpul_breaker_state", "member" => gw.labels.member.clone(), "instance" => gw.labels.instance.clone(), "provider" => provider.to_string())
+            .set(f64::from(b.state_code()));
+    }
+    let reply = reply.map_err(|e| {
+        fail(match e {
+            CallError::Timeout(_) => Problem::new(ProblemCode::ProviderTimeout, e.to_string()),
+            CallError::Unreachable { .. } | CallError::Request(_) => {
+                Problem::new(ProblemCode::ProviderUnavailable, e.to_string())
+            }
+            CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
+        })
+    })?;
     let _enter = span.enter();
     if reply.status != StatusCode::OK {
         // The provider's refusal is relayed as it said it, with its status.

@@ -26,17 +26,21 @@ pub enum Check {
     PathMatch,
     /// `iat`, `exp` and validity.
     Freshness,
+    /// The exchange id has not been seen.
+    Replay,
     /// The contract is provided here.
     Contract,
     /// The manifest grants the consumer and purpose.
     Authorization,
     /// The query is valid against the request schema.
     QuerySchema,
+    /// The consumer's rate is not exceeded.
+    RateLimit,
 }
 
 impl Check {
     /// Every check, with the name `SIMPUL_FAULT` takes.
-    pub const ALL: [(Check, &'static str); 11] = [
+    pub const ALL: [(Check, &'static str); 13] = [
         (Check::ClientCertificate, "client-certificate"),
         (Check::BodyLimit, "body-limit"),
         (Check::MediaType, "media-type"),
@@ -45,9 +49,11 @@ impl Check {
         (Check::Audience, "audience"),
         (Check::PathMatch, "path-match"),
         (Check::Freshness, "freshness"),
+        (Check::Replay, "replay"),
         (Check::Contract, "contract"),
         (Check::Authorization, "authorization"),
         (Check::QuerySchema, "query-schema"),
+        (Check::RateLimit, "rate-limit"),
     ];
 }
 

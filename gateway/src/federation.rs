@@ -79,7 +79,7 @@ pub fn build_manifest_doc(
                 provider: m.id.clone(),
                 digest,
                 consumers: p.consumers.clone(),
-                rate: p.rate.clone(),
+                rate: p.rate(m),
             });
         }
     }

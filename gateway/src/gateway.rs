@@ -11,14 +11,26 @@ use std::time::Duration;
 
 use adapters::Adapter;
 use contracts::envelope::MAX_ANSWER_BYTES;
+use contracts::manifest::Rate;
 use contracts::{
     Algorithm, Contract, ContractRef, Manifest, ManifestError, MemberId, SigningKey, VerifyingKey,
 };
 use rustls::ServerConfig;
 
 use crate::client::PeerClient;
-use crate::config::{Config, FederatedContract};
+use crate::config::{AdminConfig, Config, FederatedContract, RateBackend};
+use crate::metrics::Labels;
+use crate::middle::breaker::Breaker;
+use crate::middle::bulkhead::Bulkhead;
+use crate::middle::cache::ResponseCache;
+use crate::middle::rate::{LocalLimits, RateLimits};
+use crate::middle::replay::ReplayWindow;
 use crate::tls::{self, TlsError};
+
+/// How long an exchange id is remembered: a request is acceptable while `iat` is within the
+/// clock skew of now, on either side, so one id can be presented for twice the skew.
+pub const REPLAY_WINDOW: Duration =
+    Duration::from_secs(2 * contracts::envelope::CLOCK_SKEW_S as u64);
 
 /// Why a gateway refused to start.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +121,18 @@ pub fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, Sta
     Ok(manifest)
 }
 
+/// A contract this gateway provides, with what answers it and what guards it.
+pub(crate) struct Provided {
+    /// The adapter.
+    pub adapter: Arc<dyn Adapter>,
+    /// Its concurrency cap.
+    pub bulkhead: Bulkhead,
+    /// How long answers may be cached; `None` when the contract allows no caching.
+    pub cache_ttl: Option<Duration>,
+    /// Id and version, shared by cache entries.
+    pub reference: Arc<ContractRef>,
+}
+
 /// One member's running gateway.
 pub struct Gateway {
     /// The member this gateway speaks for.
@@ -118,7 +142,14 @@ pub struct Gateway {
     pub(crate) manifest: Manifest,
     pub(crate) signing: SigningKey,
     pub(crate) catalog: Arc<BTreeMap<ContractRef, Contract>>,
-    pub(crate) provided: HashMap<ContractRef, Arc<dyn Adapter>>,
+    pub(crate) provided: HashMap<ContractRef, Provided>,
+    pub(crate) replay: ReplayWindow,
+    pub(crate) rates: RateLimits,
+    pub(crate) cache: ResponseCache,
+    pub(crate) breakers: HashMap<MemberId, Breaker>,
+    pub(crate) labels: Labels,
+    /// The admin listener's address and allow-list, if configured.
+    pub admin: Option<AdminConfig>,
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
     pub(crate) subsystems: HashSet<MemberId>,
     pub(crate) peers: HashMap<MemberId, PeerClient>,
@@ -185,7 +216,7 @@ impl Gateway {
             }
         }
 
-        let mut provided: HashMap<ContractRef, Arc<dyn Adapter>> = HashMap::new();
+        let mut provided: HashMap<ContractRef, Provided> = HashMap::new();
         for p in &mc.provides {
             let r = p.reference();
             match manifest.contract(&r) {
@@ -205,7 +236,21 @@ impl Gateway {
                 .map_err(|(field, reason)| {
                     StartError::Inconsistent(format!("{}: {r}: {field}: {reason}", config.source))
                 })?;
-            provided.insert(r, adapter);
+            let cache_ttl = config
+                .catalog
+                .get(&r)
+                .and_then(|c| c.doc().cache.as_ref())
+                .map(|c| Duration::from_secs(c.ttl_s))
+                .filter(|ttl| !ttl.is_zero());
+            provided.insert(
+                r.clone(),
+                Provided {
+                    adapter,
+                    bulkhead: Bulkhead::new(p.concurrency, Duration::from_millis(p.queue_ms)),
+                    cache_ttl,
+                    reference: Arc::new(r),
+                },
+            );
         }
 
         let cas = tls::certs_from_pem(&manifest.doc().ca)?;
@@ -234,7 +279,53 @@ impl Gateway {
         }
         tracing::debug!(member = %member, gateway = %listed.gateway, "gateway assembled");
 
+        let rates: Vec<(ContractRef, Rate)> = manifest
+            .provided_by(member)
+            .map(|c| (ContractRef::new(&c.id, &c.version), c.rate.clone()))
+            .collect();
+        let rates = match mc.limits.rate_backend {
+            RateBackend::Local => RateLimits::Local(LocalLimits::new(&rates)),
+            RateBackend::Redis => {
+                let url = mc.limits.redis_url.as_deref().unwrap_or_default();
+                let url = match url.strip_prefix("env:") {
+                    Some(var) => std::env::var(var).map_err(|_| {
+                        StartError::Inconsistent(format!(
+                            "{}: limits.redis_url: environment variable {var} is not set",
+                            config.source
+                        ))
+                    })?,
+                    None => url.to_owned(),
+                };
+                RateLimits::redis(&url, member, &rates).map_err(|e| {
+                    StartError::Inconsistent(format!("{}: limits.{e}", config.source))
+                })?
+            }
+        };
+        let labels = Labels {
+            member: member.to_string(),
+            instance: mc.listen.to_string(),
+        };
+        let breakers = manifest
+            .doc()
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    Breaker::new(
+                        mc.breaker.failures,
+                        Duration::from_millis(mc.breaker.cooldown_ms),
+                    ),
+                )
+            })
+            .collect();
         Ok(Gateway {
+            replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
+            rates,
+            cache: ResponseCache::new(mc.cache.max_entries, mc.cache.max_bytes, labels.clone()),
+            breakers,
+            labels,
+            admin: mc.admin.clone(),
             member: member.clone(),
             listen: mc.listen,
             manifest,

@@ -5,6 +5,7 @@
 // and copying them costs nanoseconds; boxing every step's error would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod consumer;
@@ -15,6 +16,8 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod local;
+pub mod metrics;
+pub mod middle;
 pub mod pki;
 pub mod seed;
 pub mod server;

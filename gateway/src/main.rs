@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: ManifestCommand,
     },
+    /// Operate a running gateway's response cache (through its admin listener).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query {
         /// The subsystem you ask as, e.g. ID:GOV:KEMLU:PEDULI-WNI.
@@ -62,6 +67,25 @@ enum Command {
         version: String,
         /// The query, as JSON.
         query: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Drop every cached answer of one contract.
+    Purge {
+        /// The member whose gateway to purge.
+        #[arg(long)]
+        member: MemberId,
+        /// Contract id.
+        #[arg(long)]
+        contract: String,
+        /// Version (default: every version).
+        #[arg(long)]
+        version: Option<String>,
+        /// The admin identity to present (default: the first of the gateway's admin clients).
+        #[arg(long = "as")]
+        as_admin: Option<MemberId>,
     },
 }
 
@@ -185,6 +209,18 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             print!("{}", m.summary());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cache {
+            command:
+                CacheCommand::Purge {
+                    member,
+                    contract,
+                    version,
+                    as_admin,
+                },
+        } => {
+            let config = load_config(cli.config.as_deref())?;
+            cache_purge(&config, &member, &contract, version, as_admin).await
+        }
         Command::Query {
             as_subsystem,
             purpose,
@@ -272,12 +308,27 @@ fn print_demo(config: &Config) {
 }
 
 async fn serve_all(gateways: Vec<Arc<Gateway>>) -> Result<ExitCode, String> {
+    gateway::metrics::install();
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     for gw in gateways {
         let listener = TcpListener::bind(gw.listen)
             .await
             .map_err(|e| format!("{}: cannot listen on {}: {e}", gw.member, gw.listen))?;
+        if let Some(admin) = gw.admin.clone() {
+            let admin_listener = TcpListener::bind(admin.listen).await.map_err(|e| {
+                format!(
+                    "{}: cannot listen on {} (admin): {e}",
+                    gw.member, admin.listen
+                )
+            })?;
+            tasks.push(tokio::spawn(gateway::admin::serve(
+                gw.clone(),
+                admin_listener,
+                admin.clients,
+                stopped.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(gateway::server::serve(
             gw,
             listener,
@@ -394,6 +445,59 @@ async fn query_cmd(
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
     println!("{pretty}");
+    Ok(if reply.status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn cache_purge(
+    config: &Config,
+    member: &MemberId,
+    contract: &str,
+    version: Option<String>,
+    as_admin: Option<MemberId>,
+) -> Result<ExitCode, String> {
+    let mc = config
+        .member(member)
+        .ok_or_else(|| format!("--member {member}: not a member in {}", config.source))?;
+    let admin = mc.admin.as_ref().ok_or_else(|| {
+        format!(
+            "{member} has no admin listener in {} (members.admin)",
+            config.source
+        )
+    })?;
+    let identity = as_admin
+        .or_else(|| admin.clients.first().cloned())
+        .ok_or_else(|| format!("{member}'s admin.clients is empty: pass --as"))?;
+    let layout = config.pki_layout();
+    let ca = gateway::tls::load_certs(&layout.ca_cert()).map_err(|e| e.to_string())?;
+    let client = PeerClient::from_files(
+        &ca,
+        &layout.client_cert(&identity),
+        &layout.client_key(&identity),
+        member.clone(),
+        1 << 20,
+    )
+    .map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&serde_json::json!({"contract": contract, "version": version}))
+        .map_err(|e| e.to_string())?;
+    let url = format!(
+        "https://localhost:{}/admin/cache/purge",
+        admin.listen.port()
+    );
+    let reply = client
+        .call(
+            http::Method::POST,
+            &url,
+            "application/json",
+            body.into(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", String::from_utf8_lossy(&reply.body));
     Ok(if reply.status.is_success() {
         ExitCode::SUCCESS
     } else {

@@ -1,27 +1,56 @@
-//! The adapter answers within its deadline, and the answer is valid against the contract's
-//! response schema; a provider never signs an answer its own contract does not allow.
+//! The answer: from the cache when the contract allows caching and a fresh one is held,
+//! otherwise from the adapter — within its concurrency cap and deadline — and valid against
+//! the contract's response schema; a provider never signs an answer its own contract does
+//! not allow, and never caches one.
 
 use std::sync::Arc;
 
-use adapters::{Adapter, AdapterError};
+use adapters::AdapterError;
 use contracts::{Contract, ExchangeRequest, Problem, ProblemCode};
 use serde_json::Value;
 
+use crate::gateway::{Gateway, Provided};
+use crate::metrics::count;
+use crate::middle::cache::ResponseCache;
+
 pub(super) async fn answer(
-    adapter: &Arc<dyn Adapter>,
+    gw: &Gateway,
+    provided: &Provided,
     contract: &Contract,
     request: &ExchangeRequest,
-) -> Result<Value, Problem> {
-    let result = adapter.answer(&request.query).await.map_err(|e| {
+) -> Result<Arc<Value>, Problem> {
+    let key = provided
+        .cache_ttl
+        .and_then(|_| ResponseCache::key(&provided.reference, &request.query));
+    if let Some(key) = &key
+        && let Some(hit) = gw.cache.get(key, &provided.reference)
+    {
+        return Ok(hit);
+    }
+    let Ok(_slot) = provided.bulkhead.enter().await else {
+        count!(gw.labels, "simpul_bulkhead_rejected_total", "contract" => provided.reference.to_string());
+        let mut p = Problem::new(
+            ProblemCode::ProviderUnavailable,
+            format!("{} is at its concurrency limit", provided.reference),
+        );
+        p.retry_after = Some(1);
+        return Err(p);
+    };
+    count!(gw.labels, "simpul_adapter_calls_total", "contract" => provided.reference.to_string());
+    let result = provided.adapter.answer(&request.query).await.map_err(|e| {
         tracing::warn!(error = %e, "adapter failed");
         match e {
             AdapterError::Timeout(_) => Problem::new(ProblemCode::ProviderTimeout, e.to_string()),
             // The backend's own message stays in the provider's log: it may name tables,
             // files or hosts that are nobody else's business.
-            AdapterError::Unavailable(_) => Problem::new(
-                ProblemCode::ProviderUnavailable,
-                "the provider's backend is unavailable",
-            ),
+            AdapterError::Unavailable(_) => {
+                let mut p = Problem::new(
+                    ProblemCode::ProviderUnavailable,
+                    "the provider's backend is unavailable",
+                );
+                p.retry_after = Some(1);
+                p
+            }
             AdapterError::Failed(_) => Problem::new(
                 ProblemCode::ProviderError,
                 "the provider's backend failed to answer",
@@ -37,5 +66,10 @@ pub(super) async fn answer(
                 "the provider's answer does not match the contract's response schema",
             )
         })?;
+    let result = Arc::new(result);
+    if let (Some(key), Some(ttl)) = (key, provided.cache_ttl) {
+        gw.cache
+            .insert(key, provided.reference.clone(), result.clone(), ttl);
+    }
     Ok(result)
 }

@@ -1,18 +1,15 @@
 //! The contract is known and provided here, and the manifest allows this consumer to ask it
 //! for this purpose.
 
-use std::sync::Arc;
-
-use adapters::Adapter;
 use contracts::{Contract, ContractRef, ExchangeRequest, Problem, ProblemCode};
 
 use crate::fault::{Check, off};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Provided};
 
 pub(super) fn authorize<'g>(
     gw: &'g Gateway,
     request: &ExchangeRequest,
-) -> Result<(&'g Contract, &'g Arc<dyn Adapter>), Problem> {
+) -> Result<(ContractRef, &'g Contract, &'g Provided), Problem> {
     let mut r = ContractRef::new(&request.contract, &request.version);
     if off(Check::Contract) && !gw.provided.contains_key(&r) {
         // Faults builds only: answer an unknown contract with one that is provided here.
@@ -34,7 +31,7 @@ pub(super) fn authorize<'g>(
     let adapter = gw.provided.get(&r).ok_or_else(unknown)?;
     let contract = gw.catalog.get(&r).ok_or_else(unknown)?;
     match gw.manifest.grant(listed, &request.iss) {
-        _ if off(Check::Authorization) => Ok((contract, adapter)),
+        _ if off(Check::Authorization) => Ok((r.clone(), contract, adapter)),
         None => Err(Problem::new(
             ProblemCode::Forbidden,
             format!("{} is not a consumer of {r} in the manifest", request.iss),
@@ -48,6 +45,6 @@ pub(super) fn authorize<'g>(
                 request.purpose
             ),
         )),
-        Some(_) => Ok((contract, adapter)),
+        Some(_) => Ok((r.clone(), contract, adapter)),
     }
 }

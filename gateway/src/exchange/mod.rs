@@ -8,6 +8,8 @@ mod answer;
 mod authorize;
 mod check_audience;
 mod check_freshness;
+mod check_replay;
+mod limit_rate;
 mod read_envelope;
 mod require_identity;
 mod sign_answer;
@@ -82,14 +84,20 @@ async fn run(
         check_freshness::check_freshness(&request, contracts::unix_now()),
     )
     .map_err(with_id)?;
-    let (contract, adapter) = authorize::authorize(gw, &request).map_err(with_id)?;
+    unless_off(Check::Replay, check_replay::check_replay(gw, &request)).map_err(with_id)?;
+    let (reference, contract, provided) = authorize::authorize(gw, &request).map_err(with_id)?;
+    unless_off(
+        Check::RateLimit,
+        limit_rate::limit_rate(gw, &reference, &request).await,
+    )
+    .map_err(with_id)?;
     unless_off(
         Check::QuerySchema,
         validate_query::validate_query(contract, &request),
     )
     .map_err(with_id)?;
-    let result = answer::answer(adapter, contract, &request)
+    let result = answer::answer(gw, provided, contract, &request)
         .await
         .map_err(with_id)?;
-    sign_answer::sign_answer(gw, &request, &text, result).map_err(with_id)
+    sign_answer::sign_answer(gw, &request, &text, &result).map_err(with_id)
 }

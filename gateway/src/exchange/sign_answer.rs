@@ -11,7 +11,7 @@ pub(super) fn sign_answer(
     gw: &Gateway,
     request: &ExchangeRequest,
     request_jws: &str,
-    result: Value,
+    result: &Value,
 ) -> Result<String, Problem> {
     let answer = ExchangeAnswer {
         v: 1,
@@ -22,7 +22,7 @@ pub(super) fn sign_answer(
         version: request.version.clone(),
         request_hash: sha256_b64url(request_jws.as_bytes()),
         iat: contracts::unix_now(),
-        result,
+        result: result.clone(),
     };
     let payload = serde_json::to_vec(&answer).map_err(|e| {
         Problem::new(

@@ -74,16 +74,20 @@ impl Federation {
     pub async fn start_with(options: Options) -> Federation {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
+        let mut admin_listeners = Vec::new();
         let mut ports = Vec::new();
-        for old in [
-            "127.0.0.1:7441",
-            "127.0.0.1:7442",
-            "127.0.0.1:7443",
-            "127.0.0.1:7444",
+        for (old, admin) in [
+            ("7441", "7541"),
+            ("7442", "7542"),
+            ("7443", "7543"),
+            ("7444", "7544"),
         ] {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            ports.push((old.to_owned(), l.local_addr().unwrap().port()));
+            ports.push((format!("127.0.0.1:{old}"), l.local_addr().unwrap().port()));
             listeners.push(l);
+            let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push((format!("127.0.0.1:{admin}"), a.local_addr().unwrap().port()));
+            admin_listeners.push(a);
         }
         let config = Config::parse(&test_config(&ports), "test config.toml", dir.path()).unwrap();
         gateway::federation::prepare(&config).await.unwrap();
@@ -93,10 +97,17 @@ impl Federation {
         }
         let mut stops = HashMap::new();
         let mut manifest = None;
-        for (m, listener) in config.members.iter().zip(listeners) {
+        for ((m, listener), admin) in config.members.iter().zip(listeners).zip(admin_listeners) {
             let gw = Arc::new(Gateway::from_config(&config, &m.id).unwrap());
             manifest = Some(gw.manifest().clone());
             let (tx, rx) = watch::channel(false);
+            let clients = gw.admin.clone().map(|a| a.clients).unwrap_or_default();
+            tokio::spawn(gateway::admin::serve(
+                gw.clone(),
+                admin,
+                clients,
+                rx.clone(),
+            ));
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(m.id.clone(), (tx, task));
         }

@@ -1,0 +1,136 @@
+//! The admin listener: Prometheus metrics and cache purges, over mutual TLS, for the
+//! identities its own allow-list names (no exchange ever goes through it).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use contracts::envelope::MAX_REQUEST_BYTES;
+use contracts::{MemberId, Problem, ProblemCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::gateway::Gateway;
+use crate::http::{Reply, json, problem, read_body};
+use crate::server::{HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_HEADERS};
+
+/// `POST /admin/cache/purge` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Contract id.
+    pub contract: String,
+    /// Version; every version when absent.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Serves the admin face of `gw` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    allowed: Vec<MemberId>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    crate::metrics::install();
+    let acceptor = TlsAcceptor::from(gw.tls.clone());
+    let allowed = Arc::new(allowed);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (acceptor, gw, allowed) = (acceptor.clone(), gw.clone(), allowed.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                tracing::debug!(%remote, "admin TLS handshake failed");
+                return;
+            };
+            let peer = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(crate::tls::identity);
+            let permitted = peer.as_ref().is_some_and(|p| allowed.contains(p));
+            let service = service_fn(move |req| {
+                let gw = gw.clone();
+                let peer = peer.clone();
+                async move { Ok::<_, Infallible>(route(&gw, peer, permitted, req).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_headers(MAX_HEADERS);
+            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+        });
+    }
+}
+
+async fn route(
+    gw: &Gateway,
+    peer: Option<MemberId>,
+    permitted: bool,
+    req: Request<Incoming>,
+) -> Reply {
+    if !permitted {
+        return problem(&Problem::new(
+            ProblemCode::Forbidden,
+            format!(
+                "{} is not on this gateway's admin allow-list",
+                peer.map(|p| p.to_string())
+                    .unwrap_or_else(|| "a certificate without a Simpul identity".into())
+            ),
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    match (parts.method.clone(), parts.uri.path()) {
+        (Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(crate::metrics::render().into()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (Method::POST, "/admin/cache/purge") => {
+            let bytes = match read_body(&parts.headers, body, MAX_REQUEST_BYTES).await {
+                Ok(b) => b,
+                Err(p) => return problem(&p),
+            };
+            let Ok(purge) = serde_json::from_slice::<PurgeRequest>(&bytes) else {
+                return problem(&Problem::new(
+                    ProblemCode::Malformed,
+                    "body must be {\"contract\", \"version\"?}",
+                ));
+            };
+            match gw.cache.purge(&purge.contract, purge.version.as_deref()) {
+                Ok(()) => {
+                    tracing::info!(member = %gw.member, contract = %purge.contract, version = ?purge.version, "cache purged");
+                    json(&json!({"purged": purge.contract, "version": purge.version}))
+                }
+                Err(e) => problem(&Problem::new(ProblemCode::Internal, e)),
+            }
+        }
+        _ => {
+            let mut r = problem(&Problem::new(
+                ProblemCode::NotFound,
+                format!("no admin resource at {}", parts.uri.path()),
+            ));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            r
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The provider's response cache, for contracts whose document sets `cache.ttl_s`.
+//!
+//! Keyed by contract, version and the RFC 8785 form of the query (hashed, so two spellings
+//! of one query share an entry), it holds results only: every hit is still signed afresh and
+//! bound to its own request. It sits after authorisation, rate limits and schema checks, so
+//! a cached answer never reaches a consumer that could not have asked for it.
+//!
+//! Bounded twice: by total bytes of results, and by entries — each entry weighs at least
+//! `max_bytes / max_entries`, so neither bound can be exceeded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contracts::ContractRef;
+use contracts::canonical::{canonical_json, sha256};
+use moka::notification::RemovalCause;
+use serde_json::Value;
+
+use crate::metrics::{Labels, count};
+
+/// A cached result.
+#[derive(Clone, Debug)]
+pub struct CachedResult {
+    /// The contract it answers.
+    pub contract: Arc<ContractRef>,
+    /// The result.
+    pub result: Arc<Value>,
+    bytes: u32,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<[u8; 32], CachedResult> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &CachedResult,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The response cache of one gateway.
+pub struct ResponseCache {
+    cache: moka::sync::Cache<[u8; 32], CachedResult>,
+    labels: Labels,
+}
+
+impl ResponseCache {
+    /// A cache of at most `max_entries` entries and `max_bytes` of results; its counters
+    /// carry `labels`.
+    pub fn new(max_entries: u64, max_bytes: u64, labels: Labels) -> Self {
+        let floor = (max_bytes / max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+        let on_evict = labels.clone();
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(move |_k, v: &CachedResult| v.bytes.max(floor))
+            .expire_after(PerEntryTtl)
+            .support_invalidation_closures()
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == RemovalCause::Size {
+                    count!(on_evict, "simpul_cache_evictions_total");
+                }
+            })
+            .build();
+        ResponseCache { cache, labels }
+    }
+
+    /// The key of a query to a contract.
+    pub fn key(contract: &ContractRef, query: &Value) -> Option<[u8; 32]> {
+        let mut material = Vec::with_capacity(128);
+        material.extend_from_slice(contract.id.as_bytes());
+        material.push(0);
+        material.extend_from_slice(contract.version.as_bytes());
+        material.push(0);
+        material.extend_from_slice(&canonical_json(query).ok()?);
+        Some(sha256(&material))
+    }
+
+    /// The cached result for `key` of `contract`, counting the hit or miss.
+    pub fn get(&self, key: &[u8; 32], contract: &ContractRef) -> Option<Arc<Value>> {
+        let hit = self.cache.get(key).map(|hit| hit.result);
+        match hit {
+            Some(_) => {
+                count!(self.labels, "simpul_cache_hits_total", "contract" => contract.to_string())
+            }
+            None => {
+                count!(self.labels, "simpul_cache_misses_total", "contract" => contract.to_string())
+            }
+        }
+        hit
+    }
+
+    /// Keeps `result` for `ttl`.
+    pub fn insert(
+        &self,
+        key: [u8; 32],
+        contract: Arc<ContractRef>,
+        result: Arc<Value>,
+        ttl: Duration,
+    ) {
+        let bytes = serde_json::to_vec(&*result).map(|v| v.len()).unwrap_or(0);
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.cache.insert(
+            key,
+            CachedResult {
+                contract,
+                result,
+                bytes,
+                ttl,
+            },
+        );
+    }
+
+    /// Drops every entry of one contract (all versions when `version` is `None`).
+    pub fn purge(&self, id: &str, version: Option<&str>) -> Result<(), String> {
+        let (id, version) = (id.to_owned(), version.map(str::to_owned));
+        self.cache
+            .invalidate_entries_if(move |_k, v| {
+                v.contract.id == id
+                    && version
+                        .as_ref()
+                        .is_none_or(|ver| &v.contract.version == ver)
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())?;
+        self.cache.run_pending_tasks();
+        Ok(())
+    }
+
+    /// Entries held now (after pending maintenance).
+    pub fn entry_count(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
+    /// Bytes held now (after pending maintenance), counting each entry's floor.
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels() -> Labels {
+        Labels {
+            member: "ID:GOV:T".into(),
+            instance: "test".into(),
+        }
+    }
+
+    fn c(id: &str) -> Arc<ContractRef> {
+        Arc::new(ContractRef::new(id, "1"))
+    }
+
+    #[test]
+    fn the_key_is_the_canonical_query() {
+        let r = ContractRef::new("a.b", "1");
+        let one: Value = serde_json::from_str(r#"{"nik":"1","x":2.0}"#).unwrap();
+        let two: Value = serde_json::from_str(r#"{ "x": 2, "nik": "1" }"#).unwrap();
+        assert_eq!(ResponseCache::key(&r, &one), ResponseCache::key(&r, &two));
+        assert_ne!(
+            ResponseCache::key(&r, &one),
+            ResponseCache::key(&ContractRef::new("a.b", "2"), &one)
+        );
+    }
+
+    #[test]
+    fn hit_miss_and_purge_by_contract() {
+        let cache = ResponseCache::new(100, 1 << 20, labels());
+        let (a, b) = (
+            ResponseCache::key(&c("a"), &json!(1)).unwrap(),
+            ResponseCache::key(&c("b"), &json!(1)).unwrap(),
+        );
+        assert!(cache.get(&a, &c("a")).is_none());
+        cache.insert(
+            a,
+            c("a"),
+            Arc::new(json!({"ok": true})),
+            Duration::from_secs(60),
+        );
+        cache.insert(
+            b,
+            c("b"),
+            Arc::new(json!({"ok": true})),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            cache.get(&a, &c("a")).as_deref(),
+            Some(&json!({"ok": true}))
+        );
+        cache.purge("a", None).unwrap();
+        assert!(cache.get(&a, &c("a")).is_none());
+        assert!(cache.get(&b, &c("b")).is_some());
+    }
+
+    #[test]
+    fn entries_expire_after_their_contracts_ttl() {
+        let cache = ResponseCache::new(100, 1 << 20, labels());
+        let k = ResponseCache::key(&c("a"), &json!(1)).unwrap();
+        cache.insert(k, c("a"), Arc::new(json!(1)), Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(cache.get(&k, &c("a")).is_none());
+    }
+
+    #[test]
+    fn bounded_by_entries_and_by_bytes() {
+        // 10 entries or 10 KiB, whichever is reached first.
+        let cache = ResponseCache::new(10, 10 * 1024, labels());
+        for i in 0..100 {
+            let k = ResponseCache::key(&c("a"), &json!(i)).unwrap();
+            cache.insert(k, c("a"), Arc::new(json!(i)), Duration::from_secs(60));
+        }
+        assert!(cache.entry_count() <= 10, "{}", cache.entry_count());
+        let big = Arc::new(json!("x".repeat(4000)));
+        for i in 0..100 {
+            let k = ResponseCache::key(&c("b"), &json!(i)).unwrap();
+            cache.insert(k, c("b"), big.clone(), Duration::from_secs(60));
+        }
+        assert!(
+            cache.weighted_size() <= 10 * 1024,
+            "{}",
+            cache.weighted_size()
+        );
+    }
+}

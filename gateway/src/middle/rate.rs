@@ -1,0 +1,228 @@
+//! Per-consumer rate limits: each consumer has its own quota on each contract, at the rate
+//! the manifest sets for that contract, so one consumer flooding a contract spends only its
+//! own quota.
+//!
+//! Locally the quota is a governor GCRA keyed by consumer. Replicas of one member behind a
+//! load balancer share one quota through Redis instead: the same GCRA, done atomically in
+//! one Lua script against Redis's clock. If Redis cannot be reached the replica falls back to
+//! its local limiter (and counts it) rather than refusing every exchange.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use contracts::manifest::Rate;
+use contracts::{ContractRef, MemberId};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// The verdict for one exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Within quota.
+    Admit,
+    /// Over quota; the limiter's own wait until one more would be admitted.
+    Limit {
+        /// How long to wait.
+        wait: Duration,
+    },
+}
+
+impl RateDecision {
+    /// `Retry-After` in whole seconds, never 0.
+    pub fn retry_after_s(wait: Duration) -> u64 {
+        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+    }
+}
+
+fn quota(rate: &Rate) -> Quota {
+    let per_second = NonZeroU32::new(rate.per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(rate.burst).unwrap_or(per_second);
+    Quota::per_second(per_second).allow_burst(burst)
+}
+
+/// The local limiter: one keyed GCRA per contract.
+pub struct LocalLimits {
+    limiters: HashMap<ContractRef, DefaultKeyedRateLimiter<MemberId>>,
+    clock: DefaultClock,
+}
+
+impl LocalLimits {
+    /// Limiters for each contract at its rate.
+    pub fn new(rates: &[(ContractRef, Rate)]) -> Self {
+        LocalLimits {
+            limiters: rates
+                .iter()
+                .map(|(r, rate)| (r.clone(), RateLimiter::keyed(quota(rate))))
+                .collect(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Spends one unit of `consumer`'s quota on `contract`.
+    pub fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
+        let Some(limiter) = self.limiters.get(contract) else {
+            return RateDecision::Admit;
+        };
+        match limiter.check_key(consumer) {
+            Ok(()) => RateDecision::Admit,
+            Err(not_until) => RateDecision::Limit {
+                wait: not_until.wait_time_from(self.clock.now()),
+            },
+        }
+    }
+}
+
+/// GCRA in one atomic step. KEYS[1] the consumer's key for the contract; ARGV[1] the emission
+/// interval and ARGV[2] the burst. Times in microseconds from Redis's own clock, so every
+/// replica agrees. Returns {1, 0} when admitted, {0, wait} when not.
+const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tau = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > tau then
+  return {0, new_tat - now - tau}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0}
+"#;
+
+/// The shared limiter: GCRA in Redis, with a local fallback.
+pub struct RedisLimits {
+    pool: deadpool_redis::Pool,
+    script: redis::Script,
+    prefix: String,
+    rates: HashMap<ContractRef, Rate>,
+    fallback: LocalLimits,
+    member: MemberId,
+}
+
+/// The rate limiter a gateway uses.
+pub enum RateLimits {
+    /// In this process.
+    Local(LocalLimits),
+    /// Shared by replicas through Redis.
+    Redis(Box<RedisLimits>),
+}
+
+/// A Redis URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("redis_url: {0}")]
+pub struct RedisConfigError(String);
+
+impl RateLimits {
+    /// Limits kept in Redis at `url`, keyed under `prefix` (the member, so replicas of one
+    /// member share them and other members do not).
+    pub fn redis(
+        url: &str,
+        member: &MemberId,
+        rates: &[(ContractRef, Rate)],
+    ) -> Result<Self, RedisConfigError> {
+        let pool = deadpool_redis::Config::from_url(url)
+            .builder()
+            .map_err(|e| RedisConfigError(e.to_string()))?
+            .max_size(16)
+            .wait_timeout(Some(Duration::from_millis(200)))
+            .create_timeout(Some(Duration::from_millis(500)))
+            .recycle_timeout(Some(Duration::from_millis(200)))
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .map_err(|e| RedisConfigError(e.to_string()))?;
+        Ok(RateLimits::Redis(Box::new(RedisLimits {
+            pool,
+            script: redis::Script::new(GCRA_LUA),
+            prefix: format!("simpul:rate:{member}"),
+            rates: rates.iter().cloned().collect(),
+            fallback: LocalLimits::new(rates),
+            member: member.clone(),
+        })))
+    }
+
+    /// Spends one unit of `consumer`'s quota on `contract`.
+    pub async fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
+        match self {
+            RateLimits::Local(local) => local.check(contract, consumer),
+            RateLimits::Redis(shared) => shared.check(contract, consumer).await,
+        }
+    }
+}
+
+impl RedisLimits {
+    async fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
+        let Some(rate) = self.rates.get(contract) else {
+            return RateDecision::Admit;
+        };
+        let interval_us = 1_000_000 / u64::from(rate.per_second.max(1));
+        let key = format!("{}:{contract}:{consumer}", self.prefix);
+        let outcome: Result<(i64, i64), String> = async {
+            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
+            let mut invocation = self.script.key(&key);
+            invocation.arg(interval_us).arg(rate.burst.max(1));
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                invocation.invoke_async(&mut conn),
+            )
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())
+        }
+        .await;
+        match outcome {
+            Ok((1, _)) => RateDecision::Admit,
+            Ok((_, wait_us)) => RateDecision::Limit {
+                wait: Duration::from_micros(wait_us.max(0) as u64),
+            },
+            Err(e) => {
+                tracing::warn!(member = %self.member, error = %e, "Redis rate limiter unreachable: using the local limiter");
+                metrics::counter!("simpul_rate_backend_errors_total", "member" => self.member.to_string()).increment(1);
+                self.fallback.check(contract, consumer)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> MemberId {
+        MemberId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn each_consumer_has_its_own_quota() {
+        let c = ContractRef::new("citizenship.status", "1");
+        let rate = Rate {
+            per_second: 1,
+            burst: 3,
+        };
+        let limits = LocalLimits::new(&[(c.clone(), rate)]);
+        let (a, b) = (m("ID:GOV:A"), m("ID:GOV:B"));
+        for _ in 0..3 {
+            assert_eq!(limits.check(&c, &a), RateDecision::Admit);
+        }
+        let RateDecision::Limit { wait } = limits.check(&c, &a) else {
+            panic!("the fourth at once must be limited");
+        };
+        assert!(
+            wait > Duration::from_millis(500) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        // B's quota is untouched by A's flood.
+        for _ in 0..3 {
+            assert_eq!(limits.check(&c, &b), RateDecision::Admit);
+        }
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(RateDecision::retry_after_s(Duration::from_millis(1)), 1);
+        assert_eq!(RateDecision::retry_after_s(Duration::from_millis(1000)), 1);
+        assert_eq!(RateDecision::retry_after_s(Duration::from_millis(1001)), 2);
+        assert_eq!(RateDecision::retry_after_s(Duration::ZERO), 1);
+    }
+}
