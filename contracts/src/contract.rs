@@ -237,7 +237,8 @@ fn check(
         .take(MAX_VIOLATIONS)
         .map(|e| SchemaViolation {
             pointer: format!("{prefix}{}", e.instance_path()),
-            message: e.to_string(),
+            // Masked: the value itself (a NIK) must not travel in problems or logs.
+            message: e.masked().to_string(),
         })
         .collect())
 }

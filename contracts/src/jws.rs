@@ -91,6 +91,9 @@ pub struct Header {
     /// Document type, e.g. `simpul-request+jws`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typ: Option<String>,
+    /// Critical extensions (RFC 7515 §4.1.11): none are understood, so any is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<serde_json::Value>,
 }
 
 /// A compact JWS split into its parts, its header read, its signature not yet checked.
@@ -125,6 +128,11 @@ impl<'a> ParsedJws<'a> {
             .map_err(|_| JwsError::Malformed("header is not a JSON object with a string alg"))?;
         let alg = Algorithm::from_header(&header.alg)
             .ok_or_else(|| JwsError::AlgorithmNotAllowed(header.alg.clone()))?;
+        if header.crit.is_some() {
+            return Err(JwsError::Malformed(
+                "the header has `crit` extensions, none of which are understood",
+            ));
+        }
         if header.typ.as_deref() != Some(expected_typ) {
             return Err(JwsError::WrongType {
                 found: header.typ.clone().unwrap_or_default(),
@@ -272,6 +280,7 @@ impl SigningKey {
             alg: self.alg.as_str().to_owned(),
             kid: Some(self.kid.clone()),
             typ: Some(typ.to_owned()),
+            crit: None,
         };
         let header = serde_json::to_vec(&header).map_err(key_err)?;
         let mut out = b64url(&header);
@@ -323,19 +332,20 @@ impl VerifyingKey {
         let parsed = Jwk::from_map(map.clone()).map_err(key_err)?;
         let (alg, verifier): (Algorithm, Box<dyn JwsVerifier>) = match (
             map.get("kty").and_then(Value::as_str),
+            map.get("crv").and_then(Value::as_str),
             map.get("alg").and_then(Value::as_str),
         ) {
-            (Some("EC"), Some("ES256") | None) => (
+            (Some("EC"), Some("P-256"), Some("ES256") | None) => (
                 Algorithm::ES256,
                 Box::new(ES256.verifier_from_jwk(&parsed).map_err(key_err)?),
             ),
-            (Some("OKP"), Some("EdDSA") | None) => (
+            (Some("OKP"), Some("Ed25519"), Some("EdDSA") | None) => (
                 Algorithm::EdDSA,
                 Box::new(EdDSA.verifier_from_jwk(&parsed).map_err(key_err)?),
             ),
-            (kty, alg) => {
+            (kty, crv, alg) => {
                 return Err(JwsError::Key(format!(
-                    "unsupported key type {kty:?} with alg {alg:?} (EC/ES256 or OKP/EdDSA)"
+                    "unsupported key {kty:?}/{crv:?} with alg {alg:?} (EC P-256 ES256 or OKP Ed25519 EdDSA)"
                 )));
             }
         };
@@ -433,6 +443,16 @@ mod tests {
         for bad in ["", "a.b", "a.b.c.d", "!!.e30.", "e30.e30.e30"] {
             assert!(ParsedJws::parse(bad, TYP).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn crit_extensions_are_refused() {
+        let h = b64url(br#"{"alg":"ES256","kid":"ID:GOV:X#k","typ":"simpul-request+jws","crit":["exp"],"exp":1}"#);
+        let jws = format!("{h}.{}.{}", b64url(b"{}"), b64url(&[0u8; 64]));
+        assert!(matches!(
+            ParsedJws::parse(&jws, TYP),
+            Err(JwsError::Malformed(_))
+        ));
     }
 
     #[test]

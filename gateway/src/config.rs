@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use adapters::{AdapterSpec, SqlSpec};
+use adapters::{AdapterSpec, HttpSpec, SqlSpec};
 use contracts::manifest::{Consumer, Rate};
 use contracts::{Contract, ContractRef, MemberId};
 use serde::Deserialize;
@@ -211,19 +211,27 @@ pub struct Provision {
     /// How long an exchange may wait for an adapter slot before 503, in milliseconds.
     #[serde(default = "default_queue_ms")]
     pub queue_ms: u64,
-    /// A SQL binding (exactly one backend table per provision).
+    /// A SQL binding: SQLite, PostgreSQL or MySQL/MariaDB (one backend table per provision).
     #[serde(default)]
     pub sql: Option<SqlSpec>,
+    /// A REST API binding (one backend table per provision).
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
 }
 
 impl Provision {
-    /// The one backend this provision is bound to.
+    /// The one backend this provision is bound to: exactly one of `sql` and `http`.
     pub fn adapter_spec(&self) -> Result<AdapterSpec, (String, String)> {
-        match &self.sql {
-            Some(sql) => Ok(AdapterSpec::Sql(sql.clone())),
-            None => Err((
+        match (&self.sql, &self.http) {
+            (Some(sql), None) => Ok(AdapterSpec::Sql(sql.clone())),
+            (None, Some(http)) => Ok(AdapterSpec::Http(http.clone())),
+            (Some(_), Some(_)) => Err((
+                "http".into(),
+                "bind the contract to one backend: a `sql` or an `http` table, not both".into(),
+            )),
+            (None, None) => Err((
                 "sql".into(),
-                "bind the contract to a backend: add a `sql` table".into(),
+                "bind the contract to a backend: add a `sql` or an `http` table".into(),
             )),
         }
     }
@@ -331,6 +339,10 @@ pub struct SeedTarget {
     pub dataset: Dataset,
     /// The SQLite file, relative to the configuration's directory.
     pub database: PathBuf,
+    /// Set by `simpul up --backend postgres`, never in the file: seed into this schema of a
+    /// database server instead of the SQLite file.
+    #[serde(skip)]
+    pub server: Option<crate::seed::ServerTarget>,
 }
 
 impl MemberConfig {

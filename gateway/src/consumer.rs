@@ -103,10 +103,11 @@ pub async fn ask(
     };
     let id = request.id.clone();
     let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider);
-    let _enter = span.enter();
+    // Entered only around each log line: a span guard must not be held across an await.
     let fail = |p: Problem| {
         let mut p = p.with_exchange_id(Some(&id));
         p.provider = Some(provider.to_string());
+        let _in_span = span.enter();
         tracing::info!(outcome = %p.type_uri, detail = %p.detail, "exchange failed");
         p
     };
@@ -142,7 +143,6 @@ pub async fn ask(
         p.retry_after = Some(RateDecision::retry_after_s(retry_after));
         return Err(fail(p));
     }
-    drop(_enter);
     let reply = client
         .call(
             Method::POST,
@@ -167,7 +167,6 @@ pub async fn ask(
             CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
         })
     })?;
-    let _enter = span.enter();
     if reply.status != StatusCode::OK {
         // The provider's refusal is relayed as it said it, with its status.
         let relayed = serde_json::from_slice::<Problem>(&reply.body)
@@ -191,7 +190,7 @@ pub async fn ask(
     })?;
     let answer = verify_answer(gw, &request, &jws, text, doc)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
-    tracing::info!(outcome = "ok", "answered");
+    span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
     Ok(LocalAnswer {
         exchange_id: id.clone(),
         provider,

@@ -179,6 +179,24 @@ pub async fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
     let mut population = None;
     for m in &config.members {
         let Some(target) = &m.seed else { continue };
+        if let Some(server) = &target.server {
+            // The population is generated only when some table is missing; the check is
+            // one cheap query per member.
+            if crate::seed::server_has_dataset(server, target.dataset).await? {
+                continue;
+            }
+            let pop = population.get_or_insert_with(|| crate::seed::generate(&config.data));
+            if let Some(rows) =
+                crate::seed::write_dataset_server(pop, target.dataset, server).await?
+            {
+                done.notes.push(format!(
+                    "seeded {}.{} with {rows} rows",
+                    server.schema,
+                    target.dataset.table()
+                ));
+            }
+            continue;
+        }
         let path = config.resolve(&target.database);
         if path.exists() {
             continue;
@@ -189,6 +207,58 @@ pub async fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
             .push(format!("seeded {} with {rows} rows", path.display()));
     }
     Ok(done)
+}
+
+/// The schema a member's demo data lives in on a database server: the last part of its id,
+/// lower-cased (`ID:GOV:KEMLU` → `kemlu`).
+pub fn member_schema(id: &MemberId) -> String {
+    id.as_str()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Points the demo federation at a database server (`simpul up --backend postgres`) instead
+/// of its SQLite files: each member's synthetic data is seeded into its own schema of `url`
+/// (`kemlu.reports`, `dukcapil.residents`, …) and each of its SQL bindings that reads a
+/// SQLite file reads that schema instead, through the binding's `schema` (PostgreSQL's
+/// `search_path`). The statements stay exactly as written in the configuration.
+pub fn use_database_server(config: &mut Config, url: &str) -> Result<(), PrepareError> {
+    let base_dir = config.base_dir.clone();
+    for m in &mut config.members {
+        let schema = member_schema(&m.id);
+        if let Some(seed) = &mut m.seed {
+            seed.server = Some(crate::seed::ServerTarget {
+                url: url.to_owned(),
+                schema: schema.clone(),
+            });
+        }
+        for p in &mut m.provides {
+            let Some(sql) = &mut p.sql else { continue };
+            let is_sqlite_file =
+                !sql.database.contains("://") && !sql.database.starts_with(adapters::ENV_PREFIX);
+            if !is_sqlite_file {
+                continue;
+            }
+            sql.database = url.to_owned();
+            sql.schema = Some(schema.clone());
+            let spec = adapters::AdapterSpec::Sql(sql.clone());
+            adapters::build(&spec, &base_dir).map_err(|e| PrepareError::File {
+                path: PathBuf::from(&config.source),
+                reason: format!("{} {}: {e}", m.id, p.contract),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Ids of the subsystem to show in the demo's curl command: the first subsystem of the

@@ -100,10 +100,21 @@ pub fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, Sta
             }
         })?;
     let serial_file = path.with_extension(format!("{}.serial", member.file_stem()));
-    let held = std::fs::read_to_string(&serial_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    // No file: nothing held yet. A file that does not read as a serial is refused, never
+    // taken as 0, which would silently switch rollback protection off.
+    let held = match std::fs::read_to_string(&serial_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            return Err(StartError::File {
+                path: serial_file,
+                reason: format!("cannot read the held manifest serial: {e}"),
+            });
+        }
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| StartError::File {
+            path: serial_file.clone(),
+            reason: "not a manifest serial: restore it, or remove it to accept any serial".into(),
+        })?,
+    };
     manifest
         .check_not_older_than(held)
         .map_err(|source| StartError::Manifest {
@@ -111,12 +122,14 @@ pub fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, Sta
             source,
         })?;
     if manifest.doc().serial > held {
-        std::fs::write(&serial_file, manifest.doc().serial.to_string()).map_err(|e| {
-            StartError::File {
+        // Written aside and renamed, so a crash leaves the old serial or the new one.
+        let tmp = serial_file.with_extension("serial.tmp");
+        std::fs::write(&tmp, manifest.doc().serial.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &serial_file))
+            .map_err(|e| StartError::File {
                 path: serial_file,
                 reason: format!("cannot record the manifest serial: {e}"),
-            }
-        })?;
+            })?;
     }
     Ok(manifest)
 }
@@ -166,6 +179,9 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Assembles `member`'s gateway from the configuration and the manifest it names.
     pub fn from_config(config: &Config, member: &MemberId) -> Result<Gateway, StartError> {
+        if config.member(member).is_none() {
+            return Err(StartError::UnknownMember(member.clone()));
+        }
         let manifest = load_manifest(config, member)?;
         Self::with_manifest(config, member, manifest)
     }
@@ -259,9 +275,12 @@ impl Gateway {
         let chain_identity = chain.first().and_then(tls::identity);
         if chain_identity.as_ref() != Some(member) {
             return Err(StartError::Inconsistent(format!(
-                "{}: the certificate names {:?}, not {member}",
+                "{}: the certificate names {}, not {member}",
                 layout.gateway_cert(member).display(),
-                chain_identity
+                chain_identity.map_or_else(
+                    || "no single Simpul identity".to_owned(),
+                    |id| id.to_string()
+                )
             )));
         }
         let tls = tls::server_config(&cas, chain.clone(), key.clone_key())?;

@@ -31,7 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the demo federation: make what is missing (PKI, manifest, data), serve every member.
-    Up,
+    Up {
+        /// Where the demo's data lives: `sqlite` files beside the configuration, or
+        /// `postgres`: one schema per member in the database of $SIMPUL_PG_URL (default
+        /// postgres://postgres@127.0.0.1:5432/simpul_demo, created if missing).
+        #[arg(long, value_enum, default_value_t = DemoBackend::Sqlite)]
+        backend: DemoBackend,
+    },
     /// Run one member's gateway, as a ministry runs it in production.
     Serve {
         /// The member, e.g. ID:GOV:DUKCAPIL.
@@ -89,6 +95,19 @@ enum CacheCommand {
     },
 }
 
+/// Where `simpul up` keeps the demo's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DemoBackend {
+    /// One SQLite file per member (`data/*.db`).
+    Sqlite,
+    /// One schema per member in a PostgreSQL database.
+    Postgres,
+}
+
+/// The environment variable with the PostgreSQL URL for `simpul up --backend postgres`.
+const PG_URL_VAR: &str = "SIMPUL_PG_URL";
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/simpul_demo";
+
 #[derive(Subcommand)]
 enum PkiCommand {
     /// Make the federation CA, the authority key, and every member's certificates and keys.
@@ -130,7 +149,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Up | Command::Serve { .. } => "info",
+        Command::Up { .. } | Command::Serve { .. } => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -160,8 +179,13 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Up => {
-            let config = load_config(cli.config.as_deref())?;
+        Command::Up { backend } => {
+            let mut config = load_config(cli.config.as_deref())?;
+            if backend == DemoBackend::Postgres {
+                let url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.into());
+                gateway::federation::use_database_server(&mut config, &url)
+                    .map_err(|e| e.to_string())?;
+            }
             up(config).await
         }
         Command::Serve { member } => {

@@ -116,15 +116,18 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
             format!("no resource at {}", parts.uri.path()),
         ))
     };
-    let wrong_method = |allowed: &str| {
-        problem(&Problem::new(
+    let wrong_method = |allowed: &'static str| {
+        let mut r = problem(&Problem::new(
             ProblemCode::MethodNotAllowed,
             format!(
                 "{} {} is not served; use {allowed}",
                 parts.method,
                 parts.uri.path()
             ),
-        ))
+        ));
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+        r
     };
     match segments.as_slice() {
         ["v1", "exchange", rest @ ..] => {
@@ -174,7 +177,7 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
                 )),
             }
         }
-        ["v1", "manifest"] | ["v1", "contracts", ..] => wrong_method("GET"),
+        ["v1", "manifest"] | ["v1", "contracts"] | ["v1", "contracts", _, _] => wrong_method("GET"),
         _ => not_found(),
     }
 }

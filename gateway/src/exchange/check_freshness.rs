@@ -11,6 +11,12 @@ pub(super) fn check_freshness(request: &ExchangeRequest, now: i64) -> Result<(),
             request.iat
         ));
     }
+    if request.exp <= request.iat {
+        return stale(format!(
+            "exp {} is not after iat {}",
+            request.exp, request.iat
+        ));
+    }
     if request.exp <= now {
         return stale(format!("exp {} has passed (now {now})", request.exp));
     }
@@ -45,5 +51,6 @@ mod tests {
         assert!(check_freshness(&request(now + 61, now + 120), now).is_err());
         assert!(check_freshness(&request(now - 10, now), now).is_err());
         assert!(check_freshness(&request(now, now + 301), now).is_err());
+        assert!(check_freshness(&request(now + 30, now + 20), now).is_err());
     }
 }

@@ -23,7 +23,7 @@ pub(super) fn require_identity(
         ));
     }
     if let Some(sub) = &request.sub
-        && sub.member() != request.iss
+        && (!sub.is_subsystem() || sub.member() != request.iss)
     {
         return Err(Problem::new(
             ProblemCode::IdentityMismatch,

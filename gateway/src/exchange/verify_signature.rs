@@ -54,10 +54,12 @@ pub(super) fn verify_signature(
             format!("payload version {} is not supported (1)", request.v),
         ));
     }
-    if uuid::Uuid::parse_str(&request.id).is_err() {
+    // One spelling per id: the replay window and both sides' logs compare ids as given.
+    let canonical = uuid::Uuid::parse_str(&request.id).map(|u| u.hyphenated().to_string());
+    if canonical.as_deref() != Ok(request.id.as_str()) {
         return Err(Problem::new(
             ProblemCode::Malformed,
-            "the exchange id is not a UUID",
+            "the exchange id is not a UUID in lower-case hyphenated form",
         ));
     }
     let signer = signer.unwrap_or_else(|| request.iss.clone());

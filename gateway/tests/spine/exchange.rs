@@ -501,3 +501,35 @@ async fn manifest_and_contracts_are_served_and_match_the_pinned_digests() {
         "method-not-allowed",
     );
 }
+
+#[tokio::test]
+async fn exchange_id_not_in_canonical_uuid_form_is_refused_with_400_malformed() {
+    let f = Federation::start().await;
+    for spelling in [
+        str::to_uppercase,
+        |s: &str| format!("urn:uuid:{s}"),
+        |s: &str| s.replace('-', ""),
+    ] {
+        let mut request = f.citizenship_request();
+        request.id = spelling(&request.id);
+        assert_problem(
+            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+            400,
+            "malformed",
+        );
+    }
+}
+
+#[tokio::test]
+async fn sub_that_is_not_a_subsystem_of_iss_is_refused_with_401_identity_mismatch() {
+    let f = Federation::start().await;
+    for sub in [KEMLU, SISKOP2MI] {
+        let mut request = f.citizenship_request();
+        request.sub = Some(id(sub));
+        assert_problem(
+            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+            401,
+            "identity-mismatch",
+        );
+    }
+}
