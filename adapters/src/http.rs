@@ -199,9 +199,7 @@ fn parse_template(url: &str) -> Result<Vec<Piece>, AdapterConfigError> {
     Ok(pieces)
 }
 
-fn tls_config(
-    ca_file: Option<&Path>,
-) -> Result<rustls::ClientConfig, AdapterConfigError> {
+fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, AdapterConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {

@@ -64,10 +64,13 @@ pub fn resolve_env(value: &str, field: &str) -> Result<String, AdapterConfigErro
     std::env::var(name).map_err(|e| {
         AdapterConfigError::new(
             field,
-            format!("environment variable {name} is {}", match e {
-                std::env::VarError::NotPresent => "not set",
-                std::env::VarError::NotUnicode(_) => "not valid UTF-8",
-            }),
+            format!(
+                "environment variable {name} is {}",
+                match e {
+                    std::env::VarError::NotPresent => "not set",
+                    std::env::VarError::NotUnicode(_) => "not valid UTF-8",
+                }
+            ),
         )
     })
 }

@@ -457,7 +457,11 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
             "database",
             format!(
                 "not a valid database URL{}: {e}",
-                if from_env { " (from the environment)" } else { "" }
+                if from_env {
+                    " (from the environment)"
+                } else {
+                    ""
+                }
             ),
         )
     };
@@ -471,7 +475,9 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
         ));
     }
     let timeout_ms = spec.timeout_ms.to_string();
-    let scheme = database.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let scheme = database
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
     match scheme.as_deref() {
         Some("postgres" | "postgresql") => {
             let mut o = PgConnectOptions::from_str(&database).map_err(bad_url)?;

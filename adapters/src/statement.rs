@@ -56,7 +56,8 @@ fn dollar_tag(statement: &str, start: usize) -> Option<&str> {
         .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
         .count();
     let tag_body = &rest[..len];
-    if rest.as_bytes().get(len) == Some(&b'$') && !tag_body.starts_with(|c: char| c.is_ascii_digit())
+    if rest.as_bytes().get(len) == Some(&b'$')
+        && !tag_body.starts_with(|c: char| c.is_ascii_digit())
     {
         Some(&statement[start..start + len + 2])
     } else {

@@ -114,6 +114,8 @@ pub struct LimitsConfig {
     pub rate_backend: RateBackend,
     /// The Redis URL when `rate_backend = "redis"`; `env:VAR` reads it from the environment.
     pub redis_url: Option<String>,
+    /// Prefix of the rate keys in Redis (one Redis may serve several federations).
+    pub redis_prefix: String,
     /// The rate of a provided contract whose `rate` is not set.
     pub default_rate: Rate,
 }
@@ -124,6 +126,7 @@ impl Default for LimitsConfig {
             replay_capacity: 200_000,
             rate_backend: RateBackend::Local,
             redis_url: None,
+            redis_prefix: "simpul".into(),
             default_rate: Rate {
                 per_second: 50,
                 burst: 100,

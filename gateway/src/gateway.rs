@@ -315,7 +315,7 @@ impl Gateway {
                     })?,
                     None => url.to_owned(),
                 };
-                RateLimits::redis(&url, member, &rates).map_err(|e| {
+                RateLimits::redis(&url, &mc.limits.redis_prefix, member, &rates).map_err(|e| {
                     StartError::Inconsistent(format!("{}: limits.{e}", config.source))
                 })?
             }

@@ -2131,9 +2131,12 @@ pub async fn write_dataset_server(
     match scheme {
         Some("postgres" | "postgresql") => {
             ensure_postgres_database(&target.url).await.map_err(err)?;
-            let mut conn = sqlx::PgConnection::connect(&target.url)
-                .await
-                .map_err(err)?;
+            // `DROP TABLE IF EXISTS` of a missing table is a NOTICE: not worth a log line.
+            let options =
+                <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(&target.url)
+                    .map_err(err)?
+                    .options([("client_min_messages", "warning")]);
+            let mut conn = options.connect().await.map_err(err)?;
             let written =
                 fill_server::<sqlx::Postgres>(&mut conn, pop, dataset, &target.schema, POSTGRES)
                     .await;
@@ -2910,5 +2913,75 @@ mod tests {
             let rows = write_dataset(&pop, dataset, &path).await.unwrap();
             eprintln!("wrote {rows} {} in {:?}", dataset.table(), start.elapsed());
         }
+    }
+
+    /// Seeds every dataset into a fresh schema of the server `var` names (skipped when it is
+    /// not set), checks the row counts and the demo's own statement, and that a second seed
+    /// leaves the tables alone.
+    async fn seeds_a_database_server(var: &str, drop: &str) {
+        let Ok(url) = std::env::var(var) else {
+            eprintln!("skipped: {var} is not set");
+            return;
+        };
+        let pop = generate(&config(300));
+        let schema = format!(
+            "simpul_seed_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros()
+                % 1_000_000_000
+        );
+        let target = ServerTarget {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+        for dataset in Dataset::ALL {
+            assert!(!server_has_dataset(&target, dataset).await.unwrap());
+            let rows = write_dataset_server(&pop, dataset, &target).await.unwrap();
+            assert_eq!(rows, Some(pop.rows(dataset)), "{dataset:?}");
+            assert!(server_has_dataset(&target, dataset).await.unwrap());
+            assert_eq!(
+                write_dataset_server(&pop, dataset, &target).await.unwrap(),
+                None
+            );
+        }
+        let nik = pop.sample_in_all_four();
+        let drop_sql = AssertSqlSafe(drop.replace("{s}", &schema));
+        if url.starts_with("postgres") {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            let sql =
+                format!("SELECT citizenship, deceased FROM {schema}.residents WHERE nik = $1");
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(nik)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(row.get::<String, _>(0), "WNI");
+            assert!(!row.get::<bool, _>(1));
+            sqlx::raw_sql(drop_sql).execute(&mut c).await.unwrap();
+        } else {
+            let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+            let sql = format!("SELECT citizenship, deceased FROM {schema}.residents WHERE nik = ?");
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(nik)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(row.get::<String, _>(0), "WNI");
+            assert!(!row.get::<bool, _>(1));
+            sqlx::raw_sql(drop_sql).execute(&mut c).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn seeds_every_dataset_into_postgres_once() {
+        seeds_a_database_server("SIMPUL_TEST_POSTGRES_URL", "DROP SCHEMA {s} CASCADE").await;
+    }
+
+    #[tokio::test]
+    async fn seeds_every_dataset_into_mariadb_once() {
+        seeds_a_database_server("SIMPUL_TEST_MYSQL_URL", "DROP DATABASE {s}").await;
     }
 }

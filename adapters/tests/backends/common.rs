@@ -330,9 +330,7 @@ impl Fixture {
     pub async fn drop_all(mut self) {
         match (&self.engine, &self.schema) {
             (Engine::Postgres, Some(s)) => {
-                self.admin
-                    .exec(&format!("DROP SCHEMA {s} CASCADE"))
-                    .await
+                self.admin.exec(&format!("DROP SCHEMA {s} CASCADE")).await
             }
             (Engine::MySql, Some(s)) => self.admin.exec(&format!("DROP DATABASE {s}")).await,
             _ => {}

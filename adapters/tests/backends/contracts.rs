@@ -90,7 +90,11 @@ async fn all_four_backends_answer_the_same_contract_identically() {
             Box::new(HttpAdapter::new(http, sqlite.base_dir()).expect("http adapter")),
         ),
     ];
-    let tricky = ["' OR '1'='1", "3171011701900001' --", "3171011701900001/../x"];
+    let tricky = [
+        "' OR '1'='1",
+        "3171011701900001' --",
+        "3171011701900001/../x",
+    ];
     for nik in PEOPLE.iter().chain(tricky.iter()) {
         let query = json!({ "nik": nik });
         let mut answers: Vec<(&str, Value)> = Vec::new();

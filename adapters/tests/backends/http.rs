@@ -97,7 +97,10 @@ async fn http_answer_maps_pointers_and_404_gives_not_found() {
     for field in ["country", "agency", "since", "employer"] {
         s.answer.insert(field.into(), format!("/data/{field}"));
     }
-    s.found = json!({"source": "siskop2mi"}).as_object().cloned().expect("map");
+    s.found = json!({"source": "siskop2mi"})
+        .as_object()
+        .cloned()
+        .expect("map");
     s.not_found = Some(json!({"placed": false}));
     let a = adapter(s);
     assert_eq!(
@@ -105,7 +108,9 @@ async fn http_answer_maps_pointers_and_404_gives_not_found() {
         json!({"source": "siskop2mi", "placed": true, "country": "MY", "agency": "PT Sinar Abadi", "since": "2023-03-01"})
     );
     assert_eq!(
-        a.answer(&json!({"nik": "3171010101010009"})).await.expect("404"),
+        a.answer(&json!({"nik": "3171010101010009"}))
+            .await
+            .expect("404"),
         json!({"placed": false})
     );
 }
@@ -137,7 +142,10 @@ async fn http_failing_upstream_is_unavailable_after_bounded_get_retries() {
     let (addr, hits) = upstream().await;
     let mut s = spec(format!("http://{addr}/fail/{{nik}}"));
     s.retries = 2;
-    let err = adapter(s).answer(&json!({"nik": "1"})).await.expect_err("500");
+    let err = adapter(s)
+        .answer(&json!({"nik": "1"}))
+        .await
+        .expect_err("500");
     assert!(matches!(err, AdapterError::Unavailable(_)), "{err:?}");
     assert_eq!(hits.count("/fail"), 3, "one try and two retries");
 }
@@ -148,7 +156,10 @@ async fn http_flaky_upstream_is_answered_by_a_retry() {
     let mut s = spec(format!("http://{addr}/flaky/{{nik}}"));
     s.retries = 2;
     assert_eq!(
-        adapter(s).answer(&json!({"nik": "1"})).await.expect("third try"),
+        adapter(s)
+            .answer(&json!({"nik": "1"}))
+            .await
+            .expect("third try"),
         json!({"placed": false})
     );
     assert_eq!(hits.count("/flaky"), 3);
@@ -157,12 +168,17 @@ async fn http_flaky_upstream_is_answered_by_a_retry() {
 #[tokio::test]
 async fn http_refused_connection_is_unavailable() {
     let closed = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         l.local_addr().expect("addr")
     };
     let mut s = spec(format!("http://{closed}/v1/placements/{{nik}}"));
     s.retries = 1;
-    let err = adapter(s).answer(&json!({"nik": "1"})).await.expect_err("refused");
+    let err = adapter(s)
+        .answer(&json!({"nik": "1"}))
+        .await
+        .expect_err("refused");
     assert!(matches!(err, AdapterError::Unavailable(_)), "{err:?}");
 }
 
@@ -171,7 +187,10 @@ async fn http_client_errors_are_backend_errors_and_not_retried() {
     let (addr, hits) = upstream().await;
     let mut s = spec(format!("http://{addr}/bad-request/{{nik}}"));
     s.retries = 3;
-    let err = adapter(s).answer(&json!({"nik": "1"})).await.expect_err("400");
+    let err = adapter(s)
+        .answer(&json!({"nik": "1"}))
+        .await
+        .expect_err("400");
     assert!(matches!(err, AdapterError::Failed(_)), "{err:?}");
     assert_eq!(hits.count("/bad-request"), 1);
 }
@@ -183,7 +202,10 @@ async fn http_malformed_unmappable_or_oversized_answers_are_backend_errors() {
         let mut s = spec(format!("http://{addr}/{path}/{{nik}}"));
         s.max_answer_bytes = 4096;
         s.retries = 2;
-        let err = adapter(s).answer(&json!({"nik": "1"})).await.expect_err(path);
+        let err = adapter(s)
+            .answer(&json!({"nik": "1"}))
+            .await
+            .expect_err(path);
         assert!(matches!(err, AdapterError::Failed(_)), "{path}: {err:?}");
         assert_eq!(hits.count(&format!("/{path}")), 1, "{path} is not retried");
     }

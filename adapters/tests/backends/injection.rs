@@ -47,9 +47,7 @@ async fn check(mut fixture: Fixture) {
         // PostgreSQL text cannot hold NUL: it refuses the value, which is the right
         // (and harmless) answer there.
         let refused = fixture.engine == Engine::Postgres && attempt.contains('\0');
-        let as_nik = adapter
-            .answer(&json!({"nik": attempt, "note": "x"}))
-            .await;
+        let as_nik = adapter.answer(&json!({"nik": attempt, "note": "x"})).await;
         let as_note = adapter
             .answer(&json!({"nik": ALL_FOUR, "note": attempt}))
             .await;

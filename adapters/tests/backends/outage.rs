@@ -45,7 +45,10 @@ async fn check(fixture: Fixture, default_port: u16) {
     proxy.restart().await;
     let started = Instant::now();
     assert_eq!(
-        adapter.answer(&query).await.expect("the first answer after the restart"),
+        adapter
+            .answer(&query)
+            .await
+            .expect("the first answer after the restart"),
         expected
     );
     eprintln!("{:?}: recovered in {:?}", fixture.engine, started.elapsed());

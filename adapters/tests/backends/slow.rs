@@ -30,7 +30,11 @@ async fn check(mut fixture: Fixture, statement: String, column: &str, running: S
         fixture.admin.scalar(&running).await
     });
     let took = started.elapsed();
-    assert_eq!(seen_running, 1, "{:?}: the statement is not seen running", fixture.engine);
+    assert_eq!(
+        seen_running, 1,
+        "{:?}: the statement is not seen running",
+        fixture.engine
+    );
     let err = result.expect_err("5 s is past the deadline");
     assert!(
         matches!(err, AdapterError::Timeout(DEADLINE_MS)),

@@ -33,13 +33,19 @@ async fn postgres_tls_require_encrypts_and_verify_full_refuses_an_unknown_certif
     let mut spec = fixture.spec(binding.clone());
     spec.tls = Some(DatabaseTls::Require);
     let a = adapters::SqlAdapter::new(spec, fixture.base_dir()).expect("adapter");
-    assert_eq!(a.answer(&query).await.expect("tls"), json!({"encrypted": true}));
+    assert_eq!(
+        a.answer(&query).await.expect("tls"),
+        json!({"encrypted": true})
+    );
 
     let mut spec = fixture.spec(binding.clone());
     let sep = if url.contains('?') { '&' } else { '?' };
     spec.database = format!("{url}{sep}sslmode=disable");
     let a = adapters::SqlAdapter::new(spec, fixture.base_dir()).expect("adapter");
-    assert_eq!(a.answer(&query).await.expect("plain"), json!({"encrypted": false}));
+    assert_eq!(
+        a.answer(&query).await.expect("plain"),
+        json!({"encrypted": false})
+    );
 
     // The test server's certificate is self-signed: no web PKI root vouches for it.
     let mut spec = fixture.spec(binding);

@@ -119,6 +119,7 @@ impl RateLimits {
     /// member share them and other members do not).
     pub fn redis(
         url: &str,
+        prefix: &str,
         member: &MemberId,
         rates: &[(ContractRef, Rate)],
     ) -> Result<Self, RedisConfigError> {
@@ -135,7 +136,7 @@ impl RateLimits {
         Ok(RateLimits::Redis(Box::new(RedisLimits {
             pool,
             script: redis::Script::new(GCRA_LUA),
-            prefix: format!("simpul:rate:{member}"),
+            prefix: format!("{prefix}:rate:{member}"),
             rates: rates.iter().cloned().collect(),
             fallback: LocalLimits::new(rates),
             member: member.clone(),

@@ -35,13 +35,15 @@ fn write_config(dir: &Path) {
     ]
     .iter()
     .map(|old| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        (old.to_string(), port)
+        (
+            old.to_string(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        )
     })
+    .collect::<Vec<_>>()
+    // Every probe stays bound until all are chosen, so no port is handed out twice.
+    .iter()
+    .map(|(old, l)| (old.clone(), l.local_addr().unwrap().port()))
     .collect();
     std::fs::write(dir.join("config.toml"), test_config(&ports)).unwrap();
 }

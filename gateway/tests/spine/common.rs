@@ -36,6 +36,10 @@ pub fn id(s: &str) -> MemberId {
 pub struct Options {
     /// Members whose database file is removed before their gateway starts.
     pub remove_database_of: Vec<&'static str>,
+    /// Text replacements applied to the test's config.toml (after the ports).
+    pub edits: Vec<(String, String)>,
+    /// Members that get a second replica, on its own port.
+    pub replicas_of: Vec<&'static str>,
 }
 
 pub struct Federation {
@@ -46,6 +50,8 @@ pub struct Federation {
     pub cas: Vec<CertificateDer<'static>>,
     pub population: gateway::seed::Population,
     stops: HashMap<MemberId, (watch::Sender<bool>, JoinHandle<()>)>,
+    /// The URL of each member's second replica.
+    pub replicas: HashMap<MemberId, String>,
 }
 
 /// The repository's config.toml with each `listen` replaced by a free loopback port, the
@@ -89,7 +95,15 @@ impl Federation {
             ports.push((format!("127.0.0.1:{admin}"), a.local_addr().unwrap().port()));
             admin_listeners.push(a);
         }
-        let config = Config::parse(&test_config(&ports), "test config.toml", dir.path()).unwrap();
+        let mut text = test_config(&ports);
+        for (old, new) in &options.edits {
+            assert!(
+                text.contains(old.as_str()),
+                "the test config has no `{old}`"
+            );
+            text = text.replacen(old.as_str(), new, 1);
+        }
+        let config = Config::parse(&text, "test config.toml", dir.path()).unwrap();
         gateway::federation::prepare(&config).await.unwrap();
         for m in &options.remove_database_of {
             let target = config.member(&id(m)).unwrap().seed.clone().unwrap();
@@ -111,6 +125,19 @@ impl Federation {
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(m.id.clone(), (tx, task));
         }
+        let mut replicas = HashMap::new();
+        for m in &options.replicas_of {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!(
+                "https://localhost:{}",
+                listener.local_addr().unwrap().port()
+            );
+            let gw = Arc::new(Gateway::from_config(&config, &id(m)).unwrap());
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
+            stops.insert(id(&format!("{m}:REPLICA")), (tx, task));
+            replicas.insert(id(m), url);
+        }
         let manifest = manifest.unwrap();
         let cas = gateway::tls::certs_from_pem(&manifest.doc().ca).unwrap();
         let population = gateway::seed::generate(&config.data);
@@ -121,6 +148,7 @@ impl Federation {
             cas,
             population,
             stops,
+            replicas,
         }
     }
 
@@ -129,6 +157,89 @@ impl Federation {
         let (tx, task) = self.stops.remove(&id(member)).unwrap();
         tx.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    /// Starts a stopped member's gateway again, on its configured address.
+    pub async fn restart(&mut self, member: &str) {
+        let mc = self.config.member(&id(member)).unwrap();
+        let listener = TcpListener::bind(mc.listen).await.unwrap();
+        let gw = Arc::new(Gateway::from_config(&self.config, &id(member)).unwrap());
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
+        self.stops.insert(id(member), (tx, task));
+    }
+
+    /// The Prometheus text of `member`'s admin listener, fetched with its OPS certificate.
+    pub async fn metrics(&self, member: &str) -> String {
+        let reply = self
+            .admin_call(
+                member,
+                &format!("{member}:OPS"),
+                http::Method::GET,
+                "/metrics",
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        String::from_utf8(reply.body.to_vec()).unwrap()
+    }
+
+    /// A call to `member`'s admin listener presenting `identity`'s client certificate.
+    pub async fn admin_call(
+        &self,
+        member: &str,
+        identity: &str,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Reply {
+        let admin = self
+            .config
+            .member(&id(member))
+            .unwrap()
+            .admin
+            .clone()
+            .unwrap();
+        let l = self.layout();
+        let client = PeerClient::from_files(
+            &self.cas,
+            &l.client_cert(&id(identity)),
+            &l.client_key(&id(identity)),
+            id(member),
+            1 << 20,
+        )
+        .unwrap();
+        let url = format!("https://localhost:{}{path}", admin.listen.port());
+        client
+            .call(
+                method,
+                &url,
+                "application/json",
+                body,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The value of one counter of `member`'s gateway, summed over series matching `labels`.
+    pub async fn counter(&self, member: &str, name: &str, labels: &[&str]) -> f64 {
+        let instance = format!(
+            "instance=\"{}\"",
+            self.config.member(&id(member)).unwrap().listen
+        );
+        self.metrics(member)
+            .await
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&instance))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn layout(&self) -> PkiLayout {

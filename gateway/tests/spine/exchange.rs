@@ -437,6 +437,7 @@ async fn invalid_nik_is_refused_with_400_and_the_pointer_to_query_nik() {
 async fn provider_database_missing_is_refused_with_503() {
     let f = Federation::start_with(Options {
         remove_database_of: vec![DUKCAPIL],
+        ..Default::default()
     })
     .await;
     let request = f.citizenship_request();

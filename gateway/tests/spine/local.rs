@@ -224,6 +224,7 @@ async fn local_face_checks_the_grant_before_asking_and_relays_provider_refusals(
 async fn local_query_to_a_provider_with_a_missing_database_relays_503_with_the_provider() {
     let f = Federation::start_with(Options {
         remove_database_of: vec![DUKCAPIL],
+        ..Default::default()
     })
     .await;
     let reply = f

@@ -7,5 +7,6 @@ mod cli;
 mod common;
 mod exchange;
 mod local;
+mod middle;
 mod startup;
 mod transport;
