@@ -19,7 +19,7 @@ use rustls::ServerConfig;
 
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, Config, FederatedContract, RateBackend};
-use crate::metrics::Labels;
+use crate::metrics::{ContractCounters, Labels};
 use crate::middle::breaker::Breaker;
 use crate::middle::bulkhead::Bulkhead;
 use crate::middle::cache::ResponseCache;
@@ -144,6 +144,8 @@ pub(crate) struct Provided {
     pub cache_ttl: Option<Duration>,
     /// Id and version, shared by cache entries.
     pub reference: Arc<ContractRef>,
+    /// Its counters.
+    pub counters: ContractCounters,
 }
 
 /// One member's running gateway.
@@ -232,6 +234,12 @@ impl Gateway {
             }
         }
 
+        // Counters are registered once below, so the recorder must be in place first.
+        crate::metrics::install();
+        let labels = Labels {
+            member: member.to_string(),
+            instance: mc.listen.to_string(),
+        };
         let mut provided: HashMap<ContractRef, Provided> = HashMap::new();
         for p in &mc.provides {
             let r = p.reference();
@@ -264,6 +272,7 @@ impl Gateway {
                     adapter,
                     bulkhead: Bulkhead::new(p.concurrency, Duration::from_millis(p.queue_ms)),
                     cache_ttl,
+                    counters: ContractCounters::new(&labels, &r),
                     reference: Arc::new(r),
                 },
             );
@@ -320,10 +329,7 @@ impl Gateway {
                 })?
             }
         };
-        let labels = Labels {
-            member: member.to_string(),
-            instance: mc.listen.to_string(),
-        };
+
         let breakers = manifest
             .doc()
             .members

@@ -36,6 +36,36 @@ pub struct Labels {
     pub instance: String,
 }
 
+/// The counters of one provided contract, registered once at start-up so that counting on
+/// the exchange path allocates nothing.
+#[derive(Clone, Debug)]
+pub struct ContractCounters {
+    /// Exchanges admitted by the rate limiter.
+    pub rate_admitted: metrics::Counter,
+    /// Answers served from the cache.
+    pub cache_hits: metrics::Counter,
+    /// Cache lookups that went on to the adapter.
+    pub cache_misses: metrics::Counter,
+    /// Calls to the adapter.
+    pub adapter_calls: metrics::Counter,
+    /// Exchanges refused by the bulkhead.
+    pub bulkhead_rejected: metrics::Counter,
+}
+
+impl ContractCounters {
+    /// Registers the counters of `contract` (the recorder must be installed first).
+    pub fn new(labels: &Labels, contract: &contracts::ContractRef) -> Self {
+        let c = |name: &'static str| metrics::counter!(name, "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract.to_string());
+        ContractCounters {
+            rate_admitted: c("simpul_rate_admitted_total"),
+            cache_hits: c("simpul_cache_hits_total"),
+            cache_misses: c("simpul_cache_misses_total"),
+            adapter_calls: c("simpul_adapter_calls_total"),
+            bulkhead_rejected: c("simpul_bulkhead_rejected_total"),
+        }
+    }
+}
+
 macro_rules! count {
     ($labels:expr, $name:literal $(, $k:literal => $v:expr)*) => {
         ::metrics::counter!($name, "member" => $labels.member.clone(), "instance" => $labels.instance.clone() $(, $k => $v)*).increment(1)

@@ -10,7 +10,7 @@ use contracts::{Contract, ExchangeRequest, Problem, ProblemCode};
 use serde_json::Value;
 
 use crate::gateway::{Gateway, Provided};
-use crate::metrics::count;
+
 use crate::middle::cache::ResponseCache;
 
 pub(super) async fn answer(
@@ -22,13 +22,17 @@ pub(super) async fn answer(
     let key = provided
         .cache_ttl
         .and_then(|_| ResponseCache::key(&provided.reference, &request.query));
-    if let Some(key) = &key
-        && let Some(hit) = gw.cache.get(key, &provided.reference)
-    {
-        return Ok(hit);
+    if let Some(key) = &key {
+        match gw.cache.get(key) {
+            Some(hit) => {
+                provided.counters.cache_hits.increment(1);
+                return Ok(hit);
+            }
+            None => provided.counters.cache_misses.increment(1),
+        }
     }
     let Ok(_slot) = provided.bulkhead.enter().await else {
-        count!(gw.labels, "simpul_bulkhead_rejected_total", "contract" => provided.reference.to_string());
+        provided.counters.bulkhead_rejected.increment(1);
         let mut p = Problem::new(
             ProblemCode::ProviderUnavailable,
             format!("{} is at its concurrency limit", provided.reference),
@@ -36,7 +40,7 @@ pub(super) async fn answer(
         p.retry_after = Some(1);
         return Err(p);
     };
-    count!(gw.labels, "simpul_adapter_calls_total", "contract" => provided.reference.to_string());
+    provided.counters.adapter_calls.increment(1);
     let result = provided.adapter.answer(&request.query).await.map_err(|e| {
         tracing::warn!(error = %e, "adapter failed");
         match e {

@@ -9,7 +9,7 @@ use crate::gateway::{Gateway, Provided};
 pub(super) fn authorize<'g>(
     gw: &'g Gateway,
     request: &ExchangeRequest,
-) -> Result<(ContractRef, &'g Contract, &'g Provided), Problem> {
+) -> Result<(&'g Contract, &'g Provided), Problem> {
     let mut r = ContractRef::new(&request.contract, &request.version);
     if off(Check::Contract) && !gw.provided.contains_key(&r) {
         // Faults builds only: answer an unknown contract with one that is provided here.
@@ -31,7 +31,7 @@ pub(super) fn authorize<'g>(
     let adapter = gw.provided.get(&r).ok_or_else(unknown)?;
     let contract = gw.catalog.get(&r).ok_or_else(unknown)?;
     match gw.manifest.grant(listed, &request.iss) {
-        _ if off(Check::Authorization) => Ok((r.clone(), contract, adapter)),
+        _ if off(Check::Authorization) => Ok((contract, adapter)),
         None => Err(Problem::new(
             ProblemCode::Forbidden,
             format!("{} is not a consumer of {r} in the manifest", request.iss),
@@ -45,6 +45,6 @@ pub(super) fn authorize<'g>(
                 request.purpose
             ),
         )),
-        Some(_) => Ok((r.clone(), contract, adapter)),
+        Some(_) => Ok((contract, adapter)),
     }
 }

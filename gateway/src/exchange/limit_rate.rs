@@ -1,20 +1,21 @@
 //! The consumer's rate on this contract is not exceeded (429 `rate-limited`, with
 //! `Retry-After` from the limiter's own wait).
 
-use contracts::{ContractRef, ExchangeRequest, Problem, ProblemCode};
+use contracts::{ExchangeRequest, Problem, ProblemCode};
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Provided};
 use crate::metrics::count;
 use crate::middle::rate::RateDecision;
 
 pub(super) async fn limit_rate(
     gw: &Gateway,
-    contract: &ContractRef,
+    provided: &Provided,
     request: &ExchangeRequest,
 ) -> Result<(), Problem> {
+    let contract = &*provided.reference;
     match gw.rates.check(contract, &request.iss).await {
         RateDecision::Admit => {
-            count!(gw.labels, "simpul_rate_admitted_total", "contract" => contract.to_string());
+            provided.counters.rate_admitted.increment(1);
             Ok(())
         }
         RateDecision::Limit { wait } => {

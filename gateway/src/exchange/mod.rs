@@ -85,10 +85,10 @@ async fn run(
     )
     .map_err(with_id)?;
     unless_off(Check::Replay, check_replay::check_replay(gw, &request)).map_err(with_id)?;
-    let (reference, contract, provided) = authorize::authorize(gw, &request).map_err(with_id)?;
+    let (contract, provided) = authorize::authorize(gw, &request).map_err(with_id)?;
     unless_off(
         Check::RateLimit,
-        limit_rate::limit_rate(gw, &reference, &request).await,
+        limit_rate::limit_rate(gw, provided, &request).await,
     )
     .map_err(with_id)?;
     unless_off(

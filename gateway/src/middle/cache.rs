@@ -16,7 +16,7 @@ use contracts::canonical::{canonical_json, sha256};
 use moka::notification::RemovalCause;
 use serde_json::Value;
 
-use crate::metrics::{Labels, count};
+use crate::metrics::Labels;
 
 /// A cached result.
 #[derive(Clone, Debug)]
@@ -45,7 +45,6 @@ impl moka::Expiry<[u8; 32], CachedResult> for PerEntryTtl {
 /// The response cache of one gateway.
 pub struct ResponseCache {
     cache: moka::sync::Cache<[u8; 32], CachedResult>,
-    labels: Labels,
 }
 
 impl ResponseCache {
@@ -53,7 +52,7 @@ impl ResponseCache {
     /// carry `labels`.
     pub fn new(max_entries: u64, max_bytes: u64, labels: Labels) -> Self {
         let floor = (max_bytes / max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
-        let on_evict = labels.clone();
+        let evictions = metrics::counter!("simpul_cache_evictions_total", "member" => labels.member, "instance" => labels.instance);
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(move |_k, v: &CachedResult| v.bytes.max(floor))
@@ -61,11 +60,11 @@ impl ResponseCache {
             .support_invalidation_closures()
             .eviction_listener(move |_k, _v, cause| {
                 if cause == RemovalCause::Size {
-                    count!(on_evict, "simpul_cache_evictions_total");
+                    evictions.increment(1);
                 }
             })
             .build();
-        ResponseCache { cache, labels }
+        ResponseCache { cache }
     }
 
     /// The key of a query to a contract.
@@ -79,18 +78,9 @@ impl ResponseCache {
         Some(sha256(&material))
     }
 
-    /// The cached result for `key` of `contract`, counting the hit or miss.
-    pub fn get(&self, key: &[u8; 32], contract: &ContractRef) -> Option<Arc<Value>> {
-        let hit = self.cache.get(key).map(|hit| hit.result);
-        match hit {
-            Some(_) => {
-                count!(self.labels, "simpul_cache_hits_total", "contract" => contract.to_string())
-            }
-            None => {
-                count!(self.labels, "simpul_cache_misses_total", "contract" => contract.to_string())
-            }
-        }
-        hit
+    /// The cached result for `key`.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Value>> {
+        self.cache.get(key).map(|hit| hit.result)
     }
 
     /// Keeps `result` for `ttl`.
@@ -178,7 +168,7 @@ mod tests {
             ResponseCache::key(&c("a"), &json!(1)).unwrap(),
             ResponseCache::key(&c("b"), &json!(1)).unwrap(),
         );
-        assert!(cache.get(&a, &c("a")).is_none());
+        assert!(cache.get(&a).is_none());
         cache.insert(
             a,
             c("a"),
@@ -191,13 +181,10 @@ mod tests {
             Arc::new(json!({"ok": true})),
             Duration::from_secs(60),
         );
-        assert_eq!(
-            cache.get(&a, &c("a")).as_deref(),
-            Some(&json!({"ok": true}))
-        );
+        assert_eq!(cache.get(&a).as_deref(), Some(&json!({"ok": true})));
         cache.purge("a", None).unwrap();
-        assert!(cache.get(&a, &c("a")).is_none());
-        assert!(cache.get(&b, &c("b")).is_some());
+        assert!(cache.get(&a).is_none());
+        assert!(cache.get(&b).is_some());
     }
 
     #[test]
@@ -206,7 +193,7 @@ mod tests {
         let k = ResponseCache::key(&c("a"), &json!(1)).unwrap();
         cache.insert(k, c("a"), Arc::new(json!(1)), Duration::from_millis(50));
         std::thread::sleep(Duration::from_millis(120));
-        assert!(cache.get(&k, &c("a")).is_none());
+        assert!(cache.get(&k).is_none());
     }
 
     #[test]

@@ -62,12 +62,19 @@ impl ReplayWindow {
         // still lives the whole window.
         let keep = self.window.as_secs().div_ceil(BUCKET.as_secs()) + 1;
         let mut consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = consumers
-            .entry(consumer.clone())
-            .or_insert_with(|| Buckets {
-                buckets: VecDeque::new(),
-                len: 0,
-            });
+        // Looked up by reference first: the id is cloned once per consumer, not per exchange.
+        if !consumers.contains_key(consumer) {
+            consumers.insert(
+                consumer.clone(),
+                Buckets {
+                    buckets: VecDeque::new(),
+                    len: 0,
+                },
+            );
+        }
+        let Some(entry) = consumers.get_mut(consumer) else {
+            return Err(ReplayRefusal::Replay);
+        };
         while let Some((no, ids)) = entry.buckets.front() {
             if no + keep > bucket_no {
                 break;
