@@ -167,6 +167,26 @@ fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl
     assert!(!q.status.success());
     assert!(String::from_utf8_lossy(&q.stdout).contains("urn:simpul:error:invalid-query"));
 
+    // The admin listener through the CLI: purge one contract's cached answers.
+    let purge = simpul(
+        dir.path(),
+        &[
+            "cache",
+            "purge",
+            "--member",
+            DUKCAPIL,
+            "--contract",
+            "citizenship.status",
+        ],
+    );
+    assert!(
+        purge.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&purge.stdout),
+        stderr(&purge)
+    );
+    assert!(String::from_utf8_lossy(&purge.stdout).contains("citizenship.status"));
+
     Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
