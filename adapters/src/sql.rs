@@ -325,12 +325,31 @@ impl SqlAdapter {
         let one = self.spec.rows == RowMode::One;
         let columns = &self.spec.columns;
         let sql = &self.sql;
+                let classify = |e| self.classify(e);
         let rows = match self.pool() {
-            Pools::Sqlite(p) => fetch_rows(p, sql, &binds, one, columns).await,
-            Pools::Postgres(p) => fetch_rows(p, sql, &binds, one, columns).await,
-            Pools::MySql(p) => fetch_rows(p, sql, &binds, one, columns).await,
+            Pools::Sqlite(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                // SQLite runs a statement in a worker thread that a dropped future does not
+                // stop: arm its progress handler with this statement's deadline, so a
+                // runaway statement is interrupted and frees its connection and its CPU.
+                // Every statement re-arms it, so a past deadline never outlives its statement.
+                let deadline = std::time::Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+                conn.lock_handle()
+                    .await
+                    .map_err(classify)?
+                    .set_progress_handler(1_000, move || std::time::Instant::now() < deadline);
+                fetch_rows::<sqlx::Sqlite>(&mut conn, sql, &binds, one, columns).await
+            }
+            Pools::Postgres(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                fetch_rows::<sqlx::Postgres>(&mut conn, sql, &binds, one, columns).await
+            }
+            Pools::MySql(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                fetch_rows::<sqlx::MySql>(&mut conn, sql, &binds, one, columns).await
+            }
         }
-        .map_err(|e| self.classify(e))??;
+        .map_err(classify)??;
         if rows.is_empty()
             && let Some(nf) = &self.spec.not_found
         {
@@ -369,8 +388,10 @@ impl SqlAdapter {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 let verdict = match self.backend() {
                     // SQLITE_CANTOPEN, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB
-                    SqlBackend::Sqlite => match code.as_str() {
+                                        SqlBackend::Sqlite => match code.as_str() {
                         "14" | "5" | "6" | "26" => Verdict::Unavailable,
+                        // SQLITE_INTERRUPT: the deadline's progress handler stopped it.
+                        "9" => Verdict::Timeout,
                         _ => Verdict::Failed,
                     },
                     SqlBackend::Postgres => postgres_verdict(&code),
@@ -545,7 +566,7 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
 /// at most one row with `one`. The outer error is the database's; the inner one a row that
 /// does not fit the binding's columns.
 async fn fetch_rows<DB>(
-    pool: &Pool<DB>,
+    conn: &mut DB::Connection,
     sql: &Arc<str>,
     binds: &[Bind],
     one: bool,
@@ -582,9 +603,9 @@ where
         };
     }
     let rows = if one {
-        q.fetch_optional(pool).await?.into_iter().collect()
+                q.fetch_optional(&mut *conn).await?.into_iter().collect()
     } else {
-        q.fetch_all(pool).await?
+        q.fetch_all(&mut *conn).await?
     };
     Ok(rows.iter().map(|r| map_row(r, columns)).collect())
 }
@@ -819,9 +840,30 @@ mod tests {
                        SELECT count(*) AS citizenship, 0 AS deceased, '' AS programs, NULL AS note FROM c WHERE :nik IS NOT NULL"
             .into();
         s.timeout_ms = 100;
-        let a = SqlAdapter::new(s, dir.path()).unwrap();
+                let a = SqlAdapter::new(s, dir.path()).unwrap();
         let err = a.answer(&json!({"nik": "1"})).await.unwrap_err();
         assert!(matches!(err, AdapterError::Timeout(100)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_sqlite_statement_is_interrupted_and_frees_its_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        make_db(dir.path()).await;
+        let mut s = spec();
+        // Slow (about a minute of CPU) for 'slow', instant otherwise.
+        s.statement = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                       WHERE x < CASE WHEN :nik = 'slow' THEN 1000000000 ELSE 1 END) \
+                       SELECT CAST(count(*) AS TEXT) AS citizenship, 0 AS deceased, '' AS programs, NULL AS note FROM c"
+            .into();
+        s.timeout_ms = 100;
+        s.pool_size = 1;
+        let a = SqlAdapter::new(s, dir.path()).unwrap();
+        let err = a.answer(&json!({"nik": "slow"})).await.unwrap_err();
+        assert!(matches!(err, AdapterError::Timeout(100)), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The only connection is free again: the statement did not run on in the background.
+        let answer = a.answer(&json!({"nik": "fast"})).await;
+        assert!(answer.is_ok(), "{answer:?}");
     }
 
     #[test]
