@@ -161,9 +161,9 @@ pub async fn prepare(config: &Config) -> Result<Prepared, PrepareError> {
     let layout = config.pki_layout();
     let plan = config.pki_plan();
     if !pki::is_complete(&layout, &plan) {
-        let report = pki::init(&layout, &plan, false)?;
+        let report = pki::complete(&layout, &plan)?;
         done.notes.push(format!(
-            "made the dev PKI in {} ({} files)",
+            "wrote {1} missing file(s) of the dev PKI in {0}",
             layout.root.display(),
             report.written.len()
         ));

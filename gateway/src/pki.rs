@@ -403,6 +403,82 @@ pub fn init(layout: &PkiLayout, plan: &PkiPlan, force: bool) -> Result<PkiReport
     Ok(PkiReport { written })
 }
 
+/// Issues whatever the plan needs that is missing, from the existing CA: a member or
+/// subsystem added to the configuration gets its files, and nothing that exists is touched.
+/// Without a CA at all (and no other file) it is [`init`]. A pair of which only one file
+/// exists (a certificate without its key) is refused, naming the missing file.
+pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiError> {
+    plan.validate()?;
+    let exists = |p: &Path| p.symlink_metadata().is_ok();
+    if !exists(&layout.ca_cert()) && !exists(&layout.ca_key()) {
+        if plan.files(layout).iter().any(|p| exists(p)) {
+            // Keys and certificates without the CA that issued them: not something to guess at.
+            return Err(PkiError::MissingCa {
+                path: layout.ca_cert(),
+            });
+        }
+        return init(layout, plan, false);
+    }
+    // Which of a pair is missing: none (skip), both (issue), or one (refuse).
+    let missing = |a: &Path, b: &Path| -> Result<bool, PkiError> {
+        match (exists(a), exists(b)) {
+            (true, true) => Ok(false),
+            (false, false) => Ok(true),
+            (true, false) => Err(PkiError::Exists { path: a.to_owned() }),
+            (false, true) => Err(PkiError::Exists { path: b.to_owned() }),
+        }
+    };
+    let issuer = load_issuer(layout)?;
+    let mut outputs = Vec::new();
+    if missing(&layout.authority_key(), &layout.authority_jwk())? {
+        push_signing_key(
+            &mut outputs,
+            &plan.authority,
+            layout.authority_key(),
+            layout.authority_jwk(),
+        )?;
+    }
+    for (member, subsystems) in &plan.members {
+        if missing(&layout.gateway_cert(member), &layout.gateway_key(member))? {
+            let (cert, key) = issue_leaf(
+                &issuer,
+                member,
+                &plan.hosts,
+                LeafKind::Gateway,
+                &layout.gateway_cert(member),
+            )?;
+            outputs.push(Output::public(layout.gateway_cert(member), cert));
+            outputs.push(Output::private(layout.gateway_key(member), key));
+        }
+        if missing(&layout.signing_key(member), &layout.signing_jwk(member))? {
+            push_signing_key(
+                &mut outputs,
+                member,
+                layout.signing_key(member),
+                layout.signing_jwk(member),
+            )?;
+        }
+        for sub in subsystems {
+            if missing(&layout.client_cert(sub), &layout.client_key(sub))? {
+                let (cert, key) = issue_leaf(
+                    &issuer,
+                    sub,
+                    &[],
+                    LeafKind::Client,
+                    &layout.client_cert(sub),
+                )?;
+                outputs.push(Output::public(layout.client_cert(sub), cert));
+                outputs.push(Output::private(layout.client_key(sub), key));
+            }
+        }
+    }
+    let written = write_outputs(&outputs, false)?;
+    if !written.is_empty() {
+        tracing::info!(root = %layout.root.display(), files = written.len(), "development PKI completed");
+    }
+    Ok(PkiReport { written })
+}
+
 /// True when the CA, the authority key and every member's and subsystem's files exist.
 pub fn is_complete(layout: &PkiLayout, plan: &PkiPlan) -> bool {
     plan.files(layout).iter().all(|p| p.is_file())
@@ -1104,6 +1180,46 @@ mod tests {
             assert!(err.to_string().contains(offending), "{err}");
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn complete_issues_only_what_a_grown_plan_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        // Nothing yet: complete is init.
+        let first = complete(&layout, &plan()).unwrap();
+        assert_eq!(first.written.len(), plan().files(&layout).len());
+        let ca_before = fs::read(layout.ca_cert()).unwrap();
+        // A new subsystem and a new member: only their files are written.
+        let grown = plan()
+            .with_member(id("ID:GOV:NEW"), vec![id("ID:GOV:NEW:APP")])
+            .with_member(id("ID:GOV:KEMLU2"), vec![]);
+        let mut grown = grown;
+        grown.members[1].1.push(id("ID:GOV:KEMLU:OPS"));
+        let added = complete(&layout, &grown).unwrap();
+        assert_eq!(added.written.len(), 2 + 4 + 2 + 4);
+        assert_eq!(
+            fs::read(layout.ca_cert()).unwrap(),
+            ca_before,
+            "the CA is untouched"
+        );
+        // The new certificates chain to the same CA.
+        let verifier = client_verifier(&layout);
+        let now = UnixTime::now();
+        verifier
+            .verify_client_cert(
+                &cert_der(&layout.client_cert(&id("ID:GOV:KEMLU:OPS"))),
+                &[],
+                now,
+            )
+            .unwrap();
+        // Complete again: nothing to do.
+        assert!(complete(&layout, &grown).unwrap().written.is_empty());
+        // Half a pair is refused, naming the file that is there.
+        fs::remove_file(layout.client_key(&id("ID:GOV:NEW:APP"))).unwrap();
+        assert!(
+            matches!(complete(&layout, &grown), Err(PkiError::Exists { path }) if path == layout.client_cert(&id("ID:GOV:NEW:APP")))
+        );
     }
 
     #[test]
