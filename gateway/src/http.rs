@@ -5,7 +5,7 @@ use bytes::Bytes;
 use contracts::envelope::{JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE};
 use contracts::{Problem, ProblemCode};
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Serialize;
 
@@ -82,52 +82,62 @@ pub fn require_media_type(headers: &http::HeaderMap, expected: &str) -> Result<(
     }
 }
 
+/// How much of a refused, oversized body is read and dropped before the 413 is sent; a body
+/// declared larger than this is refused without reading.
+pub const DRAIN_LIMIT: usize = 1024 * 1024;
+
 /// How long a client has to send a whole request body once its headers have arrived.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Reads a whole body of at most `max` bytes within [`BODY_TIMEOUT`]: a declared length over
-/// the bound is refused before reading, an undeclared one is cut off at the bound.
+/// Reads a whole body of at most `max` bytes within [`BODY_TIMEOUT`]. An oversized body up to
+/// [`DRAIN_LIMIT`] is read to its end and dropped, so the client reads the 413; one declared
+/// or found larger than that is refused without reading on.
 pub async fn read_body(
     headers: &http::HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     max: usize,
 ) -> Result<Bytes, Problem> {
-    let too_large = || {
-        Problem::new(
-            ProblemCode::PayloadTooLarge,
-            format!("the body exceeds {max} bytes"),
-        )
-    };
-    if let Some(len) = headers
+    let max = if off(Check::BodyLimit) { usize::MAX } else { max };
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > max as u64
-        && !off(Check::BodyLimit)
-    {
-        return Err(too_large());
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = Problem::new(
+        ProblemCode::PayloadTooLarge,
+        format!("the body exceeds {max} bytes"),
+    );
+    // A body far over the bound is refused unread, and its connection closed.
+    if declared.is_some_and(|len| len > DRAIN_LIMIT as u64) {
+        return Err(too_large);
     }
-    let max = if off(Check::BodyLimit) {
-        usize::MAX
-    } else {
-        max
+    let read = async {
+        let mut buf = Vec::with_capacity(declared.map_or(4096, |l| l.min(max as u64) as usize));
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Problem::new(ProblemCode::Malformed, format!("cannot read the body: {e}"))
+            })?;
+            let Ok(data) = frame.into_data() else { continue };
+            seen += data.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            // Over the bound the rest is still read, and dropped: a client that is still
+            // sending when it is refused would otherwise meet a reset, not the 413.
+            if seen <= max {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if seen > max {
+            Err(too_large)
+        } else {
+            Ok(Bytes::from(buf))
+        }
     };
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect());
-    let Ok(read) = read.await else {
-        return Err(Problem::new(
+    tokio::time::timeout(BODY_TIMEOUT, read).await.unwrap_or_else(|_| {
+        Err(Problem::new(
             ProblemCode::RequestTimeout,
-            format!(
-                "the body did not arrive within {} s",
-                BODY_TIMEOUT.as_secs()
-            ),
-        ));
-    };
-    match read {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Problem::new(
-            ProblemCode::Malformed,
-            format!("cannot read the body: {e}"),
-        )),
-    }
+            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+        ))
+    })
 }

@@ -1,0 +1,220 @@
+//! Answers: a valid query gets a signed answer the consumer can check on its own — signed by
+//! the provider's key in the manifest, of the right `typ`, bound to this very request, its
+//! result valid against the contract the manifest pins.
+//!
+//! Every configured query of every configured contract is asked twice (the second answer may
+//! come from a cache, and must be bound to its own request all the same); the exchanges are
+//! made once and judged by each case.
+
+use contracts::canonical::{b64url_decode, sha256_b64url};
+use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE};
+use contracts::{Algorithm, ExchangeAnswer, ExchangeRequest, ParsedJws};
+use serde_json::Value;
+
+use super::{CaseFailure, CaseResult, Context, failed};
+use crate::client::Reply;
+
+/// One valid exchange the answer cases judge.
+pub(crate) struct Sample {
+    label: String,
+    request: ExchangeRequest,
+    request_jws: String,
+    reply: Result<Reply, String>,
+}
+
+async fn samples(cx: &Context) -> &[Sample] {
+    cx.answers
+        .get_or_init(|| async {
+            let mut out = Vec::new();
+            for c in &cx.config.contracts {
+                for (i, query) in c.queries.iter().enumerate() {
+                    for round in ["first", "again"] {
+                        let mut request = cx.request(c);
+                        request.query = query.clone();
+                        let label = format!("{} query {} ({round})", c.reference, i + 1);
+                        let (request_jws, reply) = match cx.send(&request).await {
+                            Ok((jws, reply)) => (jws, Ok(reply)),
+                            Err(e) => (String::new(), Err(e.to_string())),
+                        };
+                        out.push(Sample {
+                            label,
+                            request,
+                            request_jws,
+                            reply,
+                        });
+                    }
+                }
+            }
+            out
+        })
+        .await
+}
+
+/// Judges every sample with `check`, which returns a short observation.
+async fn judge(
+    cx: &Context,
+    check: impl Fn(&Sample, &Reply) -> Result<String, String>,
+) -> CaseResult {
+    let samples = samples(cx).await;
+    let mut seen = Vec::new();
+    for s in samples {
+        let reply = s
+            .reply
+            .as_ref()
+            .map_err(|e| failed(format!("{}: no answer: {e}", s.label)))?;
+        if reply.status.as_u16() != 200 {
+            return Err(failed(format!(
+                "{}: answered {}: {}",
+                s.label,
+                reply.summary(),
+                reply.body_excerpt()
+            )));
+        }
+        seen.push(check(s, reply).map_err(|e| failed(format!("{}: {e}", s.label)))?);
+    }
+    seen.dedup();
+    Ok(format!("{} answers: {}", samples.len(), seen.join("; ")))
+}
+
+fn text(reply: &Reply) -> Result<&str, String> {
+    std::str::from_utf8(&reply.body).map_err(|_| "the answer body is not UTF-8".to_owned())
+}
+
+/// The answer JWS parsed with its `typ` checked.
+fn parsed(reply: &Reply) -> Result<ParsedJws<'_>, String> {
+    ParsedJws::parse(text(reply)?.trim(), ANSWER_TYP).map_err(|e| e.to_string())
+}
+
+pub(super) async fn answered(cx: &Context) -> CaseResult {
+    judge(cx, |_, reply| {
+        if reply.media_type() != JOSE_MEDIA_TYPE {
+            return Err(format!("Content-Type is `{}`", reply.media_type()));
+        }
+        let parts: Vec<&str> = text(reply)?.trim().split('.').collect();
+        let decodes = parts.len() == 3
+            && parts.iter().all(|p| b64url_decode(p).is_some())
+            && parts
+                .first()
+                .and_then(|h| b64url_decode(h))
+                .is_some_and(|h| serde_json::from_slice::<Value>(&h).is_ok());
+        if decodes {
+            Ok(format!("200 {JOSE_MEDIA_TYPE} compact JWS"))
+        } else {
+            Err("the body is not a compact JWS".into())
+        }
+    })
+    .await
+}
+
+pub(super) async fn signed_by_provider(cx: &Context) -> CaseResult {
+    let target = &cx.config.target.member;
+    judge(cx, |_, reply| {
+        let jws = parsed(reply)?;
+        let kid = jws.header.kid.clone().unwrap_or_default();
+        let (owner, key) = cx
+            .config
+            .manifest
+            .key(&kid)
+            .ok_or_else(|| format!("kid `{kid}` names no key in the manifest"))?;
+        if owner != target {
+            return Err(format!("kid `{kid}` is a key of {owner}, not of {target}"));
+        }
+        key.verify(&jws)
+            .map_err(|e| format!("the signature does not verify with {kid}: {e}"))?;
+        let alg = match jws.alg {
+            Algorithm::ES256 => "ES256",
+            Algorithm::EdDSA => "EdDSA",
+        };
+        Ok(format!("{alg} by {kid}"))
+    })
+    .await
+}
+
+pub(super) async fn typ(cx: &Context) -> CaseResult {
+    judge(cx, |_, reply| {
+        parsed(reply)?;
+        Ok(format!("typ {ANSWER_TYP}"))
+    })
+    .await
+}
+
+pub(super) async fn bound(cx: &Context) -> CaseResult {
+    let target = &cx.config.target.member;
+    judge(cx, |s, reply| {
+        let jws = parsed(reply)?;
+        let answer: ExchangeAnswer = serde_json::from_slice(&jws.payload)
+            .map_err(|e| format!("the payload is not an exchange answer: {e}"))?;
+        let r = &s.request;
+        let mut wrong = Vec::new();
+        if answer.v != 1 {
+            wrong.push(format!("v is {}", answer.v));
+        }
+        if answer.id != r.id {
+            wrong.push(format!("id is {}, the request's {}", answer.id, r.id));
+        }
+        if &answer.iss != target {
+            wrong.push(format!("iss is {}", answer.iss));
+        }
+        if answer.aud != r.iss {
+            wrong.push(format!("aud is {}, the consumer is {}", answer.aud, r.iss));
+        }
+        if answer.contract != r.contract || answer.version != r.version {
+            wrong.push(format!(
+                "contract is {}/{}",
+                answer.contract, answer.version
+            ));
+        }
+        let hash = sha256_b64url(s.request_jws.as_bytes());
+        if answer.request_hash != hash {
+            wrong.push(format!(
+                "request_hash is {}, the request's is {hash}",
+                answer.request_hash
+            ));
+        }
+        if wrong.is_empty() {
+            Ok("id, iss, aud, contract, version, request_hash bound".into())
+        } else {
+            Err(wrong.join("; "))
+        }
+    })
+    .await
+}
+
+pub(super) async fn result_valid(cx: &Context) -> CaseResult {
+    let mut contracts = Vec::new();
+    for c in &cx.config.contracts {
+        let doc = super::contract::fetch_contract(cx, &c.reference)
+            .await
+            .map_err(|e| match e {
+                CaseFailure::Failed(why) => {
+                    failed(format!("no verified contract document to judge by: {why}"))
+                }
+                other => other,
+            })?;
+        contracts.push(doc);
+    }
+    judge(cx, |s, reply| {
+        let jws = parsed(reply)?;
+        let answer: ExchangeAnswer = serde_json::from_slice(&jws.payload)
+            .map_err(|e| format!("the payload is not an exchange answer: {e}"))?;
+        let contract = contracts
+            .iter()
+            .find(|c| c.doc().id == s.request.contract && c.doc().version == s.request.version)
+            .ok_or_else(|| "no contract document".to_owned())?;
+        contract
+            .check_response(&answer.result, "/result")
+            .map_err(|errors| {
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.pointer, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+        Ok(format!(
+            "result valid against {}/{}",
+            contract.doc().id,
+            contract.doc().version
+        ))
+    })
+    .await
+}
