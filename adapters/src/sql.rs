@@ -325,7 +325,7 @@ impl SqlAdapter {
         let one = self.spec.rows == RowMode::One;
         let columns = &self.spec.columns;
         let sql = &self.sql;
-                let classify = |e| self.classify(e);
+        let classify = |e| self.classify(e);
         let rows = match self.pool() {
             Pools::Sqlite(p) => {
                 let mut conn = p.acquire().await.map_err(classify)?;
@@ -333,7 +333,8 @@ impl SqlAdapter {
                 // stop: arm its progress handler with this statement's deadline, so a
                 // runaway statement is interrupted and frees its connection and its CPU.
                 // Every statement re-arms it, so a past deadline never outlives its statement.
-                let deadline = std::time::Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+                let deadline =
+                    std::time::Instant::now() + Duration::from_millis(self.spec.timeout_ms);
                 conn.lock_handle()
                     .await
                     .map_err(classify)?
@@ -388,7 +389,7 @@ impl SqlAdapter {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 let verdict = match self.backend() {
                     // SQLITE_CANTOPEN, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB
-                                        SqlBackend::Sqlite => match code.as_str() {
+                    SqlBackend::Sqlite => match code.as_str() {
                         "14" | "5" | "6" | "26" => Verdict::Unavailable,
                         // SQLITE_INTERRUPT: the deadline's progress handler stopped it.
                         "9" => Verdict::Timeout,
@@ -603,7 +604,7 @@ where
         };
     }
     let rows = if one {
-                q.fetch_optional(&mut *conn).await?.into_iter().collect()
+        q.fetch_optional(&mut *conn).await?.into_iter().collect()
     } else {
         q.fetch_all(&mut *conn).await?
     };
@@ -840,7 +841,7 @@ mod tests {
                        SELECT count(*) AS citizenship, 0 AS deceased, '' AS programs, NULL AS note FROM c WHERE :nik IS NOT NULL"
             .into();
         s.timeout_ms = 100;
-                let a = SqlAdapter::new(s, dir.path()).unwrap();
+        let a = SqlAdapter::new(s, dir.path()).unwrap();
         let err = a.answer(&json!({"nik": "1"})).await.unwrap_err();
         assert!(matches!(err, AdapterError::Timeout(100)), "{err:?}");
     }

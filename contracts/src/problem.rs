@@ -117,6 +117,16 @@ impl Problem {
         self
     }
 
+    /// 400 `invalid-query` for schema violations, each named with its pointer in `detail`.
+    pub fn invalid_query(errors: Vec<SchemaViolation>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.pointer, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Problem::new(ProblemCode::InvalidQuery, detail).with_errors(errors)
+    }
+
     /// Sets the schema violations.
     pub fn with_errors(mut self, errors: Vec<SchemaViolation>) -> Self {
         self.errors = errors;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::AdminConfig;
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body};
 use crate::server::{HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_HEADERS};
@@ -36,12 +37,12 @@ pub struct PurgeRequest {
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
-    allowed: Vec<MemberId>,
+    admin: AdminConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
     crate::metrics::install();
     let acceptor = TlsAcceptor::from(gw.tls.clone());
-    let allowed = Arc::new(allowed);
+    let admin = Arc::new(admin);
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -50,7 +51,7 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
-        let (acceptor, gw, allowed) = (acceptor.clone(), gw.clone(), allowed.clone());
+        let (acceptor, gw, admin) = (acceptor.clone(), gw.clone(), admin.clone());
         tokio::spawn(async move {
             let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
@@ -63,11 +64,12 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::tls::identity);
-            let permitted = peer.as_ref().is_some_and(|p| allowed.contains(p));
+            let operator = peer.as_ref().is_some_and(|p| admin.clients.contains(p));
+            let auditor = peer.as_ref().is_some_and(|p| admin.auditors.contains(p));
             let service = service_fn(move |req| {
                 let gw = gw.clone();
                 let peer = peer.clone();
-                async move { Ok::<_, Infallible>(route(&gw, peer, permitted, req).await) }
+                async move { Ok::<_, Infallible>(route(&gw, peer, operator, auditor, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -82,18 +84,25 @@ pub async fn serve(
 async fn route(
     gw: &Gateway,
     peer: Option<MemberId>,
-    permitted: bool,
+    operator: bool,
+    auditor: bool,
     req: Request<Incoming>,
 ) -> Reply {
-    if !permitted {
+    // The audit log has its own allow-list: reading it is not operating the gateway.
+    let is_audit = req.uri().path().starts_with("/audit/");
+    if !(if is_audit { auditor } else { operator }) {
         return problem(&Problem::new(
             ProblemCode::Forbidden,
             format!(
-                "{} is not on this gateway's admin allow-list",
+                "{} is not on this gateway's {} allow-list",
                 peer.map(|p| p.to_string())
-                    .unwrap_or_else(|| "a certificate without a Simpul identity".into())
+                    .unwrap_or_else(|| "a certificate without a Simpul identity".into()),
+                if is_audit { "auditor" } else { "operator" }
             ),
         ));
+    }
+    if is_audit {
+        return crate::audit_api::route(gw, req).await;
     }
     let (parts, body) = req.into_parts();
     match (parts.method.clone(), parts.uri.path()) {

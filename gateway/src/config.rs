@@ -190,8 +190,12 @@ impl Default for BreakerConfig {
 pub struct AdminConfig {
     /// Where it listens.
     pub listen: SocketAddr,
-    /// Identities (from client certificates of the federation CA) allowed to use it.
+    /// Identities (from client certificates of the federation CA) allowed its operations:
+    /// metrics and cache purges.
     pub clients: Vec<MemberId>,
+    /// Identities allowed to read the audit log: tree heads, proofs, records, evidence.
+    #[serde(default)]
+    pub auditors: Vec<MemberId>,
 }
 
 /// A contract a member provides: who may ask it, at what rate, and the adapter that answers.
@@ -326,6 +330,9 @@ pub struct MemberConfig {
     /// The admin listener, if any.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The audit log; by default a SQLite file `data/audit-<member>.db`.
+    #[serde(default)]
+    pub audit: Option<crate::audit::AuditConfig>,
     /// Contracts it provides.
     #[serde(default)]
     pub provides: Vec<Provision>,
@@ -354,6 +361,13 @@ impl MemberConfig {
         self.gateway
             .clone()
             .unwrap_or_else(|| format!("https://localhost:{}", self.listen.port()))
+    }
+
+    /// The audit log's configuration, with the defaults when none is set.
+    pub fn audit_config(&self) -> crate::audit::AuditConfig {
+        self.audit
+            .clone()
+            .unwrap_or_else(|| crate::audit::AuditConfig::for_member(&self.id))
     }
 
     /// Full ids of its subsystems.
@@ -503,6 +517,11 @@ impl Config {
                     "replay_capacity, cache.max_entries and breaker.failures must be at least 1"
                         .into(),
                 ));
+            }
+            if let Some(audit) = &m.audit {
+                audit
+                    .check()
+                    .map_err(|(field, reason)| err(format!("{at}.audit.{field}"), reason))?;
             }
             if let Some(admin) = &m.admin
                 && !listens.insert(admin.listen)

@@ -14,16 +14,27 @@ use contracts::{
 use http::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::audit::Role;
 use crate::client::CallError;
 use crate::gateway::Gateway;
 use crate::metrics::count;
 use crate::middle::breaker::{Admission, Breaker};
 use crate::middle::rate::RateDecision;
+use crate::record::{Seen, outcome_of, record};
 
 /// How long a request this gateway signs stays valid.
 pub const REQUEST_VALIDITY_S: i64 = 60;
 
-/// Asks `contract` on behalf of `subsystem` for `purpose`, within `deadline`.
+/// What was sent and received, for the audit record.
+#[derive(Default)]
+struct Sent {
+    provider: Option<MemberId>,
+    request: Option<String>,
+    response: Option<String>,
+}
+
+/// Asks `contract` on behalf of `subsystem` for `purpose`, within `deadline`. Whatever the
+/// outcome, it is on this gateway's audit log before the caller hears of it.
 pub async fn ask(
     gw: &Gateway,
     subsystem: &MemberId,
@@ -31,6 +42,43 @@ pub async fn ask(
     purpose: &str,
     query: Value,
     deadline: Duration,
+) -> Result<LocalAnswer, Problem> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let started = std::time::Instant::now();
+    let mut sent = Sent::default();
+    let result = exchange(
+        gw, subsystem, contract, purpose, &query, deadline, &id, &mut sent,
+    )
+    .await
+    .map_err(|p| p.with_exchange_id(Some(&id)));
+    let provider = sent.provider.as_ref().map_or("", MemberId::as_str);
+    let seen = Seen {
+        exchange_id: &id,
+        role: Role::Consumer,
+        consumer: gw.member.as_str(),
+        provider,
+        contract,
+        purpose,
+        request_jws: sent.request.as_deref(),
+        query: Some(&query),
+        response_jws: sent.response.as_deref(),
+        outcome: outcome_of(result.as_ref().err()),
+        latency_us: started.elapsed().as_micros() as u64,
+    };
+    record(gw, seen).await?;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    gw: &Gateway,
+    subsystem: &MemberId,
+    contract: &ContractRef,
+    purpose: &str,
+    query: &Value,
+    deadline: Duration,
+    id: &str,
+    sent: &mut Sent,
 ) -> Result<LocalAnswer, Problem> {
     let listed = gw.manifest.contract(contract).ok_or_else(|| {
         Problem::new(
@@ -67,15 +115,10 @@ pub async fn ask(
             format!("no document for {contract} in the catalog"),
         )
     })?;
-    doc.check_request(&query, "/query").map_err(|errors| {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.pointer, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        Problem::new(ProblemCode::InvalidQuery, detail).with_errors(errors)
-    })?;
+    doc.check_request(query, "/query")
+        .map_err(Problem::invalid_query)?;
     let provider = listed.provider.clone();
+    sent.provider = Some(provider.clone());
     let peer = gw.manifest.member(&provider).ok_or_else(|| {
         Problem::new(
             ProblemCode::UnknownContract,
@@ -90,7 +133,7 @@ pub async fn ask(
     let now = contracts::unix_now();
     let request = ExchangeRequest {
         v: 1,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: id.to_owned(),
         iss: gw.member.clone(),
         sub: Some(subsystem.clone()),
         aud: provider.clone(),
@@ -99,13 +142,12 @@ pub async fn ask(
         purpose: purpose.to_owned(),
         iat: now,
         exp: now + REQUEST_VALIDITY_S.min(MAX_VALIDITY_S),
-        query,
+        query: query.clone(),
     };
-    let id = request.id.clone();
     let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider);
     // Entered only around each log line: a span guard must not be held across an await.
     let fail = |p: Problem| {
-        let mut p = p.with_exchange_id(Some(&id));
+        let mut p = p.with_exchange_id(Some(id));
         p.provider = Some(provider.to_string());
         let _in_span = span.enter();
         tracing::info!(outcome = %p.type_uri, detail = %p.detail, "exchange failed");
@@ -123,6 +165,7 @@ pub async fn ask(
             format!("cannot sign: {e}"),
         ))
     })?;
+    sent.request = Some(jws.clone());
     let url = format!(
         "{}/v1/exchange/{}/{}",
         peer.gateway.trim_end_matches('/'),
@@ -188,11 +231,13 @@ pub async fn ask(
             "the answer is not UTF-8",
         ))
     })?;
+    // Kept as evidence even when it fails verification: that is when it matters most.
+    sent.response = Some(text.to_owned());
     let answer = verify_answer(gw, &request, &jws, text, doc)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
     Ok(LocalAnswer {
-        exchange_id: id.clone(),
+        exchange_id: id.to_owned(),
         provider,
         result: answer.result,
         evidence: Evidence {

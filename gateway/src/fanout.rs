@@ -58,16 +58,9 @@ pub async fn fan_out(
         let r = ContractRef::new(&part.contract, &part.version);
         if let Some(c) = gw.catalog.get(&r) {
             c.check_request(&query, "/query").map_err(|errors| {
-                let detail = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.pointer, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                Problem::new(
-                    ProblemCode::InvalidQuery,
-                    format!("part `{}`: {detail}", part.name),
-                )
-                .with_errors(errors)
+                let mut p = Problem::invalid_query(errors);
+                p.detail = format!("part `{}`: {}", part.name, p.detail);
+                p
             })?;
         }
     }

@@ -17,6 +17,7 @@ use contracts::{
 };
 use rustls::ServerConfig;
 
+use crate::audit::AuditLog;
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, Config, FederatedContract, RateBackend};
 use crate::metrics::{ContractCounters, Labels};
@@ -163,6 +164,7 @@ pub struct Gateway {
     pub(crate) cache: ResponseCache,
     pub(crate) breakers: HashMap<MemberId, Breaker>,
     pub(crate) labels: Labels,
+    pub(crate) audit: AuditLog,
     /// The admin listener's address and allow-list, if configured.
     pub admin: Option<AdminConfig>,
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
@@ -180,16 +182,16 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Assembles `member`'s gateway from the configuration and the manifest it names.
-    pub fn from_config(config: &Config, member: &MemberId) -> Result<Gateway, StartError> {
+    pub async fn from_config(config: &Config, member: &MemberId) -> Result<Gateway, StartError> {
         if config.member(member).is_none() {
             return Err(StartError::UnknownMember(member.clone()));
         }
         let manifest = load_manifest(config, member)?;
-        Self::with_manifest(config, member, manifest)
+        Self::with_manifest(config, member, manifest).await
     }
 
     /// Assembles `member`'s gateway with an already verified manifest.
-    pub fn with_manifest(
+    pub async fn with_manifest(
         config: &Config,
         member: &MemberId,
         manifest: Manifest,
@@ -344,7 +346,18 @@ impl Gateway {
                 )
             })
             .collect();
+        let audit_cfg = mc.audit_config();
+        let audit_key =
+            SigningKey::from_pem(Algorithm::ES256, member.as_str(), signing.private_pem())
+                .map_err(|e| StartError::File {
+                    path: key_path.clone(),
+                    reason: e.to_string(),
+                })?;
+        let audit = AuditLog::open(&audit_cfg, &config.base_dir, member, Arc::new(audit_key))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
         Ok(Gateway {
+            audit,
             replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
             rates,
             cache: ResponseCache::new(mc.cache.max_entries, mc.cache.max_bytes, labels.clone()),

@@ -97,7 +97,11 @@ pub async fn read_body(
     mut body: Incoming,
     max: usize,
 ) -> Result<Bytes, Problem> {
-    let max = if off(Check::BodyLimit) { usize::MAX } else { max };
+    let max = if off(Check::BodyLimit) {
+        usize::MAX
+    } else {
+        max
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -117,7 +121,9 @@ pub async fn read_body(
             let frame = frame.map_err(|e| {
                 Problem::new(ProblemCode::Malformed, format!("cannot read the body: {e}"))
             })?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             seen += data.len();
             if seen > DRAIN_LIMIT {
                 break;
@@ -134,10 +140,15 @@ pub async fn read_body(
             Ok(Bytes::from(buf))
         }
     };
-    tokio::time::timeout(BODY_TIMEOUT, read).await.unwrap_or_else(|_| {
-        Err(Problem::new(
-            ProblemCode::RequestTimeout,
-            format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
-        ))
-    })
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Problem::new(
+                ProblemCode::RequestTimeout,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ))
+        })
 }

@@ -6,6 +6,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod audit;
+pub mod audit_api;
 pub mod client;
 pub mod config;
 pub mod consumer;
@@ -19,6 +21,7 @@ pub mod local;
 pub mod metrics;
 pub mod middle;
 pub mod pki;
+pub mod record;
 pub mod seed;
 pub mod server;
 pub mod tls;

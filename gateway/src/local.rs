@@ -9,10 +9,12 @@ use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
+use crate::audit::Role;
 use crate::consumer::ask;
 use crate::fanout::fan_out;
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
+use crate::record::{Seen, outcome_of, record};
 
 /// Handles `POST /v1/query/{id}/{version}`.
 pub async fn handle(
@@ -22,9 +24,34 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Reply {
-    match run(gw, peer, path, headers, body).await {
+    let started = std::time::Instant::now();
+    let mut read = None;
+    match run(gw.clone(), peer, path.clone(), headers, body, &mut read).await {
         Ok(reply) => reply,
-        Err(p) => problem(&p),
+        // Refused before any exchange began: recorded here, under an id of its own.
+        Err(p) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let p = p.with_exchange_id(Some(&id));
+            let seen = Seen {
+                exchange_id: &id,
+                role: Role::Consumer,
+                consumer: gw.member.as_str(),
+                provider: "",
+                contract: &path,
+                purpose: read
+                    .as_ref()
+                    .map_or("", |q: &LocalQuery| q.purpose.as_str()),
+                request_jws: None,
+                query: read.as_ref().map(|q| &q.query),
+                response_jws: None,
+                outcome: outcome_of(Some(&p)),
+                latency_us: started.elapsed().as_micros() as u64,
+            };
+            match record(&gw, seen).await {
+                Ok(()) => problem(&p),
+                Err(not_durable) => problem(&not_durable),
+            }
+        }
     }
 }
 
@@ -34,6 +61,7 @@ async fn run(
     path: ContractRef,
     headers: &HeaderMap,
     body: Incoming,
+    read: &mut Option<LocalQuery>,
 ) -> Result<Reply, Problem> {
     let subsystem = match peer {
         Some(id) if gw.subsystems.contains(id) => id.clone(),
@@ -58,6 +86,7 @@ async fn run(
             format!("the body is not {{\"purpose\",\"query\"}}: {e}"),
         )
     })?;
+    let local = read.insert(local);
     if let Some(fc) = gw.federated.get(&path).cloned() {
         if local.purpose != fc.purpose {
             return Err(Problem::new(
@@ -68,17 +97,21 @@ async fn run(
                 ),
             ));
         }
-        let answer = fan_out(gw.clone(), subsystem, &fc, local.query).await?;
+        let answer = fan_out(gw.clone(), subsystem, &fc, local.query.clone()).await?;
         return Ok(json(&answer));
     }
-    let answer = ask(
+    // `ask` records its own outcome, refusals included.
+    match ask(
         &gw,
         &subsystem,
         &path,
         &local.purpose,
-        local.query,
+        local.query.clone(),
         gw.query_deadline,
     )
-    .await?;
-    Ok(json(&answer))
+    .await
+    {
+        Ok(answer) => Ok(json(&answer)),
+        Err(p) => Ok(problem(&p)),
+    }
 }

@@ -74,6 +74,11 @@ enum Command {
         /// The query, as JSON.
         query: String,
     },
+    /// The audit log: export it, verify an export, prove an exchange, reconcile two logs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,7 +195,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve { member } => {
             let config = load_config(cli.config.as_deref())?;
-            let gw = Gateway::from_config(&config, &member).map_err(|e| e.to_string())?;
+            let gw = Gateway::from_config(&config, &member)
+                .await
+                .map_err(|e| e.to_string())?;
             serve_all(vec![Arc::new(gw)]).await
         }
         Command::Pki {
@@ -262,6 +269,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             )
             .await
         }
+        Command::Audit { command } => audit_cmd(cli.config.as_deref(), command).await,
     }
 }
 
@@ -275,7 +283,9 @@ async fn up(config: Config) -> Result<ExitCode, String> {
     let mut gateways = Vec::new();
     for m in &config.members {
         gateways.push(Arc::new(
-            Gateway::from_config(&config, &m.id).map_err(|e| e.to_string())?,
+            Gateway::from_config(&config, &m.id)
+                .await
+                .map_err(|e| e.to_string())?,
         ));
     }
     print_demo(&config);
@@ -349,7 +359,7 @@ async fn serve_all(gateways: Vec<Arc<Gateway>>) -> Result<ExitCode, String> {
             tasks.push(tokio::spawn(gateway::admin::serve(
                 gw.clone(),
                 admin_listener,
-                admin.clients,
+                admin,
                 stopped.clone(),
             )));
         }
@@ -527,4 +537,378 @@ async fn cache_purge(
     } else {
         ExitCode::FAILURE
     })
+}
+
+// ---- `simpul audit`: the auditor's tools (docs/AUDIT.md) ----
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write a member's log as JSON lines: records and signed tree heads. Reads the store
+    /// directly (the gateway may be running) and signs a fresh tree head first if the
+    /// latest does not cover every record.
+    Export {
+        /// The member whose log to export.
+        #[arg(long)]
+        member: MemberId,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an export offline with the member's public key: recompute the tree, check
+    /// every signed tree head. Exit 1 naming the first bad sequence number.
+    Verify {
+        /// The export file.
+        export: PathBuf,
+        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk).
+        #[arg(long)]
+        key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an inclusion proof bundle for an exchange: its records, their leaf hashes and
+    /// paths, and the signed tree head they are against.
+    Prove {
+        /// The exchange id.
+        exchange_id: String,
+        /// The member whose log to prove it in.
+        #[arg(long)]
+        member: MemberId,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
+    CheckProof {
+        /// The proof bundle file.
+        proof: PathBuf,
+        /// The member's public signing key (a JWK file).
+        #[arg(long)]
+        key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two members' exports (a consumer's and a provider's): exchanges one side
+    /// has and the other lacks, and exchanges they disagree on. Exit 1 if any.
+    Reconcile {
+        /// The first export.
+        a: PathBuf,
+        /// The second export.
+        b: PathBuf,
+        /// Window start, unix milliseconds (inclusive).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Window end, unix milliseconds (exclusive).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn audit_cmd(config_path: Option<&Path>, command: AuditCommand) -> Result<ExitCode, String> {
+    match command {
+        AuditCommand::Export { member, out } => {
+            let config = load_config(config_path)?;
+            let log = open_audit_log(&config, &member).await?;
+            let covered = log
+                .latest_tree_head()
+                .await
+                .map_err(|e| e.to_string())?
+                .map_or(0, |h| h.tree_size);
+            if covered < log.tree_size() || log.tree_size() == 0 {
+                log.sign_tree_head().await.map_err(|e| e.to_string())?;
+            }
+            match &out {
+                Some(path) => {
+                    let mut file = std::fs::File::create(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    log.export(&mut file)
+                        .await
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    file.sync_all()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    eprintln!(
+                        "simpul: exported {member}'s log ({} records) to {}",
+                        log.tree_size(),
+                        path.display()
+                    );
+                }
+                None => log
+                    .export(&mut std::io::stdout())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { export, key, json } => audit_verify(&export, &key, json),
+        AuditCommand::Prove {
+            exchange_id,
+            member,
+            out,
+        } => {
+            let config = load_config(config_path)?;
+            let log = open_audit_log(&config, &member).await?;
+            let bundle = log.prove(&exchange_id).await.map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&bundle).map_err(|e| e.to_string())?;
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, format!("{text}\n"))
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    eprintln!(
+                        "simpul: wrote the proof of {} record(s) of {exchange_id} against tree head {} to {}",
+                        bundle.proofs.len(),
+                        bundle.tree_head.tree_size,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::CheckProof { proof, key, json } => audit_check_proof(&proof, &key, json),
+        AuditCommand::Reconcile {
+            a,
+            b,
+            from,
+            to,
+            json,
+        } => audit_reconcile(&a, &b, from, to, json),
+    }
+}
+
+/// Opens `member`'s audit log as its gateway does: its configured store, its signing key.
+async fn open_audit_log(
+    config: &Config,
+    member: &MemberId,
+) -> Result<gateway::audit::AuditLog, String> {
+    let mc = config
+        .member(member)
+        .ok_or_else(|| format!("--member {member}: not a member in {}", config.source))?;
+    let key_path = config.pki_layout().signing_key(member);
+    let pem = std::fs::read(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
+    let key = contracts::SigningKey::from_pem(contracts::Algorithm::ES256, member.as_str(), &pem)
+        .map_err(|e| format!("{}: {e}", key_path.display()))?;
+    gateway::audit::AuditLog::open(&mc.audit_config(), &config.base_dir, member, Arc::new(key))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a public JWK file.
+fn read_verifying_key(path: &Path) -> Result<contracts::VerifyingKey, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let jwk: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a JWK: {e}", path.display()))?;
+    contracts::VerifyingKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn open_export(path: &Path) -> Result<std::io::BufReader<std::fs::File>, String> {
+    std::fs::File::open(path)
+        .map(std::io::BufReader::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+fn audit_verify(export: &Path, key: &Path, json: bool) -> Result<ExitCode, String> {
+    let key = read_verifying_key(key)?;
+    let reader = open_export(export)?;
+    let result = gateway::audit::verify_export(reader, &key);
+    if json {
+        print_json(&match &result {
+            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Err(failure) => serde_json::json!({"ok": false, "failure": failure}),
+        })?;
+    } else {
+        match &result {
+            Ok(r) => {
+                println!(
+                    "{}: verified: {}'s log, {} records, {} signed tree heads, signed by {}",
+                    export.display(),
+                    r.log,
+                    r.records,
+                    r.tree_heads,
+                    key.kid()
+                );
+                if let Some(root) = &r.verified_root {
+                    println!("  tree size {} has root {root}", r.verified_size);
+                }
+                if r.unsigned_records > 0 {
+                    println!(
+                        "  warning: the last {} record(s) are after the last signed tree head and not covered by a signature",
+                        r.unsigned_records
+                    );
+                }
+            }
+            Err(f) => {
+                println!("{}: FAILED: {f}", export.display());
+                if let Some(seq) = f.first_bad_seq {
+                    println!("first bad seq: {seq}");
+                }
+            }
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn audit_check_proof(proof: &Path, key: &Path, json: bool) -> Result<ExitCode, String> {
+    let key = read_verifying_key(key)?;
+    let text = std::fs::read(proof).map_err(|e| format!("{}: {e}", proof.display()))?;
+    let result = serde_json::from_slice::<gateway::audit::ProofBundle>(&text)
+        .map_err(|e| gateway::audit::ProofFailure::Malformed(e.to_string()))
+        .and_then(|bundle| gateway::audit::check_proof_bundle(&bundle, &key));
+    if json {
+        print_json(&match &result {
+            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Err(failure) => serde_json::json!({"ok": false, "failure": failure.to_string()}),
+        })?;
+    } else {
+        match &result {
+            Ok(r) => {
+                println!(
+                    "{}: valid: exchange {} is in {}'s log, signed by {} at tree size {} (root {}, signed {})",
+                    proof.display(),
+                    r.exchange_id,
+                    r.log,
+                    key.kid(),
+                    r.tree_size,
+                    r.root_hash,
+                    format_ms(r.timestamp)
+                );
+                for rec in &r.records {
+                    println!("  {}", describe_record(rec));
+                }
+            }
+            Err(f) => println!("{}: FAILED: {f}", proof.display()),
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn audit_reconcile(
+    a: &Path,
+    b: &Path,
+    from: Option<i64>,
+    to: Option<i64>,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let report =
+        gateway::audit::reconcile(open_export(a)?, open_export(b)?, from, to).map_err(|e| {
+            let (which, path) = match &e {
+                gateway::audit::ReconcileError::Read { which: 'B', .. } => ("B", b),
+                _ => ("A", a),
+            };
+            format!("{which} = {}: {e}", path.display())
+        })?;
+    if json {
+        print_json(&serde_json::to_value(&report).map_err(|e| e.to_string())?)?;
+    } else {
+        let window = match (from, to) {
+            (None, None) => "all records".to_owned(),
+            (f, t) => format!(
+                "records from {} to {}",
+                f.map_or_else(|| "the start".into(), format_ms),
+                t.map_or_else(|| "the end".into(), format_ms)
+            ),
+        };
+        println!(
+            "A = {} ({}), B = {} ({}), {window}",
+            a.display(),
+            report.a_log,
+            b.display(),
+            report.b_log
+        );
+        println!("{} exchange(s) agree", report.matched);
+        for (name, log, list) in [
+            ("A", &report.a_log, &report.only_in_a),
+            ("B", &report.b_log, &report.only_in_b),
+        ] {
+            if !list.is_empty() {
+                println!(
+                    "{} exchange(s) only in {name} ({log}), missing from the other log:",
+                    list.len()
+                );
+                for r in list {
+                    println!("  {}", describe_record(r));
+                }
+            }
+        }
+        if !report.disagreements.is_empty() {
+            println!(
+                "{} exchange(s) the two logs disagree on:",
+                report.disagreements.len()
+            );
+            for d in &report.disagreements {
+                println!("  {} differs in {}", d.exchange_id, d.fields.join(", "));
+                println!("    A: {}", describe_record(&d.a));
+                println!("    B: {}", describe_record(&d.b));
+            }
+        }
+        if report.is_clean() {
+            println!("the logs agree");
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn describe_record(r: &gateway::audit::AuditRecord) -> String {
+    format!(
+        "seq {} {} {} {} → {} {}/{} for {}: {} (request {})",
+        r.seq,
+        format_ms(r.ts),
+        if r.exchange_id.is_empty() {
+            "(no exchange id)"
+        } else {
+            r.exchange_id.as_str()
+        },
+        r.consumer,
+        r.provider,
+        r.contract,
+        r.version,
+        r.purpose,
+        r.outcome,
+        r.request_hash.as_deref().unwrap_or("none")
+    )
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+fn format_ms(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
 }

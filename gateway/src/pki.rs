@@ -365,34 +365,7 @@ pub fn init(layout: &PkiLayout, plan: &PkiPlan, force: bool) -> Result<PkiReport
         layout.authority_jwk(),
     )?;
 
-    for (member, subsystems) in &plan.members {
-        let (cert, key) = issue_leaf(
-            &issuer,
-            member,
-            &plan.hosts,
-            LeafKind::Gateway,
-            &layout.gateway_cert(member),
-        )?;
-        outputs.push(Output::public(layout.gateway_cert(member), cert));
-        outputs.push(Output::private(layout.gateway_key(member), key));
-        push_signing_key(
-            &mut outputs,
-            member,
-            layout.signing_key(member),
-            layout.signing_jwk(member),
-        )?;
-        for sub in subsystems {
-            let (cert, key) = issue_leaf(
-                &issuer,
-                sub,
-                &[],
-                LeafKind::Client,
-                &layout.client_cert(sub),
-            )?;
-            outputs.push(Output::public(layout.client_cert(sub), cert));
-            outputs.push(Output::private(layout.client_key(sub), key));
-        }
-    }
+    outputs.extend(member_outputs(&issuer, layout, plan, |_, _| Ok(true))?);
 
     let written = write_outputs(&outputs, force)?;
     tracing::info!(
@@ -438,10 +411,27 @@ pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiErro
             layout.authority_jwk(),
         )?;
     }
+    outputs.extend(member_outputs(&issuer, layout, plan, missing)?);
+    let written = write_outputs(&outputs, false)?;
+    if !written.is_empty() {
+        tracing::info!(root = %layout.root.display(), files = written.len(), "development PKI completed");
+    }
+    Ok(PkiReport { written })
+}
+
+/// The files of every member and subsystem pair for which `wanted(first, second)` says yes:
+/// gateway certificate and key, signing key and JWK, client certificate and key.
+fn member_outputs(
+    issuer: &Issuer<'_, KeyPair>,
+    layout: &PkiLayout,
+    plan: &PkiPlan,
+    mut wanted: impl FnMut(&Path, &Path) -> Result<bool, PkiError>,
+) -> Result<Vec<Output>, PkiError> {
+    let mut outputs = Vec::new();
     for (member, subsystems) in &plan.members {
-        if missing(&layout.gateway_cert(member), &layout.gateway_key(member))? {
+        if wanted(&layout.gateway_cert(member), &layout.gateway_key(member))? {
             let (cert, key) = issue_leaf(
-                &issuer,
+                issuer,
                 member,
                 &plan.hosts,
                 LeafKind::Gateway,
@@ -450,7 +440,7 @@ pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiErro
             outputs.push(Output::public(layout.gateway_cert(member), cert));
             outputs.push(Output::private(layout.gateway_key(member), key));
         }
-        if missing(&layout.signing_key(member), &layout.signing_jwk(member))? {
+        if wanted(&layout.signing_key(member), &layout.signing_jwk(member))? {
             push_signing_key(
                 &mut outputs,
                 member,
@@ -459,24 +449,15 @@ pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiErro
             )?;
         }
         for sub in subsystems {
-            if missing(&layout.client_cert(sub), &layout.client_key(sub))? {
-                let (cert, key) = issue_leaf(
-                    &issuer,
-                    sub,
-                    &[],
-                    LeafKind::Client,
-                    &layout.client_cert(sub),
-                )?;
+            if wanted(&layout.client_cert(sub), &layout.client_key(sub))? {
+                let (cert, key) =
+                    issue_leaf(issuer, sub, &[], LeafKind::Client, &layout.client_cert(sub))?;
                 outputs.push(Output::public(layout.client_cert(sub), cert));
                 outputs.push(Output::private(layout.client_key(sub), key));
             }
         }
     }
-    let written = write_outputs(&outputs, false)?;
-    if !written.is_empty() {
-        tracing::info!(root = %layout.root.display(), files = written.len(), "development PKI completed");
-    }
-    Ok(PkiReport { written })
+    Ok(outputs)
 }
 
 /// True when the CA, the authority key and every member's and subsystem's files exist.

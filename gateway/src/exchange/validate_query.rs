@@ -1,7 +1,7 @@
 //! `query` is valid against the contract's request schema; each violation is reported with
 //! its JSON pointer from the payload (`/query/nik`).
 
-use contracts::{Contract, ExchangeRequest, Problem, ProblemCode};
+use contracts::{Contract, ExchangeRequest, Problem};
 
 pub(super) fn validate_query(
     contract: &Contract,
@@ -9,12 +9,5 @@ pub(super) fn validate_query(
 ) -> Result<(), Problem> {
     contract
         .check_request(&request.query, "/query")
-        .map_err(|errors| {
-            let detail = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.pointer, e.message))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Problem::new(ProblemCode::InvalidQuery, detail).with_errors(errors)
-        })
+        .map_err(Problem::invalid_query)
 }

@@ -205,3 +205,156 @@ fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The `simpul` binary serving one member from the config in `dir`.
+fn serve(dir: &Path, member: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir)
+        .args(["serve", "--member", member])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `addr` accepts connections.
+async fn listening(addr: std::net::SocketAddr) {
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{addr} never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The exchange ids of one side's records in an export.
+fn exported_ids(export: &str, role: &str) -> std::collections::HashSet<String> {
+    export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "record" && v["record"]["role"] == role)
+        .map(|v| {
+            v["record"]["exchange_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    gateway::federation::prepare(&config).await.unwrap();
+    let kemlu_addr = config.member(&id(KEMLU)).unwrap().listen;
+    let dukcapil_addr = config.member(&id(DUKCAPIL)).unwrap().listen;
+    let mut kemlu = serve(dir.path(), KEMLU);
+    let mut dukcapil = serve(dir.path(), DUKCAPIL);
+    listening(kemlu_addr).await;
+    listening(dukcapil_addr).await;
+
+    let layout = config.pki_layout();
+    let ca = gateway::tls::load_certs(&layout.ca_cert()).unwrap();
+    let client = gateway::client::PeerClient::from_files(
+        &ca,
+        &layout.client_cert(&id(PEDULI)),
+        &layout.client_key(&id(PEDULI)),
+        id(KEMLU),
+        1 << 20,
+    )
+    .unwrap();
+    let url = format!(
+        "{}/v1/query/citizenship.status/1",
+        config.member(&id(KEMLU)).unwrap().gateway_url()
+    );
+    let population = gateway::seed::generate(&config.data);
+    let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
+    // Four clients drive exchanges while the provider is killed and restarted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut drivers = Vec::new();
+    for _ in 0..4 {
+        let (client, url, body, stop) = (client.clone(), url.clone(), body.clone(), stop.clone());
+        drivers.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = client
+                    .call(
+                        http::Method::POST,
+                        &url,
+                        "application/json",
+                        body.clone().into(),
+                        Duration::from_secs(10),
+                    )
+                    .await;
+                if let Ok(r) = reply
+                    && r.status == 200
+                {
+                    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                    answered.push(v["exchange_id"].as_str().unwrap().to_owned());
+                }
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    dukcapil.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    dukcapil.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dukcapil = serve(dir.path(), DUKCAPIL);
+    listening(dukcapil_addr).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for d in drivers {
+        answered.extend(d.await.unwrap());
+    }
+    for child in [&mut kemlu, &mut dukcapil] {
+        Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+    assert!(
+        answered.len() > 10,
+        "only {} exchanges answered",
+        answered.len()
+    );
+
+    for (member, role) in [(KEMLU, "consumer"), (DUKCAPIL, "provider")] {
+        let out = format!("{}.jsonl", id(member).file_stem());
+        let export = simpul(
+            dir.path(),
+            &["audit", "export", "--member", member, "--out", &out],
+        );
+        assert!(export.status.success(), "{}", stderr(&export));
+        let key = layout.signing_jwk(&id(member));
+        let verify = simpul(
+            dir.path(),
+            &["audit", "verify", &out, "--key", key.to_str().unwrap()],
+        );
+        assert!(
+            verify.status.success(),
+            "{member}: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            stderr(&verify)
+        );
+        let ids = exported_ids(
+            &std::fs::read_to_string(dir.path().join(&out)).unwrap(),
+            role,
+        );
+        let missing: Vec<_> = answered.iter().filter(|id| !ids.contains(*id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{member} has no {role} record of {} answered exchanges, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
+}

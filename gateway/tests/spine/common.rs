@@ -112,16 +112,12 @@ impl Federation {
         let mut stops = HashMap::new();
         let mut manifest = None;
         for ((m, listener), admin) in config.members.iter().zip(listeners).zip(admin_listeners) {
-            let gw = Arc::new(Gateway::from_config(&config, &m.id).unwrap());
+            let gw = Arc::new(Gateway::from_config(&config, &m.id).await.unwrap());
             manifest = Some(gw.manifest().clone());
             let (tx, rx) = watch::channel(false);
-            let clients = gw.admin.clone().map(|a| a.clients).unwrap_or_default();
-            tokio::spawn(gateway::admin::serve(
-                gw.clone(),
-                admin,
-                clients,
-                rx.clone(),
-            ));
+            if let Some(config) = gw.admin.clone() {
+                tokio::spawn(gateway::admin::serve(gw.clone(), admin, config, rx.clone()));
+            }
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(m.id.clone(), (tx, task));
         }
@@ -132,7 +128,7 @@ impl Federation {
                 "https://localhost:{}",
                 listener.local_addr().unwrap().port()
             );
-            let gw = Arc::new(Gateway::from_config(&config, &id(m)).unwrap());
+            let gw = Arc::new(Gateway::from_config(&config, &id(m)).await.unwrap());
             let (tx, rx) = watch::channel(false);
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(id(&format!("{m}:REPLICA")), (tx, task));
@@ -163,7 +159,11 @@ impl Federation {
     pub async fn restart(&mut self, member: &str) {
         let mc = self.config.member(&id(member)).unwrap();
         let listener = TcpListener::bind(mc.listen).await.unwrap();
-        let gw = Arc::new(Gateway::from_config(&self.config, &id(member)).unwrap());
+        let gw = Arc::new(
+            Gateway::from_config(&self.config, &id(member))
+                .await
+                .unwrap(),
+        );
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
         self.stops.insert(id(member), (tx, task));
@@ -240,6 +240,11 @@ impl Federation {
             .filter(|l| labels.iter().all(|want| l.contains(want)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The directory of the federation's databases, audit stores included.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.config.resolve(Path::new("data"))
     }
 
     pub fn layout(&self) -> PkiLayout {

@@ -9,4 +9,5 @@ mod exchange;
 mod local;
 mod middle;
 mod startup;
+mod trail;
 mod transport;

@@ -8,8 +8,10 @@ use gateway::gateway::{Gateway, StartError};
 
 use crate::common::*;
 
-fn start_error(f: &Federation) -> String {
-    let err = Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap_err();
+async fn start_error(f: &Federation) -> String {
+    let err = Gateway::from_config(&f.config, &id(DUKCAPIL))
+        .await
+        .unwrap_err();
     err.to_string()
 }
 
@@ -33,7 +35,7 @@ async fn tampered_manifest_is_refused() {
         parts[2]
     );
     std::fs::write(&path, forged).unwrap();
-    let msg = start_error(&f);
+    let msg = start_error(&f).await;
     assert!(
         msg.contains("manifest.jws") && msg.contains("signature"),
         "{msg}"
@@ -50,7 +52,7 @@ async fn manifest_signed_by_another_authority_is_refused() {
         Manifest::sign(&doc, &impostor).unwrap(),
     )
     .unwrap();
-    let msg = start_error(&f);
+    let msg = start_error(&f).await;
     assert!(msg.contains("pinned authority key"), "{msg}");
 }
 
@@ -65,7 +67,7 @@ async fn expired_manifest_is_refused() {
         Manifest::sign(&doc, &authority(&f)).unwrap(),
     )
     .unwrap();
-    let msg = start_error(&f);
+    let msg = start_error(&f).await;
     assert!(msg.contains("expired"), "{msg}");
 }
 
@@ -75,9 +77,13 @@ async fn older_manifest_than_the_one_held_is_refused_as_a_rollback() {
     let old = std::fs::read_to_string(f.config.manifest_path()).unwrap();
     let newer = sign_manifest(&f.config, None).unwrap();
     assert_eq!(newer.doc().serial, 2);
-    Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap();
+    Gateway::from_config(&f.config, &id(DUKCAPIL))
+        .await
+        .unwrap();
     std::fs::write(f.config.manifest_path(), old).unwrap();
-    let err = Gateway::from_config(&f.config, &id(DUKCAPIL)).unwrap_err();
+    let err = Gateway::from_config(&f.config, &id(DUKCAPIL))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             &err,
@@ -103,7 +109,7 @@ async fn contract_digest_that_differs_from_the_catalog_is_refused() {
         Manifest::sign(&doc, &authority(&f)).unwrap(),
     )
     .unwrap();
-    let msg = start_error(&f);
+    let msg = start_error(&f).await;
     assert!(
         msg.contains("digest") && msg.contains(&doc.contracts[0].id),
         "{msg}"
@@ -119,7 +125,7 @@ async fn signing_key_not_in_the_manifest_is_refused() {
         replacement.private_pem(),
     )
     .unwrap();
-    let msg = start_error(&f);
+    let msg = start_error(&f).await;
     assert!(
         msg.contains("not among") && msg.contains(replacement.kid()),
         "{msg}"

@@ -1,0 +1,765 @@
+//! The tamper-evident audit log (PROTOCOL.md §5): one record per exchange, on both sides,
+//! durable before the answer is released; the records are the leaves of an RFC 9162
+//! Merkle tree whose heads the member key signs, so an auditor holding only the member's
+//! public key can check inclusion and append-only growth offline.
+//!
+//! - [`AuditLog`] appends (group commit: concurrent appends share one transaction and one
+//!   disk sync), signs tree heads, and serves proofs, records, evidence and exports;
+//! - [`merkle`] is the tree math, [`verify`], [`proof`] and [`reconcile`] the auditor's
+//!   side, none of which touches a store.
+//!
+//! Memory is bounded whatever the log's size: the writer keeps the tree's right edge (at
+//! most 64 hashes) and the batch being committed (at most `batch_max` records, whose
+//! evidence the callers hold anyway); proofs read O(log n) stored nodes; exports, record
+//! ranges and verification stream in chunks of at most 1,000 records (10,000 for
+//! [`AuditLog::records`]).
+
+pub mod export;
+pub mod merkle;
+pub mod proof;
+pub mod reconcile;
+pub mod record;
+mod store;
+pub mod tree_head;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use contracts::canonical::{b64url, canonical_json};
+use contracts::{JwsError, MemberId, SigningKey};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+pub use export::{EXPORT_FORMAT, ExportHeader, ExportLine, ExportedRecord};
+pub use merkle::{
+    Hash, ProofError, empty_root, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
+};
+pub use proof::{
+    ConsistencyProof, InclusionProof, PROOF_FORMAT, ProofBundle, ProofFailure, ProofReport,
+    check_consistency_proof, check_inclusion_proof, check_proof_bundle,
+};
+pub use reconcile::{Disagreement, ReconcileError, ReconcileReport, reconcile};
+pub use record::{AuditRecord, NewRecord, Role, StoredEvidence};
+pub use tree_head::{SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, verify_tree_head};
+pub use verify::{VerifyFailure, VerifyFailureKind, VerifyReport, verify_export};
+
+use merkle::{NodeRef, encode_hash, fold_subtrees, range_subtrees};
+use store::{Store, StoreTarget};
+
+/// Most records [`AuditLog::records`] returns per call.
+pub const MAX_RECORDS_PER_CALL: u64 = 10_000;
+/// Most records of one exchange id that proofs and evidence are given for (a gateway has
+/// one or two per id; `""`, the id of refusals before an id was read, can have many).
+pub const MAX_RECORDS_PER_EXCHANGE: u32 = 64;
+/// How long one group commit may take before its appends are failed.
+const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
+/// How often old evidence is deleted.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// `[members.audit]` in `config.toml`: where a member's log lives and how it is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// An SQLite file (relative to the configuration's directory), a `postgres://` URL, or
+    /// `env:VAR` to read either from the environment. Empty means
+    /// [`AuditConfig::default_store`].
+    pub store: String,
+    /// Seconds between tree heads signed in the background (only when the log grew).
+    pub tree_head_interval_s: u64,
+    /// Days the signed envelopes are kept; 0 keeps them forever. Records are never deleted.
+    pub evidence_retention_days: u32,
+    /// The HMAC secret for `subject` (relative to the configuration's directory); default
+    /// `audit-<member>.secret` beside an SQLite store, `data/audit-<member>.secret` for
+    /// PostgreSQL. Created (32 random bytes, mode 0600) if missing. Replicas sharing a
+    /// PostgreSQL log must share this file.
+    pub secret_file: Option<String>,
+    /// Most appends committed in one transaction.
+    pub batch_max: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            store: String::new(),
+            tree_head_interval_s: 60,
+            evidence_retention_days: 90,
+            secret_file: None,
+            batch_max: 256,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// `data/audit-<member file stem>.db`: the default SQLite store.
+    pub fn default_store(member: &MemberId) -> String {
+        format!("data/audit-{}.db", member.file_stem())
+    }
+
+    /// The defaults, with `store` set to [`AuditConfig::default_store`].
+    pub fn for_member(member: &MemberId) -> AuditConfig {
+        AuditConfig {
+            store: Self::default_store(member),
+            ..AuditConfig::default()
+        }
+    }
+
+    /// Checks the values: the field at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.tree_head_interval_s == 0 {
+            return Err(("tree_head_interval_s", "must be at least 1".into()));
+        }
+        if self.batch_max == 0 || self.batch_max > 10_000 {
+            return Err(("batch_max", "must be between 1 and 10000".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Why the audit log could not do what was asked. Every variant names the store (path, or
+/// URL without credentials) or the record concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The configuration cannot be used.
+    #[error("audit store {store}: {reason}")]
+    Config {
+        /// The store as configured.
+        store: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store could not be opened.
+    #[error("audit store {store}: cannot open: {source}")]
+    Open {
+        /// The store.
+        store: String,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A statement failed.
+    #[error("audit store {store}: {op}: {source}")]
+    Store {
+        /// The store.
+        store: String,
+        /// What was being done.
+        op: &'static str,
+        /// The database's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// An append's group commit failed: the record is not known to be durable, and the
+    /// exchange must fail closed.
+    #[error("audit store {store}: the record is not durable: {reason}")]
+    NotDurable {
+        /// The store.
+        store: String,
+        /// Why the commit failed.
+        reason: String,
+    },
+    /// The store holds something the log never wrote.
+    #[error("audit store {store}: {}{reason}", seq.map(|s| format!("seq {s}: ")).unwrap_or_default())]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// The record concerned, if one is.
+        seq: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HMAC secret could not be read or made.
+    #[error("audit secret {}: {reason}", path.display())]
+    Secret {
+        /// The secret file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Evidence handed to `append` does not belong to the record.
+    #[error("evidence for exchange {exchange_id}: {reason}")]
+    Evidence {
+        /// The record's exchange id.
+        exchange_id: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// No record has this exchange id.
+    #[error("no audit record of exchange `{0}`")]
+    UnknownExchange(String),
+    /// A tree size beyond what is committed, or a record beyond a tree size.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A proof could not be built.
+    #[error("proof: {0}")]
+    Proof(#[from] ProofError),
+    /// A tree head could not be signed.
+    #[error("signing a tree head: {0}")]
+    Sign(#[from] JwsError),
+    /// The writer task is gone (the runtime is shutting down).
+    #[error("the audit log's writer has stopped")]
+    Closed,
+    /// Writing an export failed.
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serialising failed.
+    #[error("serialising: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One append waiting for its group commit.
+struct Job {
+    record: NewRecord,
+    evidence: Option<StoredEvidence>,
+    reply: oneshot::Sender<Result<AuditRecord, AuditError>>,
+}
+
+struct Inner {
+    log: MemberId,
+    store: Store,
+    jobs: mpsc::Sender<Job>,
+    key: Arc<SigningKey>,
+    secret: hmac::Key,
+    /// The last committed tree size this process knows of.
+    size: Arc<AtomicU64>,
+}
+
+/// A member's audit log: a cheap, cloneable handle (`Send + Sync`) on its store, its
+/// group-commit writer and its tree-head signer. The background tasks stop when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AuditLog({} at {}, size {})",
+            self.inner.log,
+            self.inner.store.label(),
+            self.tree_size()
+        )
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    /// Opens (creating tables if needed) the store, loads what proofs need, spawns the
+    /// group-commit writer and the periodic tree-head signer. `member` names the log; `key`
+    /// signs tree heads. Refuses a store whose tree nodes do not hash to its committed
+    /// root (appending to it would break every later proof). Must run inside a Tokio
+    /// runtime.
+    pub async fn open(
+        cfg: &AuditConfig,
+        base_dir: &Path,
+        member: &MemberId,
+        key: Arc<SigningKey>,
+    ) -> Result<AuditLog, AuditError> {
+        let store_text = if cfg.store.is_empty() {
+            AuditConfig::default_store(member)
+        } else {
+            cfg.store.clone()
+        };
+        cfg.check().map_err(|(field, reason)| AuditError::Config {
+            store: store_text.clone(),
+            reason: format!("{field}: {reason}"),
+        })?;
+        let target = StoreTarget::resolve(&store_text, base_dir)?;
+        let secret_path = match &cfg.secret_file {
+            Some(p) => base_dir.join(p),
+            None => {
+                let dir = match &target {
+                    StoreTarget::Sqlite(p) => p
+                        .parent()
+                        .map_or_else(|| base_dir.to_path_buf(), Path::to_path_buf),
+                    StoreTarget::Postgres { .. } => base_dir.join("data"),
+                };
+                dir.join(format!("audit-{}.secret", member.file_stem()))
+            }
+        };
+        let secret = load_or_create_secret(&secret_path)?;
+        let store = Store::open(&target, member.as_str()).await?;
+        let frontier = store.frontier().await?;
+        let size = frontier.size();
+        // A records table that ends elsewhere than the committed tree was edited outside
+        // the gateway. The tree itself is intact (checked above), so appending stays
+        // correct; auditors will see the damage in `audit verify`.
+        match store.max_seq().await? {
+            Some(max) if max + 1 == size => {}
+            None if size == 0 => {}
+            other => tracing::error!(
+                store = %store.label(),
+                tree_size = size,
+                last_record = ?other,
+                "the audit records table does not end where the tree does: records were deleted or added outside the gateway"
+            ),
+        }
+        let (jobs, rx) = mpsc::channel(cfg.batch_max.saturating_mul(4));
+        let size = Arc::new(AtomicU64::new(size));
+        tokio::spawn(write_loop(
+            store.clone(),
+            rx,
+            cfg.batch_max,
+            size.clone(),
+            frontier,
+        ));
+        let inner = Arc::new(Inner {
+            log: member.clone(),
+            store,
+            jobs,
+            key,
+            secret: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            size,
+        });
+        tokio::spawn(sign_loop(
+            Arc::downgrade(&inner),
+            Duration::from_secs(cfg.tree_head_interval_s),
+        ));
+        if cfg.evidence_retention_days > 0 {
+            tokio::spawn(retention_loop(
+                Arc::downgrade(&inner),
+                i64::from(cfg.evidence_retention_days) * 86_400_000,
+            ));
+        }
+        Ok(AuditLog { inner })
+    }
+
+    /// The member whose log this is.
+    pub fn member(&self) -> &MemberId {
+        &self.inner.log
+    }
+
+    /// HMAC of the personal identifiers: `personal` are the JSON values found at the
+    /// contract's `personal_data` pointers; `None` if there are none. The HMAC is over
+    /// the JCS form of the array, so equal values give equal subjects in this log (and in
+    /// every replica sharing the secret), and nothing about the values without the secret.
+    pub fn subject(&self, personal: &[Value]) -> Option<String> {
+        if personal.is_empty() {
+            return None;
+        }
+        // JCS of plain JSON values cannot fail; should it ever, the compact form is still
+        // deterministic, and a subject is better than none.
+        let bytes = canonical_json(&personal)
+            .or_else(|_| serde_json::to_vec(&personal))
+            .unwrap_or_default();
+        Some(b64url(hmac::sign(&self.inner.secret, &bytes).as_ref()))
+    }
+
+    /// Appends one record (and its evidence, if any) and returns it, with its `seq` and
+    /// `ts`, only once it is durable: concurrent appends share one transaction and one
+    /// sync. `Err` means NOT durable — the caller fails the exchange closed (503). (When a
+    /// COMMIT itself fails the outcome can be unknown; the record may then exist although
+    /// the exchange was failed, never the other way round.) Evidence must carry the
+    /// record's exchange id and hash to its `request_hash` and `response_hash`.
+    pub async fn append(
+        &self,
+        record: NewRecord,
+        evidence: Option<StoredEvidence>,
+    ) -> Result<AuditRecord, AuditError> {
+        if let Some(ev) = &evidence {
+            check_evidence(&record, ev)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .jobs
+            .send(Job {
+                record,
+                evidence,
+                reply,
+            })
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        answer.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Signs the committed tree size and root now, stores the head and returns it.
+    pub async fn sign_tree_head(&self) -> Result<SignedTreeHead, AuditError> {
+        let (size, root) = self.inner.store.state().await?;
+        let head = tree_head::sign_tree_head(&self.inner.key, size, &root, now_ms())?;
+        self.inner.store.insert_tree_head(&head).await?;
+        Ok(head)
+    }
+
+    /// The head of the largest tree signed so far (the newest of those), if any.
+    pub async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>, AuditError> {
+        self.inner.store.latest_tree_head().await
+    }
+
+    /// Inclusion proofs of every record with `exchange_id` (at most
+    /// [`MAX_RECORDS_PER_EXCHANGE`]; a gateway that asks itself holds a consumer and a
+    /// provider record of one id). Against `tree_size` if given (at most the committed
+    /// size, and beyond every such record); otherwise against the latest signed tree head,
+    /// signing a fresh one first if that does not cover them — so the proofs always match
+    /// a head an auditor can fetch ([`AuditLog::prove`] returns both together).
+    pub async fn inclusion_proof(
+        &self,
+        exchange_id: &str,
+        tree_size: Option<u64>,
+    ) -> Result<Vec<InclusionProof>, AuditError> {
+        let seqs = self.seqs_of(exchange_id).await?;
+        let size = match tree_size {
+            Some(n) => {
+                let (committed, _) = self.inner.store.state().await?;
+                if n > committed {
+                    return Err(AuditError::OutOfRange(format!(
+                        "tree size {n} is beyond the log's {committed}"
+                    )));
+                }
+                n
+            }
+            None => self.covering_head(&seqs).await?.tree_size,
+        };
+        self.proofs_for(&seqs, size).await
+    }
+
+    /// An inclusion proof bundle for `exchange_id`: its records' proofs and the signed
+    /// tree head they are against (the latest, or a freshly signed one if the latest does
+    /// not cover them). What `simpul audit prove` writes and `check-proof` checks.
+    pub async fn prove(&self, exchange_id: &str) -> Result<ProofBundle, AuditError> {
+        let seqs = self.seqs_of(exchange_id).await?;
+        let head = self.covering_head(&seqs).await?;
+        let proofs = self.proofs_for(&seqs, head.tree_size).await?;
+        Ok(ProofBundle {
+            format: PROOF_FORMAT.to_owned(),
+            log: self.inner.log.to_string(),
+            exchange_id: exchange_id.to_owned(),
+            tree_head: head,
+            proofs,
+        })
+    }
+
+    /// A consistency proof that the tree of `second` leaves extends the tree of `first`
+    /// (`first ≤ second ≤` the committed size; empty when `first` is 0 or equals `second`).
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyProof, AuditError> {
+        let (committed, _) = self.inner.store.state().await?;
+        if second > committed {
+            return Err(AuditError::OutOfRange(format!(
+                "tree size {second} is beyond the log's {committed}"
+            )));
+        }
+        let ranges = merkle::consistency_ranges(first, second)?;
+        let path = self.range_hashes(&ranges, &[]).await?.0;
+        Ok(ConsistencyProof {
+            first,
+            second,
+            path: path.iter().map(encode_hash).collect(),
+        })
+    }
+
+    /// Records with `from_seq ≤ seq < to_seq_exclusive`, in order; at most
+    /// [`MAX_RECORDS_PER_CALL`] (the range is cut there: ask again from the next seq).
+    pub async fn records(
+        &self,
+        from_seq: u64,
+        to_seq_exclusive: u64,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        let to = to_seq_exclusive.min(from_seq.saturating_add(MAX_RECORDS_PER_CALL));
+        if to <= from_seq {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .inner
+            .store
+            .records(from_seq, to)
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    /// The evidence kept for `exchange_id` (empty once the retention has passed).
+    pub async fn evidence(&self, exchange_id: &str) -> Result<Vec<StoredEvidence>, AuditError> {
+        self.inner.store.evidence(exchange_id).await
+    }
+
+    /// Writes the log as JSON lines ([`ExportLine`]): a header, then every record up to the
+    /// committed size with each signed tree head right after the record that completes
+    /// it. Streamed in chunks of 1,000 records; writes to `out` are blocking.
+    pub async fn export(&self, out: &mut (dyn std::io::Write + Send)) -> Result<(), AuditError> {
+        export::write_export(&self.inner.store, &self.inner.log, out).await
+    }
+
+    /// The last committed tree size this process knows of (appends by other replicas show
+    /// up after this process's next append).
+    pub fn tree_size(&self) -> u64 {
+        self.inner.size.load(Ordering::Acquire)
+    }
+
+    async fn seqs_of(&self, exchange_id: &str) -> Result<Vec<u64>, AuditError> {
+        let seqs = self
+            .inner
+            .store
+            .seqs_of(exchange_id, MAX_RECORDS_PER_EXCHANGE)
+            .await?;
+        if seqs.is_empty() {
+            return Err(AuditError::UnknownExchange(exchange_id.to_owned()));
+        }
+        Ok(seqs)
+    }
+
+    /// The latest signed head if it covers every seq, else a freshly signed one.
+    async fn covering_head(&self, seqs: &[u64]) -> Result<SignedTreeHead, AuditError> {
+        let needed = seqs.iter().max().map_or(0, |s| s + 1);
+        match self.latest_tree_head().await? {
+            Some(head) if head.tree_size >= needed => Ok(head),
+            _ => self.sign_tree_head().await,
+        }
+    }
+
+    /// The Merkle tree hashes of `ranges` and the hashes of the single nodes `extra`, from
+    /// one read of the stored nodes.
+    async fn range_hashes(
+        &self,
+        ranges: &[(u64, u64)],
+        extra: &[NodeRef],
+    ) -> Result<(Vec<Hash>, Vec<Hash>), AuditError> {
+        let mut subtrees = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges {
+            subtrees.push(range_subtrees(a, b).ok_or_else(|| {
+                AuditError::OutOfRange(format!("leaves {a}..{b} are not a proof range"))
+            })?);
+        }
+        let mut ids: Vec<u64> = subtrees
+            .iter()
+            .flatten()
+            .chain(extra.iter())
+            .map(|n| n.id())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = self.inner.store.nodes(&ids).await?;
+        let get = |n: &NodeRef| {
+            found
+                .get(&n.id())
+                .copied()
+                .ok_or_else(|| AuditError::Corrupt {
+                    store: self.inner.store.label().to_owned(),
+                    seq: Some(n.first_leaf()),
+                    reason: format!(
+                        "the tree node over leaves {}..{} is missing",
+                        n.first_leaf(),
+                        n.first_leaf() + n.width()
+                    ),
+                })
+        };
+        let mut hashes = Vec::with_capacity(ranges.len());
+        for parts in &subtrees {
+            let part_hashes = parts.iter().map(get).collect::<Result<Vec<_>, _>>()?;
+            hashes.push(fold_subtrees(&part_hashes).unwrap_or_else(empty_root));
+        }
+        let extra = extra.iter().map(get).collect::<Result<Vec<_>, _>>()?;
+        Ok((hashes, extra))
+    }
+
+    async fn proofs_for(
+        &self,
+        seqs: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<InclusionProof>, AuditError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            if seq >= tree_size {
+                return Err(AuditError::OutOfRange(format!(
+                    "record {seq} is not in the tree of size {tree_size}"
+                )));
+            }
+            let Some((record, _)) = self.inner.store.records(seq, seq + 1).await?.pop() else {
+                return Err(AuditError::Corrupt {
+                    store: self.inner.store.label().to_owned(),
+                    seq: Some(seq),
+                    reason: "the record vanished while its proof was made".into(),
+                });
+            };
+            let ranges = merkle::inclusion_ranges(seq, tree_size)?;
+            let (path, leaf) = self.range_hashes(&ranges, &[NodeRef::leaf(seq)]).await?;
+            // The leaf hash is the stored one, not one recomputed from the record: a record
+            // altered in the store then fails `check-proof` instead of being proven anew.
+            let leaf = leaf.first().copied().unwrap_or_else(empty_root);
+            out.push(InclusionProof {
+                seq,
+                tree_size,
+                leaf_hash: encode_hash(&leaf),
+                path: path.iter().map(encode_hash).collect(),
+                record,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The evidence belongs to the record: same exchange id, and its envelopes hash to the
+/// record's hashes.
+fn check_evidence(record: &NewRecord, ev: &StoredEvidence) -> Result<(), AuditError> {
+    let bad = |reason: String| AuditError::Evidence {
+        exchange_id: record.exchange_id.clone(),
+        reason,
+    };
+    if ev.exchange_id != record.exchange_id {
+        return Err(bad(format!("evidence is of exchange `{}`", ev.exchange_id)));
+    }
+    let hash = |text: &str| contracts::canonical::sha256_b64url(text.as_bytes());
+    if record.request_hash.as_deref() != Some(hash(&ev.request).as_str()) {
+        return Err(bad("the request does not hash to request_hash".into()));
+    }
+    match (&ev.response, &record.response_hash) {
+        (Some(r), Some(h)) if &hash(r) == h => Ok(()),
+        (None, _) => Ok(()),
+        _ => Err(bad("the response does not hash to response_hash".into())),
+    }
+}
+
+/// Reads the HMAC secret, creating it (32 random bytes, mode 0600) if the file is missing.
+fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let err = |reason: String| AuditError::Secret {
+        path: path.to_owned(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
+        Ok(bytes) => {
+            return Err(err(format!(
+                "holds {} bytes; at least 32 are needed",
+                bytes.len()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(format!("cannot read: {e}"))),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create its directory: {e}")))?;
+    }
+    let mut secret = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| err("no randomness".into()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            use std::io::Write;
+            file.write_all(&secret)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| err(format!("cannot write: {e}")))?;
+            Ok(secret)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(path),
+        Err(e) => Err(err(format!("cannot create: {e}"))),
+    }
+}
+
+/// The group-commit writer: takes every append waiting (up to `batch_max`), commits them
+/// in one transaction, then answers each. Seqs are assigned here, inside the transaction,
+/// so they are gap-free and in commit order.
+async fn write_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<Job>,
+    batch_max: usize,
+    size: Arc<AtomicU64>,
+    mut frontier: merkle::Frontier,
+) {
+    let mut jobs = Vec::with_capacity(batch_max);
+    while rx.recv_many(&mut jobs, batch_max).await > 0 {
+        let mut batch = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            batch.push((job.record, job.evidence));
+            replies.push(job.reply);
+        }
+        let n = batch.len();
+        let outcome = tokio::time::timeout(
+            COMMIT_DEADLINE,
+            store.commit(batch, &mut frontier, now_ms()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(AuditError::NotDurable {
+                store: store.label().to_owned(),
+                reason: format!("no commit within {} s", COMMIT_DEADLINE.as_secs()),
+            })
+        });
+        match outcome {
+            Ok(records) => {
+                size.store(frontier.size(), Ordering::Release);
+                for (reply, record) in replies.into_iter().zip(records) {
+                    let _ = reply.send(Ok(record));
+                }
+            }
+            Err(e) => {
+                tracing::error!(store = %store.label(), appends = n, error = %e, "audit group commit failed");
+                let reason = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(AuditError::NotDurable {
+                        store: store.label().to_owned(),
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Signs a tree head every `every`, when the log has grown since the latest head. The
+/// first comes one interval after start: a head on demand (an auditor's request, `audit
+/// export`, `audit prove`) is signed when it is asked for.
+async fn sign_loop(inner: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let log = AuditLog { inner };
+        let grown = async {
+            let (size, _) = log.inner.store.state().await?;
+            let latest = log.latest_tree_head().await?.map(|h| h.tree_size);
+            if latest != Some(size) {
+                log.sign_tree_head().await?;
+            }
+            Ok::<_, AuditError>(())
+        };
+        if let Err(e) = grown.await {
+            tracing::warn!(member = %log.inner.log, error = %e, "periodic tree head not signed");
+        }
+    }
+}
+
+/// Deletes evidence older than the retention, hourly.
+async fn retention_loop(inner: Weak<Inner>, keep_ms: i64) {
+    let mut tick = tokio::time::interval(RETENTION_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        match inner.store.delete_evidence_before(now_ms() - keep_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(member = %inner.log, deleted = n, "old audit evidence deleted"),
+            Err(e) => {
+                tracing::warn!(member = %inner.log, error = %e, "old audit evidence not deleted")
+            }
+        }
+    }
+}

@@ -1,0 +1,894 @@
+//! Where the log lives: an SQLite file (WAL, `synchronous=FULL`) or a PostgreSQL database,
+//! behind one code path generic over sqlx's `Database`. Only the table definitions and how
+//! a writer takes the log's lock differ per engine ([`Dialect`]).
+//!
+//! Tables (one set serves any number of logs, told apart by `log`, the member id):
+//!
+//! | table | holds |
+//! | --- | --- |
+//! | `simpul_audit_state` | per log: committed tree size and root — the row every writer locks |
+//! | `simpul_audit_records` | the records, by `(log, seq)`; never deleted |
+//! | `simpul_audit_nodes` | the hash of every complete subtree (leaves included), by in-order node id |
+//! | `simpul_audit_tree_heads` | signed tree heads |
+//! | `simpul_audit_evidence` | signed envelopes by `(log, seq)`, deleted after the retention |
+//!
+//! A proof of any size reads O(log n) rows of `simpul_audit_nodes` by primary key; appending
+//! writes the leaf and the (amortised one) interior node it completes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::database::HasStatementCache;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
+    Transaction, Type,
+};
+
+use super::AuditError;
+use super::merkle::{Frontier, Hash, NodeRef, empty_root, leaf_hash};
+use super::record::{AuditRecord, NewRecord, Role, StoredEvidence};
+use super::tree_head::SignedTreeHead;
+
+/// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
+/// parameters with the records' 15 columns.
+const INSERT_CHUNK: usize = 500;
+
+/// How long a connection may be waited for, and SQLite waits on a locked database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the log lives, resolved from `AuditConfig::store`.
+#[derive(Clone, Debug)]
+pub(crate) enum StoreTarget {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database; `label` is the URL without credentials or parameters.
+    Postgres {
+        options: Box<PgConnectOptions>,
+        label: String,
+    },
+}
+
+impl StoreTarget {
+    /// Resolves `store`: `env:VAR` reads it from the environment; a `postgres://` or
+    /// `postgresql://` URL is PostgreSQL; anything else is an SQLite path relative to
+    /// `base_dir`.
+    pub(crate) fn resolve(store: &str, base_dir: &Path) -> Result<StoreTarget, AuditError> {
+        let config = |reason: String| AuditError::Config {
+            store: store.to_owned(),
+            reason,
+        };
+        let (text, from_env) = match store.strip_prefix("env:") {
+            Some(var) => {
+                let var = var.trim();
+                let value = std::env::var(var)
+                    .map_err(|_| config(format!("environment variable {var} is not set")))?;
+                (value, true)
+            }
+            None => (store.to_owned(), false),
+        };
+        if text.trim().is_empty() {
+            return Err(config(
+                "the store is empty: name an SQLite file or a postgres:// URL".into(),
+            ));
+        }
+        let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => {
+                // The error never echoes the URL: it may hold a password.
+                let options = PgConnectOptions::from_str(&text).map_err(|e| {
+                    config(format!(
+                        "not a valid PostgreSQL URL{}: {e}",
+                        if from_env {
+                            " (from the environment)"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+                Ok(StoreTarget::Postgres {
+                    options: Box::new(options),
+                    label: redact_url(&text),
+                })
+            }
+            Some(other) => Err(config(format!(
+                "unknown URL scheme `{other}://` (postgres://, or an SQLite file path)"
+            ))),
+            None => Ok(StoreTarget::Sqlite(base_dir.join(text))),
+        }
+    }
+
+    /// How errors name the store: the SQLite path, or the URL without credentials.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            StoreTarget::Sqlite(p) => p.display().to_string(),
+            StoreTarget::Postgres { label, .. } => label.clone(),
+        }
+    }
+}
+
+/// `scheme://host:port/db`: the URL without user, password or parameters.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "postgres".into();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{rest}")
+}
+
+/// What differs between the engines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn ddl(self) -> &'static [&'static str] {
+        match self {
+            Dialect::Sqlite => &[
+                "CREATE TABLE IF NOT EXISTS simpul_audit_state (
+                    log TEXT PRIMARY KEY,
+                    tree_size INTEGER NOT NULL,
+                    root_hash BLOB NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_records (
+                    log TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                    exchange_id TEXT NOT NULL, role TEXT NOT NULL, consumer TEXT NOT NULL,
+                    provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
+                    purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
+                    outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
+                    PRIMARY KEY (log, seq)) WITHOUT ROWID",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
+                    ON simpul_audit_records (log, exchange_id)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
+                    log TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,
+                    PRIMARY KEY (log, node)) WITHOUT ROWID",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_tree_heads (
+                    log TEXT NOT NULL, tree_size INTEGER NOT NULL, signed_at INTEGER NOT NULL,
+                    root_hash TEXT NOT NULL, jws TEXT NOT NULL,
+                    PRIMARY KEY (log, tree_size, signed_at))",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_evidence (
+                    log TEXT NOT NULL, seq INTEGER NOT NULL, exchange_id TEXT NOT NULL,
+                    ts INTEGER NOT NULL, request TEXT NOT NULL, response TEXT,
+                    PRIMARY KEY (log, seq))",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_exchange
+                    ON simpul_audit_evidence (log, exchange_id)",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
+                    ON simpul_audit_evidence (log, ts)",
+            ],
+            Dialect::Postgres => &[
+                // Replicas starting together would race on CREATE … IF NOT EXISTS (it is
+                // not atomic in PostgreSQL): one lock for the whole schema set-up.
+                "SELECT pg_advisory_xact_lock(7421946319)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_state (
+                    log TEXT PRIMARY KEY,
+                    tree_size BIGINT NOT NULL,
+                    root_hash BYTEA NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_records (
+                    log TEXT NOT NULL, seq BIGINT NOT NULL, ts BIGINT NOT NULL,
+                    exchange_id TEXT NOT NULL, role TEXT NOT NULL, consumer TEXT NOT NULL,
+                    provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
+                    purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
+                    outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
+                    PRIMARY KEY (log, seq))",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
+                    ON simpul_audit_records (log, exchange_id)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
+                    log TEXT NOT NULL, node BIGINT NOT NULL, hash BYTEA NOT NULL,
+                    PRIMARY KEY (log, node))",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_tree_heads (
+                    log TEXT NOT NULL, tree_size BIGINT NOT NULL, signed_at BIGINT NOT NULL,
+                    root_hash TEXT NOT NULL, jws TEXT NOT NULL,
+                    PRIMARY KEY (log, tree_size, signed_at))",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_evidence (
+                    log TEXT NOT NULL, seq BIGINT NOT NULL, exchange_id TEXT NOT NULL,
+                    ts BIGINT NOT NULL, request TEXT NOT NULL, response TEXT,
+                    PRIMARY KEY (log, seq))",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_exchange
+                    ON simpul_audit_evidence (log, exchange_id)",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
+                    ON simpul_audit_evidence (log, ts)",
+            ],
+        }
+    }
+
+    /// Reads the log's state row inside a write transaction, locking out other writers
+    /// (other replicas, or another process on the same SQLite file) until COMMIT. SQLite
+    /// takes its write lock at `BEGIN IMMEDIATE` already.
+    fn lock_state(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SELECT tree_size, root_hash FROM simpul_audit_state WHERE log = $1",
+            Dialect::Postgres => {
+                "SELECT tree_size, root_hash FROM simpul_audit_state WHERE log = $1 FOR UPDATE"
+            }
+        }
+    }
+}
+
+const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
+     version, purpose, request_hash, response_hash, outcome, latency_us, subject";
+
+/// One engine's pool and the log it holds.
+#[derive(Debug)]
+pub(crate) struct Backend<DB: Database> {
+    pool: Pool<DB>,
+    dialect: Dialect,
+    log: String,
+    label: String,
+}
+
+// By hand: the derive would ask `DB: Clone`, which the engine markers are not.
+impl<DB: Database> Clone for Backend<DB> {
+    fn clone(&self) -> Self {
+        Backend {
+            pool: self.pool.clone(),
+            dialect: self.dialect,
+            log: self.log.clone(),
+            label: self.label.clone(),
+        }
+    }
+}
+
+/// The store of one log.
+#[derive(Clone, Debug)]
+pub(crate) enum Store {
+    Sqlite(Backend<sqlx::Sqlite>),
+    Postgres(Backend<sqlx::Postgres>),
+}
+
+/// Runs the same generic method on whichever engine the store is.
+macro_rules! dispatch {
+    ($self:expr, $b:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($b) => $e,
+            Store::Postgres($b) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Connects, creates the tables if missing and the log's state row.
+    pub(crate) async fn open(target: &StoreTarget, log: &str) -> Result<Store, AuditError> {
+        let label = target.label();
+        let open_err = |source: sqlx::Error| AuditError::Open {
+            store: label.clone(),
+            source,
+        };
+        let store = match target {
+            StoreTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| AuditError::Config {
+                        store: label.clone(),
+                        reason: format!("cannot create {}: {e}", dir.display()),
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // An append is durable once COMMIT returns: the WAL is synced on commit.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(BUSY_TIMEOUT);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(BUSY_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(open_err)?;
+                Store::Sqlite(Backend {
+                    pool,
+                    dialect: Dialect::Sqlite,
+                    log: log.to_owned(),
+                    label: label.clone(),
+                })
+            }
+            StoreTarget::Postgres { options, .. } => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(BUSY_TIMEOUT)
+                    .connect_with((**options).clone())
+                    .await
+                    .map_err(open_err)?;
+                Store::Postgres(Backend {
+                    pool,
+                    dialect: Dialect::Postgres,
+                    log: log.to_owned(),
+                    label: label.clone(),
+                })
+            }
+        };
+        dispatch!(&store, b => b.create().await)?;
+        Ok(store)
+    }
+
+    /// The store's name for messages.
+    pub(crate) fn label(&self) -> &str {
+        dispatch!(self, b => &b.label)
+    }
+
+    /// The committed tree size and root.
+    pub(crate) async fn state(&self) -> Result<(u64, Hash), AuditError> {
+        dispatch!(self, b => b.state().await)
+    }
+
+    /// The frontier of the committed tree, checked against the committed root.
+    pub(crate) async fn frontier(&self) -> Result<Frontier, AuditError> {
+        dispatch!(self, b => b.frontier().await)
+    }
+
+    /// The highest seq in the records table, if any.
+    pub(crate) async fn max_seq(&self) -> Result<Option<u64>, AuditError> {
+        dispatch!(self, b => b.max_seq().await)
+    }
+
+    /// Node hashes by id; missing ones are absent from the map.
+    pub(crate) async fn nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Hash>, AuditError> {
+        dispatch!(self, b => b.nodes(ids).await)
+    }
+
+    /// Appends `batch` in one transaction (see [`Backend::commit`]).
+    pub(crate) async fn commit(
+        &self,
+        batch: Vec<(NewRecord, Option<StoredEvidence>)>,
+        frontier: &mut Frontier,
+        now_ms: i64,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        dispatch!(self, b => b.commit(batch, frontier, now_ms).await)
+    }
+
+    /// Stores a signed tree head.
+    pub(crate) async fn insert_tree_head(&self, head: &SignedTreeHead) -> Result<(), AuditError> {
+        dispatch!(self, b => b.insert_tree_head(head).await)
+    }
+
+    /// The head of the largest tree size (the newest of those).
+    pub(crate) async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>, AuditError> {
+        dispatch!(self, b => b.latest_tree_head().await)
+    }
+
+    /// Up to `limit` heads of size at most `max_size`, ordered by size then time, after
+    /// `after` (a `(tree_size, timestamp)` cursor).
+    pub(crate) async fn tree_heads(
+        &self,
+        after: Option<(u64, i64)>,
+        max_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>, AuditError> {
+        dispatch!(self, b => b.tree_heads(after, max_size, limit).await)
+    }
+
+    /// Records with `from ≤ seq < to`, in order, each with the leaf hash the store holds
+    /// for its seq (`None` if it holds none).
+    pub(crate) async fn records(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
+        dispatch!(self, b => b.records(from, to).await)
+    }
+
+    /// Seqs of the records of `exchange_id`, at most `limit`.
+    pub(crate) async fn seqs_of(
+        &self,
+        exchange_id: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, AuditError> {
+        dispatch!(self, b => b.seqs_of(exchange_id, limit).await)
+    }
+
+    /// The evidence kept for `exchange_id`.
+    pub(crate) async fn evidence(
+        &self,
+        exchange_id: &str,
+    ) -> Result<Vec<StoredEvidence>, AuditError> {
+        dispatch!(self, b => b.evidence(exchange_id).await)
+    }
+
+    /// Deletes evidence appended before `before_ms`, in small transactions; returns how
+    /// many rows went.
+    pub(crate) async fn delete_evidence_before(&self, before_ms: i64) -> Result<u64, AuditError> {
+        dispatch!(self, b => b.delete_evidence_before(before_ms).await)
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    // Seqs and node ids stay below 2^63 (MAX_TREE_SIZE is 2^62); latencies are clamped
+    // before hashing, so what is stored is what was hashed.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl<DB> Backend<DB>
+where
+    DB: Database + HasStatementCache,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB> + Default,
+    for<'q> i64: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
+    for<'q> Option<Vec<u8>>: Decode<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> AuditError + '_ {
+        move |source| AuditError::Store {
+            store: self.label.clone(),
+            op,
+            source,
+        }
+    }
+
+    fn corrupt(&self, seq: Option<u64>, reason: impl Into<String>) -> AuditError {
+        AuditError::Corrupt {
+            store: self.label.clone(),
+            seq,
+            reason: reason.into(),
+        }
+    }
+
+    async fn create(&self) -> Result<(), AuditError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(self.err("creating tables"))?;
+        for ddl in self.dialect.ddl() {
+            sqlx::query::<DB>(*ddl)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("creating tables"))?;
+        }
+        sqlx::query::<DB>(
+            "INSERT INTO simpul_audit_state (log, tree_size, root_hash) VALUES ($1, 0, $2)
+             ON CONFLICT (log) DO NOTHING",
+        )
+        .bind(self.log.clone())
+        .bind(empty_root().to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("creating the log's state"))?;
+        tx.commit().await.map_err(self.err("creating tables"))
+    }
+
+    fn hash_of(&self, bytes: Vec<u8>, what: &str) -> Result<Hash, AuditError> {
+        Hash::try_from(bytes.as_slice())
+            .map_err(|_| self.corrupt(None, format!("{what} is not a 32-byte hash")))
+    }
+
+    fn state_of(&self, row: &DB::Row) -> Result<(u64, Hash), AuditError> {
+        let size: i64 = row.try_get(0).map_err(self.err("reading the state"))?;
+        let root: Vec<u8> = row.try_get(1).map_err(self.err("reading the state"))?;
+        let size = u64::try_from(size)
+            .map_err(|_| self.corrupt(None, format!("negative tree size {size}")))?;
+        Ok((size, self.hash_of(root, "the state's root hash")?))
+    }
+
+    async fn state(&self) -> Result<(u64, Hash), AuditError> {
+        let row =
+            sqlx::query::<DB>("SELECT tree_size, root_hash FROM simpul_audit_state WHERE log = $1")
+                .bind(self.log.clone())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.err("reading the state"))?
+                .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
+        self.state_of(&row)
+    }
+
+    async fn max_seq(&self) -> Result<Option<u64>, AuditError> {
+        let row = sqlx::query::<DB>("SELECT MAX(seq) FROM simpul_audit_records WHERE log = $1")
+            .bind(self.log.clone())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.err("reading the last seq"))?;
+        let max: Option<i64> = row
+            .try_get::<Option<i64>, _>(0)
+            .map_err(self.err("reading the last seq"))?;
+        Ok(max.and_then(|m| u64::try_from(m).ok()))
+    }
+
+    async fn nodes_on<'c, E>(&self, exec: E, ids: &[u64]) -> Result<HashMap<u64, Hash>, AuditError>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let mut out = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut q =
+            QueryBuilder::<DB>::new("SELECT node, hash FROM simpul_audit_nodes WHERE log = ");
+        q.push_bind(self.log.clone()).push(" AND node IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(to_i64(*id));
+        }
+        q.push(")");
+        let rows = q
+            .build()
+            .persistent(false)
+            .fetch_all(exec)
+            .await
+            .map_err(self.err("reading tree nodes"))?;
+        for row in rows {
+            let id: i64 = row.try_get(0).map_err(self.err("reading tree nodes"))?;
+            let hash: Vec<u8> = row.try_get(1).map_err(self.err("reading tree nodes"))?;
+            let id = u64::try_from(id).map_err(|_| self.corrupt(None, "negative node id"))?;
+            out.insert(id, self.hash_of(hash, "a tree node")?);
+        }
+        Ok(out)
+    }
+
+    async fn nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Hash>, AuditError> {
+        self.nodes_on(&self.pool, ids).await
+    }
+
+    /// The frontier of a tree of `size` from its stored subtrees, checked against `root`.
+    fn frontier_from(
+        &self,
+        size: u64,
+        root: &Hash,
+        found: &HashMap<u64, Hash>,
+    ) -> Result<Frontier, AuditError> {
+        let mut hashes = Vec::new();
+        for n in Frontier::subtrees(size) {
+            let h = found.get(&n.id()).ok_or_else(|| {
+                self.corrupt(
+                    Some(n.first_leaf()),
+                    format!(
+                        "the tree node over leaves {}..{} is missing",
+                        n.first_leaf(),
+                        n.first_leaf() + n.width()
+                    ),
+                )
+            })?;
+            hashes.push(*h);
+        }
+        let frontier = Frontier::from_parts(size, hashes)
+            .ok_or_else(|| self.corrupt(None, "the tree's right edge does not fit its size"))?;
+        if &frontier.root() != root {
+            return Err(self.corrupt(
+                None,
+                format!(
+                    "the stored tree nodes do not hash to the committed root of size {size}: \
+                     the nodes table was altered; new appends would break every proof"
+                ),
+            ));
+        }
+        Ok(frontier)
+    }
+
+    async fn frontier(&self) -> Result<Frontier, AuditError> {
+        let (size, root) = self.state().await?;
+        let ids: Vec<u64> = Frontier::subtrees(size).iter().map(|n| n.id()).collect();
+        let found = self.nodes(&ids).await?;
+        self.frontier_from(size, &root, &found)
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, DB>, AuditError> {
+        match self.dialect {
+            // Take the write lock now: a deferred transaction that reads first could fail to
+            // upgrade when another connection wrote in between.
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(self.err("beginning the append transaction"))
+    }
+
+    /// Appends `batch` in one transaction: locks the state row, reloads the frontier if
+    /// another writer (a replica) appended meanwhile, assigns the next seqs in order,
+    /// writes the records, their tree nodes, their evidence and the new state, and commits.
+    /// `frontier` is replaced only once COMMIT has succeeded.
+    async fn commit(
+        &self,
+        batch: Vec<(NewRecord, Option<StoredEvidence>)>,
+        frontier: &mut Frontier,
+        now_ms: i64,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        let t0 = std::time::Instant::now();
+        let nb = batch.len();
+        let mut tx = self.begin_write().await?;
+        let t1 = t0.elapsed();
+        let row = sqlx::query::<DB>(self.dialect.lock_state())
+            .bind(self.log.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("locking the log"))?
+            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
+        let (size, root) = self.state_of(&row)?;
+        let mut f = if frontier.size() == size && frontier.root() == root {
+            frontier.clone()
+        } else {
+            let ids: Vec<u64> = Frontier::subtrees(size).iter().map(|n| n.id()).collect();
+            let found = self.nodes_on(&mut *tx, &ids).await?;
+            self.frontier_from(size, &root, &found)?
+        };
+
+        let t2 = t0.elapsed();
+        let mut records = Vec::with_capacity(batch.len());
+        let mut nodes: Vec<(u64, Hash)> = Vec::with_capacity(batch.len() * 2 + 64);
+        let mut evidence = Vec::new();
+        for (new, ev) in batch {
+            let seq = f.size();
+            let mut record = new.into_record(seq, now_ms);
+            record.latency_us = record.latency_us.min(i64::MAX as u64);
+            let leaf = leaf_hash(&record).map_err(|e| {
+                self.corrupt(Some(seq), format!("the record cannot be serialised: {e}"))
+            })?;
+            f.push(leaf, |n: NodeRef, h: &Hash| nodes.push((n.id(), *h)));
+            if let Some(ev) = ev {
+                evidence.push((seq, ev));
+            }
+            records.push(record);
+        }
+
+        let t3 = t0.elapsed();
+        for chunk in records.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<DB>::new(format!(
+                "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
+            ));
+            q.push_values(chunk, |mut row, r| {
+                row.push_bind(self.log.clone())
+                    .push_bind(to_i64(r.seq))
+                    .push_bind(r.ts)
+                    .push_bind(r.exchange_id.clone())
+                    .push_bind(r.role.as_str().to_owned())
+                    .push_bind(r.consumer.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.contract.clone())
+                    .push_bind(r.version.clone())
+                    .push_bind(r.purpose.clone())
+                    .push_bind(r.request_hash.clone())
+                    .push_bind(r.response_hash.clone())
+                    .push_bind(r.outcome.clone())
+                    .push_bind(to_i64(r.latency_us))
+                    .push_bind(r.subject.clone());
+            });
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("inserting records"))?;
+        }
+        let t4 = t0.elapsed();
+        for chunk in nodes.chunks(INSERT_CHUNK) {
+            let mut q =
+                QueryBuilder::<DB>::new("INSERT INTO simpul_audit_nodes (log, node, hash) ");
+            q.push_values(chunk, |mut row, (id, hash)| {
+                row.push_bind(self.log.clone())
+                    .push_bind(to_i64(*id))
+                    .push_bind(hash.to_vec());
+            });
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("inserting tree nodes"))?;
+        }
+        let t5 = t0.elapsed();
+        // Evidence rows can be large (an answer up to 1 MiB): fewer per statement.
+        for chunk in evidence.chunks(32) {
+            let mut q = QueryBuilder::<DB>::new(
+                "INSERT INTO simpul_audit_evidence (log, seq, exchange_id, ts, request, response) ",
+            );
+            q.push_values(chunk, |mut row, (seq, ev)| {
+                row.push_bind(self.log.clone())
+                    .push_bind(to_i64(*seq))
+                    .push_bind(ev.exchange_id.clone())
+                    .push_bind(now_ms)
+                    .push_bind(ev.request.clone())
+                    .push_bind(ev.response.clone());
+            });
+            q.build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("inserting evidence"))?;
+        }
+        let t6 = t0.elapsed();
+        sqlx::query::<DB>(
+            "UPDATE simpul_audit_state SET tree_size = $1, root_hash = $2 WHERE log = $3",
+        )
+        .bind(to_i64(f.size()))
+        .bind(f.root().to_vec())
+        .bind(self.log.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("updating the state"))?;
+        let t7 = t0.elapsed();
+        tx.commit().await.map_err(self.err("committing"))?;
+        eprintln!(
+            "{:?} batch {nb}: begin {t1:?} lock {t2:?} hash {t3:?} rec {t4:?} nodes {t5:?} ev {t6:?} state {t7:?} commit {:?}",
+            self.dialect,
+            t0.elapsed()
+        );
+        *frontier = f;
+        Ok(records)
+    }
+
+    async fn insert_tree_head(&self, head: &SignedTreeHead) -> Result<(), AuditError> {
+        sqlx::query::<DB>(
+            "INSERT INTO simpul_audit_tree_heads (log, tree_size, signed_at, root_hash, jws)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.log.clone())
+        .bind(to_i64(head.tree_size))
+        .bind(head.timestamp)
+        .bind(head.root_hash.clone())
+        .bind(head.jws.clone())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("storing a tree head"))?;
+        Ok(())
+    }
+
+    fn tree_head_of(&self, row: &DB::Row) -> Result<SignedTreeHead, AuditError> {
+        let e = self.err("reading tree heads");
+        let size: i64 = row.try_get(0).map_err(&e)?;
+        Ok(SignedTreeHead {
+            tree_size: u64::try_from(size)
+                .map_err(|_| self.corrupt(None, "a tree head has a negative size"))?,
+            timestamp: row.try_get(1).map_err(&e)?,
+            root_hash: row.try_get(2).map_err(&e)?,
+            jws: row.try_get(3).map_err(&e)?,
+        })
+    }
+
+    async fn latest_tree_head(&self) -> Result<Option<SignedTreeHead>, AuditError> {
+        let row = sqlx::query::<DB>(
+            "SELECT tree_size, signed_at, root_hash, jws FROM simpul_audit_tree_heads
+             WHERE log = $1 ORDER BY tree_size DESC, signed_at DESC LIMIT 1",
+        )
+        .bind(self.log.clone())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.err("reading tree heads"))?;
+        row.map(|r| self.tree_head_of(&r)).transpose()
+    }
+
+    async fn tree_heads(
+        &self,
+        after: Option<(u64, i64)>,
+        max_size: u64,
+        limit: u32,
+    ) -> Result<Vec<SignedTreeHead>, AuditError> {
+        // (-1, MIN) sorts before every head.
+        let (size, at) = after.map_or((-1, i64::MIN), |(s, t)| (to_i64(s), t));
+        let rows = sqlx::query::<DB>(
+            "SELECT tree_size, signed_at, root_hash, jws FROM simpul_audit_tree_heads
+             WHERE log = $1 AND tree_size <= $2
+               AND (tree_size > $3 OR (tree_size = $3 AND signed_at > $4))
+             ORDER BY tree_size, signed_at LIMIT $5",
+        )
+        .bind(self.log.clone())
+        .bind(to_i64(max_size))
+        .bind(size)
+        .bind(at)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading tree heads"))?;
+        rows.iter().map(|r| self.tree_head_of(r)).collect()
+    }
+
+    fn record_of(&self, row: &DB::Row) -> Result<AuditRecord, AuditError> {
+        let e = self.err("reading records");
+        let seq: i64 = row.try_get(0).map_err(&e)?;
+        let seq = u64::try_from(seq).map_err(|_| self.corrupt(None, "a negative seq"))?;
+        let role: String = row.try_get(3).map_err(&e)?;
+        let latency: i64 = row.try_get(12).map_err(&e)?;
+        Ok(AuditRecord {
+            seq,
+            ts: row.try_get(1).map_err(&e)?,
+            exchange_id: row.try_get(2).map_err(&e)?,
+            role: Role::parse(&role)
+                .ok_or_else(|| self.corrupt(Some(seq), format!("unknown role `{role}`")))?,
+            consumer: row.try_get(4).map_err(&e)?,
+            provider: row.try_get(5).map_err(&e)?,
+            contract: row.try_get(6).map_err(&e)?,
+            version: row.try_get(7).map_err(&e)?,
+            purpose: row.try_get(8).map_err(&e)?,
+            request_hash: row.try_get(9).map_err(&e)?,
+            response_hash: row.try_get(10).map_err(&e)?,
+            outcome: row.try_get(11).map_err(&e)?,
+            latency_us: u64::try_from(latency)
+                .map_err(|_| self.corrupt(Some(seq), "a negative latency"))?,
+            subject: row.try_get(13).map_err(&e)?,
+        })
+    }
+
+    async fn records(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
+        let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
+                   r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
+                   r.latency_us, r.subject, n.hash \
+                   FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
+                   ON n.log = r.log AND n.node = 2 * r.seq \
+                   WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
+        let rows = sqlx::query::<DB>(sql)
+            .bind(self.log.clone())
+            .bind(to_i64(from))
+            .bind(to_i64(to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("reading records"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = self.record_of(row)?;
+            let leaf: Option<Vec<u8>> = row.try_get(14).map_err(self.err("reading records"))?;
+            let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
+            out.push((record, leaf));
+        }
+        Ok(out)
+    }
+
+    async fn seqs_of(&self, exchange_id: &str, limit: u32) -> Result<Vec<u64>, AuditError> {
+        let rows = sqlx::query::<DB>(
+            "SELECT seq FROM simpul_audit_records WHERE log = $1 AND exchange_id = $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(self.log.clone())
+        .bind(exchange_id.to_owned())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("finding an exchange's records"))?;
+        rows.iter()
+            .map(|r| {
+                let s: i64 = r
+                    .try_get(0)
+                    .map_err(self.err("finding an exchange's records"))?;
+                u64::try_from(s).map_err(|_| self.corrupt(None, "a negative seq"))
+            })
+            .collect()
+    }
+
+    async fn evidence(&self, exchange_id: &str) -> Result<Vec<StoredEvidence>, AuditError> {
+        let rows = sqlx::query::<DB>(
+            "SELECT exchange_id, request, response FROM simpul_audit_evidence
+             WHERE log = $1 AND exchange_id = $2 ORDER BY seq LIMIT 64",
+        )
+        .bind(self.log.clone())
+        .bind(exchange_id.to_owned())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("reading evidence"))?;
+        rows.iter()
+            .map(|r| {
+                let e = self.err("reading evidence");
+                Ok(StoredEvidence {
+                    exchange_id: r.try_get(0).map_err(&e)?,
+                    request: r.try_get(1).map_err(&e)?,
+                    response: r.try_get(2).map_err(&e)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_evidence_before(&self, before_ms: i64) -> Result<u64, AuditError> {
+        let mut total = 0;
+        loop {
+            // Small deletes, each its own transaction, so appends never wait long.
+            // RETURNING rather than rows_affected, which sqlx has per engine only.
+            let done = sqlx::query::<DB>(
+                "DELETE FROM simpul_audit_evidence WHERE log = $1 AND seq IN (
+                    SELECT seq FROM simpul_audit_evidence WHERE log = $1 AND ts < $2 LIMIT 1000)
+                 RETURNING seq",
+            )
+            .bind(self.log.clone())
+            .bind(before_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("deleting old evidence"))?;
+            let n = done.len() as u64;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+}

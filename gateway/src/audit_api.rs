@@ -1,0 +1,126 @@
+//! The auditor's face of the admin listener: signed tree heads, inclusion and consistency
+//! proofs, records and evidence, for the identities on the gateway's `auditors` list.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /audit/tree-head` | the latest signed tree head (one is signed if none exists yet) |
+//! | `POST /audit/tree-head` | a tree head signed now |
+//! | `GET /audit/inclusion?exchange_id=ID[&tree_size=N]` | an inclusion proof for each record of the exchange |
+//! | `GET /audit/consistency?first=A&second=B` | a consistency proof between two tree sizes |
+//! | `GET /audit/records?from=A&to=B` | records `A..B` (at most 10,000) |
+//! | `GET /audit/evidence?exchange_id=ID` | the signed envelopes kept for the exchange |
+
+use contracts::{Problem, ProblemCode};
+use http::{Method, Request};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::audit::{AuditError, SignedTreeHead};
+use crate::gateway::Gateway;
+use crate::http::{Reply, json, problem};
+
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn number(query: &str, name: &str) -> Result<Option<u64>, Problem> {
+    param(query, name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                Problem::new(
+                    ProblemCode::Malformed,
+                    format!("`{name}` must be a whole number"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn head_json(h: &SignedTreeHead) -> Value {
+    json!({"tree_size": h.tree_size, "root_hash": h.root_hash, "timestamp": h.timestamp, "jws": h.jws})
+}
+
+fn failed(e: AuditError) -> Problem {
+    tracing::warn!(error = %e, "audit query failed");
+    Problem::new(ProblemCode::Internal, format!("audit log: {e}"))
+}
+
+/// Answers one auditor request.
+pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Reply {
+    match answer(gw, req).await {
+        Ok(v) => json(&v),
+        Err(p) => problem(&p),
+    }
+}
+
+async fn answer(gw: &Gateway, req: Request<Incoming>) -> Result<Value, Problem> {
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let log = &gw.audit;
+    match (req.method().clone(), req.uri().path()) {
+        (Method::GET, "/audit/tree-head") => {
+            let head = match log.latest_tree_head().await.map_err(failed)? {
+                Some(h) => h,
+                None => log.sign_tree_head().await.map_err(failed)?,
+            };
+            Ok(head_json(&head))
+        }
+        (Method::POST, "/audit/tree-head") => {
+            Ok(head_json(&log.sign_tree_head().await.map_err(failed)?))
+        }
+        (Method::GET, "/audit/inclusion") => {
+            let id = param(&query, "exchange_id")
+                .ok_or_else(|| Problem::new(ProblemCode::Malformed, "`exchange_id` is required"))?;
+            let proofs = log
+                .inclusion_proof(id, number(&query, "tree_size")?)
+                .await
+                .map_err(failed)?;
+            if proofs.is_empty() {
+                return Err(Problem::new(
+                    ProblemCode::NotFound,
+                    format!("no record of exchange {id}"),
+                ));
+            }
+            Ok(json!({
+                "proofs": proofs.iter().map(|p| json!({
+                    "seq": p.seq, "tree_size": p.tree_size, "leaf_hash": p.leaf_hash, "path": p.path, "record": p.record,
+                })).collect::<Vec<_>>()
+            }))
+        }
+        (Method::GET, "/audit/consistency") => {
+            let (Some(first), Some(second)) = (number(&query, "first")?, number(&query, "second")?)
+            else {
+                return Err(Problem::new(
+                    ProblemCode::Malformed,
+                    "`first` and `second` are required",
+                ));
+            };
+            let proof = log.consistency_proof(first, second).await.map_err(failed)?;
+            Ok(json!({"first": proof.first, "second": proof.second, "path": proof.path}))
+        }
+        (Method::GET, "/audit/records") => {
+            let from = number(&query, "from")?.unwrap_or(0);
+            let to = number(&query, "to")?.unwrap_or(from + 1000);
+            Ok(json!({"records": log.records(from, to).await.map_err(failed)?}))
+        }
+        (Method::GET, "/audit/evidence") => {
+            let id = param(&query, "exchange_id")
+                .ok_or_else(|| Problem::new(ProblemCode::Malformed, "`exchange_id` is required"))?;
+            let evidence = log.evidence(id).await.map_err(failed)?;
+            if evidence.is_empty() {
+                return Err(Problem::new(
+                    ProblemCode::NotFound,
+                    format!("no evidence kept for exchange {id}"),
+                ));
+            }
+            Ok(json!({"evidence": evidence}))
+        }
+        (_, path) => Err(Problem::new(
+            ProblemCode::NotFound,
+            format!("no audit resource at {path}"),
+        )),
+    }
+}

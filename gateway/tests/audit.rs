@@ -1,0 +1,1378 @@
+//! The audit core and the auditor's tools (PROTOCOL.md §5, docs/AUDIT.md): the Merkle tree
+//! cross-checked against ct-merkle and RFC 9162's edge cases; the log on real SQLite files,
+//! and on the real PostgreSQL when `SIMPUL_TEST_POSTGRES_URL` names it — durable, gap-free
+//! group commits; tampering found by `verify_export` with the first bad seq; proofs;
+//! evidence; reconcile; and the `simpul audit` commands.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use contracts::canonical::{b64url, sha256, sha256_b64url};
+use contracts::{Algorithm, MemberId, SigningKey, VerifyingKey};
+use gateway::audit::merkle::{
+    self, Hash, consistency_path_in_memory, inclusion_path_in_memory, leaf_hash_of_bytes,
+};
+use gateway::audit::{
+    AuditConfig, AuditError, AuditLog, NewRecord, ProofFailure, Role, SignedTreeHead,
+    StoredEvidence, VerifyFailureKind, check_consistency_proof, check_proof_bundle, reconcile,
+    verify_export,
+};
+use serde_json::json;
+use sha2::Sha256;
+use sqlx::Executor;
+
+const KEMLU: &str = "ID:GOV:KEMLU";
+const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
+
+fn id(s: &str) -> MemberId {
+    MemberId::parse(s).unwrap()
+}
+
+fn key(member: &str) -> Arc<SigningKey> {
+    Arc::new(SigningKey::generate(Algorithm::ES256, member).unwrap())
+}
+
+fn public(key: &SigningKey) -> VerifyingKey {
+    key.verifying_key().unwrap()
+}
+
+/// A record of exchange `n` as `member` sees it when it asks `other` (consumer) or answers
+/// it (provider).
+fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
+    let (consumer, provider) = match role {
+        Role::Consumer => (member, other),
+        Role::Provider => (other, member),
+    };
+    NewRecord {
+        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
+        role,
+        consumer: consumer.into(),
+        provider: provider.into(),
+        contract: "citizenship.status".into(),
+        version: "1".into(),
+        purpose: "consular-protection".into(),
+        request_hash: Some(sha256_b64url(format!("request {n}").as_bytes())),
+        response_hash: Some(sha256_b64url(format!("answer {n}").as_bytes())),
+        outcome: "ok".into(),
+        latency_us: 1_000 + n,
+        subject: None,
+    }
+}
+
+fn exchange_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The Merkle tree: ct-merkle and RFC 9162.
+
+type Reference = ct_merkle::mem_backed_tree::MemoryBackedTree<Sha256, Vec<u8>>;
+
+fn leaf_value(i: u64) -> Vec<u8> {
+    format!("leaf {i}").into_bytes()
+}
+
+fn leaves(n: u64) -> Vec<Hash> {
+    (0..n).map(|i| leaf_hash_of_bytes(&leaf_value(i))).collect()
+}
+
+fn reference(n: u64) -> Reference {
+    let mut t = Reference::new();
+    for i in 0..n {
+        t.push(leaf_value(i));
+    }
+    t
+}
+
+fn flat(path: &[Hash]) -> Vec<u8> {
+    path.concat()
+}
+
+fn ref_root(h: &Hash, n: u64) -> ct_merkle::RootHash<Sha256> {
+    ct_merkle::RootHash::new(
+        ct_merkle::digest::Output::<Sha256>::try_from(&h[..]).unwrap(),
+        n,
+    )
+}
+
+/// Sizes around every power of two up to 2^10, and a few others.
+fn interesting_sizes() -> Vec<u64> {
+    let mut s: Vec<u64> = (1..=70).collect();
+    for p in 7..=10 {
+        let two = 1u64 << p;
+        s.extend([two - 1, two, two + 1]);
+    }
+    s.extend([100, 333, 1000]);
+    s.sort_unstable();
+    s.dedup();
+    s
+}
+
+#[test]
+fn roots_match_ct_merkle_for_many_sizes() {
+    let all = leaves(1025);
+    let mut t = Reference::new();
+    for n in 1..=1025u64 {
+        t.push(leaf_value(n - 1));
+        assert_eq!(
+            merkle::root(&all[..n as usize]).as_slice(),
+            t.root().as_bytes().as_slice(),
+            "size {n}"
+        );
+    }
+}
+
+#[test]
+fn inclusion_proofs_match_ct_merkle_and_verify_both_ways() {
+    let all = leaves(1025);
+    for n in interesting_sizes() {
+        let t = reference(n);
+        let root = merkle::root(&all[..n as usize]);
+        assert_eq!(root.as_slice(), t.root().as_bytes().as_slice());
+        let indices: Vec<u64> = if n <= 70 {
+            (0..n).collect()
+        } else {
+            vec![0, 1, n / 3, n / 2, n - 2, n - 1]
+        };
+        for i in indices {
+            let mine = inclusion_path_in_memory(&all[..n as usize], i).unwrap();
+            let theirs = t.prove_inclusion(i as usize);
+            assert_eq!(flat(&mine), theirs.as_bytes(), "size {n} leaf {i}");
+            merkle::verify_inclusion(&all[i as usize], i, n, &mine, &root).unwrap();
+            let from_mine =
+                ct_merkle::InclusionProof::<Sha256>::try_from_bytes(flat(&mine)).unwrap();
+            t.root()
+                .verify_inclusion(&leaf_value(i), i, &from_mine)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn consistency_proofs_match_ct_merkle_and_verify_both_ways() {
+    let all = leaves(1025);
+    for n in interesting_sizes() {
+        let t = reference(n);
+        let second_root = merkle::root(&all[..n as usize]);
+        let firsts: Vec<u64> = if n <= 70 {
+            (1..=n).collect()
+        } else {
+            vec![1, 2, 3, n / 2, n / 2 + 1, n - 1, n]
+        };
+        for m in firsts {
+            let first_root = merkle::root(&all[..m as usize]);
+            let mine = consistency_path_in_memory(&all[..n as usize], m).unwrap();
+            let theirs = t.prove_consistency((n - m) as usize);
+            assert_eq!(flat(&mine), theirs.as_bytes(), "sizes {m} → {n}");
+            merkle::verify_consistency(m, n, &first_root, &second_root, &mine).unwrap();
+            let from_mine =
+                ct_merkle::ConsistencyProof::<Sha256>::try_from_bytes(flat(&mine)).unwrap();
+            ref_root(&second_root, n)
+                .verify_consistency(&ref_root(&first_root, m), &from_mine)
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn rfc9162_edge_cases() {
+    // The empty tree's root is SHA-256 of the empty string.
+    assert_eq!(
+        hex(&merkle::root(&[])),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(merkle::empty_root(), sha256(b""));
+    // One leaf: the root is the leaf hash, SHA-256(0x00 ‖ leaf), and the path is empty.
+    let one = leaf_hash_of_bytes(b"");
+    assert_eq!(
+        hex(&one),
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+    );
+    assert_eq!(merkle::root(&[one]), one);
+    assert!(inclusion_path_in_memory(&[one], 0).unwrap().is_empty());
+    merkle::verify_inclusion(&one, 0, 1, &[], &one).unwrap();
+    // Two leaves: SHA-256(0x01 ‖ l0 ‖ l1).
+    let two = leaves(2);
+    let mut buf = vec![1u8];
+    buf.extend_from_slice(&two[0]);
+    buf.extend_from_slice(&two[1]);
+    assert_eq!(merkle::root(&two), sha256(&buf));
+    // Consistency from the empty tree and to the same size: empty paths.
+    let all = leaves(9);
+    let r9 = merkle::root(&all);
+    merkle::verify_consistency(0, 9, &merkle::empty_root(), &r9, &[]).unwrap();
+    merkle::verify_consistency(9, 9, &r9, &r9, &[]).unwrap();
+    // Powers of two ± 1 on both sides of a consistency proof.
+    let all = leaves(257);
+    for (m, n) in [
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+        (7, 8),
+        (8, 9),
+        (15, 17),
+        (127, 129),
+        (128, 256),
+        (255, 257),
+    ] {
+        let path = consistency_path_in_memory(&all[..n], m as u64).unwrap();
+        merkle::verify_consistency(
+            m as u64,
+            n as u64,
+            &merkle::root(&all[..m]),
+            &merkle::root(&all[..n]),
+            &path,
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn wrong_proofs_are_refused() {
+    let all = leaves(13);
+    let root = merkle::root(&all);
+    let path = inclusion_path_in_memory(&all, 5).unwrap();
+    // Another leaf, another index, another size, a changed or shortened path.
+    assert!(merkle::verify_inclusion(&all[6], 5, 13, &path, &root).is_err());
+    assert!(merkle::verify_inclusion(&all[5], 4, 13, &path, &root).is_err());
+    assert!(merkle::verify_inclusion(&all[5], 5, 8, &path, &root).is_err());
+    assert!(merkle::verify_inclusion(&all[5], 13, 13, &path, &root).is_err());
+    let mut bad = path.clone();
+    bad[1][0] ^= 1;
+    assert!(merkle::verify_inclusion(&all[5], 5, 13, &bad, &root).is_err());
+    assert!(merkle::verify_inclusion(&all[5], 5, 13, &path[1..], &root).is_err());
+    // A consistency proof does not hold for an altered prefix or swapped roots.
+    let c = consistency_path_in_memory(&all, 6).unwrap();
+    let r6 = merkle::root(&all[..6]);
+    merkle::verify_consistency(6, 13, &r6, &root, &c).unwrap();
+    let mut altered = all.clone();
+    altered[2][0] ^= 1;
+    assert!(merkle::verify_consistency(6, 13, &merkle::root(&altered[..6]), &root, &c).is_err());
+    assert!(merkle::verify_consistency(6, 13, &root, &r6, &c).is_err());
+    assert!(merkle::verify_consistency(13, 6, &root, &r6, &c).is_err());
+}
+
+fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Stores: a real SQLite file, or a fresh schema of the real PostgreSQL.
+
+const PG_VAR: &str = "SIMPUL_TEST_POSTGRES_URL";
+
+enum Engine {
+    Sqlite(PathBuf),
+    Postgres { url: String, schema: String },
+}
+
+/// One test's store: what to put in `AuditConfig::store`, and a back door for tampering.
+struct TestStore {
+    dir: tempfile::TempDir,
+    engine: Engine,
+}
+
+impl TestStore {
+    fn sqlite() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/audit.db");
+        TestStore {
+            dir,
+            engine: Engine::Sqlite(path),
+        }
+    }
+
+    /// A fresh schema, or `None` (the test says it is skipped) without the variable.
+    async fn postgres(test: &str) -> Option<TestStore> {
+        let Ok(url) = std::env::var(PG_VAR) else {
+            eprintln!("{test}: skipped: {PG_VAR} is not set");
+            return None;
+        };
+        let schema = format!("audit_test_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .unwrap();
+        pool.close().await;
+        Some(TestStore {
+            dir: tempfile::tempdir().unwrap(),
+            engine: Engine::Postgres { url, schema },
+        })
+    }
+
+    fn config(&self) -> AuditConfig {
+        let store = match &self.engine {
+            Engine::Sqlite(p) => p.display().to_string(),
+            Engine::Postgres { url, schema } => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}options[search_path]={schema}")
+            }
+        };
+        AuditConfig {
+            store,
+            secret_file: Some(self.dir.path().join("audit.secret").display().to_string()),
+            batch_max: 64,
+            ..AuditConfig::default()
+        }
+    }
+
+    async fn open(&self, member: &str, key: &Arc<SigningKey>) -> AuditLog {
+        AuditLog::open(&self.config(), self.dir.path(), &id(member), key.clone())
+            .await
+            .unwrap()
+    }
+
+    /// Runs SQL on the store behind the gateway's back (`simpul_audit_*` tables).
+    async fn tamper(&self, sql: &str) {
+        match &self.engine {
+            Engine::Sqlite(p) => {
+                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", p.display()))
+                    .await
+                    .unwrap();
+                pool.execute(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            Engine::Postgres { url, schema } => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                pool.execute(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO {schema}; {sql}"
+                )))
+                .await
+                .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Engine::Postgres { url, schema } = &self.engine {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+async fn export(log: &AuditLog) -> Vec<u8> {
+    let mut out = Vec::new();
+    log.export(&mut out).await.unwrap();
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Scenarios, run on each engine.
+
+/// 64 writers append at once: every append returns a distinct seq, the seqs are 0..n
+/// without gaps, and after reopening the store every returned record reads back as it was.
+async fn concurrent_appends_are_gap_free_and_durable(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let (writers, each) = (64u64, 20u64);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..each {
+                let n = w * each + i;
+                got.push(
+                    log.append(exchange(n, Role::Provider, KEMLU, DUKCAPIL), None)
+                        .await
+                        .unwrap(),
+                );
+            }
+            got
+        }));
+    }
+    let mut appended = Vec::new();
+    for t in tasks {
+        appended.extend(t.await.unwrap());
+    }
+    appended.sort_by_key(|r| r.seq);
+    let n = writers * each;
+    assert_eq!(
+        appended.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..n).collect::<Vec<_>>(),
+        "seqs are gap-free"
+    );
+    assert_eq!(log.tree_size(), n);
+    drop(log);
+
+    let log = store.open(KEMLU, &k).await;
+    assert_eq!(log.tree_size(), n);
+    assert_eq!(
+        log.records(0, n).await.unwrap(),
+        appended,
+        "every append is durable"
+    );
+    // Appends go on from where the log was.
+    let next = log
+        .append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    assert_eq!(next.seq, n);
+    let head = log.sign_tree_head().await.unwrap();
+    assert_eq!(head.tree_size, n + 1);
+    verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+}
+
+/// A log of 40 records with heads signed at 20 and 40; its export verifies.
+async fn forty(store: &TestStore, k: &Arc<SigningKey>) -> AuditLog {
+    let log = store.open(KEMLU, k).await;
+    for n in 0..40 {
+        log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+        if n == 19 || n == 39 {
+            log.sign_tree_head().await.unwrap();
+        }
+    }
+    let report = verify_export(Cursor::new(export(&log).await), &public(k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (40, 40));
+    log
+}
+
+fn tree_head_of(line: &str) -> SignedTreeHead {
+    match serde_json::from_str(line).unwrap() {
+        gateway::audit::ExportLine::TreeHead(h) => h,
+        other => panic!("not a tree head: {other:?}"),
+    }
+}
+
+fn failure(log_export: Vec<u8>, k: &SigningKey) -> gateway::audit::VerifyFailure {
+    verify_export(Cursor::new(log_export), &public(k)).expect_err("the export must not verify")
+}
+
+async fn an_altered_record_is_named(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    store
+        .tamper("UPDATE simpul_audit_records SET outcome = 'forbidden' WHERE seq = 25")
+        .await;
+    let f = failure(export(&log).await, &k);
+    assert_eq!(f.first_bad_seq, Some(25), "{f}");
+    assert!(
+        matches!(
+            f.kind,
+            VerifyFailureKind::RootMismatch {
+                tree_size: 40,
+                exact: true,
+                ..
+            }
+        ),
+        "{f}"
+    );
+
+    // Rewriting the stored leaf hash as well hides which record it was, not that one was:
+    // the altered record lies after the last head that verifies.
+    let altered = log.records(25, 26).await.unwrap().remove(0);
+    let leaf = merkle::leaf_hash(&altered).unwrap();
+    let hex_leaf = hex(&leaf);
+    let sql = match store.engine {
+        Engine::Sqlite(_) => {
+            format!("UPDATE simpul_audit_nodes SET hash = X'{hex_leaf}' WHERE node = 50")
+        }
+        Engine::Postgres { .. } => {
+            format!("UPDATE simpul_audit_nodes SET hash = '\\x{hex_leaf}'::bytea WHERE node = 50")
+        }
+    };
+    store.tamper(&sql).await;
+    let f = failure(export(&log).await, &k);
+    assert!(
+        matches!(
+            f.kind,
+            VerifyFailureKind::RootMismatch {
+                tree_size: 40,
+                verified_size: 20,
+                exact: false
+            }
+        ),
+        "{f}"
+    );
+    assert_eq!(f.first_bad_seq, Some(20), "{f}");
+}
+
+async fn a_deleted_record_is_named(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    store
+        .tamper("DELETE FROM simpul_audit_records WHERE seq = 25")
+        .await;
+    let f = failure(export(&log).await, &k);
+    assert_eq!(f.first_bad_seq, Some(25), "{f}");
+    assert_eq!(
+        f.kind,
+        VerifyFailureKind::Sequence {
+            expected: 25,
+            found: 26
+        }
+    );
+    // The last record deleted: the head signs more records than there are.
+    store
+        .tamper("DELETE FROM simpul_audit_records WHERE seq = 39")
+        .await;
+    // Close the gap: later records renumbered down (in two steps, so no two rows ever
+    // share a key).
+    store
+        .tamper(
+            "UPDATE simpul_audit_records SET seq = -seq WHERE seq > 25; \
+             UPDATE simpul_audit_records SET seq = -seq - 1 WHERE seq < 0",
+        )
+        .await;
+    let f = failure(export(&log).await, &k);
+    assert_eq!(f.first_bad_seq, Some(25), "renumbered records: {f}");
+}
+
+async fn the_end_of_the_log_deleted_is_named(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    store
+        .tamper("DELETE FROM simpul_audit_records WHERE seq >= 38")
+        .await;
+    let f = failure(export(&log).await, &k);
+    assert_eq!(f.first_bad_seq, Some(38), "{f}");
+    assert_eq!(
+        f.kind,
+        VerifyFailureKind::ShorterThanHead {
+            records: 38,
+            tree_size: 40
+        }
+    );
+}
+
+async fn swapped_records_are_named(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    // Two records swap places in the store (their seqs stay in order).
+    store
+        .tamper(&format!(
+            "UPDATE simpul_audit_records SET exchange_id = CASE seq WHEN 3 THEN '{}' ELSE '{}' END \
+             WHERE seq IN (3, 7)",
+            exchange_id(7),
+            exchange_id(3)
+        ))
+        .await;
+    let f = failure(export(&log).await, &k);
+    assert_eq!(f.first_bad_seq, Some(3), "{f}");
+}
+
+async fn a_forged_tree_head_is_refused(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let text = String::from_utf8(export(&log).await).unwrap();
+    let last = text
+        .lines()
+        .rfind(|l| l.contains("\"tree_head\""))
+        .unwrap()
+        .to_owned();
+    let genuine = tree_head_of(&last);
+    let root = merkle::decode_hash(&genuine.root_hash).unwrap();
+
+    // The same tree head signed by another key of the same member.
+    let other = SigningKey::generate(Algorithm::ES256, KEMLU).unwrap();
+    let forged =
+        gateway::audit::tree_head::sign_tree_head(&other, 40, &root, genuine.timestamp).unwrap();
+    let line =
+        serde_json::to_string(&gateway::audit::ExportLine::TreeHead(forged.clone())).unwrap();
+    let f = failure(text.replace(&last, &line).into_bytes(), &k);
+    assert!(
+        matches!(f.kind, VerifyFailureKind::TreeHead { tree_size: 40, .. }),
+        "{f}"
+    );
+    assert!(f.to_string().contains("signed by"), "{f}");
+
+    // …and with the genuine key's kid in its header: the signature fails.
+    let genuine_header = genuine.jws.split('.').next().unwrap();
+    let mut parts = forged.jws.split('.');
+    let (_, payload, signature) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+    let relabelled = SignedTreeHead {
+        jws: format!("{genuine_header}.{payload}.{signature}"),
+        ..forged
+    };
+    let line = serde_json::to_string(&gateway::audit::ExportLine::TreeHead(relabelled)).unwrap();
+    let f = failure(text.replace(&last, &line).into_bytes(), &k);
+    assert!(
+        matches!(f.kind, VerifyFailureKind::TreeHead { tree_size: 40, .. }),
+        "{f}"
+    );
+    assert!(f.to_string().contains("signature"), "{f}");
+
+    // The whole genuine export checked with another key.
+    let f = failure(text.into_bytes(), &other);
+    assert!(matches!(f.kind, VerifyFailureKind::TreeHead { .. }), "{f}");
+}
+
+async fn inclusion_and_consistency_proofs_verify_offline(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let bundle = log.prove(&exchange_id(10)).await.unwrap();
+    assert_eq!(bundle.tree_head.tree_size, 40, "the latest head covers it");
+    let report = check_proof_bundle(&bundle, &public(&k)).unwrap();
+    assert_eq!(report.records.len(), 1);
+    assert_eq!(report.records[0].seq, 10);
+
+    // A record after the latest head: a fresh head is signed for it.
+    log.append(exchange(40, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    let fresh = log.prove(&exchange_id(40)).await.unwrap();
+    assert_eq!(fresh.tree_head.tree_size, 41);
+    check_proof_bundle(&fresh, &public(&k)).unwrap();
+    // Against an explicit earlier size.
+    let at20 = log
+        .inclusion_proof(&exchange_id(10), Some(20))
+        .await
+        .unwrap();
+    assert_eq!(at20[0].tree_size, 20);
+    assert!(matches!(
+        log.inclusion_proof(&exchange_id(30), Some(20)).await,
+        Err(AuditError::OutOfRange(_))
+    ));
+    assert!(matches!(
+        log.inclusion_proof("no-such-exchange", None).await,
+        Err(AuditError::UnknownExchange(_))
+    ));
+
+    // Tampered bundles fail: the record, the path, the head's key.
+    let mut tampered = bundle.clone();
+    tampered.proofs[0].record.outcome = "forbidden".into();
+    assert!(matches!(
+        check_proof_bundle(&tampered, &public(&k)),
+        Err(ProofFailure::LeafMismatch { seq: 10 })
+    ));
+    let mut tampered = bundle.clone();
+    tampered.proofs[0].path.swap(0, 1);
+    assert!(matches!(
+        check_proof_bundle(&tampered, &public(&k)),
+        Err(ProofFailure::Path { seq: 10, .. })
+    ));
+    let other = SigningKey::generate(Algorithm::ES256, KEMLU).unwrap();
+    assert!(matches!(
+        check_proof_bundle(&bundle, &public(&other)),
+        Err(ProofFailure::TreeHead(_))
+    ));
+    // A record altered in the store cannot be proven.
+    store
+        .tamper("UPDATE simpul_audit_records SET purpose = 'curiosity' WHERE seq = 10")
+        .await;
+    let from_store = log.prove(&exchange_id(10)).await.unwrap();
+    assert!(matches!(
+        check_proof_bundle(&from_store, &public(&k)),
+        Err(ProofFailure::LeafMismatch { seq: 10 })
+    ));
+
+    // Consistency between the heads of size 20 and 41.
+    let text = String::from_utf8(export(&log).await).unwrap();
+    let heads: Vec<SignedTreeHead> = text
+        .lines()
+        .filter(|l| l.contains("\"tree_head\""))
+        .map(tree_head_of)
+        .collect();
+    let root_of = |size: u64| {
+        let h = heads.iter().find(|h| h.tree_size == size).unwrap();
+        gateway::audit::verify_tree_head(h, &public(&k)).unwrap().1
+    };
+    for (first, second) in [(20, 41), (20, 40), (40, 41), (41, 41)] {
+        let proof = log.consistency_proof(first, second).await.unwrap();
+        check_consistency_proof(&proof, &root_of(first), &root_of(second)).unwrap();
+    }
+    let proof = log.consistency_proof(20, 41).await.unwrap();
+    assert!(check_consistency_proof(&proof, &root_of(40), &root_of(41)).is_err());
+    assert!(matches!(
+        log.consistency_proof(20, 42).await,
+        Err(AuditError::OutOfRange(_))
+    ));
+}
+
+async fn evidence_is_kept_and_checked(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let mut rec = exchange(1, Role::Consumer, KEMLU, DUKCAPIL);
+    let request = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln".to_owned();
+    let answer = "eyJhbGciOiJFUzI1NiJ9.e30.YW5zd2Vy".to_owned();
+    rec.request_hash = Some(sha256_b64url(request.as_bytes()));
+    rec.response_hash = Some(sha256_b64url(answer.as_bytes()));
+    let evidence = StoredEvidence {
+        exchange_id: rec.exchange_id.clone(),
+        request: request.clone(),
+        response: Some(answer),
+    };
+    log.append(rec.clone(), Some(evidence.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        log.evidence(&rec.exchange_id).await.unwrap(),
+        vec![evidence.clone()]
+    );
+    // Evidence whose envelopes do not hash to the record's hashes is refused.
+    let wrong = StoredEvidence {
+        request: "something else".into(),
+        ..evidence.clone()
+    };
+    assert!(matches!(
+        log.append(rec.clone(), Some(wrong)).await,
+        Err(AuditError::Evidence { .. })
+    ));
+    // Past the retention the envelopes go; the record stays.
+    store
+        .tamper("UPDATE simpul_audit_evidence SET ts = ts - 7862400000")
+        .await;
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.evidence(&rec.exchange_id).await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old evidence was not deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(log.records(0, 10).await.unwrap().len(), 1);
+}
+
+async fn reconcile_finds_an_exchange_deleted_from_one_side(a: &TestStore, b: &TestStore) {
+    let (ka, kb) = (key(KEMLU), key(DUKCAPIL));
+    let (kemlu, dukcapil) = (a.open(KEMLU, &ka).await, b.open(DUKCAPIL, &kb).await);
+    for n in 0..10 {
+        kemlu
+            .append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+        dukcapil
+            .append(exchange(n, Role::Provider, DUKCAPIL, KEMLU), None)
+            .await
+            .unwrap();
+    }
+    // Dukcapil asks Kemlu once; Kemlu asks a third member once (not Dukcapil's business).
+    kemlu
+        .append(exchange(50, Role::Provider, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    dukcapil
+        .append(exchange(50, Role::Consumer, DUKCAPIL, KEMLU), None)
+        .await
+        .unwrap();
+    kemlu
+        .append(exchange(60, Role::Consumer, KEMLU, "ID:GOV:BP2MI"), None)
+        .await
+        .unwrap();
+    let clean = reconcile(
+        Cursor::new(export(&kemlu).await),
+        Cursor::new(export(&dukcapil).await),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(clean.is_clean(), "{clean:?}");
+    assert_eq!(clean.matched, 11);
+
+    // Dukcapil's record of exchange 4 is deleted; it disagrees on the outcome of 7.
+    b.tamper(&format!(
+        "DELETE FROM simpul_audit_records WHERE exchange_id = '{}'",
+        exchange_id(4)
+    ))
+    .await;
+    b.tamper(&format!(
+        "UPDATE simpul_audit_records SET outcome = 'not-found' WHERE exchange_id = '{}'",
+        exchange_id(7)
+    ))
+    .await;
+    let report = reconcile(
+        Cursor::new(export(&kemlu).await),
+        Cursor::new(export(&dukcapil).await),
+        None,
+        None,
+    )
+    .unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(
+        report
+            .only_in_a
+            .iter()
+            .map(|r| r.exchange_id.clone())
+            .collect::<Vec<_>>(),
+        vec![exchange_id(4)]
+    );
+    assert!(report.only_in_b.is_empty());
+    assert_eq!(report.disagreements.len(), 1);
+    assert_eq!(report.disagreements[0].exchange_id, exchange_id(7));
+    assert_eq!(report.disagreements[0].fields, vec!["outcome".to_owned()]);
+    // The other way round, B's view.
+    let swapped = reconcile(
+        Cursor::new(export(&dukcapil).await),
+        Cursor::new(export(&kemlu).await),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(swapped.only_in_b.len(), 1);
+    // A window that ends before every record is clean.
+    let before = reconcile(
+        Cursor::new(export(&kemlu).await),
+        Cursor::new(export(&dukcapil).await),
+        Some(0),
+        Some(1),
+    )
+    .unwrap();
+    assert!(before.is_clean());
+    assert_eq!(before.matched, 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_appends_are_gap_free_and_durable() {
+    concurrent_appends_are_gap_free_and_durable(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_altered_record_is_named_by_its_seq() {
+    an_altered_record_is_named(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_deleted_record_is_named_by_its_seq() {
+    a_deleted_record_is_named(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_records_deleted_at_the_end_are_named() {
+    the_end_of_the_log_deleted_is_named(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_swapped_records_are_named() {
+    swapped_records_are_named(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_tree_head_signed_by_another_key_is_refused() {
+    a_forged_tree_head_is_refused(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_proofs_verify_offline_and_fail_for_tampered_records() {
+    inclusion_and_consistency_proofs_verify_offline(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_evidence_is_kept_checked_and_expires() {
+    evidence_is_kept_and_checked(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reconcile_finds_an_exchange_deleted_from_one_side() {
+    reconcile_finds_an_exchange_deleted_from_one_side(&TestStore::sqlite(), &TestStore::sqlite())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_is_in_wal_mode() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let _log = store.open(KEMLU, &k).await;
+    let Engine::Sqlite(path) = &store.engine else {
+        unreachable!()
+    };
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reordered_export_is_named() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = forty(&store, &k).await;
+    let text = String::from_utf8(export(&log).await).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let at = |seq: u64| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!("\"seq\":{seq},")))
+            .unwrap()
+    };
+    let (i, j) = (at(3), at(7));
+    lines.swap(i, j);
+    let f = failure(lines.join("\n").into_bytes(), &k);
+    assert_eq!(f.first_bad_seq, Some(3), "{f}");
+    assert_eq!(
+        f.kind,
+        VerifyFailureKind::Sequence {
+            expected: 3,
+            found: 7
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_is_a_keyed_hash_that_survives_a_restart() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let nik = json!("3171234567890001");
+    let s = log.subject(std::slice::from_ref(&nik)).unwrap();
+    assert!(!s.contains("3171234567890001"));
+    assert_eq!(s.len(), 43, "base64url of 32 bytes");
+    assert_ne!(log.subject(&[json!("3171234567890002")]), Some(s.clone()));
+    assert_eq!(log.subject(&[]), None);
+    // Not a plain hash of the values: the secret matters.
+    assert_ne!(s, b64url(&sha256(b"[\"3171234567890001\"]")));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.dir.path().join("audit.secret"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    assert_eq!(log.subject(&[nik]), Some(s), "same secret after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_tree_was_altered_is_refused_at_open() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    for n in 0..5 {
+        log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+    }
+    drop(log);
+    // Node 3 is the subtree over leaves 0..4, part of the tree's right edge.
+    store
+        .tamper("UPDATE simpul_audit_nodes SET hash = zeroblob(32) WHERE node = 3")
+        .await;
+    let e = AuditLog::open(&store.config(), store.dir.path(), &id(KEMLU), k)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuditError::Corrupt { .. }), "{e}");
+    assert!(
+        e.to_string().contains("data/audit.db"),
+        "names the store: {e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_store_fails_appends_closed() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    log.append(exchange(0, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    // A trigger makes every later insert fail, as a full disk or a broken database would.
+    store
+        .tamper(
+            "CREATE TRIGGER no_more BEFORE INSERT ON simpul_audit_records \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await;
+    let e = log
+        .append(exchange(1, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuditError::NotDurable { .. }), "{e}");
+    store.tamper("DROP TRIGGER no_more").await;
+    // Nothing was half-written: the next append takes the next seq.
+    let next = log
+        .append(exchange(2, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 1);
+    verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_logs_share_one_store_file() {
+    let store = TestStore::sqlite();
+    let (ka, kb) = (key(KEMLU), key(DUKCAPIL));
+    let a = store.open(KEMLU, &ka).await;
+    let b = store.open(DUKCAPIL, &kb).await;
+    for n in 0..3 {
+        a.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+    }
+    let first_b = b
+        .append(exchange(9, Role::Provider, DUKCAPIL, KEMLU), None)
+        .await
+        .unwrap();
+    assert_eq!(first_b.seq, 0, "each log has its own seqs");
+    assert_eq!(
+        verify_export(Cursor::new(export(&a).await), &public(&ka))
+            .unwrap()
+            .records,
+        3
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL (SIMPUL_TEST_POSTGRES_URL).
+
+macro_rules! on_postgres {
+    ($name:ident, $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(store) = TestStore::postgres(stringify!($name)).await else {
+                return;
+            };
+            $scenario(&store).await;
+            store.cleanup().await;
+        }
+    };
+}
+
+on_postgres!(
+    postgres_concurrent_appends_are_gap_free_and_durable,
+    concurrent_appends_are_gap_free_and_durable
+);
+on_postgres!(
+    postgres_an_altered_record_is_named_by_its_seq,
+    an_altered_record_is_named
+);
+on_postgres!(
+    postgres_a_deleted_record_is_named_by_its_seq,
+    a_deleted_record_is_named
+);
+on_postgres!(
+    postgres_records_deleted_at_the_end_are_named,
+    the_end_of_the_log_deleted_is_named
+);
+on_postgres!(
+    postgres_swapped_records_are_named,
+    swapped_records_are_named
+);
+on_postgres!(
+    postgres_a_tree_head_signed_by_another_key_is_refused,
+    a_forged_tree_head_is_refused
+);
+on_postgres!(
+    postgres_proofs_verify_offline_and_fail_for_tampered_records,
+    inclusion_and_consistency_proofs_verify_offline
+);
+on_postgres!(
+    postgres_evidence_is_kept_checked_and_expires,
+    evidence_is_kept_and_checked
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reconcile_finds_an_exchange_deleted_from_one_side() {
+    let name = "postgres_reconcile_finds_an_exchange_deleted_from_one_side";
+    let (Some(a), Some(b)) = (
+        TestStore::postgres(name).await,
+        TestStore::postgres(name).await,
+    ) else {
+        return;
+    };
+    reconcile_finds_an_exchange_deleted_from_one_side(&a, &b).await;
+    a.cleanup().await;
+    b.cleanup().await;
+}
+
+/// Two replicas of one member append to one PostgreSQL log at once: one gap-free sequence,
+/// and a tree both extend correctly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_replicas_share_one_log() {
+    let Some(store) = TestStore::postgres("postgres_two_replicas_share_one_log").await else {
+        return;
+    };
+    let k = key(KEMLU);
+    let (r1, r2) = (store.open(KEMLU, &k).await, store.open(KEMLU, &k).await);
+    let mut tasks = Vec::new();
+    for (w, log) in [r1.clone(), r2.clone(), r1.clone(), r2.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..50u64 {
+                let n = w as u64 * 100 + i;
+                seqs.push(
+                    log.append(exchange(n, Role::Provider, KEMLU, DUKCAPIL), None)
+                        .await
+                        .unwrap()
+                        .seq,
+                );
+            }
+            seqs
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.extend(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+    r1.sign_tree_head().await.unwrap();
+    let report = verify_export(Cursor::new(export(&r2).await), &public(&k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (200, 200));
+    store.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The `simpul audit` commands.
+
+fn simpul(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The demo configuration in `dir` (catalog from the repository) with its PKI.
+fn demo(dir: &Path) -> gateway::config::Config {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(repo.join("config.toml"))
+        .unwrap()
+        .replace(
+            "catalog = \"contracts/catalog\"",
+            &format!(
+                "catalog = {:?}",
+                repo.join("contracts/catalog").display().to_string()
+            ),
+        );
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+    let out = simpul(dir, &["pki", "init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gateway::config::Config::load(&dir.join("config.toml")).unwrap()
+}
+
+/// Appends records to `member`'s configured log as its gateway would.
+async fn fill(config: &gateway::config::Config, member: &str, records: Vec<NewRecord>) {
+    let m = id(member);
+    let pem = std::fs::read(config.pki_layout().signing_key(&m)).unwrap();
+    let key = Arc::new(SigningKey::from_pem(Algorithm::ES256, member, &pem).unwrap());
+    let mc = config.member(&m).unwrap();
+    let log = AuditLog::open(&mc.audit_config(), &config.base_dir, &m, key)
+        .await
+        .unwrap();
+    for r in records {
+        log.append(r, None).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_exports_verifies_proves_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = demo(d);
+    fill(
+        &config,
+        KEMLU,
+        (0..30)
+            .map(|n| exchange(n, Role::Consumer, KEMLU, DUKCAPIL))
+            .collect(),
+    )
+    .await;
+    fill(
+        &config,
+        DUKCAPIL,
+        (0..30)
+            .map(|n| exchange(n, Role::Provider, DUKCAPIL, KEMLU))
+            .collect(),
+    )
+    .await;
+    let kemlu_key = "certs/ID_GOV_KEMLU/signing.jwk";
+
+    // export → verify
+    let out = simpul(
+        d,
+        &["audit", "export", "--member", KEMLU, "--out", "kemlu.jsonl"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "export",
+            "--member",
+            DUKCAPIL,
+            "--out",
+            "dukcapil.jsonl",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(d, &["audit", "verify", "kemlu.jsonl", "--key", kemlu_key]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            kemlu_key,
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["verified_size"], 30);
+    // The other member's key does not verify Kemlu's log.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            "certs/ID_GOV_DUKCAPIL/signing.jwk",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // An altered record: exit 1, naming its seq.
+    let text = std::fs::read_to_string(d.join("kemlu.jsonl")).unwrap();
+    let altered = text.replacen(
+        &format!("\"exchange_id\":\"{}\"", exchange_id(17)),
+        &format!("\"exchange_id\":\"{}\"", exchange_id(99)),
+        1,
+    );
+    assert_ne!(altered, text);
+    std::fs::write(d.join("altered.jsonl"), altered).unwrap();
+    let out = simpul(d, &["audit", "verify", "altered.jsonl", "--key", kemlu_key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("first bad seq: 17"),
+        "{}",
+        stdout(&out)
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "altered.jsonl",
+            "--key",
+            kemlu_key,
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failure"]["first_bad_seq"], 17);
+
+    // prove → check-proof, and a tampered proof fails.
+    let eid = exchange_id(12);
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "prove",
+            &eid,
+            "--member",
+            KEMLU,
+            "--out",
+            "proof.json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(
+        d,
+        &["audit", "check-proof", "proof.json", "--key", kemlu_key],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&eid), "{}", stdout(&out));
+    let proof = std::fs::read_to_string(d.join("proof.json")).unwrap();
+    std::fs::write(
+        d.join("bad-proof.json"),
+        proof.replace("\"ok\"", "\"forbidden\""),
+    )
+    .unwrap();
+    let out = simpul(
+        d,
+        &["audit", "check-proof", "bad-proof.json", "--key", kemlu_key],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
+
+    // reconcile: clean, then with one exchange removed from Dukcapil's export.
+    let out = simpul(d, &["audit", "reconcile", "kemlu.jsonl", "dukcapil.jsonl"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("30 exchange(s) agree"),
+        "{}",
+        stdout(&out)
+    );
+    let dukcapil = std::fs::read_to_string(d.join("dukcapil.jsonl")).unwrap();
+    let without: Vec<&str> = dukcapil
+        .lines()
+        .filter(|l| !l.contains(&exchange_id(21)))
+        .collect();
+    std::fs::write(d.join("dukcapil-21.jsonl"), without.join("\n")).unwrap();
+    let out = simpul(
+        d,
+        &["audit", "reconcile", "kemlu.jsonl", "dukcapil-21.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("only in A"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&exchange_id(21)), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "reconcile",
+            "kemlu.jsonl",
+            "dukcapil-21.jsonl",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["only_in_a"][0]["exchange_id"], exchange_id(21));
+    // A window before every record.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "reconcile",
+            "kemlu.jsonl",
+            "dukcapil-21.jsonl",
+            "--from",
+            "0",
+            "--to",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+}

@@ -1,0 +1,265 @@
+//! The audit trail through real exchanges: a record on both sides of every exchange,
+//! refusals included, bound by exchange id and request hash; no personal identifier in
+//! clear; and no answer without its durable record.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use contracts::canonical::sha256_b64url;
+use contracts::envelope::LocalAnswer;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const KEMLU_AUDIT: &str = "ID:GOV:KEMLU:AUDIT";
+const DUKCAPIL_AUDIT: &str = "ID:GOV:DUKCAPIL:AUDIT";
+
+/// The records `member` holds for `exchange_id`, read through its auditor face.
+async fn records_of(f: &Federation, member: &str, auditor: &str, exchange_id: &str) -> Vec<Value> {
+    let reply = f
+        .admin_call(
+            member,
+            auditor,
+            http::Method::GET,
+            &format!("/audit/inclusion?exchange_id={exchange_id}"),
+            Bytes::new(),
+        )
+        .await;
+    if reply.status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    body["proofs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["record"].clone())
+        .collect()
+}
+
+fn query(nik: &str) -> Value {
+    json!({"purpose": "citizen-protection", "query": {"nik": nik}})
+}
+
+#[tokio::test]
+async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash() {
+    let f = Federation::start().await;
+    let nik = f.population.sample_in_all_four().to_owned();
+    let reply = f
+        .local_query(PEDULI, KEMLU, "citizenship.status", query(&nik))
+        .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let answer: LocalAnswer = serde_json::from_slice(&reply.body).unwrap();
+    let consumer = records_of(&f, KEMLU, KEMLU_AUDIT, &answer.exchange_id).await;
+    let provider = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &answer.exchange_id).await;
+    assert_eq!((consumer.len(), provider.len()), (1, 1));
+    let (c, p) = (&consumer[0], &provider[0]);
+    assert_eq!(c["role"], "consumer");
+    assert_eq!(p["role"], "provider");
+    let request_hash = sha256_b64url(answer.evidence.request.as_bytes());
+    let response_hash = sha256_b64url(answer.evidence.response.as_bytes());
+    for r in [c, p] {
+        assert_eq!(r["request_hash"], request_hash.as_str());
+        assert_eq!(r["response_hash"], response_hash.as_str());
+        assert_eq!(r["outcome"], "ok");
+        assert_eq!(r["consumer"], KEMLU);
+        assert_eq!(r["provider"], DUKCAPIL);
+        assert_eq!(r["contract"], "citizenship.status");
+        assert_eq!(r["purpose"], "citizen-protection");
+        assert!(
+            r["subject"].is_string(),
+            "the NIK is kept as its keyed hash: {r}"
+        );
+    }
+    // The same person hashes to the same subject within one gateway, never to the NIK.
+    assert!(!c["subject"].as_str().unwrap().contains(&nik));
+    // The evidence of the exchange is kept and matches the record's hashes.
+    let evidence = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::GET,
+            &format!("/audit/evidence?exchange_id={}", answer.exchange_id),
+            Bytes::new(),
+        )
+        .await;
+    let evidence: Value = serde_json::from_slice(&evidence.body).unwrap();
+    assert_eq!(
+        sha256_b64url(
+            evidence["evidence"][0]["request"]
+                .as_str()
+                .unwrap()
+                .as_bytes()
+        ),
+        request_hash
+    );
+    // Operators do not read the audit log; auditors do not operate the gateway.
+    let refused = f
+        .admin_call(
+            DUKCAPIL,
+            "ID:GOV:DUKCAPIL:OPS",
+            http::Method::GET,
+            "/audit/tree-head",
+            Bytes::new(),
+        )
+        .await;
+    assert_problem(&refused, 403, "forbidden");
+    let refused = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::GET,
+            "/metrics",
+            Bytes::new(),
+        )
+        .await;
+    assert_problem(&refused, 403, "forbidden");
+    let head = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::GET,
+            "/audit/tree-head",
+            Bytes::new(),
+        )
+        .await;
+    let head: Value = serde_json::from_slice(&head.body).unwrap();
+    assert!(head["tree_size"].as_u64().unwrap() >= 1, "{head}");
+}
+
+#[tokio::test]
+async fn refusals_are_recorded_with_the_check_that_refused_them() {
+    let f = Federation::start().await;
+    // Refused by the provider: Kemlu may not ask citizenship for social security.
+    let request = f.request(
+        KEMLU,
+        DUKCAPIL,
+        "citizenship.status",
+        "social-security",
+        json!({"nik": f.population.sample_in_all_four()}),
+    );
+    assert_problem(
+        &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+        403,
+        "forbidden",
+    );
+    let records = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &request.id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "forbidden");
+    assert_eq!(records[0]["response_hash"], Value::Null);
+    // A replay is refused, and recorded as such.
+    let ok = f.citizenship_request();
+    let jws = f.sign(KEMLU, &ok);
+    assert_eq!(f.exchange(KEMLU, jws.clone(), &ok).await.status, 200);
+    assert_problem(&f.exchange(KEMLU, jws, &ok).await, 409, "replay");
+    let outcomes: Vec<Value> = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &ok.id)
+        .await
+        .iter()
+        .map(|r| r["outcome"].clone())
+        .collect();
+    assert_eq!(outcomes, [json!("ok"), json!("replay")]);
+    // Refused on the local face before any exchange: recorded at the consumer with its own id.
+    let p = assert_problem(
+        &f.local_query(
+            PEDULI,
+            KEMLU,
+            "citizenship.status",
+            json!({"purpose": "social-security", "query": {"nik": "3171011701900001"}}),
+        )
+        .await,
+        403,
+        "forbidden",
+    );
+    let id = p.exchange_id.expect("a local refusal has an exchange id");
+    let records = records_of(&f, KEMLU, KEMLU_AUDIT, &id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["role"], "consumer");
+    assert_eq!(records[0]["outcome"], "forbidden");
+}
+
+#[tokio::test]
+async fn no_personal_identifier_appears_in_clear_in_any_audit_store() {
+    let f = Federation::start().await;
+    let niks = [
+        f.population.sample_in_all_four().to_owned(),
+        f.population.sample_dukcapil_only().to_owned(),
+        "3171011701909999".to_owned(),
+    ];
+    for nik in &niks {
+        let r = f
+            .local_query(PEDULI, KEMLU, "person.protection-profile", query(nik))
+            .await;
+        assert_eq!(r.status, 200);
+        // And a refused one, whose query never reached a provider.
+        f.local_query(
+            PEDULI,
+            KEMLU,
+            "citizenship.status",
+            json!({"purpose": "social-security", "query": {"nik": nik}}),
+        )
+        .await;
+    }
+    let data = f.data_dir();
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("audit") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        for nik in &niks {
+            assert!(
+                !bytes.windows(nik.len()).any(|w| w == nik.as_bytes()),
+                "{nik} in clear in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(scanned > 0, "no audit store found in {}", data.display());
+}
+
+#[tokio::test]
+async fn an_audit_store_that_cannot_be_written_fails_the_exchange_closed_with_503() {
+    let f = Federation::start().await;
+    let store = f.data_dir().join("audit-ID_GOV_DUKCAPIL.db");
+    assert!(store.exists(), "{}", store.display());
+    // Another writer holds the store: no append can commit.
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&store);
+    let mut lock = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let request = f.citizenship_request();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(60),
+        f.exchange(KEMLU, f.sign(KEMLU, &request), &request),
+    )
+    .await
+    .unwrap();
+    let p = assert_problem(&reply, 503, "provider-unavailable");
+    assert!(p.detail.contains("audit"), "{}", p.detail);
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    let request = f.citizenship_request();
+    assert_eq!(
+        f.exchange(KEMLU, f.sign(KEMLU, &request), &request)
+            .await
+            .status,
+        200
+    );
+}
