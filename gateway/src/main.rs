@@ -562,6 +562,10 @@ enum AuditCommand {
         /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk).
         #[arg(long)]
         key: PathBuf,
+        /// A signed tree head kept from before (a JSON file: a head as the admin listener
+        /// serves it, or a proof bundle); the export must extend it. Repeatable.
+        #[arg(long = "head")]
+        heads: Vec<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -643,7 +647,12 @@ async fn audit_cmd(config_path: Option<&Path>, command: AuditCommand) -> Result<
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { export, key, json } => audit_verify(&export, &key, json),
+        AuditCommand::Verify {
+            export,
+            key,
+            heads,
+            json,
+        } => audit_verify(&export, &key, &heads, json),
         AuditCommand::Prove {
             exchange_id,
             member,
@@ -687,11 +696,22 @@ async fn open_audit_log(
     let mc = config
         .member(member)
         .ok_or_else(|| format!("--member {member}: not a member in {}", config.source))?;
+    let audit = mc.audit_config();
+    // Reading a log must not create an empty one where a wrong configuration points.
+    if let Some(file) = audit.sqlite_file(member, &config.base_dir)
+        && !file.is_file()
+    {
+        return Err(format!(
+            "{member}'s audit log {} does not exist (has its gateway run with {}?)",
+            file.display(),
+            config.source
+        ));
+    }
     let key_path = config.pki_layout().signing_key(member);
     let pem = std::fs::read(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let key = contracts::SigningKey::from_pem(contracts::Algorithm::ES256, member.as_str(), &pem)
         .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    gateway::audit::AuditLog::open(&mc.audit_config(), &config.base_dir, member, Arc::new(key))
+    gateway::audit::AuditLog::open(&audit, &config.base_dir, member, Arc::new(key))
         .await
         .map_err(|e| e.to_string())
 }
@@ -718,10 +738,32 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
-fn audit_verify(export: &Path, key: &Path, json: bool) -> Result<ExitCode, String> {
+/// Reads a kept tree head: a head object, or any object with one under `tree_head` (a
+/// proof bundle).
+fn read_tree_head(path: &Path) -> Result<gateway::audit::SignedTreeHead, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    if let Some(head) = value.get_mut("tree_head") {
+        value = head.take();
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("{}: not a signed tree head: {e}", path.display()))
+}
+
+fn audit_verify(
+    export: &Path,
+    key: &Path,
+    heads: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode, String> {
     let key = read_verifying_key(key)?;
+    let kept = heads
+        .iter()
+        .map(|p| read_tree_head(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let reader = open_export(export)?;
-    let result = gateway::audit::verify_export(reader, &key);
+    let result = gateway::audit::verify_export_against(reader, &key, &kept);
     if json {
         print_json(&match &result {
             Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -740,6 +782,9 @@ fn audit_verify(export: &Path, key: &Path, json: bool) -> Result<ExitCode, Strin
                 );
                 if let Some(root) = &r.verified_root {
                     println!("  tree size {} has root {root}", r.verified_size);
+                }
+                if !kept.is_empty() {
+                    println!("  and it extends the {} kept tree head(s)", kept.len());
                 }
                 if r.unsigned_records > 0 {
                     println!(

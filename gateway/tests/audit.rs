@@ -635,8 +635,14 @@ async fn inclusion_and_consistency_proofs_verify_offline(store: &TestStore) {
         log.inclusion_proof(&exchange_id(30), Some(20)).await,
         Err(AuditError::OutOfRange(_))
     ));
+    assert!(
+        log.inclusion_proof("no-such-exchange", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
-        log.inclusion_proof("no-such-exchange", None).await,
+        log.prove("no-such-exchange").await,
         Err(AuditError::UnknownExchange(_))
     ));
 
@@ -1087,6 +1093,28 @@ async fn postgres_reconcile_finds_an_exchange_deleted_from_one_side() {
     b.cleanup().await;
 }
 
+/// A connection that would acknowledge COMMIT before the WAL is flushed is refused: the
+/// gateway would otherwise release answers whose records are not durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_without_synchronous_commit_is_refused() {
+    let Some(store) = TestStore::postgres("postgres_without_synchronous_commit_is_refused").await
+    else {
+        return;
+    };
+    let mut cfg = store.config();
+    cfg.store.push_str("&options[synchronous_commit]=off");
+    let e = AuditLog::open(&cfg, store.dir.path(), &id(KEMLU), key(KEMLU))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuditError::Config { .. }), "{e}");
+    assert!(e.to_string().contains("synchronous_commit"), "{e}");
+    assert!(
+        !e.to_string().contains("postgres@"),
+        "no credentials in errors: {e}"
+    );
+    store.cleanup().await;
+}
+
 /// Two replicas of one member append to one PostgreSQL log at once: one gap-free sequence,
 /// and a tree both extend correctly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1202,6 +1230,16 @@ async fn cli_exports_verifies_proves_and_reconciles() {
     .await;
     let kemlu_key = "certs/ID_GOV_KEMLU/signing.jwk";
 
+    // A member whose gateway never ran has no log to export: nothing is created.
+    let out = simpul(d, &["audit", "export", "--member", "ID:GOV:BP2MI"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("data/audit-ID_GOV_BP2MI.db").exists());
+
     // export → verify
     let out = simpul(
         d,
@@ -1314,6 +1352,21 @@ async fn cli_exports_verifies_proves_and_reconciles() {
     );
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(stdout(&out).contains(&eid), "{}", stdout(&out));
+    // The proof's tree head, kept by the auditor, is extended by the export.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            kemlu_key,
+            "--head",
+            "proof.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("kept tree head"), "{}", stdout(&out));
     let proof = std::fs::read_to_string(d.join("proof.json")).unwrap();
     std::fs::write(
         d.join("bad-proof.json"),
@@ -1375,4 +1428,82 @@ async fn cli_exports_verifies_proves_and_reconciles() {
         ],
     );
     assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_must_extend_the_heads_an_auditor_kept() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = forty(&store, &k).await;
+    let kept = log.latest_tree_head().await.unwrap().unwrap();
+    assert_eq!(kept.tree_size, 40);
+    let text = String::from_utf8(export(&log).await).unwrap();
+    gateway::audit::verify_export_against(
+        Cursor::new(text.clone()),
+        &public(&k),
+        std::slice::from_ref(&kept),
+    )
+    .unwrap();
+
+    // Cut back to 38 records, the heads that covered the rest dropped: consistent in
+    // itself, but shorter than the head the auditor holds.
+    let cut: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let line: gateway::audit::ExportLine = serde_json::from_str(l).unwrap();
+            match line {
+                gateway::audit::ExportLine::Record(r) => r.record.seq < 38,
+                gateway::audit::ExportLine::TreeHead(h) => h.tree_size <= 38,
+                gateway::audit::ExportLine::Header(_) => true,
+            }
+        })
+        .collect();
+    let cut = cut.join("\n");
+    verify_export(Cursor::new(cut.clone()), &public(&k)).unwrap();
+    let f = gateway::audit::verify_export_against(
+        Cursor::new(cut),
+        &public(&k),
+        std::slice::from_ref(&kept),
+    )
+    .unwrap_err();
+    assert_eq!(f.first_bad_seq, Some(38), "{f}");
+
+    // Another history under the same key (the store rewritten, heads re-signed): it
+    // verifies alone, not against the kept head.
+    let other = TestStore::sqlite();
+    let rewritten = other.open(KEMLU, &k).await;
+    for n in 0..40 {
+        let mut r = exchange(n, Role::Consumer, KEMLU, DUKCAPIL);
+        if n == 33 {
+            r.outcome = "forbidden".into();
+        }
+        rewritten.append(r, None).await.unwrap();
+    }
+    rewritten.sign_tree_head().await.unwrap();
+    let again = export(&rewritten).await;
+    verify_export(Cursor::new(again.clone()), &public(&k)).unwrap();
+    let f = gateway::audit::verify_export_against(
+        Cursor::new(again),
+        &public(&k),
+        std::slice::from_ref(&kept),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            f.kind,
+            VerifyFailureKind::RootMismatch { tree_size: 40, .. }
+        ),
+        "{f}"
+    );
+
+    // A kept head signed by another key is refused as such.
+    let stranger = SigningKey::generate(Algorithm::ES256, KEMLU).unwrap();
+    let forged = gateway::audit::tree_head::sign_tree_head(&stranger, 40, &[0u8; 32], 0).unwrap();
+    let f = gateway::audit::verify_export_against(
+        Cursor::new(text),
+        &public(&k),
+        std::slice::from_ref(&forged),
+    )
+    .unwrap_err();
+    assert!(matches!(f.kind, VerifyFailureKind::TreeHead { .. }), "{f}");
 }

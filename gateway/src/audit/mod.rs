@@ -46,7 +46,9 @@ pub use proof::{
 pub use reconcile::{Disagreement, ReconcileError, ReconcileReport, reconcile};
 pub use record::{AuditRecord, NewRecord, Role, StoredEvidence};
 pub use tree_head::{SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, verify_tree_head};
-pub use verify::{VerifyFailure, VerifyFailureKind, VerifyReport, verify_export};
+pub use verify::{
+    VerifyFailure, VerifyFailureKind, VerifyReport, verify_export, verify_export_against,
+};
 
 use merkle::{NodeRef, encode_hash, fold_subtrees, range_subtrees};
 use store::{Store, StoreTarget};
@@ -105,6 +107,20 @@ impl AuditConfig {
         AuditConfig {
             store: Self::default_store(member),
             ..AuditConfig::default()
+        }
+    }
+
+    /// The SQLite file the log lives in, resolved against `base_dir`; `None` for a
+    /// PostgreSQL store (or an `env:` variable that is not set).
+    pub fn sqlite_file(&self, member: &MemberId, base_dir: &Path) -> Option<PathBuf> {
+        let store = if self.store.is_empty() {
+            Self::default_store(member)
+        } else {
+            self.store.clone()
+        };
+        match StoreTarget::resolve(&store, base_dir).ok()? {
+            StoreTarget::Sqlite(path) => Some(path),
+            StoreTarget::Postgres { .. } => None,
         }
     }
 
@@ -399,16 +415,20 @@ impl AuditLog {
 
     /// Inclusion proofs of every record with `exchange_id` (at most
     /// [`MAX_RECORDS_PER_EXCHANGE`]; a gateway that asks itself holds a consumer and a
-    /// provider record of one id). Against `tree_size` if given (at most the committed
-    /// size, and beyond every such record); otherwise against the latest signed tree head,
-    /// signing a fresh one first if that does not cover them — so the proofs always match
-    /// a head an auditor can fetch ([`AuditLog::prove`] returns both together).
+    /// provider record of one id); empty when no record has that id. Against `tree_size`
+    /// if given (at most the committed size, and beyond every such record, else
+    /// [`AuditError::OutOfRange`]); otherwise against the latest signed tree head, signing
+    /// a fresh one first if that does not cover them — so the proofs always match a head an
+    /// auditor can fetch ([`AuditLog::prove`] returns both together).
     pub async fn inclusion_proof(
         &self,
         exchange_id: &str,
         tree_size: Option<u64>,
     ) -> Result<Vec<InclusionProof>, AuditError> {
-        let seqs = self.seqs_of(exchange_id).await?;
+        let seqs = match self.seqs_of(exchange_id).await {
+            Err(AuditError::UnknownExchange(_)) => return Ok(Vec::new()),
+            other => other?,
+        };
         let size = match tree_size {
             Some(n) => {
                 let (committed, _) = self.inner.store.state().await?;
@@ -427,6 +447,7 @@ impl AuditLog {
     /// An inclusion proof bundle for `exchange_id`: its records' proofs and the signed
     /// tree head they are against (the latest, or a freshly signed one if the latest does
     /// not cover them). What `simpul audit prove` writes and `check-proof` checks.
+    /// [`AuditError::UnknownExchange`] when no record has that id.
     pub async fn prove(&self, exchange_id: &str) -> Result<ProofBundle, AuditError> {
         let seqs = self.seqs_of(exchange_id).await?;
         let head = self.covering_head(&seqs).await?;

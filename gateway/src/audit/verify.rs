@@ -97,7 +97,11 @@ pub enum VerifyFailureKind {
         reason: String,
     },
     /// The records do not hash to a signed root: a record was altered.
-    #[error("the records do not hash to the signed root of tree size {tree_size} (records below {verified_size} verified against an earlier head{})", if *exact { "; the altered record is located exactly" } else { "; the altered record is in that stretch" })]
+    #[error("the records do not hash to the signed root of tree size {tree_size}; {}", if *exact {
+        "the altered record is the one that no longer matches its stored leaf hash".to_owned()
+    } else {
+        format!("a record from seq {verified_size} to {} was altered (the stored leaf hashes were rewritten as well, so which one cannot be told)", tree_size.saturating_sub(1))
+    })]
     RootMismatch {
         /// The head's size.
         tree_size: u64,
@@ -134,7 +138,8 @@ pub enum VerifyFailureKind {
 pub struct VerifyFailure {
     /// The smallest seq shown to be bad, when the failure concerns records.
     pub first_bad_seq: Option<u64>,
-    /// The line of the export (1-based) where it was found; 0 at the end of the file.
+    /// The line of the export (1-based) where it was found; 0 when it is not a line: at
+    /// the end of the file, or a kept tree head ([`verify_export_against`]).
     pub line: u64,
     /// What failed.
     #[serde(flatten)]
@@ -145,8 +150,6 @@ impl std::fmt::Display for VerifyFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.line > 0 {
             write!(f, "line {}: ", self.line)?;
-        } else {
-            write!(f, "at the end of the export: ")?;
         }
         write!(f, "{}", self.kind)?;
         if let Some(seq) = self.first_bad_seq {
@@ -303,8 +306,22 @@ impl Pass<'_> {
 
 /// Verifies an export (see the module doc) with the member's public key; no database.
 pub fn verify_export(
+    reader: impl BufRead,
+    key: &VerifyingKey,
+) -> Result<VerifyReport, VerifyFailure> {
+    verify_export_against(reader, key, &[])
+}
+
+/// [`verify_export`], and also that the export extends every head in `kept`: heads the
+/// auditor kept from before (from the admin listener, a proof bundle, an earlier export).
+/// Each must verify with `key`, and its root must equal the root recomputed from the
+/// export's records at its size — so a log rewritten or cut back since then fails even if
+/// whoever holds the store and the key replaced the heads inside the export. Failures
+/// about a kept head have `line` 0.
+pub fn verify_export_against(
     mut reader: impl BufRead,
     key: &VerifyingKey,
+    kept: &[SignedTreeHead],
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut pass = Pass {
         key,
@@ -318,6 +335,25 @@ pub fn verify_export(
         verified_root: None,
         pending: BTreeMap::new(),
     };
+    for head in kept {
+        let (payload, root) = verify_tree_head(head, key).map_err(|e| {
+            pass.fail(
+                None,
+                VerifyFailureKind::TreeHead {
+                    tree_size: head.tree_size,
+                    reason: format!("a kept tree head: {e}"),
+                },
+            )
+        })?;
+        if payload.tree_size == 0 {
+            pass.check_root(0, root, 0)?;
+        } else {
+            pass.pending
+                .entry(payload.tree_size)
+                .or_default()
+                .push((0, root));
+        }
+    }
     let key_member = key.kid().split_once('#').map_or(key.kid(), |(m, _)| m);
     let mut buf = Vec::new();
     loop {
