@@ -386,6 +386,11 @@ impl Federation {
     }
 }
 
+/// A local-face body asking about `nik` for citizen protection.
+pub fn citizen_protection(nik: &str) -> Value {
+    json!({"purpose": "citizen-protection", "query": {"nik": nik}})
+}
+
 /// The problem document of a refusal, after checking its media type, status and code.
 #[track_caller]
 pub fn assert_problem(reply: &Reply, status: u16, code: &str) -> Problem {

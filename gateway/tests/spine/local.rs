@@ -7,16 +7,17 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn profile_query(nik: &str) -> Value {
-    json!({"purpose": "citizen-protection", "query": {"nik": nik}})
-}
-
 #[tokio::test]
 async fn local_query_returns_the_verified_answer_with_its_evidence() {
     let f = Federation::start().await;
     let nik = f.population.sample_in_all_four().to_owned();
     let reply = f
-        .local_query(PEDULI, KEMLU, "citizenship.status", profile_query(&nik))
+        .local_query(
+            PEDULI,
+            KEMLU,
+            "citizenship.status",
+            citizen_protection(&nik),
+        )
         .await;
     assert_eq!(
         reply.status,
@@ -57,7 +58,7 @@ async fn federated_lookup_answers_all_four_parts() {
             PEDULI,
             KEMLU,
             "person.protection-profile",
-            profile_query(f.population.sample_in_all_four()),
+            citizen_protection(f.population.sample_in_all_four()),
         )
         .await;
     assert_eq!(
@@ -87,7 +88,7 @@ async fn federated_lookup_for_a_person_only_dukcapil_knows() {
             PEDULI,
             KEMLU,
             "person.protection-profile",
-            profile_query(f.population.sample_dukcapil_only()),
+            citizen_protection(f.population.sample_dukcapil_only()),
         )
         .await;
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -115,7 +116,7 @@ async fn federated_lookup_with_one_provider_stopped_returns_the_other_three() {
             PEDULI,
             KEMLU,
             "person.protection-profile",
-            profile_query(f.population.sample_in_all_four()),
+            citizen_protection(f.population.sample_in_all_four()),
         )
         .await;
     assert_eq!(
@@ -145,7 +146,7 @@ async fn federated_lookup_with_an_invalid_nik_is_refused_before_any_exchange() {
             PEDULI,
             KEMLU,
             "person.protection-profile",
-            profile_query("3171013102900001"),
+            citizen_protection("3171013102900001"),
         )
         .await;
     let p = assert_problem(&reply, 400, "invalid-query");
@@ -168,7 +169,7 @@ async fn federated_lookup_for_another_purpose_is_refused_with_403() {
 #[tokio::test]
 async fn local_face_refuses_callers_that_are_not_its_members_subsystems() {
     let f = Federation::start().await;
-    let body = profile_query(f.population.sample_in_all_four());
+    let body = citizen_protection(f.population.sample_in_all_four());
     // Another member's subsystem.
     assert_problem(
         &f.local_query(SISKOP2MI, KEMLU, "citizenship.status", body.clone())
@@ -206,8 +207,13 @@ async fn local_face_checks_the_grant_before_asking_and_relays_provider_refusals(
     );
     // Unknown contract.
     assert_problem(
-        &f.local_query(PEDULI, KEMLU, "no.such", profile_query("3171011701900001"))
-            .await,
+        &f.local_query(
+            PEDULI,
+            KEMLU,
+            "no.such",
+            citizen_protection("3171011701900001"),
+        )
+        .await,
         404,
         "unknown-contract",
     );
@@ -232,7 +238,7 @@ async fn local_query_to_a_provider_with_a_missing_database_relays_503_with_the_p
             PEDULI,
             KEMLU,
             "citizenship.status",
-            profile_query(f.population.sample_in_all_four()),
+            citizen_protection(f.population.sample_in_all_four()),
         )
         .await;
     let p = assert_problem(&reply, 503, "provider-unavailable");

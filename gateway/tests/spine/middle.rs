@@ -401,7 +401,7 @@ async fn breaker_fails_fast_while_a_provider_is_down_and_closes_after_a_probe() 
     })
     .await;
     let nik = f.population.sample_in_all_four().to_owned();
-    let body = json!({"purpose": "citizen-protection", "query": {"nik": nik}});
+    let body = citizen_protection(&nik);
     f.stop(BP2MI).await;
     for _ in 0..3 {
         let p = assert_problem(

@@ -43,16 +43,17 @@ async fn records_of(f: &Federation, member: &str, auditor: &str, exchange_id: &s
         .collect()
 }
 
-fn query(nik: &str) -> Value {
-    json!({"purpose": "citizen-protection", "query": {"nik": nik}})
-}
-
 #[tokio::test]
 async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash() {
     let f = Federation::start().await;
     let nik = f.population.sample_in_all_four().to_owned();
     let reply = f
-        .local_query(PEDULI, KEMLU, "citizenship.status", query(&nik))
+        .local_query(
+            PEDULI,
+            KEMLU,
+            "citizenship.status",
+            citizen_protection(&nik),
+        )
         .await;
     assert_eq!(
         reply.status,
@@ -198,7 +199,12 @@ async fn no_personal_identifier_appears_in_clear_in_any_audit_store() {
     ];
     for nik in &niks {
         let r = f
-            .local_query(PEDULI, KEMLU, "person.protection-profile", query(nik))
+            .local_query(
+                PEDULI,
+                KEMLU,
+                "person.protection-profile",
+                citizen_protection(nik),
+            )
             .await;
         assert_eq!(r.status, 200);
         // And a refused one, whose query never reached a provider.
