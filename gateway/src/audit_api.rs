@@ -15,9 +15,10 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use crate::audit::{AuditError, SignedTreeHead};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem};
+use audit::SignedTreeHead;
+use audit_store::AuditError;
 
 fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
     query

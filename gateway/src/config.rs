@@ -332,7 +332,7 @@ pub struct MemberConfig {
     pub admin: Option<AdminConfig>,
     /// The audit log; by default a SQLite file `data/audit-<member>.db`.
     #[serde(default)]
-    pub audit: Option<crate::audit::AuditConfig>,
+    pub audit: Option<audit_store::AuditConfig>,
     /// Contracts it provides.
     #[serde(default)]
     pub provides: Vec<Provision>,
@@ -364,10 +364,10 @@ impl MemberConfig {
     }
 
     /// The audit log's configuration, with the defaults when none is set.
-    pub fn audit_config(&self) -> crate::audit::AuditConfig {
+    pub fn audit_config(&self) -> audit_store::AuditConfig {
         self.audit
             .clone()
-            .unwrap_or_else(|| crate::audit::AuditConfig::for_member(&self.id))
+            .unwrap_or_else(|| audit_store::AuditConfig::for_member(&self.id))
     }
 
     /// Full ids of its subsystems.

@@ -14,13 +14,13 @@ use contracts::{
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::audit::Role;
 use crate::client::CallError;
 use crate::gateway::Gateway;
 use crate::metrics::count;
-use crate::middle::breaker::{Admission, Breaker};
-use crate::middle::rate::RateDecision;
 use crate::record::{Seen, outcome_of, record};
+use audit::Role;
+use limits::breaker::{Admission, Breaker};
+use limits::rate::RateDecision;
 
 /// How long a request this gateway signs stays valid.
 pub const REQUEST_VALIDITY_S: i64 = 60;

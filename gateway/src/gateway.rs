@@ -17,16 +17,16 @@ use contracts::{
 };
 use rustls::ServerConfig;
 
-use crate::audit::AuditLog;
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, Config, FederatedContract, RateBackend};
 use crate::metrics::{ContractCounters, Labels};
-use crate::middle::breaker::Breaker;
-use crate::middle::bulkhead::Bulkhead;
-use crate::middle::cache::ResponseCache;
-use crate::middle::rate::{LocalLimits, RateLimits};
-use crate::middle::replay::ReplayWindow;
 use crate::tls::{self, TlsError};
+use audit_store::AuditLog;
+use limits::breaker::Breaker;
+use limits::bulkhead::Bulkhead;
+use limits::cache::ResponseCache;
+use limits::rate::{LocalLimits, RateLimits};
+use limits::replay::ReplayWindow;
 
 /// How long an exchange id is remembered: a request is acceptable while `iat` is within the
 /// clock skew of now, on either side, so one id can be presented for twice the skew.
@@ -326,9 +326,15 @@ impl Gateway {
                     })?,
                     None => url.to_owned(),
                 };
-                RateLimits::redis(&url, &mc.limits.redis_prefix, member, &rates).map_err(|e| {
-                    StartError::Inconsistent(format!("{}: limits.{e}", config.source))
-                })?
+                let backend_errors = metrics::counter!("simpul_rate_backend_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone());
+                RateLimits::redis(
+                    &url,
+                    &mc.limits.redis_prefix,
+                    member,
+                    &rates,
+                    backend_errors,
+                )
+                .map_err(|e| StartError::Inconsistent(format!("{}: limits.{e}", config.source)))?
             }
         };
 
@@ -360,7 +366,11 @@ impl Gateway {
             audit,
             replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
             rates,
-            cache: ResponseCache::new(mc.cache.max_entries, mc.cache.max_bytes, labels.clone()),
+            cache: ResponseCache::new(
+                mc.cache.max_entries,
+                mc.cache.max_bytes,
+                metrics::counter!("simpul_cache_evictions_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+            ),
             breakers,
             labels,
             admin: mc.admin.clone(),

@@ -6,7 +6,6 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
-pub mod audit;
 pub mod audit_api;
 pub mod client;
 pub mod config;
@@ -19,7 +18,6 @@ pub mod gateway;
 pub mod http;
 pub mod local;
 pub mod metrics;
-pub mod middle;
 pub mod pki;
 pub mod record;
 pub mod seed;

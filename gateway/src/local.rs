@@ -9,12 +9,12 @@ use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
-use crate::audit::Role;
 use crate::consumer::ask;
 use crate::fanout::fan_out;
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
 use crate::record::{Seen, outcome_of, record};
+use audit::Role;
 
 /// Handles `POST /v1/query/{id}/{version}`.
 pub async fn handle(

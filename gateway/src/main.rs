@@ -692,7 +692,7 @@ async fn audit_cmd(config_path: Option<&Path>, command: AuditCommand) -> Result<
 async fn open_audit_log(
     config: &Config,
     member: &MemberId,
-) -> Result<gateway::audit::AuditLog, String> {
+) -> Result<audit_store::AuditLog, String> {
     let mc = config
         .member(member)
         .ok_or_else(|| format!("--member {member}: not a member in {}", config.source))?;
@@ -711,7 +711,7 @@ async fn open_audit_log(
     let pem = std::fs::read(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let key = contracts::SigningKey::from_pem(contracts::Algorithm::ES256, member.as_str(), &pem)
         .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    gateway::audit::AuditLog::open(&audit, &config.base_dir, member, Arc::new(key))
+    audit_store::AuditLog::open(&audit, &config.base_dir, member, Arc::new(key))
         .await
         .map_err(|e| e.to_string())
 }
@@ -740,7 +740,7 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
 
 /// Reads a kept tree head: a head object, or any object with one under `tree_head` (a
 /// proof bundle).
-fn read_tree_head(path: &Path) -> Result<gateway::audit::SignedTreeHead, String> {
+fn read_tree_head(path: &Path) -> Result<audit::SignedTreeHead, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
@@ -763,7 +763,7 @@ fn audit_verify(
         .map(|p| read_tree_head(p))
         .collect::<Result<Vec<_>, _>>()?;
     let reader = open_export(export)?;
-    let result = gateway::audit::verify_export_against(reader, &key, &kept);
+    let result = audit::verify_export_against(reader, &key, &kept);
     if json {
         print_json(&match &result {
             Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -811,9 +811,9 @@ fn audit_verify(
 fn audit_check_proof(proof: &Path, key: &Path, json: bool) -> Result<ExitCode, String> {
     let key = read_verifying_key(key)?;
     let text = std::fs::read(proof).map_err(|e| format!("{}: {e}", proof.display()))?;
-    let result = serde_json::from_slice::<gateway::audit::ProofBundle>(&text)
-        .map_err(|e| gateway::audit::ProofFailure::Malformed(e.to_string()))
-        .and_then(|bundle| gateway::audit::check_proof_bundle(&bundle, &key));
+    let result = serde_json::from_slice::<audit::ProofBundle>(&text)
+        .map_err(|e| audit::ProofFailure::Malformed(e.to_string()))
+        .and_then(|bundle| audit::check_proof_bundle(&bundle, &key));
     if json {
         print_json(&match &result {
             Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -853,14 +853,13 @@ fn audit_reconcile(
     to: Option<i64>,
     json: bool,
 ) -> Result<ExitCode, String> {
-    let report =
-        gateway::audit::reconcile(open_export(a)?, open_export(b)?, from, to).map_err(|e| {
-            let (which, path) = match &e {
-                gateway::audit::ReconcileError::Read { which: 'B', .. } => ("B", b),
-                _ => ("A", a),
-            };
-            format!("{which} = {}: {e}", path.display())
-        })?;
+    let report = audit::reconcile(open_export(a)?, open_export(b)?, from, to).map_err(|e| {
+        let (which, path) = match &e {
+            audit::ReconcileError::Read { which: 'B', .. } => ("B", b),
+            _ => ("A", a),
+        };
+        format!("{which} = {}: {e}", path.display())
+    })?;
     if json {
         print_json(&serde_json::to_value(&report).map_err(|e| e.to_string())?)?;
     } else {
@@ -916,7 +915,7 @@ fn audit_reconcile(
     })
 }
 
-fn describe_record(r: &gateway::audit::AuditRecord) -> String {
+fn describe_record(r: &audit::AuditRecord) -> String {
     format!(
         "seq {} {} {} {} → {} {}/{} for {}: {} (request {})",
         r.seq,

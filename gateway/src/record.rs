@@ -7,8 +7,8 @@ use contracts::canonical::sha256_b64url;
 use contracts::{ContractRef, Problem, ProblemCode};
 use serde_json::Value;
 
-use crate::audit::{NewRecord, Role, StoredEvidence};
 use crate::gateway::Gateway;
+use audit::{NewRecord, Role, StoredEvidence};
 
 /// What one side saw of one exchange.
 pub(crate) struct Seen<'a> {

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::gateway::{Gateway, Provided};
 
-use crate::middle::cache::ResponseCache;
+use limits::cache::ResponseCache;
 
 pub(super) async fn answer(
     gw: &Gateway,

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use contracts::{ExchangeRequest, Problem, ProblemCode};
 
 use crate::gateway::Gateway;
-use crate::middle::rate::RateDecision;
-use crate::middle::replay::ReplayRefusal;
+use limits::rate::RateDecision;
+use limits::replay::ReplayRefusal;
 
 pub(super) fn check_replay(gw: &Gateway, request: &ExchangeRequest) -> Result<(), Problem> {
     // verify_signature has checked the id is a UUID.

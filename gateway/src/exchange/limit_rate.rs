@@ -5,7 +5,7 @@ use contracts::{ExchangeRequest, Problem, ProblemCode};
 
 use crate::gateway::{Gateway, Provided};
 use crate::metrics::count;
-use crate::middle::rate::RateDecision;
+use limits::rate::RateDecision;
 
 pub(super) async fn limit_rate(
     gw: &Gateway,

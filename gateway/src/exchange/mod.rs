@@ -23,11 +23,11 @@ use http::HeaderMap;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::audit::Role;
 use crate::fault::{Check, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
 use crate::record::{Seen, outcome_of, record};
+use audit::Role;
 
 /// What the pipeline read before it answered or refused: the audit record is made of it.
 struct Read {

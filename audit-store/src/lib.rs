@@ -1,12 +1,13 @@
-//! The tamper-evident audit log (PROTOCOL.md §5): one record per exchange, on both sides,
-//! durable before the answer is released; the records are the leaves of an RFC 9162
+//! The running audit log (PROTOCOL.md §5) and its storage: one record per exchange, on both
+//! sides, durable before the answer is released; the records are the leaves of an RFC 9162
 //! Merkle tree whose heads the member key signs, so an auditor holding only the member's
 //! public key can check inclusion and append-only growth offline.
 //!
-//! - [`AuditLog`] appends (group commit: concurrent appends share one transaction and one
-//!   disk sync), signs tree heads, and serves proofs, records, evidence and exports;
-//! - [`merkle`] is the tree math, [`verify`], [`proof`] and [`reconcile`] the auditor's
-//!   side, none of which touches a store.
+//! [`AuditLog`] appends (group commit: concurrent appends share one transaction and one
+//! disk sync), signs tree heads, deletes old evidence, and serves proofs, records, evidence
+//! and exports, over an embedded SQLite file or a PostgreSQL database shared by replicas.
+//! The tree math, the record and the auditor's offline checks are the `audit` crate, which
+//! touches no store.
 //!
 //! Memory is bounded whatever the log's size: the writer keeps the tree's right edge (at
 //! most 64 hashes) and the batch being committed (at most `batch_max` records, whose
@@ -14,20 +15,20 @@
 //! ranges and verification stream in chunks of at most 1,000 records (10,000 for
 //! [`AuditLog::records`]).
 
-pub mod export;
-pub mod merkle;
-pub mod proof;
-pub mod reconcile;
-pub mod record;
+mod export;
 mod store;
-pub mod tree_head;
-pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use audit::merkle::{self, NodeRef, encode_hash, fold_subtrees, range_subtrees};
+use audit::tree_head;
+use audit::{
+    AuditRecord, ConsistencyProof, Hash, InclusionProof, NewRecord, PROOF_FORMAT, ProofBundle,
+    ProofError, SignedTreeHead, StoredEvidence, empty_root,
+};
 use aws_lc_rs::hmac;
 use contracts::canonical::{b64url, canonical_json};
 use contracts::{JwsError, MemberId, SigningKey};
@@ -35,22 +36,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-pub use export::{EXPORT_FORMAT, ExportHeader, ExportLine, ExportedRecord};
-pub use merkle::{
-    Hash, ProofError, empty_root, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
-};
-pub use proof::{
-    ConsistencyProof, InclusionProof, PROOF_FORMAT, ProofBundle, ProofFailure, ProofReport,
-    check_consistency_proof, check_inclusion_proof, check_proof_bundle,
-};
-pub use reconcile::{Disagreement, ReconcileError, ReconcileReport, reconcile};
-pub use record::{AuditRecord, NewRecord, Role, StoredEvidence};
-pub use tree_head::{SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, verify_tree_head};
-pub use verify::{
-    VerifyFailure, VerifyFailureKind, VerifyReport, verify_export, verify_export_against,
-};
-
-use merkle::{NodeRef, encode_hash, fold_subtrees, range_subtrees};
 use store::{Store, StoreTarget};
 
 /// Most records [`AuditLog::records`] returns per call.

@@ -30,9 +30,9 @@ use std::io::BufRead;
 use contracts::VerifyingKey;
 use serde::Serialize;
 
-use super::export::{EXPORT_FORMAT, ExportLine, read_line};
-use super::merkle::{Frontier, Hash, decode_hash, encode_hash, leaf_hash};
-use super::tree_head::{SignedTreeHead, verify_tree_head};
+use crate::export::{EXPORT_FORMAT, ExportLine, read_line};
+use crate::merkle::{Frontier, Hash, decode_hash, encode_hash, leaf_hash};
+use crate::tree_head::{SignedTreeHead, verify_tree_head};
 
 /// Most tree heads held while waiting for the records they cover.
 const MAX_PENDING_HEADS: usize = 10_000;
@@ -263,7 +263,7 @@ impl Pass<'_> {
         Ok(())
     }
 
-    fn record(&mut self, line: super::export::ExportedRecord) -> Result<(), VerifyFailure> {
+    fn record(&mut self, line: crate::export::ExportedRecord) -> Result<(), VerifyFailure> {
         let expected = self.recomputed.size();
         let seq = line.record.seq;
         if seq != expected {

@@ -1,26 +1,21 @@
-//! The audit core and the auditor's tools (PROTOCOL.md §5, docs/AUDIT.md): the Merkle tree
-//! cross-checked against ct-merkle and RFC 9162's edge cases; the log on real SQLite files,
-//! and on the real PostgreSQL when `SIMPUL_TEST_POSTGRES_URL` names it — durable, gap-free
-//! group commits; tampering found by `verify_export` with the first bad seq; proofs;
-//! evidence; reconcile; and the `simpul audit` commands.
+//! The audit log on real SQLite files, and on the real PostgreSQL when
+//! `SIMPUL_TEST_POSTGRES_URL` names it: durable, gap-free group commits; tampering found by
+//! `verify_export` with the first bad seq; proofs; evidence; reconcile; replicas sharing one
+//! store.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use audit::merkle;
+use audit::{
+    NewRecord, ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind,
+    check_consistency_proof, check_proof_bundle, reconcile, verify_export,
+};
+use audit_store::{AuditConfig, AuditError, AuditLog};
 use contracts::canonical::{b64url, sha256, sha256_b64url};
 use contracts::{Algorithm, MemberId, SigningKey, VerifyingKey};
-use gateway::audit::merkle::{
-    self, Hash, consistency_path_in_memory, inclusion_path_in_memory, leaf_hash_of_bytes,
-};
-use gateway::audit::{
-    AuditConfig, AuditError, AuditLog, NewRecord, ProofFailure, Role, SignedTreeHead,
-    StoredEvidence, VerifyFailureKind, check_consistency_proof, check_proof_bundle, reconcile,
-    verify_export,
-};
 use serde_json::json;
-use sha2::Sha256;
 use sqlx::Executor;
 
 const KEMLU: &str = "ID:GOV:KEMLU";
@@ -63,200 +58,6 @@ fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
 
 fn exchange_id(n: u64) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
-}
-
-// ---------------------------------------------------------------------------------------
-// The Merkle tree: ct-merkle and RFC 9162.
-
-type Reference = ct_merkle::mem_backed_tree::MemoryBackedTree<Sha256, Vec<u8>>;
-
-fn leaf_value(i: u64) -> Vec<u8> {
-    format!("leaf {i}").into_bytes()
-}
-
-fn leaves(n: u64) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash_of_bytes(&leaf_value(i))).collect()
-}
-
-fn reference(n: u64) -> Reference {
-    let mut t = Reference::new();
-    for i in 0..n {
-        t.push(leaf_value(i));
-    }
-    t
-}
-
-fn flat(path: &[Hash]) -> Vec<u8> {
-    path.concat()
-}
-
-fn ref_root(h: &Hash, n: u64) -> ct_merkle::RootHash<Sha256> {
-    ct_merkle::RootHash::new(
-        ct_merkle::digest::Output::<Sha256>::try_from(&h[..]).unwrap(),
-        n,
-    )
-}
-
-/// Sizes around every power of two up to 2^10, and a few others.
-fn interesting_sizes() -> Vec<u64> {
-    let mut s: Vec<u64> = (1..=70).collect();
-    for p in 7..=10 {
-        let two = 1u64 << p;
-        s.extend([two - 1, two, two + 1]);
-    }
-    s.extend([100, 333, 1000]);
-    s.sort_unstable();
-    s.dedup();
-    s
-}
-
-#[test]
-fn roots_match_ct_merkle_for_many_sizes() {
-    let all = leaves(1025);
-    let mut t = Reference::new();
-    for n in 1..=1025u64 {
-        t.push(leaf_value(n - 1));
-        assert_eq!(
-            merkle::root(&all[..n as usize]).as_slice(),
-            t.root().as_bytes().as_slice(),
-            "size {n}"
-        );
-    }
-}
-
-#[test]
-fn inclusion_proofs_match_ct_merkle_and_verify_both_ways() {
-    let all = leaves(1025);
-    for n in interesting_sizes() {
-        let t = reference(n);
-        let root = merkle::root(&all[..n as usize]);
-        assert_eq!(root.as_slice(), t.root().as_bytes().as_slice());
-        let indices: Vec<u64> = if n <= 70 {
-            (0..n).collect()
-        } else {
-            vec![0, 1, n / 3, n / 2, n - 2, n - 1]
-        };
-        for i in indices {
-            let mine = inclusion_path_in_memory(&all[..n as usize], i).unwrap();
-            let theirs = t.prove_inclusion(i as usize);
-            assert_eq!(flat(&mine), theirs.as_bytes(), "size {n} leaf {i}");
-            merkle::verify_inclusion(&all[i as usize], i, n, &mine, &root).unwrap();
-            let from_mine =
-                ct_merkle::InclusionProof::<Sha256>::try_from_bytes(flat(&mine)).unwrap();
-            t.root()
-                .verify_inclusion(&leaf_value(i), i, &from_mine)
-                .unwrap();
-        }
-    }
-}
-
-#[test]
-fn consistency_proofs_match_ct_merkle_and_verify_both_ways() {
-    let all = leaves(1025);
-    for n in interesting_sizes() {
-        let t = reference(n);
-        let second_root = merkle::root(&all[..n as usize]);
-        let firsts: Vec<u64> = if n <= 70 {
-            (1..=n).collect()
-        } else {
-            vec![1, 2, 3, n / 2, n / 2 + 1, n - 1, n]
-        };
-        for m in firsts {
-            let first_root = merkle::root(&all[..m as usize]);
-            let mine = consistency_path_in_memory(&all[..n as usize], m).unwrap();
-            let theirs = t.prove_consistency((n - m) as usize);
-            assert_eq!(flat(&mine), theirs.as_bytes(), "sizes {m} → {n}");
-            merkle::verify_consistency(m, n, &first_root, &second_root, &mine).unwrap();
-            let from_mine =
-                ct_merkle::ConsistencyProof::<Sha256>::try_from_bytes(flat(&mine)).unwrap();
-            ref_root(&second_root, n)
-                .verify_consistency(&ref_root(&first_root, m), &from_mine)
-                .unwrap();
-        }
-    }
-}
-
-#[test]
-fn rfc9162_edge_cases() {
-    // The empty tree's root is SHA-256 of the empty string.
-    assert_eq!(
-        hex(&merkle::root(&[])),
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-    );
-    assert_eq!(merkle::empty_root(), sha256(b""));
-    // One leaf: the root is the leaf hash, SHA-256(0x00 ‖ leaf), and the path is empty.
-    let one = leaf_hash_of_bytes(b"");
-    assert_eq!(
-        hex(&one),
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
-    );
-    assert_eq!(merkle::root(&[one]), one);
-    assert!(inclusion_path_in_memory(&[one], 0).unwrap().is_empty());
-    merkle::verify_inclusion(&one, 0, 1, &[], &one).unwrap();
-    // Two leaves: SHA-256(0x01 ‖ l0 ‖ l1).
-    let two = leaves(2);
-    let mut buf = vec![1u8];
-    buf.extend_from_slice(&two[0]);
-    buf.extend_from_slice(&two[1]);
-    assert_eq!(merkle::root(&two), sha256(&buf));
-    // Consistency from the empty tree and to the same size: empty paths.
-    let all = leaves(9);
-    let r9 = merkle::root(&all);
-    merkle::verify_consistency(0, 9, &merkle::empty_root(), &r9, &[]).unwrap();
-    merkle::verify_consistency(9, 9, &r9, &r9, &[]).unwrap();
-    // Powers of two ± 1 on both sides of a consistency proof.
-    let all = leaves(257);
-    for (m, n) in [
-        (1, 2),
-        (2, 3),
-        (3, 4),
-        (4, 5),
-        (7, 8),
-        (8, 9),
-        (15, 17),
-        (127, 129),
-        (128, 256),
-        (255, 257),
-    ] {
-        let path = consistency_path_in_memory(&all[..n], m as u64).unwrap();
-        merkle::verify_consistency(
-            m as u64,
-            n as u64,
-            &merkle::root(&all[..m]),
-            &merkle::root(&all[..n]),
-            &path,
-        )
-        .unwrap();
-    }
-}
-
-#[test]
-fn wrong_proofs_are_refused() {
-    let all = leaves(13);
-    let root = merkle::root(&all);
-    let path = inclusion_path_in_memory(&all, 5).unwrap();
-    // Another leaf, another index, another size, a changed or shortened path.
-    assert!(merkle::verify_inclusion(&all[6], 5, 13, &path, &root).is_err());
-    assert!(merkle::verify_inclusion(&all[5], 4, 13, &path, &root).is_err());
-    assert!(merkle::verify_inclusion(&all[5], 5, 8, &path, &root).is_err());
-    assert!(merkle::verify_inclusion(&all[5], 13, 13, &path, &root).is_err());
-    let mut bad = path.clone();
-    bad[1][0] ^= 1;
-    assert!(merkle::verify_inclusion(&all[5], 5, 13, &bad, &root).is_err());
-    assert!(merkle::verify_inclusion(&all[5], 5, 13, &path[1..], &root).is_err());
-    // A consistency proof does not hold for an altered prefix or swapped roots.
-    let c = consistency_path_in_memory(&all, 6).unwrap();
-    let r6 = merkle::root(&all[..6]);
-    merkle::verify_consistency(6, 13, &r6, &root, &c).unwrap();
-    let mut altered = all.clone();
-    altered[2][0] ^= 1;
-    assert!(merkle::verify_consistency(6, 13, &merkle::root(&altered[..6]), &root, &c).is_err());
-    assert!(merkle::verify_consistency(6, 13, &root, &r6, &c).is_err());
-    assert!(merkle::verify_consistency(13, 6, &root, &r6, &c).is_err());
-}
-
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -441,12 +242,12 @@ async fn forty(store: &TestStore, k: &Arc<SigningKey>) -> AuditLog {
 
 fn tree_head_of(line: &str) -> SignedTreeHead {
     match serde_json::from_str(line).unwrap() {
-        gateway::audit::ExportLine::TreeHead(h) => h,
+        audit::ExportLine::TreeHead(h) => h,
         other => panic!("not a tree head: {other:?}"),
     }
 }
 
-fn failure(log_export: Vec<u8>, k: &SigningKey) -> gateway::audit::VerifyFailure {
+fn failure(log_export: Vec<u8>, k: &SigningKey) -> audit::VerifyFailure {
     verify_export(Cursor::new(log_export), &public(k)).expect_err("the export must not verify")
 }
 
@@ -577,10 +378,8 @@ async fn a_forged_tree_head_is_refused(store: &TestStore) {
 
     // The same tree head signed by another key of the same member.
     let other = SigningKey::generate(Algorithm::ES256, KEMLU).unwrap();
-    let forged =
-        gateway::audit::tree_head::sign_tree_head(&other, 40, &root, genuine.timestamp).unwrap();
-    let line =
-        serde_json::to_string(&gateway::audit::ExportLine::TreeHead(forged.clone())).unwrap();
+    let forged = audit::tree_head::sign_tree_head(&other, 40, &root, genuine.timestamp).unwrap();
+    let line = serde_json::to_string(&audit::ExportLine::TreeHead(forged.clone())).unwrap();
     let f = failure(text.replace(&last, &line).into_bytes(), &k);
     assert!(
         matches!(f.kind, VerifyFailureKind::TreeHead { tree_size: 40, .. }),
@@ -596,7 +395,7 @@ async fn a_forged_tree_head_is_refused(store: &TestStore) {
         jws: format!("{genuine_header}.{payload}.{signature}"),
         ..forged
     };
-    let line = serde_json::to_string(&gateway::audit::ExportLine::TreeHead(relabelled)).unwrap();
+    let line = serde_json::to_string(&audit::ExportLine::TreeHead(relabelled)).unwrap();
     let f = failure(text.replace(&last, &line).into_bytes(), &k);
     assert!(
         matches!(f.kind, VerifyFailureKind::TreeHead { tree_size: 40, .. }),
@@ -683,7 +482,7 @@ async fn inclusion_and_consistency_proofs_verify_offline(store: &TestStore) {
         .collect();
     let root_of = |size: u64| {
         let h = heads.iter().find(|h| h.tree_size == size).unwrap();
-        gateway::audit::verify_tree_head(h, &public(&k)).unwrap().1
+        audit::verify_tree_head(h, &public(&k)).unwrap().1
     };
     for (first, second) in [(20, 41), (20, 40), (40, 41), (41, 41)] {
         let proof = log.consistency_proof(first, second).await.unwrap();
@@ -1155,281 +954,6 @@ async fn postgres_two_replicas_share_one_log() {
     store.cleanup().await;
 }
 
-// ---------------------------------------------------------------------------------------
-// The `simpul audit` commands.
-
-fn simpul(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_simpul"))
-        .current_dir(dir)
-        .args(args)
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The demo configuration in `dir` (catalog from the repository) with its PKI.
-fn demo(dir: &Path) -> gateway::config::Config {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let text = std::fs::read_to_string(repo.join("config.toml"))
-        .unwrap()
-        .replace(
-            "catalog = \"contracts/catalog\"",
-            &format!(
-                "catalog = {:?}",
-                repo.join("contracts/catalog").display().to_string()
-            ),
-        );
-    std::fs::write(dir.join("config.toml"), text).unwrap();
-    let out = simpul(dir, &["pki", "init"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    gateway::config::Config::load(&dir.join("config.toml")).unwrap()
-}
-
-/// Appends records to `member`'s configured log as its gateway would.
-async fn fill(config: &gateway::config::Config, member: &str, records: Vec<NewRecord>) {
-    let m = id(member);
-    let pem = std::fs::read(config.pki_layout().signing_key(&m)).unwrap();
-    let key = Arc::new(SigningKey::from_pem(Algorithm::ES256, member, &pem).unwrap());
-    let mc = config.member(&m).unwrap();
-    let log = AuditLog::open(&mc.audit_config(), &config.base_dir, &m, key)
-        .await
-        .unwrap();
-    for r in records {
-        log.append(r, None).await.unwrap();
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_exports_verifies_proves_and_reconciles() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let config = demo(d);
-    fill(
-        &config,
-        KEMLU,
-        (0..30)
-            .map(|n| exchange(n, Role::Consumer, KEMLU, DUKCAPIL))
-            .collect(),
-    )
-    .await;
-    fill(
-        &config,
-        DUKCAPIL,
-        (0..30)
-            .map(|n| exchange(n, Role::Provider, DUKCAPIL, KEMLU))
-            .collect(),
-    )
-    .await;
-    let kemlu_key = "certs/ID_GOV_KEMLU/signing.jwk";
-
-    // A member whose gateway never ran has no log to export: nothing is created.
-    let out = simpul(d, &["audit", "export", "--member", "ID:GOV:BP2MI"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!d.join("data/audit-ID_GOV_BP2MI.db").exists());
-
-    // export → verify
-    let out = simpul(
-        d,
-        &["audit", "export", "--member", KEMLU, "--out", "kemlu.jsonl"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "export",
-            "--member",
-            DUKCAPIL,
-            "--out",
-            "dukcapil.jsonl",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = simpul(d, &["audit", "verify", "kemlu.jsonl", "--key", kemlu_key]);
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
-    assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "verify",
-            "kemlu.jsonl",
-            "--key",
-            kemlu_key,
-            "--json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["ok"], true);
-    assert_eq!(v["report"]["verified_size"], 30);
-    // The other member's key does not verify Kemlu's log.
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "verify",
-            "kemlu.jsonl",
-            "--key",
-            "certs/ID_GOV_DUKCAPIL/signing.jwk",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-
-    // An altered record: exit 1, naming its seq.
-    let text = std::fs::read_to_string(d.join("kemlu.jsonl")).unwrap();
-    let altered = text.replacen(
-        &format!("\"exchange_id\":\"{}\"", exchange_id(17)),
-        &format!("\"exchange_id\":\"{}\"", exchange_id(99)),
-        1,
-    );
-    assert_ne!(altered, text);
-    std::fs::write(d.join("altered.jsonl"), altered).unwrap();
-    let out = simpul(d, &["audit", "verify", "altered.jsonl", "--key", kemlu_key]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("first bad seq: 17"),
-        "{}",
-        stdout(&out)
-    );
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "verify",
-            "altered.jsonl",
-            "--key",
-            kemlu_key,
-            "--json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["failure"]["first_bad_seq"], 17);
-
-    // prove → check-proof, and a tampered proof fails.
-    let eid = exchange_id(12);
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "prove",
-            &eid,
-            "--member",
-            KEMLU,
-            "--out",
-            "proof.json",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = simpul(
-        d,
-        &["audit", "check-proof", "proof.json", "--key", kemlu_key],
-    );
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains(&eid), "{}", stdout(&out));
-    // The proof's tree head, kept by the auditor, is extended by the export.
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "verify",
-            "kemlu.jsonl",
-            "--key",
-            kemlu_key,
-            "--head",
-            "proof.json",
-        ],
-    );
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("kept tree head"), "{}", stdout(&out));
-    let proof = std::fs::read_to_string(d.join("proof.json")).unwrap();
-    std::fs::write(
-        d.join("bad-proof.json"),
-        proof.replace("\"ok\"", "\"forbidden\""),
-    )
-    .unwrap();
-    let out = simpul(
-        d,
-        &["audit", "check-proof", "bad-proof.json", "--key", kemlu_key],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
-
-    // reconcile: clean, then with one exchange removed from Dukcapil's export.
-    let out = simpul(d, &["audit", "reconcile", "kemlu.jsonl", "dukcapil.jsonl"]);
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert!(
-        stdout(&out).contains("30 exchange(s) agree"),
-        "{}",
-        stdout(&out)
-    );
-    let dukcapil = std::fs::read_to_string(d.join("dukcapil.jsonl")).unwrap();
-    let without: Vec<&str> = dukcapil
-        .lines()
-        .filter(|l| !l.contains(&exchange_id(21)))
-        .collect();
-    std::fs::write(d.join("dukcapil-21.jsonl"), without.join("\n")).unwrap();
-    let out = simpul(
-        d,
-        &["audit", "reconcile", "kemlu.jsonl", "dukcapil-21.jsonl"],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stdout(&out).contains("only in A"), "{}", stdout(&out));
-    assert!(stdout(&out).contains(&exchange_id(21)), "{}", stdout(&out));
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "reconcile",
-            "kemlu.jsonl",
-            "dukcapil-21.jsonl",
-            "--json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["only_in_a"][0]["exchange_id"], exchange_id(21));
-    // A window before every record.
-    let out = simpul(
-        d,
-        &[
-            "audit",
-            "reconcile",
-            "kemlu.jsonl",
-            "dukcapil-21.jsonl",
-            "--from",
-            "0",
-            "--to",
-            "1",
-        ],
-    );
-    assert!(out.status.success(), "{}", stdout(&out));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_must_extend_the_heads_an_auditor_kept() {
     let store = TestStore::sqlite();
@@ -1438,7 +962,7 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
     let kept = log.latest_tree_head().await.unwrap().unwrap();
     assert_eq!(kept.tree_size, 40);
     let text = String::from_utf8(export(&log).await).unwrap();
-    gateway::audit::verify_export_against(
+    audit::verify_export_against(
         Cursor::new(text.clone()),
         &public(&k),
         std::slice::from_ref(&kept),
@@ -1450,22 +974,19 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
     let cut: Vec<&str> = text
         .lines()
         .filter(|l| {
-            let line: gateway::audit::ExportLine = serde_json::from_str(l).unwrap();
+            let line: audit::ExportLine = serde_json::from_str(l).unwrap();
             match line {
-                gateway::audit::ExportLine::Record(r) => r.record.seq < 38,
-                gateway::audit::ExportLine::TreeHead(h) => h.tree_size <= 38,
-                gateway::audit::ExportLine::Header(_) => true,
+                audit::ExportLine::Record(r) => r.record.seq < 38,
+                audit::ExportLine::TreeHead(h) => h.tree_size <= 38,
+                audit::ExportLine::Header(_) => true,
             }
         })
         .collect();
     let cut = cut.join("\n");
     verify_export(Cursor::new(cut.clone()), &public(&k)).unwrap();
-    let f = gateway::audit::verify_export_against(
-        Cursor::new(cut),
-        &public(&k),
-        std::slice::from_ref(&kept),
-    )
-    .unwrap_err();
+    let f =
+        audit::verify_export_against(Cursor::new(cut), &public(&k), std::slice::from_ref(&kept))
+            .unwrap_err();
     assert_eq!(f.first_bad_seq, Some(38), "{f}");
 
     // Another history under the same key (the store rewritten, heads re-signed): it
@@ -1482,12 +1003,9 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
     rewritten.sign_tree_head().await.unwrap();
     let again = export(&rewritten).await;
     verify_export(Cursor::new(again.clone()), &public(&k)).unwrap();
-    let f = gateway::audit::verify_export_against(
-        Cursor::new(again),
-        &public(&k),
-        std::slice::from_ref(&kept),
-    )
-    .unwrap_err();
+    let f =
+        audit::verify_export_against(Cursor::new(again), &public(&k), std::slice::from_ref(&kept))
+            .unwrap_err();
     assert!(
         matches!(
             f.kind,
@@ -1498,12 +1016,16 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
 
     // A kept head signed by another key is refused as such.
     let stranger = SigningKey::generate(Algorithm::ES256, KEMLU).unwrap();
-    let forged = gateway::audit::tree_head::sign_tree_head(&stranger, 40, &[0u8; 32], 0).unwrap();
-    let f = gateway::audit::verify_export_against(
+    let forged = audit::tree_head::sign_tree_head(&stranger, 40, &[0u8; 32], 0).unwrap();
+    let f = audit::verify_export_against(
         Cursor::new(text),
         &public(&k),
         std::slice::from_ref(&forged),
     )
     .unwrap_err();
     assert!(matches!(f.kind, VerifyFailureKind::TreeHead { .. }), "{f}");
+}
+
+fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }

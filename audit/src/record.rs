@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
-/// `SHA-256(0x00 ‖ JCS(record))` ([`super::merkle::leaf_hash`]). Every field is always
+/// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
 /// present in its JSON form (`null` for an absent option), so the canonical bytes are
 /// fixed by the values alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,10 +28,9 @@ use sqlx::{
     Transaction, Type,
 };
 
-use super::AuditError;
-use super::merkle::{Frontier, Hash, NodeRef, empty_root, leaf_hash};
-use super::record::{AuditRecord, NewRecord, Role, StoredEvidence};
-use super::tree_head::SignedTreeHead;
+use crate::AuditError;
+use audit::merkle::{Frontier, Hash, NodeRef, empty_root, leaf_hash};
+use audit::{AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
 /// parameters with the records' 15 columns.

@@ -6,7 +6,7 @@ use contracts::canonical::canonical_json;
 use contracts::{JwsError, ParsedJws, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::merkle::{Hash, decode_hash, encode_hash};
+use crate::merkle::{Hash, decode_hash, encode_hash};
 
 /// `typ` of a signed tree head.
 pub const TREE_HEAD_TYP: &str = "simpul-tree-head+jws";

@@ -19,8 +19,8 @@ use std::io::BufRead;
 use contracts::MemberId;
 use serde::Serialize;
 
-use super::export::{EXPORT_FORMAT, ExportLine, read_line};
-use super::record::{AuditRecord, Role};
+use crate::export::{EXPORT_FORMAT, ExportLine, read_line};
+use crate::record::{AuditRecord, Role};
 
 /// Records this far outside the window are still read for pairing, so an exchange whose
 /// two records straddle a window edge (clock skew, latency) is not reported as missing.

@@ -1,4 +1,4 @@
-//! The middle's per-exchange costs: `cargo bench -p simpul-gateway --bench middle`.
+//! The middle's per-exchange costs: `cargo bench -p simpul-limits --bench limits`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -7,10 +7,9 @@ use std::time::Duration;
 use contracts::manifest::Rate;
 use contracts::{ContractRef, MemberId};
 use criterion::{Criterion, criterion_group, criterion_main};
-use gateway::metrics::Labels;
-use gateway::middle::cache::ResponseCache;
-use gateway::middle::rate::LocalLimits;
-use gateway::middle::replay::ReplayWindow;
+use limits::cache::ResponseCache;
+use limits::rate::LocalLimits;
+use limits::replay::ReplayWindow;
 use serde_json::json;
 
 fn replay(c: &mut Criterion) {
@@ -42,14 +41,7 @@ fn rate(c: &mut Criterion) {
 }
 
 fn cache(c: &mut Criterion) {
-    let cache = ResponseCache::new(
-        100_000,
-        64 << 20,
-        Labels {
-            member: "ID:GOV:DUKCAPIL".into(),
-            instance: "bench".into(),
-        },
-    );
+    let cache = ResponseCache::new(100_000, 64 << 20, metrics::Counter::noop());
     let contract = Arc::new(ContractRef::new("citizenship.status", "1"));
     let query = json!({"nik": "3171011701900001"});
     let key = ResponseCache::key(&contract, &query).unwrap();

@@ -99,6 +99,7 @@ pub struct RedisLimits {
     rates: HashMap<ContractRef, Rate>,
     fallback: LocalLimits,
     member: MemberId,
+    backend_errors: metrics::Counter,
 }
 
 /// The rate limiter a gateway uses.
@@ -116,12 +117,14 @@ pub struct RedisConfigError(String);
 
 impl RateLimits {
     /// Limits kept in Redis at `url`, keyed under `prefix` (the member, so replicas of one
-    /// member share them and other members do not).
+    /// member share them and other members do not); `backend_errors` counts the checks
+    /// that fell back to the local limiter because Redis could not be reached.
     pub fn redis(
         url: &str,
         prefix: &str,
         member: &MemberId,
         rates: &[(ContractRef, Rate)],
+        backend_errors: metrics::Counter,
     ) -> Result<Self, RedisConfigError> {
         let pool = deadpool_redis::Config::from_url(url)
             .builder()
@@ -140,6 +143,7 @@ impl RateLimits {
             rates: rates.iter().cloned().collect(),
             fallback: LocalLimits::new(rates),
             member: member.clone(),
+            backend_errors,
         })))
     }
 
@@ -179,7 +183,7 @@ impl RedisLimits {
             },
             Err(e) => {
                 tracing::warn!(member = %self.member, error = %e, "Redis rate limiter unreachable: using the local limiter");
-                metrics::counter!("simpul_rate_backend_errors_total", "member" => self.member.to_string()).increment(1);
+                self.backend_errors.increment(1);
                 self.fallback.check(contract, consumer)
             }
         }

@@ -1,5 +1,5 @@
 //! Durable audit appends per second, at 1, 16 and 64 concurrent writers:
-//! `cargo bench -p simpul-gateway --bench audit`.
+//! `cargo bench -p simpul-audit-store --bench audit`.
 //!
 //! Each writer appends records (with their evidence, two envelopes of about 1 KB, as the
 //! exchange pipeline does) one after the other; an append returns only once its group
@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use audit::{NewRecord, Role, StoredEvidence};
+use audit_store::{AuditConfig, AuditLog};
 use contracts::canonical::sha256_b64url;
 use contracts::{Algorithm, MemberId, SigningKey};
-use gateway::audit::{AuditConfig, AuditLog, NewRecord, Role, StoredEvidence};
 use sqlx::Executor;
 
 const WRITERS: [usize; 3] = [1, 16, 64];

@@ -4,11 +4,11 @@
 use contracts::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::merkle::{
+use crate::merkle::{
     Hash, ProofError, decode_hash, leaf_hash, verify_consistency, verify_inclusion,
 };
-use super::record::AuditRecord;
-use super::tree_head::{SignedTreeHead, TreeHeadError, verify_tree_head};
+use crate::record::AuditRecord;
+use crate::tree_head::{SignedTreeHead, TreeHeadError, verify_tree_head};
 
 /// `format` of a proof bundle.
 pub const PROOF_FORMAT: &str = "simpul-audit-proof/1";

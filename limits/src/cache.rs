@@ -16,8 +16,6 @@ use contracts::canonical::{canonical_json, sha256};
 use moka::notification::RemovalCause;
 use serde_json::Value;
 
-use crate::metrics::Labels;
-
 /// A cached result.
 #[derive(Clone, Debug)]
 pub struct CachedResult {
@@ -48,11 +46,10 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    /// A cache of at most `max_entries` entries and `max_bytes` of results; its counters
-    /// carry `labels`.
-    pub fn new(max_entries: u64, max_bytes: u64, labels: Labels) -> Self {
+    /// A cache of at most `max_entries` entries and `max_bytes` of results; `evictions`
+    /// counts the entries it drops for room.
+    pub fn new(max_entries: u64, max_bytes: u64, evictions: metrics::Counter) -> Self {
         let floor = (max_bytes / max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
-        let evictions = metrics::counter!("simpul_cache_evictions_total", "member" => labels.member, "instance" => labels.instance);
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(move |_k, v: &CachedResult| v.bytes.max(floor))
@@ -138,11 +135,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn labels() -> Labels {
-        Labels {
-            member: "ID:GOV:T".into(),
-            instance: "test".into(),
-        }
+    fn labels() -> metrics::Counter {
+        metrics::Counter::noop()
     }
 
     fn c(id: &str) -> Arc<ContractRef> {

@@ -10,7 +10,7 @@
 
 use contracts::canonical::{b64url, b64url_decode, canonical_json, sha256};
 
-use super::record::AuditRecord;
+use crate::record::AuditRecord;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];

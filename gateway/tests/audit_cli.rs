@@ -1,0 +1,321 @@
+//! The `simpul audit` commands end to end: export, verify, prove, check-proof and reconcile
+//! on the demo configuration's logs, and an export that must extend the heads an auditor
+//! kept.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use audit::{NewRecord, Role};
+use audit_store::AuditLog;
+use contracts::canonical::sha256_b64url;
+use contracts::{Algorithm, MemberId, SigningKey};
+
+const KEMLU: &str = "ID:GOV:KEMLU";
+const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
+
+fn id(s: &str) -> MemberId {
+    MemberId::parse(s).unwrap()
+}
+
+/// A record of exchange `n` as `member` sees it when it asks `other` (consumer) or answers
+/// it (provider).
+fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
+    let (consumer, provider) = match role {
+        Role::Consumer => (member, other),
+        Role::Provider => (other, member),
+    };
+    NewRecord {
+        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
+        role,
+        consumer: consumer.into(),
+        provider: provider.into(),
+        contract: "citizenship.status".into(),
+        version: "1".into(),
+        purpose: "consular-protection".into(),
+        request_hash: Some(sha256_b64url(format!("request {n}").as_bytes())),
+        response_hash: Some(sha256_b64url(format!("answer {n}").as_bytes())),
+        outcome: "ok".into(),
+        latency_us: 1_000 + n,
+        subject: None,
+    }
+}
+
+fn exchange_id(n: u64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The `simpul audit` commands.
+
+fn simpul(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The demo configuration in `dir` (catalog from the repository) with its PKI.
+fn demo(dir: &Path) -> gateway::config::Config {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let text = std::fs::read_to_string(repo.join("config.toml"))
+        .unwrap()
+        .replace(
+            "catalog = \"contracts/catalog\"",
+            &format!(
+                "catalog = {:?}",
+                repo.join("contracts/catalog").display().to_string()
+            ),
+        );
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+    let out = simpul(dir, &["pki", "init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gateway::config::Config::load(&dir.join("config.toml")).unwrap()
+}
+
+/// Appends records to `member`'s configured log as its gateway would.
+async fn fill(config: &gateway::config::Config, member: &str, records: Vec<NewRecord>) {
+    let m = id(member);
+    let pem = std::fs::read(config.pki_layout().signing_key(&m)).unwrap();
+    let key = Arc::new(SigningKey::from_pem(Algorithm::ES256, member, &pem).unwrap());
+    let mc = config.member(&m).unwrap();
+    let log = AuditLog::open(&mc.audit_config(), &config.base_dir, &m, key)
+        .await
+        .unwrap();
+    for r in records {
+        log.append(r, None).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_exports_verifies_proves_and_reconciles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = demo(d);
+    fill(
+        &config,
+        KEMLU,
+        (0..30)
+            .map(|n| exchange(n, Role::Consumer, KEMLU, DUKCAPIL))
+            .collect(),
+    )
+    .await;
+    fill(
+        &config,
+        DUKCAPIL,
+        (0..30)
+            .map(|n| exchange(n, Role::Provider, DUKCAPIL, KEMLU))
+            .collect(),
+    )
+    .await;
+    let kemlu_key = "certs/ID_GOV_KEMLU/signing.jwk";
+
+    // A member whose gateway never ran has no log to export: nothing is created.
+    let out = simpul(d, &["audit", "export", "--member", "ID:GOV:BP2MI"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.join("data/audit-ID_GOV_BP2MI.db").exists());
+
+    // export → verify
+    let out = simpul(
+        d,
+        &["audit", "export", "--member", KEMLU, "--out", "kemlu.jsonl"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "export",
+            "--member",
+            DUKCAPIL,
+            "--out",
+            "dukcapil.jsonl",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(d, &["audit", "verify", "kemlu.jsonl", "--key", kemlu_key]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("verified"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("30 records"), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            kemlu_key,
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["verified_size"], 30);
+    // The other member's key does not verify Kemlu's log.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            "certs/ID_GOV_DUKCAPIL/signing.jwk",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    // An altered record: exit 1, naming its seq.
+    let text = std::fs::read_to_string(d.join("kemlu.jsonl")).unwrap();
+    let altered = text.replacen(
+        &format!("\"exchange_id\":\"{}\"", exchange_id(17)),
+        &format!("\"exchange_id\":\"{}\"", exchange_id(99)),
+        1,
+    );
+    assert_ne!(altered, text);
+    std::fs::write(d.join("altered.jsonl"), altered).unwrap();
+    let out = simpul(d, &["audit", "verify", "altered.jsonl", "--key", kemlu_key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("first bad seq: 17"),
+        "{}",
+        stdout(&out)
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "altered.jsonl",
+            "--key",
+            kemlu_key,
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["failure"]["first_bad_seq"], 17);
+
+    // prove → check-proof, and a tampered proof fails.
+    let eid = exchange_id(12);
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "prove",
+            &eid,
+            "--member",
+            KEMLU,
+            "--out",
+            "proof.json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = simpul(
+        d,
+        &["audit", "check-proof", "proof.json", "--key", kemlu_key],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&eid), "{}", stdout(&out));
+    // The proof's tree head, kept by the auditor, is extended by the export.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "kemlu.jsonl",
+            "--key",
+            kemlu_key,
+            "--head",
+            "proof.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("kept tree head"), "{}", stdout(&out));
+    let proof = std::fs::read_to_string(d.join("proof.json")).unwrap();
+    std::fs::write(
+        d.join("bad-proof.json"),
+        proof.replace("\"ok\"", "\"forbidden\""),
+    )
+    .unwrap();
+    let out = simpul(
+        d,
+        &["audit", "check-proof", "bad-proof.json", "--key", kemlu_key],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("FAILED"), "{}", stdout(&out));
+
+    // reconcile: clean, then with one exchange removed from Dukcapil's export.
+    let out = simpul(d, &["audit", "reconcile", "kemlu.jsonl", "dukcapil.jsonl"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("30 exchange(s) agree"),
+        "{}",
+        stdout(&out)
+    );
+    let dukcapil = std::fs::read_to_string(d.join("dukcapil.jsonl")).unwrap();
+    let without: Vec<&str> = dukcapil
+        .lines()
+        .filter(|l| !l.contains(&exchange_id(21)))
+        .collect();
+    std::fs::write(d.join("dukcapil-21.jsonl"), without.join("\n")).unwrap();
+    let out = simpul(
+        d,
+        &["audit", "reconcile", "kemlu.jsonl", "dukcapil-21.jsonl"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("only in A"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&exchange_id(21)), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "reconcile",
+            "kemlu.jsonl",
+            "dukcapil-21.jsonl",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["only_in_a"][0]["exchange_id"], exchange_id(21));
+    // A window before every record.
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "reconcile",
+            "kemlu.jsonl",
+            "dukcapil-21.jsonl",
+            "--from",
+            "0",
+            "--to",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+}
