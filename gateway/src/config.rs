@@ -11,8 +11,6 @@ use contracts::manifest::{Consumer, Rate};
 use contracts::{Contract, ContractRef, MemberId};
 use serde::Deserialize;
 
-use crate::seed::{Dataset, SeedConfig};
-
 /// The configuration embedded in the binary: the demo federation `simpul up` runs when no
 /// `config.toml` is given or found.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../config.toml");
@@ -315,9 +313,10 @@ pub struct MemberConfig {
     /// Deadline for a local query to a single contract, in milliseconds.
     #[serde(default = "default_deadline_ms")]
     pub query_deadline_ms: u64,
-    /// Demo only: the synthetic dataset `simpul up` seeds, and where.
+    /// Demo only: the synthetic dataset `simpul up` seeds, and where. Kept as written; the
+    /// demo reads and checks it (a running gateway never looks at it).
     #[serde(default)]
-    pub seed: Option<SeedTarget>,
+    pub seed: Option<toml::Table>,
     /// Replay window and rate limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -339,20 +338,6 @@ pub struct MemberConfig {
     /// Federated contracts it defines.
     #[serde(default)]
     pub federated: Vec<FederatedContract>,
-}
-
-/// Which synthetic dataset to seed into which database file.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedTarget {
-    /// The dataset.
-    pub dataset: Dataset,
-    /// The SQLite file, relative to the configuration's directory.
-    pub database: PathBuf,
-    /// Set by `simpul up --backend postgres`, never in the file: seed into this schema of a
-    /// database server instead of the SQLite file.
-    #[serde(skip)]
-    pub server: Option<crate::seed::ServerTarget>,
 }
 
 impl MemberConfig {
@@ -384,7 +369,7 @@ impl MemberConfig {
 struct RawConfig {
     federation: FederationConfig,
     #[serde(default)]
-    data: SeedConfig,
+    data: Option<toml::Table>,
     members: Vec<MemberConfig>,
 }
 
@@ -397,8 +382,9 @@ pub struct Config {
     pub base_dir: PathBuf,
     /// `[federation]`.
     pub federation: FederationConfig,
-    /// `[data]`: the demo's synthetic data.
-    pub data: SeedConfig,
+    /// `[data]`: the demo's synthetic data, kept as written; the demo reads and checks it
+    /// (a running gateway never looks at it).
+    pub data: Option<toml::Table>,
     /// `[[members]]`.
     pub members: Vec<MemberConfig>,
     /// The contract catalog, by id and version.
@@ -444,7 +430,6 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text)
             .map_err(|e| err(locate(text, e.span()), e.message().trim().to_owned()))?;
-        raw.data.validate().map_err(|r| err("data".into(), r))?;
         let base_dir = base_dir.to_path_buf();
         let catalog_dir = base_dir.join(&raw.federation.catalog);
         let documents = if embedded_catalog && !catalog_dir.is_dir() {
@@ -660,21 +645,8 @@ impl Config {
     }
 
     /// The PKI layout under `federation.certs`.
-    pub fn pki_layout(&self) -> crate::pki::PkiLayout {
-        crate::pki::PkiLayout::new(self.resolve(&self.federation.certs))
-    }
-
-    /// What `simpul pki init` issues for this configuration.
-    pub fn pki_plan(&self) -> crate::pki::PkiPlan {
-        crate::pki::PkiPlan {
-            authority: self.federation.authority.clone(),
-            members: self
-                .members
-                .iter()
-                .map(|m| (m.id.clone(), m.subsystem_ids()))
-                .collect(),
-            hosts: self.federation.hosts.clone(),
-        }
+    pub fn pki_layout(&self) -> crate::layout::PkiLayout {
+        crate::layout::PkiLayout::new(self.resolve(&self.federation.certs))
     }
 
     /// The pinned authority key file.

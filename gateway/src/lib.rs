@@ -1,5 +1,7 @@
-//! The Simpul gateway: mTLS listeners, the exchange pipeline, the federation client, the
-//! demo federation and the `simpul` CLI's commands.
+//! The running Simpul gateway: configuration, assembly, mTLS listeners, the provider's
+//! exchange pipeline, the consumer side (asking, the local face, fan-out), the audit trail
+//! of each exchange, and the admin side. The `simpul` binary and the demo federation are
+//! crates of their own.
 
 // Refusals carry the protocol's whole problem document (168 bytes). They are the cold path
 // and copying them costs nanoseconds; boxing every step's error would only add noise.
@@ -7,19 +9,18 @@
 
 pub mod admin;
 pub mod audit_api;
+pub mod authority;
 pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod exchange;
 pub mod fanout;
 pub mod fault;
-pub mod federation;
 pub mod gateway;
 pub mod http;
+pub mod layout;
 pub mod local;
 pub mod metrics;
-pub mod pki;
 pub mod record;
-pub mod seed;
 pub mod server;
 pub mod tls;

@@ -35,6 +35,13 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Installs [`provider`] as the process's default (sqlx and rustls would otherwise each pick
+/// one, and a second provider makes `ServerConfig::builder()` panic). Call once at start-up;
+/// later calls keep the first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Reads every certificate in a PEM file.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)

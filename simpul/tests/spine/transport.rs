@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contracts::envelope::JOSE_MEDIA_TYPE;
+use demo::pki::PkiPlan;
 use gateway::client::PeerClient;
-use gateway::pki::{PkiLayout, PkiPlan};
+use gateway::layout::PkiLayout;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -66,7 +67,7 @@ async fn certificate_from_another_ca_is_refused_in_the_handshake() {
         members: vec![(id(KEMLU), vec![id(PEDULI)])],
         hosts: vec!["localhost".into(), "127.0.0.1".into()],
     };
-    gateway::pki::init(&layout, &plan, false).unwrap();
+    demo::pki::init(&layout, &plan, false).unwrap();
     // A certificate that names Kemlu, from a CA the manifest does not list.
     let client = PeerClient::from_files(
         &f.cas,

@@ -13,7 +13,7 @@ use contracts::{Algorithm, ExchangeRequest, Manifest, MemberId, Problem, Signing
 use gateway::client::{CallError, PeerClient, Reply};
 use gateway::config::Config;
 use gateway::gateway::Gateway;
-use gateway::pki::PkiLayout;
+use gateway::layout::PkiLayout;
 use http::Method;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ pub struct Federation {
     pub config: Config,
     pub manifest: Manifest,
     pub cas: Vec<CertificateDer<'static>>,
-    pub population: gateway::seed::Population,
+    pub population: demo::population::Population,
     stops: HashMap<MemberId, (watch::Sender<bool>, JoinHandle<()>)>,
     /// The URL of each member's second replica.
     pub replicas: HashMap<MemberId, String>,
@@ -104,10 +104,12 @@ impl Federation {
             text = text.replacen(old.as_str(), new, 1);
         }
         let config = Config::parse(&text, "test config.toml", dir.path()).unwrap();
-        gateway::federation::prepare(&config).await.unwrap();
+        let plan = demo::DemoPlan::from_config(&config).unwrap();
+        let population = plan.population();
+        demo::prepare(&config, &plan, &population).await.unwrap();
         for m in &options.remove_database_of {
-            let target = config.member(&id(m)).unwrap().seed.clone().unwrap();
-            std::fs::remove_file(config.resolve(&target.database)).unwrap();
+            let target = plan.target(&id(m)).unwrap();
+            std::fs::remove_file(&target.database).unwrap();
         }
         let mut stops = HashMap::new();
         let mut manifest = None;
@@ -136,7 +138,6 @@ impl Federation {
         }
         let manifest = manifest.unwrap();
         let cas = gateway::tls::certs_from_pem(&manifest.doc().ca).unwrap();
-        let population = gateway::seed::generate(&config.data);
         Federation {
             _dir: dir,
             config,

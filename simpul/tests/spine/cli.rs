@@ -250,7 +250,9 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
     let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    gateway::federation::prepare(&config).await.unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    let population = plan.population();
+    demo::prepare(&config, &plan, &population).await.unwrap();
     let kemlu_addr = config.member(&id(KEMLU)).unwrap().listen;
     let dukcapil_addr = config.member(&id(DUKCAPIL)).unwrap().listen;
     let mut kemlu = serve(dir.path(), KEMLU);
@@ -272,7 +274,6 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
         "{}/v1/query/citizenship.status/1",
         config.member(&id(KEMLU)).unwrap().gateway_url()
     );
-    let population = gateway::seed::generate(&config.data);
     let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
     // Four clients drive exchanges while the provider is killed and restarted.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

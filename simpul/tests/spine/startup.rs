@@ -3,7 +3,7 @@
 //! start-up, naming what is wrong.
 
 use contracts::{Algorithm, Manifest, SigningKey};
-use gateway::federation::{build_manifest_doc, sign_manifest};
+use gateway::authority::{build_manifest_doc, sign_manifest};
 use gateway::gateway::{Gateway, StartError};
 
 use crate::common::*;

@@ -1,0 +1,52 @@
+//! Synthetic data for the demo federation (`simpul up`), one section of the generator per file.
+//!
+//! Four ministries hold overlapping records about the same people, the way real registries
+//! do: Dukcapil registers every resident (NIK, name, birth date), BP2MI records migrant-worker
+//! placements abroad, BPJS Ketenagakerjaan records insurance membership, and Kemlu's Peduli WNI
+//! holds self-reported stays abroad, which are messy (duplicates, name variants, mistyped NIKs).
+//!
+//! [`generate`] builds all four datasets in memory from a [`SeedConfig`]; it is pure and
+//! deterministic, so the same seed gives byte-identical databases on every machine. Then
+//! [`write_dataset`] writes one dataset into one member's SQLite file.
+//!
+//! The generator draws every random number from its own SplitMix64 rather than from a crate,
+//! because the data must stay identical for a seed on every machine and in every future
+//! version: a demo script, a benchmark or a bug report can name "seed 20261123" and mean
+//! exactly the same people. Changing the order or number of draws changes the data, so treat
+//! that order as part of the format (a test pins a fingerprint of the output). Each stage
+//! (residents, placements, insurance, reports) draws from its own stream, so a change in a
+//! later stage leaves the earlier datasets intact.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous,
+};
+use sqlx::{Arguments, AssertSqlSafe, ConnectOptions, Connection};
+
+mod calendar;
+mod config;
+mod names;
+mod nik;
+mod people;
+mod places;
+mod random;
+mod server;
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+use calendar::*;
+use names::*;
+use nik::*;
+use places::*;
+use random::*;
+
+pub use config::{Dataset, SeedConfig};
+pub use nik::nik_is_valid;
+pub use people::{Population, generate};
+pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
+pub use sqlite::{SeedError, write_dataset};

@@ -1,0 +1,421 @@
+//! `simpul audit`: the auditor's tools (docs/AUDIT.md). `export` and `prove` open a member's
+//! log as its gateway does; `verify`, `check-proof` and `reconcile` work offline on files,
+//! with the `audit` core alone.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use audit::SignedTreeHead;
+use audit_store::AuditLog;
+use clap::Subcommand;
+use contracts::{Algorithm, MemberId, SigningKey, VerifyingKey};
+use gateway::config::Config;
+
+use crate::error::CliError;
+use crate::load_config;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write a member's log as JSON lines: records and signed tree heads. Reads the store
+    /// directly (the gateway may be running) and signs a fresh tree head first if the
+    /// latest does not cover every record.
+    Export {
+        /// The member whose log to export.
+        #[arg(long)]
+        member: MemberId,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an export offline with the member's public key: recompute the tree, check
+    /// every signed tree head. Exit 1 naming the first bad sequence number.
+    Verify {
+        /// The export file.
+        export: PathBuf,
+        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk).
+        #[arg(long)]
+        key: PathBuf,
+        /// A signed tree head kept from before (a JSON file: a head as the admin listener
+        /// serves it, or a proof bundle); the export must extend it. Repeatable.
+        #[arg(long = "head")]
+        heads: Vec<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an inclusion proof bundle for an exchange: its records, their leaf hashes and
+    /// paths, and the signed tree head they are against.
+    Prove {
+        /// The exchange id.
+        exchange_id: String,
+        /// The member whose log to prove it in.
+        #[arg(long)]
+        member: MemberId,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
+    CheckProof {
+        /// The proof bundle file.
+        proof: PathBuf,
+        /// The member's public signing key (a JWK file).
+        #[arg(long)]
+        key: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two members' exports (a consumer's and a provider's): exchanges one side
+    /// has and the other lacks, and exchanges they disagree on. Exit 1 if any.
+    Reconcile {
+        /// The first export.
+        a: PathBuf,
+        /// The second export.
+        b: PathBuf,
+        /// Window start, unix milliseconds (inclusive).
+        #[arg(long)]
+        from: Option<i64>,
+        /// Window end, unix milliseconds (exclusive).
+        #[arg(long)]
+        to: Option<i64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<ExitCode, CliError> {
+    match command {
+        AuditCommand::Export { member, out } => {
+            let config = load_config(config_path)?;
+            let log = open_audit_log(&config, &member).await?;
+            let covered = log.latest_tree_head().await?.map_or(0, |h| h.tree_size);
+            if covered < log.tree_size() || log.tree_size() == 0 {
+                log.sign_tree_head().await?;
+            }
+            match &out {
+                Some(path) => {
+                    let mut file = std::fs::File::create(path).map_err(CliError::file(path))?;
+                    log.export(&mut file).await.map_err(CliError::file(path))?;
+                    file.sync_all().map_err(CliError::file(path))?;
+                    eprintln!(
+                        "simpul: exported {member}'s log ({} records) to {}",
+                        log.tree_size(),
+                        path.display()
+                    );
+                }
+                None => log.export(&mut std::io::stdout()).await?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify {
+            export,
+            key,
+            heads,
+            json,
+        } => audit_verify(&export, &key, &heads, json),
+        AuditCommand::Prove {
+            exchange_id,
+            member,
+            out,
+        } => {
+            let config = load_config(config_path)?;
+            let log = open_audit_log(&config, &member).await?;
+            let bundle = log.prove(&exchange_id).await?;
+            let text = to_pretty(&bundle)?;
+            match &out {
+                Some(path) => {
+                    std::fs::write(path, format!("{text}\n")).map_err(CliError::file(path))?;
+                    eprintln!(
+                        "simpul: wrote the proof of {} record(s) of {exchange_id} against tree head {} to {}",
+                        bundle.proofs.len(),
+                        bundle.tree_head.tree_size,
+                        path.display()
+                    );
+                }
+                None => println!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::CheckProof { proof, key, json } => audit_check_proof(&proof, &key, json),
+        AuditCommand::Reconcile {
+            a,
+            b,
+            from,
+            to,
+            json,
+        } => audit_reconcile(&a, &b, from, to, json),
+    }
+}
+
+/// Opens `member`'s audit log as its gateway does: its configured store, its signing key.
+async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, CliError> {
+    let mc = config.member(member).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--member {member}: not a member in {}",
+            config.source
+        ))
+    })?;
+    let audit = mc.audit_config();
+    // Reading a log must not create an empty one where a wrong configuration points.
+    if let Some(file) = audit.sqlite_file(member, &config.base_dir)
+        && !file.is_file()
+    {
+        return Err(CliError::Usage(format!(
+            "{member}'s audit log {} does not exist (has its gateway run with {}?)",
+            file.display(),
+            config.source
+        )));
+    }
+    let key_path = config.pki_layout().signing_key(member);
+    let pem = std::fs::read(&key_path).map_err(CliError::file(&key_path))?;
+    let key = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem)
+        .map_err(CliError::file(&key_path))?;
+    Ok(AuditLog::open(&audit, &config.base_dir, member, Arc::new(key)).await?)
+}
+
+/// Reads a public JWK file.
+fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CliError> {
+    let bytes = std::fs::read(path).map_err(CliError::file(path))?;
+    let jwk: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| CliError::file(path)(format!("not a JWK: {e}")))?;
+    VerifyingKey::from_jwk(&jwk).map_err(CliError::file(path))
+}
+
+fn open_export(path: &Path) -> Result<BufReader<File>, CliError> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(CliError::file(path))
+}
+
+fn to_pretty(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::Process(format!("JSON: {e}")))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    println!("{}", to_pretty(value)?);
+    Ok(())
+}
+
+/// Reads a kept tree head: a head object, or any object with one under `tree_head` (a
+/// proof bundle).
+fn read_tree_head(path: &Path) -> Result<SignedTreeHead, CliError> {
+    let bytes = std::fs::read(path).map_err(CliError::file(path))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| CliError::file(path)(format!("not JSON: {e}")))?;
+    if let Some(head) = value.get_mut("tree_head") {
+        value = head.take();
+    }
+    serde_json::from_value(value)
+        .map_err(|e| CliError::file(path)(format!("not a signed tree head: {e}")))
+}
+
+fn audit_verify(
+    export: &Path,
+    key: &Path,
+    heads: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let key = read_verifying_key(key)?;
+    let kept = heads
+        .iter()
+        .map(|p| read_tree_head(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let reader = open_export(export)?;
+    let result = audit::verify_export_against(reader, &key, &kept);
+    if json {
+        print_json(&match &result {
+            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Err(failure) => serde_json::json!({"ok": false, "failure": failure}),
+        })?;
+    } else {
+        match &result {
+            Ok(r) => {
+                println!(
+                    "{}: verified: {}'s log, {} records, {} signed tree heads, signed by {}",
+                    export.display(),
+                    r.log,
+                    r.records,
+                    r.tree_heads,
+                    key.kid()
+                );
+                if let Some(root) = &r.verified_root {
+                    println!("  tree size {} has root {root}", r.verified_size);
+                }
+                if !kept.is_empty() {
+                    println!("  and it extends the {} kept tree head(s)", kept.len());
+                }
+                if r.unsigned_records > 0 {
+                    println!(
+                        "  warning: the last {} record(s) are after the last signed tree head and not covered by a signature",
+                        r.unsigned_records
+                    );
+                }
+            }
+            Err(f) => {
+                println!("{}: FAILED: {f}", export.display());
+                if let Some(seq) = f.first_bad_seq {
+                    println!("first bad seq: {seq}");
+                }
+            }
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn audit_check_proof(proof: &Path, key: &Path, json: bool) -> Result<ExitCode, CliError> {
+    let key = read_verifying_key(key)?;
+    let text = std::fs::read(proof).map_err(CliError::file(proof))?;
+    let result = serde_json::from_slice::<audit::ProofBundle>(&text)
+        .map_err(|e| audit::ProofFailure::Malformed(e.to_string()))
+        .and_then(|bundle| audit::check_proof_bundle(&bundle, &key));
+    if json {
+        print_json(&match &result {
+            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Err(failure) => serde_json::json!({"ok": false, "failure": failure.to_string()}),
+        })?;
+    } else {
+        match &result {
+            Ok(r) => {
+                println!(
+                    "{}: valid: exchange {} is in {}'s log, signed by {} at tree size {} (root {}, signed {})",
+                    proof.display(),
+                    r.exchange_id,
+                    r.log,
+                    key.kid(),
+                    r.tree_size,
+                    r.root_hash,
+                    format_ms(r.timestamp)
+                );
+                for rec in &r.records {
+                    println!("  {}", describe_record(rec));
+                }
+            }
+            Err(f) => println!("{}: FAILED: {f}", proof.display()),
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn audit_reconcile(
+    a: &Path,
+    b: &Path,
+    from: Option<i64>,
+    to: Option<i64>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let report = audit::reconcile(open_export(a)?, open_export(b)?, from, to).map_err(|e| {
+        let (which, path) = match &e {
+            audit::ReconcileError::Read { which: 'B', .. } => ("B", b),
+            _ => ("A", a),
+        };
+        CliError::Usage(format!("{which} = {}: {e}", path.display()))
+    })?;
+    if json {
+        println!("{}", to_pretty(&report)?);
+    } else {
+        let window = match (from, to) {
+            (None, None) => "all records".to_owned(),
+            (f, t) => format!(
+                "records from {} to {}",
+                f.map_or_else(|| "the start".into(), format_ms),
+                t.map_or_else(|| "the end".into(), format_ms)
+            ),
+        };
+        println!(
+            "A = {} ({}), B = {} ({}), {window}",
+            a.display(),
+            report.a_log,
+            b.display(),
+            report.b_log
+        );
+        println!("{} exchange(s) agree", report.matched);
+        for (name, log, list) in [
+            ("A", &report.a_log, &report.only_in_a),
+            ("B", &report.b_log, &report.only_in_b),
+        ] {
+            if !list.is_empty() {
+                println!(
+                    "{} exchange(s) only in {name} ({log}), missing from the other log:",
+                    list.len()
+                );
+                for r in list {
+                    println!("  {}", describe_record(r));
+                }
+            }
+        }
+        if !report.disagreements.is_empty() {
+            println!(
+                "{} exchange(s) the two logs disagree on:",
+                report.disagreements.len()
+            );
+            for d in &report.disagreements {
+                println!("  {} differs in {}", d.exchange_id, d.fields.join(", "));
+                println!("    A: {}", describe_record(&d.a));
+                println!("    B: {}", describe_record(&d.b));
+            }
+        }
+        if report.is_clean() {
+            println!("the logs agree");
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn describe_record(r: &audit::AuditRecord) -> String {
+    format!(
+        "seq {} {} {} {} → {} {}/{} for {}: {} (request {})",
+        r.seq,
+        format_ms(r.ts),
+        if r.exchange_id.is_empty() {
+            "(no exchange id)"
+        } else {
+            r.exchange_id.as_str()
+        },
+        r.consumer,
+        r.provider,
+        r.contract,
+        r.version,
+        r.purpose,
+        r.outcome,
+        r.request_hash.as_deref().unwrap_or("none")
+    )
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+fn format_ms(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}

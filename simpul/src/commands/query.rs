@@ -1,0 +1,116 @@
+//! `simpul query --as SUBSYSTEM CONTRACT VERSION QUERY`: ask a contract through your own
+//! gateway's local face, as a ministry system would.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use contracts::envelope::{LocalQuery, MAX_ANSWER_BYTES};
+use contracts::{ContractRef, Manifest, MemberId};
+use gateway::client::PeerClient;
+use gateway::config::Config;
+use gateway::gateway::load_authority_key;
+
+use crate::error::CliError;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The subsystem you ask as, e.g. ID:GOV:KEMLU:PEDULI-WNI.
+    #[arg(long = "as")]
+    as_subsystem: MemberId,
+    /// The purpose (default: the one purpose your member is granted for the contract).
+    #[arg(long)]
+    purpose: Option<String>,
+    /// Contract id.
+    contract: String,
+    /// Contract version.
+    version: String,
+    /// The query, as JSON.
+    query: String,
+}
+
+pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
+    let subsystem = &args.as_subsystem;
+    let contract = ContractRef::new(args.contract, args.version);
+    if !subsystem.is_subsystem() {
+        return Err(CliError::Usage(format!(
+            "--as {subsystem}: must be a subsystem id (four parts)"
+        )));
+    }
+    let member = subsystem.member();
+    let mc = config.member(&member).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--as {subsystem}: {member} is not a member in {}",
+            config.source
+        ))
+    })?;
+    let query: serde_json::Value = serde_json::from_str(&args.query)
+        .map_err(|e| CliError::Usage(format!("query: not JSON: {e}")))?;
+    let key = load_authority_key(&config.authority_key_path())?;
+    let manifest_path = config.manifest_path();
+    let text = std::fs::read_to_string(&manifest_path).map_err(CliError::file(&manifest_path))?;
+    let manifest = Manifest::verify(&text, &key, contracts::unix_now())
+        .map_err(CliError::file(&manifest_path))?;
+    let purpose = match args.purpose {
+        Some(p) => p,
+        None => match mc.federated.iter().find(|f| f.reference() == contract) {
+            Some(f) => f.purpose.clone(),
+            None => {
+                let granted = manifest
+                    .contract(&contract)
+                    .and_then(|c| manifest.grant(c, &member))
+                    .unwrap_or_default();
+                match granted {
+                    [one] => one.clone(),
+                    [] => {
+                        return Err(CliError::Usage(format!(
+                            "{member} is not granted {contract} in the manifest"
+                        )));
+                    }
+                    many => {
+                        return Err(CliError::Usage(format!(
+                            "--purpose: choose one of {}",
+                            many.join(", ")
+                        )));
+                    }
+                }
+            }
+        },
+    };
+    let cas = gateway::tls::certs_from_pem(&manifest.doc().ca)?;
+    let layout = config.pki_layout();
+    let client = PeerClient::from_files(
+        &cas,
+        &layout.client_cert(subsystem),
+        &layout.client_key(subsystem),
+        member.clone(),
+        MAX_ANSWER_BYTES,
+    )?;
+    let body = serde_json::to_vec(&LocalQuery { purpose, query })
+        .map_err(|e| CliError::Process(format!("query: {e}")))?;
+    let url = format!(
+        "{}/v1/query/{}/{}",
+        mc.gateway_url(),
+        contract.id,
+        contract.version
+    );
+    let reply = client
+        .call(
+            http::Method::POST,
+            &url,
+            "application/json",
+            body.into(),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|source| CliError::Call { url, source })?;
+    let pretty = serde_json::from_slice::<serde_json::Value>(&reply.body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+    println!("{pretty}");
+    Ok(if reply.status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,118 @@
+//! `simpul serve --member ID`: one member's gateway, as a ministry runs it in production;
+//! and binding then serving gateways, which `simpul up` shares.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use gateway::config::{AdminConfig, Config};
+use gateway::gateway::Gateway;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use contracts::MemberId;
+
+use crate::error::CliError;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The member, e.g. ID:GOV:DUKCAPIL.
+    #[arg(long)]
+    member: MemberId,
+}
+
+pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
+    let gw = Gateway::from_config(&config, &args.member).await?;
+    bind(vec![Arc::new(gw)]).await?.serve().await
+}
+
+/// One gateway with its listeners bound.
+struct BoundGateway {
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    admin: Option<(TcpListener, AdminConfig)>,
+}
+
+/// Gateways whose every listener is bound: nothing can fail with "address in use" after
+/// this, so a caller may announce that they are up.
+pub struct Bound(Vec<BoundGateway>);
+
+/// Binds every listener of `gateways` (member and admin), or fails naming the first that
+/// cannot be bound.
+pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
+    let mut bound = Vec::with_capacity(gateways.len());
+    for gw in gateways {
+        let bind_err = |addr, what| {
+            let member = gw.member.to_string();
+            move |source| CliError::Bind {
+                member,
+                addr,
+                what,
+                source,
+            }
+        };
+        let listener = TcpListener::bind(gw.listen)
+            .await
+            .map_err(bind_err(gw.listen, ""))?;
+        let admin = match gw.admin.clone() {
+            Some(admin) => Some((
+                TcpListener::bind(admin.listen)
+                    .await
+                    .map_err(bind_err(admin.listen, " (admin)"))?,
+                admin,
+            )),
+            None => None,
+        };
+        bound.push(BoundGateway {
+            gateway: gw,
+            listener,
+            admin,
+        });
+    }
+    Ok(Bound(bound))
+}
+
+impl Bound {
+    /// Serves until SIGINT or SIGTERM, then drains open connections and returns.
+    pub async fn serve(self) -> Result<ExitCode, CliError> {
+        gateway::metrics::install();
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for b in self.0 {
+            if let Some((listener, admin)) = b.admin {
+                tasks.push(tokio::spawn(gateway::admin::serve(
+                    b.gateway.clone(),
+                    listener,
+                    admin,
+                    stopped.clone(),
+                )));
+            }
+            tasks.push(tokio::spawn(gateway::server::serve(
+                b.gateway,
+                b.listener,
+                stopped.clone(),
+            )));
+        }
+        wait_for_stop_signal().await;
+        eprintln!("simpul: stopping");
+        let _ = stop.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn wait_for_stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

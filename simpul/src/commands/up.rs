@@ -1,0 +1,106 @@
+//! `simpul up`: the demo federation — make what is missing (PKI, manifest, data), bind every
+//! member's listeners, say how to ask it, serve until stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use demo::DemoPlan;
+use demo::population::Population;
+use gateway::config::Config;
+use gateway::gateway::Gateway;
+
+use crate::commands::serve;
+use crate::error::CliError;
+
+/// The environment variable with the PostgreSQL URL for `simpul up --backend postgres`.
+const PG_URL_VAR: &str = "SIMPUL_PG_URL";
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/simpul_demo";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the demo's data lives: `sqlite` files beside the configuration, or
+    /// `postgres`: one schema per member in the database of $SIMPUL_PG_URL (default
+    /// postgres://postgres@127.0.0.1:5432/simpul_demo, created if missing).
+    #[arg(long, value_enum, default_value_t = DemoBackend::Sqlite)]
+    backend: DemoBackend,
+}
+
+/// Where `simpul up` keeps the demo's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DemoBackend {
+    /// One SQLite file per member (`data/*.db`).
+    Sqlite,
+    /// One schema per member in a PostgreSQL database.
+    Postgres,
+}
+
+pub async fn run(mut config: Config, args: Args) -> Result<ExitCode, CliError> {
+    let mut plan = DemoPlan::from_config(&config)?;
+    if args.backend == DemoBackend::Postgres {
+        let url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.into());
+        demo::use_database_server(&mut config, &mut plan, &url)?;
+    }
+    // Generated once: for seeding (when some dataset is missing) and for the examples.
+    let population = plan.population();
+    let prepared = demo::prepare(&config, &plan, &population).await?;
+    for note in &prepared.notes {
+        eprintln!("simpul: {note}");
+    }
+    let mut gateways = Vec::new();
+    for m in &config.members {
+        gateways.push(Arc::new(Gateway::from_config(&config, &m.id).await?));
+    }
+    let bound = serve::bind(gateways).await?;
+    print_demo(&config, &population);
+    bound.serve().await
+}
+
+/// Says that the federation is up and prints two ready-to-paste curl commands.
+fn print_demo(config: &Config, population: &Population) {
+    println!(
+        "\nSimpul demo federation is up: {} gateways.",
+        config.members.len()
+    );
+    for m in &config.members {
+        println!("  {:<18} {}", m.id.as_str(), m.gateway_url());
+    }
+    let Some((member, subsystem)) = demo::demo_caller(config) else {
+        return;
+    };
+    let Some(mc) = config.member(&member) else {
+        return;
+    };
+    let Some(fc) = mc.federated.first() else {
+        return;
+    };
+    let layout = config.pki_layout();
+    let rel = |p: PathBuf| {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        p.strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    let curl = |nik: &str| {
+        format!(
+            "curl -s --cacert {ca} --cert {cert} --key {key} \\\n    -H 'content-type: application/json' \\\n    -d '{{\"purpose\":\"{purpose}\",\"query\":{{\"nik\":\"{nik}\"}}}}' \\\n    {url}/v1/query/{id}/{version}",
+            ca = rel(layout.ca_cert()),
+            cert = rel(layout.client_cert(&subsystem)),
+            key = rel(layout.client_key(&subsystem)),
+            purpose = fc.purpose,
+            url = mc.gateway_url(),
+            id = fc.id,
+            version = fc.version,
+        )
+    };
+    println!(
+        "\nAsk the {} as {subsystem}, for a person known to all four ministries:\n",
+        fc.id
+    );
+    println!("{}\n", curl(population.sample_in_all_four()));
+    println!("and for a person known only to Dukcapil:\n");
+    println!("{}\n", curl(population.sample_dukcapil_only()));
+    println!("Ctrl-C stops the federation.");
+}

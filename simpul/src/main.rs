@@ -1,0 +1,109 @@
+//! `simpul`: run a gateway or the demo federation, make the dev PKI, sign and verify the
+//! manifest, ask the federation, operate the cache, audit the log. One file per command
+//! under `commands/`; this file parses the arguments, sets up logging and the runtime, and
+//! prints the error of a failed command on one line.
+
+mod commands;
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gateway::config::Config;
+
+use crate::commands::{audit, cache, manifest, pki, query, serve, up};
+use crate::error::CliError;
+
+#[derive(Parser)]
+#[command(
+    name = "simpul",
+    version,
+    about = "Simpul: a federated data-exchange gateway"
+)]
+struct Cli {
+    /// The configuration file (default: ./config.toml, else the embedded demo federation).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo federation: make what is missing (PKI, manifest, data), serve every member.
+    Up(up::Args),
+    /// Run one member's gateway, as a ministry runs it in production.
+    Serve(serve::Args),
+    /// The development PKI.
+    Pki {
+        #[command(subcommand)]
+        command: pki::PkiCommand,
+    },
+    /// The federation manifest.
+    Manifest {
+        #[command(subcommand)]
+        command: manifest::ManifestCommand,
+    },
+    /// Operate a running gateway's response cache (through its admin listener).
+    Cache {
+        #[command(subcommand)]
+        command: cache::CacheCommand,
+    },
+    /// Ask a contract through your own gateway, as a ministry system would.
+    Query(query::Args),
+    /// The audit log: export it, verify an export, prove an exchange, reconcile two logs.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+}
+
+/// The configuration named by `--config`, else `./config.toml`, else the embedded demo.
+fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None if Path::new("config.toml").exists() => Config::load(Path::new("config.toml"))?,
+        None => Config::embedded(Path::new("."))?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Up(_) | Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One TLS crypto provider for the whole process (sqlx and rustls would each pick one).
+    gateway::tls::install_crypto_provider();
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Process(format!("cannot start the runtime: {e}")))
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("simpul: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Up(args) => up::run(load_config(config)?, args).await,
+        Command::Serve(args) => serve::run(load_config(config)?, args).await,
+        Command::Pki { command } => pki::run(&load_config(config)?, command),
+        Command::Manifest { command } => manifest::run(config, command),
+        Command::Cache { command } => cache::run(&load_config(config)?, command).await,
+        Command::Query(args) => query::run(&load_config(config)?, args).await,
+        Command::Audit { command } => audit::run(config, command).await,
+    }
+}
