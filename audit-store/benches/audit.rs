@@ -45,6 +45,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             outcome: "ok".into(),
             latency_us: 850,
             subject: Some(sha256_b64url(id.as_bytes())),
+            lookup_id: None,
         },
         StoredEvidence {
             exchange_id: id,

@@ -164,6 +164,7 @@ impl Dialect {
                     provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
+                    lookup_id TEXT,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
@@ -197,7 +198,10 @@ impl Dialect {
                     provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
+                    lookup_id TEXT,
                     PRIMARY KEY (log, seq))",
+                // Stores made before records had `lookup_id`.
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
@@ -252,7 +256,7 @@ impl Dialect {
 }
 
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
-     version, purpose, request_hash, response_hash, outcome, latency_us, subject";
+     version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id";
 
 /// One engine's pool and the log it holds.
 #[derive(Debug)]
@@ -503,6 +507,26 @@ where
                 .await
                 .map_err(self.err("creating tables"))?;
         }
+        if self.dialect == Dialect::Sqlite {
+            // Stores made before records had `lookup_id` (SQLite has no ADD COLUMN IF NOT
+            // EXISTS).
+            let row = sqlx::query::<DB>(
+                "SELECT COUNT(*) FROM pragma_table_info('simpul_audit_records') \
+                 WHERE name = 'lookup_id'",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.err("reading the records table"))?;
+            let has: i64 = row
+                .try_get(0)
+                .map_err(self.err("reading the records table"))?;
+            if has == 0 {
+                sqlx::query::<DB>("ALTER TABLE simpul_audit_records ADD COLUMN lookup_id TEXT")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.err("adding lookup_id to the records table"))?;
+            }
+        }
         sqlx::query::<DB>(
             "INSERT INTO simpul_audit_state (log, tree_size, root_hash) VALUES ($1, 0, $2)
              ON CONFLICT (log) DO NOTHING",
@@ -711,7 +735,8 @@ where
                     .push_bind(r.response_hash.clone())
                     .push_bind(r.outcome.clone())
                     .push_bind(to_i64(r.latency_us))
-                    .push_bind(r.subject.clone());
+                    .push_bind(r.subject.clone())
+                    .push_bind(r.lookup_id.clone());
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -856,6 +881,7 @@ where
             latency_us: u64::try_from(latency)
                 .map_err(|_| self.corrupt(Some(seq), "a negative latency"))?,
             subject: row.try_get(13).map_err(&e)?,
+            lookup_id: row.try_get(14).map_err(&e)?,
         })
     }
 
@@ -866,7 +892,7 @@ where
     ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
         let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
                    r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
-                   r.latency_us, r.subject, n.hash \
+                   r.latency_us, r.subject, r.lookup_id, n.hash \
                    FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
                    ON n.log = r.log AND n.node = 2 * r.seq \
                    WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
@@ -880,7 +906,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = self.record_of(row)?;
-            let leaf: Option<Vec<u8>> = row.try_get(14).map_err(self.err("reading records"))?;
+            let leaf: Option<Vec<u8>> = row.try_get(15).map_err(self.err("reading records"))?;
             let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
             out.push((record, leaf));
         }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
 /// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
-/// present in its JSON form (`null` for an absent option), so the canonical bytes are
-/// fixed by the values alone.
+/// present in its JSON form (`null` for an absent option) but `lookup_id`, which is left out
+/// when absent, so the canonical bytes are fixed by the values alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -39,6 +39,11 @@ pub struct AuditRecord {
     /// base64url HMAC-SHA256, under the gateway's audit secret, of the JCS array of the
     /// values at the contract's `personal_data` pointers; `None` when there are none.
     pub subject: Option<String>,
+    /// The id of the federated lookup this exchange is a part of, so an auditor can group
+    /// the parts of one lookup. Absent (not `null`) when the exchange is not a part: a
+    /// record without it has the same canonical bytes as before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_id: Option<String>,
 }
 
 /// The side of an exchange a record was written by.
@@ -97,6 +102,8 @@ pub struct NewRecord {
     pub latency_us: u64,
     /// See [`AuditRecord::subject`].
     pub subject: Option<String>,
+    /// See [`AuditRecord::lookup_id`].
+    pub lookup_id: Option<String>,
 }
 
 impl NewRecord {
@@ -117,6 +124,7 @@ impl NewRecord {
             outcome: self.outcome,
             latency_us: self.latency_us,
             subject: self.subject,
+            lookup_id: self.lookup_id,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! gateway's member, send it to the provider's gateway over mutual TLS, and accept the answer
 //! only if it is signed by the provider's key from the manifest and bound to this request.
 
-use std::time::Duration;
+use tokio::time::Instant;
 
 use contracts::canonical::sha256_b64url;
 use contracts::envelope::{
@@ -16,56 +16,62 @@ use serde_json::Value;
 
 use crate::client::CallError;
 use crate::gateway::Gateway;
-use crate::metrics::count;
-use crate::record::{Seen, outcome_of, record};
+use crate::trail::Trail;
 use audit::Role;
-use limits::breaker::{Admission, Breaker};
+use limits::breaker::Admission;
 use limits::rate::RateDecision;
 
 /// How long a request this gateway signs stays valid.
 pub const REQUEST_VALIDITY_S: i64 = 60;
 
-/// What was sent and received, for the audit record.
-#[derive(Default)]
-struct Sent {
-    provider: Option<MemberId>,
-    request: Option<String>,
-    response: Option<String>,
+/// A query checked against its contract's request schema, once, before any exchange is
+/// asked with it.
+#[derive(Clone, Debug)]
+pub struct CheckedQuery(Value);
+
+impl CheckedQuery {
+    /// Checks `query` against the request schema of `contract` in this gateway's catalog. A
+    /// contract without a document passes: [`ask`] refuses it as unknown, with its record.
+    ///
+    /// # Errors
+    /// A 400 `invalid-query` problem naming what is wrong (never the values).
+    pub fn check(gw: &Gateway, contract: &ContractRef, query: Value) -> Result<Self, Problem> {
+        if let Some(doc) = gw.catalog.get(contract) {
+            doc.check_request(&query, "/query")
+                .map_err(Problem::invalid_query)?;
+        }
+        Ok(CheckedQuery(query))
+    }
 }
 
-/// Asks `contract` on behalf of `subsystem` for `purpose`, within `deadline`. Whatever the
-/// outcome, it is on this gateway's audit log before the caller hears of it.
+/// Asks `contract` on behalf of `subsystem` for `purpose`, answering by `deadline`; `lookup`
+/// is the id of the federated lookup it is a part of. Whatever the outcome, it is on this
+/// gateway's audit log before the caller hears of it — and if the caller stops waiting, the
+/// exchange is recorded as cancelled.
 pub async fn ask(
     gw: &Gateway,
     subsystem: &MemberId,
     contract: &ContractRef,
     purpose: &str,
-    query: Value,
-    deadline: Duration,
+    query: CheckedQuery,
+    deadline: Instant,
+    lookup: Option<&str>,
 ) -> Result<LocalAnswer, Problem> {
     let id = uuid::Uuid::new_v4().to_string();
-    let started = std::time::Instant::now();
-    let mut sent = Sent::default();
+    let mut trail = Trail::new(&gw.audit, Role::Consumer, contract);
+    trail.set_exchange_id(&id);
+    trail.set_consumer(&gw.member);
+    trail.set_purpose(purpose);
+    trail.set_query(&query.0, gw.catalog.get(contract));
+    if let Some(lookup) = lookup {
+        trail.set_lookup_id(lookup);
+    }
     let result = exchange(
-        gw, subsystem, contract, purpose, &query, deadline, &id, &mut sent,
+        gw, subsystem, contract, purpose, query.0, deadline, &id, &mut trail,
     )
     .await
     .map_err(|p| p.with_exchange_id(Some(&id)));
-    let provider = sent.provider.as_ref().map_or("", MemberId::as_str);
-    let seen = Seen {
-        exchange_id: &id,
-        role: Role::Consumer,
-        consumer: gw.member.as_str(),
-        provider,
-        contract,
-        purpose,
-        request_jws: sent.request.as_deref(),
-        query: Some(&query),
-        response_jws: sent.response.as_deref(),
-        outcome: outcome_of(result.as_ref().err()),
-        latency_us: started.elapsed().as_micros() as u64,
-    };
-    record(gw, seen).await?;
+    trail.record(result.as_ref().err()).await?;
     result
 }
 
@@ -75,10 +81,10 @@ async fn exchange(
     subsystem: &MemberId,
     contract: &ContractRef,
     purpose: &str,
-    query: &Value,
-    deadline: Duration,
+    query: Value,
+    deadline: Instant,
     id: &str,
-    sent: &mut Sent,
+    trail: &mut Trail,
 ) -> Result<LocalAnswer, Problem> {
     let listed = gw.manifest.contract(contract).ok_or_else(|| {
         Problem::new(
@@ -115,10 +121,8 @@ async fn exchange(
             format!("no document for {contract} in the catalog"),
         )
     })?;
-    doc.check_request(query, "/query")
-        .map_err(Problem::invalid_query)?;
     let provider = listed.provider.clone();
-    sent.provider = Some(provider.clone());
+    trail.set_provider(&provider);
     let peer = gw.manifest.member(&provider).ok_or_else(|| {
         Problem::new(
             ProblemCode::UnknownContract,
@@ -142,7 +146,7 @@ async fn exchange(
         purpose: purpose.to_owned(),
         iat: now,
         exp: now + REQUEST_VALIDITY_S.min(MAX_VALIDITY_S),
-        query: query.clone(),
+        query,
     };
     let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider);
     // Entered only around each log line: a span guard must not be held across an await.
@@ -153,6 +157,23 @@ async fn exchange(
         tracing::info!(outcome = %p.type_uri, detail = %p.detail, "exchange failed");
         p
     };
+    // Before signing: a request that will not be sent is not signed.
+    // A provider that keeps failing is not asked again until its breaker lets a probe through.
+    let breaker = gw.breakers.get(&provider);
+    if let Some(b) = breaker
+        && let Admission::FailFast { retry_after } = b.breaker.admit()
+    {
+        b.fail_fast.increment(1);
+        let mut p = Problem::new(
+            ProblemCode::ProviderUnavailable,
+            format!(
+                "{provider} keeps failing: its circuit is open, next try in {} ms",
+                retry_after.as_millis()
+            ),
+        );
+        p.retry_after = Some(RateDecision::retry_after_s(retry_after));
+        return Err(fail(p));
+    }
     let payload = serde_json::to_vec(&request).map_err(|e| {
         fail(Problem::new(
             ProblemCode::Internal,
@@ -165,41 +186,26 @@ async fn exchange(
             format!("cannot sign: {e}"),
         ))
     })?;
-    sent.request = Some(jws.clone());
+    trail.set_request(&jws);
     let url = format!(
         "{}/v1/exchange/{}/{}",
         peer.gateway.trim_end_matches('/'),
         contract.id,
         contract.version
     );
-    // A provider that keeps failing is not asked again until its breaker lets a probe through.
-    let breaker = gw.breakers.get(&provider);
-    if let Some(Admission::FailFast { retry_after }) = breaker.map(Breaker::admit) {
-        count!(gw.labels, "simpul_breaker_fail_fast_total", "provider" => provider.to_string());
-        let mut p = Problem::new(
-            ProblemCode::ProviderUnavailable,
-            format!(
-                "{provider} keeps failing: its circuit is open, next try in {} ms",
-                retry_after.as_millis()
-            ),
-        );
-        p.retry_after = Some(RateDecision::retry_after_s(retry_after));
-        return Err(fail(p));
-    }
     let reply = client
         .call(
             Method::POST,
             &url,
             JOSE_MEDIA_TYPE,
             jws.clone().into(),
-            deadline,
+            deadline.saturating_duration_since(Instant::now()),
         )
         .await;
     if let Some(b) = breaker {
         let ok = reply.as_ref().is_ok_and(|r| !r.status.is_server_error());
-        b.record(ok);
-        metrics::gauge!("simpul_breaker_state", "member" => gw.labels.member.clone(), "instance" => gw.labels.instance.clone(), "provider" => provider.to_string())
-            .set(f64::from(b.state_code()));
+        b.breaker.record(ok);
+        b.state.set(f64::from(b.breaker.state_code()));
     }
     let reply = reply.map_err(|e| {
         fail(match e {
@@ -232,7 +238,7 @@ async fn exchange(
         ))
     })?;
     // Kept as evidence even when it fails verification: that is when it matters most.
-    sent.response = Some(text.to_owned());
+    trail.set_response(text);
     let answer = verify_answer(gw, &request, &jws, text, doc)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));

@@ -11,9 +11,10 @@ use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::FederatedContract;
-use crate::consumer::ask;
+use crate::consumer::{CheckedQuery, ask};
 use crate::gateway::Gateway;
 
 /// One part's outcome.
@@ -47,56 +48,70 @@ pub struct FederatedAnswer {
     pub parts: BTreeMap<String, PartOutcome>,
 }
 
-/// Checks the query against every part's request schema, then asks all parts at once.
+/// The query of a federated lookup, checked against every part's request schema.
+pub struct CheckedParts(Vec<(String, ContractRef, CheckedQuery)>);
+
+/// Checks `query` against the request schema of every part of `fc`.
+///
+/// # Errors
+/// The first part's `invalid-query` problem, its detail prefixed with the part's name.
+pub fn check_parts(
+    gw: &Gateway,
+    fc: &FederatedContract,
+    query: &Value,
+) -> Result<CheckedParts, Problem> {
+    let mut checked = Vec::with_capacity(fc.parts.len());
+    for part in &fc.parts {
+        let r = ContractRef::new(&part.contract, &part.version);
+        let query = CheckedQuery::check(gw, &r, query.clone()).map_err(|mut p| {
+            p.detail = format!("part `{}`: {}", part.name, p.detail);
+            p
+        })?;
+        checked.push((part.name.clone(), r, query));
+    }
+    Ok(CheckedParts(checked))
+}
+
+/// Asks all parts at once, each answering by one deadline: the lookup's.
 pub async fn fan_out(
     gw: Arc<Gateway>,
     subsystem: MemberId,
     fc: &FederatedContract,
-    query: Value,
-) -> Result<FederatedAnswer, Problem> {
-    for part in &fc.parts {
-        let r = ContractRef::new(&part.contract, &part.version);
-        if let Some(c) = gw.catalog.get(&r) {
-            c.check_request(&query, "/query").map_err(|errors| {
-                let mut p = Problem::invalid_query(errors);
-                p.detail = format!("part `{}`: {}", part.name, p.detail);
-                p
-            })?;
-        }
-    }
+    parts: CheckedParts,
+) -> FederatedAnswer {
     let exchange_id = uuid::Uuid::new_v4().to_string();
-    let deadline = Duration::from_millis(fc.deadline_ms);
+    // One instant for every part: each `ask` stops by it and records its own outcome, so a
+    // late part is a recorded timeout, not a dropped exchange.
+    let deadline = Instant::now() + Duration::from_millis(fc.deadline_ms);
     let mut tasks = JoinSet::new();
-    for part in fc.parts.clone() {
-        let (gw, subsystem, query, purpose) = (
+    for (name, r, query) in parts.0 {
+        let (gw, subsystem, purpose, lookup) = (
             gw.clone(),
             subsystem.clone(),
-            query.clone(),
             fc.purpose.clone(),
+            exchange_id.clone(),
         );
         tasks.spawn(async move {
-            let r = ContractRef::new(&part.contract, &part.version);
-            let outcome = match tokio::time::timeout(
+            let outcome = match ask(
+                &gw,
+                &subsystem,
+                &r,
+                &purpose,
+                query,
                 deadline,
-                ask(&gw, &subsystem, &r, &purpose, query, deadline),
+                Some(&lookup),
             )
             .await
             {
-                Ok(Ok(a)) => PartOutcome::Ok {
+                Ok(a) => PartOutcome::Ok {
                     provider: a.provider,
                     exchange_id: a.exchange_id,
                     result: a.result,
                     evidence: a.evidence,
                 },
-                Ok(Err(problem)) => PartOutcome::Error { problem },
-                Err(_) => PartOutcome::Error {
-                    problem: Problem::new(
-                        ProblemCode::ProviderTimeout,
-                        format!("no answer within {} ms", deadline.as_millis()),
-                    ),
-                },
+                Err(problem) => PartOutcome::Error { problem },
             };
-            (part.name, outcome)
+            (name, outcome)
         });
     }
     let mut parts = BTreeMap::new();
@@ -105,7 +120,9 @@ pub async fn fan_out(
             Ok((name, outcome)) => {
                 parts.insert(name, outcome);
             }
-            Err(e) => tracing::error!(error = %e, "a fan-out part panicked"),
+            Err(e) => {
+                tracing::error!(exchange_id = %exchange_id, error = %e, "a fan-out part panicked")
+            }
         }
     }
     for part in &fc.parts {
@@ -116,5 +133,5 @@ pub async fn fan_out(
             });
     }
     tracing::info!(exchange_id = %exchange_id, contract = %fc.reference(), "federated query answered");
-    Ok(FederatedAnswer { exchange_id, parts })
+    FederatedAnswer { exchange_id, parts }
 }

@@ -149,6 +149,14 @@ pub(crate) struct Provided {
     pub counters: ContractCounters,
 }
 
+/// The consumer's circuit breaker towards one provider, with its series registered once so
+/// that asking allocates no metric labels.
+pub(crate) struct ProviderBreaker {
+    pub(crate) breaker: Breaker,
+    pub(crate) state: metrics::Gauge,
+    pub(crate) fail_fast: metrics::Counter,
+}
+
 /// One member's running gateway.
 pub struct Gateway {
     /// The member this gateway speaks for.
@@ -162,7 +170,7 @@ pub struct Gateway {
     pub(crate) replay: ReplayWindow,
     pub(crate) rates: RateLimits,
     pub(crate) cache: ResponseCache,
-    pub(crate) breakers: HashMap<MemberId, Breaker>,
+    pub(crate) breakers: HashMap<MemberId, ProviderBreaker>,
     pub(crate) labels: Labels,
     pub(crate) audit: AuditLog,
     /// The admin listener's address and allow-list, if configured.
@@ -343,12 +351,28 @@ impl Gateway {
             .members
             .iter()
             .map(|m| {
+                let labels = |name: &'static str| {
+                    (
+                        name,
+                        [
+                            ("member", labels.member.clone()),
+                            ("instance", labels.instance.clone()),
+                            ("provider", m.id.to_string()),
+                        ],
+                    )
+                };
+                let (state, state_labels) = labels("simpul_breaker_state");
+                let (fail_fast, fail_fast_labels) = labels("simpul_breaker_fail_fast_total");
                 (
                     m.id.clone(),
-                    Breaker::new(
-                        mc.breaker.failures,
-                        Duration::from_millis(mc.breaker.cooldown_ms),
-                    ),
+                    ProviderBreaker {
+                        breaker: Breaker::new(
+                            mc.breaker.failures,
+                            Duration::from_millis(mc.breaker.cooldown_ms),
+                        ),
+                        state: metrics::gauge!(state, &state_labels),
+                        fail_fast: metrics::counter!(fail_fast, &fail_fast_labels),
+                    },
                 )
             })
             .collect();

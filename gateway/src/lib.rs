@@ -21,6 +21,6 @@ pub mod http;
 pub mod layout;
 pub mod local;
 pub mod metrics;
-pub mod record;
 pub mod server;
 pub mod tls;
+pub mod trail;

@@ -9,12 +9,13 @@ use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
-use crate::consumer::ask;
-use crate::fanout::fan_out;
+use crate::consumer::{CheckedQuery, ask};
+use crate::fanout::{check_parts, fan_out};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
-use crate::record::{Seen, outcome_of, record};
+use crate::trail::Trail;
 use audit::Role;
+use tokio::time::Instant;
 
 /// Handles `POST /v1/query/{id}/{version}`.
 pub async fn handle(
@@ -24,30 +25,17 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Reply {
-    let started = std::time::Instant::now();
-    let mut read = None;
-    match run(gw.clone(), peer, path.clone(), headers, body, &mut read).await {
+    // The trail of a refusal before any exchange began, under an id of its own; an exchange
+    // that begins keeps its own trail (`ask`), and this one is then not recorded.
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut trail = Trail::new(&gw.audit, Role::Consumer, &path);
+    trail.set_exchange_id(&id);
+    trail.set_consumer(&gw.member);
+    match run(gw.clone(), peer, path.clone(), headers, body, &mut trail).await {
         Ok(reply) => reply,
-        // Refused before any exchange began: recorded here, under an id of its own.
         Err(p) => {
-            let id = uuid::Uuid::new_v4().to_string();
             let p = p.with_exchange_id(Some(&id));
-            let seen = Seen {
-                exchange_id: &id,
-                role: Role::Consumer,
-                consumer: gw.member.as_str(),
-                provider: "",
-                contract: &path,
-                purpose: read
-                    .as_ref()
-                    .map_or("", |q: &LocalQuery| q.purpose.as_str()),
-                request_jws: None,
-                query: read.as_ref().map(|q| &q.query),
-                response_jws: None,
-                outcome: outcome_of(Some(&p)),
-                latency_us: started.elapsed().as_micros() as u64,
-            };
-            match record(&gw, seen).await {
+            match trail.record(Some(&p)).await {
                 Ok(()) => problem(&p),
                 Err(not_durable) => problem(&not_durable),
             }
@@ -61,7 +49,7 @@ async fn run(
     path: ContractRef,
     headers: &HeaderMap,
     body: Incoming,
-    read: &mut Option<LocalQuery>,
+    trail: &mut Trail,
 ) -> Result<Reply, Problem> {
     let subsystem = match peer {
         Some(id) if gw.subsystems.contains(id) => id.clone(),
@@ -86,7 +74,8 @@ async fn run(
             format!("the body is not {{\"purpose\",\"query\"}}: {e}"),
         )
     })?;
-    let local = read.insert(local);
+    trail.set_purpose(&local.purpose);
+    trail.set_query(&local.query, gw.catalog.get(&path));
     if let Some(fc) = gw.federated.get(&path).cloned() {
         if local.purpose != fc.purpose {
             return Err(Problem::new(
@@ -97,17 +86,22 @@ async fn run(
                 ),
             ));
         }
-        let answer = fan_out(gw.clone(), subsystem, &fc, local.query.clone()).await?;
+        let parts = check_parts(&gw, &fc, &local.query)?;
+        trail.dismiss();
+        let answer = fan_out(gw.clone(), subsystem, &fc, parts).await;
         return Ok(json(&answer));
     }
+    let query = CheckedQuery::check(&gw, &path, local.query)?;
+    trail.dismiss();
     // `ask` records its own outcome, refusals included.
     match ask(
         &gw,
         &subsystem,
         &path,
         &local.purpose,
-        local.query.clone(),
-        gw.query_deadline,
+        query,
+        Instant::now() + gw.query_deadline,
+        None,
     )
     .await
     {

@@ -38,6 +38,7 @@ fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         outcome: "ok".into(),
         latency_us: 1_000 + n,
         subject: None,
+        lookup_id: None,
     }
 }
 

@@ -18,7 +18,7 @@ mod verify_signature;
 
 use std::time::Instant;
 
-use contracts::{ContractRef, ExchangeRequest, MemberId, Problem};
+use contracts::{ContractRef, MemberId, Problem};
 use http::HeaderMap;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -26,14 +26,8 @@ use tracing::Instrument;
 use crate::fault::{Check, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
-use crate::record::{Seen, outcome_of, record};
+use crate::trail::Trail;
 use audit::Role;
-
-/// What the pipeline read before it answered or refused: the audit record is made of it.
-struct Read {
-    text: Option<String>,
-    request: Option<ExchangeRequest>,
-}
 
 /// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate.
 pub async fn handle(
@@ -45,31 +39,25 @@ pub async fn handle(
 ) -> Reply {
     let span =
         tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty);
+    let mut trail = Trail::new(&gw.audit, Role::Provider, &path);
+    trail.set_provider(&gw.member);
+    if let Some(peer) = peer {
+        trail.set_consumer(peer);
+    }
     let started = Instant::now();
-    let mut read = Read {
-        text: None,
-        request: None,
-    };
-    let outcome = run(gw, peer, &path, headers, body, &span, &mut read)
+    let outcome = run(gw, peer, &path, headers, body, &span, &mut trail)
         .instrument(span.clone())
         .await;
     let latency_us = started.elapsed().as_micros() as u64;
+    if let Ok(jws) = &outcome {
+        trail.set_response(jws);
+    }
     // The record is durable before the answer leaves; if it cannot be, nothing leaves.
-    let request = read.request.as_ref();
-    let seen = Seen {
-        exchange_id: request.map_or("", |r| r.id.as_str()),
-        role: Role::Provider,
-        consumer: request.map_or_else(|| peer.map_or("", MemberId::as_str), |r| r.iss.as_str()),
-        provider: gw.member.as_str(),
-        contract: &path,
-        purpose: request.map_or("", |r| r.purpose.as_str()),
-        request_jws: read.text.as_deref(),
-        query: request.map(|r| &r.query),
-        response_jws: outcome.as_ref().ok().map(String::as_str),
-        outcome: outcome_of(outcome.as_ref().err()),
-        latency_us,
-    };
-    let outcome = match record(gw, seen).instrument(span.clone()).await {
+    let outcome = match trail
+        .record(outcome.as_ref().err())
+        .instrument(span.clone())
+        .await
+    {
         Ok(()) => outcome,
         Err(p) => Err(p),
     };
@@ -93,14 +81,17 @@ async fn run(
     headers: &HeaderMap,
     body: Incoming,
     span: &tracing::Span,
-    read: &mut Read,
+    trail: &mut Trail,
 ) -> Result<String, Problem> {
-    let text = read
-        .text
-        .insert(read_envelope::read_envelope(headers, body).await?);
-    let (request, signer) = verify_signature::verify_signature(gw, text)?;
-    let request = &*read.request.insert(request);
-    let text = read.text.as_deref().unwrap_or_default();
+    let text = read_envelope::read_envelope(headers, body).await?;
+    trail.set_request(&text);
+    let (request, signer) = verify_signature::verify_signature(gw, &text)?;
+    // Only a verified request names its exchange, consumer and purpose in the record.
+    trail.set_exchange_id(&request.id);
+    trail.set_consumer(&request.iss);
+    trail.set_purpose(&request.purpose);
+    trail.set_query(&request.query, gw.catalog.get(path));
+    let request = &request;
     span.record("exchange_id", request.id.as_str());
     let id = Some(request.id.as_str());
     let with_id = |p: Problem| p.with_exchange_id(id);
@@ -131,5 +122,5 @@ async fn run(
     let result = answer::answer(gw, provided, contract, request)
         .await
         .map_err(with_id)?;
-    sign_answer::sign_answer(gw, request, text, &result).map_err(with_id)
+    sign_answer::sign_answer(gw, request, &text, &result).map_err(with_id)
 }

@@ -26,6 +26,7 @@ pub const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
 pub const BP2MI: &str = "ID:GOV:BP2MI";
 pub const PEDULI: &str = "ID:GOV:KEMLU:PEDULI-WNI";
 pub const SISKOP2MI: &str = "ID:GOV:BP2MI:SISKOP2MI";
+pub const BPJSTK: &str = "ID:GOV:BPJSTK";
 
 pub fn id(s: &str) -> MemberId {
     MemberId::parse(s).unwrap()
@@ -188,6 +189,57 @@ impl Federation {
             String::from_utf8_lossy(&reply.body)
         );
         String::from_utf8(reply.body.to_vec()).unwrap()
+    }
+
+    /// The records `member` holds for `exchange_id`, read through its auditor face (its
+    /// `AUDIT` subsystem's certificate).
+    pub async fn records(&self, member: &str, exchange_id: &str) -> Vec<Value> {
+        let reply = self
+            .admin_call(
+                member,
+                &format!("{member}:AUDIT"),
+                http::Method::GET,
+                &format!("/audit/inclusion?exchange_id={exchange_id}"),
+                Bytes::new(),
+            )
+            .await;
+        if reply.status == 404 {
+            return Vec::new();
+        }
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        body["proofs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["record"].clone())
+            .collect()
+    }
+
+    /// The first 1,000 records of `member`'s log, read through its auditor face.
+    pub async fn all_records(&self, member: &str) -> Vec<Value> {
+        let reply = self
+            .admin_call(
+                member,
+                &format!("{member}:AUDIT"),
+                http::Method::GET,
+                "/audit/records?from=0&to=1000",
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        body["records"].as_array().unwrap().clone()
     }
 
     /// A call to `member`'s admin listener presenting `identity`'s client certificate.

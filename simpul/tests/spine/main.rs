@@ -3,6 +3,7 @@
 //! status and code, the success path verified as a consumer would, the local face and the
 //! federated lookup.
 
+mod cancel;
 mod cli;
 mod common;
 mod exchange;

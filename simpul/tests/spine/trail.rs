@@ -11,37 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const KEMLU_AUDIT: &str = "ID:GOV:KEMLU:AUDIT";
 const DUKCAPIL_AUDIT: &str = "ID:GOV:DUKCAPIL:AUDIT";
-
-/// The records `member` holds for `exchange_id`, read through its auditor face.
-async fn records_of(f: &Federation, member: &str, auditor: &str, exchange_id: &str) -> Vec<Value> {
-    let reply = f
-        .admin_call(
-            member,
-            auditor,
-            http::Method::GET,
-            &format!("/audit/inclusion?exchange_id={exchange_id}"),
-            Bytes::new(),
-        )
-        .await;
-    if reply.status == 404 {
-        return Vec::new();
-    }
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let body: Value = serde_json::from_slice(&reply.body).unwrap();
-    body["proofs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["record"].clone())
-        .collect()
-}
 
 #[tokio::test]
 async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash() {
@@ -62,8 +32,8 @@ async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash()
         String::from_utf8_lossy(&reply.body)
     );
     let answer: LocalAnswer = serde_json::from_slice(&reply.body).unwrap();
-    let consumer = records_of(&f, KEMLU, KEMLU_AUDIT, &answer.exchange_id).await;
-    let provider = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &answer.exchange_id).await;
+    let consumer = f.records(KEMLU, &answer.exchange_id).await;
+    let provider = f.records(DUKCAPIL, &answer.exchange_id).await;
     assert_eq!((consumer.len(), provider.len()), (1, 1));
     let (c, p) = (&consumer[0], &provider[0]);
     assert_eq!(c["role"], "consumer");
@@ -155,7 +125,7 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
         403,
         "forbidden",
     );
-    let records = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &request.id).await;
+    let records = f.records(DUKCAPIL, &request.id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["outcome"], "forbidden");
     assert_eq!(records[0]["response_hash"], Value::Null);
@@ -164,7 +134,8 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
     let jws = f.sign(KEMLU, &ok);
     assert_eq!(f.exchange(KEMLU, jws.clone(), &ok).await.status, 200);
     assert_problem(&f.exchange(KEMLU, jws, &ok).await, 409, "replay");
-    let outcomes: Vec<Value> = records_of(&f, DUKCAPIL, DUKCAPIL_AUDIT, &ok.id)
+    let outcomes: Vec<Value> = f
+        .records(DUKCAPIL, &ok.id)
         .await
         .iter()
         .map(|r| r["outcome"].clone())
@@ -183,7 +154,7 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
         "forbidden",
     );
     let id = p.exchange_id.expect("a local refusal has an exchange id");
-    let records = records_of(&f, KEMLU, KEMLU_AUDIT, &id).await;
+    let records = f.records(KEMLU, &id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["role"], "consumer");
     assert_eq!(records[0]["outcome"], "forbidden");

@@ -1,0 +1,376 @@
+//! The audit trail of one exchange on one side: filled as the exchange goes, recorded
+//! exactly once, before any answer leaves (PROTOCOL.md §5). When the record cannot be made
+//! durable the exchange fails closed with 503 and its answer is never released. A trail
+//! dropped before it was recorded — the caller disconnected, a deadline cut the exchange
+//! short, the gateway shut down — is still recorded, with outcome `cancelled` and whatever
+//! was sent and received until then.
+
+use std::time::Instant;
+
+use audit::{NewRecord, Role, StoredEvidence};
+use audit_store::AuditLog;
+use contracts::canonical::sha256_b64url;
+use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
+use serde_json::Value;
+
+/// The outcome of an exchange abandoned before it completed.
+pub const CANCELLED: &str = "cancelled";
+
+/// What one side has seen of one exchange so far.
+pub struct Trail {
+    log: AuditLog,
+    record: NewRecord,
+    request_jws: Option<String>,
+    response_jws: Option<String>,
+    started: Instant,
+    recorded: bool,
+}
+
+impl Trail {
+    /// A trail of an exchange of `contract` on this gateway's `role` side, started now.
+    pub fn new(log: &AuditLog, role: Role, contract: &ContractRef) -> Trail {
+        Trail {
+            log: log.clone(),
+            record: NewRecord {
+                exchange_id: String::new(),
+                role,
+                consumer: String::new(),
+                provider: String::new(),
+                contract: contract.id.clone(),
+                version: contract.version.clone(),
+                purpose: String::new(),
+                request_hash: None,
+                response_hash: None,
+                outcome: String::new(),
+                latency_us: 0,
+                subject: None,
+                lookup_id: None,
+            },
+            request_jws: None,
+            response_jws: None,
+            started: Instant::now(),
+            recorded: false,
+        }
+    }
+
+    /// The exchange id (empty until one is known).
+    pub fn exchange_id(&self) -> &str {
+        &self.record.exchange_id
+    }
+
+    /// Sets the exchange id.
+    pub fn set_exchange_id(&mut self, id: &str) {
+        id.clone_into(&mut self.record.exchange_id);
+    }
+
+    /// Sets the consumer member.
+    pub fn set_consumer(&mut self, member: &MemberId) {
+        member.as_str().clone_into(&mut self.record.consumer);
+    }
+
+    /// Sets the provider member.
+    pub fn set_provider(&mut self, member: &MemberId) {
+        member.as_str().clone_into(&mut self.record.provider);
+    }
+
+    /// Sets the purpose.
+    pub fn set_purpose(&mut self, purpose: &str) {
+        purpose.clone_into(&mut self.record.purpose);
+    }
+
+    /// The id of the federated lookup this exchange is a part of.
+    pub fn set_lookup_id(&mut self, lookup_id: &str) {
+        self.record.lookup_id = Some(lookup_id.to_owned());
+    }
+
+    /// Sets the `subject`: a keyed hash of the values at `contract`'s personal-data pointers
+    /// in `query`, never the values themselves. A query to a contract this gateway has no
+    /// document for is treated as personal as a whole.
+    pub fn set_query(&mut self, query: &Value, contract: Option<&Contract>) {
+        let personal: Vec<Value> = match contract {
+            Some(c) => c
+                .doc()
+                .personal_data
+                .iter()
+                .filter_map(|pointer| query.pointer(pointer).cloned())
+                .collect(),
+            None => vec![query.clone()],
+        };
+        self.record.subject = self.log.subject(&personal);
+    }
+
+    /// The request JWS exactly as sent or received.
+    pub fn set_request(&mut self, jws: &str) {
+        self.request_jws = Some(jws.to_owned());
+    }
+
+    /// The answer JWS exactly as received or sent, kept even when it fails verification:
+    /// that is when it matters most.
+    pub fn set_response(&mut self, jws: &str) {
+        self.response_jws = Some(jws.to_owned());
+    }
+
+    /// Ends the trail without a record: what it followed goes on under trails of its own
+    /// (a local query whose exchanges have begun).
+    pub fn dismiss(&mut self) {
+        self.recorded = true;
+    }
+
+    /// The record and its evidence, with `outcome`; the trail counts as recorded after this.
+    fn finish(&mut self, outcome: &str) -> (NewRecord, Option<StoredEvidence>) {
+        self.recorded = true;
+        let role = self.record.role;
+        let mut record = std::mem::replace(
+            &mut self.record,
+            NewRecord {
+                exchange_id: String::new(),
+                role,
+                consumer: String::new(),
+                provider: String::new(),
+                contract: String::new(),
+                version: String::new(),
+                purpose: String::new(),
+                request_hash: None,
+                response_hash: None,
+                outcome: String::new(),
+                latency_us: 0,
+                subject: None,
+                lookup_id: None,
+            },
+        );
+        record.outcome = outcome.to_owned();
+        record.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        record.request_hash = self
+            .request_jws
+            .as_deref()
+            .map(|j| sha256_b64url(j.as_bytes()));
+        record.response_hash = self
+            .response_jws
+            .as_deref()
+            .map(|j| sha256_b64url(j.as_bytes()));
+        let evidence = self.request_jws.take().map(|request| StoredEvidence {
+            exchange_id: record.exchange_id.clone(),
+            request,
+            response: self.response_jws.take(),
+        });
+        (record, evidence)
+    }
+
+    /// Records the exchange with its outcome (`None`: answered) and waits until the record
+    /// is durable. The append runs as a task of its own, so the record is made even if the
+    /// caller stops waiting.
+    ///
+    /// # Errors
+    /// A 503 `provider-unavailable` problem when the record cannot be made durable: the
+    /// caller releases no answer.
+    pub async fn record(mut self, outcome: Option<&Problem>) -> Result<(), Problem> {
+        let (record, evidence) = self.finish(outcome_of(outcome));
+        let exchange_id = record.exchange_id.clone();
+        let log = self.log.clone();
+        let appended = tokio::spawn(async move { log.append(record, evidence).await }).await;
+        match appended {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(not_durable(&exchange_id, &e)),
+            Err(e) => Err(not_durable(&exchange_id, &e)),
+        }
+    }
+}
+
+impl Drop for Trail {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let (record, evidence) = self.finish(CANCELLED);
+        let exchange_id = record.exchange_id.clone();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                exchange_id,
+                "exchange abandoned outside a runtime: not recorded"
+            );
+            return;
+        };
+        tracing::info!(
+            exchange_id,
+            "exchange abandoned before it completed: recorded as cancelled"
+        );
+        let log = self.log.clone();
+        runtime.spawn(async move {
+            if let Err(e) = log.append(record, evidence).await {
+                tracing::error!(exchange_id, error = %e, "the record of a cancelled exchange is not durable");
+            }
+        });
+    }
+}
+
+/// The outcome string of a result: `ok` or the problem's code.
+fn outcome_of(problem: Option<&Problem>) -> &str {
+    match problem {
+        None => "ok",
+        Some(p) => p.code().map(ProblemCode::code).unwrap_or("unknown"),
+    }
+}
+
+fn not_durable(exchange_id: &str, e: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(error = %e, exchange_id, "audit record not durable: the exchange fails closed");
+    let mut p = Problem::new(
+        ProblemCode::ProviderUnavailable,
+        "the audit log cannot be written: no answer is released without its record",
+    );
+    p.retry_after = Some(1);
+    p.with_exchange_id(Some(exchange_id).filter(|id| !id.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use audit::AuditRecord;
+    use audit_store::AuditConfig;
+    use contracts::{Algorithm, SigningKey};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn log(dir: &std::path::Path) -> AuditLog {
+        let member = MemberId::parse("ID:GOV:KEMLU").unwrap();
+        let key = SigningKey::generate(Algorithm::ES256, member.as_str()).unwrap();
+        AuditLog::open(
+            &AuditConfig::for_member(&member),
+            dir,
+            &member,
+            Arc::new(key),
+        )
+        .await
+        .unwrap()
+    }
+
+    fn contract() -> ContractRef {
+        ContractRef::new("citizenship.status", "1")
+    }
+
+    fn trail(log: &AuditLog, id: &str) -> Trail {
+        let mut t = Trail::new(log, Role::Consumer, &contract());
+        t.set_exchange_id(id);
+        t.set_consumer(&MemberId::parse("ID:GOV:KEMLU").unwrap());
+        t.set_purpose("citizen-protection");
+        t
+    }
+
+    /// The log's records, once `n` of them are durable (a dropped trail appends in a task
+    /// of its own).
+    async fn records(log: &AuditLog, n: u64) -> Vec<AuditRecord> {
+        for _ in 0..200 {
+            if log.tree_size() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        log.records(0, log.tree_size()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_recorded_trail_is_one_record_with_its_outcome_and_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let mut t = trail(&log, "id-1");
+        t.set_provider(&MemberId::parse("ID:GOV:DUKCAPIL").unwrap());
+        t.set_request("request.jws");
+        t.set_response("answer.jws");
+        t.set_lookup_id("lookup-1");
+        t.record(None).await.unwrap();
+        let all = records(&log, 1).await;
+        assert_eq!(all.len(), 1);
+        let r = &all[0];
+        assert_eq!(
+            (
+                r.exchange_id.as_str(),
+                r.outcome.as_str(),
+                r.provider.as_str()
+            ),
+            ("id-1", "ok", "ID:GOV:DUKCAPIL")
+        );
+        assert_eq!(r.lookup_id.as_deref(), Some("lookup-1"));
+        assert_eq!(r.request_hash, Some(sha256_b64url(b"request.jws")));
+        assert_eq!(r.response_hash, Some(sha256_b64url(b"answer.jws")));
+        let evidence = log.evidence("id-1").await.unwrap();
+        assert_eq!(evidence.len(), 1);
+        assert_eq!(evidence[0].response.as_deref(), Some("answer.jws"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_recorded_with_its_problem_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let p = Problem::new(ProblemCode::Forbidden, "no");
+        trail(&log, "id-2").record(Some(&p)).await.unwrap();
+        let all = records(&log, 1).await;
+        assert_eq!(all[0].outcome, "forbidden");
+        assert_eq!(all[0].response_hash, None);
+    }
+
+    #[tokio::test]
+    async fn a_trail_dropped_before_it_was_recorded_is_recorded_as_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let mut t = trail(&log, "id-3");
+        t.set_request("request.jws");
+        drop(t);
+        let all = records(&log, 1).await;
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].exchange_id, "id-3");
+        assert_eq!(all[0].outcome, CANCELLED);
+        assert_eq!(all[0].request_hash, Some(sha256_b64url(b"request.jws")));
+        assert_eq!(all[0].response_hash, None);
+    }
+
+    #[tokio::test]
+    async fn an_exchange_whose_future_is_dropped_mid_way_is_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let exchange = {
+            let log = log.clone();
+            async move {
+                let mut t = trail(&log, "id-4");
+                t.set_request("request.jws");
+                // A provider that never answers.
+                std::future::pending::<()>().await;
+                t.record(None).await
+            }
+        };
+        let cut = tokio::time::timeout(Duration::from_millis(20), exchange).await;
+        assert!(cut.is_err());
+        let all = records(&log, 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(log.tree_size(), 1, "recorded exactly once");
+        assert_eq!(all[0].outcome, CANCELLED);
+    }
+
+    #[tokio::test]
+    async fn a_dismissed_trail_leaves_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let mut t = trail(&log, "id-5");
+        t.dismiss();
+        drop(t);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(log.tree_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_subject_is_a_keyed_hash_of_the_personal_data_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let mut t = trail(&log, "id-6");
+        t.set_query(&json!({"nik": "3171011701900001"}), None);
+        t.record(None).await.unwrap();
+        let all = records(&log, 1).await;
+        let subject = all[0].subject.clone().unwrap();
+        assert!(!subject.contains("3171011701900001"));
+        assert_eq!(
+            Some(subject),
+            log.subject(&[json!({"nik": "3171011701900001"})])
+        );
+    }
+}
