@@ -496,11 +496,8 @@ where
                 });
             }
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(self.err("creating tables"))?;
+        // Immediate for SQLite: the set-up reads the records table's columns, then may write.
+        let mut tx = self.begin_write().await?;
         for ddl in self.dialect.ddl() {
             sqlx::query::<DB>(*ddl)
                 .execute(&mut *tx)

@@ -752,6 +752,34 @@ async fn subject_is_a_keyed_hash_that_survives_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_made_before_lookup_ids_gains_the_column_and_still_verifies() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    for n in 0..3 {
+        log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+    }
+    drop(log);
+    // The records table as it was before `lookup_id` existed.
+    store
+        .tamper("ALTER TABLE simpul_audit_records DROP COLUMN lookup_id")
+        .await;
+    let log = store.open(KEMLU, &k).await;
+    let mut part = exchange(3, Role::Consumer, KEMLU, DUKCAPIL);
+    part.lookup_id = Some("00000000-0000-4000-8000-0000000000aa".into());
+    log.append(part, None).await.unwrap();
+    log.sign_tree_head().await.unwrap();
+    let text = export(&log).await;
+    let report = verify_export(Cursor::new(text.clone()), &public(&k)).unwrap();
+    assert_eq!(report.records, 4);
+    let lines = String::from_utf8(text).unwrap();
+    // Absent, not null, on records that are not parts of a lookup.
+    assert_eq!(lines.matches("lookup_id").count(), 1, "{lines}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_whose_tree_was_altered_is_refused_at_open() {
     let store = TestStore::sqlite();
     let k = key(KEMLU);

@@ -365,6 +365,34 @@ impl Manifest {
             .map(|c| c.purposes.as_slice())
     }
 
+    /// Whether the manifest lets `consumer` ask `contract` for `purpose`: the one grant check
+    /// both sides of an exchange make (the consumer before it asks, the provider before it
+    /// answers).
+    ///
+    /// # Errors
+    /// [`NotGranted`] saying whether the consumer holds no grant at all or another purpose.
+    pub fn authorize(
+        &self,
+        contract: &ManifestContract,
+        consumer: &MemberId,
+        purpose: &str,
+    ) -> Result<(), NotGranted> {
+        let reference = ContractRef::new(&contract.id, &contract.version);
+        match self.grant(contract, consumer) {
+            Some(purposes) if purposes.iter().any(|p| p == purpose) => Ok(()),
+            Some(purposes) => Err(NotGranted::Purpose {
+                consumer: consumer.clone(),
+                contract: reference,
+                granted: purposes.to_vec(),
+                asked: purpose.to_owned(),
+            }),
+            None => Err(NotGranted::Consumer {
+                consumer: consumer.clone(),
+                contract: reference,
+            }),
+        }
+    }
+
     /// A summary for people: members, keys, contracts and grants.
     pub fn summary(&self) -> String {
         let d = &self.doc;
@@ -402,4 +430,29 @@ impl Manifest {
         }
         out
     }
+}
+
+/// Why the manifest does not let a consumer ask a contract (problem code `forbidden`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotGranted {
+    /// The consumer holds no grant for the contract.
+    #[error("{consumer} is not a consumer of {contract} in the manifest")]
+    Consumer {
+        /// Who asked.
+        consumer: MemberId,
+        /// What.
+        contract: ContractRef,
+    },
+    /// The consumer holds a grant, for other purposes.
+    #[error("{consumer} may ask {contract} for {} only, not for `{asked}`", granted.join(", "))]
+    Purpose {
+        /// Who asked.
+        consumer: MemberId,
+        /// What.
+        contract: ContractRef,
+        /// The purposes it is granted.
+        granted: Vec<String>,
+        /// The purpose it asked for.
+        asked: String,
+    },
 }

@@ -10,17 +10,15 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::config::AdminConfig;
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body};
-use crate::server::{HANDSHAKE_TIMEOUT, HEADER_TIMEOUT, MAX_HEADERS};
+use crate::listener::{self, Listening};
 
 /// `POST /admin/cache/purge` body.
 #[derive(Debug, Deserialize)]
@@ -38,47 +36,27 @@ pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     admin: AdminConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     crate::metrics::install();
-    let acceptor = TlsAcceptor::from(gw.tls.clone());
-    let admin = Arc::new(admin);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-            _ = shutdown.changed() => break,
-        };
-        let (acceptor, gw, admin) = (acceptor.clone(), gw.clone(), admin.clone());
-        tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                tracing::debug!(%remote, "admin TLS handshake failed");
-                return;
-            };
-            let peer = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(crate::tls::identity);
+    let listening = Listening {
+        what: "admin",
+        member: &gw.member,
+        listen: admin.listen,
+    };
+    let service_for = {
+        let (gw, admin) = (gw.clone(), Arc::new(admin.clone()));
+        move |peer: Option<MemberId>| {
             let operator = peer.as_ref().is_some_and(|p| admin.clients.contains(p));
             let auditor = peer.as_ref().is_some_and(|p| admin.auditors.contains(p));
-            let service = service_fn(move |req| {
-                let gw = gw.clone();
-                let peer = peer.clone();
+            let gw = gw.clone();
+            service_fn(move |req| {
+                let (gw, peer) = (gw.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(route(&gw, peer, operator, auditor, req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_headers(MAX_HEADERS);
-            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-        });
-    }
+            })
+        }
+    };
+    listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
 }
 
 async fn route(
@@ -125,7 +103,11 @@ async fn route(
                     "body must be {\"contract\", \"version\"?}",
                 ));
             };
-            match gw.cache.purge(&purge.contract, purge.version.as_deref()) {
+            match gw
+                .provider
+                .cache
+                .purge(&purge.contract, purge.version.as_deref())
+            {
                 Ok(()) => {
                     tracing::info!(member = %gw.member, contract = %purge.contract, version = ?purge.version, "cache purged");
                     json(&json!({"purged": purge.contract, "version": purge.version}))

@@ -93,28 +93,9 @@ async fn exchange(
         )
     })?;
     // Refused here rather than by the provider: the answer would be the same, one trip later.
-    match gw.manifest.grant(listed, &gw.member) {
-        Some(purposes) if purposes.iter().any(|p| p == purpose) => {}
-        Some(purposes) => {
-            return Err(Problem::new(
-                ProblemCode::Forbidden,
-                format!(
-                    "{} may ask {contract} for {} only, not for `{purpose}`",
-                    gw.member,
-                    purposes.join(", ")
-                ),
-            ));
-        }
-        None => {
-            return Err(Problem::new(
-                ProblemCode::Forbidden,
-                format!(
-                    "{} is not a consumer of {contract} in the manifest",
-                    gw.member
-                ),
-            ));
-        }
-    }
+    gw.manifest
+        .authorize(listed, &gw.member, purpose)
+        .map_err(|e| Problem::new(ProblemCode::Forbidden, e.to_string()))?;
     let doc = gw.catalog.get(contract).ok_or_else(|| {
         Problem::new(
             ProblemCode::UnknownContract,
@@ -129,10 +110,10 @@ async fn exchange(
             format!("provider {provider} is not in the manifest"),
         )
     })?;
-    let client = gw
-        .peers
-        .get(&provider)
-        .ok_or_else(|| Problem::new(ProblemCode::Internal, format!("no client for {provider}")))?;
+    let client =
+        gw.consumer.peers.get(&provider).ok_or_else(|| {
+            Problem::new(ProblemCode::Internal, format!("no client for {provider}"))
+        })?;
 
     let now = contracts::unix_now();
     let request = ExchangeRequest {
@@ -159,7 +140,7 @@ async fn exchange(
     };
     // Before signing: a request that will not be sent is not signed.
     // A provider that keeps failing is not asked again until its breaker lets a probe through.
-    let breaker = gw.breakers.get(&provider);
+    let breaker = gw.consumer.breakers.get(&provider);
     if let Some(b) = breaker
         && let Admission::FailFast { retry_after } = b.breaker.admit()
     {

@@ -58,10 +58,7 @@ impl Check {
 }
 
 /// `result`, or `Ok` when it is a refusal by a check that is switched off.
-pub fn unless_off(
-    check: Check,
-    result: Result<(), contracts::Problem>,
-) -> Result<(), contracts::Problem> {
+pub fn unless_off<E>(check: Check, result: Result<(), E>) -> Result<(), E> {
     match result {
         Err(_) if off(check) => Ok(()),
         other => other,

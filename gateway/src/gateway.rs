@@ -19,8 +19,9 @@ use rustls::ServerConfig;
 
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, Config, FederatedContract, RateBackend};
+use crate::fault::{self, Check};
 use crate::metrics::{ContractCounters, Labels};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, ClientAuth, TlsError};
 use audit_store::AuditLog;
 use limits::breaker::Breaker;
 use limits::bulkhead::Bulkhead;
@@ -166,20 +167,35 @@ pub struct Gateway {
     pub(crate) manifest: Manifest,
     pub(crate) signing: SigningKey,
     pub(crate) catalog: Arc<BTreeMap<ContractRef, Contract>>,
+    pub(crate) labels: Labels,
+    /// The audit log both sides record to.
+    pub(crate) audit: AuditLog,
+    /// The admin listener's address and allow-list, if configured.
+    pub admin: Option<AdminConfig>,
+    pub(crate) tls: Arc<ServerConfig>,
+    /// What only answering touches.
+    pub(crate) provider: ProviderState,
+    /// What only asking touches.
+    pub(crate) consumer: ConsumerState,
+}
+
+/// The provider side's run-time state: the contracts it answers and the limits in front of
+/// them. The pipeline's rules each take the part they need.
+pub(crate) struct ProviderState {
     pub(crate) provided: HashMap<ContractRef, Provided>,
     pub(crate) replay: ReplayWindow,
     pub(crate) rates: RateLimits,
     pub(crate) cache: ResponseCache,
+}
+
+/// The consumer side's run-time state: who may use the local face, the federated contracts
+/// it defines, and a client and a breaker per provider.
+pub(crate) struct ConsumerState {
     pub(crate) breakers: HashMap<MemberId, ProviderBreaker>,
-    pub(crate) labels: Labels,
-    pub(crate) audit: AuditLog,
-    /// The admin listener's address and allow-list, if configured.
-    pub admin: Option<AdminConfig>,
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
     pub(crate) subsystems: HashSet<MemberId>,
     pub(crate) peers: HashMap<MemberId, PeerClient>,
     pub(crate) query_deadline: Duration,
-    pub(crate) tls: Arc<ServerConfig>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -302,7 +318,12 @@ impl Gateway {
                 )
             )));
         }
-        let tls = tls::server_config(&cas, chain.clone(), key.clone_key())?;
+        let client_auth = if fault::off(Check::ClientCertificate) {
+            ClientAuth::AllowUnauthenticated
+        } else {
+            ClientAuth::Required
+        };
+        let tls = tls::server_config(&cas, chain.clone(), key.clone_key(), client_auth)?;
 
         let mut peers = HashMap::new();
         for m in &manifest.doc().members {
@@ -386,8 +407,8 @@ impl Gateway {
         let audit = AuditLog::open(&audit_cfg, &config.base_dir, member, Arc::new(audit_key))
             .await
             .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
-        Ok(Gateway {
-            audit,
+        let provider = ProviderState {
+            provided,
             replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
             rates,
             cache: ResponseCache::new(
@@ -395,15 +416,9 @@ impl Gateway {
                 mc.cache.max_bytes,
                 metrics::counter!("simpul_cache_evictions_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             ),
+        };
+        let consumer = ConsumerState {
             breakers,
-            labels,
-            admin: mc.admin.clone(),
-            member: member.clone(),
-            listen: mc.listen,
-            manifest,
-            signing,
-            catalog: Arc::new(config.catalog.clone()),
-            provided,
             federated: mc
                 .federated
                 .iter()
@@ -412,7 +427,19 @@ impl Gateway {
             subsystems: mc.subsystem_ids().into_iter().collect(),
             peers,
             query_deadline: Duration::from_millis(mc.query_deadline_ms),
+        };
+        Ok(Gateway {
+            audit,
+            labels,
+            admin: mc.admin.clone(),
+            member: member.clone(),
+            listen: mc.listen,
+            manifest,
+            signing,
+            catalog: Arc::new(config.catalog.clone()),
             tls,
+            provider,
+            consumer,
         })
     }
 

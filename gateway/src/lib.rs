@@ -19,6 +19,7 @@ pub mod fault;
 pub mod gateway;
 pub mod http;
 pub mod layout;
+pub mod listener;
 pub mod local;
 pub mod metrics;
 pub mod server;

@@ -52,7 +52,7 @@ async fn run(
     trail: &mut Trail,
 ) -> Result<Reply, Problem> {
     let subsystem = match peer {
-        Some(id) if gw.subsystems.contains(id) => id.clone(),
+        Some(id) if gw.consumer.subsystems.contains(id) => id.clone(),
         other => {
             return Err(Problem::new(
                 ProblemCode::Forbidden,
@@ -76,7 +76,7 @@ async fn run(
     })?;
     trail.set_purpose(&local.purpose);
     trail.set_query(&local.query, gw.catalog.get(&path));
-    if let Some(fc) = gw.federated.get(&path).cloned() {
+    if let Some(fc) = gw.consumer.federated.get(&path).cloned() {
         if local.purpose != fc.purpose {
             return Err(Problem::new(
                 ProblemCode::Forbidden,
@@ -100,7 +100,7 @@ async fn run(
         &path,
         &local.purpose,
         query,
-        Instant::now() + gw.query_deadline,
+        Instant::now() + gw.consumer.query_deadline,
         None,
     )
     .await

@@ -1,96 +1,42 @@
-//! The listener: TLS with a required client certificate, the identity read from it once per
-//! connection, HTTP/1.1 with bounded headers and timeouts, and the routes.
+//! The member listener's routes: the exchange face for peer gateways, the local face for
+//! the member's own systems, the manifest and the contract list. Accepting, TLS and the
+//! peer's identity are [`crate::listener`]'s.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use contracts::envelope::JOSE_MEDIA_TYPE;
 use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, json_bytes, problem};
+use crate::listener::{self, Listening};
 
-/// How long a client has to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The most headers a request may carry.
-pub const MAX_HEADERS: usize = 64;
-/// How long in-flight exchanges get to finish at shutdown.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `gw` on `listener` until `shutdown` turns true, then lets open connections finish
-/// (up to [`DRAIN_TIMEOUT`]).
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let acceptor = TlsAcceptor::from(gw.tls.clone());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tracing::info!(member = %gw.member, listen = %gw.listen, "gateway listening");
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+/// Serves `gw`'s member listener until `shutdown` turns true, then lets open connections
+/// finish (up to [`crate::listener::DRAIN_TIMEOUT`]).
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let listening = Listening {
+        what: "gateway",
+        member: &gw.member,
+        listen: gw.listen,
+    };
+    let service_for = {
         let gw = gw.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let peer: Option<MemberId> = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(crate::tls::identity);
-            let peer = Arc::new(peer);
-            let service = service_fn(move |req| {
+        move |peer: Option<MemberId>| {
+            let (gw, peer) = (gw.clone(), Arc::new(peer));
+            service_fn(move |req| {
                 let (gw, peer) = (gw.clone(), peer.clone());
                 async move { Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), req).await) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_headers(MAX_HEADERS)
-                .keep_alive(true);
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!(member = %gw.member, "connections still open after the drain timeout"),
-    }
-    tracing::info!(member = %gw.member, "gateway stopped");
+            })
+        }
+    };
+    listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
 }
 
 fn contract_path(rest: &[&str]) -> Option<ContractRef> {
@@ -156,6 +102,7 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
         }
         ["v1", "contracts"] if parts.method == Method::GET => {
             let list: Vec<_> = gw
+                .provider
                 .provided
                 .keys()
                 .filter_map(|r| gw.catalog.get(r))
@@ -165,7 +112,11 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
         }
         ["v1", "contracts", id, version] if parts.method == Method::GET => {
             let r = ContractRef::new(*id, *version);
-            match gw.catalog.get(&r).filter(|_| gw.provided.contains_key(&r)) {
+            match gw
+                .catalog
+                .get(&r)
+                .filter(|_| gw.provider.provided.contains_key(&r))
+            {
                 // The RFC 8785 form: its SHA-256 is the digest the manifest pins.
                 Some(c) => match contracts::canonical::canonical_json(c.doc()) {
                     Ok(bytes) => json_bytes(bytes),

@@ -1,28 +1,30 @@
-//! `aud` is this gateway's member; the contract in the path is the one in the payload.
+//! `aud` is this gateway's member.
 
-use contracts::{ContractRef, ExchangeRequest, Problem, ProblemCode};
+use contracts::{ExchangeRequest, MemberId};
 
-use crate::gateway::Gateway;
+use super::refusal::Refusal;
 
-pub(super) fn check_audience(gw: &Gateway, request: &ExchangeRequest) -> Result<(), Problem> {
-    if request.aud != gw.member {
-        return Err(Problem::new(
-            ProblemCode::WrongAudience,
-            format!("aud is {}, this gateway is {}", request.aud, gw.member),
-        ));
+pub(super) fn check_audience(me: &MemberId, request: &ExchangeRequest) -> Result<(), Refusal> {
+    if &request.aud != me {
+        return Err(Refusal::WrongAudience {
+            aud: request.aud.clone(),
+            me: me.clone(),
+        });
     }
     Ok(())
 }
 
-pub(super) fn check_path(path: &ContractRef, request: &ExchangeRequest) -> Result<(), Problem> {
-    if path.id != request.contract || path.version != request.version {
-        return Err(Problem::new(
-            ProblemCode::Malformed,
-            format!(
-                "the path names {path}, the payload {}/{}",
-                request.contract, request.version
-            ),
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn only_this_gateways_member_is_the_audience() {
+        assert!(check_audience(&id(DUKCAPIL), &request()).is_ok());
+        assert!(matches!(
+            check_audience(&id(BP2MI), &request()),
+            Err(Refusal::WrongAudience { .. })
         ));
     }
-    Ok(())
 }

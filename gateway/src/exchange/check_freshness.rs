@@ -1,10 +1,12 @@
 //! `iat` within ±60 s of now, `exp` in the future, `exp - iat` at most 300 s.
 
+use contracts::ExchangeRequest;
 use contracts::envelope::{CLOCK_SKEW_S, MAX_VALIDITY_S};
-use contracts::{ExchangeRequest, Problem, ProblemCode};
 
-pub(super) fn check_freshness(request: &ExchangeRequest, now: i64) -> Result<(), Problem> {
-    let stale = |detail: String| Err(Problem::new(ProblemCode::Stale, detail));
+use super::refusal::Refusal;
+
+pub(super) fn check_freshness(request: &ExchangeRequest, now: i64) -> Result<(), Refusal> {
+    let stale = |detail: String| Err(Refusal::Stale(detail));
     if (request.iat - now).abs() > CLOCK_SKEW_S {
         return stale(format!(
             "iat {} is more than {CLOCK_SKEW_S} s from now ({now})",

@@ -1,39 +1,64 @@
 //! The exchange id has not been seen within the freshness window (409 `replay`); a consumer
 //! whose window is full is refused until ids age out (503, fail closed).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use contracts::{ExchangeRequest, Problem, ProblemCode};
+use contracts::ExchangeRequest;
+use limits::replay::{ReplayRefusal, ReplayWindow};
 
-use crate::gateway::Gateway;
-use limits::rate::RateDecision;
-use limits::replay::ReplayRefusal;
+use super::refusal::Refusal;
 
-pub(super) fn check_replay(gw: &Gateway, request: &ExchangeRequest) -> Result<(), Problem> {
-    // verify_signature has checked the id is a UUID.
+/// Remembers `request`'s id in `window` at `now` (Unix time), or refuses it.
+pub(super) fn check_replay(
+    window: &ReplayWindow,
+    request: &ExchangeRequest,
+    now: Duration,
+) -> Result<(), Refusal> {
+    // read_request has checked the id is a UUID.
     let id = uuid::Uuid::parse_str(&request.id)
         .map(|u| u.as_u128())
         .unwrap_or_default();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    match gw.replay.check(&request.iss, id, now) {
+    match window.check(&request.iss, id, now) {
         Ok(()) => Ok(()),
-        Err(ReplayRefusal::Replay) => Err(Problem::new(
-            ProblemCode::Replay,
-            format!("exchange id {} was already presented", request.id),
-        )),
-        Err(ReplayRefusal::Full { retry_after }) => {
-            let mut p = Problem::new(
-                ProblemCode::ProviderUnavailable,
-                format!(
-                    "{} has {} exchange ids in the replay window, its bound; retry when they age out",
-                    request.iss,
-                    gw.replay.len(&request.iss)
-                ),
-            );
-            p.retry_after = Some(RateDecision::retry_after_s(retry_after));
-            Err(p)
-        }
+        Err(ReplayRefusal::Replay) => Err(Refusal::Replayed {
+            id: request.id.clone(),
+        }),
+        Err(ReplayRefusal::Full { retry_after }) => Err(Refusal::ReplayWindowFull {
+            consumer: request.iss.clone(),
+            held: window.len(&request.iss),
+            retry_after,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use serde_json::json;
+
+    const WINDOW: Duration = Duration::from_secs(120);
+    const NOW: Duration = Duration::from_secs(1_800_000_000);
+
+    #[test]
+    fn a_second_presentation_of_an_id_is_a_replay() {
+        let window = ReplayWindow::new(WINDOW, 10);
+        assert!(check_replay(&window, &request(), NOW).is_ok());
+        assert!(matches!(
+            check_replay(&window, &request(), NOW + Duration::from_secs(1)),
+            Err(Refusal::Replayed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_full_window_refuses_new_ids_until_they_age_out() {
+        let window = ReplayWindow::new(WINDOW, 1);
+        assert!(check_replay(&window, &request(), NOW).is_ok());
+        let other = request_with(json!({"id": "7b0e5b4e-3f0a-4c55-9d43-2f7c1b1a0e02"}));
+        assert!(matches!(
+            check_replay(&window, &other, NOW),
+            Err(Refusal::ReplayWindowFull { held: 1, .. })
+        ));
+        assert!(check_replay(&window, &other, NOW + WINDOW * 2).is_ok());
     }
 }

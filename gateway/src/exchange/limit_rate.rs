@@ -1,31 +1,48 @@
 //! The consumer's rate on this contract is not exceeded (429 `rate-limited`, with
 //! `Retry-After` from the limiter's own wait).
 
-use contracts::{ExchangeRequest, Problem, ProblemCode};
+use contracts::{ContractRef, ExchangeRequest};
+use limits::rate::{RateDecision, RateLimits};
 
-use crate::gateway::{Gateway, Provided};
-use crate::metrics::count;
-use limits::rate::RateDecision;
+use super::refusal::Refusal;
 
+/// Spends one unit of `request.iss`'s quota on `contract`, or refuses.
 pub(super) async fn limit_rate(
-    gw: &Gateway,
-    provided: &Provided,
+    rates: &RateLimits,
+    contract: &ContractRef,
     request: &ExchangeRequest,
-) -> Result<(), Problem> {
-    let contract = &*provided.reference;
-    match gw.rates.check(contract, &request.iss).await {
-        RateDecision::Admit => {
-            provided.counters.rate_admitted.increment(1);
-            Ok(())
-        }
-        RateDecision::Limit { wait } => {
-            count!(gw.labels, "simpul_rate_limited_total", "contract" => contract.to_string(), "consumer" => request.iss.to_string());
-            let mut p = Problem::new(
-                ProblemCode::RateLimited,
-                format!("{} is over its rate for {contract}", request.iss),
-            );
-            p.retry_after = Some(RateDecision::retry_after_s(wait));
-            Err(p)
+) -> Result<(), Refusal> {
+    match rates.check(contract, &request.iss).await {
+        RateDecision::Admit => Ok(()),
+        RateDecision::Limit { wait } => Err(Refusal::RateLimited {
+            consumer: request.iss.clone(),
+            contract: contract.clone(),
+            wait,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use contracts::manifest::Rate;
+    use limits::rate::LocalLimits;
+
+    #[tokio::test]
+    async fn a_consumer_over_its_rate_is_refused_with_the_limiters_wait() {
+        let rate = Rate {
+            per_second: 1,
+            burst: 1,
+        };
+        let rates = RateLimits::Local(LocalLimits::new(&[(citizenship(), rate)]));
+        assert!(limit_rate(&rates, &citizenship(), &request()).await.is_ok());
+        match limit_rate(&rates, &citizenship(), &request()).await {
+            Err(Refusal::RateLimited { wait, consumer, .. }) => {
+                assert_eq!(consumer, id(KEMLU));
+                assert!(wait > std::time::Duration::ZERO);
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -1,31 +1,43 @@
 //! The provider's side of an exchange (PROTOCOL.md §3): a signed request from a peer
 //! gateway, checked in the protocol's order, answered through the contract's adapter, signed.
 //!
-//! Each step is one module with one rule; the order is the function [`handle`]. The first
-//! failing step answers, with its problem code.
+//! Each rule is one module that takes only what it checks and returns a typed
+//! [`refusal::Refusal`]; the order is the function `run`, and [`refusal`] is the one place a
+//! refusal becomes a problem document. [`handle`] keeps the exchange's trail and records it
+//! before anything leaves.
 
-mod answer;
 mod authorize;
+mod cache_lookup;
+mod call_adapter;
+mod check_answer;
 mod check_audience;
 mod check_freshness;
+mod check_path;
 mod check_replay;
 mod limit_rate;
 mod read_envelope;
+pub(crate) mod refusal;
 mod require_identity;
 mod sign_answer;
 mod validate_query;
 mod verify_signature;
 
-use std::time::Instant;
+#[cfg(test)]
+mod fixtures;
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use contracts::envelope::MAX_REQUEST_BYTES;
 use contracts::{ContractRef, MemberId, Problem};
 use http::HeaderMap;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::fault::{Check, unless_off};
+use self::refusal::Refusal;
+use crate::fault::{Check, off, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
+use crate::metrics::count;
 use crate::trail::Trail;
 use audit::Role;
 
@@ -74,6 +86,8 @@ pub async fn handle(
     }
 }
 
+/// The rule list: each rule takes only what it checks, in the order of PROTOCOL.md §3.3;
+/// the first refusal answers. A `faults` build may switch one check off here, and only here.
 async fn run(
     gw: &Gateway,
     peer: Option<&MemberId>,
@@ -83,44 +97,124 @@ async fn run(
     span: &tracing::Span,
     trail: &mut Trail,
 ) -> Result<String, Problem> {
-    let text = read_envelope::read_envelope(headers, body).await?;
+    let refused = |r: Refusal| r.into_problem(None);
+    let body_limit = if off(Check::BodyLimit) {
+        usize::MAX
+    } else {
+        MAX_REQUEST_BYTES
+    };
+    let body = read_envelope::read_envelope(headers, body, body_limit)
+        .await
+        .map_err(refused)?;
+    unless_off(Check::MediaType, read_envelope::check_media_type(headers)).map_err(refused)?;
+    let text = read_envelope::into_text(body).map_err(refused)?;
     trail.set_request(&text);
-    let (request, signer) = verify_signature::verify_signature(gw, &text)?;
+    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, &text) {
+        Ok(signed) => (signed.0, Some(signed.1)),
+        Err(Refusal::BadSignature(_) | Refusal::UnknownKey { .. }) if off(Check::Signature) => (
+            verify_signature::unverified_payload(&text).map_err(refused)?,
+            None,
+        ),
+        Err(r) => return Err(refused(r)),
+    };
+    let request = verify_signature::read_request(&payload).map_err(refused)?;
+    let signer = signer.unwrap_or_else(|| request.iss.clone());
     // Only a verified request names its exchange, consumer and purpose in the record.
     trail.set_exchange_id(&request.id);
     trail.set_consumer(&request.iss);
     trail.set_purpose(&request.purpose);
     trail.set_query(&request.query, gw.catalog.get(path));
-    let request = &request;
     span.record("exchange_id", request.id.as_str());
     let id = Some(request.id.as_str());
-    let with_id = |p: Problem| p.with_exchange_id(id);
+    let refused = |r: Refusal| r.into_problem(id);
+    let request = &request;
+
     unless_off(
         Check::Identity,
         require_identity::require_identity(peer, &signer, request),
     )
-    .map_err(with_id)?;
-    unless_off(Check::Audience, check_audience::check_audience(gw, request)).map_err(with_id)?;
-    unless_off(Check::PathMatch, check_audience::check_path(path, request)).map_err(with_id)?;
+    .map_err(refused)?;
+    unless_off(
+        Check::Audience,
+        check_audience::check_audience(&gw.member, request),
+    )
+    .map_err(refused)?;
+    unless_off(Check::PathMatch, check_path::check_path(path, request)).map_err(refused)?;
     unless_off(
         Check::Freshness,
         check_freshness::check_freshness(request, contracts::unix_now()),
     )
-    .map_err(with_id)?;
-    unless_off(Check::Replay, check_replay::check_replay(gw, request)).map_err(with_id)?;
-    let (contract, provided) = authorize::authorize(gw, request).map_err(with_id)?;
+    .map_err(refused)?;
+    // Replay after the signature: only verified ids take room in the window.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     unless_off(
-        Check::RateLimit,
-        limit_rate::limit_rate(gw, provided, request).await,
+        Check::Replay,
+        check_replay::check_replay(&gw.provider.replay, request, now),
     )
-    .map_err(with_id)?;
+    .map_err(refused)?;
+    let mut asked = ContractRef::new(&request.contract, &request.version);
+    if off(Check::Contract) && !gw.provider.provided.contains_key(&asked) {
+        // Faults builds only: answer an unknown contract with one that is provided here.
+        if let Some(any) = gw.provider.provided.keys().next() {
+            asked = any.clone();
+        }
+    }
+    let found = authorize::find_contract(
+        &gw.manifest,
+        &gw.catalog,
+        &gw.provider.provided,
+        &gw.member,
+        &asked,
+    )
+    .map_err(refused)?;
+    unless_off(
+        Check::Authorization,
+        authorize::authorize(&gw.manifest, found.listed, request),
+    )
+    .map_err(refused)?;
+    let provided = found.provided;
+    // Rate after authorisation: a consumer that may not ask spends no quota.
+    match limit_rate::limit_rate(&gw.provider.rates, &provided.reference, request).await {
+        Ok(()) => provided.counters.rate_admitted.increment(1),
+        Err(r) if off(Check::RateLimit) => drop(r),
+        Err(r) => {
+            count!(gw.labels, "simpul_rate_limited_total", "contract" => provided.reference.to_string(), "consumer" => request.iss.to_string());
+            return Err(refused(r));
+        }
+    }
     unless_off(
         Check::QuerySchema,
-        validate_query::validate_query(contract, request),
+        validate_query::validate_query(found.contract, request),
     )
-    .map_err(with_id)?;
-    let result = answer::answer(gw, provided, contract, request)
-        .await
-        .map_err(with_id)?;
-    sign_answer::sign_answer(gw, request, &text, &result).map_err(with_id)
+    .map_err(refused)?;
+    // The cache after every check: a cached answer never reaches a consumer that could
+    // not have asked, and is signed afresh for this request.
+    let (key, hit) = cache_lookup::cache_lookup(&gw.provider.cache, provided, request);
+    let result = match hit {
+        Some(result) => result,
+        None => {
+            let result = call_adapter::call_adapter(provided, request)
+                .await
+                .map_err(refused)?;
+            check_answer::check_answer(found.contract, &result).map_err(refused)?;
+            let result = std::sync::Arc::new(result);
+            if let (Some(key), Some(ttl)) = (key, provided.cache_ttl) {
+                gw.provider
+                    .cache
+                    .insert(key, provided.reference.clone(), result.clone(), ttl);
+            }
+            result
+        }
+    };
+    sign_answer::sign_answer(
+        &gw.signing,
+        &gw.member,
+        request,
+        &text,
+        &result,
+        contracts::unix_now(),
+    )
+    .map_err(refused)
 }

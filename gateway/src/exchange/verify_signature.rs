@@ -2,66 +2,120 @@
 //! member, and the signature verifies with that key; only then is the payload read.
 
 use contracts::envelope::REQUEST_TYP;
-use contracts::{ExchangeRequest, JwsError, MemberId, ParsedJws, Problem, ProblemCode};
+use contracts::{ExchangeRequest, JwsError, Manifest, MemberId, ParsedJws};
 
-use crate::fault::{Check, off};
-use crate::gateway::Gateway;
+use super::refusal::Refusal;
 
-/// The payload bytes and the member whose key signed them.
-fn signed_payload(gw: &Gateway, text: &str) -> Result<(Vec<u8>, Option<MemberId>), Problem> {
+/// The payload bytes, verified, and the member whose key signed them.
+pub(super) fn verify_signature(
+    manifest: &Manifest,
+    text: &str,
+) -> Result<(Vec<u8>, MemberId), Refusal> {
     let parsed = ParsedJws::parse(text, REQUEST_TYP).map_err(|e| match e {
-        JwsError::Malformed(_) => Problem::new(ProblemCode::Malformed, e.to_string()),
-        _ => Problem::new(ProblemCode::BadSignature, e.to_string()),
+        JwsError::Malformed(_) => Refusal::MalformedJws(e.to_string()),
+        _ => Refusal::BadSignature(e.to_string()),
     })?;
     let kid = parsed.header.kid.as_deref().unwrap_or_default();
-    let (signer, key) = gw.manifest.key(kid).ok_or_else(|| {
-        Problem::new(
-            ProblemCode::BadSignature,
-            format!("kid `{kid}` names no key of a manifest member"),
-        )
+    let (signer, key) = manifest.key(kid).ok_or_else(|| Refusal::UnknownKey {
+        kid: kid.to_owned(),
     })?;
     key.verify(&parsed)
-        .map_err(|e| Problem::new(ProblemCode::BadSignature, e.to_string()))?;
-    Ok((parsed.payload, Some(signer.clone())))
+        .map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    Ok((parsed.payload, signer.clone()))
 }
 
-/// With the signature check switched off (faults builds only): the payload, unverified.
-fn unverified_payload(text: &str) -> Option<(Vec<u8>, Option<MemberId>)> {
-    let payload = text.split('.').nth(1)?;
-    Some((contracts::canonical::b64url_decode(payload)?, None))
+/// The payload, unverified: only for a `faults` build with the signature check switched
+/// off, where the rule list calls it instead of [`verify_signature`].
+pub(super) fn unverified_payload(text: &str) -> Result<Vec<u8>, Refusal> {
+    text.split('.')
+        .nth(1)
+        .and_then(contracts::canonical::b64url_decode)
+        .ok_or_else(|| Refusal::MalformedJws("not a compact JWS".into()))
 }
 
-pub(super) fn verify_signature(
-    gw: &Gateway,
-    text: &str,
-) -> Result<(ExchangeRequest, MemberId), Problem> {
-    let (payload, signer) = match signed_payload(gw, text) {
-        Ok(signed) => signed,
-        Err(p) if p.code() == Some(ProblemCode::BadSignature) && off(Check::Signature) => {
-            unverified_payload(text).ok_or(p)?
-        }
-        Err(p) => return Err(p),
-    };
-    let request: ExchangeRequest = serde_json::from_slice(&payload).map_err(|e| {
-        Problem::new(
-            ProblemCode::Malformed,
-            format!("the payload is not an exchange request: {e}"),
-        )
-    })?;
+/// Reads the exchange request out of a payload: version 1, its id spelled the one way
+/// the protocol allows (the replay window and both sides' logs compare ids as given).
+pub(super) fn read_request(payload: &[u8]) -> Result<ExchangeRequest, Refusal> {
+    let request: ExchangeRequest =
+        serde_json::from_slice(payload).map_err(|e| Refusal::NotARequest(e.to_string()))?;
     if request.v != 1 {
-        return Err(Problem::new(
-            ProblemCode::Malformed,
-            format!("payload version {} is not supported (1)", request.v),
-        ));
+        return Err(Refusal::UnsupportedVersion(request.v));
     }
-    // One spelling per id: the replay window and both sides' logs compare ids as given.
     let canonical = uuid::Uuid::parse_str(&request.id).map(|u| u.hyphenated().to_string());
     if canonical.as_deref() != Ok(request.id.as_str()) {
-        return Err(Problem::new(
-            ProblemCode::Malformed,
-            "the exchange id is not a UUID in lower-case hyphenated form",
+        return Err(Refusal::NonCanonicalId);
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+
+    fn signed(key: &SigningKey, payload: &serde_json::Value) -> String {
+        key.sign(REQUEST_TYP, &serde_json::to_vec(payload).unwrap())
+            .unwrap()
+    }
+
+    use contracts::SigningKey;
+
+    #[test]
+    fn a_request_signed_by_a_manifest_key_verifies_and_names_its_signer() {
+        let kemlu = key(KEMLU);
+        let text = signed(&kemlu, &serde_json::to_value(request()).unwrap());
+        let (payload, signer) = verify_signature(&manifest(&[&kemlu]), &text).unwrap();
+        assert_eq!(signer, id(KEMLU));
+        assert_eq!(read_request(&payload).unwrap(), request());
+    }
+
+    #[test]
+    fn a_key_the_manifest_does_not_list_is_refused() {
+        let stranger = key(KEMLU);
+        let text = signed(&stranger, &serde_json::to_value(request()).unwrap());
+        let listed = key(KEMLU);
+        assert!(matches!(
+            verify_signature(&manifest(&[&listed]), &text),
+            Err(Refusal::UnknownKey { .. })
         ));
     }
-    let signer = signer.unwrap_or_else(|| request.iss.clone());
-    Ok((request, signer))
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let kemlu = key(KEMLU);
+        let text = signed(&kemlu, &serde_json::to_value(request()).unwrap());
+        let other = signed(&kemlu, &serde_json::json!({"tampered": true}));
+        let mut parts: Vec<&str> = text.split('.').collect();
+        parts[1] = other.split('.').nth(1).unwrap();
+        assert!(matches!(
+            verify_signature(&manifest(&[&kemlu]), &parts.join(".")),
+            Err(Refusal::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn a_body_that_is_no_jws_is_malformed() {
+        assert!(matches!(
+            verify_signature(&manifest(&[]), "not a jws"),
+            Err(Refusal::MalformedJws(_))
+        ));
+    }
+
+    #[test]
+    fn a_payload_must_be_a_version_1_request_with_a_canonical_id() {
+        let bytes = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+        let mut v = serde_json::to_value(request()).unwrap();
+        v["v"] = 2.into();
+        assert!(matches!(
+            read_request(&bytes(v)),
+            Err(Refusal::UnsupportedVersion(2))
+        ));
+        let mut v = serde_json::to_value(request()).unwrap();
+        v["id"] = "7B0E5B4E-3F0A-4C55-9D43-2F7C1B1A0E01".into();
+        assert!(matches!(
+            read_request(&bytes(v)),
+            Err(Refusal::NonCanonicalId)
+        ));
+        assert!(matches!(read_request(b"[1]"), Err(Refusal::NotARequest(_))));
+    }
 }
