@@ -337,11 +337,6 @@ impl AuditLog {
         Ok(AuditLog { inner })
     }
 
-    /// The member whose log this is.
-    pub fn member(&self) -> &MemberId {
-        &self.inner.log
-    }
-
     /// HMAC of the personal identifiers: `personal` are the JSON values found at the
     /// contract's `personal_data` pointers; `None` if there are none. The HMAC is over
     /// the JCS form of the array, so equal values give equal subjects in this log (and in

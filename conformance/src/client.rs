@@ -109,20 +109,7 @@ impl TlsIdentity {
 
 /// The Simpul identities a certificate names: its `urn:simpul:` SAN URIs.
 pub fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = parsed.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(uri) => MemberId::from_san_uri(uri),
-            _ => None,
-        })
-        .collect()
+    contracts::member::certificate_identities(cert.as_ref())
 }
 
 /// Where a gateway listens, read from its `https://host:port` URL.

@@ -51,6 +51,9 @@ enum Command {
         #[arg(long)]
         expect_fail: bool,
     },
+    /// List the gateway checks the cases guard, one name a line: the names a gateway's
+    /// `faults` build takes in `SIMPUL_FAULT`.
+    Checks,
     /// List the cases: id, group, mandatory, title, the gateway checks each guards.
     List {
         /// As a Markdown table.
@@ -144,6 +147,12 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
                 expect_fail,
             )
             .await
+        }
+        Command::Checks => {
+            for c in &contracts::checks::CHECKS {
+                println!("{}", c.name);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::List { markdown } => {
             list(markdown);

@@ -109,6 +109,27 @@ fn build(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<Contract>, CatalogError> 
     Ok(contracts)
 }
 
+/// The demo federation's contract documents, compiled into this crate from its `catalog/`
+/// directory, for a demo run where no catalog directory is at hand.
+const EMBEDDED: [&str; 4] = [
+    include_str!("../catalog/citizenship.status.v1.json"),
+    include_str!("../catalog/employment.placement.v1.json"),
+    include_str!("../catalog/insurance.status.v1.json"),
+    include_str!("../catalog/residence.abroad.v1.json"),
+];
+
+/// The demo federation's catalog as embedded in this crate (the documents of `catalog/`).
+///
+/// # Errors
+/// A [`ContractError`] if an embedded document is not a valid contract (a test pins that
+/// none is).
+pub fn embedded_catalog() -> Result<Vec<Contract>, ContractError> {
+    EMBEDDED
+        .iter()
+        .map(|doc| Contract::from_json(doc.as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

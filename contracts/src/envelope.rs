@@ -6,6 +6,55 @@ use serde_json::Value;
 
 use crate::member::MemberId;
 
+/// An exchange id: a UUID spelled one way only — lower-case and hyphenated — so the replay
+/// window and both sides' audit logs can compare ids as they are given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExchangeId(uuid::Uuid);
+
+/// An exchange id that is not a UUID in its canonical form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the exchange id is not a UUID in lower-case hyphenated form")]
+pub struct NotCanonical;
+
+impl ExchangeId {
+    /// A fresh random (version 4) id.
+    pub fn new() -> Self {
+        ExchangeId(uuid::Uuid::new_v4())
+    }
+
+    /// Reads an id, refusing any spelling but the canonical one
+    /// (`3f75eb24-c6c1-4532-88f6-bab00be95419`).
+    ///
+    /// # Errors
+    /// [`NotCanonical`] for anything else, upper case and braces included.
+    pub fn parse(s: &str) -> Result<Self, NotCanonical> {
+        let id = uuid::Uuid::parse_str(s).map_err(|_| NotCanonical)?;
+        let mut buf = uuid::Uuid::encode_buffer();
+        if id.hyphenated().encode_lower(&mut buf) == s {
+            Ok(ExchangeId(id))
+        } else {
+            Err(NotCanonical)
+        }
+    }
+
+    /// The id as a number, for compact keys.
+    pub fn as_u128(self) -> u128 {
+        self.0.as_u128()
+    }
+}
+
+impl Default for ExchangeId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for ExchangeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
 /// `typ` of an exchange request JWS.
 pub const REQUEST_TYP: &str = "simpul-request+jws";
 /// `typ` of an exchange answer JWS.
@@ -107,4 +156,26 @@ pub struct LocalAnswer {
     pub result: Value,
     /// The signed envelopes.
     pub evidence: Evidence,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exchange_id_has_one_spelling() {
+        let id = ExchangeId::new();
+        assert_eq!(ExchangeId::parse(&id.to_string()), Ok(id));
+        let s = "3f75eb24-c6c1-4532-88f6-bab00be95419";
+        assert_eq!(ExchangeId::parse(s).unwrap().to_string(), s);
+        for other in [
+            "3F75EB24-C6C1-4532-88F6-BAB00BE95419",
+            "3f75eb24c6c1453288f6bab00be95419",
+            "{3f75eb24-c6c1-4532-88f6-bab00be95419}",
+            "urn:uuid:3f75eb24-c6c1-4532-88f6-bab00be95419",
+            "",
+        ] {
+            assert_eq!(ExchangeId::parse(other), Err(NotCanonical), "{other}");
+        }
+    }
 }

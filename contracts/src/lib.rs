@@ -7,6 +7,7 @@
 
 pub mod canonical;
 pub mod catalog;
+pub mod checks;
 pub mod contract;
 pub mod envelope;
 pub mod jws;
@@ -14,9 +15,9 @@ pub mod manifest;
 pub mod member;
 pub mod problem;
 
-pub use catalog::{CatalogError, load_catalog};
+pub use catalog::{CatalogError, embedded_catalog, load_catalog};
 pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
-pub use envelope::{ExchangeAnswer, ExchangeRequest};
+pub use envelope::{ExchangeAnswer, ExchangeId, ExchangeRequest};
 pub use jws::{Algorithm, JwsError, ParsedJws, SigningKey, VerifyingKey};
 pub use manifest::{Manifest, ManifestError};
 pub use member::{MemberId, MemberIdError};

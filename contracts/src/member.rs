@@ -116,6 +116,32 @@ impl<'de> Deserialize<'de> for MemberId {
     }
 }
 
+/// The Simpul identities a DER certificate names: its `urn:simpul:` SAN URIs, in order. A
+/// certificate that does not parse names none.
+pub fn certificate_identities(der: &[u8]) -> Vec<MemberId> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::URI(uri) => MemberId::from_san_uri(uri),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one identity a DER certificate names: `None` when it names none or several, so a
+/// certificate can never speak for two members.
+pub fn certificate_identity(der: &[u8]) -> Option<MemberId> {
+    let mut ids = certificate_identities(der);
+    if ids.len() == 1 { ids.pop() } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,9 @@ compile_error!(
     "the `faults` feature switches security checks off: it is for debug test builds only"
 );
 
-/// A check that can be switched off in a `faults` build.
+use contracts::checks::{CHECKS, CheckSpec};
+
+/// A check that can be switched off in a `faults` build, in the order of [`CHECKS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
     /// TLS: a client certificate is required.
@@ -32,29 +34,37 @@ pub enum Check {
     Contract,
     /// The manifest grants the consumer and purpose.
     Authorization,
-    /// The query is valid against the request schema.
-    QuerySchema,
     /// The consumer's rate is not exceeded.
     RateLimit,
+    /// The query is valid against the request schema.
+    QuerySchema,
 }
 
 impl Check {
-    /// Every check, with the name `SIMPUL_FAULT` takes.
-    pub const ALL: [(Check, &'static str); 13] = [
-        (Check::ClientCertificate, "client-certificate"),
-        (Check::BodyLimit, "body-limit"),
-        (Check::MediaType, "media-type"),
-        (Check::Signature, "signature"),
-        (Check::Identity, "identity"),
-        (Check::Audience, "audience"),
-        (Check::PathMatch, "path-match"),
-        (Check::Freshness, "freshness"),
-        (Check::Replay, "replay"),
-        (Check::Contract, "contract"),
-        (Check::Authorization, "authorization"),
-        (Check::QuerySchema, "query-schema"),
-        (Check::RateLimit, "rate-limit"),
+    /// Every check, in the order of the table of checks ([`CHECKS`]).
+    #[cfg_attr(not(feature = "faults"), allow(dead_code))]
+    const ALL: [Check; 13] = [
+        Check::ClientCertificate,
+        Check::BodyLimit,
+        Check::MediaType,
+        Check::Signature,
+        Check::Identity,
+        Check::Audience,
+        Check::PathMatch,
+        Check::Freshness,
+        Check::Replay,
+        Check::Contract,
+        Check::Authorization,
+        Check::RateLimit,
+        Check::QuerySchema,
     ];
+
+    /// Its entry in the table of checks the conformance suite shares: its `SIMPUL_FAULT`
+    /// name, problem code and PROTOCOL rows.
+    #[cfg_attr(not(feature = "faults"), allow(dead_code))]
+    fn spec(self) -> &'static CheckSpec {
+        &CHECKS[self as usize]
+    }
 }
 
 /// `result`, or `Ok` when it is a refusal by a check that is switched off.
@@ -71,7 +81,7 @@ pub fn off(check: Check) -> bool {
     static CHOSEN: std::sync::OnceLock<Option<Check>> = std::sync::OnceLock::new();
     let chosen = CHOSEN.get_or_init(|| {
         let name = std::env::var("SIMPUL_FAULT").ok()?;
-        let found = Check::ALL.iter().find(|(_, n)| *n == name).map(|(c, _)| *c);
+        let found = Check::ALL.into_iter().find(|c| c.spec().name == name);
         match found {
             Some(_) => tracing::warn!(check = %name, "FAULT INJECTION: this check is switched off"),
             None => tracing::error!(check = %name, "SIMPUL_FAULT names no check"),
@@ -86,4 +96,32 @@ pub fn off(check: Check) -> bool {
 #[inline(always)]
 pub fn off(_check: Check) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contracts::ProblemCode;
+
+    #[test]
+    fn each_check_is_its_row_of_the_shared_table() {
+        assert_eq!(Check::ALL.len(), CHECKS.len());
+        for (i, c) in Check::ALL.into_iter().enumerate() {
+            assert_eq!(c as usize, i, "{c:?}");
+        }
+        let named = |c: Check| (c.spec().name, c.spec().code);
+        assert_eq!(
+            named(Check::ClientCertificate),
+            ("client-certificate", None)
+        );
+        assert_eq!(named(Check::Replay), ("replay", Some(ProblemCode::Replay)));
+        assert_eq!(
+            named(Check::QuerySchema),
+            ("query-schema", Some(ProblemCode::InvalidQuery))
+        );
+        assert_eq!(
+            named(Check::RateLimit),
+            ("rate-limit", Some(ProblemCode::RateLimited))
+        );
+    }
 }

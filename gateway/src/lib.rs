@@ -8,20 +8,18 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
-pub mod audit_api;
+mod audit_api;
 pub mod authority;
 pub mod client;
 pub mod config;
-pub mod consumer;
-pub mod exchange;
-pub mod fanout;
-pub mod fault;
+mod consumer;
+mod exchange;
+mod fault;
 pub mod gateway;
-pub mod http;
+mod http;
 pub mod layout;
-pub mod listener;
-pub mod local;
+mod listener;
 pub mod metrics;
 pub mod server;
 pub mod tls;
-pub mod trail;
+mod trail;

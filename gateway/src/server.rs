@@ -87,7 +87,7 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
         }
         ["v1", "query", rest @ ..] => match (parts.method == Method::POST, contract_path(rest)) {
             (true, Some(r)) => {
-                crate::local::handle(gw.clone(), peer, r, &parts.headers, body).await
+                crate::consumer::local::handle(gw.clone(), peer, r, &parts.headers, body).await
             }
             (false, Some(_)) => wrong_method("POST"),
             _ => not_found(),

@@ -151,26 +151,12 @@ pub fn client_config(
 
 /// The Simpul identities a certificate names (its `urn:simpul:` SAN URIs).
 pub fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = parsed.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(uri) => MemberId::from_san_uri(uri),
-            _ => None,
-        })
-        .collect()
+    contracts::member::certificate_identities(cert.as_ref())
 }
 
 /// The one identity a certificate names; `None` when it names none or several.
 pub fn identity(cert: &CertificateDer<'_>) -> Option<MemberId> {
-    let mut ids = identities(cert);
-    if ids.len() == 1 { ids.pop() } else { None }
+    contracts::member::certificate_identity(cert.as_ref())
 }
 
 /// Checks the chain and host name as WebPKI does, then that the certificate names the

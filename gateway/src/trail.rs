@@ -53,11 +53,6 @@ impl Trail {
         }
     }
 
-    /// The exchange id (empty until one is known).
-    pub fn exchange_id(&self) -> &str {
-        &self.record.exchange_id
-    }
-
     /// Sets the exchange id.
     pub fn set_exchange_id(&mut self, id: &str) {
         id.clone_into(&mut self.record.exchange_id);

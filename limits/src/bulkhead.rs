@@ -57,11 +57,6 @@ impl Bulkhead {
             _ => Err(Full),
         }
     }
-
-    /// Exchanges in the adapter now.
-    pub fn in_use(&self) -> usize {
-        self.cap - self.slots.available_permits()
-    }
 }
 
 #[cfg(test)]

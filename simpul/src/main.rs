@@ -64,7 +64,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     Ok(match path {
         Some(p) => Config::load(p)?,
         None if Path::new("config.toml").exists() => Config::load(Path::new("config.toml"))?,
-        None => Config::embedded(Path::new("."))?,
+        None => demo::embedded_config(Path::new("."))?,
     })
 }
 

@@ -3,22 +3,19 @@
 
 use std::time::Duration;
 
-use contracts::ExchangeRequest;
+use contracts::{ExchangeId, ExchangeRequest};
 use limits::replay::{ReplayRefusal, ReplayWindow};
 
 use super::refusal::Refusal;
 
-/// Remembers `request`'s id in `window` at `now` (Unix time), or refuses it.
+/// Remembers `id`, the id of `request`, in `window` at `now` (Unix time), or refuses it.
 pub(super) fn check_replay(
     window: &ReplayWindow,
     request: &ExchangeRequest,
+    id: ExchangeId,
     now: Duration,
 ) -> Result<(), Refusal> {
-    // read_request has checked the id is a UUID.
-    let id = uuid::Uuid::parse_str(&request.id)
-        .map(|u| u.as_u128())
-        .unwrap_or_default();
-    match window.check(&request.iss, id, now) {
+    match window.check(&request.iss, id.as_u128(), now) {
         Ok(()) => Ok(()),
         Err(ReplayRefusal::Replay) => Err(Refusal::Replayed {
             id: request.id.clone(),
@@ -43,9 +40,10 @@ mod tests {
     #[test]
     fn a_second_presentation_of_an_id_is_a_replay() {
         let window = ReplayWindow::new(WINDOW, 10);
-        assert!(check_replay(&window, &request(), NOW).is_ok());
+        let id = ExchangeId::parse(&request().id).unwrap();
+        assert!(check_replay(&window, &request(), id, NOW).is_ok());
         assert!(matches!(
-            check_replay(&window, &request(), NOW + Duration::from_secs(1)),
+            check_replay(&window, &request(), id, NOW + Duration::from_secs(1)),
             Err(Refusal::Replayed { .. })
         ));
     }
@@ -53,12 +51,14 @@ mod tests {
     #[test]
     fn a_full_window_refuses_new_ids_until_they_age_out() {
         let window = ReplayWindow::new(WINDOW, 1);
-        assert!(check_replay(&window, &request(), NOW).is_ok());
+        let first = ExchangeId::parse(&request().id).unwrap();
+        assert!(check_replay(&window, &request(), first, NOW).is_ok());
         let other = request_with(json!({"id": "7b0e5b4e-3f0a-4c55-9d43-2f7c1b1a0e02"}));
+        let id = ExchangeId::parse(&other.id).unwrap();
         assert!(matches!(
-            check_replay(&window, &other, NOW),
+            check_replay(&window, &other, id, NOW),
             Err(Refusal::ReplayWindowFull { held: 1, .. })
         ));
-        assert!(check_replay(&window, &other, NOW + WINDOW * 2).is_ok());
+        assert!(check_replay(&window, &other, id, NOW + WINDOW * 2).is_ok());
     }
 }

@@ -117,7 +117,7 @@ async fn run(
         ),
         Err(r) => return Err(refused(r)),
     };
-    let request = verify_signature::read_request(&payload).map_err(refused)?;
+    let (request, exchange_id) = verify_signature::read_request(&payload).map_err(refused)?;
     let signer = signer.unwrap_or_else(|| request.iss.clone());
     // Only a verified request names its exchange, consumer and purpose in the record.
     trail.set_exchange_id(&request.id);
@@ -151,7 +151,7 @@ async fn run(
         .unwrap_or(Duration::ZERO);
     unless_off(
         Check::Replay,
-        check_replay::check_replay(&gw.provider.replay, request, now),
+        check_replay::check_replay(&gw.provider.replay, request, exchange_id, now),
     )
     .map_err(refused)?;
     let mut asked = ContractRef::new(&request.contract, &request.version);

@@ -2,7 +2,7 @@
 //! member, and the signature verifies with that key; only then is the payload read.
 
 use contracts::envelope::REQUEST_TYP;
-use contracts::{ExchangeRequest, JwsError, Manifest, MemberId, ParsedJws};
+use contracts::{ExchangeId, ExchangeRequest, JwsError, Manifest, MemberId, ParsedJws};
 
 use super::refusal::Refusal;
 
@@ -35,17 +35,14 @@ pub(super) fn unverified_payload(text: &str) -> Result<Vec<u8>, Refusal> {
 
 /// Reads the exchange request out of a payload: version 1, its id spelled the one way
 /// the protocol allows (the replay window and both sides' logs compare ids as given).
-pub(super) fn read_request(payload: &[u8]) -> Result<ExchangeRequest, Refusal> {
+pub(super) fn read_request(payload: &[u8]) -> Result<(ExchangeRequest, ExchangeId), Refusal> {
     let request: ExchangeRequest =
         serde_json::from_slice(payload).map_err(|e| Refusal::NotARequest(e.to_string()))?;
     if request.v != 1 {
         return Err(Refusal::UnsupportedVersion(request.v));
     }
-    let canonical = uuid::Uuid::parse_str(&request.id).map(|u| u.hyphenated().to_string());
-    if canonical.as_deref() != Ok(request.id.as_str()) {
-        return Err(Refusal::NonCanonicalId);
-    }
-    Ok(request)
+    let id = ExchangeId::parse(&request.id).map_err(|_| Refusal::NonCanonicalId)?;
+    Ok((request, id))
 }
 
 #[cfg(test)]
@@ -66,7 +63,7 @@ mod tests {
         let text = signed(&kemlu, &serde_json::to_value(request()).unwrap());
         let (payload, signer) = verify_signature(&manifest(&[&kemlu]), &text).unwrap();
         assert_eq!(signer, id(KEMLU));
-        assert_eq!(read_request(&payload).unwrap(), request());
+        assert_eq!(read_request(&payload).unwrap().0, request());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
-use crate::consumer::{CheckedQuery, ask};
-use crate::fanout::{check_parts, fan_out};
+use super::fanout::{check_parts, fan_out};
+use super::{CheckedQuery, ask};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
 use crate::trail::Trail;
@@ -27,7 +27,7 @@ pub async fn handle(
 ) -> Reply {
     // The trail of a refusal before any exchange began, under an id of its own; an exchange
     // that begins keeps its own trail (`ask`), and this one is then not recorded.
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = contracts::ExchangeId::new().to_string();
     let mut trail = Trail::new(&gw.audit, Role::Consumer, &path);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);

@@ -22,7 +22,7 @@ use limits::breaker::Admission;
 use limits::rate::RateDecision;
 
 /// How long a request this gateway signs stays valid.
-pub const REQUEST_VALIDITY_S: i64 = 60;
+const REQUEST_VALIDITY_S: i64 = 60;
 
 /// A query checked against its contract's request schema, once, before any exchange is
 /// asked with it.
@@ -57,7 +57,7 @@ pub async fn ask(
     deadline: Instant,
     lookup: Option<&str>,
 ) -> Result<LocalAnswer, Problem> {
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = contracts::ExchangeId::new().to_string();
     let mut trail = Trail::new(&gw.audit, Role::Consumer, contract);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);

@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::{CheckedQuery, ask};
 use crate::config::FederatedContract;
-use crate::consumer::{CheckedQuery, ask};
 use crate::gateway::Gateway;
 
 /// One part's outcome.
@@ -79,7 +79,7 @@ pub async fn fan_out(
     fc: &FederatedContract,
     parts: CheckedParts,
 ) -> FederatedAnswer {
-    let exchange_id = uuid::Uuid::new_v4().to_string();
+    let exchange_id = contracts::ExchangeId::new().to_string();
     // One instant for every part: each `ask` stops by it and records its own outcome, so a
     // late part is a recorded timeout, not a dropped exchange.
     let deadline = Instant::now() + Duration::from_millis(fc.deadline_ms);
