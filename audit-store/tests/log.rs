@@ -9,21 +9,19 @@ use std::sync::Arc;
 
 use audit::merkle;
 use audit::{
-    NewRecord, ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind,
-    check_consistency_proof, check_proof_bundle, reconcile, verify_export,
+    ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind, check_consistency_proof,
+    check_proof_bundle, reconcile, verify_export,
 };
 use audit_store::{AuditConfig, AuditError, AuditLog};
 use contracts::canonical::{b64url, sha256, sha256_b64url};
-use contracts::{Algorithm, MemberId, SigningKey, VerifyingKey};
+use contracts::{Algorithm, SigningKey, VerifyingKey};
 use serde_json::json;
 use sqlx::Executor;
 
-const KEMLU: &str = "ID:GOV:KEMLU";
-const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
-
-fn id(s: &str) -> MemberId {
-    MemberId::parse(s).unwrap()
+mod support {
+    pub mod records;
 }
+use support::records::{DUKCAPIL, KEMLU, exchange, exchange_id, id};
 
 fn key(member: &str) -> Arc<SigningKey> {
     Arc::new(SigningKey::generate(Algorithm::ES256, member).unwrap())
@@ -31,34 +29,6 @@ fn key(member: &str) -> Arc<SigningKey> {
 
 fn public(key: &SigningKey) -> VerifyingKey {
     key.verifying_key().unwrap()
-}
-
-/// A record of exchange `n` as `member` sees it when it asks `other` (consumer) or answers
-/// it (provider).
-fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
-    let (consumer, provider) = match role {
-        Role::Consumer => (member, other),
-        Role::Provider => (other, member),
-    };
-    NewRecord {
-        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
-        role,
-        consumer: consumer.into(),
-        provider: provider.into(),
-        contract: "citizenship.status".into(),
-        version: "1".into(),
-        purpose: "consular-protection".into(),
-        request_hash: Some(sha256_b64url(format!("request {n}").as_bytes())),
-        response_hash: Some(sha256_b64url(format!("answer {n}").as_bytes())),
-        outcome: "ok".into(),
-        latency_us: 1_000 + n,
-        subject: None,
-        lookup_id: None,
-    }
-}
-
-fn exchange_id(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
 }
 
 // ---------------------------------------------------------------------------------------

@@ -31,21 +31,7 @@ impl Trail {
     pub fn new(log: &AuditLog, role: Role, contract: &ContractRef) -> Trail {
         Trail {
             log: log.clone(),
-            record: NewRecord {
-                exchange_id: String::new(),
-                role,
-                consumer: String::new(),
-                provider: String::new(),
-                contract: contract.id.clone(),
-                version: contract.version.clone(),
-                purpose: String::new(),
-                request_hash: None,
-                response_hash: None,
-                outcome: String::new(),
-                latency_us: 0,
-                subject: None,
-                lookup_id: None,
-            },
+            record: blank(role, contract.id.clone(), contract.version.clone()),
             request_jws: None,
             response_jws: None,
             started: Instant::now(),
@@ -114,25 +100,8 @@ impl Trail {
     /// The record and its evidence, with `outcome`; the trail counts as recorded after this.
     fn finish(&mut self, outcome: &str) -> (NewRecord, Option<StoredEvidence>) {
         self.recorded = true;
-        let role = self.record.role;
-        let mut record = std::mem::replace(
-            &mut self.record,
-            NewRecord {
-                exchange_id: String::new(),
-                role,
-                consumer: String::new(),
-                provider: String::new(),
-                contract: String::new(),
-                version: String::new(),
-                purpose: String::new(),
-                request_hash: None,
-                response_hash: None,
-                outcome: String::new(),
-                latency_us: 0,
-                subject: None,
-                lookup_id: None,
-            },
-        );
+        let blank = blank(self.record.role, String::new(), String::new());
+        let mut record = std::mem::replace(&mut self.record, blank);
         record.outcome = outcome.to_owned();
         record.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         record.request_hash = self
@@ -195,6 +164,25 @@ impl Drop for Trail {
                 tracing::error!(exchange_id, error = %e, "the record of a cancelled exchange is not durable");
             }
         });
+    }
+}
+
+/// A record with nothing seen yet.
+fn blank(role: Role, contract: String, version: String) -> NewRecord {
+    NewRecord {
+        exchange_id: String::new(),
+        role,
+        consumer: String::new(),
+        provider: String::new(),
+        contract,
+        version,
+        purpose: String::new(),
+        request_hash: None,
+        response_hash: None,
+        outcome: String::new(),
+        latency_us: 0,
+        subject: None,
+        lookup_id: None,
     }
 }
 
@@ -312,9 +300,15 @@ mod tests {
         let mut t = trail(&log, "id-3");
         t.set_request("request.jws");
         drop(t);
-        let all = records(&log, 1).await;
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].exchange_id, "id-3");
+        assert_cancelled(&log, "id-3").await;
+    }
+
+    /// The log holds exactly one record, of `id`, cancelled after its request was sent.
+    async fn assert_cancelled(log: &AuditLog, id: &str) {
+        let all = records(log, 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(log.tree_size(), 1, "recorded exactly once");
+        assert_eq!(all[0].exchange_id, id);
         assert_eq!(all[0].outcome, CANCELLED);
         assert_eq!(all[0].request_hash, Some(sha256_b64url(b"request.jws")));
         assert_eq!(all[0].response_hash, None);
@@ -336,10 +330,7 @@ mod tests {
         };
         let cut = tokio::time::timeout(Duration::from_millis(20), exchange).await;
         assert!(cut.is_err());
-        let all = records(&log, 1).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(log.tree_size(), 1, "recorded exactly once");
-        assert_eq!(all[0].outcome, CANCELLED);
+        assert_cancelled(&log, "id-4").await;
     }
 
     #[tokio::test]

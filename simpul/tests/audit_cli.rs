@@ -8,43 +8,12 @@ use std::sync::Arc;
 
 use audit::{NewRecord, Role};
 use audit_store::AuditLog;
-use contracts::canonical::sha256_b64url;
-use contracts::{Algorithm, MemberId, SigningKey};
 
-const KEMLU: &str = "ID:GOV:KEMLU";
-const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
+use contracts::{Algorithm, SigningKey};
 
-fn id(s: &str) -> MemberId {
-    MemberId::parse(s).unwrap()
-}
-
-/// A record of exchange `n` as `member` sees it when it asks `other` (consumer) or answers
-/// it (provider).
-fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
-    let (consumer, provider) = match role {
-        Role::Consumer => (member, other),
-        Role::Provider => (other, member),
-    };
-    NewRecord {
-        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
-        role,
-        consumer: consumer.into(),
-        provider: provider.into(),
-        contract: "citizenship.status".into(),
-        version: "1".into(),
-        purpose: "consular-protection".into(),
-        request_hash: Some(sha256_b64url(format!("request {n}").as_bytes())),
-        response_hash: Some(sha256_b64url(format!("answer {n}").as_bytes())),
-        outcome: "ok".into(),
-        latency_us: 1_000 + n,
-        subject: None,
-        lookup_id: None,
-    }
-}
-
-fn exchange_id(n: u64) -> String {
-    format!("00000000-0000-4000-8000-{n:012}")
-}
+#[path = "../../audit-store/tests/support/records.rs"]
+mod records;
+use records::{DUKCAPIL, KEMLU, exchange, exchange_id, id};
 
 // ---------------------------------------------------------------------------------------
 // The `simpul audit` commands.

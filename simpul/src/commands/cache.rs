@@ -67,20 +67,7 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
         "https://localhost:{}/admin/cache/purge",
         admin.listen.port()
     );
-    let reply = client
-        .call(
-            http::Method::POST,
-            &url,
-            "application/json",
-            body.into(),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|source| CliError::Call { url, source })?;
+    let reply = super::post_json(&client, url, body, Duration::from_secs(10)).await?;
     println!("{}", String::from_utf8_lossy(&reply.body));
-    Ok(if reply.status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(&reply))
 }

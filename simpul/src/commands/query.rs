@@ -93,24 +93,11 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         contract.id,
         contract.version
     );
-    let reply = client
-        .call(
-            http::Method::POST,
-            &url,
-            "application/json",
-            body.into(),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|source| CliError::Call { url, source })?;
+    let reply = super::post_json(&client, url, body, Duration::from_secs(30)).await?;
     let pretty = serde_json::from_slice::<serde_json::Value>(&reply.body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
     println!("{pretty}");
-    Ok(if reply.status.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(super::exit_code(&reply))
 }

@@ -182,37 +182,25 @@ impl Federation {
                 Bytes::new(),
             )
             .await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        assert_ok(&reply);
         String::from_utf8(reply.body.to_vec()).unwrap()
     }
 
-    /// The records `member` holds for `exchange_id`, read through its auditor face (its
-    /// `AUDIT` subsystem's certificate).
+    /// A GET of `path` on `member`'s auditor face, with its `AUDIT` subsystem's certificate.
+    async fn audit_get(&self, member: &str, path: &str) -> Reply {
+        let auditor = format!("{member}:AUDIT");
+        self.admin_call(member, &auditor, http::Method::GET, path, Bytes::new())
+            .await
+    }
+
+    /// The records `member` holds for `exchange_id`, read through its auditor face.
     pub async fn records(&self, member: &str, exchange_id: &str) -> Vec<Value> {
-        let reply = self
-            .admin_call(
-                member,
-                &format!("{member}:AUDIT"),
-                http::Method::GET,
-                &format!("/audit/inclusion?exchange_id={exchange_id}"),
-                Bytes::new(),
-            )
-            .await;
+        let path = format!("/audit/inclusion?exchange_id={exchange_id}");
+        let reply = self.audit_get(member, &path).await;
         if reply.status == 404 {
             return Vec::new();
         }
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        let body: Value = ok_json(&reply);
         body["proofs"]
             .as_array()
             .unwrap()
@@ -224,22 +212,21 @@ impl Federation {
     /// The first 1,000 records of `member`'s log, read through its auditor face.
     pub async fn all_records(&self, member: &str) -> Vec<Value> {
         let reply = self
-            .admin_call(
-                member,
-                &format!("{member}:AUDIT"),
-                http::Method::GET,
-                "/audit/records?from=0&to=1000",
-                Bytes::new(),
-            )
+            .audit_get(member, "/audit/records?from=0&to=1000")
             .await;
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
-        let body: Value = serde_json::from_slice(&reply.body).unwrap();
+        let body: Value = ok_json(&reply);
         body["records"].as_array().unwrap().clone()
+    }
+
+    /// Peduli WNI asks Kemlu's local face for the citizenship of someone known to all four
+    /// ministries; the answer must be a 200.
+    pub async fn ask_citizenship(&self) -> contracts::envelope::LocalAnswer {
+        let nik = self.population.sample_in_all_four();
+        let body = citizen_protection(nik);
+        let reply = self
+            .local_query(PEDULI, KEMLU, "citizenship.status", body)
+            .await;
+        ok_json(&reply)
     }
 
     /// A call to `member`'s admin listener presenting `identity`'s client certificate.
@@ -364,6 +351,24 @@ impl Federation {
         }
     }
 
+    /// `from` asking `to` for `purpose` about someone known to all four ministries.
+    pub fn nik_request(
+        &self,
+        from: &str,
+        to: &str,
+        contract: &str,
+        purpose: &str,
+    ) -> ExchangeRequest {
+        let nik = self.population.sample_in_all_four();
+        self.request(from, to, contract, purpose, json!({ "nik": nik }))
+    }
+
+    /// `member`'s gateway sends `request`, signed with its own key.
+    pub async fn send_signed(&self, member: &str, request: &ExchangeRequest) -> Reply {
+        self.exchange(member, self.sign(member, request), request)
+            .await
+    }
+
     /// Kemlu asking Dukcapil about a registered person, for citizen protection.
     pub fn citizenship_request(&self) -> ExchangeRequest {
         self.request(
@@ -437,6 +442,22 @@ impl Federation {
             .await
             .unwrap()
     }
+}
+
+/// Asserts `reply` is a 200, showing its body otherwise.
+pub fn assert_ok(reply: &Reply) {
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+/// The JSON body of a 200 reply.
+pub fn ok_json<T: serde::de::DeserializeOwned>(reply: &Reply) -> T {
+    assert_ok(reply);
+    serde_json::from_slice(&reply.body).unwrap()
 }
 
 /// A local-face body asking about `nik` for citizen protection.

@@ -13,12 +13,7 @@ async fn valid_exchange_is_answered_and_signed_by_the_provider_key_in_the_manife
     let request = f.citizenship_request();
     let jws = f.sign(KEMLU, &request);
     let reply = f.exchange(KEMLU, jws.clone(), &request).await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    assert_ok(&reply);
     assert_eq!(reply.headers[http::header::CONTENT_TYPE], JOSE_MEDIA_TYPE);
     let text = std::str::from_utf8(&reply.body).unwrap();
     let parsed = ParsedJws::parse(text, ANSWER_TYP).unwrap();
@@ -43,7 +38,7 @@ async fn unregistered_person_is_answered_not_registered() {
     let mut request = f.citizenship_request();
     // Valid NIK rules, but nobody has it: serial 9999 in a district the seed never uses.
     request.query = json!({"nik": "9699991701909999"});
-    let reply = f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await;
+    let reply = f.send_signed(KEMLU, &request).await;
     assert_eq!(reply.status, 200);
     let parsed = ParsedJws::parse(std::str::from_utf8(&reply.body).unwrap(), ANSWER_TYP).unwrap();
     let answer: ExchangeAnswer = serde_json::from_slice(&parsed.payload).unwrap();
@@ -235,12 +230,11 @@ async fn request_signed_with_another_members_own_key_is_refused_with_401_identit
 async fn iss_not_the_certificates_member_is_refused_with_401_identity_mismatch() {
     let f = Federation::start().await;
     // BP2MI signs a request as BP2MI, but it arrives over Kemlu's certificate.
-    let request = f.request(
+    let request = f.nik_request(
         BP2MI,
         DUKCAPIL,
         "citizenship.status",
         "placement-verification",
-        json!({"nik": f.population.sample_in_all_four()}),
     );
     let reply = f.exchange(KEMLU, f.sign(BP2MI, &request), &request).await;
     assert_problem(&reply, 401, "identity-mismatch");
@@ -328,11 +322,7 @@ async fn assert_stale(iat_offset: i64, exp_offset: i64) {
     let now = contracts::unix_now();
     request.iat = now + iat_offset;
     request.exp = now + exp_offset;
-    assert_problem(
-        &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
-        401,
-        "stale",
-    );
+    assert_problem(&f.send_signed(KEMLU, &request).await, 401, "stale");
 }
 
 #[tokio::test]
@@ -368,7 +358,7 @@ async fn unknown_contract_is_refused_with_404() {
             json!({"nik": f.population.sample_in_all_four()}),
         );
         assert_problem(
-            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+            &f.send_signed(KEMLU, &request).await,
             404,
             "unknown-contract",
         );
@@ -379,37 +369,21 @@ async fn unknown_contract_is_refused_with_404() {
 async fn consumer_not_allowed_is_refused_with_403() {
     let f = Federation::start().await;
     // Dukcapil is not a consumer of BP2MI's placements.
-    let request = f.request(
+    let request = f.nik_request(
         DUKCAPIL,
         BP2MI,
         "employment.placement",
         "citizen-protection",
-        json!({"nik": f.population.sample_in_all_four()}),
     );
-    assert_problem(
-        &f.exchange(DUKCAPIL, f.sign(DUKCAPIL, &request), &request)
-            .await,
-        403,
-        "forbidden",
-    );
+    assert_problem(&f.send_signed(DUKCAPIL, &request).await, 403, "forbidden");
 }
 
 #[tokio::test]
 async fn purpose_not_allowed_is_refused_with_403() {
     let f = Federation::start().await;
     // Kemlu may ask citizenship for citizen protection, not for social security.
-    let request = f.request(
-        KEMLU,
-        DUKCAPIL,
-        "citizenship.status",
-        "social-security",
-        json!({"nik": f.population.sample_in_all_four()}),
-    );
-    assert_problem(
-        &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
-        403,
-        "forbidden",
-    );
+    let request = f.nik_request(KEMLU, DUKCAPIL, "citizenship.status", "social-security");
+    assert_problem(&f.send_signed(KEMLU, &request).await, 403, "forbidden");
 }
 
 #[tokio::test]
@@ -423,11 +397,7 @@ async fn invalid_nik_is_refused_with_400_and_the_pointer_to_query_nik() {
     ] {
         let mut request = f.citizenship_request();
         request.query = json!({ "nik": nik });
-        let p = assert_problem(
-            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
-            400,
-            "invalid-query",
-        );
+        let p = assert_problem(&f.send_signed(KEMLU, &request).await, 400, "invalid-query");
         assert_eq!(p.errors.len(), 1, "{nik}");
         assert_eq!(p.errors[0].pointer, "/query/nik", "{nik}");
     }
@@ -442,7 +412,7 @@ async fn provider_database_missing_is_refused_with_503() {
     .await;
     let request = f.citizenship_request();
     let p = assert_problem(
-        &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+        &f.send_signed(KEMLU, &request).await,
         503,
         "provider-unavailable",
     );
@@ -513,11 +483,7 @@ async fn exchange_id_not_in_canonical_uuid_form_is_refused_with_400_malformed() 
     ] {
         let mut request = f.citizenship_request();
         request.id = spelling(&request.id);
-        assert_problem(
-            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
-            400,
-            "malformed",
-        );
+        assert_problem(&f.send_signed(KEMLU, &request).await, 400, "malformed");
     }
 }
 
@@ -528,7 +494,7 @@ async fn sub_that_is_not_a_subsystem_of_iss_is_refused_with_401_identity_mismatc
         let mut request = f.citizenship_request();
         request.sub = Some(id(sub));
         assert_problem(
-            &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
+            &f.send_signed(KEMLU, &request).await,
             401,
             "identity-mismatch",
         );

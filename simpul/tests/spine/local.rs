@@ -1,7 +1,7 @@
 //! The local face and the federated lookup.
 
 use contracts::canonical::sha256_b64url;
-use contracts::envelope::{ANSWER_TYP, LocalAnswer};
+use contracts::envelope::ANSWER_TYP;
 use contracts::{ExchangeAnswer, ParsedJws};
 use serde_json::{Value, json};
 
@@ -11,21 +11,7 @@ use crate::common::*;
 async fn local_query_returns_the_verified_answer_with_its_evidence() {
     let f = Federation::start().await;
     let nik = f.population.sample_in_all_four().to_owned();
-    let reply = f
-        .local_query(
-            PEDULI,
-            KEMLU,
-            "citizenship.status",
-            citizen_protection(&nik),
-        )
-        .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let answer: LocalAnswer = serde_json::from_slice(&reply.body).unwrap();
+    let answer = f.ask_citizenship().await;
     assert_eq!(answer.provider.as_str(), DUKCAPIL);
     assert_eq!(answer.result["registered"], true);
     // The evidence stands on its own: the answer verifies with Dukcapil's manifest key and
@@ -61,13 +47,7 @@ async fn federated_lookup_answers_all_four_parts() {
             citizen_protection(f.population.sample_in_all_four()),
         )
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    let body: Value = ok_json(&reply);
     let parts = body["parts"].as_object().unwrap();
     assert_eq!(parts.len(), 4);
     for (name, part) in parts {
@@ -119,13 +99,7 @@ async fn federated_lookup_with_one_provider_stopped_returns_the_other_three() {
             citizen_protection(f.population.sample_in_all_four()),
         )
         .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    let body: Value = ok_json(&reply);
     let parts = &body["parts"];
     assert_eq!(parts["placement"]["status"], "error");
     assert_eq!(

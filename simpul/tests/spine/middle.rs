@@ -19,12 +19,7 @@ fn edit(old: &str, new: &str) -> (String, String) {
 }
 
 fn answer_of(reply: &gateway::client::Reply) -> ExchangeAnswer {
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    assert_ok(reply);
     let parsed = ParsedJws::parse(std::str::from_utf8(&reply.body).unwrap(), ANSWER_TYP).unwrap();
     serde_json::from_slice(&parsed.payload).unwrap()
 }
@@ -54,10 +49,10 @@ async fn over_the_rate_is_refused_with_429_and_a_usable_retry_after() {
     .await;
     for _ in 0..5 {
         let r = f.citizenship_request();
-        assert_eq!(f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await.status, 200);
+        assert_eq!(f.send_signed(KEMLU, &r).await.status, 200);
     }
     let r = f.citizenship_request();
-    let reply = f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await;
+    let reply = f.send_signed(KEMLU, &r).await;
     let p = assert_problem(&reply, 429, "rate-limited");
     let retry: u64 = reply.headers[http::header::RETRY_AFTER]
         .to_str()
@@ -69,7 +64,7 @@ async fn over_the_rate_is_refused_with_429_and_a_usable_retry_after() {
     tokio::time::sleep(Duration::from_secs(retry)).await;
     let r = f.citizenship_request();
     assert_eq!(
-        f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await.status,
+        f.send_signed(KEMLU, &r).await.status,
         200,
         "after Retry-After the next one is admitted"
     );
@@ -100,7 +95,7 @@ async fn one_consumer_flooding_a_contract_does_not_lower_anothers_success_rate()
         let mut limited = 0;
         for _ in 0..40 {
             let r = f.citizenship_request();
-            limited += usize::from(f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await.status == 429);
+            limited += usize::from(f.send_signed(KEMLU, &r).await.status == 429);
         }
         limited
     };
@@ -114,7 +109,7 @@ async fn one_consumer_flooding_a_contract_does_not_lower_anothers_success_rate()
                 "placement-verification",
                 json!({ "nik": nik }),
             );
-            ok += usize::from(f.exchange(BP2MI, f.sign(BP2MI, &r), &r).await.status == 200);
+            ok += usize::from(f.send_signed(BP2MI, &r).await.status == 200);
         }
         ok
     };
@@ -219,14 +214,8 @@ async fn cache_hit_does_not_reach_the_database_and_is_signed_for_its_own_request
     );
     // Contracts without caching always reach their adapter.
     for _ in 0..2 {
-        let r = f.request(
-            KEMLU,
-            KEMLU,
-            "residence.abroad",
-            "citizen-protection",
-            json!({"nik": f.population.sample_in_all_four()}),
-        );
-        answer_of(&f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await);
+        let r = f.nik_request(KEMLU, KEMLU, "residence.abroad", "citizen-protection");
+        answer_of(&f.send_signed(KEMLU, &r).await);
     }
     assert_eq!(
         f.counter(KEMLU, "simpul_adapter_calls_total", &["residence.abroad/1"])
@@ -239,7 +228,7 @@ async fn cache_hit_does_not_reach_the_database_and_is_signed_for_its_own_request
 async fn forbidden_consumer_is_refused_even_when_the_answer_is_cached() {
     let f = Federation::start().await;
     let r = f.citizenship_request();
-    answer_of(&f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await);
+    answer_of(&f.send_signed(KEMLU, &r).await);
     let nik = json!({"nik": f.population.sample_in_all_four()});
     let stranger = f.request(
         DUKCAPIL,
@@ -248,12 +237,7 @@ async fn forbidden_consumer_is_refused_even_when_the_answer_is_cached() {
         "citizen-protection",
         nik.clone(),
     );
-    assert_problem(
-        &f.exchange(DUKCAPIL, f.sign(DUKCAPIL, &stranger), &stranger)
-            .await,
-        403,
-        "forbidden",
-    );
+    assert_problem(&f.send_signed(DUKCAPIL, &stranger).await, 403, "forbidden");
     let wrong_purpose = f.request(
         BP2MI,
         DUKCAPIL,
@@ -262,8 +246,7 @@ async fn forbidden_consumer_is_refused_even_when_the_answer_is_cached() {
         nik,
     );
     assert_problem(
-        &f.exchange(BP2MI, f.sign(BP2MI, &wrong_purpose), &wrong_purpose)
-            .await,
+        &f.send_signed(BP2MI, &wrong_purpose).await,
         403,
         "forbidden",
     );
@@ -278,7 +261,7 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
     let f = Federation::start().await;
     let ask = || async {
         let r = f.citizenship_request();
-        answer_of(&f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await);
+        answer_of(&f.send_signed(KEMLU, &r).await);
     };
     ask().await;
     ask().await;
@@ -344,7 +327,7 @@ async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
             if i > 0 {
                 r.query = json!({ "nik": format!("317101170190{:04}", i) });
             }
-            let reply = f.exchange(KEMLU, f.sign(KEMLU, &r), &r).await;
+            let reply = f.send_signed(KEMLU, &r).await;
             (
                 reply.status.as_u16(),
                 reply.headers.get(http::header::RETRY_AFTER).cloned(),
@@ -361,10 +344,7 @@ async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
         "citizen-protection",
         json!({ "nik": nik }),
     );
-    answer_of(
-        &f.exchange(KEMLU, f.sign(KEMLU, &placement), &placement)
-            .await,
-    );
+    answer_of(&f.send_signed(KEMLU, &placement).await);
     assert!(
         !slow_calls[0].is_finished(),
         "the slow statement is still running: the placement did not wait for it"

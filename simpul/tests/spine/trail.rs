@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contracts::canonical::sha256_b64url;
-use contracts::envelope::LocalAnswer;
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -17,21 +16,7 @@ const DUKCAPIL_AUDIT: &str = "ID:GOV:DUKCAPIL:AUDIT";
 async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash() {
     let f = Federation::start().await;
     let nik = f.population.sample_in_all_four().to_owned();
-    let reply = f
-        .local_query(
-            PEDULI,
-            KEMLU,
-            "citizenship.status",
-            citizen_protection(&nik),
-        )
-        .await;
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let answer: LocalAnswer = serde_json::from_slice(&reply.body).unwrap();
+    let answer = f.ask_citizenship().await;
     let consumer = f.records(KEMLU, &answer.exchange_id).await;
     let provider = f.records(DUKCAPIL, &answer.exchange_id).await;
     assert_eq!((consumer.len(), provider.len()), (1, 1));
@@ -113,18 +98,8 @@ async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash()
 async fn refusals_are_recorded_with_the_check_that_refused_them() {
     let f = Federation::start().await;
     // Refused by the provider: Kemlu may not ask citizenship for social security.
-    let request = f.request(
-        KEMLU,
-        DUKCAPIL,
-        "citizenship.status",
-        "social-security",
-        json!({"nik": f.population.sample_in_all_four()}),
-    );
-    assert_problem(
-        &f.exchange(KEMLU, f.sign(KEMLU, &request), &request).await,
-        403,
-        "forbidden",
-    );
+    let request = f.nik_request(KEMLU, DUKCAPIL, "citizenship.status", "social-security");
+    assert_problem(&f.send_signed(KEMLU, &request).await, 403, "forbidden");
     let records = f.records(DUKCAPIL, &request.id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["outcome"], "forbidden");
@@ -233,10 +208,5 @@ async fn an_audit_store_that_cannot_be_written_fails_the_exchange_closed_with_50
     assert!(p.detail.contains("audit"), "{}", p.detail);
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     let request = f.citizenship_request();
-    assert_eq!(
-        f.exchange(KEMLU, f.sign(KEMLU, &request), &request)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(f.send_signed(KEMLU, &request).await.status, 200);
 }
