@@ -148,7 +148,7 @@ pub fn use_database_server(
             schema: member_schema(&target.member),
         });
     }
-    let base_dir = config.base_dir.clone();
+    let mut rebound = Vec::new();
     for m in &mut config.members {
         let schema = member_schema(&m.id);
         for p in &mut m.provides {
@@ -161,11 +161,16 @@ pub fn use_database_server(
             sql.database = url.to_owned();
             sql.schema = Some(schema.clone());
             let spec = adapters::AdapterSpec::Sql(sql.clone());
-            adapters::build(&spec, &base_dir).map_err(|e| PrepareError::Binding {
-                path: PathBuf::from(&config.source),
-                reason: format!("{} {}: {e}", m.id, p.contract),
-            })?;
+            rebound.push((m.id.clone(), p.reference(), spec));
         }
+    }
+    for (member, contract, spec) in rebound {
+        config
+            .rebind(&member, &contract, &spec)
+            .map_err(|e| PrepareError::Binding {
+                path: PathBuf::from(&config.source),
+                reason: format!("{member} {contract}: {e}"),
+            })?;
     }
     Ok(())
 }
@@ -183,4 +188,75 @@ pub fn demo_caller(config: &Config) -> Option<(MemberId, MemberId)> {
                 .next()
                 .map(|s| (m.id.clone(), s))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use sqlx::ConnectOptions;
+
+    use super::*;
+
+    /// The demo on the real PostgreSQL (`SIMPUL_TEST_POSTGRES_URL`), in a database made for
+    /// the test and dropped after: the bindings are rebuilt for the server, the data is
+    /// seeded there, and the rebuilt adapter answers from it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_demo_on_a_database_server_seeds_it_and_answers_from_it() {
+        let Ok(server) = std::env::var("SIMPUL_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: SIMPUL_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let name = format!(
+            "simpul_demo_test_{}",
+            contracts::ExchangeId::new().as_u128()
+        );
+        let options = sqlx::postgres::PgConnectOptions::from_str(&server).unwrap();
+        let url = options.clone().database(&name).to_url_lossy().to_string();
+
+        let dir = tempfile::tempdir().unwrap();
+        let text = crate::EMBEDDED_CONFIG.replace("people = 100000", "people = 500");
+        let catalog = contracts::embedded_catalog().unwrap();
+        let mut config =
+            Config::parse_with_fallback_catalog(&text, "test.toml", dir.path(), Some(catalog))
+                .unwrap();
+        let mut plan = DemoPlan::from_config(&config).unwrap();
+        let dukcapil = MemberId::parse("ID:GOV:DUKCAPIL").unwrap();
+        let citizenship = contracts::ContractRef::new("citizenship.status", "1");
+        let on_file = config.binding(&dukcapil, &citizenship).unwrap();
+
+        use_database_server(&mut config, &mut plan, &url).unwrap();
+        let on_server = config.binding(&dukcapil, &citizenship).unwrap();
+        assert!(
+            !Arc::ptr_eq(&on_file, &on_server),
+            "the binding was rebuilt"
+        );
+        let target = plan.target(&dukcapil).unwrap();
+        assert_eq!(target.server.as_ref().unwrap().schema, "dukcapil");
+
+        let population = plan.population();
+        let prepared = prepare(&config, &plan, &population).await.unwrap();
+        assert!(
+            prepared
+                .notes
+                .iter()
+                .any(|n| n.contains("dukcapil.residents")),
+            "{:?}",
+            prepared.notes
+        );
+        let nik = population.sample_in_all_four();
+        let answer = on_server.answer(&json!({ "nik": nik })).await.unwrap();
+        assert_eq!(answer["registered"], true, "{answer}");
+
+        drop((on_server, config));
+        let mut admin = options.database("postgres").connect().await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
 }

@@ -2,11 +2,13 @@
 //! validated types at start-up. A gateway that starts is a gateway that is configured right;
 //! a bad file is refused with its path and the field at fault.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use adapters::{AdapterSpec, HttpSpec, SqlSpec};
+use std::sync::Arc;
+
+use adapters::{Adapter, AdapterSpec, HttpSpec, SqlSpec};
 use contracts::manifest::{Consumer, Rate};
 use contracts::{Contract, ContractRef, MemberId};
 use serde::Deserialize;
@@ -376,6 +378,9 @@ pub struct Config {
     pub members: Vec<MemberConfig>,
     /// The contract catalog, by id and version.
     pub catalog: BTreeMap<ContractRef, Contract>,
+    /// Each provided contract's adapter, by provider and contract: built once, when the
+    /// configuration is validated, and used by the gateway that provides it.
+    bindings: HashMap<(MemberId, ContractRef), Arc<dyn Adapter>>,
 }
 
 impl Config {
@@ -495,6 +500,7 @@ impl Config {
                     .map_err(|e| err(format!("{at}.subsystems[{j}]"), e.to_string()))?;
             }
         }
+        let mut bindings = HashMap::new();
         for (i, m) in raw.members.iter().enumerate() {
             let at = format!("members[{i}]");
             let mut provided = HashSet::new();
@@ -560,8 +566,9 @@ impl Config {
                 let spec = p
                     .adapter_spec()
                     .map_err(|(field, reason)| err(format!("{at}.{field}"), reason))?;
-                adapters::build(&spec, &base_dir)
+                let adapter = adapters::build(&spec, &base_dir)
                     .map_err(|e| err(format!("{at}.{}", e.field), e.reason))?;
+                bindings.insert((m.id.clone(), p.reference()), adapter);
             }
             for (j, f) in m.federated.iter().enumerate() {
                 let at = format!("{at}.federated[{j}]");
@@ -605,7 +612,31 @@ impl Config {
             data: raw.data,
             members: raw.members,
             catalog,
+            bindings,
         })
+    }
+
+    /// The adapter bound to `contract` at `member`.
+    pub fn binding(&self, member: &MemberId, contract: &ContractRef) -> Option<Arc<dyn Adapter>> {
+        self.bindings
+            .get(&(member.clone(), contract.clone()))
+            .cloned()
+    }
+
+    /// Binds `member`'s `contract` to `spec` instead (the demo on a database server).
+    ///
+    /// # Errors
+    /// The adapter's refusal of `spec`, with the field at fault.
+    pub fn rebind(
+        &mut self,
+        member: &MemberId,
+        contract: &ContractRef,
+        spec: &AdapterSpec,
+    ) -> Result<(), adapters::AdapterConfigError> {
+        let adapter = adapters::build(spec, &self.base_dir)?;
+        self.bindings
+            .insert((member.clone(), contract.clone()), adapter);
+        Ok(())
     }
 
     /// A path from the configuration, resolved against its directory.

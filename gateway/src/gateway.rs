@@ -277,15 +277,13 @@ impl Gateway {
                     )));
                 }
             }
-            // Config::parse has built each binding once already; this cannot fail differently.
-            let adapter = p
-                .adapter_spec()
-                .and_then(|spec| {
-                    adapters::build(&spec, &config.base_dir).map_err(|e| (e.field, e.reason))
-                })
-                .map_err(|(field, reason)| {
-                    StartError::Inconsistent(format!("{}: {r}: {field}: {reason}", config.source))
-                })?;
+            // Built once, when the configuration was validated.
+            let adapter = config.binding(member, &r).ok_or_else(|| {
+                StartError::Inconsistent(format!(
+                    "{}: {member} has no binding for {r}",
+                    config.source
+                ))
+            })?;
             let cache_ttl = config
                 .catalog
                 .get(&r)

@@ -1,4 +1,5 @@
-//! The middle's per-exchange costs: `cargo bench -p simpul-limits --bench limits`.
+//! The middle's per-exchange costs, one bench per part (replay window, rate limit, cache,
+//! bulkhead, breaker): `cargo bench -p simpul-limits --bench limits`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use contracts::manifest::Rate;
 use contracts::{ContractRef, MemberId};
 use criterion::{Criterion, criterion_group, criterion_main};
+use limits::breaker::Breaker;
+use limits::bulkhead::Bulkhead;
 use limits::cache::ResponseCache;
 use limits::rate::LocalLimits;
 use limits::replay::ReplayWindow;
@@ -59,5 +62,26 @@ fn cache(c: &mut Criterion) {
     });
 }
 
-criterion_group!(middle, replay, rate, cache);
+fn bulkhead(c: &mut Criterion) {
+    let bulkhead = Bulkhead::new(32, Duration::from_millis(100));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    c.bench_function("bulkhead enter and leave (a slot free)", |b| {
+        b.iter(|| runtime.block_on(async { black_box(bulkhead.enter().await.is_ok()) }))
+    });
+}
+
+fn breaker(c: &mut Criterion) {
+    let breaker = Breaker::new(5, Duration::from_secs(10));
+    c.bench_function("breaker admit and record (closed)", |b| {
+        b.iter(|| {
+            black_box(breaker.admit());
+            breaker.record(true);
+        })
+    });
+}
+
+criterion_group!(middle, replay, rate, cache, bulkhead, breaker);
 criterion_main!(middle);

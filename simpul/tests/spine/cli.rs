@@ -66,6 +66,32 @@ fn bad_config_is_refused_with_one_line_naming_the_file_and_field() {
 }
 
 #[test]
+fn up_with_an_address_in_use_fails_naming_it_and_never_says_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    // Another program holds the last member's admin address.
+    let taken = config
+        .members
+        .last()
+        .unwrap()
+        .admin
+        .as_ref()
+        .unwrap()
+        .listen;
+    let _holder = std::net::TcpListener::bind(taken).unwrap();
+    let out = simpul(dir.path(), &["up"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&taken.to_string()) && err.contains("cannot listen"),
+        "{err}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(!printed.contains("is up"), "{printed}");
+}
+
+#[test]
 fn pki_init_refuses_to_overwrite_without_force_and_manifest_verify_catches_tampering() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path());
