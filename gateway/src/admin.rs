@@ -23,7 +23,7 @@ use crate::listener::{self, Listening};
 /// `POST /admin/cache/purge` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
+pub(crate) struct PurgeRequest {
     /// Contract id.
     pub contract: String,
     /// Version; every version when absent.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use contracts::manifest::{ManifestContract, ManifestDoc, ManifestMember};
 use contracts::{Algorithm, Manifest, SigningKey};
 
+use crate::assemble::{StartError, load_authority_key};
 use crate::config::Config;
-use crate::gateway::{StartError, load_authority_key};
 
 /// Why a manifest could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -145,7 +145,7 @@ impl PeerClient {
 }
 
 /// An error and its sources on one line: hyper's own message says little ("client error").
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

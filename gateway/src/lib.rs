@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod assemble;
 mod audit_api;
 pub mod authority;
 pub mod client;

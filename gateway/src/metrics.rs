@@ -23,13 +23,13 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 /// The current metrics in the Prometheus text format.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
 
 /// The labels every series of one gateway carries.
 #[derive(Clone, Debug)]
-pub struct Labels {
+pub(crate) struct Labels {
     /// The member.
     pub member: String,
     /// Its listen address.
@@ -39,7 +39,7 @@ pub struct Labels {
 /// The counters of one provided contract, registered once at start-up so that counting on
 /// the exchange path allocates nothing.
 #[derive(Clone, Debug)]
-pub struct ContractCounters {
+pub(crate) struct ContractCounters {
     /// Exchanges admitted by the rate limiter.
     pub rate_admitted: metrics::Counter,
     /// Answers served from the cache.

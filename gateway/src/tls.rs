@@ -60,7 +60,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 }
 
 /// Reads a private key from a PEM file.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
         path: path.display().to_string(),
         reason: e.to_string(),
@@ -90,7 +90,7 @@ fn roots(cas: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError
 
 /// Whether the server requires a client certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     /// Every connection presents a certificate chaining to a federation CA: always, but in
     /// a `faults` build with that check switched off.
     Required,
@@ -101,7 +101,7 @@ pub enum ClientAuth {
 
 /// A server configuration that requires (`client_auth`) a client certificate chaining to
 /// one of `cas`.
-pub fn server_config(
+pub(crate) fn server_config(
     cas: &[CertificateDer<'static>],
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -127,7 +127,7 @@ pub fn server_config(
 
 /// A client configuration that presents `chain`/`key` and accepts only a server whose
 /// certificate chains to `cas` and names `expected` in its SAN URI.
-pub fn client_config(
+pub(crate) fn client_config(
     cas: &[CertificateDer<'static>],
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -150,7 +150,7 @@ pub fn client_config(
 }
 
 /// The Simpul identities a certificate names (its `urn:simpul:` SAN URIs).
-pub fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
+pub(crate) fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
     contracts::member::certificate_identities(cert.as_ref())
 }
 

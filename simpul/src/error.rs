@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use audit_store::AuditError;
 use demo::PrepareError;
 use demo::pki::PkiError;
+use gateway::assemble::StartError;
 use gateway::authority::AuthorityError;
 use gateway::client::CallError;
 use gateway::config::ConfigError;
-use gateway::gateway::StartError;
 use gateway::tls::TlsError;
 
 /// Why a command failed.

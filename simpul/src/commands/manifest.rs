@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use contracts::Manifest;
-use gateway::gateway::load_authority_key;
+use gateway::assemble::load_authority_key;
 
 use crate::error::CliError;
 use crate::load_config;

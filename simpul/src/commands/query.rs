@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use contracts::envelope::{LocalQuery, MAX_ANSWER_BYTES};
 use contracts::{ContractRef, Manifest, MemberId};
+use gateway::assemble::load_authority_key;
 use gateway::client::PeerClient;
 use gateway::config::Config;
-use gateway::gateway::load_authority_key;
 
 use crate::error::CliError;
 

@@ -3,8 +3,9 @@
 //! start-up, naming what is wrong.
 
 use contracts::{Algorithm, Manifest, SigningKey};
+use gateway::assemble::StartError;
 use gateway::authority::{build_manifest_doc, sign_manifest};
-use gateway::gateway::{Gateway, StartError};
+use gateway::gateway::Gateway;
 
 use crate::common::*;
 

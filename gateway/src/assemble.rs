@@ -1,0 +1,375 @@
+//! Assembling one member's gateway from its validated configuration, checked once at
+//! start-up: its manifest verified against the pinned authority key (and against rollback),
+//! its keys and certificates loaded, its contracts' digests matched against the manifest, its
+//! adapters taken from the configuration, its limits built. Nothing here is checked again
+//! per request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use contracts::envelope::MAX_ANSWER_BYTES;
+use contracts::manifest::Rate;
+use contracts::{
+    Algorithm, ContractRef, Manifest, ManifestError, MemberId, SigningKey, VerifyingKey,
+};
+
+use crate::client::PeerClient;
+use crate::config::{Config, RateBackend};
+use crate::fault::{self, Check};
+use crate::metrics::{ContractCounters, Labels};
+use crate::tls::{self, ClientAuth, TlsError};
+use audit_store::AuditLog;
+use limits::breaker::Breaker;
+use limits::bulkhead::Bulkhead;
+use limits::cache::ResponseCache;
+use limits::rate::{LocalLimits, RateLimits};
+use limits::replay::ReplayWindow;
+
+use crate::gateway::{ConsumerState, Gateway, Provided, ProviderBreaker, ProviderState};
+
+/// How long an exchange id is remembered: a request is acceptable while `iat` is within the
+/// clock skew of now, on either side, so one id can be presented for twice the skew.
+pub(crate) const REPLAY_WINDOW: Duration =
+    Duration::from_secs(2 * contracts::envelope::CLOCK_SKEW_S as u64);
+
+/// Why a gateway refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The member is not in the configuration.
+    #[error("{0} is not a member in the configuration")]
+    UnknownMember(MemberId),
+    /// A file could not be read.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The manifest was refused.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// Why.
+        source: ManifestError,
+    },
+    /// The manifest and the local configuration disagree.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// TLS material could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
+/// Reads the pinned authority key (a public JWK file).
+pub fn load_authority_key(path: &Path) -> Result<VerifyingKey, StartError> {
+    let bytes = read(path)?;
+    let jwk: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: format!("not a JWK: {e}"),
+    })?;
+    VerifyingKey::from_jwk(&jwk).map_err(|e| StartError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads and verifies the manifest file against the pinned key, refusing one older than the
+/// serial this member last accepted (kept in `<manifest>.<member>.serial`), and records its
+/// serial.
+pub(crate) fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, StartError> {
+    let path = config.manifest_path();
+    let authority = load_authority_key(&config.authority_key_path())?;
+    let text = String::from_utf8(read(&path)?).map_err(|_| StartError::File {
+        path: path.clone(),
+        reason: "not UTF-8".into(),
+    })?;
+    let manifest =
+        Manifest::verify(&text, &authority, contracts::unix_now()).map_err(|source| {
+            StartError::Manifest {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let serial_file = path.with_extension(format!("{}.serial", member.file_stem()));
+    // No file: nothing held yet. A file that does not read as a serial is refused, never
+    // taken as 0, which would silently switch rollback protection off.
+    let held = match std::fs::read_to_string(&serial_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            return Err(StartError::File {
+                path: serial_file,
+                reason: format!("cannot read the held manifest serial: {e}"),
+            });
+        }
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| StartError::File {
+            path: serial_file.clone(),
+            reason: "not a manifest serial: restore it, or remove it to accept any serial".into(),
+        })?,
+    };
+    manifest
+        .check_not_older_than(held)
+        .map_err(|source| StartError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+    if manifest.doc().serial > held {
+        // Written aside and renamed, so a crash leaves the old serial or the new one.
+        let tmp = serial_file.with_extension("serial.tmp");
+        std::fs::write(&tmp, manifest.doc().serial.to_string())
+            .and_then(|()| std::fs::rename(&tmp, &serial_file))
+            .map_err(|e| StartError::File {
+                path: serial_file,
+                reason: format!("cannot record the manifest serial: {e}"),
+            })?;
+    }
+    Ok(manifest)
+}
+
+impl Gateway {
+    /// Assembles `member`'s gateway from the configuration and the manifest it names.
+    pub async fn from_config(config: &Config, member: &MemberId) -> Result<Gateway, StartError> {
+        if config.member(member).is_none() {
+            return Err(StartError::UnknownMember(member.clone()));
+        }
+        let manifest = load_manifest(config, member)?;
+        Self::with_manifest(config, member, manifest).await
+    }
+
+    /// Assembles `member`'s gateway with an already verified manifest.
+    pub async fn with_manifest(
+        config: &Config,
+        member: &MemberId,
+        manifest: Manifest,
+    ) -> Result<Gateway, StartError> {
+        let mc = config
+            .member(member)
+            .ok_or_else(|| StartError::UnknownMember(member.clone()))?;
+        let layout = config.pki_layout();
+        let listed = manifest.member(member).ok_or_else(|| {
+            StartError::Inconsistent(format!(
+                "{member} is not in the manifest (serial {}): sign a new one with `simpul manifest sign`",
+                manifest.doc().serial
+            ))
+        })?;
+
+        let key_path = layout.signing_key(member);
+        let signing = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &read(&key_path)?)
+            .map_err(|e| StartError::File {
+                path: key_path.clone(),
+                reason: e.to_string(),
+            })?;
+        if manifest.key(signing.kid()).is_none() {
+            return Err(StartError::Inconsistent(format!(
+                "the signing key {} ({}) is not among {member}'s keys in the manifest: sign a new manifest",
+                signing.kid(),
+                key_path.display()
+            )));
+        }
+
+        // Every contract the manifest pins must match the catalog's document exactly.
+        for c in &manifest.doc().contracts {
+            let r = ContractRef::new(&c.id, &c.version);
+            if let Some(doc) = config.catalog.get(&r)
+                && doc.digest() != c.digest
+            {
+                return Err(StartError::Inconsistent(format!(
+                    "contract {r}: the catalog's document has digest {}, the manifest pins {}: \
+                     the document changed without a new manifest",
+                    doc.digest(),
+                    c.digest
+                )));
+            }
+        }
+
+        // Counters are registered once below, so the recorder must be in place first.
+        crate::metrics::install();
+        let labels = Labels {
+            member: member.to_string(),
+            instance: mc.listen.to_string(),
+        };
+        let mut provided: HashMap<ContractRef, Provided> = HashMap::new();
+        for p in &mc.provides {
+            let r = p.reference();
+            match manifest.contract(&r) {
+                Some(c) if &c.provider == member => {}
+                _ => {
+                    return Err(StartError::Inconsistent(format!(
+                        "{member} is configured to provide {r} but the manifest does not list it as {member}'s"
+                    )));
+                }
+            }
+            // Built once, when the configuration was validated.
+            let adapter = config.binding(member, &r).ok_or_else(|| {
+                StartError::Inconsistent(format!(
+                    "{}: {member} has no binding for {r}",
+                    config.source
+                ))
+            })?;
+            let cache_ttl = config
+                .catalog
+                .get(&r)
+                .and_then(|c| c.doc().cache.as_ref())
+                .map(|c| Duration::from_secs(c.ttl_s))
+                .filter(|ttl| !ttl.is_zero());
+            provided.insert(
+                r.clone(),
+                Provided {
+                    adapter,
+                    bulkhead: Bulkhead::new(p.concurrency, Duration::from_millis(p.queue_ms)),
+                    cache_ttl,
+                    counters: ContractCounters::new(&labels, &r),
+                    reference: Arc::new(r),
+                },
+            );
+        }
+
+        let cas = tls::certs_from_pem(&manifest.doc().ca)?;
+        let chain = tls::load_certs(&layout.gateway_cert(member))?;
+        let key = tls::load_key(&layout.gateway_key(member))?;
+        let chain_identity = chain.first().and_then(tls::identity);
+        if chain_identity.as_ref() != Some(member) {
+            return Err(StartError::Inconsistent(format!(
+                "{}: the certificate names {}, not {member}",
+                layout.gateway_cert(member).display(),
+                chain_identity.map_or_else(
+                    || "no single Simpul identity".to_owned(),
+                    |id| id.to_string()
+                )
+            )));
+        }
+        let client_auth = if fault::off(Check::ClientCertificate) {
+            ClientAuth::AllowUnauthenticated
+        } else {
+            ClientAuth::Required
+        };
+        let tls = tls::server_config(&cas, chain.clone(), key.clone_key(), client_auth)?;
+
+        let mut peers = HashMap::new();
+        for m in &manifest.doc().members {
+            let client = PeerClient::new(
+                &cas,
+                chain.clone(),
+                key.clone_key(),
+                m.id.clone(),
+                MAX_ANSWER_BYTES,
+            )?;
+            peers.insert(m.id.clone(), client);
+        }
+        tracing::debug!(member = %member, gateway = %listed.gateway, "gateway assembled");
+
+        let rates: Vec<(ContractRef, Rate)> = manifest
+            .provided_by(member)
+            .map(|c| (ContractRef::new(&c.id, &c.version), c.rate.clone()))
+            .collect();
+        let rates = match mc.limits.rate_backend {
+            RateBackend::Local => RateLimits::Local(LocalLimits::new(&rates)),
+            RateBackend::Redis => {
+                let url = mc.limits.redis_url.as_deref().unwrap_or_default();
+                let url = match url.strip_prefix("env:") {
+                    Some(var) => std::env::var(var).map_err(|_| {
+                        StartError::Inconsistent(format!(
+                            "{}: limits.redis_url: environment variable {var} is not set",
+                            config.source
+                        ))
+                    })?,
+                    None => url.to_owned(),
+                };
+                let backend_errors = metrics::counter!("simpul_rate_backend_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone());
+                RateLimits::redis(
+                    &url,
+                    &mc.limits.redis_prefix,
+                    member,
+                    &rates,
+                    backend_errors,
+                )
+                .map_err(|e| StartError::Inconsistent(format!("{}: limits.{e}", config.source)))?
+            }
+        };
+
+        let breakers = manifest
+            .doc()
+            .members
+            .iter()
+            .map(|m| {
+                let labels = |name: &'static str| {
+                    (
+                        name,
+                        [
+                            ("member", labels.member.clone()),
+                            ("instance", labels.instance.clone()),
+                            ("provider", m.id.to_string()),
+                        ],
+                    )
+                };
+                let (state, state_labels) = labels("simpul_breaker_state");
+                let (fail_fast, fail_fast_labels) = labels("simpul_breaker_fail_fast_total");
+                (
+                    m.id.clone(),
+                    ProviderBreaker {
+                        breaker: Breaker::new(
+                            mc.breaker.failures,
+                            Duration::from_millis(mc.breaker.cooldown_ms),
+                        ),
+                        state: metrics::gauge!(state, &state_labels),
+                        fail_fast: metrics::counter!(fail_fast, &fail_fast_labels),
+                    },
+                )
+            })
+            .collect();
+        let audit_cfg = mc.audit_config();
+        let audit_key =
+            SigningKey::from_pem(Algorithm::ES256, member.as_str(), signing.private_pem())
+                .map_err(|e| StartError::File {
+                    path: key_path.clone(),
+                    reason: e.to_string(),
+                })?;
+        let audit = AuditLog::open(&audit_cfg, &config.base_dir, member, Arc::new(audit_key))
+            .await
+            .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
+        let provider = ProviderState {
+            provided,
+            replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
+            rates,
+            cache: ResponseCache::new(
+                mc.cache.max_entries,
+                mc.cache.max_bytes,
+                metrics::counter!("simpul_cache_evictions_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+            ),
+        };
+        let consumer = ConsumerState {
+            breakers,
+            federated: mc
+                .federated
+                .iter()
+                .map(|f| (f.reference(), f.clone()))
+                .collect(),
+            subsystems: mc.subsystem_ids().into_iter().collect(),
+            peers,
+            query_deadline: Duration::from_millis(mc.query_deadline_ms),
+        };
+        Ok(Gateway {
+            audit,
+            labels,
+            admin: mc.admin.clone(),
+            member: member.clone(),
+            listen: mc.listen,
+            manifest,
+            signing,
+            catalog: Arc::new(config.catalog.clone()),
+            tls,
+            provider,
+            consumer,
+        })
+    }
+}
