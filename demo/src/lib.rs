@@ -12,7 +12,7 @@ pub use plan::{DemoPlan, SeedTarget};
 
 use std::path::Path;
 
-use gateway::config::{Config, ConfigError};
+use gateway::config::{Config, ConfigError, Rejection};
 
 /// The demo federation's configuration, embedded in the binary: what `simpul up` runs when
 /// no `config.toml` is given or found.
@@ -27,6 +27,7 @@ pub const EMBEDDED_CONFIG: &str = include_str!("../../config.toml");
 pub fn embedded_config(base_dir: &Path) -> Result<Config, ConfigError> {
     let source = "<embedded config.toml>";
     let catalog = contracts::embedded_catalog().map_err(|e| ConfigError {
+        kind: Rejection::Catalog,
         path: source.into(),
         field: "federation.catalog".into(),
         reason: format!("embedded catalog: {e}"),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use contracts::MemberId;
-use gateway::config::{Config, ConfigError};
+use gateway::config::{Config, ConfigError, Rejection};
 use serde::Deserialize;
 
 use crate::population::{Dataset, Population, SeedConfig, ServerTarget, generate};
@@ -47,18 +47,28 @@ impl DemoPlan {
     /// A [`ConfigError`] naming the file and the field (`data.people`, `members[1].seed`)
     /// when a section does not parse or a value is out of range.
     pub fn from_config(config: &Config) -> Result<DemoPlan, ConfigError> {
-        let err = |field: String, reason: String| ConfigError {
+        let err = |kind: Rejection, field: String, reason: String| ConfigError {
             path: config.source.clone(),
             field,
             reason,
+            kind,
         };
         let data: SeedConfig = match &config.data {
-            Some(table) => toml::Value::Table(table.clone())
-                .try_into()
-                .map_err(|e: toml::de::Error| err("data".into(), e.message().trim().to_owned()))?,
+            Some(table) => {
+                toml::Value::Table(table.clone())
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(
+                            Rejection::Syntax,
+                            "data".into(),
+                            e.message().trim().to_owned(),
+                        )
+                    })?
+            }
             None => SeedConfig::default(),
         };
-        data.validate().map_err(|r| err("data".into(), r))?;
+        data.validate()
+            .map_err(|r| err(Rejection::OutOfRange, "data".into(), r))?;
         let mut targets = Vec::new();
         for (i, m) in config.members.iter().enumerate() {
             let Some(table) = &m.seed else { continue };
@@ -66,7 +76,11 @@ impl DemoPlan {
                 toml::Value::Table(table.clone())
                     .try_into()
                     .map_err(|e: toml::de::Error| {
-                        err(format!("members[{i}].seed"), e.message().trim().to_owned())
+                        err(
+                            Rejection::Syntax,
+                            format!("members[{i}].seed"),
+                            e.message().trim().to_owned(),
+                        )
                     })?;
             targets.push(SeedTarget {
                 member: m.id.clone(),
@@ -123,6 +137,7 @@ listen = "127.0.0.1:7442"
         let text = format!("[data]\npeople = 5\n{MEMBER}");
         let e = DemoPlan::from_config(&config(&text)).unwrap_err();
         assert_eq!((e.path.as_str(), e.field.as_str()), ("test.toml", "data"));
+        assert_eq!(e.kind, gateway::config::Rejection::OutOfRange);
         assert!(e.reason.contains("data.people"), "{e}");
     }
 
@@ -131,6 +146,7 @@ listen = "127.0.0.1:7442"
         let text = format!("{MEMBER}seed = {{ dataset = \"pets\", database = \"x.db\" }}\n");
         let e = DemoPlan::from_config(&config(&text)).unwrap_err();
         assert_eq!(e.field, "members[0].seed");
+        assert_eq!(e.kind, gateway::config::Rejection::Syntax);
         assert!(e.reason.contains("pets"), "{e}");
     }
 

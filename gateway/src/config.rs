@@ -35,6 +35,44 @@ pub struct ConfigError {
     pub field: String,
     /// What is wrong and, where it helps, what to do.
     pub reason: String,
+    /// What kind of rejection it is.
+    pub kind: Rejection,
+}
+
+/// The kinds of rejection a configuration meets; the error's `reason` says it for a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The file cannot be read.
+    Unreadable,
+    /// Not TOML, or not the shape of the file: a syntax error, an unknown field, a value
+    /// of the wrong type.
+    Syntax,
+    /// The contract catalog cannot be read.
+    Catalog,
+    /// An id that must name a member (three parts), or a subsystem code that does not
+    /// make a valid id.
+    NotAMemberId,
+    /// Something that must be given is not.
+    Missing,
+    /// The same member, contract, federated id or part name twice.
+    Duplicate,
+    /// A listen address another listener already has.
+    AddressInUse,
+    /// A gateway URL that is not `https://`.
+    NotHttps,
+    /// A number out of its range.
+    OutOfRange,
+    /// A contract that is not in the catalog.
+    NotInCatalog,
+    /// A contract whose document names another provider.
+    WrongProvider,
+    /// A consumer that is not a configured member.
+    UnknownMember,
+    /// A purpose the contract does not allow.
+    UnknownPurpose,
+    /// A backend binding the adapter refuses, or none, or two.
+    Binding,
 }
 
 /// `[federation]`.
@@ -387,6 +425,7 @@ impl Config {
     /// Reads and validates a configuration file; relative paths resolve against its directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            kind: Rejection::Unreadable,
             path: path.display().to_string(),
             field: "(file)".into(),
             reason: format!("cannot read: {e}"),
@@ -412,30 +451,43 @@ impl Config {
         base_dir: &Path,
         fallback: Option<Vec<Contract>>,
     ) -> Result<Config, ConfigError> {
-        let err = |field: String, reason: String| ConfigError {
+        let err = |kind: Rejection, field: String, reason: String| ConfigError {
             path: source.to_owned(),
             field,
             reason,
+            kind,
         };
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| err(locate(text, e.span()), e.message().trim().to_owned()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            err(
+                Rejection::Syntax,
+                locate(text, e.span()),
+                e.message().trim().to_owned(),
+            )
+        })?;
         let base_dir = base_dir.to_path_buf();
         let catalog_dir = base_dir.join(&raw.federation.catalog);
         let documents = match fallback {
             Some(documents) if !catalog_dir.is_dir() => documents,
-            _ => contracts::load_catalog(&catalog_dir)
-                .map_err(|e| err("federation.catalog".into(), e.to_string()))?,
+            _ => contracts::load_catalog(&catalog_dir).map_err(|e| {
+                err(
+                    Rejection::Catalog,
+                    "federation.catalog".into(),
+                    e.to_string(),
+                )
+            })?,
         };
         let catalog: BTreeMap<ContractRef, Contract> =
             documents.into_iter().map(|c| (c.reference(), c)).collect();
         if raw.federation.authority.is_subsystem() {
             return Err(err(
+                Rejection::NotAMemberId,
                 "federation.authority".into(),
                 "must be a member id (three parts)".into(),
             ));
         }
         if raw.members.is_empty() {
             return Err(err(
+                Rejection::Missing,
                 "members".into(),
                 "at least one member is required".into(),
             ));
@@ -446,30 +498,35 @@ impl Config {
             let at = format!("members[{i}]");
             if m.id.is_subsystem() {
                 return Err(err(
+                    Rejection::NotAMemberId,
                     format!("{at}.id"),
                     "must be a member id (three parts), not a subsystem".into(),
                 ));
             }
             if !ids.insert(m.id.clone()) {
                 return Err(err(
+                    Rejection::Duplicate,
                     format!("{at}.id"),
                     format!("{} is configured twice", m.id),
                 ));
             }
             if !listens.insert(m.listen) {
                 return Err(err(
+                    Rejection::AddressInUse,
                     format!("{at}.listen"),
                     format!("{} is used by another member", m.listen),
                 ));
             }
             if !m.gateway_url().starts_with("https://") {
                 return Err(err(
+                    Rejection::NotHttps,
                     format!("{at}.gateway"),
                     "must be an https:// URL".into(),
                 ));
             }
             if m.limits.rate_backend == RateBackend::Redis && m.limits.redis_url.is_none() {
                 return Err(err(
+                    Rejection::Missing,
                     format!("{at}.limits.redis_url"),
                     "required with rate_backend = \"redis\"".into(),
                 ));
@@ -477,27 +534,34 @@ impl Config {
             if m.limits.replay_capacity == 0 || m.cache.max_entries == 0 || m.breaker.failures == 0
             {
                 return Err(err(
+                    Rejection::OutOfRange,
                     format!("{at}.limits"),
                     "replay_capacity, cache.max_entries and breaker.failures must be at least 1"
                         .into(),
                 ));
             }
             if let Some(audit) = &m.audit {
-                audit
-                    .check()
-                    .map_err(|(field, reason)| err(format!("{at}.audit.{field}"), reason))?;
+                audit.check().map_err(|(field, reason)| {
+                    err(Rejection::OutOfRange, format!("{at}.audit.{field}"), reason)
+                })?;
             }
             if let Some(admin) = &m.admin
                 && !listens.insert(admin.listen)
             {
                 return Err(err(
+                    Rejection::AddressInUse,
                     format!("{at}.admin.listen"),
                     format!("{} is used by another listener", admin.listen),
                 ));
             }
             for (j, s) in m.subsystems.iter().enumerate() {
-                m.id.subsystem(s)
-                    .map_err(|e| err(format!("{at}.subsystems[{j}]"), e.to_string()))?;
+                m.id.subsystem(s).map_err(|e| {
+                    err(
+                        Rejection::NotAMemberId,
+                        format!("{at}.subsystems[{j}]"),
+                        e.to_string(),
+                    )
+                })?;
             }
         }
         let mut bindings = HashMap::new();
@@ -508,6 +572,7 @@ impl Config {
                 let at = format!("{at}.provides[{j}]");
                 let Some(contract) = catalog.get(&p.reference()) else {
                     return Err(err(
+                        Rejection::NotInCatalog,
                         format!("{at}.contract"),
                         format!(
                             "{} is not in the catalog {}",
@@ -518,6 +583,7 @@ impl Config {
                 };
                 if contract.doc().provider != m.id {
                     return Err(err(
+                        Rejection::WrongProvider,
                         format!("{at}.contract"),
                         format!(
                             "{} is provided by {} according to its document",
@@ -527,11 +593,16 @@ impl Config {
                     ));
                 }
                 if !provided.insert(p.reference()) {
-                    return Err(err(format!("{at}.contract"), "provided twice".into()));
+                    return Err(err(
+                        Rejection::Duplicate,
+                        format!("{at}.contract"),
+                        "provided twice".into(),
+                    ));
                 }
                 for (k, c) in p.consumers.iter().enumerate() {
                     if !ids.contains(&c.member) {
                         return Err(err(
+                            Rejection::UnknownMember,
                             format!("{at}.consumers[{k}].member"),
                             format!("{} is not a configured member", c.member),
                         ));
@@ -542,6 +613,7 @@ impl Config {
                         .find(|x| !contract.doc().purposes.contains(x))
                     {
                         return Err(err(
+                            Rejection::UnknownPurpose,
                             format!("{at}.consumers[{k}].purposes"),
                             format!(
                                 "`{bad}` is not a purpose of {} ({})",
@@ -553,39 +625,44 @@ impl Config {
                 }
                 if p.rate(m).per_second == 0 || p.rate(m).burst == 0 {
                     return Err(err(
+                        Rejection::OutOfRange,
                         format!("{at}.rate"),
                         "per_second and burst must be at least 1".into(),
                     ));
                 }
                 if p.concurrency == 0 || p.queue_ms == 0 {
                     return Err(err(
+                        Rejection::OutOfRange,
                         format!("{at}.concurrency"),
                         "concurrency and queue_ms must be at least 1".into(),
                     ));
                 }
-                let spec = p
-                    .adapter_spec()
-                    .map_err(|(field, reason)| err(format!("{at}.{field}"), reason))?;
+                let spec = p.adapter_spec().map_err(|(field, reason)| {
+                    err(Rejection::Binding, format!("{at}.{field}"), reason)
+                })?;
                 let adapter = adapters::build(&spec, &base_dir)
-                    .map_err(|e| err(format!("{at}.{}", e.field), e.reason))?;
+                    .map_err(|e| err(Rejection::Binding, format!("{at}.{}", e.field), e.reason))?;
                 bindings.insert((m.id.clone(), p.reference()), adapter);
             }
             for (j, f) in m.federated.iter().enumerate() {
                 let at = format!("{at}.federated[{j}]");
                 if catalog.contains_key(&f.reference()) {
                     return Err(err(
+                        Rejection::Duplicate,
                         format!("{at}.id"),
                         "a catalog contract already has this id and version".into(),
                     ));
                 }
                 if f.parts.is_empty() {
                     return Err(err(
+                        Rejection::Missing,
                         format!("{at}.parts"),
                         "at least one part is required".into(),
                     ));
                 }
                 if f.deadline_ms == 0 {
                     return Err(err(
+                        Rejection::OutOfRange,
                         format!("{at}.deadline_ms"),
                         "must be at least 1".into(),
                     ));
@@ -595,12 +672,17 @@ impl Config {
                     let r = ContractRef::new(&part.contract, &part.version);
                     if !catalog.contains_key(&r) {
                         return Err(err(
+                            Rejection::NotInCatalog,
                             format!("{at}.parts[{k}].contract"),
                             format!("{r} is not in the catalog"),
                         ));
                     }
                     if !names.insert(&part.name) {
-                        return Err(err(format!("{at}.parts[{k}].name"), "used twice".into()));
+                        return Err(err(
+                            Rejection::Duplicate,
+                            format!("{at}.parts[{k}].name"),
+                            "used twice".into(),
+                        ));
                     }
                 }
             }
@@ -739,11 +821,12 @@ listen = "127.0.0.1:7442"
     }
 
     macro_rules! refused {
-        ($($name:ident: [$(($from:expr, $to:expr)),*] => $field:expr, $reason:expr;)*) => {$(
+        ($($name:ident: [$(($from:expr, $to:expr)),*] => $field:expr, $reason:expr, $kind:ident;)*) => {$(
             #[test]
             fn $name() {
                 let e = parse(&[$(($from, $to)),*]).unwrap_err();
                 assert_eq!(e.path, "test.toml");
+                assert_eq!(e.kind, Rejection::$kind, "{e}");
                 assert_eq!(e.field, $field, "{e}");
                 assert!(e.reason.contains($reason), "{e}");
             }
@@ -752,57 +835,57 @@ listen = "127.0.0.1:7442"
 
     refused! {
         a_syntax_error_names_its_line:
-            [("name = \"Kemlu\"", "name = Kemlu")] => "line 9 (`name = Kemlu`)", "quoted";
+            [("name = \"Kemlu\"", "name = Kemlu")] => "line 9 (`name = Kemlu`)", "quoted", Syntax;
         an_unknown_field_is_refused:
-            [("name = \"Kemlu\"", "name = \"Kemlu\"\ncolour = \"red\"")] => "line 10 (`colour = \"red\"`)", "unknown field `colour`";
+            [("name = \"Kemlu\"", "name = \"Kemlu\"\ncolour = \"red\"")] => "line 10 (`colour = \"red\"`)", "unknown field `colour`", Syntax;
         a_missing_catalog_directory_is_refused:
-            [("contracts/catalog\"", "contracts/nowhere\"")] => "federation.catalog", "nowhere";
+            [("contracts/catalog\"", "contracts/nowhere\"")] => "federation.catalog", "nowhere", Catalog;
         an_authority_that_is_a_subsystem_is_refused:
-            [("ID:GOV:SIMPUL", "ID:GOV:SIMPUL:X")] => "federation.authority", "three parts";
+            [("ID:GOV:SIMPUL", "ID:GOV:SIMPUL:X")] => "federation.authority", "three parts", NotAMemberId;
         a_member_id_that_is_a_subsystem_is_refused:
-            [("id = \"ID:GOV:KEMLU\"", "id = \"ID:GOV:KEMLU:X\"")] => "members[0].id", "not a subsystem";
+            [("id = \"ID:GOV:KEMLU\"", "id = \"ID:GOV:KEMLU:X\"")] => "members[0].id", "not a subsystem", NotAMemberId;
         a_member_configured_twice_is_refused:
-            [("id = \"ID:GOV:DUKCAPIL\"", "id = \"ID:GOV:KEMLU\"")] => "members[1].id", "twice";
+            [("id = \"ID:GOV:DUKCAPIL\"", "id = \"ID:GOV:KEMLU\"")] => "members[1].id", "twice", Duplicate;
         a_listen_address_used_twice_is_refused:
-            [("127.0.0.1:7442", "127.0.0.1:7441")] => "members[1].listen", "another member";
+            [("127.0.0.1:7442", "127.0.0.1:7441")] => "members[1].listen", "another member", AddressInUse;
         a_gateway_url_that_is_not_https_is_refused:
-            [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https";
+            [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https", NotHttps;
         redis_limits_without_a_url_are_refused:
-            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required";
+            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
         a_replay_window_of_zero_is_refused:
-            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1";
+            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
         an_audit_tree_head_interval_of_zero_is_refused:
-            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1";
+            [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
         an_admin_listener_on_a_used_address_is_refused:
-            [("127.0.0.1:7541", "127.0.0.1:7441")] => "members[0].admin.listen", "another listener";
+            [("127.0.0.1:7541", "127.0.0.1:7441")] => "members[0].admin.listen", "another listener", AddressInUse;
         a_malformed_subsystem_code_is_refused:
-            [("[\"PEDULI-WNI\"]", "[\"peduli wni\"]")] => "members[0].subsystems[0]", "";
+            [("[\"PEDULI-WNI\"]", "[\"peduli wni\"]")] => "members[0].subsystems[0]", "", NotAMemberId;
         a_provided_contract_not_in_the_catalog_is_refused:
-            [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"citizenship.status\"\n  version = \"9\"")] => "members[1].provides[0].contract", "not in the catalog";
+            [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"citizenship.status\"\n  version = \"9\"")] => "members[1].provides[0].contract", "not in the catalog", NotInCatalog;
         a_contract_whose_document_names_another_provider_is_refused:
-            [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"insurance.status\"\n  version = \"1\"")] => "members[1].provides[0].contract", "according to its document";
+            [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"insurance.status\"\n  version = \"1\"")] => "members[1].provides[0].contract", "according to its document", WrongProvider;
         a_consumer_that_is_not_configured_is_refused:
-            [("member = \"ID:GOV:KEMLU\", purposes", "member = \"ID:GOV:NOBODY\", purposes")] => "members[1].provides[0].consumers[0].member", "not a configured member";
+            [("member = \"ID:GOV:KEMLU\", purposes", "member = \"ID:GOV:NOBODY\", purposes")] => "members[1].provides[0].consumers[0].member", "not a configured member", UnknownMember;
         a_purpose_the_contract_does_not_allow_is_refused:
-            [("purposes = [\"citizen-protection\"] }]", "purposes = [\"marketing\"] }]")] => "members[1].provides[0].consumers[0].purposes", "`marketing`";
+            [("purposes = [\"citizen-protection\"] }]", "purposes = [\"marketing\"] }]")] => "members[1].provides[0].consumers[0].purposes", "`marketing`", UnknownPurpose;
         a_rate_of_zero_is_refused:
-            [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  rate = { per_second = 0, burst = 1 }")] => "members[1].provides[0].rate", "at least 1";
+            [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  rate = { per_second = 0, burst = 1 }")] => "members[1].provides[0].rate", "at least 1", OutOfRange;
         a_concurrency_of_zero_is_refused:
-            [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  concurrency = 0")] => "members[1].provides[0].concurrency", "at least 1";
+            [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  concurrency = 0")] => "members[1].provides[0].concurrency", "at least 1", OutOfRange;
         an_unknown_binding_table_is_refused:
-            [("[members.provides.sql]", "[members.provides.unused]")] => "line 32 (`[members.provides.unused]`)", "unknown field `unused`";
+            [("[members.provides.sql]", "[members.provides.unused]")] => "line 32 (`[members.provides.unused]`)", "unknown field `unused`", Syntax;
         a_binding_the_adapter_refuses_names_its_field:
-            [("statement = \"SELECT", "timeout_ms = 0\n  statement = \"SELECT")] => "members[1].provides[0].sql.timeout_ms/pool_size", "at least 1";
+            [("statement = \"SELECT", "timeout_ms = 0\n  statement = \"SELECT")] => "members[1].provides[0].sql.timeout_ms/pool_size", "at least 1", Binding;
         a_federated_contract_with_a_catalog_contracts_id_is_refused:
-            [("id = \"person.profile\"", "id = \"citizenship.status\"")] => "members[0].federated[0].id", "catalog contract";
+            [("id = \"person.profile\"", "id = \"citizenship.status\"")] => "members[0].federated[0].id", "catalog contract", Duplicate;
         a_federated_contract_without_parts_is_refused:
-            [("parts = [\n", "parts = [\n]\nunused = [\n")] => "line 20 (`unused = [`)", "unknown field `unused`";
+            [("parts = [\n", "parts = [\n]\nunused = [\n")] => "line 20 (`unused = [`)", "unknown field `unused`", Syntax;
         a_federated_deadline_of_zero_is_refused:
-            [("purpose = \"citizen-protection\"\n  parts", "purpose = \"citizen-protection\"\n  deadline_ms = 0\n  parts")] => "members[0].federated[0].deadline_ms", "at least 1";
+            [("purpose = \"citizen-protection\"\n  parts", "purpose = \"citizen-protection\"\n  deadline_ms = 0\n  parts")] => "members[0].federated[0].deadline_ms", "at least 1", OutOfRange;
         a_part_not_in_the_catalog_is_refused:
-            [("contract = \"insurance.status\", version = \"1\"", "contract = \"insurance.status\", version = \"7\"")] => "members[0].federated[0].parts[1].contract", "not in the catalog";
+            [("contract = \"insurance.status\", version = \"1\"", "contract = \"insurance.status\", version = \"7\"")] => "members[0].federated[0].parts[1].contract", "not in the catalog", NotInCatalog;
         a_part_name_used_twice_is_refused:
-            [("name = \"insurance\"", "name = \"citizenship\"")] => "members[0].federated[0].parts[1].name", "used twice";
+            [("name = \"insurance\"", "name = \"citizenship\"")] => "members[0].federated[0].parts[1].name", "used twice", Duplicate;
     }
 
     #[test]
@@ -815,7 +898,7 @@ listen = "127.0.0.1:7442"
             Path::new("/nonexistent"),
         )
         .unwrap_err();
-        assert_eq!(e.field, "members");
+        assert_eq!((e.field.as_str(), e.kind), ("members", Rejection::Missing));
     }
 
     #[test]
@@ -826,6 +909,7 @@ listen = "127.0.0.1:7442"
         let edited = format!("{}  parts = []\n{}", &t[..start], &t[end..]);
         let e = Config::parse(&edited, "test.toml", Path::new("/nonexistent")).unwrap_err();
         assert_eq!(e.field, "members[0].federated[0].parts");
+        assert_eq!(e.kind, Rejection::Missing);
     }
 
     #[test]
@@ -834,6 +918,7 @@ listen = "127.0.0.1:7442"
         let unbound = &t[..t.find("  [members.provides.sql]").unwrap()];
         let e = Config::parse(unbound, "test.toml", Path::new("/nonexistent")).unwrap_err();
         assert_eq!(e.field, "members[1].provides[0].sql", "{e}");
+        assert_eq!(e.kind, Rejection::Binding);
         assert!(e.reason.contains("bind the contract to a backend"), "{e}");
     }
 
@@ -847,6 +932,7 @@ listen = "127.0.0.1:7442"
         )
         .unwrap_err();
         assert_eq!(e.field, "members[1].provides[0].http", "{e}");
+        assert_eq!(e.kind, Rejection::Binding);
         assert!(e.reason.contains("not both"), "{e}");
     }
 }
