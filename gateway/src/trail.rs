@@ -85,6 +85,17 @@ impl Trail {
         self.request_jws = Some(jws.to_owned());
     }
 
+    /// The request JWS as received, kept by the trail without a copy; [`Trail::request`]
+    /// lends it to the checks that read it.
+    pub fn keep_request(&mut self, jws: String) {
+        self.request_jws = Some(jws);
+    }
+
+    /// The request JWS kept so far (`""` before there is one).
+    pub fn request(&self) -> &str {
+        self.request_jws.as_deref().unwrap_or_default()
+    }
+
     /// The answer JWS exactly as received or sent, kept even when it fails verification:
     /// that is when it matters most.
     pub fn set_response(&mut self, jws: &str) {

@@ -107,12 +107,13 @@ async fn run(
         .await
         .map_err(refused)?;
     unless_off(Check::MediaType, read_envelope::check_media_type(headers)).map_err(refused)?;
-    let text = read_envelope::into_text(body).map_err(refused)?;
-    trail.set_request(&text);
-    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, &text) {
+    // The trail keeps the envelope; the checks below borrow it from there.
+    trail.keep_request(read_envelope::into_text(body).map_err(refused)?);
+    let text = trail.request();
+    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, text) {
         Ok(signed) => (signed.0, Some(signed.1)),
         Err(Refusal::BadSignature(_) | Refusal::UnknownKey { .. }) if off(Check::Signature) => (
-            verify_signature::unverified_payload(&text).map_err(refused)?,
+            verify_signature::unverified_payload(text).map_err(refused)?,
             None,
         ),
         Err(r) => return Err(refused(r)),
@@ -212,7 +213,7 @@ async fn run(
         &gw.signing,
         &gw.member,
         request,
-        &text,
+        trail.request(),
         &result,
         contracts::unix_now(),
     )
