@@ -45,7 +45,7 @@ pub fn pki_plan(config: &Config) -> PkiPlan {
         members: config
             .members
             .iter()
-            .map(|m| (m.id.clone(), m.subsystem_ids()))
+            .map(|m| (m.id.clone(), m.subsystems.clone()))
             .collect(),
         hosts: config.federation.hosts.clone(),
     }
@@ -68,10 +68,10 @@ pub async fn prepare(
     population: &Population,
 ) -> Result<Prepared, PrepareError> {
     let mut done = Prepared::default();
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let plan = pki_plan(config);
-    if !pki::is_complete(&layout, &plan) {
-        let report = pki::complete(&layout, &plan)?;
+    if !pki::is_complete(layout, &plan) {
+        let report = pki::complete(layout, &plan)?;
         done.notes.push(format!(
             "wrote {1} missing file(s) of the dev PKI in {0}",
             layout.root.display(),
@@ -83,7 +83,7 @@ pub async fn prepare(
         done.notes.push(format!(
             "signed manifest serial {} into {}",
             m.doc().serial,
-            config.manifest_path().display()
+            config.federation.manifest.display()
         ));
     }
     for target in &demo.targets {
@@ -148,29 +148,27 @@ pub fn use_database_server(
             schema: member_schema(&target.member),
         });
     }
-    let mut rebound = Vec::new();
+    let base_dir = config.base_dir.clone();
     for m in &mut config.members {
         let schema = member_schema(&m.id);
         for p in &mut m.provides {
-            let Some(sql) = &mut p.sql else { continue };
+            let adapters::AdapterSpec::Sql(sql) = &p.spec else {
+                continue;
+            };
             let is_sqlite_file =
                 !sql.database.contains("://") && !sql.database.starts_with(adapters::ENV_PREFIX);
             if !is_sqlite_file {
                 continue;
             }
+            let mut sql = sql.clone();
             sql.database = url.to_owned();
             sql.schema = Some(schema.clone());
-            let spec = adapters::AdapterSpec::Sql(sql.clone());
-            rebound.push((m.id.clone(), p.reference(), spec));
+            p.rebind(adapters::AdapterSpec::Sql(sql), &base_dir)
+                .map_err(|e| PrepareError::Binding {
+                    path: PathBuf::from(&config.source),
+                    reason: format!("{} {}: {e}", m.id, p.contract),
+                })?;
         }
-    }
-    for (member, contract, spec) in rebound {
-        config
-            .rebind(&member, &contract, &spec)
-            .map_err(|e| PrepareError::Binding {
-                path: PathBuf::from(&config.source),
-                reason: format!("{member} {contract}: {e}"),
-            })?;
     }
     Ok(())
 }
@@ -182,12 +180,7 @@ pub fn demo_caller(config: &Config) -> Option<(MemberId, MemberId)> {
         .members
         .iter()
         .find(|m| !m.federated.is_empty())
-        .and_then(|m| {
-            m.subsystem_ids()
-                .into_iter()
-                .next()
-                .map(|s| (m.id.clone(), s))
-        })
+        .and_then(|m| m.subsystems.first().map(|s| (m.id.clone(), s.clone())))
 }
 
 #[cfg(test)]
@@ -225,10 +218,18 @@ mod tests {
         let mut plan = DemoPlan::from_config(&config).unwrap();
         let dukcapil = MemberId::parse("ID:GOV:DUKCAPIL").unwrap();
         let citizenship = contracts::ContractRef::new("citizenship.status", "1");
-        let on_file = config.binding(&dukcapil, &citizenship).unwrap();
+        let on_file = config
+            .provision(&dukcapil, &citizenship)
+            .unwrap()
+            .adapter
+            .clone();
 
         use_database_server(&mut config, &mut plan, &url).unwrap();
-        let on_server = config.binding(&dukcapil, &citizenship).unwrap();
+        let on_server = config
+            .provision(&dukcapil, &citizenship)
+            .unwrap()
+            .adapter
+            .clone();
         assert!(
             !Arc::ptr_eq(&on_file, &on_server),
             "the binding was rebuilt"

@@ -16,7 +16,7 @@ use contracts::{
 };
 
 use crate::client::PeerClient;
-use crate::config::{Config, RateBackend};
+use crate::config::{Config, RateStore};
 use crate::fault::{self, Check};
 use crate::metrics::{ContractCounters, Labels};
 use crate::tls::{self, ClientAuth, TlsError};
@@ -88,8 +88,8 @@ pub fn load_authority_key(path: &Path) -> Result<VerifyingKey, StartError> {
 /// serial this member last accepted (kept in `<manifest>.<member>.serial`), and records its
 /// serial.
 pub(crate) fn load_manifest(config: &Config, member: &MemberId) -> Result<Manifest, StartError> {
-    let path = config.manifest_path();
-    let authority = load_authority_key(&config.authority_key_path())?;
+    let path = config.federation.manifest.clone();
+    let authority = load_authority_key(&config.federation.authority_key)?;
     let text = String::from_utf8(read(&path)?).map_err(|_| StartError::File {
         path: path.clone(),
         reason: "not UTF-8".into(),
@@ -155,7 +155,7 @@ impl Gateway {
         let mc = config
             .member(member)
             .ok_or_else(|| StartError::UnknownMember(member.clone()))?;
-        let layout = config.pki_layout();
+        let layout = &config.federation.pki;
         let listed = manifest.member(member).ok_or_else(|| {
             StartError::Inconsistent(format!(
                 "{member} is not in the manifest (serial {}): sign a new one with `simpul manifest sign`",
@@ -200,7 +200,7 @@ impl Gateway {
         };
         let mut provided: HashMap<ContractRef, Provided> = HashMap::new();
         for p in &mc.provides {
-            let r = p.reference();
+            let r = p.contract.clone();
             match manifest.contract(&r) {
                 Some(c) if &c.provider == member => {}
                 _ => {
@@ -209,13 +209,6 @@ impl Gateway {
                     )));
                 }
             }
-            // Built once, when the configuration was validated.
-            let adapter = config.binding(member, &r).ok_or_else(|| {
-                StartError::Inconsistent(format!(
-                    "{}: {member} has no binding for {r}",
-                    config.source
-                ))
-            })?;
             let cache_ttl = config
                 .catalog
                 .get(&r)
@@ -225,8 +218,9 @@ impl Gateway {
             provided.insert(
                 r.clone(),
                 Provided {
-                    adapter,
-                    bulkhead: Bulkhead::new(p.concurrency, Duration::from_millis(p.queue_ms)),
+                    // Built once, when the configuration was validated.
+                    adapter: p.adapter.clone(),
+                    bulkhead: Bulkhead::new(p.concurrency, p.queue),
                     cache_ttl,
                     counters: ContractCounters::new(&labels, &r),
                     reference: Arc::new(r),
@@ -272,10 +266,9 @@ impl Gateway {
             .provided_by(member)
             .map(|c| (ContractRef::new(&c.id, &c.version), c.rate.clone()))
             .collect();
-        let rates = match mc.limits.rate_backend {
-            RateBackend::Local => RateLimits::Local(LocalLimits::new(&rates)),
-            RateBackend::Redis => {
-                let url = mc.limits.redis_url.as_deref().unwrap_or_default();
+        let rates = match &mc.rates {
+            RateStore::Local => RateLimits::Local(LocalLimits::new(&rates)),
+            RateStore::Redis { url, prefix } => {
                 let url = match url.strip_prefix("env:") {
                     Some(var) => std::env::var(var).map_err(|_| {
                         StartError::Inconsistent(format!(
@@ -286,14 +279,9 @@ impl Gateway {
                     None => url.to_owned(),
                 };
                 let backend_errors = metrics::counter!("simpul_rate_backend_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone());
-                RateLimits::redis(
-                    &url,
-                    &mc.limits.redis_prefix,
-                    member,
-                    &rates,
-                    backend_errors,
-                )
-                .map_err(|e| StartError::Inconsistent(format!("{}: limits.{e}", config.source)))?
+                RateLimits::redis(&url, prefix, member, &rates, backend_errors).map_err(|e| {
+                    StartError::Inconsistent(format!("{}: limits.{e}", config.source))
+                })?
             }
         };
 
@@ -317,29 +305,25 @@ impl Gateway {
                 (
                     m.id.clone(),
                     ProviderBreaker {
-                        breaker: Breaker::new(
-                            mc.breaker.failures,
-                            Duration::from_millis(mc.breaker.cooldown_ms),
-                        ),
+                        breaker: Breaker::new(mc.breaker.failures, mc.breaker.cooldown),
                         state: metrics::gauge!(state, &state_labels),
                         fail_fast: metrics::counter!(fail_fast, &fail_fast_labels),
                     },
                 )
             })
             .collect();
-        let audit_cfg = mc.audit_config();
         let audit_key =
             SigningKey::from_pem(Algorithm::ES256, member.as_str(), signing.private_pem())
                 .map_err(|e| StartError::File {
                     path: key_path.clone(),
                     reason: e.to_string(),
                 })?;
-        let audit = AuditLog::open(&audit_cfg, &config.base_dir, member, Arc::new(audit_key))
+        let audit = AuditLog::open(&mc.audit, &config.base_dir, member, Arc::new(audit_key))
             .await
             .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
         let provider = ProviderState {
             provided,
-            replay: ReplayWindow::new(REPLAY_WINDOW, mc.limits.replay_capacity),
+            replay: ReplayWindow::new(REPLAY_WINDOW, mc.replay_capacity),
             rates,
             cache: ResponseCache::new(
                 mc.cache.max_entries,
@@ -352,11 +336,11 @@ impl Gateway {
             federated: mc
                 .federated
                 .iter()
-                .map(|f| (f.reference(), f.clone()))
+                .map(|f| (f.reference.clone(), f.clone()))
                 .collect(),
-            subsystems: mc.subsystem_ids().into_iter().collect(),
+            subsystems: mc.subsystems.iter().cloned().collect(),
             peers,
-            query_deadline: Duration::from_millis(mc.query_deadline_ms),
+            query_deadline: mc.query_deadline,
         };
         Ok(Gateway {
             audit,

@@ -42,7 +42,7 @@ pub fn build_manifest_doc(
     serial: u64,
     now: i64,
 ) -> Result<ManifestDoc, AuthorityError> {
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let ca =
         std::fs::read_to_string(layout.ca_cert()).map_err(|e| file_err(&layout.ca_cert(), e))?;
     let mut members = Vec::new();
@@ -53,7 +53,7 @@ pub fn build_manifest_doc(
         members.push(ManifestMember {
             id: m.id.clone(),
             name: m.name.clone(),
-            gateway: m.gateway_url(),
+            gateway: m.gateway.clone(),
             keys: vec![jwk],
         });
     }
@@ -63,16 +63,16 @@ pub fn build_manifest_doc(
             // Config::parse has checked the contract is in the catalog.
             let digest = config
                 .catalog
-                .get(&p.reference())
+                .get(&p.contract)
                 .map(|c| c.digest().to_owned())
                 .unwrap_or_default();
             contracts.push(ManifestContract {
-                id: p.contract.clone(),
-                version: p.version.clone(),
+                id: p.contract.id.clone(),
+                version: p.contract.version.clone(),
                 provider: m.id.clone(),
                 digest,
                 consumers: p.consumers.clone(),
-                rate: p.rate(m),
+                rate: p.rate.clone(),
             });
         }
     }
@@ -90,15 +90,15 @@ pub fn build_manifest_doc(
 
 /// Reads the manifest currently on disk, if it verifies.
 fn current_manifest(config: &Config) -> Option<Manifest> {
-    let key = load_authority_key(&config.authority_key_path()).ok()?;
-    let text = std::fs::read_to_string(config.manifest_path()).ok()?;
+    let key = load_authority_key(&config.federation.authority_key).ok()?;
+    let text = std::fs::read_to_string(&config.federation.manifest).ok()?;
     Manifest::verify(&text, &key, contracts::unix_now()).ok()
 }
 
 /// Signs a new manifest from the configuration with the authority key, one serial above the
 /// one on disk, and writes it. Returns the manifest.
 pub fn sign_manifest(config: &Config, out: Option<&Path>) -> Result<Manifest, AuthorityError> {
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let key_path = layout.authority_key();
     let pem = std::fs::read(&key_path).map_err(|e| file_err(&key_path, e))?;
     let authority =
@@ -112,7 +112,7 @@ pub fn sign_manifest(config: &Config, out: Option<&Path>) -> Result<Manifest, Au
     let jws = Manifest::sign(&doc, &authority)?;
     let out = out
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| config.manifest_path());
+        .unwrap_or_else(|| config.federation.manifest.clone());
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     }

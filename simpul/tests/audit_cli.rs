@@ -56,10 +56,10 @@ fn demo(dir: &Path) -> gateway::config::Config {
 /// Appends records to `member`'s configured log as its gateway would.
 async fn fill(config: &gateway::config::Config, member: &str, records: Vec<NewRecord>) {
     let m = id(member);
-    let pem = std::fs::read(config.pki_layout().signing_key(&m)).unwrap();
+    let pem = std::fs::read(config.federation.pki.signing_key(&m)).unwrap();
     let key = Arc::new(SigningKey::from_pem(Algorithm::ES256, member, &pem).unwrap());
     let mc = config.member(&m).unwrap();
-    let log = AuditLog::open(&mc.audit_config(), &config.base_dir, &m, key)
+    let log = AuditLog::open(&mc.audit.clone(), &config.base_dir, &m, key)
         .await
         .unwrap();
     for r in records {

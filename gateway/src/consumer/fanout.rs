@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use contracts::envelope::Evidence;
 use contracts::{ContractRef, MemberId, Problem, ProblemCode};
@@ -61,13 +60,12 @@ pub fn check_parts(
     query: &Value,
 ) -> Result<CheckedParts, Problem> {
     let mut checked = Vec::with_capacity(fc.parts.len());
-    for part in &fc.parts {
-        let r = ContractRef::new(&part.contract, &part.version);
-        let query = CheckedQuery::check(gw, &r, query.clone()).map_err(|mut p| {
-            p.detail = format!("part `{}`: {}", part.name, p.detail);
+    for (name, r) in &fc.parts {
+        let query = CheckedQuery::check(gw, r, query.clone()).map_err(|mut p| {
+            p.detail = format!("part `{name}`: {}", p.detail);
             p
         })?;
-        checked.push((part.name.clone(), r, query));
+        checked.push((name.clone(), r.clone(), query));
     }
     Ok(CheckedParts(checked))
 }
@@ -82,7 +80,7 @@ pub async fn fan_out(
     let exchange_id = contracts::ExchangeId::new().to_string();
     // One instant for every part: each `ask` stops by it and records its own outcome, so a
     // late part is a recorded timeout, not a dropped exchange.
-    let deadline = Instant::now() + Duration::from_millis(fc.deadline_ms);
+    let deadline = Instant::now() + fc.deadline;
     let mut tasks = JoinSet::new();
     for (name, r, query) in parts.0 {
         let (gw, subsystem, purpose, lookup) = (
@@ -125,13 +123,13 @@ pub async fn fan_out(
             }
         }
     }
-    for part in &fc.parts {
+    for (name, _) in &fc.parts {
         parts
-            .entry(part.name.clone())
+            .entry(name.clone())
             .or_insert_with(|| PartOutcome::Error {
                 problem: Problem::new(ProblemCode::Internal, "the part failed inside this gateway"),
             });
     }
-    tracing::info!(exchange_id = %exchange_id, contract = %fc.reference(), "federated query answered");
+    tracing::info!(exchange_id = %exchange_id, contract = %fc.reference, "federated query answered");
     FederatedAnswer { exchange_id, parts }
 }

@@ -160,7 +160,7 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
             config.source
         ))
     })?;
-    let audit = mc.audit_config();
+    let audit = mc.audit.clone();
     // Reading a log must not create an empty one where a wrong configuration points.
     if let Some(file) = audit.sqlite_file(member, &config.base_dir)
         && !file.is_file()
@@ -171,7 +171,7 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
             config.source
         )));
     }
-    let key_path = config.pki_layout().signing_key(member);
+    let key_path = config.federation.pki.signing_key(member);
     let pem = std::fs::read(&key_path).map_err(CliError::file(&key_path))?;
     let key = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem)
         .map_err(CliError::file(&key_path))?;

@@ -52,7 +52,7 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
     let identity = as_admin
         .or_else(|| admin.clients.first().cloned())
         .ok_or_else(|| CliError::Usage(format!("{member}'s admin.clients is empty: pass --as")))?;
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let ca = gateway::tls::load_certs(&layout.ca_cert())?;
     let client = PeerClient::from_files(
         &ca,

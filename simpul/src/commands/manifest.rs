@@ -36,13 +36,15 @@ pub fn run(config_path: Option<&Path>, command: ManifestCommand) -> Result<ExitC
             println!(
                 "signed manifest serial {} into {}",
                 m.doc().serial,
-                out.unwrap_or_else(|| config.manifest_path()).display()
+                out.as_ref()
+                    .unwrap_or(&config.federation.manifest)
+                    .display()
             );
         }
         ManifestCommand::Verify { file, key } => {
             let key_path = match key {
                 Some(k) => k,
-                None => load_config(config_path)?.authority_key_path(),
+                None => load_config(config_path)?.federation.authority_key,
             };
             let key = load_authority_key(&key_path)?;
             let text = std::fs::read_to_string(&file).map_err(CliError::file(&file))?;

@@ -19,7 +19,7 @@ pub enum PkiCommand {
 
 pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
     let PkiCommand::Init { force } = command;
-    let report = demo::pki::init(&config.pki_layout(), &demo::pki_plan(config), force)?;
+    let report = demo::pki::init(&config.federation.pki, &demo::pki_plan(config), force)?;
     for p in &report.written {
         println!("wrote {}", p.display());
     }

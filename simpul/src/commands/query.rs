@@ -45,14 +45,14 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
     })?;
     let query: serde_json::Value = serde_json::from_str(&args.query)
         .map_err(|e| CliError::Usage(format!("query: not JSON: {e}")))?;
-    let key = load_authority_key(&config.authority_key_path())?;
-    let manifest_path = config.manifest_path();
-    let text = std::fs::read_to_string(&manifest_path).map_err(CliError::file(&manifest_path))?;
+    let key = load_authority_key(&config.federation.authority_key)?;
+    let manifest_path = config.federation.manifest.as_path();
+    let text = std::fs::read_to_string(manifest_path).map_err(CliError::file(manifest_path))?;
     let manifest = Manifest::verify(&text, &key, contracts::unix_now())
-        .map_err(CliError::file(&manifest_path))?;
+        .map_err(CliError::file(manifest_path))?;
     let purpose = match args.purpose {
         Some(p) => p,
-        None => match mc.federated.iter().find(|f| f.reference() == contract) {
+        None => match mc.federated.iter().find(|f| f.reference == contract) {
             Some(f) => f.purpose.clone(),
             None => {
                 let granted = manifest
@@ -77,7 +77,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         },
     };
     let cas = gateway::tls::certs_from_pem(&manifest.doc().ca)?;
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let client = PeerClient::from_files(
         &cas,
         &layout.client_cert(subsystem),
@@ -89,7 +89,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Process(format!("query: {e}")))?;
     let url = format!(
         "{}/v1/query/{}/{}",
-        mc.gateway_url(),
+        mc.gateway.clone(),
         contract.id,
         contract.version
     );

@@ -63,7 +63,7 @@ fn print_demo(config: &Config, population: &Population) {
         config.members.len()
     );
     for m in &config.members {
-        println!("  {:<18} {}", m.id.as_str(), m.gateway_url());
+        println!("  {:<18} {}", m.id.as_str(), m.gateway.clone());
     }
     let Some((member, subsystem)) = demo::demo_caller(config) else {
         return;
@@ -74,7 +74,7 @@ fn print_demo(config: &Config, population: &Population) {
     let Some(fc) = mc.federated.first() else {
         return;
     };
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let rel = |p: PathBuf| {
         let cwd = std::env::current_dir().unwrap_or_default();
         p.strip_prefix(&cwd)
@@ -90,14 +90,14 @@ fn print_demo(config: &Config, population: &Population) {
             cert = rel(layout.client_cert(&subsystem)),
             key = rel(layout.client_key(&subsystem)),
             purpose = fc.purpose,
-            url = mc.gateway_url(),
-            id = fc.id,
-            version = fc.version,
+            url = mc.gateway.clone(),
+            id = fc.reference.id,
+            version = fc.reference.version,
         )
     };
     println!(
         "\nAsk the {} as {subsystem}, for a person known to all four ministries:\n",
-        fc.id
+        fc.reference.id
     );
     println!("{}\n", curl(population.sample_in_all_four()));
     println!("and for a person known only to Dukcapil:\n");

@@ -286,7 +286,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     listening(kemlu_addr).await;
     listening(dukcapil_addr).await;
 
-    let layout = config.pki_layout();
+    let layout = &config.federation.pki;
     let ca = gateway::tls::load_certs(&layout.ca_cert()).unwrap();
     let client = gateway::client::PeerClient::from_files(
         &ca,
@@ -298,7 +298,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     .unwrap();
     let url = format!(
         "{}/v1/query/citizenship.status/1",
-        config.member(&id(KEMLU)).unwrap().gateway_url()
+        config.member(&id(KEMLU)).unwrap().gateway.clone()
     );
     let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
     // Four clients drive exchanges while the provider is killed and restarted.

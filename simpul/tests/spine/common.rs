@@ -288,11 +288,11 @@ impl Federation {
     }
 
     pub fn layout(&self) -> PkiLayout {
-        self.config.pki_layout()
+        self.config.federation.pki.clone()
     }
 
     pub fn url(&self, member: &str) -> String {
-        self.config.member(&id(member)).unwrap().gateway_url()
+        self.config.member(&id(member)).unwrap().gateway.clone()
     }
 
     pub fn signing_key(&self, member: &str) -> SigningKey {

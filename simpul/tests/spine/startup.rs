@@ -24,7 +24,7 @@ fn authority(f: &Federation) -> SigningKey {
 #[tokio::test]
 async fn tampered_manifest_is_refused() {
     let f = Federation::start().await;
-    let path = f.config.manifest_path();
+    let path = f.config.federation.manifest.clone();
     let text = std::fs::read_to_string(&path).unwrap();
     let mut doc = f.manifest.doc().clone();
     doc.serial += 7;
@@ -49,7 +49,7 @@ async fn manifest_signed_by_another_authority_is_refused() {
     let doc = build_manifest_doc(&f.config, 5, contracts::unix_now()).unwrap();
     let impostor = SigningKey::generate(Algorithm::ES256, "ID:GOV:SIMPUL").unwrap();
     std::fs::write(
-        f.config.manifest_path(),
+        &f.config.federation.manifest,
         Manifest::sign(&doc, &impostor).unwrap(),
     )
     .unwrap();
@@ -64,7 +64,7 @@ async fn expired_manifest_is_refused() {
     let mut doc = build_manifest_doc(&f.config, 5, now - 200).unwrap();
     doc.expires_at = now - 100;
     std::fs::write(
-        f.config.manifest_path(),
+        &f.config.federation.manifest,
         Manifest::sign(&doc, &authority(&f)).unwrap(),
     )
     .unwrap();
@@ -75,13 +75,13 @@ async fn expired_manifest_is_refused() {
 #[tokio::test]
 async fn older_manifest_than_the_one_held_is_refused_as_a_rollback() {
     let f = Federation::start().await;
-    let old = std::fs::read_to_string(f.config.manifest_path()).unwrap();
+    let old = std::fs::read_to_string(&f.config.federation.manifest).unwrap();
     let newer = sign_manifest(&f.config, None).unwrap();
     assert_eq!(newer.doc().serial, 2);
     Gateway::from_config(&f.config, &id(DUKCAPIL))
         .await
         .unwrap();
-    std::fs::write(f.config.manifest_path(), old).unwrap();
+    std::fs::write(&f.config.federation.manifest, old).unwrap();
     let err = Gateway::from_config(&f.config, &id(DUKCAPIL))
         .await
         .unwrap_err();
@@ -106,7 +106,7 @@ async fn contract_digest_that_differs_from_the_catalog_is_refused() {
     let mut doc = build_manifest_doc(&f.config, 9, contracts::unix_now()).unwrap();
     doc.contracts[0].digest = contracts::canonical::sha256_b64url(b"another document");
     std::fs::write(
-        f.config.manifest_path(),
+        &f.config.federation.manifest,
         Manifest::sign(&doc, &authority(&f)).unwrap(),
     )
     .unwrap();

@@ -1,0 +1,314 @@
+//! `config.toml`: the federation, its members, what each provides and how. Read in two
+//! steps: [`raw`] mirrors the file as written, then [`resolve`] validates it once into the
+//! typed values below: paths resolved against the file's directory, the gateway URL and the
+//! rates with their defaults filled in, durations as durations, and one adapter built per
+//! provided contract. A gateway that starts is a gateway that is configured right; a bad
+//! file is refused with its path, the field at fault and the kind of rejection.
+
+mod raw;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::{Adapter, AdapterSpec};
+use contracts::manifest::{Consumer, Rate};
+use contracts::{Contract, ContractRef, MemberId};
+use serde::Deserialize;
+
+use crate::layout::PkiLayout;
+
+/// A configuration file that cannot be used, with the file and the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {field}: {reason}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// The field, as a TOML path (`members[1].listen`).
+    pub field: String,
+    /// What is wrong and, where it helps, what to do.
+    pub reason: String,
+    /// What kind of rejection it is.
+    pub kind: Rejection,
+}
+
+/// The kinds of rejection a configuration meets; the error's `reason` says it for a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The file cannot be read.
+    Unreadable,
+    /// Not TOML, or not the shape of the file: a syntax error, an unknown field, a value
+    /// of the wrong type.
+    Syntax,
+    /// The contract catalog cannot be read.
+    Catalog,
+    /// An id that must name a member (three parts), or a subsystem code that does not
+    /// make a valid id.
+    NotAMemberId,
+    /// Something that must be given is not.
+    Missing,
+    /// The same member, contract, federated id or part name twice.
+    Duplicate,
+    /// A listen address another listener already has.
+    AddressInUse,
+    /// A gateway URL that is not `https://`.
+    NotHttps,
+    /// A number out of its range.
+    OutOfRange,
+    /// A contract that is not in the catalog.
+    NotInCatalog,
+    /// A contract whose document names another provider.
+    WrongProvider,
+    /// A consumer that is not a configured member.
+    UnknownMember,
+    /// A purpose the contract does not allow.
+    UnknownPurpose,
+    /// A backend binding the adapter refuses, or none, or two.
+    Binding,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from (`<embedded>` for the built-in demo).
+    pub source: String,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+    /// `[federation]`.
+    pub federation: Federation,
+    /// `[data]`: the demo's synthetic data, kept as written; the demo reads and checks it
+    /// (a running gateway never looks at it).
+    pub data: Option<toml::Table>,
+    /// `[[members]]`.
+    pub members: Vec<Member>,
+    /// The contract catalog, by id and version, read from `federation.catalog`.
+    pub catalog: BTreeMap<ContractRef, Contract>,
+}
+
+/// `[federation]`, with its paths resolved.
+#[derive(Clone, Debug)]
+pub struct Federation {
+    /// Federation instance, e.g. `ID`.
+    pub id: String,
+    /// The federation authority's id (a member id); its key signs the manifest.
+    pub authority: MemberId,
+    /// The PKI's files (`simpul pki init` writes them under `federation.certs`).
+    pub pki: PkiLayout,
+    /// The signed manifest file.
+    pub manifest: PathBuf,
+    /// The pinned public key of the authority (a JWK file): `federation.authority_key`, or
+    /// the PKI's.
+    pub authority_key: PathBuf,
+    /// Days a newly signed manifest is valid.
+    pub manifest_validity_days: u32,
+    /// The contract catalog directory the catalog was read from.
+    pub catalog: PathBuf,
+    /// Host names and addresses gateway certificates are issued for.
+    pub hosts: Vec<String>,
+}
+
+/// `[[members]]`: one member and its gateway, with every default filled in.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Member id (three parts).
+    pub id: MemberId,
+    /// Human name.
+    pub name: String,
+    /// Where its gateway listens.
+    pub listen: SocketAddr,
+    /// Its gateway's `https://` URL in the manifest (`https://localhost:<port>` unless set).
+    pub gateway: String,
+    /// Full ids of its subsystems.
+    pub subsystems: Vec<MemberId>,
+    /// Deadline for a local query to a single contract.
+    pub query_deadline: Duration,
+    /// Demo only: the synthetic dataset `simpul up` seeds, and where. Kept as written; the
+    /// demo reads and checks it (a running gateway never looks at it).
+    pub seed: Option<toml::Table>,
+    /// Exchange ids remembered per consumer within the replay window (about 48 bytes each);
+    /// at the bound that consumer's new exchanges are refused with 503 until ids age out.
+    pub replay_capacity: usize,
+    /// Where rate-limit state lives.
+    pub rates: RateStore,
+    /// Response cache.
+    pub cache: CacheConfig,
+    /// Circuit breaker towards each provider.
+    pub breaker: BreakerConfig,
+    /// The admin listener, if any.
+    pub admin: Option<AdminConfig>,
+    /// The audit log (a SQLite file `data/audit-<member>.db` unless set).
+    pub audit: audit_store::AuditConfig,
+    /// Contracts it provides.
+    pub provides: Vec<Provision>,
+    /// Federated contracts it defines.
+    pub federated: Vec<FederatedContract>,
+}
+
+/// Where rate-limit state lives: `limits.rate_backend`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RateStore {
+    /// In this process.
+    Local,
+    /// In Redis, shared by every replica of the member.
+    Redis {
+        /// `limits.redis_url`; `env:VAR` is read from the environment when the gateway
+        /// starts (it is a secret of the running host, not of the file).
+        url: String,
+        /// Prefix of the rate keys (one Redis may serve several federations).
+        prefix: String,
+    },
+}
+
+/// `[members.cache]`: the provider's response cache.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most entries held.
+    pub max_entries: u64,
+    /// Most bytes of results held.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[members.breaker]`: the consumer's circuit breaker per provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// How long it stays open before one probe.
+    pub cooldown: Duration,
+}
+
+/// `[members.admin]`: the admin listener (metrics, cache purge), mutual TLS with its own
+/// allow-list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Identities (from client certificates of the federation CA) allowed its operations:
+    /// metrics and cache purges.
+    pub clients: Vec<MemberId>,
+    /// Identities allowed to read the audit log: tree heads, proofs, records, evidence.
+    #[serde(default)]
+    pub auditors: Vec<MemberId>,
+}
+
+/// A contract a member provides: who may ask it, at what rate, and the adapter that answers.
+#[derive(Clone, Debug)]
+pub struct Provision {
+    /// The contract, a catalog document this member provides.
+    pub contract: ContractRef,
+    /// Consumers and their purposes (written into the manifest).
+    pub consumers: Vec<Consumer>,
+    /// Per-consumer rate (written into the manifest): its own, or the member's
+    /// `limits.default_rate`.
+    pub rate: Rate,
+    /// Exchanges the adapter answers at once; more wait (bulkhead).
+    pub concurrency: usize,
+    /// How long an exchange may wait for an adapter slot before 503.
+    pub queue: Duration,
+    /// The backend it is bound to, as configured.
+    pub spec: AdapterSpec,
+    /// The adapter built from `spec`, once, when the configuration was validated.
+    pub adapter: Arc<dyn Adapter>,
+}
+
+/// A federated contract, defined locally at one gateway: one query fanned out to several
+/// contracts in parallel under one deadline.
+#[derive(Clone, Debug)]
+pub struct FederatedContract {
+    /// Its id and version on the local face (no catalog contract has them).
+    pub reference: ContractRef,
+    /// What it is for.
+    pub title: String,
+    /// The purpose every part is asked for.
+    pub purpose: String,
+    /// One deadline for all parts.
+    pub deadline: Duration,
+    /// The parts: each a name in the answer and a catalog contract.
+    pub parts: Vec<(String, ContractRef)>,
+}
+
+impl Provision {
+    /// Binds the contract to `spec` instead (the demo on a database server); relative
+    /// paths in it resolve against `base_dir`.
+    ///
+    /// # Errors
+    /// The adapter's refusal of `spec`, with the field at fault; the binding is unchanged.
+    pub fn rebind(
+        &mut self,
+        spec: AdapterSpec,
+        base_dir: &Path,
+    ) -> Result<(), adapters::AdapterConfigError> {
+        self.adapter = adapters::build(&spec, base_dir)?;
+        self.spec = spec;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            kind: Rejection::Unreadable,
+            path: path.display().to_string(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and validates configuration text from `source`, resolving paths against `base_dir`.
+    pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        Self::parse_with_fallback_catalog(text, source, base_dir, None)
+    }
+
+    /// [`Config::parse`], with `fallback` as the catalog when the configured catalog
+    /// directory does not exist (the demo run outside a checkout, with the documents it
+    /// embeds).
+    pub fn parse_with_fallback_catalog(
+        text: &str,
+        source: &str,
+        base_dir: &Path,
+        fallback: Option<Vec<Contract>>,
+    ) -> Result<Config, ConfigError> {
+        resolve::resolve(text, source, base_dir, fallback)
+    }
+
+    /// A path from the configuration, resolved against its directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+
+    /// A member's configuration.
+    pub fn member(&self, id: &MemberId) -> Option<&Member> {
+        self.members.iter().find(|m| &m.id == id)
+    }
+
+    /// What `member` provides of `contract`, if it does.
+    pub fn provision(&self, member: &MemberId, contract: &ContractRef) -> Option<&Provision> {
+        self.member(member)?
+            .provides
+            .iter()
+            .find(|p| &p.contract == contract)
+    }
+}

@@ -1,0 +1,191 @@
+//! The serde layer: `config.toml` as written, field for field, with the defaults a missing
+//! field takes. Nothing here is checked beyond its TOML type; [`super::resolve`] turns it
+//! into the validated [`super::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use adapters::{HttpSpec, SqlSpec};
+use contracts::MemberId;
+use contracts::manifest::{Consumer, Rate};
+use serde::Deserialize;
+
+use super::{AdminConfig, CacheConfig};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub federation: RawFederation,
+    #[serde(default)]
+    pub data: Option<toml::Table>,
+    pub members: Vec<RawMember>,
+}
+
+/// `[federation]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFederation {
+    pub id: String,
+    pub authority: MemberId,
+    #[serde(default = "default_certs")]
+    pub certs: PathBuf,
+    #[serde(default = "default_manifest")]
+    pub manifest: PathBuf,
+    #[serde(default)]
+    pub authority_key: Option<PathBuf>,
+    #[serde(default = "default_validity")]
+    pub manifest_validity_days: u32,
+    #[serde(default = "default_catalog")]
+    pub catalog: PathBuf,
+    #[serde(default = "default_hosts")]
+    pub hosts: Vec<String>,
+}
+
+fn default_certs() -> PathBuf {
+    "certs".into()
+}
+fn default_manifest() -> PathBuf {
+    "data/manifest.jws".into()
+}
+fn default_validity() -> u32 {
+    30
+}
+fn default_catalog() -> PathBuf {
+    "contracts/catalog".into()
+}
+fn default_hosts() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into()]
+}
+fn default_deadline_ms() -> u64 {
+    3_000
+}
+fn default_concurrency() -> usize {
+    32
+}
+fn default_queue_ms() -> u64 {
+    100
+}
+
+/// `[[members]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMember {
+    pub id: MemberId,
+    pub name: String,
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub subsystems: Vec<String>,
+    #[serde(default = "default_deadline_ms")]
+    pub query_deadline_ms: u64,
+    #[serde(default)]
+    pub seed: Option<toml::Table>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub breaker: RawBreaker,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub audit: Option<audit_store::AuditConfig>,
+    #[serde(default)]
+    pub provides: Vec<RawProvision>,
+    #[serde(default)]
+    pub federated: Vec<RawFederated>,
+}
+
+/// `[members.limits]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub replay_capacity: usize,
+    pub rate_backend: RawRateBackend,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub default_rate: Rate,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            replay_capacity: 200_000,
+            rate_backend: RawRateBackend::Local,
+            redis_url: None,
+            redis_prefix: "simpul".into(),
+            default_rate: Rate {
+                per_second: 50,
+                burst: 100,
+            },
+        }
+    }
+}
+
+/// `limits.rate_backend`.
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawRateBackend {
+    Local,
+    Redis,
+}
+
+/// `[members.breaker]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawBreaker {
+    pub failures: u32,
+    pub cooldown_ms: u64,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            failures: 5,
+            cooldown_ms: 10_000,
+        }
+    }
+}
+
+/// `[[members.provides]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvision {
+    pub contract: String,
+    pub version: String,
+    pub consumers: Vec<Consumer>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_queue_ms")]
+    pub queue_ms: u64,
+    #[serde(default)]
+    pub sql: Option<SqlSpec>,
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+}
+
+/// `[[members.federated]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFederated {
+    pub id: String,
+    pub version: String,
+    #[serde(default)]
+    pub title: String,
+    pub purpose: String,
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    pub parts: Vec<RawPart>,
+}
+
+/// One of `parts`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPart {
+    pub name: String,
+    pub contract: String,
+    pub version: String,
+}

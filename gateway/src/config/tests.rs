@@ -1,0 +1,239 @@
+//! One test per rejection: each changes one thing in a small valid configuration and
+//! checks the field named. None opens a socket or a database.
+
+use super::*;
+
+const BASE: &str = r#"
+[federation]
+id = "ID"
+authority = "ID:GOV:SIMPUL"
+catalog = "CATALOG"
+
+[[members]]
+id = "ID:GOV:KEMLU"
+name = "Kemlu"
+listen = "127.0.0.1:7441"
+subsystems = ["PEDULI-WNI"]
+admin = { listen = "127.0.0.1:7541", clients = [] }
+
+  [[members.federated]]
+  id = "person.profile"
+  version = "1"
+  purpose = "citizen-protection"
+  parts = [
+{ name = "citizenship", contract = "citizenship.status", version = "1" },
+{ name = "insurance", contract = "insurance.status", version = "1" },
+  ]
+
+[[members]]
+id = "ID:GOV:DUKCAPIL"
+name = "Dukcapil"
+listen = "127.0.0.1:7442"
+
+  [[members.provides]]
+  contract = "citizenship.status"
+  version = "1"
+  consumers = [{ member = "ID:GOV:KEMLU", purposes = ["citizen-protection"] }]
+  [members.provides.sql]
+  database = "data/dukcapil.db"
+  statement = "SELECT citizenship, deceased FROM residents WHERE nik = :nik"
+  columns = { citizenship = "text", deceased = "bool" }
+  found = { registered = true }
+  not_found = { registered = false, citizenship = "unknown", deceased = false }
+"#;
+
+fn text(edits: &[(&str, &str)]) -> String {
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/catalog");
+    let mut t = BASE.replace("CATALOG", &catalog.display().to_string());
+    for (from, to) in edits {
+        assert!(t.contains(from), "the base has no `{from}`");
+        t = t.replacen(from, to, 1);
+    }
+    t
+}
+
+fn parse(edits: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::parse(&text(edits), "test.toml", Path::new("/nonexistent"))
+}
+
+#[test]
+fn the_base_is_valid() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(c.members.len(), 2);
+    assert!(
+        c.catalog
+            .contains_key(&ContractRef::new("citizenship.status", "1"))
+    );
+}
+
+macro_rules! refused {
+    ($($name:ident: [$(($from:expr, $to:expr)),*] => $field:expr, $reason:expr, $kind:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            let e = parse(&[$(($from, $to)),*]).unwrap_err();
+            assert_eq!(e.path, "test.toml");
+            assert_eq!(e.kind, Rejection::$kind, "{e}");
+            assert_eq!(e.field, $field, "{e}");
+            assert!(e.reason.contains($reason), "{e}");
+        }
+    )*};
+}
+
+refused! {
+    a_syntax_error_names_its_line:
+        [("name = \"Kemlu\"", "name = Kemlu")] => "line 9 (`name = Kemlu`)", "quoted", Syntax;
+    an_unknown_field_is_refused:
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\ncolour = \"red\"")] => "line 10 (`colour = \"red\"`)", "unknown field `colour`", Syntax;
+    a_missing_catalog_directory_is_refused:
+        [("contracts/catalog\"", "contracts/nowhere\"")] => "federation.catalog", "nowhere", Catalog;
+    an_authority_that_is_a_subsystem_is_refused:
+        [("ID:GOV:SIMPUL", "ID:GOV:SIMPUL:X")] => "federation.authority", "three parts", NotAMemberId;
+    a_member_id_that_is_a_subsystem_is_refused:
+        [("id = \"ID:GOV:KEMLU\"", "id = \"ID:GOV:KEMLU:X\"")] => "members[0].id", "not a subsystem", NotAMemberId;
+    a_member_configured_twice_is_refused:
+        [("id = \"ID:GOV:DUKCAPIL\"", "id = \"ID:GOV:KEMLU\"")] => "members[1].id", "twice", Duplicate;
+    a_listen_address_used_twice_is_refused:
+        [("127.0.0.1:7442", "127.0.0.1:7441")] => "members[1].listen", "another member", AddressInUse;
+    a_gateway_url_that_is_not_https_is_refused:
+        [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https", NotHttps;
+    redis_limits_without_a_url_are_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
+    a_replay_window_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
+    an_audit_tree_head_interval_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
+    an_admin_listener_on_a_used_address_is_refused:
+        [("127.0.0.1:7541", "127.0.0.1:7441")] => "members[0].admin.listen", "another listener", AddressInUse;
+    a_malformed_subsystem_code_is_refused:
+        [("[\"PEDULI-WNI\"]", "[\"peduli wni\"]")] => "members[0].subsystems[0]", "", NotAMemberId;
+    a_provided_contract_not_in_the_catalog_is_refused:
+        [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"citizenship.status\"\n  version = \"9\"")] => "members[1].provides[0].contract", "not in the catalog", NotInCatalog;
+    a_contract_whose_document_names_another_provider_is_refused:
+        [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"insurance.status\"\n  version = \"1\"")] => "members[1].provides[0].contract", "according to its document", WrongProvider;
+    a_consumer_that_is_not_configured_is_refused:
+        [("member = \"ID:GOV:KEMLU\", purposes", "member = \"ID:GOV:NOBODY\", purposes")] => "members[1].provides[0].consumers[0].member", "not a configured member", UnknownMember;
+    a_purpose_the_contract_does_not_allow_is_refused:
+        [("purposes = [\"citizen-protection\"] }]", "purposes = [\"marketing\"] }]")] => "members[1].provides[0].consumers[0].purposes", "`marketing`", UnknownPurpose;
+    a_rate_of_zero_is_refused:
+        [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  rate = { per_second = 0, burst = 1 }")] => "members[1].provides[0].rate", "at least 1", OutOfRange;
+    a_concurrency_of_zero_is_refused:
+        [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  concurrency = 0")] => "members[1].provides[0].concurrency", "at least 1", OutOfRange;
+    an_unknown_binding_table_is_refused:
+        [("[members.provides.sql]", "[members.provides.unused]")] => "line 32 (`[members.provides.unused]`)", "unknown field `unused`", Syntax;
+    a_binding_the_adapter_refuses_names_its_field:
+        [("statement = \"SELECT", "timeout_ms = 0\n  statement = \"SELECT")] => "members[1].provides[0].sql.timeout_ms/pool_size", "at least 1", Binding;
+    a_federated_contract_with_a_catalog_contracts_id_is_refused:
+        [("id = \"person.profile\"", "id = \"citizenship.status\"")] => "members[0].federated[0].id", "catalog contract", Duplicate;
+    a_federated_contract_without_parts_is_refused:
+        [("parts = [\n", "parts = [\n]\nunused = [\n")] => "line 20 (`unused = [`)", "unknown field `unused`", Syntax;
+    a_federated_deadline_of_zero_is_refused:
+        [("purpose = \"citizen-protection\"\n  parts", "purpose = \"citizen-protection\"\n  deadline_ms = 0\n  parts")] => "members[0].federated[0].deadline_ms", "at least 1", OutOfRange;
+    a_part_not_in_the_catalog_is_refused:
+        [("contract = \"insurance.status\", version = \"1\"", "contract = \"insurance.status\", version = \"7\"")] => "members[0].federated[0].parts[1].contract", "not in the catalog", NotInCatalog;
+    a_part_name_used_twice_is_refused:
+        [("name = \"insurance\"", "name = \"citizenship\"")] => "members[0].federated[0].parts[1].name", "used twice", Duplicate;
+}
+
+#[test]
+fn a_configuration_without_members_is_refused() {
+    let t = text(&[]);
+    let federation_only = &t[..t.find("[[members]]").unwrap()];
+    let e = Config::parse(
+        &format!("members = []\n{federation_only}"),
+        "test.toml",
+        Path::new("/nonexistent"),
+    )
+    .unwrap_err();
+    assert_eq!((e.field.as_str(), e.kind), ("members", Rejection::Missing));
+}
+
+#[test]
+fn a_federated_contract_with_an_empty_part_list_is_refused() {
+    let t = text(&[]);
+    let start = t.find("  parts = [").unwrap();
+    let end = t[start..].find("  ]\n").unwrap() + start + 4;
+    let edited = format!("{}  parts = []\n{}", &t[..start], &t[end..]);
+    let e = Config::parse(&edited, "test.toml", Path::new("/nonexistent")).unwrap_err();
+    assert_eq!(e.field, "members[0].federated[0].parts");
+    assert_eq!(e.kind, Rejection::Missing);
+}
+
+#[test]
+fn a_contract_bound_to_no_backend_is_refused() {
+    let t = text(&[]);
+    let unbound = &t[..t.find("  [members.provides.sql]").unwrap()];
+    let e = Config::parse(unbound, "test.toml", Path::new("/nonexistent")).unwrap_err();
+    assert_eq!(e.field, "members[1].provides[0].sql", "{e}");
+    assert_eq!(e.kind, Rejection::Binding);
+    assert!(e.reason.contains("bind the contract to a backend"), "{e}");
+}
+
+#[test]
+fn a_contract_bound_to_both_backends_is_refused() {
+    let t = text(&[]);
+    let e = Config::parse(
+        &format!("{t}  [members.provides.http]\n  url = \"https://x\"\n  answer = {{}}\n"),
+        "test.toml",
+        Path::new("/nonexistent"),
+    )
+    .unwrap_err();
+    assert_eq!(e.field, "members[1].provides[0].http", "{e}");
+    assert_eq!(e.kind, Rejection::Binding);
+    assert!(e.reason.contains("not both"), "{e}");
+}
+
+#[test]
+fn resolution_fills_in_defaults_and_resolves_paths() {
+    let c = parse(&[]).unwrap();
+    let base = Path::new("/nonexistent");
+    assert_eq!(c.federation.manifest, base.join("data/manifest.jws"));
+    assert_eq!(c.federation.pki.root, base.join("certs"));
+    assert_eq!(c.federation.authority_key, c.federation.pki.authority_jwk());
+    let kemlu = &c.members[0];
+    assert_eq!(kemlu.gateway, "https://localhost:7441");
+    assert_eq!(
+        kemlu.subsystems,
+        [MemberId::parse("ID:GOV:KEMLU:PEDULI-WNI").unwrap()]
+    );
+    assert_eq!(kemlu.query_deadline, Duration::from_secs(3));
+    assert_eq!(kemlu.rates, RateStore::Local);
+    assert_eq!(kemlu.audit.store, "data/audit-ID_GOV_KEMLU.db");
+    let profile = &kemlu.federated[0];
+    assert_eq!(profile.reference, ContractRef::new("person.profile", "1"));
+    assert_eq!(profile.deadline, Duration::from_secs(3));
+    assert_eq!(profile.parts[1].0, "insurance");
+    let provision = &c.members[1].provides[0];
+    assert_eq!(provision.contract, ContractRef::new("citizenship.status", "1"));
+    assert_eq!((provision.rate.per_second, provision.rate.burst), (50, 100));
+    assert_eq!(provision.queue, Duration::from_millis(100));
+    assert!(matches!(provision.spec, AdapterSpec::Sql(_)));
+}
+
+#[test]
+fn a_gateway_url_and_rates_given_are_kept() {
+    let c = parse(&[
+        (
+            "listen = \"127.0.0.1:7441\"",
+            "listen = \"127.0.0.1:7441\"\ngateway = \"https://kemlu.example:443\"",
+        ),
+        (
+            "subsystems = [\"PEDULI-WNI\"]",
+            "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\", redis_url = \"env:REDIS\", default_rate = { per_second = 7, burst = 9 } }",
+        ),
+        (
+            "name = \"Dukcapil\"",
+            "name = \"Dukcapil\"\nlimits = { default_rate = { per_second = 3, burst = 4 } }",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.members[0].gateway, "https://kemlu.example:443");
+    assert_eq!(
+        c.members[0].rates,
+        RateStore::Redis {
+            url: "env:REDIS".into(),
+            prefix: "simpul".into()
+        }
+    );
+    let rate = &c.members[1].provides[0].rate;
+    assert_eq!((rate.per_second, rate.burst), (3, 4));
+}
