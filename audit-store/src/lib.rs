@@ -16,6 +16,7 @@
 //! [`AuditLog::records`]).
 
 mod export;
+mod pin;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use audit::merkle::{self, NodeRef, encode_hash, fold_subtrees, range_subtrees};
+use audit::merkle::{self, NodeRef, encode_hash};
 use audit::tree_head;
 use audit::{
     AuditRecord, ConsistencyProof, Hash, InclusionProof, NewRecord, PROOF_FORMAT, ProofBundle,
@@ -36,6 +37,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use pin::PinFile;
 use store::{Store, StoreTarget};
 
 /// Most records [`AuditLog::records`] returns per call.
@@ -67,6 +69,10 @@ pub struct AuditConfig {
     pub secret_file: Option<String>,
     /// Most appends committed in one transaction.
     pub batch_max: usize,
+    /// The file the last signed tree head is pinned in, outside the store (relative to the
+    /// configuration's directory); default `audit-<member>.head.json` beside the HMAC
+    /// secret (the gateway's configuration puts it next to the member's signing key).
+    pub pinned_head: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -77,6 +83,7 @@ impl Default for AuditConfig {
             evidence_retention_days: 90,
             secret_file: None,
             batch_max: 256,
+            pinned_head: None,
         }
     }
 }
@@ -180,6 +187,24 @@ pub enum AuditError {
         /// What went wrong.
         reason: String,
     },
+    /// The pinned head could not be read or written.
+    #[error("pinned tree head {}: {reason}", path.display())]
+    Pin {
+        /// The pin file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The stored tree is not an extension of a tree this gateway signed or committed: the
+    /// store was rewritten or cut back behind the gateway's back. Nothing more is appended
+    /// or signed until an operator has looked (the log fails closed).
+    #[error("audit store {store}: TAMPERED: {reason}")]
+    Tampered {
+        /// The store.
+        store: String,
+        /// Which sizes disagree, and how.
+        reason: String,
+    },
     /// Evidence handed to `append` does not belong to the record.
     #[error("evidence for exchange {exchange_id}: {reason}")]
     Evidence {
@@ -226,6 +251,45 @@ struct Inner {
     secret: hmac::Key,
     /// The last committed tree size this process knows of.
     size: Arc<AtomicU64>,
+    /// Where the last signed head is pinned.
+    pin: PinFile,
+    /// The pinned head; signing holds this lock, so heads are signed one at a time.
+    pinned: tokio::sync::Mutex<Option<SignedTreeHead>>,
+    /// Set, once and for good, when the store is found rewritten or cut back.
+    tampered: Arc<Tampered>,
+}
+
+/// The log's integrity verdict, shared with the writer: once the store is found altered,
+/// every later append and signature is refused.
+#[derive(Default)]
+struct Tampered(std::sync::OnceLock<String>);
+
+impl Tampered {
+    /// Records `reason` (the first one stays) and logs it once.
+    fn mark(&self, log: &MemberId, store: &str, reason: String) -> AuditError {
+        if self.0.set(reason.clone()).is_ok() {
+            tracing::error!(member = %log, store = %store, reason = %reason, "audit store tampered with: appends and tree heads are refused until an operator restores it");
+        }
+        AuditError::Tampered {
+            store: store.to_owned(),
+            reason,
+        }
+    }
+
+    /// The refusal of a tampered log.
+    fn refusal(&self, store: &str) -> AuditError {
+        AuditError::Tampered {
+            store: store.to_owned(),
+            reason: self.0.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn check(&self, store: &str) -> Result<(), AuditError> {
+        match self.0.get() {
+            Some(_) => Err(self.refusal(store)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A member's audit log: a cheap, cloneable handle (`Send + Sync`) on its store, its
@@ -259,14 +323,39 @@ pub fn now_ms() -> i64 {
 impl AuditLog {
     /// Opens (creating tables if needed) the store, loads what proofs need, spawns the
     /// group-commit writer and the periodic tree-head signer. `member` names the log; `key`
-    /// signs tree heads. Refuses a store whose tree nodes do not hash to its committed
-    /// root (appending to it would break every later proof). Must run inside a Tokio
-    /// runtime.
+    /// signs tree heads. Must run inside a Tokio runtime.
+    ///
+    /// Refuses a store whose tree nodes do not hash to its committed root (appending to it
+    /// would break every later proof), and a store whose tree is not a consistent extension
+    /// of the pinned head or of its own latest signed head, or whose latest head does not
+    /// verify under `key` ([`AuditError::Tampered`], naming the sizes that disagree).
     pub async fn open(
         cfg: &AuditConfig,
         base_dir: &Path,
         member: &MemberId,
         key: Arc<SigningKey>,
+    ) -> Result<AuditLog, AuditError> {
+        Self::open_checked(cfg, base_dir, member, key, true).await
+    }
+
+    /// [`AuditLog::open`] for an operator or auditor who must read a log that may have been
+    /// tampered with (export, prove): a tampered store opens, is reported in
+    /// [`AuditLog::tampered`], and refuses every append and signature.
+    pub async fn inspect(
+        cfg: &AuditConfig,
+        base_dir: &Path,
+        member: &MemberId,
+        key: Arc<SigningKey>,
+    ) -> Result<AuditLog, AuditError> {
+        Self::open_checked(cfg, base_dir, member, key, false).await
+    }
+
+    async fn open_checked(
+        cfg: &AuditConfig,
+        base_dir: &Path,
+        member: &MemberId,
+        key: Arc<SigningKey>,
+        strict: bool,
     ) -> Result<AuditLog, AuditError> {
         let store_text = if cfg.store.is_empty() {
             AuditConfig::default_store(member)
@@ -290,6 +379,10 @@ impl AuditLog {
                 dir.join(format!("audit-{}.secret", member.file_stem()))
             }
         };
+        let pin_path = match &cfg.pinned_head {
+            Some(p) => base_dir.join(p),
+            None => secret_path.with_file_name(format!("audit-{}.head.json", member.file_stem())),
+        };
         let secret = load_or_create_secret(&secret_path)?;
         let store = Store::open(&target, member.as_str()).await?;
         let frontier = store.frontier().await?;
@@ -307,22 +400,60 @@ impl AuditLog {
                 "the audit records table does not end where the tree does: records were deleted or added outside the gateway"
             ),
         }
+        let pin = PinFile::new(pin_path);
+        let pinned = pin.load()?;
+        let inner = Arc::new(Inner {
+            log: member.clone(),
+            store: store.clone(),
+            jobs: mpsc::channel(1).0,
+            key,
+            secret: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            size: Arc::new(AtomicU64::new(size)),
+            pin,
+            pinned: tokio::sync::Mutex::new(pinned),
+            tampered: Arc::default(),
+        });
+        let log = AuditLog { inner };
+        if let Err(reason) = log.check_heads(&frontier).await? {
+            let e = log
+                .inner
+                .tampered
+                .mark(member, log.inner.store.label(), reason);
+            if strict {
+                return Err(e);
+            }
+        }
+        let Inner {
+            log: _,
+            store,
+            key,
+            secret,
+            size,
+            pin,
+            pinned,
+            tampered,
+            ..
+        } = Arc::into_inner(log.inner).ok_or(AuditError::Closed)?;
         let (jobs, rx) = mpsc::channel(cfg.batch_max.saturating_mul(4));
-        let size = Arc::new(AtomicU64::new(size));
         tokio::spawn(write_loop(
             store.clone(),
             rx,
             cfg.batch_max,
             size.clone(),
             frontier,
+            member.clone(),
+            tampered.clone(),
         ));
         let inner = Arc::new(Inner {
             log: member.clone(),
             store,
             jobs,
             key,
-            secret: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            secret,
             size,
+            pin,
+            pinned,
+            tampered,
         });
         tokio::spawn(sign_loop(
             Arc::downgrade(&inner),
@@ -335,6 +466,66 @@ impl AuditLog {
             ));
         }
         Ok(AuditLog { inner })
+    }
+
+    /// Checks the stored tree (`frontier`, already checked against its stored nodes)
+    /// against the pinned head and the store's latest signed head: each must verify under
+    /// the member's key and be extended by the stored tree, by a consistency proof
+    /// recomputed from the stored nodes. With no pinned head yet (a new log, or one made
+    /// before heads were pinned), the latest stored head that passes is pinned. `Ok(Err)`
+    /// says which sizes disagree.
+    async fn check_heads(
+        &self,
+        frontier: &merkle::Frontier,
+    ) -> Result<Result<(), String>, AuditError> {
+        let key = self.inner.key.verifying_key()?;
+        let (size, root) = (frontier.size(), frontier.root());
+        let mut pinned = self.inner.pinned.lock().await;
+        let latest = self.inner.store.latest_tree_head().await?;
+        let pin_name = format!("the pinned head ({})", self.inner.pin.path().display());
+        for (head, what) in [
+            (pinned.as_ref(), pin_name.as_str()),
+            (latest.as_ref(), "the store's latest signed head"),
+        ] {
+            let Some(head) = head else { continue };
+            let head_root = match tree_head::verify_tree_head(head, &key) {
+                Ok((_, root)) => root,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "{what} (size {}) does not verify under {}: {e}",
+                        head.tree_size,
+                        key.kid()
+                    )));
+                }
+            };
+            if let Err(reason) = self
+                .inner
+                .store
+                .extends(head.tree_size, &head_root, size, &root, what)
+                .await?
+            {
+                return Ok(Err(reason));
+            }
+        }
+        if pinned.is_none()
+            && let Some(head) = latest
+        {
+            tracing::warn!(
+                member = %self.inner.log,
+                pin = %self.inner.pin.path().display(),
+                tree_size = head.tree_size,
+                "no pinned tree head yet: pinning the store's latest signed head, which verifies and is extended by the stored tree"
+            );
+            self.inner.pin.store(&head)?;
+            *pinned = Some(head);
+        }
+        Ok(Ok(()))
+    }
+
+    /// Why the store was found rewritten or cut back, if it was: then every append and
+    /// signature is refused.
+    pub fn tampered(&self) -> Option<&str> {
+        self.inner.tampered.0.get().map(String::as_str)
     }
 
     /// HMAC of the personal identifiers: `personal` are the JSON values found at the
@@ -364,6 +555,7 @@ impl AuditLog {
         record: NewRecord,
         evidence: Option<StoredEvidence>,
     ) -> Result<AuditRecord, AuditError> {
+        self.inner.tampered.check(self.inner.store.label())?;
         if let Some(ev) = &evidence {
             check_evidence(&record, ev)?;
         }
@@ -380,11 +572,35 @@ impl AuditLog {
         answer.await.map_err(|_| AuditError::Closed)?
     }
 
-    /// Signs the committed tree size and root now, stores the head and returns it.
+    /// Signs the committed tree size and root now, stores the head, pins it outside the
+    /// store and returns it — only if the stored tree extends the pinned head (else the log
+    /// is marked tampered and [`AuditError::Tampered`] names both sizes). Timestamps never
+    /// go back: a head is stamped no earlier than the pinned one.
     pub async fn sign_tree_head(&self) -> Result<SignedTreeHead, AuditError> {
-        let (size, root) = self.inner.store.state().await?;
-        let head = tree_head::sign_tree_head(&self.inner.key, size, &root, now_ms())?;
-        self.inner.store.insert_tree_head(&head).await?;
+        let inner = &self.inner;
+        inner.tampered.check(inner.store.label())?;
+        let mut pinned = inner.pinned.lock().await;
+        let (size, root) = inner.store.state().await?;
+        let mut timestamp = now_ms();
+        if let Some(pin) = pinned.as_ref() {
+            let pin_root = merkle::decode_hash(&pin.root_hash).ok_or_else(|| AuditError::Pin {
+                path: inner.pin.path().to_owned(),
+                reason: "root_hash is not a base64url SHA-256".into(),
+            })?;
+            let what = format!("the pinned head ({})", inner.pin.path().display());
+            if let Err(reason) = inner
+                .store
+                .extends(pin.tree_size, &pin_root, size, &root, &what)
+                .await?
+            {
+                return Err(inner.tampered.mark(&inner.log, inner.store.label(), reason));
+            }
+            timestamp = timestamp.max(pin.timestamp);
+        }
+        let head = tree_head::sign_tree_head(&inner.key, size, &root, timestamp)?;
+        inner.store.insert_tree_head(&head).await?;
+        inner.pin.store(&head)?;
+        *pinned = Some(head.clone());
         Ok(head)
     }
 
@@ -523,49 +739,12 @@ impl AuditLog {
         }
     }
 
-    /// The Merkle tree hashes of `ranges` and the hashes of the single nodes `extra`, from
-    /// one read of the stored nodes.
     async fn range_hashes(
         &self,
         ranges: &[(u64, u64)],
         extra: &[NodeRef],
     ) -> Result<(Vec<Hash>, Vec<Hash>), AuditError> {
-        let mut subtrees = Vec::with_capacity(ranges.len());
-        for &(a, b) in ranges {
-            subtrees.push(range_subtrees(a, b).ok_or_else(|| {
-                AuditError::OutOfRange(format!("leaves {a}..{b} are not a proof range"))
-            })?);
-        }
-        let mut ids: Vec<u64> = subtrees
-            .iter()
-            .flatten()
-            .chain(extra.iter())
-            .map(|n| n.id())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let found = self.inner.store.nodes(&ids).await?;
-        let get = |n: &NodeRef| {
-            found
-                .get(&n.id())
-                .copied()
-                .ok_or_else(|| AuditError::Corrupt {
-                    store: self.inner.store.label().to_owned(),
-                    seq: Some(n.first_leaf()),
-                    reason: format!(
-                        "the tree node over leaves {}..{} is missing",
-                        n.first_leaf(),
-                        n.first_leaf() + n.width()
-                    ),
-                })
-        };
-        let mut hashes = Vec::with_capacity(ranges.len());
-        for parts in &subtrees {
-            let part_hashes = parts.iter().map(get).collect::<Result<Vec<_>, _>>()?;
-            hashes.push(fold_subtrees(&part_hashes).unwrap_or_else(empty_root));
-        }
-        let extra = extra.iter().map(get).collect::<Result<Vec<_>, _>>()?;
-        Ok((hashes, extra))
+        self.inner.store.range_hashes(ranges, extra).await
     }
 
     async fn proofs_for(
@@ -678,9 +857,17 @@ async fn write_loop(
     batch_max: usize,
     size: Arc<AtomicU64>,
     mut frontier: merkle::Frontier,
+    log: MemberId,
+    tampered: Arc<Tampered>,
 ) {
     let mut jobs = Vec::with_capacity(batch_max);
     while rx.recv_many(&mut jobs, batch_max).await > 0 {
+        if tampered.0.get().is_some() {
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(tampered.refusal(store.label())));
+            }
+            continue;
+        }
         let mut batch = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs.drain(..) {
@@ -704,6 +891,12 @@ async fn write_loop(
                 size.store(frontier.size(), Ordering::Release);
                 for (reply, record) in replies.into_iter().zip(records) {
                     let _ = reply.send(Ok(record));
+                }
+            }
+            Err(AuditError::Tampered { reason, .. }) => {
+                tampered.mark(&log, store.label(), reason);
+                for reply in replies {
+                    let _ = reply.send(Err(tampered.refusal(store.label())));
                 }
             }
             Err(e) => {

@@ -29,7 +29,10 @@ use sqlx::{
 };
 
 use crate::AuditError;
-use audit::merkle::{Frontier, Hash, NodeRef, empty_root, leaf_hash};
+use audit::merkle::{
+    Frontier, Hash, NodeRef, consistency_ranges, empty_root, fold_subtrees, leaf_hash,
+    range_subtrees, verify_consistency,
+};
 use audit::{AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
@@ -371,9 +374,28 @@ impl Store {
         dispatch!(self, b => b.max_seq().await)
     }
 
-    /// Node hashes by id; missing ones are absent from the map.
-    pub(crate) async fn nodes(&self, ids: &[u64]) -> Result<HashMap<u64, Hash>, AuditError> {
-        dispatch!(self, b => b.nodes(ids).await)
+    /// The Merkle tree hashes of `ranges` and the hashes of the single nodes `extra`, from
+    /// one read of the stored nodes (see [`Backend::range_hashes_on`]).
+    pub(crate) async fn range_hashes(
+        &self,
+        ranges: &[(u64, u64)],
+        extra: &[NodeRef],
+    ) -> Result<(Vec<Hash>, Vec<Hash>), AuditError> {
+        dispatch!(self, b => b.range_hashes_on(&b.pool, ranges, extra).await)
+    }
+
+    /// Whether the stored tree of `new` leaves with root `new_root` extends the tree of
+    /// `old` leaves with root `old_root` (`what`, named in the answer): `Ok(Err)` says how
+    /// it does not (see [`Backend::extends_on`]).
+    pub(crate) async fn extends(
+        &self,
+        old: u64,
+        old_root: &Hash,
+        new: u64,
+        new_root: &Hash,
+        what: &str,
+    ) -> Result<Result<(), String>, AuditError> {
+        dispatch!(self, b => b.extends_on(&b.pool, old, old_root, new, new_root, what).await)
     }
 
     /// Appends `batch` in one transaction (see [`Backend::commit`]).
@@ -607,6 +629,100 @@ where
         self.nodes_on(&self.pool, ids).await
     }
 
+    /// The Merkle tree hashes of `ranges` (each `(start, end)` of leaves, folded from the
+    /// stored complete subtrees that cover it) and the hashes of the single nodes `extra`,
+    /// from one read of the stored nodes. A node that should be stored and is not is
+    /// [`AuditError::Corrupt`].
+    async fn range_hashes_on<'c, E>(
+        &self,
+        exec: E,
+        ranges: &[(u64, u64)],
+        extra: &[NodeRef],
+    ) -> Result<(Vec<Hash>, Vec<Hash>), AuditError>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        let mut subtrees = Vec::with_capacity(ranges.len());
+        for &(a, b) in ranges {
+            subtrees.push(range_subtrees(a, b).ok_or_else(|| {
+                AuditError::OutOfRange(format!("leaves {a}..{b} are not a proof range"))
+            })?);
+        }
+        let mut ids: Vec<u64> = subtrees
+            .iter()
+            .flatten()
+            .chain(extra.iter())
+            .map(|n| n.id())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = self.nodes_on(exec, &ids).await?;
+        let get = |n: &NodeRef| {
+            found.get(&n.id()).copied().ok_or_else(|| {
+                self.corrupt(
+                    Some(n.first_leaf()),
+                    format!(
+                        "the tree node over leaves {}..{} is missing",
+                        n.first_leaf(),
+                        n.first_leaf() + n.width()
+                    ),
+                )
+            })
+        };
+        let mut hashes = Vec::with_capacity(ranges.len());
+        for parts in &subtrees {
+            let part_hashes = parts.iter().map(get).collect::<Result<Vec<_>, _>>()?;
+            hashes.push(fold_subtrees(&part_hashes).unwrap_or_else(empty_root));
+        }
+        let extra = extra.iter().map(get).collect::<Result<Vec<_>, _>>()?;
+        Ok((hashes, extra))
+    }
+
+    /// Whether the stored tree of `new` leaves with root `new_root` is a consistent
+    /// extension of the tree of `old` leaves with root `old_root` (`what`: a head this
+    /// gateway signed, or the tree it last committed): a consistency proof is recomputed
+    /// from the stored nodes and checked against both roots (RFC 9162 §2.1.4.2), so a tree
+    /// cut back, or rewritten and rehashed, is caught however its nodes were recomputed.
+    /// `Ok(Err)` names both sizes and what disagrees; `Err` is a failure to read.
+    async fn extends_on<'c, E>(
+        &self,
+        exec: E,
+        old: u64,
+        old_root: &Hash,
+        new: u64,
+        new_root: &Hash,
+        what: &str,
+    ) -> Result<Result<(), String>, AuditError>
+    where
+        E: Executor<'c, Database = DB>,
+    {
+        if old > new {
+            return Ok(Err(format!(
+                "the store holds a tree of size {new}, smaller than {what} of size {old}: \
+                 the log was cut back"
+            )));
+        }
+        let ranges = consistency_ranges(old, new)?;
+        let path = match self.range_hashes_on(exec, &ranges, &[]).await {
+            Ok((path, _)) => path,
+            Err(AuditError::Corrupt { reason, .. }) => {
+                return Ok(Err(format!(
+                    "the stored tree of size {new} cannot prove it extends {what} of size \
+                     {old}: {reason}"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(
+            verify_consistency(old, new, old_root, new_root, &path).map_err(|_| {
+                format!(
+                    "the stored tree of size {new} is not an extension of {what} of size \
+                     {old}: the log was rewritten"
+                )
+            }),
+        )
+    }
+
     /// The frontier of a tree of `size` from its stored subtrees, checked against `root`.
     fn frontier_from(
         &self,
@@ -680,6 +796,25 @@ where
         let mut f = if frontier.size() == size && frontier.root() == root {
             frontier.clone()
         } else {
+            // Another writer (a replica) committed meanwhile, or someone rewrote the store:
+            // adopt the stored state only if it extends the tree this writer last committed.
+            let what = "the tree this gateway last committed";
+            if let Err(reason) = self
+                .extends_on(
+                    &mut *tx,
+                    frontier.size(),
+                    &frontier.root(),
+                    size,
+                    &root,
+                    what,
+                )
+                .await?
+            {
+                return Err(AuditError::Tampered {
+                    store: self.label.clone(),
+                    reason,
+                });
+            }
             let ids: Vec<u64> = Frontier::subtrees(size).iter().map(|n| n.id()).collect();
             let found = self.nodes_on(&mut *tx, &ids).await?;
             self.frontier_from(size, &root, &found)?

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use audit::merkle;
 use audit::{
-    ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind, check_consistency_proof,
-    check_proof_bundle, reconcile, verify_export,
+    AuditRecord, ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind,
+    check_consistency_proof, check_proof_bundle, reconcile, verify_export,
 };
 use audit_store::{AuditConfig, AuditError, AuditLog};
 use contracts::canonical::{b64url, sha256, sha256_b64url};
@@ -829,6 +829,199 @@ async fn two_logs_share_one_store_file() {
 }
 
 // ---------------------------------------------------------------------------------------
+// An insider with write access to the store but not the member's key.
+
+/// Replaces the stored tree by the tree of `records` (recomputed, as the algorithm is
+/// public), sets the state to it, deletes the records beyond it and every tree head of a
+/// size above `heads_below` — what someone who can write the database but does not hold
+/// the key does to rewrite or cut back the log.
+async fn rewrite_tree(store: &TestStore, records: &[AuditRecord], heads_below: u64) {
+    let mut frontier = merkle::Frontier::new();
+    let mut nodes = Vec::new();
+    for r in records {
+        frontier.push(merkle::leaf_hash(r).unwrap(), |n, h| {
+            nodes.push((n.id(), *h))
+        });
+    }
+    let blob = |h: &[u8]| match store.engine {
+        Engine::Sqlite(_) => format!("X'{}'", hex(h)),
+        Engine::Postgres { .. } => format!("'\\x{}'::bytea", hex(h)),
+    };
+    let n = records.len();
+    let mut sql = format!(
+        "DELETE FROM simpul_audit_nodes; \
+         DELETE FROM simpul_audit_records WHERE seq >= {n}; \
+         DELETE FROM simpul_audit_tree_heads WHERE tree_size > {heads_below}; \
+         UPDATE simpul_audit_state SET tree_size = {n}, root_hash = {} WHERE log = '{KEMLU}';",
+        blob(&frontier.root())
+    );
+    for (node, hash) in nodes {
+        sql.push_str(&format!(
+            "INSERT INTO simpul_audit_nodes (log, node, hash) VALUES ('{KEMLU}', {node}, {});",
+            blob(&hash)
+        ));
+    }
+    store.tamper(&sql).await;
+}
+
+fn tampered(e: &AuditError) -> &str {
+    match e {
+        AuditError::Tampered { reason, .. } => reason,
+        other => panic!("not a tamper refusal: {other}"),
+    }
+}
+
+/// The log cut back to 20 records with the tree recomputed and the heads above 20 deleted:
+/// the pinned head (40) catches it; the gateway does not start, and names both sizes. An
+/// operator can still open it to export it, and it then appends and signs nothing.
+async fn a_log_cut_back_is_refused_at_open(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let records = log.records(0, 40).await.unwrap();
+    drop(log);
+    rewrite_tree(store, &records[..20], 20).await;
+    let e = AuditLog::open(&store.config(), store.dir.path(), &id(KEMLU), k.clone())
+        .await
+        .unwrap_err();
+    let reason = tampered(&e);
+    assert!(reason.contains("size 20"), "{reason}");
+    assert!(reason.contains("size 40"), "{reason}");
+    assert!(reason.contains("cut back"), "{reason}");
+
+    let inspected = AuditLog::inspect(&store.config(), store.dir.path(), &id(KEMLU), k)
+        .await
+        .unwrap();
+    assert!(inspected.tampered().unwrap().contains("size 40"));
+    let e = inspected
+        .append(exchange(99, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap_err();
+    tampered(&e);
+    tampered(&inspected.sign_tree_head().await.unwrap_err());
+}
+
+/// One record rewritten, the whole tree recomputed over it and every head deleted: the
+/// stored tree no longer extends the pinned head of the same size.
+async fn a_rewritten_record_is_refused_at_open(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let mut records = log.records(0, 40).await.unwrap();
+    drop(log);
+    records[5].purpose = "marketing".into();
+    store
+        .tamper("UPDATE simpul_audit_records SET purpose = 'marketing' WHERE seq = 5")
+        .await;
+    rewrite_tree(store, &records, 0).await;
+    let e = AuditLog::open(&store.config(), store.dir.path(), &id(KEMLU), k)
+        .await
+        .unwrap_err();
+    let reason = tampered(&e);
+    assert!(
+        reason.contains("tree of size 40 is not an extension of the pinned head"),
+        "{reason}"
+    );
+    assert!(reason.contains("rewritten"), "{reason}");
+}
+
+/// Two gateways (replicas) run on the store when it is cut back: the one that appends
+/// next refuses to adopt the stored state, and neither signs a head over it.
+async fn a_running_log_refuses_to_adopt_a_store_cut_back(store: &TestStore) {
+    let k = key(KEMLU);
+    let first = forty(store, &k).await;
+    let second = store.open(KEMLU, &k).await;
+    let records = first.records(0, 40).await.unwrap();
+    rewrite_tree(store, &records[..30], 20).await;
+
+    let e = second
+        .append(exchange(100, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap_err();
+    let reason = tampered(&e);
+    assert!(
+        reason.contains("size 30, smaller than the tree this gateway last committed of size 40"),
+        "{reason}"
+    );
+    // Once found, for good: a later append is refused before it reaches the store.
+    tampered(
+        &second
+            .append(exchange(101, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap_err(),
+    );
+    assert!(second.tampered().is_some());
+    let e = first.sign_tree_head().await.unwrap_err();
+    assert!(tampered(&e).contains("pinned head"), "{e}");
+    let e = first
+        .append(exchange(102, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap_err();
+    tampered(&e);
+}
+
+/// The same size, one record rewritten under a running gateway: its next commit sees a
+/// root that is not the one it committed, and refuses.
+async fn a_running_log_refuses_to_adopt_a_rewritten_store(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let mut records = log.records(0, 40).await.unwrap();
+    records[7].outcome = "forbidden".into();
+    assert_ne!(records[7], log.records(7, 8).await.unwrap()[0]);
+    rewrite_tree(store, &records, 0).await;
+    let e = log
+        .append(exchange(100, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap_err();
+    let reason = tampered(&e);
+    assert!(reason.contains("not an extension"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_log_cut_back_is_refused_at_open_naming_both_sizes() {
+    a_log_cut_back_is_refused_at_open(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_rewritten_record_with_the_tree_recomputed_is_refused_at_open() {
+    a_rewritten_record_is_refused_at_open(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_running_log_refuses_to_adopt_a_store_cut_back() {
+    a_running_log_refuses_to_adopt_a_store_cut_back(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_running_log_refuses_to_adopt_a_rewritten_store() {
+    a_running_log_refuses_to_adopt_a_rewritten_store(&TestStore::sqlite()).await;
+}
+
+/// The head pinned outside the store is the last one signed, written where the
+/// configuration says, and timestamps never go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_signed_head_is_pinned_outside_the_store() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = forty(&store, &k).await;
+    let pin = store.dir.path().join("audit-ID_GOV_KEMLU.head.json");
+    let pinned: SignedTreeHead = serde_json::from_slice(&std::fs::read(&pin).unwrap()).unwrap();
+    let latest = log.latest_tree_head().await.unwrap().unwrap();
+    assert_eq!(pinned, latest);
+    assert_eq!(pinned.tree_size, 40);
+    let again = log.sign_tree_head().await.unwrap();
+    assert!(again.timestamp >= pinned.timestamp);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pin).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the pin is not readable by others: {mode:o}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // PostgreSQL (SIMPUL_TEST_POSTGRES_URL).
 
 macro_rules! on_postgres {
@@ -875,6 +1068,22 @@ on_postgres!(
 on_postgres!(
     postgres_evidence_is_kept_checked_and_expires,
     evidence_is_kept_and_checked
+);
+on_postgres!(
+    postgres_a_log_cut_back_is_refused_at_open_naming_both_sizes,
+    a_log_cut_back_is_refused_at_open
+);
+on_postgres!(
+    postgres_a_rewritten_record_with_the_tree_recomputed_is_refused_at_open,
+    a_rewritten_record_is_refused_at_open
+);
+on_postgres!(
+    postgres_a_replica_refuses_to_adopt_a_store_cut_back,
+    a_running_log_refuses_to_adopt_a_store_cut_back
+);
+on_postgres!(
+    postgres_a_replica_refuses_to_adopt_a_rewritten_store,
+    a_running_log_refuses_to_adopt_a_rewritten_store
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

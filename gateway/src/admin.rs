@@ -85,6 +85,10 @@ async fn route(
     let (parts, body) = req.into_parts();
     match (parts.method.clone(), parts.uri.path()) {
         (Method::GET, "/metrics") => {
+            // Read at scrape time: the audit log marks itself, the gateway labels it.
+            let tampered = gw.audit.tampered().is_some();
+            metrics::gauge!("simpul_audit_tampered", "member" => gw.labels.member.clone(), "instance" => gw.labels.instance.clone())
+                .set(if tampered { 1.0 } else { 0.0 });
             let mut r = Response::new(Full::new(crate::metrics::render().into()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -110,7 +110,7 @@ pub(super) fn resolve(
     let mut pending = Vec::with_capacity(raw.members.len());
     for (i, m) in raw.members.into_iter().enumerate() {
         let at = format!("members[{i}]");
-        let (member, rest) = member(&refuse, &at, m, &mut ids, &mut listens)?;
+        let (member, rest) = member(&refuse, &at, m, &federation.pki, &mut ids, &mut listens)?;
         members.push(member);
         pending.push(rest);
     }
@@ -162,6 +162,7 @@ fn member(
     refuse: &Refuse,
     at: &str,
     m: RawMember,
+    pki: &PkiLayout,
     ids: &mut HashSet<MemberId>,
     listens: &mut HashSet<SocketAddr>,
 ) -> Result<(Member, Pending), ConfigError> {
@@ -218,9 +219,15 @@ fn member(
             "replay_capacity, cache.max_entries and breaker.failures must be at least 1",
         ));
     }
-    let audit = m
+    let mut audit = m
         .audit
         .unwrap_or_else(|| audit_store::AuditConfig::for_member(&m.id));
+    // The last signed tree head is pinned next to the member's signing key, away from the
+    // audit store: whoever can rewrite the store should not also hold what catches it.
+    if audit.pinned_head.is_none() {
+        let pin = pki.member_dir(&m.id).join("audit-head.json");
+        audit.pinned_head = Some(pin.display().to_string());
+    }
     audit.check().map_err(|(field, reason)| {
         refuse.at(Rejection::OutOfRange, format!("{at}.audit.{field}"), reason)
     })?;

@@ -198,12 +198,19 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     assert_eq!(kemlu.query_deadline, Duration::from_secs(3));
     assert_eq!(kemlu.rates, RateStore::Local);
     assert_eq!(kemlu.audit.store, "data/audit-ID_GOV_KEMLU.db");
+    assert_eq!(
+        kemlu.audit.pinned_head.as_deref().map(Path::new),
+        Some(base.join("certs/ID_GOV_KEMLU/audit-head.json").as_path())
+    );
     let profile = &kemlu.federated[0];
     assert_eq!(profile.reference, ContractRef::new("person.profile", "1"));
     assert_eq!(profile.deadline, Duration::from_secs(3));
     assert_eq!(profile.parts[1].0, "insurance");
     let provision = &c.members[1].provides[0];
-    assert_eq!(provision.contract, ContractRef::new("citizenship.status", "1"));
+    assert_eq!(
+        provision.contract,
+        ContractRef::new("citizenship.status", "1")
+    );
     assert_eq!((provision.rate.per_second, provision.rate.burst), (50, 100));
     assert_eq!(provision.queue, Duration::from_millis(100));
     assert!(matches!(provision.spec, AdapterSpec::Sql(_)));

@@ -152,7 +152,9 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
     }
 }
 
-/// Opens `member`'s audit log as its gateway does: its configured store, its signing key.
+/// Opens `member`'s audit log as its gateway does: its configured store, its signing key,
+/// its pinned head. A log found tampered with still opens, to be exported and examined,
+/// with a warning; it signs nothing.
 async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, CliError> {
     let mc = config.member(member).ok_or_else(|| {
         CliError::Usage(format!(
@@ -175,7 +177,11 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
     let pem = std::fs::read(&key_path).map_err(CliError::file(&key_path))?;
     let key = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem)
         .map_err(CliError::file(&key_path))?;
-    Ok(AuditLog::open(&audit, &config.base_dir, member, Arc::new(key)).await?)
+    let log = AuditLog::inspect(&audit, &config.base_dir, member, Arc::new(key)).await?;
+    if let Some(reason) = log.tampered() {
+        eprintln!("simpul: warning: {member}'s audit log was tampered with: {reason}");
+    }
+    Ok(log)
 }
 
 /// Reads a public JWK file.
