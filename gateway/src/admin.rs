@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::AdminConfig;
+use crate::config::{AdminConfig, ConnectionBounds};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body};
 use crate::listener::{self, Listening};
@@ -43,6 +43,11 @@ pub async fn serve(
         what: "admin",
         member: &gw.member,
         listen: admin.listen,
+        bounds: ConnectionBounds {
+            max: admin.max_connections,
+            per_address: gw.connections.per_address,
+        },
+        labels: &gw.labels,
     };
     let service_for = {
         let (gw, admin) = (gw.clone(), Arc::new(admin.clone()));

@@ -346,6 +346,7 @@ impl Gateway {
             audit,
             labels,
             admin: mc.admin.clone(),
+            connections: mc.connections,
             member: member.clone(),
             listen: mc.listen,
             manifest,

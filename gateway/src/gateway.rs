@@ -12,7 +12,7 @@ use contracts::{Contract, ContractRef, Manifest, MemberId, SigningKey};
 use rustls::ServerConfig;
 
 use crate::client::PeerClient;
-use crate::config::{AdminConfig, FederatedContract};
+use crate::config::{AdminConfig, ConnectionBounds, FederatedContract};
 use crate::metrics::{ContractCounters, Labels};
 use audit_store::AuditLog;
 use limits::breaker::Breaker;
@@ -57,6 +57,8 @@ pub struct Gateway {
     pub(crate) audit: AuditLog,
     /// The admin listener's address and allow-list, if configured.
     pub admin: Option<AdminConfig>,
+    /// The connections the member listener holds open at once.
+    pub(crate) connections: ConnectionBounds,
     pub(crate) tls: Arc<ServerConfig>,
     /// What only answering touches.
     pub(crate) provider: ProviderState,
@@ -93,5 +95,12 @@ impl Gateway {
     /// The manifest this gateway holds.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The most connections its listeners hold open at once: the member listener's bound
+    /// plus the admin listener's, if it has one.
+    pub fn max_open_connections(&self) -> u64 {
+        let admin = self.admin.as_ref().map_or(0, |a| a.max_connections);
+        (self.connections.max as u64).saturating_add(admin as u64)
     }
 }

@@ -14,6 +14,7 @@ pub mod authority;
 pub mod client;
 pub mod config;
 mod consumer;
+pub mod descriptors;
 mod exchange;
 mod fault;
 pub mod gateway;

@@ -1,13 +1,18 @@
 //! The one accept loop both listeners run (the member listener and the admin listener):
-//! TLS with the gateway's server configuration, the peer's identity read from its
-//! certificate once per connection, HTTP/1.1 with bounded headers and timeouts, back-off when
-//! accepting fails (descriptors run out, say), and at shutdown a drain of the open
-//! connections bounded by [`DRAIN_TIMEOUT`].
+//! a bound on the connections held open, in all and per peer address (over it a connection
+//! is closed as soon as it is accepted); TLS with the gateway's server configuration, the
+//! handshake bounded by [`HANDSHAKE_TIMEOUT`]; the peer's identity read from its certificate
+//! once per connection; HTTP/1.1 with bounded headers and timeouts; back-off when accepting
+//! fails (descriptors run out, say), with at most one warning line per [`WARN_INTERVAL`];
+//! and at shutdown a drain of the open connections bounded by [`DRAIN_TIMEOUT`].
+
+mod limit;
+mod throttle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contracts::MemberId;
 use http::Request;
@@ -19,11 +24,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::ConnectionBounds;
 use crate::http::Reply;
+use crate::metrics::{Labels, ListenerCounters};
+use limit::{ConnectionLimit, Refused};
+use throttle::Throttle;
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's headers.
+/// How long a client has to send a request's headers, and how long a kept-alive connection
+/// may wait idle for its next request.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most headers a request may carry.
 pub const MAX_HEADERS: usize = 64;
@@ -31,22 +41,29 @@ pub const MAX_HEADERS: usize = 64;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first and the longest pause after a failed accept.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+/// The least time between two warning lines of one kind (failed accepts, connections
+/// refused over the bound) from one listener.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What a listener is, for its log lines.
+/// What a listener is, for its log lines and its series, and how many connections it holds.
 #[derive(Clone, Copy, Debug)]
-pub struct Listening<'a> {
+pub(crate) struct Listening<'a> {
     /// `gateway` or `admin`.
     pub what: &'static str,
     /// The member it serves.
     pub member: &'a MemberId,
     /// Its address.
     pub listen: SocketAddr,
+    /// The connections it holds open at once.
+    pub bounds: ConnectionBounds,
+    /// The gateway's metric labels.
+    pub labels: &'a Labels,
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with the
 /// service `service_for` makes for its peer's identity (`None`: a certificate without a
 /// Simpul identity, or none where the configuration allows that); then drains.
-pub async fn serve<F, S>(
+pub(crate) async fn serve<F, S>(
     listening: Listening<'_>,
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -61,11 +78,17 @@ pub async fn serve<F, S>(
         what,
         member,
         listen,
+        bounds,
+        labels,
     } = listening;
+    let counters = ListenerCounters::new(labels, what);
+    let limit = ConnectionLimit::new(bounds, counters.open.clone());
+    let mut accept_warnings = Throttle::new(WARN_INTERVAL);
+    let mut refusal_warnings = Throttle::new(WARN_INTERVAL);
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF.0;
-    tracing::info!(%member, %listen, what, "listening");
+    tracing::info!(%member, %listen, what, max_connections = bounds.max, max_connections_per_address = bounds.per_address, "listening");
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -74,8 +97,11 @@ pub async fn serve<F, S>(
                     a
                 }
                 Err(e) => {
+                    counters.accept_errors.increment(1);
+                    if let Some(suppressed) = accept_warnings.event(Instant::now()) {
+                        tracing::warn!(%member, %listen, what, error = %e, pause_ms = backoff.as_millis() as u64, suppressed, "accept failed");
+                    }
                     // Out of descriptors, say: wait for connections to close rather than spin.
-                    tracing::warn!(%member, %listen, what, error = %e, pause_ms = backoff.as_millis() as u64, "accept failed");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => break,
@@ -85,6 +111,25 @@ pub async fn serve<F, S>(
                 }
             },
             _ = shutdown.changed() => break,
+        };
+        // Over the bound a connection is accepted and closed at once, not left unaccepted:
+        // in the kernel's backlog it would look connected to its client, which would wait
+        // for an answer until a slot freed, and every client behind it would wait too.
+        // Closed, its client knows at once. This does not spin: each pass answers one
+        // connection a peer opened.
+        let slot = match limit.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                match refused {
+                    Refused::Full { .. } => counters.refused_full.increment(1),
+                    Refused::AddressFull { .. } => counters.refused_address.increment(1),
+                }
+                if let Some(suppressed) = refusal_warnings.event(Instant::now()) {
+                    tracing::warn!(%member, %listen, what, %remote, reason = %refused, suppressed, "connection refused");
+                }
+                drop(tcp);
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
@@ -104,6 +149,8 @@ pub async fn serve<F, S>(
         };
         let service_for = service_for.clone();
         tokio::spawn(async move {
+            // Held until the connection ends, whichever way it ends.
+            let _slot = slot;
             let Some(tls) = handshake.await else {
                 return;
             };

@@ -66,6 +66,34 @@ impl ContractCounters {
     }
 }
 
+/// The series of one listener, labelled `listener` (`gateway` or `admin`) besides `member`
+/// and `instance`, registered once when it starts.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerCounters {
+    /// Connections it holds open.
+    pub open: metrics::Gauge,
+    /// Connections closed at once because the listener held `max_connections`.
+    pub refused_full: metrics::Counter,
+    /// Connections closed at once because their peer address held
+    /// `max_connections_per_address`.
+    pub refused_address: metrics::Counter,
+    /// Accepts that failed (out of file descriptors, say).
+    pub accept_errors: metrics::Counter,
+}
+
+impl ListenerCounters {
+    /// Registers the series of the listener `what` (the recorder must be installed first).
+    pub fn new(labels: &Labels, what: &'static str) -> Self {
+        let refused = |limit: &'static str| metrics::counter!("simpul_connections_refused_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what, "limit" => limit);
+        ListenerCounters {
+            open: metrics::gauge!("simpul_connections_open", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
+            refused_full: refused("max_connections"),
+            refused_address: refused("max_connections_per_address"),
+            accept_errors: metrics::counter!("simpul_accept_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
+        }
+    }
+}
+
 macro_rules! count {
     ($labels:expr, $name:literal $(, $k:literal => $v:expr)*) => {
         ::metrics::counter!($name, "member" => $labels.member.clone(), "instance" => $labels.instance.clone() $(, $k => $v)*).increment(1)

@@ -25,6 +25,8 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
         what: "gateway",
         member: &gw.member,
         listen: gw.listen,
+        bounds: gw.connections,
+        labels: &gw.labels,
     };
     let service_for = {
         let gw = gw.clone();

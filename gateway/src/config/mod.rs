@@ -136,6 +136,9 @@ pub struct Member {
     pub replay_capacity: usize,
     /// Where rate-limit state lives.
     pub rates: RateStore,
+    /// How many connections the member listener holds open at once; the admin listener
+    /// has its own total, [`AdminConfig::max_connections`], and the same per-address bound.
+    pub connections: ConnectionBounds,
     /// Response cache.
     pub cache: CacheConfig,
     /// Circuit breaker towards each provider.
@@ -163,6 +166,16 @@ pub enum RateStore {
         /// Prefix of the rate keys (one Redis may serve several federations).
         prefix: String,
     },
+}
+
+/// How many connections one listener holds open at once (`limits.max_connections` and
+/// `limits.max_connections_per_address`); each at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionBounds {
+    /// In all.
+    pub max: usize,
+    /// From one peer address (an IPv6 peer counts by its /64 prefix).
+    pub per_address: usize,
 }
 
 /// `[members.cache]`: the provider's response cache.
@@ -206,6 +219,14 @@ pub struct AdminConfig {
     /// Identities allowed to read the audit log: tree heads, proofs, records, evidence.
     #[serde(default)]
     pub auditors: Vec<MemberId>,
+    /// How many connections it holds open at once (at least 1); the per-address bound is
+    /// the member listener's.
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_admin_max_connections() -> usize {
+    64
 }
 
 /// A contract a member provides: who may ask it, at what rate, and the adapter that answers.

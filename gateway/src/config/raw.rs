@@ -106,6 +106,8 @@ pub(super) struct RawLimits {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub default_rate: Rate,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
 }
 
 impl Default for RawLimits {
@@ -119,6 +121,8 @@ impl Default for RawLimits {
                 per_second: 50,
                 burst: 100,
             },
+            max_connections: 4096,
+            max_connections_per_address: 256,
         }
     }
 }

@@ -12,8 +12,8 @@ use contracts::{Contract, ContractRef, MemberId};
 
 use super::raw::{RawConfig, RawFederated, RawMember, RawProvision, RawRateBackend};
 use super::{
-    BreakerConfig, Config, ConfigError, FederatedContract, Federation, Member, Provision,
-    RateStore, Rejection,
+    BreakerConfig, Config, ConfigError, ConnectionBounds, FederatedContract, Federation, Member,
+    Provision, RateStore, Rejection,
 };
 use crate::layout::PkiLayout;
 
@@ -219,6 +219,26 @@ fn member(
             "replay_capacity, cache.max_entries and breaker.failures must be at least 1",
         ));
     }
+    let at_least_one = |field: &str| {
+        refuse.at(
+            Rejection::OutOfRange,
+            format!("{at}.{field}"),
+            "must be at least 1",
+        )
+    };
+    if limits.max_connections == 0 {
+        return Err(at_least_one("limits.max_connections"));
+    }
+    if limits.max_connections_per_address == 0 {
+        return Err(at_least_one("limits.max_connections_per_address"));
+    }
+    if m.admin.as_ref().is_some_and(|a| a.max_connections == 0) {
+        return Err(at_least_one("admin.max_connections"));
+    }
+    let connections = ConnectionBounds {
+        max: limits.max_connections,
+        per_address: limits.max_connections_per_address,
+    };
     let mut audit = m
         .audit
         .unwrap_or_else(|| audit_store::AuditConfig::for_member(&m.id));
@@ -264,6 +284,7 @@ fn member(
         seed: m.seed,
         replay_capacity: limits.replay_capacity,
         rates,
+        connections,
         cache: m.cache,
         breaker: BreakerConfig {
             failures: m.breaker.failures,

@@ -100,6 +100,12 @@ refused! {
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
     a_replay_window_of_zero_is_refused:
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
+    a_max_connections_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections = 0 }")] => "members[0].limits.max_connections", "at least 1", OutOfRange;
+    a_max_connections_per_address_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections_per_address = 0 }")] => "members[0].limits.max_connections_per_address", "at least 1", OutOfRange;
+    an_admin_max_connections_of_zero_is_refused:
+        [("clients = [] }", "clients = [], max_connections = 0 }")] => "members[0].admin.max_connections", "at least 1", OutOfRange;
     an_audit_tree_head_interval_of_zero_is_refused:
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
     an_admin_listener_on_a_used_address_is_refused:
@@ -197,6 +203,14 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     );
     assert_eq!(kemlu.query_deadline, Duration::from_secs(3));
     assert_eq!(kemlu.rates, RateStore::Local);
+    assert_eq!(
+        kemlu.connections,
+        ConnectionBounds {
+            max: 4096,
+            per_address: 256
+        }
+    );
+    assert_eq!(kemlu.admin.as_ref().map(|a| a.max_connections), Some(64));
     assert_eq!(kemlu.audit.store, "data/audit-ID_GOV_KEMLU.db");
     assert_eq!(
         kemlu.audit.pinned_head.as_deref().map(Path::new),
@@ -229,8 +243,9 @@ fn a_gateway_url_and_rates_given_are_kept() {
         ),
         (
             "name = \"Dukcapil\"",
-            "name = \"Dukcapil\"\nlimits = { default_rate = { per_second = 3, burst = 4 } }",
+            "name = \"Dukcapil\"\nlimits = { default_rate = { per_second = 3, burst = 4 }, max_connections = 20, max_connections_per_address = 5 }",
         ),
+        ("clients = [] }", "clients = [], max_connections = 8 }"),
     ])
     .unwrap();
     assert_eq!(c.members[0].gateway, "https://kemlu.example:443");
@@ -243,4 +258,15 @@ fn a_gateway_url_and_rates_given_are_kept() {
     );
     let rate = &c.members[1].provides[0].rate;
     assert_eq!((rate.per_second, rate.burst), (3, 4));
+    assert_eq!(
+        c.members[1].connections,
+        ConnectionBounds {
+            max: 20,
+            per_address: 5
+        }
+    );
+    assert_eq!(
+        c.members[0].admin.as_ref().map(|a| a.max_connections),
+        Some(8)
+    );
 }

@@ -75,6 +75,13 @@ impl Bound {
     /// Serves until SIGINT or SIGTERM, then drains open connections and returns.
     pub async fn serve(self) -> Result<ExitCode, CliError> {
         gateway::metrics::install();
+        // Before any listener accepts: every connection it holds is a descriptor.
+        let connections = self
+            .0
+            .iter()
+            .map(|b| b.gateway.max_open_connections())
+            .fold(0, u64::saturating_add);
+        gateway::descriptors::prepare(connections);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for b in self.0 {

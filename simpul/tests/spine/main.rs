@@ -6,6 +6,7 @@
 mod cancel;
 mod cli;
 mod common;
+mod connections;
 mod exchange;
 mod local;
 mod middle;
