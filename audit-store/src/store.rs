@@ -21,11 +21,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::database::HasStatementCache;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder, Row,
-    Transaction, Type,
+    ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, QueryBuilder,
+    Row, SqlStr, Transaction, Type,
 };
 
 use crate::AuditError;
@@ -65,6 +66,37 @@ fn runs<T>(
 
 /// How long a connection may be waited for, and SQLite waits on a locked database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pooled connection taken for one write transaction ([`Backend::write_conn`]). It goes
+/// back to the pool only through [`WriteConn::committed`], after a COMMIT that succeeded;
+/// dropped any other way — a statement, COMMIT or ROLLBACK failed, or the commit's future
+/// was dropped at the writer's deadline — it is closed instead. A COMMIT that fails on a
+/// full disk lets SQLite roll the transaction back itself; sqlx's own ROLLBACK then fails
+/// and sqlx goes on counting a transaction, so every later `BEGIN` on that connection would
+/// fail ("attempted to call begin_with at non-zero transaction depth") until the pool
+/// retired it, 30 minutes later.
+struct WriteConn<'s, DB: Database> {
+    conn: PoolConnection<DB>,
+    committed: bool,
+    /// The store's label, for the log line when it is closed.
+    store: &'s str,
+}
+
+impl<DB: Database> WriteConn<'_, DB> {
+    /// Its transaction committed: the connection may serve again.
+    fn committed(mut self) {
+        self.committed = true;
+    }
+}
+
+impl<DB: Database> Drop for WriteConn<'_, DB> {
+    fn drop(&mut self) {
+        if !self.committed {
+            tracing::warn!(store = %self.store, "audit store connection closed, not reused: its write transaction did not end with a COMMIT");
+            self.conn.close_on_drop();
+        }
+    }
+}
 
 /// Where the log lives, resolved from `AuditConfig::store`.
 #[derive(Clone, Debug)]
@@ -325,6 +357,15 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(BUSY_TIMEOUT)
+                    // No connection goes back into the pool inside a transaction. The ping
+                    // first runs the ROLLBACK a dropped transaction queued; one that failed
+                    // (SQLite had rolled back already) leaves sqlx counting a transaction.
+                    .after_release(|conn, _| {
+                        Box::pin(async move {
+                            conn.ping().await?;
+                            Ok(!conn.is_in_transaction())
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(open_err)?;
@@ -339,6 +380,9 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(BUSY_TIMEOUT)
+                    // No connection goes back into the pool inside a transaction (a dropped
+                    // one has queued its ROLLBACK and is no longer counted).
+                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                     .connect_with((**options).clone())
                     .await
                     .map_err(open_err)?;
@@ -519,7 +563,8 @@ where
             }
         }
         // Immediate for SQLite: the set-up reads the records table's columns, then may write.
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write(&mut conn).await?;
         for ddl in self.dialect.ddl() {
             sqlx::query::<DB>(*ddl)
                 .execute(&mut *tx)
@@ -555,7 +600,9 @@ where
         .execute(&mut *tx)
         .await
         .map_err(self.err("creating the log's state"))?;
-        tx.commit().await.map_err(self.err("creating tables"))
+        tx.commit().await.map_err(self.err("creating tables"))?;
+        conn.committed();
+        Ok(())
     }
 
     fn hash_of(&self, bytes: Vec<u8>, what: &str) -> Result<Hash, AuditError> {
@@ -765,12 +812,37 @@ where
         self.frontier_from(size, &root, &found)
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, DB>, AuditError> {
+    /// A connection of its own for a write transaction, closed rather than reused unless
+    /// its transaction committed ([`WriteConn`]).
+    async fn write_conn(&self) -> Result<WriteConn<'_, DB>, AuditError> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(self.err("beginning the append transaction"))?;
+        Ok(WriteConn {
+            conn,
+            committed: false,
+            store: &self.label,
+        })
+    }
+
+    /// Begins a write transaction on `conn`.
+    async fn begin_write<'c>(
+        &self,
+        conn: &'c mut WriteConn<'_, DB>,
+    ) -> Result<Transaction<'c, DB>, AuditError> {
+        let conn = &mut *conn.conn;
         match self.dialect {
             // Take the write lock now: a deferred transaction that reads first could fail to
-            // upgrade when another connection wrote in between.
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
+            // upgrade when another connection wrote in between. A `SqlStr`, not the literal:
+            // sqlx's `SqlSafeStr` is for `&'static str` only, and rustc, which erases the
+            // literal's lifetime when it checks the writer's future, then finds it not `Send`.
+            Dialect::Sqlite => {
+                conn.begin_with(SqlStr::from_static("BEGIN IMMEDIATE"))
+                    .await
+            }
+            Dialect::Postgres => conn.begin().await,
         }
         .map_err(self.err("beginning the append transaction"))
     }
@@ -778,14 +850,16 @@ where
     /// Appends `batch` in one transaction: locks the state row, reloads the frontier if
     /// another writer (a replica) appended meanwhile, assigns the next seqs in order,
     /// writes the records, their tree nodes, their evidence and the new state, and commits.
-    /// `frontier` is replaced only once COMMIT has succeeded.
+    /// `frontier` is replaced only once COMMIT has succeeded. On any error, or if this future
+    /// is dropped, the transaction's connection is closed, not reused ([`WriteConn`]).
     async fn commit(
         &self,
         batch: Vec<(NewRecord, Option<StoredEvidence>)>,
         frontier: &mut Frontier,
         now_ms: i64,
     ) -> Result<Vec<AuditRecord>, AuditError> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write(&mut conn).await?;
         let row = sqlx::query::<DB>(self.dialect.lock_state())
             .bind(self.log.clone())
             .fetch_optional(&mut *tx)
@@ -921,6 +995,7 @@ where
         .await
         .map_err(self.err("updating the state"))?;
         tx.commit().await.map_err(self.err("committing"))?;
+        conn.committed();
         *frontier = f;
         Ok(records)
     }
