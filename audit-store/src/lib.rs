@@ -17,6 +17,7 @@
 
 mod export;
 mod pin;
+mod seal;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use audit::merkle::{self, NodeRef, encode_hash};
-use audit::tree_head;
+use audit::tree_head::{self, TreeHeadError};
 use audit::{
     AuditRecord, ConsistencyProof, Hash, InclusionProof, NewRecord, PROOF_FORMAT, ProofBundle,
     ProofError, SignedTreeHead, StoredEvidence, empty_root,
@@ -38,6 +39,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use pin::PinFile;
+use seal::{EvidenceKey, Side};
 use store::{Store, StoreTarget};
 
 /// Most records [`AuditLog::records`] returns per call.
@@ -73,6 +75,12 @@ pub struct AuditConfig {
     /// configuration's directory); default `audit-<member>.head.json` beside the HMAC
     /// secret (the gateway's configuration puts it next to the member's signing key).
     pub pinned_head: Option<String>,
+    /// The key that seals evidence at rest (relative to the configuration's directory):
+    /// created (32 random bytes, mode 0600) if missing; default `audit-<member>.evidence.key`
+    /// beside the HMAC secret (the gateway's configuration puts it next to the member's
+    /// signing key). Without it the kept envelopes cannot be read; replicas sharing a
+    /// PostgreSQL log must share it.
+    pub evidence_key_file: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -84,6 +92,7 @@ impl Default for AuditConfig {
             secret_file: None,
             batch_max: 256,
             pinned_head: None,
+            evidence_key_file: None,
         }
     }
 }
@@ -114,6 +123,30 @@ impl AuditConfig {
             StoreTarget::Sqlite(path) => Some(path),
             StoreTarget::Postgres { .. } => None,
         }
+    }
+
+    /// Where the HMAC secret is when `secret_file` is not set: `audit-<member>.secret`
+    /// beside an SQLite store, `data/audit-<member>.secret` for PostgreSQL (where it was kept
+    /// before the gateway's configuration moved it next to the member's keys). `None` if the
+    /// store cannot be resolved.
+    pub fn secret_beside_store(&self, member: &MemberId, base_dir: &Path) -> Option<PathBuf> {
+        let store = if self.store.is_empty() {
+            Self::default_store(member)
+        } else {
+            self.store.clone()
+        };
+        let target = StoreTarget::resolve(&store, base_dir).ok()?;
+        Some(Self::secret_beside(&target, member, base_dir))
+    }
+
+    fn secret_beside(target: &StoreTarget, member: &MemberId, base_dir: &Path) -> PathBuf {
+        let dir = match target {
+            StoreTarget::Sqlite(p) => p
+                .parent()
+                .map_or_else(|| base_dir.to_path_buf(), Path::to_path_buf),
+            StoreTarget::Postgres { .. } => base_dir.join("data"),
+        };
+        dir.join(format!("audit-{}.secret", member.file_stem()))
     }
 
     /// Checks the values: the field at fault and why.
@@ -249,6 +282,8 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     key: Arc<SigningKey>,
     secret: hmac::Key,
+    /// Seals and opens evidence.
+    evidence_key: EvidenceKey,
     /// The last committed tree size this process knows of.
     size: Arc<AtomicU64>,
     /// Where the last signed head is pinned.
@@ -369,21 +404,20 @@ impl AuditLog {
         let target = StoreTarget::resolve(&store_text, base_dir)?;
         let secret_path = match &cfg.secret_file {
             Some(p) => base_dir.join(p),
-            None => {
-                let dir = match &target {
-                    StoreTarget::Sqlite(p) => p
-                        .parent()
-                        .map_or_else(|| base_dir.to_path_buf(), Path::to_path_buf),
-                    StoreTarget::Postgres { .. } => base_dir.join("data"),
-                };
-                dir.join(format!("audit-{}.secret", member.file_stem()))
-            }
+            None => AuditConfig::secret_beside(&target, member, base_dir),
         };
         let pin_path = match &cfg.pinned_head {
             Some(p) => base_dir.join(p),
             None => secret_path.with_file_name(format!("audit-{}.head.json", member.file_stem())),
         };
+        let evidence_key_path = match &cfg.evidence_key_file {
+            Some(p) => base_dir.join(p),
+            None => {
+                secret_path.with_file_name(format!("audit-{}.evidence.key", member.file_stem()))
+            }
+        };
         let secret = load_or_create_secret(&secret_path)?;
+        let evidence_key = EvidenceKey::new(&load_or_create_secret(&evidence_key_path)?);
         let store = Store::open(&target, member.as_str()).await?;
         let frontier = store.frontier().await?;
         let size = frontier.size();
@@ -408,6 +442,7 @@ impl AuditLog {
             jobs: mpsc::channel(1).0,
             key,
             secret: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            evidence_key,
             size: Arc::new(AtomicU64::new(size)),
             pin,
             pinned: tokio::sync::Mutex::new(pinned),
@@ -423,38 +458,20 @@ impl AuditLog {
                 return Err(e);
             }
         }
-        let Inner {
-            log: _,
-            store,
-            key,
-            secret,
-            size,
-            pin,
-            pinned,
-            tampered,
-            ..
-        } = Arc::into_inner(log.inner).ok_or(AuditError::Closed)?;
+        // Checked: now the writer, with the sender the handle keeps.
+        let mut inner = Arc::into_inner(log.inner).ok_or(AuditError::Closed)?;
         let (jobs, rx) = mpsc::channel(cfg.batch_max.saturating_mul(4));
         tokio::spawn(write_loop(
-            store.clone(),
+            inner.store.clone(),
             rx,
             cfg.batch_max,
-            size.clone(),
+            inner.size.clone(),
             frontier,
             member.clone(),
-            tampered.clone(),
+            inner.tampered.clone(),
         ));
-        let inner = Arc::new(Inner {
-            log: member.clone(),
-            store,
-            jobs,
-            key,
-            secret,
-            size,
-            pin,
-            pinned,
-            tampered,
-        });
+        inner.jobs = jobs;
+        let inner = Arc::new(inner);
         tokio::spawn(sign_loop(
             Arc::downgrade(&inner),
             Duration::from_secs(cfg.tree_head_interval_s),
@@ -483,13 +500,36 @@ impl AuditLog {
         let mut pinned = self.inner.pinned.lock().await;
         let latest = self.inner.store.latest_tree_head().await?;
         let pin_name = format!("the pinned head ({})", self.inner.pin.path().display());
-        for (head, what) in [
-            (pinned.as_ref(), pin_name.as_str()),
-            (latest.as_ref(), "the store's latest signed head"),
+        let mut latest_verified = false;
+        for (head, what, is_latest) in [
+            (pinned.as_ref(), pin_name.as_str(), false),
+            (latest.as_ref(), "the store's latest signed head", true),
         ] {
             let Some(head) = head else { continue };
             let head_root = match tree_head::verify_tree_head(head, &key) {
-                Ok((_, root)) => root,
+                Ok((_, root)) => {
+                    latest_verified |= is_latest;
+                    root
+                }
+                // Signed under an earlier key of the member (it re-keyed): its signature
+                // cannot be checked here, but the stored tree must still extend it. Such a
+                // head is never pinned anew; the next head signed replaces it.
+                Err(TreeHeadError::WrongKey { found, .. }) => {
+                    let Some(root) = merkle::decode_hash(&head.root_hash) else {
+                        return Ok(Err(format!(
+                            "{what} (size {}) has no valid root hash",
+                            head.tree_size
+                        )));
+                    };
+                    tracing::warn!(
+                        member = %self.inner.log,
+                        tree_size = head.tree_size,
+                        signed_by = %found,
+                        key = %key.kid(),
+                        "{what} was signed by another key than the member's current one: checked for consistency only"
+                    );
+                    root
+                }
                 Err(e) => {
                     return Ok(Err(format!(
                         "{what} (size {}) does not verify under {}: {e}",
@@ -508,6 +548,7 @@ impl AuditLog {
             }
         }
         if pinned.is_none()
+            && latest_verified
             && let Some(head) = latest
         {
             tracing::warn!(
@@ -556,9 +597,13 @@ impl AuditLog {
         evidence: Option<StoredEvidence>,
     ) -> Result<AuditRecord, AuditError> {
         self.inner.tampered.check(self.inner.store.label())?;
-        if let Some(ev) = &evidence {
-            check_evidence(&record, ev)?;
-        }
+        let evidence = match evidence {
+            Some(ev) => {
+                check_evidence(&record, &ev)?;
+                Some(self.seal(ev)?)
+            }
+            None => None,
+        };
         let (reply, answer) = oneshot::channel();
         self.inner
             .jobs
@@ -700,9 +745,62 @@ impl AuditLog {
             .collect())
     }
 
-    /// The evidence kept for `exchange_id` (empty once the retention has passed).
+    /// The evidence kept for `exchange_id` (empty once the retention has passed), opened
+    /// with the evidence key.
     pub async fn evidence(&self, exchange_id: &str) -> Result<Vec<StoredEvidence>, AuditError> {
-        self.inner.store.evidence(exchange_id).await
+        let stored = self.inner.store.evidence(exchange_id).await?;
+        stored.into_iter().map(|ev| self.unseal(ev)).collect()
+    }
+
+    /// `ev` with its envelopes sealed for the store.
+    fn seal(&self, ev: StoredEvidence) -> Result<StoredEvidence, AuditError> {
+        let (key, log) = (&self.inner.evidence_key, self.inner.log.as_str());
+        let fail = |e: seal::SealError| AuditError::Evidence {
+            exchange_id: ev.exchange_id.clone(),
+            reason: format!("cannot seal: {e}"),
+        };
+        let request = key
+            .seal(log, &ev.exchange_id, Side::Request, &ev.request)
+            .map_err(fail)?;
+        let response = match &ev.response {
+            Some(r) => Some(
+                key.seal(log, &ev.exchange_id, Side::Response, r)
+                    .map_err(fail)?,
+            ),
+            None => None,
+        };
+        Ok(StoredEvidence {
+            exchange_id: ev.exchange_id.clone(),
+            request,
+            response,
+        })
+    }
+
+    /// `ev` as read from the store, opened. Evidence kept before sealing was introduced is
+    /// returned as it is; sealed evidence that does not open is refused (another key, or
+    /// moved between records).
+    fn unseal(&self, ev: StoredEvidence) -> Result<StoredEvidence, AuditError> {
+        let (key, log) = (&self.inner.evidence_key, self.inner.log.as_str());
+        let open = |side: Side, text: String| {
+            if !EvidenceKey::is_sealed(&text) {
+                return Ok(text);
+            }
+            key.open(log, &ev.exchange_id, side, &text)
+                .map_err(|e| AuditError::Evidence {
+                    exchange_id: ev.exchange_id.clone(),
+                    reason: format!("the kept {} {e}", side.as_str()),
+                })
+        };
+        let request = open(Side::Request, ev.request.clone())?;
+        let response = match ev.response.clone() {
+            Some(r) => Some(open(Side::Response, r)?),
+            None => None,
+        };
+        Ok(StoredEvidence {
+            exchange_id: ev.exchange_id,
+            request,
+            response,
+        })
     }
 
     /// Writes the log as JSON lines ([`ExportLine`]): a header, then every record up to the
@@ -804,12 +902,13 @@ fn check_evidence(record: &NewRecord, ev: &StoredEvidence) -> Result<(), AuditEr
     }
 }
 
-/// Reads the HMAC secret, creating it (32 random bytes, mode 0600) if the file is missing.
+/// Reads a secret key file (the HMAC secret, the evidence key), creating it (32 random bytes, mode 0600) if the file is missing.
 fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, AuditError> {
     let err = |reason: String| AuditError::Secret {
         path: path.to_owned(),
         reason,
     };
+    contracts::keyfile::check_private(path).map_err(err)?;
     match std::fs::read(path) {
         Ok(bytes) if bytes.len() >= 32 => return Ok(bytes),
         Ok(bytes) => {

@@ -511,6 +511,80 @@ async fn evidence_is_kept_and_checked(store: &TestStore) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(log.records(0, 10).await.unwrap().len(), 1);
+    log.sign_tree_head().await.unwrap();
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (1, 1));
+}
+
+/// The envelopes kept as evidence are sealed: the store's file and its WAL hold neither
+/// the envelope nor the identifier in it; the log opens them with its evidence key, and a
+/// log given another key refuses to pretend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_is_sealed_at_rest() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let nik = "3171011701900001";
+    let mut rec = exchange(1, Role::Provider, KEMLU, DUKCAPIL);
+    let request = format!("eyJhbGciOiJFUzI1NiJ9.{{\"nik\":\"{nik}\"}}.c2ln");
+    rec.request_hash = Some(sha256_b64url(request.as_bytes()));
+    rec.response_hash = None;
+    let evidence = StoredEvidence {
+        exchange_id: rec.exchange_id.clone(),
+        request,
+        response: None,
+    };
+    log.append(rec.clone(), Some(evidence.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        log.evidence(&rec.exchange_id).await.unwrap(),
+        vec![evidence.clone()]
+    );
+
+    let Engine::Sqlite(db) = &store.engine else {
+        unreachable!()
+    };
+    let mut scanned = 0;
+    for file in [db.clone(), db.with_extension("db-wal")] {
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        scanned += bytes.len();
+        assert!(
+            !bytes.windows(nik.len()).any(|w| w == nik.as_bytes()),
+            "the NIK in clear in {}",
+            file.display()
+        );
+    }
+    assert!(scanned > 0);
+
+    drop(log);
+    let mut other = store.config();
+    other.evidence_key_file = Some(store.dir.path().join("other.key").display().to_string());
+    let log = AuditLog::open(&other, store.dir.path(), &id(KEMLU), k)
+        .await
+        .unwrap();
+    let e = log.evidence(&rec.exchange_id).await.unwrap_err();
+    assert!(matches!(e, AuditError::Evidence { .. }), "{e}");
+    assert!(e.to_string().contains("does not open"), "{e}");
+}
+
+/// A secret file its group or others can read is refused, as ssh refuses such a key.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    drop(store.open(KEMLU, &k).await);
+    let secret = store.dir.path().join("audit.secret");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = AuditLog::open(&store.config(), store.dir.path(), &id(KEMLU), k)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuditError::Secret { .. }), "{e}");
+    assert!(e.to_string().contains("chmod 600"), "{e}");
 }
 
 async fn reconcile_finds_an_exchange_deleted_from_one_side(a: &TestStore, b: &TestStore) {

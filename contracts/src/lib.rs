@@ -11,6 +11,7 @@ pub mod checks;
 pub mod contract;
 pub mod envelope;
 pub mod jws;
+pub mod keyfile;
 pub mod manifest;
 pub mod member;
 pub mod problem;

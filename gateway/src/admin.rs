@@ -54,23 +54,46 @@ pub async fn serve(
         move |peer: Option<MemberId>| {
             let operator = peer.as_ref().is_some_and(|p| admin.clients.contains(p));
             let auditor = peer.as_ref().is_some_and(|p| admin.auditors.contains(p));
+            let evidence = peer
+                .as_ref()
+                .is_some_and(|p| admin.evidence_auditors.contains(p));
             let gw = gw.clone();
             service_fn(move |req| {
                 let (gw, peer) = (gw.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(route(&gw, peer, operator, auditor, req).await) }
+                let access = Access {
+                    operator,
+                    auditor,
+                    evidence,
+                };
+                async move { Ok::<_, Infallible>(route(&gw, peer, access, req).await) }
             })
         }
     };
     listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
 }
 
+/// What a client of the admin listener may do, from its certificate's identity.
+#[derive(Clone, Copy)]
+struct Access {
+    /// On `clients`: metrics, cache purges.
+    operator: bool,
+    /// On `auditors`: the audit log's heads, proofs, records.
+    auditor: bool,
+    /// On `evidence_auditors`: the kept envelopes too.
+    evidence: bool,
+}
+
 async fn route(
     gw: &Gateway,
     peer: Option<MemberId>,
-    operator: bool,
-    auditor: bool,
+    access: Access,
     req: Request<Incoming>,
 ) -> Reply {
+    let Access {
+        operator,
+        auditor,
+        evidence,
+    } = access;
     // The audit log has its own allow-list: reading it is not operating the gateway.
     let is_audit = req.uri().path().starts_with("/audit/");
     if !(if is_audit { auditor } else { operator }) {
@@ -85,7 +108,7 @@ async fn route(
         ));
     }
     if is_audit {
-        return crate::audit_api::route(gw, req).await;
+        return crate::audit_api::route(gw, req, evidence).await;
     }
     let (parts, body) = req.into_parts();
     match (parts.method.clone(), parts.uri.path()) {

@@ -16,7 +16,7 @@ use contracts::{
 };
 
 use crate::client::PeerClient;
-use crate::config::{Config, RateStore};
+use crate::config::{Config, Member, RateStore};
 use crate::fault::{self, Check};
 use crate::metrics::{ContractCounters, Labels};
 use crate::tls::{self, ClientAuth, TlsError};
@@ -62,6 +62,36 @@ pub enum StartError {
     /// TLS material could not be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// The HMAC secret of `subject` used to be kept beside the audit store; it is now kept
+/// with the member's keys. A gateway that finds the old file and not the new one stops
+/// rather than make a new secret, under which no earlier subject would match.
+fn refuse_a_moved_secret(mc: &Member, base_dir: &Path) -> Result<(), StartError> {
+    let (Some(now), Some(before)) = (
+        mc.audit.secret_file.as_ref().map(|p| base_dir.join(p)),
+        mc.audit.secret_beside_store(&mc.id, base_dir),
+    ) else {
+        return Ok(());
+    };
+    if now != before && before.is_file() && !now.exists() {
+        return Err(StartError::Inconsistent(format!(
+            "the audit subject secret is now kept with the member's keys: move {} to {} \
+             (or set audit.secret_file to where it is)",
+            before.display(),
+            now.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a private key file, refusing one its group or others can reach.
+fn read_private(path: &Path) -> Result<Vec<u8>, StartError> {
+    contracts::keyfile::check_private(path).map_err(|reason| StartError::File {
+        path: path.to_owned(),
+        reason,
+    })?;
+    read(path)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, StartError> {
@@ -164,11 +194,12 @@ impl Gateway {
         })?;
 
         let key_path = layout.signing_key(member);
-        let signing = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &read(&key_path)?)
-            .map_err(|e| StartError::File {
-                path: key_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let signing =
+            SigningKey::from_pem(Algorithm::ES256, member.as_str(), &read_private(&key_path)?)
+                .map_err(|e| StartError::File {
+                    path: key_path.clone(),
+                    reason: e.to_string(),
+                })?;
         if manifest.key(signing.kid()).is_none() {
             return Err(StartError::Inconsistent(format!(
                 "the signing key {} ({}) is not among {member}'s keys in the manifest: sign a new manifest",
@@ -230,6 +261,7 @@ impl Gateway {
 
         let cas = tls::certs_from_pem(&manifest.doc().ca)?;
         let chain = tls::load_certs(&layout.gateway_cert(member))?;
+        read_private(&layout.gateway_key(member))?;
         let key = tls::load_key(&layout.gateway_key(member))?;
         let chain_identity = chain.first().and_then(tls::identity);
         if chain_identity.as_ref() != Some(member) {
@@ -318,6 +350,7 @@ impl Gateway {
                     path: key_path.clone(),
                     reason: e.to_string(),
                 })?;
+        refuse_a_moved_secret(mc, &config.base_dir)?;
         let audit = AuditLog::open(&mc.audit, &config.base_dir, member, Arc::new(audit_key))
             .await
             .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;

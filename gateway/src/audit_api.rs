@@ -1,5 +1,6 @@
 //! The auditor's face of the admin listener: signed tree heads, inclusion and consistency
-//! proofs, records and evidence, for the identities on the gateway's `auditors` list.
+//! proofs, records and evidence, for the identities on the gateway's `auditors` list; the
+//! evidence (the signed envelopes, with personal data) only for `evidence_auditors`.
 //!
 //! | route | answer |
 //! | --- | --- |
@@ -8,7 +9,7 @@
 //! | `GET /audit/inclusion?exchange_id=ID[&tree_size=N]` | an inclusion proof for each record of the exchange |
 //! | `GET /audit/consistency?first=A&second=B` | a consistency proof between two tree sizes |
 //! | `GET /audit/records?from=A&to=B` | records `A..B` (at most 10,000) |
-//! | `GET /audit/evidence?exchange_id=ID` | the signed envelopes kept for the exchange |
+//! | `GET /audit/evidence?exchange_id=ID` | the signed envelopes kept for the exchange (`evidence_auditors` only) |
 
 use contracts::{Problem, ProblemCode};
 use http::{Method, Request};
@@ -51,14 +52,18 @@ fn failed(e: AuditError) -> Problem {
 }
 
 /// Answers one auditor request.
-pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Reply {
-    match answer(gw, req).await {
+pub async fn route(gw: &Gateway, req: Request<Incoming>, may_read_evidence: bool) -> Reply {
+    match answer(gw, req, may_read_evidence).await {
         Ok(v) => json(&v),
         Err(p) => problem(&p),
     }
 }
 
-async fn answer(gw: &Gateway, req: Request<Incoming>) -> Result<Value, Problem> {
+async fn answer(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    may_read_evidence: bool,
+) -> Result<Value, Problem> {
     let query = req.uri().query().unwrap_or("").to_owned();
     let log = &gw.audit;
     match (req.method().clone(), req.uri().path()) {
@@ -107,6 +112,11 @@ async fn answer(gw: &Gateway, req: Request<Incoming>) -> Result<Value, Problem> 
             let to = number(&query, "to")?.unwrap_or(from + 1000);
             Ok(json!({"records": log.records(from, to).await.map_err(failed)?}))
         }
+        (Method::GET, "/audit/evidence") if !may_read_evidence => Err(Problem::new(
+            ProblemCode::Forbidden,
+            "evidence (the signed envelopes, with the queries' personal data) is granted to \
+             admin.evidence_auditors only; records, proofs and hashes are not",
+        )),
         (Method::GET, "/audit/evidence") => {
             let id = param(&query, "exchange_id")
                 .ok_or_else(|| Problem::new(ProblemCode::Malformed, "`exchange_id` is required"))?;

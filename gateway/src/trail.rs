@@ -24,6 +24,10 @@ pub struct Trail {
     response_jws: Option<String>,
     started: Instant,
     recorded: bool,
+    /// Whether the request may be kept as evidence: a request this gateway made, or one
+    /// whose signature verified. What has not been authenticated is recorded only by its
+    /// hash: nobody can fill the store with envelopes by sending garbage.
+    keep_evidence: bool,
 }
 
 impl Trail {
@@ -36,6 +40,7 @@ impl Trail {
             response_jws: None,
             started: Instant::now(),
             recorded: false,
+            keep_evidence: true,
         }
     }
 
@@ -86,9 +91,17 @@ impl Trail {
     }
 
     /// The request JWS as received, kept by the trail without a copy; [`Trail::request`]
-    /// lends it to the checks that read it.
+    /// lends it to the checks that read it. It becomes evidence only once
+    /// [`Trail::authenticated`] says its signature verified; until then the record keeps
+    /// only its hash.
     pub fn keep_request(&mut self, jws: String) {
         self.request_jws = Some(jws);
+        self.keep_evidence = false;
+    }
+
+    /// The received request's signature verified: it may be kept as evidence.
+    pub fn authenticated(&mut self) {
+        self.keep_evidence = true;
     }
 
     /// The request JWS kept so far (`""` before there is one).
@@ -123,7 +136,8 @@ impl Trail {
             .response_jws
             .as_deref()
             .map(|j| sha256_b64url(j.as_bytes()));
-        let evidence = self.request_jws.take().map(|request| StoredEvidence {
+        let evidence = self.request_jws.take().filter(|_| self.keep_evidence);
+        let evidence = evidence.map(|request| StoredEvidence {
             exchange_id: record.exchange_id.clone(),
             request,
             response: self.response_jws.take(),
@@ -291,6 +305,34 @@ mod tests {
         let evidence = log.evidence("id-1").await.unwrap();
         assert_eq!(evidence.len(), 1);
         assert_eq!(evidence[0].response.as_deref(), Some("answer.jws"));
+    }
+
+    /// A received request is kept as evidence only once its signature verified; before,
+    /// the record has its hash and nothing else of it.
+    #[tokio::test]
+    async fn a_received_request_is_evidence_only_once_authenticated() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let mut garbage = trail(&log, "id-1");
+        garbage.keep_request("not.a.signed.request".to_owned());
+        garbage
+            .record(Some(&Problem::new(ProblemCode::BadSignature, "no")))
+            .await
+            .ok();
+        let mut signed = trail(&log, "id-2");
+        signed.keep_request("signed.request".to_owned());
+        signed.authenticated();
+        signed.record(None).await.unwrap();
+        let all = records(&log, 2).await;
+        assert_eq!(
+            all[0].request_hash,
+            Some(sha256_b64url(b"not.a.signed.request"))
+        );
+        assert!(log.evidence("id-1").await.unwrap().is_empty());
+        assert_eq!(
+            log.evidence("id-2").await.unwrap()[0].request,
+            "signed.request"
+        );
     }
 
     #[tokio::test]

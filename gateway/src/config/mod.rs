@@ -216,9 +216,13 @@ pub struct AdminConfig {
     /// Identities (from client certificates of the federation CA) allowed its operations:
     /// metrics and cache purges.
     pub clients: Vec<MemberId>,
-    /// Identities allowed to read the audit log: tree heads, proofs, records, evidence.
+    /// Identities allowed to read the audit log: tree heads, proofs, records and hashes.
     #[serde(default)]
     pub auditors: Vec<MemberId>,
+    /// Those of `auditors` who may also read the evidence: the signed envelopes, which hold
+    /// the queries' personal data. Each must be on `auditors`.
+    #[serde(default)]
+    pub evidence_auditors: Vec<MemberId>,
     /// How many connections it holds open at once (at least 1); the per-address bound is
     /// the member listener's.
     #[serde(default = "default_admin_max_connections")]

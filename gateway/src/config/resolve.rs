@@ -244,13 +244,34 @@ fn member(
         .unwrap_or_else(|| audit_store::AuditConfig::for_member(&m.id));
     // The last signed tree head is pinned next to the member's signing key, away from the
     // audit store: whoever can rewrite the store should not also hold what catches it.
-    if audit.pinned_head.is_none() {
-        let pin = pki.member_dir(&m.id).join("audit-head.json");
-        audit.pinned_head = Some(pin.display().to_string());
+    // So are the keys that keep identifiers out of reach at rest: the HMAC secret of
+    // `subject` and the key that seals evidence.
+    let keys = pki.member_dir(&m.id);
+    for (file, name) in [
+        (&mut audit.pinned_head, "audit-head.json"),
+        (&mut audit.secret_file, "audit-subject.key"),
+        (&mut audit.evidence_key_file, "audit-evidence.key"),
+    ] {
+        if file.is_none() {
+            *file = Some(keys.join(name).display().to_string());
+        }
     }
     audit.check().map_err(|(field, reason)| {
         refuse.at(Rejection::OutOfRange, format!("{at}.audit.{field}"), reason)
     })?;
+    if let Some(admin) = &m.admin
+        && let Some((k, who)) = admin
+            .evidence_auditors
+            .iter()
+            .enumerate()
+            .find(|(_, who)| !admin.auditors.contains(who))
+    {
+        return Err(refuse.at(
+            Rejection::UnknownMember,
+            format!("{at}.admin.evidence_auditors[{k}]"),
+            format!("{who} is not on admin.auditors: evidence is granted only to an auditor"),
+        ));
+    }
     if let Some(admin) = &m.admin
         && !listens.insert(admin.listen)
     {

@@ -110,6 +110,8 @@ refused! {
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
     an_admin_listener_on_a_used_address_is_refused:
         [("127.0.0.1:7541", "127.0.0.1:7441")] => "members[0].admin.listen", "another listener", AddressInUse;
+    an_evidence_auditor_who_is_no_auditor_is_refused:
+        [("clients = [] }", "clients = [], auditors = [\"ID:GOV:KEMLU:AUDIT\"], evidence_auditors = [\"ID:GOV:KEMLU:OPS\"] }")] => "members[0].admin.evidence_auditors[0]", "not on admin.auditors", UnknownMember;
     a_malformed_subsystem_code_is_refused:
         [("[\"PEDULI-WNI\"]", "[\"peduli wni\"]")] => "members[0].subsystems[0]", "", NotAMemberId;
     a_provided_contract_not_in_the_catalog_is_refused:

@@ -51,7 +51,14 @@ pub async fn handle(
 ) -> Reply {
     let span =
         tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty);
-    let mut trail = Trail::new(&gw.audit, Role::Provider, &path);
+    // A path that names no contract of the catalog is not copied into the permanent record:
+    // the refusal is recorded against an empty contract reference.
+    let recorded_as = if gw.catalog.contains_key(&path) {
+        path.clone()
+    } else {
+        ContractRef::new("", "")
+    };
+    let mut trail = Trail::new(&gw.audit, Role::Provider, &recorded_as);
     trail.set_provider(&gw.member);
     if let Some(peer) = peer {
         trail.set_consumer(peer);
@@ -119,6 +126,9 @@ async fn run(
         Err(r) => return Err(refused(r)),
     };
     let (request, exchange_id) = verify_signature::read_request(&payload).map_err(refused)?;
+    if signer.is_some() {
+        trail.authenticated();
+    }
     let signer = signer.unwrap_or_else(|| request.iss.clone());
     // Only a verified request names its exchange, consumer and purpose in the record.
     trail.set_exchange_id(&request.id);

@@ -187,7 +187,7 @@ impl Federation {
     }
 
     /// A GET of `path` on `member`'s auditor face, with its `AUDIT` subsystem's certificate.
-    async fn audit_get(&self, member: &str, path: &str) -> Reply {
+    pub async fn audit_get(&self, member: &str, path: &str) -> Reply {
         let auditor = format!("{member}:AUDIT");
         self.admin_call(member, &auditor, http::Method::GET, path, Bytes::new())
             .await

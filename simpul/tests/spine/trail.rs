@@ -135,6 +135,96 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
     assert_eq!(records[0]["outcome"], "forbidden");
 }
 
+/// What a certified peer sends before anything of it is authenticated is not stored: an
+/// unsigned body is recorded by its hash alone, with no evidence, and a path that names no
+/// contract does not reach the permanent record.
+#[tokio::test]
+async fn nothing_unauthenticated_is_kept_beyond_its_hash() {
+    let f = Federation::start().await;
+    let before = f.all_records(DUKCAPIL).await.len();
+    let garbage = "x".repeat(4_000);
+    let unknown = format!("no.such.contract-{}", "z".repeat(60));
+    let r = f
+        .post_exchange(
+            KEMLU,
+            DUKCAPIL,
+            &unknown,
+            "application/jose",
+            garbage.clone(),
+        )
+        .await;
+    assert!(r.status.as_u16() >= 400, "{}", r.status);
+    let r = f
+        .post_exchange(
+            KEMLU,
+            DUKCAPIL,
+            "citizenship.status",
+            "application/jose",
+            garbage.clone(),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed");
+    let records = f.all_records(DUKCAPIL).await;
+    let new = &records[before..];
+    assert_eq!(new.len(), 2, "{new:?}");
+    for record in new {
+        assert_eq!(record["exchange_id"], "");
+        assert_eq!(
+            record["request_hash"],
+            json!(sha256_b64url(garbage.as_bytes()))
+        );
+        assert!(
+            !record.to_string().contains("no.such.contract"),
+            "the path text is in the record: {record}"
+        );
+    }
+    assert_eq!(new[0]["contract"], "");
+    assert_eq!(new[1]["contract"], "citizenship.status");
+    let evidence = f.audit_get(DUKCAPIL, "/audit/evidence?exchange_id=").await;
+    assert_eq!(
+        evidence.status, 404,
+        "no evidence of unauthenticated requests"
+    );
+}
+
+/// An auditor that is not also granted evidence reads records and proofs, and is refused
+/// the envelopes, which hold the queries' personal data.
+#[tokio::test]
+async fn evidence_is_served_only_to_auditors_granted_it() {
+    let f = Federation::start_with(Options {
+        edits: vec![(
+            ", evidence_auditors = [\"ID:GOV:DUKCAPIL:AUDIT\"]".into(),
+            String::new(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let answer = f.ask_citizenship().await;
+    let inclusion = format!("/audit/inclusion?exchange_id={}", answer.exchange_id);
+    let records = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::GET,
+            &inclusion,
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(records.status, 200);
+    let evidence = format!("/audit/evidence?exchange_id={}", answer.exchange_id);
+    let evidence = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::GET,
+            &evidence,
+            Bytes::new(),
+        )
+        .await;
+    let p = assert_problem(&evidence, 403, "forbidden");
+    assert!(p.detail.contains("evidence_auditors"), "{}", p.detail);
+}
+
 #[tokio::test]
 async fn no_personal_identifier_appears_in_clear_in_any_audit_store() {
     let f = Federation::start().await;
@@ -173,14 +263,47 @@ async fn no_personal_identifier_appears_in_clear_in_any_audit_store() {
         let bytes = std::fs::read(&path).unwrap();
         scanned += bytes.len();
         for nik in &niks {
-            assert!(
-                !bytes.windows(nik.len()).any(|w| w == nik.as_bytes()),
-                "{nik} in clear in {}",
-                path.display()
-            );
+            // In clear, or inside a JWS payload (base64url, at any of its three alignments).
+            for form in std::iter::once(nik.clone()).chain(base64url_forms(nik)) {
+                assert!(
+                    !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
+                    "{nik} (as `{form}`) in {}",
+                    path.display()
+                );
+            }
         }
     }
     assert!(scanned > 0, "no audit store found in {}", data.display());
+}
+
+/// The base64url characters that encode `text` wherever it sits in a longer encoded
+/// string: one run per alignment (0, 1 or 2 bytes before it), without the characters its
+/// neighbours share.
+fn base64url_forms(text: &str) -> Vec<String> {
+    (0..3)
+        .map(|pad| {
+            let mut bytes = vec![b'{'; pad];
+            bytes.extend_from_slice(text.as_bytes());
+            let encoded = contracts::canonical::b64url(&bytes);
+            let from = (pad * 4).div_ceil(3);
+            let to = (pad + text.len()) * 4 / 3;
+            encoded[from..to].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn base64url_forms_find_a_nik_inside_a_jws_payload() {
+    let nik = "3171011701900001";
+    for prefix in ["", "{", "{\"", "{\"nik\":\""] {
+        let payload = contracts::canonical::b64url(format!("{prefix}{nik}\"}}").as_bytes());
+        assert!(
+            base64url_forms(nik)
+                .iter()
+                .any(|f| payload.contains(f.as_str())),
+            "{prefix}: {payload}"
+        );
+    }
 }
 
 #[tokio::test]
