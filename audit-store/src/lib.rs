@@ -47,6 +47,8 @@ pub const MAX_RECORDS_PER_CALL: u64 = 10_000;
 /// Most records of one exchange id that proofs and evidence are given for (a gateway has
 /// one or two per id; `""`, the id of refusals before an id was read, can have many).
 pub const MAX_RECORDS_PER_EXCHANGE: u32 = 64;
+/// Most records [`AuditLog::subject_history`] returns for one person.
+pub const MAX_RECORDS_PER_SUBJECT: u32 = 1_000;
 /// How long one group commit may take before its appends are failed.
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
 /// How often old evidence is deleted.
@@ -700,6 +702,32 @@ impl AuditLog {
             tree_head: head,
             proofs,
         })
+    }
+
+    /// Every record of this log about one person — whose personal identifiers, in the
+    /// contract's `personal_data` order, are `personal` (for the demo's contracts, the NIK
+    /// alone) — oldest first, at most [`MAX_RECORDS_PER_SUBJECT`], each with an inclusion
+    /// proof against the returned head (signed now if the latest does not cover them).
+    /// What a member's data-protection officer answers a citizen with; the identifiers are
+    /// only hashed with this log's secret, never stored or returned.
+    pub async fn subject_history(
+        &self,
+        personal: &[Value],
+    ) -> Result<(Option<SignedTreeHead>, Vec<InclusionProof>), AuditError> {
+        let Some(subject) = self.subject(personal) else {
+            return Ok((None, Vec::new()));
+        };
+        let seqs = self
+            .inner
+            .store
+            .seqs_of_subject(&subject, MAX_RECORDS_PER_SUBJECT)
+            .await?;
+        if seqs.is_empty() {
+            return Ok((self.latest_tree_head().await?, Vec::new()));
+        }
+        let head = self.covering_head(&seqs).await?;
+        let proofs = self.proofs_for(&seqs, head.tree_size).await?;
+        Ok((Some(head), proofs))
     }
 
     /// A consistency proof that the tree of `second` leaves extends the tree of `first`

@@ -203,6 +203,8 @@ impl Dialect {
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
+                    ON simpul_audit_records (log, subject)",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
                     log TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,
                     PRIMARY KEY (log, node)) WITHOUT ROWID",
@@ -239,6 +241,8 @@ impl Dialect {
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
+                "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
+                    ON simpul_audit_records (log, subject)",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
                     log TEXT NOT NULL, node BIGINT NOT NULL, hash BYTEA NOT NULL,
                     PRIMARY KEY (log, node))",
@@ -292,6 +296,13 @@ impl Dialect {
 
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
      version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id";
+
+/// Which indexed column a seq lookup goes by.
+#[derive(Clone, Copy)]
+pub(crate) enum Lookup {
+    Exchange,
+    Subject,
+}
 
 /// One engine's pool and the log it holds.
 #[derive(Debug)]
@@ -489,7 +500,16 @@ impl Store {
         exchange_id: &str,
         limit: u32,
     ) -> Result<Vec<u64>, AuditError> {
-        dispatch!(self, b => b.seqs_of(exchange_id, limit).await)
+        dispatch!(self, b => b.seqs_where(Lookup::Exchange, exchange_id, limit).await)
+    }
+
+    /// Seqs of the records whose `subject` is `subject`, oldest first, at most `limit`.
+    pub(crate) async fn seqs_of_subject(
+        &self,
+        subject: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, AuditError> {
+        dispatch!(self, b => b.seqs_where(Lookup::Subject, subject, limit).await)
     }
 
     /// The evidence kept for `exchange_id`.
@@ -1120,22 +1140,34 @@ where
         Ok(out)
     }
 
-    async fn seqs_of(&self, exchange_id: &str, limit: u32) -> Result<Vec<u64>, AuditError> {
-        let rows = sqlx::query::<DB>(
-            "SELECT seq FROM simpul_audit_records WHERE log = $1 AND exchange_id = $2
-             ORDER BY seq LIMIT $3",
-        )
-        .bind(self.log.clone())
-        .bind(exchange_id.to_owned())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err("finding an exchange's records"))?;
+    async fn seqs_where(
+        &self,
+        by: Lookup,
+        value: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, AuditError> {
+        let (sql, op) = match by {
+            Lookup::Exchange => (
+                "SELECT seq FROM simpul_audit_records WHERE log = $1 AND exchange_id = $2
+                 ORDER BY seq LIMIT $3",
+                "finding an exchange's records",
+            ),
+            Lookup::Subject => (
+                "SELECT seq FROM simpul_audit_records WHERE log = $1 AND subject = $2
+                 ORDER BY seq LIMIT $3",
+                "finding a subject's records",
+            ),
+        };
+        let rows = sqlx::query::<DB>(sql)
+            .bind(self.log.clone())
+            .bind(value.to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err(op))?;
         rows.iter()
             .map(|r| {
-                let s: i64 = r
-                    .try_get(0)
-                    .map_err(self.err("finding an exchange's records"))?;
+                let s: i64 = r.try_get(0).map_err(self.err(op))?;
                 u64::try_from(s).map_err(|_| self.corrupt(None, "a negative seq"))
             })
             .collect()

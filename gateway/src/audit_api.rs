@@ -9,6 +9,7 @@
 //! | `GET /audit/inclusion?exchange_id=ID[&tree_size=N]` | an inclusion proof for each record of the exchange |
 //! | `GET /audit/consistency?first=A&second=B` | a consistency proof between two tree sizes |
 //! | `GET /audit/records?from=A&to=B` | records `A..B` (at most 10,000) |
+//! | `POST /audit/subject` `{"nik": "…"}` | every record about one person, each with an inclusion proof, and the head they are against |
 //! | `GET /audit/evidence?exchange_id=ID` | the signed envelopes kept for the exchange (`evidence_auditors` only) |
 
 use contracts::{Problem, ProblemCode};
@@ -46,6 +47,41 @@ fn head_json(h: &SignedTreeHead) -> Value {
     json!({"tree_size": h.tree_size, "root_hash": h.root_hash, "timestamp": h.timestamp, "jws": h.jws})
 }
 
+/// `POST /audit/subject`: the NIK travels in the body (never in a URL, which ends up in
+/// logs), is only hashed with the log's secret, and is not echoed.
+async fn subject(gw: &Gateway, req: Request<Incoming>) -> Result<Value, Problem> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        nik: String,
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = crate::http::read_body(&parts.headers, body, 1024).await?;
+    let asked: Asked = serde_json::from_slice(&bytes).map_err(|e| {
+        Problem::new(
+            ProblemCode::Malformed,
+            format!("body must be {{\"nik\": \"<16 digits>\"}}: {e}"),
+        )
+    })?;
+    if asked.nik.len() != 16 || !asked.nik.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Problem::new(
+            ProblemCode::Malformed,
+            "`nik` must be 16 digits",
+        ));
+    }
+    let (head, proofs) = gw
+        .audit
+        .subject_history(&[Value::String(asked.nik)])
+        .await
+        .map_err(failed)?;
+    Ok(json!({
+        "tree_head": head.as_ref().map(head_json),
+        "proofs": proofs.iter().map(|p| json!({
+            "seq": p.seq, "tree_size": p.tree_size, "leaf_hash": p.leaf_hash, "path": p.path, "record": p.record,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 fn failed(e: AuditError) -> Problem {
     tracing::warn!(error = %e, "audit query failed");
     Problem::new(ProblemCode::Internal, format!("audit log: {e}"))
@@ -65,6 +101,9 @@ async fn answer(
     may_read_evidence: bool,
 ) -> Result<Value, Problem> {
     let query = req.uri().query().unwrap_or("").to_owned();
+    if req.method() == Method::POST && req.uri().path() == "/audit/subject" {
+        return subject(gw, req).await;
+    }
     let log = &gw.audit;
     match (req.method().clone(), req.uri().path()) {
         (Method::GET, "/audit/tree-head") => {

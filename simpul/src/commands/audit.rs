@@ -58,6 +58,26 @@ pub enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Every exchange at a member's gateway that touched one person's data (a citizen's
+    /// request to the member's data-protection officer): consumer, contract, purpose, time
+    /// and outcome of each, its inclusion proof checked against a tree head verified with
+    /// the member's public key. Asked through the member's auditor face, as an auditor
+    /// identity; the NIK is only hashed there, with the log's secret. Exit 1 if a proof fails.
+    Subject {
+        /// The member whose log to search.
+        #[arg(long)]
+        member: MemberId,
+        /// The person's NIK (16 digits).
+        #[arg(long)]
+        nik: String,
+        /// The auditor identity whose client certificate to use (default: the member's first
+        /// `admin.auditors`).
+        #[arg(long = "as")]
+        as_auditor: Option<MemberId>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
     CheckProof {
         /// The proof bundle file.
@@ -94,7 +114,8 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
             let config = load_config(config_path)?;
             let log = open_audit_log(&config, &member).await?;
             let covered = log.latest_tree_head().await?.map_or(0, |h| h.tree_size);
-            if covered < log.tree_size() || log.tree_size() == 0 {
+            // A tampered log is exported as it is, to be examined; it signs nothing.
+            if log.tampered().is_none() && (covered < log.tree_size() || log.tree_size() == 0) {
                 log.sign_tree_head().await?;
             }
             match &out {
@@ -111,6 +132,15 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
                 None => log.export(&mut std::io::stdout()).await?,
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Subject {
+            member,
+            nik,
+            as_auditor,
+            json,
+        } => {
+            let config = load_config(config_path)?;
+            audit_subject(&config, &member, &nik, as_auditor, json).await
         }
         AuditCommand::Verify {
             export,
@@ -424,4 +454,123 @@ fn format_ms(ms: i64) -> String {
         rem / 1000 % 60,
         rem % 1000
     )
+}
+
+/// `simpul audit subject`: asks the member's auditor face, then checks every proof here.
+async fn audit_subject(
+    config: &Config,
+    member: &MemberId,
+    nik: &str,
+    as_auditor: Option<MemberId>,
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let mc = config.member(member).ok_or_else(|| {
+        CliError::Usage(format!(
+            "--member {member}: not a member in {}",
+            config.source
+        ))
+    })?;
+    let admin = mc.admin.as_ref().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{member} has no admin listener in {} (members.admin)",
+            config.source
+        ))
+    })?;
+    let identity = as_auditor
+        .or_else(|| admin.auditors.first().cloned())
+        .ok_or_else(|| CliError::Usage(format!("{member}'s admin.auditors is empty: pass --as")))?;
+    let layout = &config.federation.pki;
+    let key = read_verifying_key(&layout.signing_jwk(member))?;
+    let ca = gateway::tls::load_certs(&layout.ca_cert())?;
+    let client = gateway::client::PeerClient::from_files(
+        &ca,
+        &layout.client_cert(&identity),
+        &layout.client_key(&identity),
+        member.clone(),
+        64 << 20,
+    )?;
+    let body = serde_json::to_vec(&serde_json::json!({ "nik": nik }))
+        .map_err(|e| CliError::Process(format!("subject request: {e}")))?;
+    let url = format!("https://localhost:{}/audit/subject", admin.listen.port());
+    let reply = super::post_json(&client, url, body, std::time::Duration::from_secs(30)).await?;
+    if !reply.status.is_success() {
+        eprintln!("simpul: {}", String::from_utf8_lossy(&reply.body));
+        return Ok(super::exit_code(&reply));
+    }
+    #[derive(serde::Deserialize)]
+    struct History {
+        tree_head: Option<SignedTreeHead>,
+        proofs: Vec<audit::InclusionProof>,
+    }
+    let history: History = serde_json::from_slice(&reply.body).map_err(|e| {
+        CliError::Process(format!("{member}'s answer is not a subject history: {e}"))
+    })?;
+    // Nothing is taken on the gateway's word: the head must verify with the member's key and
+    // each record must be in the tree it signs.
+    let mut failures = Vec::new();
+    let root = match &history.tree_head {
+        Some(head) => match audit::verify_tree_head(head, &key) {
+            Ok((_, root)) => Some(root),
+            Err(e) => {
+                failures.push(format!("the tree head does not verify: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    for p in &history.proofs {
+        let checked = match &root {
+            Some(root) => audit::check_inclusion_proof(p, root).map_err(|e| e.to_string()),
+            None => Err("no verified tree head".to_owned()),
+        };
+        if let Err(e) = checked {
+            failures.push(format!("seq {}: {e}", p.seq));
+        }
+    }
+    if json {
+        print_json(&serde_json::json!({
+            "ok": failures.is_empty(),
+            "tree_head": history.tree_head,
+            "records": history.proofs.iter().map(|p| &p.record).collect::<Vec<_>>(),
+            "failures": failures,
+        }))?;
+    } else {
+        println!(
+            "{member}: {} exchange record(s) about this person{}",
+            history.proofs.len(),
+            history
+                .tree_head
+                .as_ref()
+                .map(|h| format!(
+                    ", proven against the tree head of size {} signed by {}",
+                    h.tree_size,
+                    key.kid()
+                ))
+                .unwrap_or_default()
+        );
+        for p in &history.proofs {
+            let r = &p.record;
+            println!(
+                "  seq {:<6} {} {:<8} {} -> {}  {} v{}  purpose {}  {}  exchange {}",
+                r.seq,
+                r.ts,
+                r.role.as_str(),
+                r.consumer,
+                r.provider,
+                r.contract,
+                r.version,
+                r.purpose,
+                r.outcome,
+                r.exchange_id
+            );
+        }
+        for f in &failures {
+            println!("  FAILED: {f}");
+        }
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -46,6 +46,8 @@ pub struct Options {
 pub struct Federation {
     /// The federation's files, removed when the test ends.
     _dir: tempfile::TempDir,
+    /// The federation's config.toml, written for the CLI to use.
+    pub config_file: std::path::PathBuf,
     pub config: Config,
     pub manifest: Manifest,
     pub cas: Vec<CertificateDer<'static>>,
@@ -104,6 +106,8 @@ impl Federation {
             );
             text = text.replacen(old.as_str(), new, 1);
         }
+        let config_file = dir.path().join("config.toml");
+        std::fs::write(&config_file, &text).unwrap();
         let config = Config::parse(&text, "test config.toml", dir.path()).unwrap();
         let plan = demo::DemoPlan::from_config(&config).unwrap();
         let population = plan.population();
@@ -141,6 +145,7 @@ impl Federation {
         let cas = gateway::tls::certs_from_pem(&manifest.doc().ca).unwrap();
         Federation {
             _dir: dir,
+            config_file,
             config,
             manifest,
             cas,

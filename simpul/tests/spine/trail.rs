@@ -187,6 +187,83 @@ async fn nothing_unauthenticated_is_kept_beyond_its_hash() {
     );
 }
 
+/// A citizen's history: `simpul audit subject --nik` through Dukcapil's auditor face finds
+/// exactly the exchanges about that NIK among others', each proven against a verified head,
+/// and the NIK reaches no record.
+#[tokio::test]
+async fn the_subject_lookup_finds_exactly_one_persons_exchanges() {
+    let f = Federation::start().await;
+    let mine = f.population.sample_in_all_four().to_owned();
+    let other = f.population.sample_dukcapil_only().to_owned();
+    let mut my_exchanges = Vec::new();
+    for nik in [&mine, &other, &mine, &other, &other] {
+        let r = f
+            .local_query(
+                PEDULI,
+                KEMLU,
+                "person.protection-profile",
+                citizen_protection(nik),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        if nik == &mine {
+            let answer: Value = serde_json::from_slice(&r.body).unwrap();
+            my_exchanges.push(
+                answer["parts"]["citizenship"]["exchange_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    let config = f.config_file.display().to_string();
+    let nik = mine.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+            .args([
+                "--config", &config, "audit", "subject", "--member", DUKCAPIL, "--nik", &nik,
+                "--json",
+            ])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let history: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(history["ok"], true, "{history}");
+    let found: Vec<&str> = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["exchange_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, my_exchanges, "{history}");
+    for r in history["records"].as_array().unwrap() {
+        assert_eq!(r["contract"], "citizenship.status");
+        assert_eq!(r["consumer"], KEMLU);
+        assert_eq!(r["purpose"], "citizen-protection");
+    }
+    assert!(!stdout.contains(mine.as_str()), "the NIK is echoed");
+    // A malformed NIK is refused by the auditor face.
+    let bad = f
+        .admin_call(
+            DUKCAPIL,
+            DUKCAPIL_AUDIT,
+            http::Method::POST,
+            "/audit/subject",
+            Bytes::from_static(b"{\"nik\": \"12\"}"),
+        )
+        .await;
+    assert_problem(&bad, 400, "malformed");
+}
+
 /// An auditor that is not also granted evidence reads records and proofs, and is refused
 /// the envelopes, which hold the queries' personal data.
 #[tokio::test]
