@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use pin::PinFile;
 use seal::{EvidenceKey, Side};
+pub use store::{Fork, Witnessed};
 use store::{Store, StoreTarget};
 
 /// Most records [`AuditLog::records`] returns per call.
@@ -83,6 +84,10 @@ pub struct AuditConfig {
     /// signing key). Without it the kept envelopes cannot be read; replicas sharing a
     /// PostgreSQL log must share it.
     pub evidence_key_file: Option<String>,
+    /// Whether exchanges with a partner whose log this gateway caught forked are refused
+    /// (409 `log-forked`, PROTOCOL.md §5.4); default true. Off, the fork is still kept as
+    /// evidence, logged and counted, and exchanges go on.
+    pub refuse_forked_partners: bool,
 }
 
 impl Default for AuditConfig {
@@ -95,6 +100,7 @@ impl Default for AuditConfig {
             batch_max: 256,
             pinned_head: None,
             evidence_key_file: None,
+            refuse_forked_partners: true,
         }
     }
 }
@@ -294,6 +300,9 @@ struct Inner {
     pinned: tokio::sync::Mutex<Option<SignedTreeHead>>,
     /// Set, once and for good, when the store is found rewritten or cut back.
     tampered: Arc<Tampered>,
+    /// The compact JWS of the newest head this process signed or found, which every
+    /// exchange carries to the partner (PROTOCOL.md §5.4).
+    newest_jws: std::sync::RwLock<Option<Arc<str>>>,
 }
 
 /// The log's integrity verdict, shared with the writer: once the store is found altered,
@@ -438,6 +447,7 @@ impl AuditLog {
         }
         let pin = PinFile::new(pin_path);
         let pinned = pin.load()?;
+        let newest = store.latest_tree_head().await?.map(|h| Arc::from(h.jws));
         let inner = Arc::new(Inner {
             log: member.clone(),
             store: store.clone(),
@@ -449,6 +459,7 @@ impl AuditLog {
             pin,
             pinned: tokio::sync::Mutex::new(pinned),
             tampered: Arc::default(),
+            newest_jws: std::sync::RwLock::new(newest),
         });
         let log = AuditLog { inner };
         if let Err(reason) = log.check_heads(&frontier).await? {
@@ -587,6 +598,15 @@ impl AuditLog {
         Some(b64url(hmac::sign(&self.inner.secret, &bytes).as_ref()))
     }
 
+    /// HMAC of an end user's id as a member system named it (PROTOCOL.md §4.2): over the
+    /// JCS form of `{"user": id}`, so it never equals the subject of a query whose personal
+    /// data is the same string.
+    pub fn user(&self, id: &str) -> String {
+        let bytes = canonical_json(&serde_json::json!({ "user": id }))
+            .unwrap_or_else(|_| format!("{{\"user\":{id:?}}}").into_bytes());
+        b64url(hmac::sign(&self.inner.secret, &bytes).as_ref())
+    }
+
     /// Appends one record (and its evidence, if any) and returns it, with its `seq` and
     /// `ts`, only once it is durable: concurrent appends share one transaction and one
     /// sync. `Err` means NOT durable — the caller fails the exchange closed (503). (When a
@@ -627,28 +647,83 @@ impl AuditLog {
         let inner = &self.inner;
         inner.tampered.check(inner.store.label())?;
         let mut pinned = inner.pinned.lock().await;
-        let (size, root) = inner.store.state().await?;
-        let mut timestamp = now_ms();
-        if let Some(pin) = pinned.as_ref() {
-            let pin_root = merkle::decode_hash(&pin.root_hash).ok_or_else(|| AuditError::Pin {
-                path: inner.pin.path().to_owned(),
-                reason: "root_hash is not a base64url SHA-256".into(),
-            })?;
-            let what = format!("the pinned head ({})", inner.pin.path().display());
-            if let Err(reason) = inner
-                .store
-                .extends(pin.tree_size, &pin_root, size, &root, &what)
-                .await?
-            {
-                return Err(inner.tampered.mark(&inner.log, inner.store.label(), reason));
+        // Another replica may store a head of a larger tree between this one reading the
+        // state and taking the lock: then the state is read again.
+        for _ in 0..3 {
+            let (size, root) = inner.store.state().await?;
+            let mut floor = i64::MIN;
+            if let Some(pin) = pinned.as_ref() {
+                let pin_root =
+                    merkle::decode_hash(&pin.root_hash).ok_or_else(|| AuditError::Pin {
+                        path: inner.pin.path().to_owned(),
+                        reason: "root_hash is not a base64url SHA-256".into(),
+                    })?;
+                let what = format!("the pinned head ({})", inner.pin.path().display());
+                if let Err(reason) = inner
+                    .store
+                    .extends(pin.tree_size, &pin_root, size, &root, &what)
+                    .await?
+                {
+                    return Err(inner.tampered.mark(&inner.log, inner.store.label(), reason));
+                }
+                floor = pin.timestamp;
             }
-            timestamp = timestamp.max(pin.timestamp);
+            let signed = inner
+                .store
+                .insert_tree_head(size, |stored| {
+                    let timestamp = now_ms().max(stored).max(floor);
+                    Ok(tree_head::sign_tree_head(
+                        &inner.key, size, &root, timestamp,
+                    )?)
+                })
+                .await?;
+            if let Some(head) = signed {
+                inner.pin.store(&head)?;
+                *pinned = Some(head.clone());
+                if let Ok(mut newest) = inner.newest_jws.write() {
+                    *newest = Some(Arc::from(head.jws.as_str()));
+                }
+                return Ok(head);
+            }
         }
-        let head = tree_head::sign_tree_head(&inner.key, size, &root, timestamp)?;
-        inner.store.insert_tree_head(&head).await?;
-        inner.pin.store(&head)?;
-        *pinned = Some(head.clone());
-        Ok(head)
+        // Replicas keep signing larger trees: theirs is the newest head.
+        self.latest_tree_head()
+            .await?
+            .ok_or_else(|| AuditError::Corrupt {
+                store: inner.store.label().to_owned(),
+                seq: None,
+                reason: "a larger tree head was stored, and is gone".into(),
+            })
+    }
+
+    /// The compact JWS of the newest tree head this process signed (or found in the store
+    /// at open), which every exchange carries to the partner; `None` before the first.
+    pub fn newest_head_jws(&self) -> Option<Arc<str>> {
+        self.inner
+            .newest_jws
+            .read()
+            .ok()
+            .and_then(|newest| newest.clone())
+    }
+
+    /// The newest head held from each partner (PROTOCOL.md §5.4).
+    pub async fn witnessed(&self) -> Result<Vec<Witnessed>, AuditError> {
+        self.inner.store.witnessed().await
+    }
+
+    /// Keeps `head` as the newest held from its member.
+    pub async fn keep_witnessed(&self, witnessed: &Witnessed) -> Result<(), AuditError> {
+        self.inner.store.keep_witnessed(witnessed).await
+    }
+
+    /// Every fork caught so far, oldest first.
+    pub async fn forks(&self) -> Result<Vec<Fork>, AuditError> {
+        self.inner.store.forks().await
+    }
+
+    /// Keeps the evidence of a fork.
+    pub async fn record_fork(&self, fork: &Fork) -> Result<(), AuditError> {
+        self.inner.store.record_fork(fork).await
     }
 
     /// The head of the largest tree signed so far (the newest of those), if any.

@@ -199,7 +199,7 @@ impl Dialect {
                     provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
-                    lookup_id TEXT,
+                    lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
@@ -235,10 +235,13 @@ impl Dialect {
                     provider TEXT NOT NULL, contract TEXT NOT NULL, version TEXT NOT NULL,
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
-                    lookup_id TEXT,
+                    lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     PRIMARY KEY (log, seq))",
-                // Stores made before records had `lookup_id`.
+                // Stores made before records had these columns.
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS peer TEXT",
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS subsystem TEXT",
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS end_user TEXT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
@@ -295,7 +298,12 @@ impl Dialect {
 }
 
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
-     version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id";
+     version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id, \
+     peer, subsystem, end_user";
+
+/// Columns of the records table added after its first version, in the order they were added:
+/// a store made before one of them gains it when opened.
+const LATER_RECORD_COLUMNS: [&str; 4] = ["lookup_id", "peer", "subsystem", "end_user"];
 
 /// Which indexed column a seq lookup goes by.
 #[derive(Clone, Copy)]
@@ -341,6 +349,9 @@ macro_rules! dispatch {
         }
     };
 }
+
+mod witness;
+pub use witness::{Fork, Witnessed};
 
 impl Store {
     /// Connects, creates the tables if missing and the log's state row.
@@ -464,8 +475,18 @@ impl Store {
     }
 
     /// Stores a signed tree head.
-    pub(crate) async fn insert_tree_head(&self, head: &SignedTreeHead) -> Result<(), AuditError> {
-        dispatch!(self, b => b.insert_tree_head(head).await)
+    /// Stores a head of the tree of `size`, made by `sign` with a timestamp of at least the
+    /// `floor` it is given: the newest timestamp of any stored head. Every writer of the
+    /// log (the replicas sharing it) stores heads under the state row's lock, so heads'
+    /// timestamps never go back as their trees grow, across replicas too. `None`, and
+    /// nothing stored, when a head of a larger tree is stored already: the caller's state is
+    /// behind it.
+    pub(crate) async fn insert_tree_head(
+        &self,
+        size: u64,
+        sign: impl FnOnce(i64) -> Result<SignedTreeHead, AuditError>,
+    ) -> Result<Option<SignedTreeHead>, AuditError> {
+        dispatch!(self, b => b.insert_tree_head(size, sign).await)
     }
 
     /// The head of the largest tree size (the newest of those).
@@ -543,6 +564,7 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> Option<Vec<u8>>: Decode<'q, DB>,
+    for<'q> Option<i64>: Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> AuditError + '_ {
@@ -585,30 +607,35 @@ where
         // Immediate for SQLite: the set-up reads the records table's columns, then may write.
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
-        for ddl in self.dialect.ddl() {
+        for ddl in self.dialect.ddl().iter().chain(&witness::DDL) {
             sqlx::query::<DB>(*ddl)
                 .execute(&mut *tx)
                 .await
                 .map_err(self.err("creating tables"))?;
         }
         if self.dialect == Dialect::Sqlite {
-            // Stores made before records had `lookup_id` (SQLite has no ADD COLUMN IF NOT
-            // EXISTS).
-            let row = sqlx::query::<DB>(
-                "SELECT COUNT(*) FROM pragma_table_info('simpul_audit_records') \
-                 WHERE name = 'lookup_id'",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(self.err("reading the records table"))?;
-            let has: i64 = row
-                .try_get(0)
+            // Stores made before records had the later columns (SQLite has no ADD COLUMN IF
+            // NOT EXISTS).
+            for column in LATER_RECORD_COLUMNS {
+                let row = sqlx::query::<DB>(
+                    "SELECT COUNT(*) FROM pragma_table_info('simpul_audit_records') \
+                     WHERE name = $1",
+                )
+                .bind(column.to_owned())
+                .fetch_one(&mut *tx)
+                .await
                 .map_err(self.err("reading the records table"))?;
-            if has == 0 {
-                sqlx::query::<DB>("ALTER TABLE simpul_audit_records ADD COLUMN lookup_id TEXT")
+                let has: i64 = row
+                    .try_get(0)
+                    .map_err(self.err("reading the records table"))?;
+                if has == 0 {
+                    sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
+                        "ALTER TABLE simpul_audit_records ADD COLUMN {column} TEXT"
+                    )))
                     .execute(&mut *tx)
                     .await
-                    .map_err(self.err("adding lookup_id to the records table"))?;
+                    .map_err(self.err("adding a column to the records table"))?;
+                }
             }
         }
         sqlx::query::<DB>(
@@ -962,7 +989,10 @@ where
                     .push_bind(r.outcome.clone())
                     .push_bind(to_i64(r.latency_us))
                     .push_bind(r.subject.clone())
-                    .push_bind(r.lookup_id.clone());
+                    .push_bind(r.lookup_id.clone())
+                    .push_bind(r.peer.clone())
+                    .push_bind(r.subsystem.clone())
+                    .push_bind(r.user.clone());
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -1020,7 +1050,34 @@ where
         Ok(records)
     }
 
-    async fn insert_tree_head(&self, head: &SignedTreeHead) -> Result<(), AuditError> {
+    async fn insert_tree_head(
+        &self,
+        size: u64,
+        sign: impl FnOnce(i64) -> Result<SignedTreeHead, AuditError>,
+    ) -> Result<Option<SignedTreeHead>, AuditError> {
+        let e = self.err("storing a tree head");
+        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write(&mut conn).await?;
+        sqlx::query::<DB>(self.dialect.lock_state())
+            .bind(self.log.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(&e)?;
+        let row = sqlx::query::<DB>(
+            "SELECT MAX(tree_size), MAX(signed_at) FROM simpul_audit_tree_heads WHERE log = $1",
+        )
+        .bind(self.log.clone())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&e)?;
+        let largest: Option<i64> = row.try_get(0).map_err(&e)?;
+        let newest: Option<i64> = row.try_get(1).map_err(&e)?;
+        if largest.is_some_and(|l| l > to_i64(size)) {
+            tx.rollback().await.map_err(&e)?;
+            conn.committed();
+            return Ok(None);
+        }
+        let head = sign(newest.unwrap_or(i64::MIN))?;
         sqlx::query::<DB>(
             "INSERT INTO simpul_audit_tree_heads (log, tree_size, signed_at, root_hash, jws)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -1030,16 +1087,23 @@ where
         .bind(head.timestamp)
         .bind(head.root_hash.clone())
         .bind(head.jws.clone())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(self.err("storing a tree head"))?;
-        Ok(())
+        .map_err(&e)?;
+        tx.commit().await.map_err(&e)?;
+        conn.committed();
+        Ok(Some(head))
     }
 
     fn tree_head_of(&self, row: &DB::Row) -> Result<SignedTreeHead, AuditError> {
         let e = self.err("reading tree heads");
         let size: i64 = row.try_get(0).map_err(&e)?;
+        // The store keeps the JWS; the origin beside it is this store's: its log key is the
+        // member id, and it holds the log of exchanges. A head copied in from elsewhere
+        // names another origin in what it signs and fails verification.
         Ok(SignedTreeHead {
+            member: self.log.clone(),
+            log: audit::EXCHANGE_LOG.to_owned(),
             tree_size: u64::try_from(size)
                 .map_err(|_| self.corrupt(None, "a tree head has a negative size"))?,
             timestamp: row.try_get(1).map_err(&e)?,
@@ -1109,6 +1173,9 @@ where
                 .map_err(|_| self.corrupt(Some(seq), "a negative latency"))?,
             subject: row.try_get(13).map_err(&e)?,
             lookup_id: row.try_get(14).map_err(&e)?,
+            peer: row.try_get(15).map_err(&e)?,
+            subsystem: row.try_get(16).map_err(&e)?,
+            user: row.try_get(17).map_err(&e)?,
         })
     }
 
@@ -1119,7 +1186,7 @@ where
     ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
         let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
                    r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
-                   r.latency_us, r.subject, r.lookup_id, n.hash \
+                   r.latency_us, r.subject, r.lookup_id, r.peer, r.subsystem, r.end_user, n.hash \
                    FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
                    ON n.log = r.log AND n.node = 2 * r.seq \
                    WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
@@ -1133,7 +1200,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = self.record_of(row)?;
-            let leaf: Option<Vec<u8>> = row.try_get(15).map_err(self.err("reading records"))?;
+            let leaf: Option<Vec<u8>> = row.try_get(18).map_err(self.err("reading records"))?;
             let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
             out.push((record, leaf));
         }

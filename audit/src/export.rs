@@ -2,7 +2,7 @@
 //! and `audit reconcile` read.
 //!
 //! ```text
-//! {"type":"header","format":"simpul-audit-export/1","log":"ID:GOV:X","exported_at":…,"tree_size":N}
+//! {"type":"header","format":"simpul-audit-export/2","log":"ID:GOV:X","exported_at":…,"tree_size":N}
 //! {"type":"tree_head","tree_size":0,…}                       heads of size 0, if any
 //! {"type":"record","record":{"seq":0,…},"leaf_hash":"…"}
 //! {"type":"tree_head","tree_size":1,"root_hash":"…","timestamp":…,"jws":"…"}
@@ -21,7 +21,7 @@ use crate::record::AuditRecord;
 use crate::tree_head::SignedTreeHead;
 
 /// `format` of an export's header.
-pub const EXPORT_FORMAT: &str = "simpul-audit-export/1";
+pub const EXPORT_FORMAT: &str = "simpul-audit-export/2";
 
 /// Longest export line a reader accepts (a record is well under 2 KiB).
 pub const MAX_LINE: usize = 1 << 20;

@@ -21,7 +21,9 @@ pub use proof::{
 };
 pub use reconcile::{Disagreement, ReconcileError, ReconcileReport, reconcile};
 pub use record::{AuditRecord, NewRecord, Role, StoredEvidence};
-pub use tree_head::{SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, verify_tree_head};
+pub use tree_head::{
+    EXCHANGE_LOG, SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, kid_member, verify_tree_head,
+};
 pub use verify::{
     VerifyFailure, VerifyFailureKind, VerifyReport, verify_export, verify_export_against,
 };

@@ -11,7 +11,7 @@ use crate::record::AuditRecord;
 use crate::tree_head::{SignedTreeHead, TreeHeadError, verify_tree_head};
 
 /// `format` of a proof bundle.
-pub const PROOF_FORMAT: &str = "simpul-audit-proof/1";
+pub const PROOF_FORMAT: &str = "simpul-audit-proof/2";
 
 /// That a record is leaf `seq` of the tree of `tree_size` leaves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,7 +173,7 @@ pub fn check_proof_bundle(
             bundle.format
         )));
     }
-    let key_member = key.kid().split_once('#').map_or(key.kid(), |(m, _)| m);
+    let key_member = crate::tree_head::kid_member(key.kid());
     if key_member != bundle.log {
         return Err(ProofFailure::WrongLog {
             bundle: bundle.log.clone(),

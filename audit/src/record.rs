@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
 /// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
-/// present in its JSON form (`null` for an absent option) but `lookup_id`, which is left out
-/// when absent, so the canonical bytes are fixed by the values alone.
+/// present in its JSON form (`null` for an absent option) but the later ones (`lookup_id`,
+/// `peer`, `subsystem`, `user`), which are left out when absent, so the canonical bytes are
+/// fixed by the values alone and records written before a field existed hash as they did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -44,6 +45,21 @@ pub struct AuditRecord {
     /// record without it has the same canonical bytes as before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup_id: Option<String>,
+    /// The identity the other side authenticated with over TLS (PROTOCOL.md §1.1): on the
+    /// provider, the consumer gateway's client certificate, whatever the request claims; on
+    /// the consumer, the provider gateway's server certificate, once it answered. Absent when
+    /// no connection was authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// On the consumer, the member system that asked through the local face. Absent on the
+    /// provider and on refusals before the caller was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subsystem: Option<String>,
+    /// On the consumer, the end user the member system named (PROTOCOL.md §4.2), as a
+    /// base64url HMAC-SHA256 under the log's secret — never in clear. Absent when none was
+    /// named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The side of an exchange a record was written by.
@@ -104,6 +120,12 @@ pub struct NewRecord {
     pub subject: Option<String>,
     /// See [`AuditRecord::lookup_id`].
     pub lookup_id: Option<String>,
+    /// See [`AuditRecord::peer`].
+    pub peer: Option<String>,
+    /// See [`AuditRecord::subsystem`].
+    pub subsystem: Option<String>,
+    /// See [`AuditRecord::user`].
+    pub user: Option<String>,
 }
 
 impl NewRecord {
@@ -125,6 +147,9 @@ impl NewRecord {
             latency_us: self.latency_us,
             subject: self.subject,
             lookup_id: self.lookup_id,
+            peer: self.peer,
+            subsystem: self.subsystem,
+            user: self.user,
         }
     }
 }

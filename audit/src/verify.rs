@@ -96,6 +96,21 @@ pub enum VerifyFailureKind {
         /// Why.
         reason: String,
     },
+    /// A head of a larger tree is stamped earlier than a head of a smaller one: a gateway
+    /// never signs so (PROTOCOL.md §5.2), so the heads were not all signed by it in order.
+    #[error(
+        "the tree head of size {tree_size} is stamped {timestamp}, before the head of size {earlier_size} ({earlier_timestamp}): heads' timestamps may not go back as the tree grows"
+    )]
+    TimeGoesBack {
+        /// The larger head's size.
+        tree_size: u64,
+        /// Its timestamp.
+        timestamp: i64,
+        /// The smaller head's size.
+        earlier_size: u64,
+        /// Its, later, timestamp.
+        earlier_timestamp: i64,
+    },
     /// The records do not hash to a signed root: a record was altered.
     #[error("the records do not hash to the signed root of tree size {tree_size}; {}", if *exact {
         "the altered record is the one that no longer matches its stored leaf hash".to_owned()
@@ -177,6 +192,8 @@ struct Pass<'k> {
     verified_root: Option<Hash>,
     /// Heads ahead of the records they cover, by size.
     pending: BTreeMap<u64, Vec<(u64, Hash)>>,
+    /// The latest-stamped head so far: its size and timestamp.
+    latest_stamp: Option<(u64, i64)>,
 }
 
 impl Pass<'_> {
@@ -244,6 +261,26 @@ impl Pass<'_> {
         self.tree_heads += 1;
         let count = self.recomputed.size();
         let size = payload.tree_size;
+        if let Some((earlier_size, earlier_timestamp)) = self.latest_stamp
+            && size > earlier_size
+            && payload.timestamp < earlier_timestamp
+        {
+            return Err(self.fail(
+                None,
+                VerifyFailureKind::TimeGoesBack {
+                    tree_size: size,
+                    timestamp: payload.timestamp,
+                    earlier_size,
+                    earlier_timestamp,
+                },
+            ));
+        }
+        if self
+            .latest_stamp
+            .is_none_or(|(_, stamp)| payload.timestamp >= stamp)
+        {
+            self.latest_stamp = Some((size, payload.timestamp));
+        }
         if size < count {
             return Err(self.malformed(format!(
                 "the tree head of size {size} comes after record {} (heads follow the record that completes their tree)",
@@ -334,6 +371,7 @@ pub fn verify_export_against(
         verified_size: 0,
         verified_root: None,
         pending: BTreeMap::new(),
+        latest_stamp: None,
     };
     for head in kept {
         let (payload, root) = verify_tree_head(head, key).map_err(|e| {
@@ -354,7 +392,7 @@ pub fn verify_export_against(
                 .push((0, root));
         }
     }
-    let key_member = key.kid().split_once('#').map_or(key.kid(), |(m, _)| m);
+    let key_member = crate::tree_head::kid_member(key.kid());
     let mut buf = Vec::new();
     loop {
         let more = read_line(&mut reader, &mut buf)

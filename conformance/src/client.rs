@@ -348,12 +348,27 @@ impl Connection {
         content_type: Option<&str>,
         body: Body,
     ) -> Result<Reply, ClientError> {
+        self.send_with(method, path, content_type, &[], body).await
+    }
+
+    /// [`Connection::send`] with further request headers.
+    pub async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Result<Reply, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority);
         if let Some(ct) = content_type {
             request = request.header(hyper::header::CONTENT_TYPE, ct);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(body)

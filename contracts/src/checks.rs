@@ -17,7 +17,7 @@ pub struct CheckSpec {
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 13] = [
+pub const CHECKS: [CheckSpec; 14] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
@@ -42,6 +42,11 @@ pub const CHECKS: [CheckSpec; 13] = [
         name: "identity",
         code: Some(ProblemCode::IdentityMismatch),
         rows: "16-18",
+    },
+    CheckSpec {
+        name: "tree-head",
+        code: Some(ProblemCode::BadTreeHead),
+        rows: "18a",
     },
     CheckSpec {
         name: "audience",

@@ -61,6 +61,11 @@ pub const REQUEST_TYP: &str = "simpul-request+jws";
 pub const ANSWER_TYP: &str = "simpul-response+jws";
 /// Media type of a JWS body.
 pub const JOSE_MEDIA_TYPE: &str = "application/jose";
+/// `typ` of a signed tree head (PROTOCOL.md §5.2).
+pub const TREE_HEAD_TYP: &str = "simpul-tree-head+jws";
+/// The header in which requests and answers carry their sender's newest signed tree head
+/// (PROTOCOL.md §5.4).
+pub const TREE_HEAD_HEADER: &str = "simpul-tree-head";
 /// Media type of a problem.
 pub const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
 

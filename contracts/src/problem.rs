@@ -50,6 +50,8 @@ problem_codes! {
     NotFound => "not-found", 404, "No such resource";
     MethodNotAllowed => "method-not-allowed", 405, "Method not allowed";
     Internal => "internal", 500, "Internal error";
+    BadTreeHead => "bad-tree-head", 400, "Tree head not valid";
+    LogForked => "log-forked", 409, "Audit log forked";
 }
 
 impl ProblemCode {

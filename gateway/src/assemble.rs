@@ -28,6 +28,7 @@ use limits::rate::{LocalLimits, RateLimits};
 use limits::replay::ReplayWindow;
 
 use crate::gateway::{ConsumerState, Gateway, Provided, ProviderBreaker, ProviderState};
+use crate::witness::Witness;
 
 /// How long an exchange id is remembered: a request is acceptable while `iat` is within the
 /// clock skew of now, on either side, so one id can be presented for twice the skew.
@@ -354,6 +355,22 @@ impl Gateway {
         let audit = AuditLog::open(&mc.audit, &config.base_dir, member, Arc::new(audit_key))
             .await
             .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
+        // Every exchange carries a signed head of this log (PROTOCOL.md §5.4): one from the
+        // first exchange on.
+        if audit.newest_head_jws().is_none() {
+            audit
+                .sign_tree_head()
+                .await
+                .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
+        }
+        let witness = Witness::open(
+            audit.clone(),
+            &manifest,
+            mc.audit.refuse_forked_partners,
+            &labels,
+        )
+        .await
+        .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
         let provider = ProviderState {
             provided,
             replay: ReplayWindow::new(REPLAY_WINDOW, mc.replay_capacity),
@@ -377,6 +394,7 @@ impl Gateway {
         };
         Ok(Gateway {
             audit,
+            witness,
             labels,
             admin: mc.admin.clone(),
             connections: mc.connections,

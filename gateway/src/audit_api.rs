@@ -44,7 +44,43 @@ fn number(query: &str, name: &str) -> Result<Option<u64>, Problem> {
 }
 
 fn head_json(h: &SignedTreeHead) -> Value {
-    json!({"tree_size": h.tree_size, "root_hash": h.root_hash, "timestamp": h.timestamp, "jws": h.jws})
+    json!({"member": h.member, "log": h.log, "tree_size": h.tree_size, "root_hash": h.root_hash, "timestamp": h.timestamp, "jws": h.jws})
+}
+
+/// `GET …/consistency?first=A&second=B`, on the auditor's face and on the federation
+/// listener (PROTOCOL.md §5.3, §5.4): the consistency proof between two sizes of this log.
+/// Sizes outside the log are 400 `malformed`: a partner witnessing this log reads that as
+/// this gateway being unable to prove a head it signed.
+pub(crate) async fn consistency(gw: &Gateway, query: &str) -> Result<Value, Problem> {
+    let (Some(first), Some(second)) = (number(query, "first")?, number(query, "second")?) else {
+        return Err(Problem::new(
+            ProblemCode::Malformed,
+            "`first` and `second` are required",
+        ));
+    };
+    if first > second {
+        return Err(Problem::new(
+            ProblemCode::Malformed,
+            "`first` may not be larger than `second`",
+        ));
+    }
+    let proof = gw
+        .audit
+        .consistency_proof(first, second)
+        .await
+        .map_err(|e| match e {
+            AuditError::OutOfRange(why) => Problem::new(ProblemCode::Malformed, why),
+            other => unavailable(other),
+        })?;
+    Ok(json!({"first": proof.first, "second": proof.second, "path": proof.path}))
+}
+
+/// A failure of the log itself: the store is down or was tampered with.
+fn unavailable(e: AuditError) -> Problem {
+    tracing::warn!(error = %e, "audit query failed");
+    let mut p = Problem::new(ProblemCode::ProviderUnavailable, format!("audit log: {e}"));
+    p.retry_after = Some(1);
+    p
 }
 
 /// `POST /audit/subject`: the NIK travels in the body (never in a URL, which ends up in
@@ -135,17 +171,7 @@ async fn answer(
                 })).collect::<Vec<_>>()
             }))
         }
-        (Method::GET, "/audit/consistency") => {
-            let (Some(first), Some(second)) = (number(&query, "first")?, number(&query, "second")?)
-            else {
-                return Err(Problem::new(
-                    ProblemCode::Malformed,
-                    "`first` and `second` are required",
-                ));
-            };
-            let proof = log.consistency_proof(first, second).await.map_err(failed)?;
-            Ok(json!({"first": proof.first, "second": proof.second, "path": proof.path}))
-        }
+        (Method::GET, "/audit/consistency") => consistency(gw, &query).await,
         (Method::GET, "/audit/records") => {
             let from = number(&query, "from")?.unwrap_or(0);
             let to = number(&query, "to")?.unwrap_or(from + 1000);

@@ -101,11 +101,29 @@ impl PeerClient {
         body: Bytes,
         deadline: Duration,
     ) -> Result<Reply, CallError> {
+        self.call_with(method, url, content_type, &[], body, deadline)
+            .await
+    }
+
+    /// [`PeerClient::call`] with further request headers.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        deadline: Duration,
+    ) -> Result<Reply, CallError> {
         let ms = deadline.as_millis() as u64;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(url)
-            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(body))
             .map_err(|e| CallError::Request(e.to_string()))?;
         let work = async {

@@ -22,6 +22,8 @@ pub enum Check {
     Signature,
     /// `iss` equals the certificate's and the key's member.
     Identity,
+    /// The consumer's tree head, when it sends one, is its own and valid.
+    TreeHead,
     /// `aud` is this gateway's member.
     Audience,
     /// The path's contract equals the payload's.
@@ -43,12 +45,13 @@ pub enum Check {
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 13] = [
+    const ALL: [Check; 14] = [
         Check::ClientCertificate,
         Check::BodyLimit,
         Check::MediaType,
         Check::Signature,
         Check::Identity,
+        Check::TreeHead,
         Check::Audience,
         Check::PathMatch,
         Check::Freshness,

@@ -55,6 +55,8 @@ pub struct Gateway {
     pub(crate) labels: Labels,
     /// The audit log both sides record to.
     pub(crate) audit: AuditLog,
+    /// What it witnessed of its partners' logs.
+    pub(crate) witness: crate::witness::Witness,
     /// The admin listener's address and allow-list, if configured.
     pub admin: Option<AdminConfig>,
     /// The connections the member listener holds open at once.

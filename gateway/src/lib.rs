@@ -25,3 +25,4 @@ pub mod metrics;
 pub mod server;
 pub mod tls;
 mod trail;
+pub mod witness;

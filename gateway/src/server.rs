@@ -94,6 +94,15 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
             (false, Some(_)) => wrong_method("POST"),
             _ => not_found(),
         },
+        // A partner witnessing this gateway's log asks how two of its heads connect
+        // (PROTOCOL.md §5.4). Any federation member may: heads and proofs hold no records.
+        ["v1", "audit", "consistency"] if parts.method == Method::GET => {
+            let query = parts.uri.query().unwrap_or_default();
+            match crate::audit_api::consistency(&gw, query).await {
+                Ok(v) => json(&v),
+                Err(p) => problem(&p),
+            }
+        }
         ["v1", "manifest"] if parts.method == Method::GET => {
             let mut r = crate::http::jose(gw.manifest.jws().to_owned());
             r.headers_mut().insert(
@@ -130,7 +139,10 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
                 )),
             }
         }
-        ["v1", "manifest"] | ["v1", "contracts"] | ["v1", "contracts", _, _] => wrong_method("GET"),
+        ["v1", "manifest"]
+        | ["v1", "contracts"]
+        | ["v1", "contracts", _, _]
+        | ["v1", "audit", "consistency"] => wrong_method("GET"),
         _ => not_found(),
     }
 }

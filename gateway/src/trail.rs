@@ -69,6 +69,21 @@ impl Trail {
         self.record.lookup_id = Some(lookup_id.to_owned());
     }
 
+    /// The identity the other side authenticated with over TLS.
+    pub fn set_peer(&mut self, peer: &MemberId) {
+        self.record.peer = Some(peer.to_string());
+    }
+
+    /// The member system that asked through the local face.
+    pub fn set_subsystem(&mut self, subsystem: &MemberId) {
+        self.record.subsystem = Some(subsystem.to_string());
+    }
+
+    /// The end user the member system named: recorded as a keyed hash, never in clear.
+    pub fn set_user(&mut self, user: &str) {
+        self.record.user = Some(self.log.user(user));
+    }
+
     /// Sets the `subject`: a keyed hash of the values at `contract`'s personal-data pointers
     /// in `query`, never the values themselves. A query to a contract this gateway has no
     /// document for is treated as personal as a whole.
@@ -208,6 +223,9 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
         latency_us: 0,
         subject: None,
         lookup_id: None,
+        peer: None,
+        subsystem: None,
+        user: None,
     }
 }
 

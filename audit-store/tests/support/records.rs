@@ -38,5 +38,8 @@ pub fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         latency_us: 1_000 + n,
         subject: None,
         lookup_id: None,
+        peer: None,
+        subsystem: None,
+        user: None,
     }
 }

@@ -7,7 +7,7 @@
 //! made once and judged by each case.
 
 use contracts::canonical::{b64url_decode, sha256_b64url};
-use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE};
+use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE, TREE_HEAD_HEADER, TREE_HEAD_TYP};
 use contracts::{Algorithm, ExchangeAnswer, ExchangeRequest, ParsedJws};
 use serde_json::Value;
 
@@ -215,6 +215,58 @@ pub(super) async fn result_valid(cx: &Context) -> CaseResult {
             contract.doc().id,
             contract.doc().version
         ))
+    })
+    .await
+}
+
+pub(super) async fn tree_head(cx: &Context) -> CaseResult {
+    let target = &cx.config.target.member;
+    judge(cx, |_, reply| {
+        let mut values = reply.headers.get_all(TREE_HEAD_HEADER).iter();
+        let value = values
+            .next()
+            .ok_or_else(|| format!("no {TREE_HEAD_HEADER} header"))?;
+        if values.next().is_some() {
+            return Err(format!("{TREE_HEAD_HEADER} given more than once"));
+        }
+        let text = value
+            .to_str()
+            .map_err(|_| format!("{TREE_HEAD_HEADER} is not visible ASCII"))?;
+        let jws = ParsedJws::parse(text, TREE_HEAD_TYP)
+            .map_err(|e| format!("{TREE_HEAD_HEADER} is not a tree head: {e}"))?;
+        let kid = jws.header.kid.clone().unwrap_or_default();
+        let (owner, key) = cx
+            .config
+            .manifest
+            .key(&kid)
+            .ok_or_else(|| format!("the head's kid `{kid}` names no key in the manifest"))?;
+        if owner != target {
+            return Err(format!("the head is signed by {owner}, not by {target}"));
+        }
+        key.verify(&jws)
+            .map_err(|e| format!("the head's signature does not verify with {kid}: {e}"))?;
+        let payload: Value = serde_json::from_slice(&jws.payload)
+            .map_err(|e| format!("the head's payload is not JSON: {e}"))?;
+        let fields: Vec<&str> = payload
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if fields != ["log", "member", "root_hash", "timestamp", "tree_size"] {
+            return Err(format!("the head's payload has the fields {fields:?}"));
+        }
+        if payload["member"] != target.as_str() || payload["log"] != "exchanges" {
+            return Err(format!(
+                "the head names log {} of {}, not log \"exchanges\" of {target}",
+                payload["log"], payload["member"]
+            ));
+        }
+        let root = payload["root_hash"].as_str().and_then(b64url_decode);
+        match (payload["tree_size"].as_u64(), root) {
+            (Some(size), Some(root)) if root.len() == 32 => {
+                Ok(format!("a head of {target}'s log of size {size}"))
+            }
+            _ => Err("the head's tree_size or root_hash is not a size and a SHA-256".into()),
+        }
     })
     .await
 }

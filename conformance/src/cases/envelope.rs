@@ -3,7 +3,9 @@
 //! request, so the only reason to refuse it is the rule under test.
 
 use contracts::canonical::b64url;
-use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE, REQUEST_TYP};
+use contracts::envelope::{
+    ANSWER_TYP, JOSE_MEDIA_TYPE, REQUEST_TYP, TREE_HEAD_HEADER, TREE_HEAD_TYP,
+};
 use contracts::{Algorithm, ContractRef, ExchangeRequest, ProblemCode, SigningKey};
 use hyper::body::Bytes;
 use serde_json::{Value, json};
@@ -367,4 +369,38 @@ pub(super) async fn replay(cx: &Context) -> CaseResult {
     let (_, fresh) = expect_problem(&reply, ProblemCode::Replay)
         .map_err(|e| failed(format!("the same id signed anew: {e}")))?;
     Ok(format!("same bytes: {same}; same id re-signed: {fresh}"))
+}
+
+pub(super) async fn bad_tree_head(cx: &Context) -> CaseResult {
+    // Signed with the tester's own key, but naming the target's log: the origin is wrong.
+    let head = json!({
+        "log": "exchanges",
+        "member": cx.config.target.member,
+        "root_hash": b64url(&[0u8; 32]),
+        "timestamp": 0,
+        "tree_size": 0,
+    });
+    let bytes = contracts::canonical::canonical_json(&head)
+        .map_err(|e| failed(format!("cannot encode a tree head: {e}")))?;
+    let foreign = cx
+        .config
+        .tester
+        .signing
+        .sign(TREE_HEAD_TYP, &bytes)
+        .map_err(|e| failed(format!("cannot sign a tree head: {e}")))?;
+    let mut seen = Vec::new();
+    for (label, value) in [
+        ("a head naming another member's log", foreign.as_str()),
+        ("text that is no JWS", "not-a-tree-head"),
+    ] {
+        let request = cx.request(cx.primary());
+        let jws = cx.sign(&cx.config.tester, &request)?;
+        let reply = cx
+            .post_jws_with(&path(cx), &[(TREE_HEAD_HEADER, value)], jws)
+            .await?;
+        let (_, line) = expect_problem(&reply, ProblemCode::BadTreeHead)
+            .map_err(|e| failed(format!("{label}: {e}")))?;
+        seen.push(format!("{label}: {line}"));
+    }
+    Ok(seen.join("; "))
 }

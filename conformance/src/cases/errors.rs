@@ -123,3 +123,31 @@ pub(super) async fn unknown_resource(cx: &Context) -> CaseResult {
         .map_err(|e| failed(format!("GET of the exchange endpoint: {e}")))?;
     Ok(format!("unknown path: {a}; GET exchange: {b}"))
 }
+
+pub(super) async fn consistency_route(cx: &Context) -> CaseResult {
+    // Every log holds the empty tree: the proof from 0 to 0 is empty.
+    let empty = cx.get("/v1/audit/consistency?first=0&second=0").await?;
+    if empty.status.as_u16() != 200 {
+        return Err(failed(format!(
+            "first=0&second=0: {}: {}",
+            empty.summary(),
+            empty.body_excerpt()
+        )));
+    }
+    let proof: Value = serde_json::from_slice(&empty.body)
+        .map_err(|e| failed(format!("first=0&second=0: not JSON: {e}")))?;
+    if proof["first"] != 0 || proof["second"] != 0 || proof["path"] != Value::Array(Vec::new()) {
+        return Err(failed(format!(
+            "first=0&second=0: expected {{first: 0, second: 0, path: []}}, got {proof}"
+        )));
+    }
+    let beyond = cx
+        .get(&format!(
+            "/v1/audit/consistency?first=0&second={}",
+            u64::MAX >> 2
+        ))
+        .await?;
+    let (_, line) = expect_problem(&beyond, ProblemCode::Malformed)
+        .map_err(|e| failed(format!("a size beyond the log: {e}")))?;
+    Ok(format!("0 to 0: an empty proof; beyond the log: {line}"))
+}

@@ -144,6 +144,7 @@ catalogue! {
     "ENV-17", Envelope, true, "an exp in the past is refused with 401 stale", ["freshness"] => envelope::expired;
     "ENV-18", Envelope, true, "exp - iat over 300 s is refused with 401 stale", ["freshness"] => envelope::validity_too_long;
     "ENV-19", Envelope, true, "a replayed exchange id is refused with 409 replay", ["replay"] => envelope::replay;
+    "ENV-20", Envelope, true, "a Simpul-Tree-Head that is not a head of the sender's log is refused with 400 bad-tree-head", ["tree-head"] => envelope::bad_tree_head;
     "CON-01", Contracts, true, "GET /v1/manifest serves a manifest signed by the pinned authority", [] => contract::manifest_served;
     "CON-02", Contracts, true, "GET /v1/contracts lists exactly the contracts the manifest gives the target", [] => contract::contracts_listed;
     "CON-03", Contracts, true, "each contract document served hashes to the digest the manifest pins", [] => contract::documents_match_digests;
@@ -156,9 +157,11 @@ catalogue! {
     "ANS-03", Answers, true, "the answer's typ is simpul-response+jws", [] => answers::typ;
     "ANS-04", Answers, true, "the answer's id, iss, aud, contract and request_hash are bound to the request", [] => answers::bound;
     "ANS-05", Answers, true, "the answer's result is valid against the contract's response schema", [] => answers::result_valid;
+    "ANS-06", Answers, true, "every answer carries the provider's newest tree head, signed by its key, naming its log", [] => answers::tree_head;
     "ERR-01", Errors, true, "refusals are no-store application/problem+json with type, title, status and detail", [] => errors::problem_fields;
     "ERR-02", Errors, true, "refusals after the envelope is read carry its exchange_id", [] => errors::exchange_id;
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;
+    "ERR-04", Errors, true, "GET /v1/audit/consistency answers proofs within the log, 400 malformed beyond it", [] => errors::consistency_route;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
 }
 
@@ -302,6 +305,25 @@ impl Context {
         let mut conn = client::connect(&self.config.target.endpoint, tls).await?;
         let path = format!("/v1/exchange/{}/{}", path.id, path.version);
         conn.send(Method::POST, &path, content_type, body).await
+    }
+
+    /// POSTs a JWS as the tester, to the path of `path`, with further request headers.
+    pub async fn post_jws_with(
+        &self,
+        path: &ContractRef,
+        headers: &[(&str, &str)],
+        jws: String,
+    ) -> Result<Reply, ClientError> {
+        let mut conn = client::connect(&self.config.target.endpoint, self.tester_tls()).await?;
+        let path = format!("/v1/exchange/{}/{}", path.id, path.version);
+        conn.send_with(
+            Method::POST,
+            &path,
+            Some(JOSE_MEDIA_TYPE),
+            headers,
+            full(jws),
+        )
+        .await
     }
 
     /// POSTs a JWS as the tester, to the path of `path`.
@@ -463,7 +485,10 @@ mod tests {
     fn selection_by_id_and_group_keeps_catalogue_order() {
         let s = select(&["lim-01".into(), "TLS-02".into(), "errors".into()]).unwrap();
         let ids: Vec<_> = s.iter().map(|c| c.id).collect();
-        assert_eq!(ids, ["TLS-02", "ERR-01", "ERR-02", "ERR-03", "LIM-01"]);
+        assert_eq!(
+            ids,
+            ["TLS-02", "ERR-01", "ERR-02", "ERR-03", "ERR-04", "LIM-01"]
+        );
         assert!(select(&["NOPE-1".into()]).is_err());
         assert_eq!(select(&[]).unwrap().len(), CASES.len());
     }

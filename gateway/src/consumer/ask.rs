@@ -14,9 +14,11 @@ use contracts::{
 use http::{Method, StatusCode};
 use serde_json::Value;
 
+use super::Caller;
 use crate::client::CallError;
 use crate::gateway::Gateway;
 use crate::trail::Trail;
+use crate::witness::{TREE_HEAD_HEADER, WitnessError};
 use audit::Role;
 use limits::breaker::Admission;
 use limits::rate::RateDecision;
@@ -44,13 +46,13 @@ impl CheckedQuery {
     }
 }
 
-/// Asks `contract` on behalf of `subsystem` for `purpose`, answering by `deadline`; `lookup`
+/// Asks `contract` on behalf of `caller` for `purpose`, answering by `deadline`; `lookup`
 /// is the id of the federated lookup it is a part of. Whatever the outcome, it is on this
 /// gateway's audit log before the caller hears of it — and if the caller stops waiting, the
 /// exchange is recorded as cancelled.
 pub async fn ask(
     gw: &Gateway,
-    subsystem: &MemberId,
+    caller: &Caller,
     contract: &ContractRef,
     purpose: &str,
     query: CheckedQuery,
@@ -61,13 +63,24 @@ pub async fn ask(
     let mut trail = Trail::new(&gw.audit, Role::Consumer, contract);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
+    trail.set_subsystem(&caller.subsystem);
+    if let Some(user) = &caller.user {
+        trail.set_user(user);
+    }
     trail.set_purpose(purpose);
     trail.set_query(&query.0, gw.catalog.get(contract));
     if let Some(lookup) = lookup {
         trail.set_lookup_id(lookup);
     }
     let result = exchange(
-        gw, subsystem, contract, purpose, query.0, deadline, &id, &mut trail,
+        gw,
+        &caller.subsystem,
+        contract,
+        purpose,
+        query.0,
+        deadline,
+        &id,
+        &mut trail,
     )
     .await
     .map_err(|p| p.with_exchange_id(Some(&id)));
@@ -155,6 +168,10 @@ async fn exchange(
         p.retry_after = Some(RateDecision::retry_after_s(retry_after));
         return Err(fail(p));
     }
+    // A provider whose log was caught forked is not asked (PROTOCOL.md §5.4).
+    gw.witness
+        .refuses(&provider)
+        .map_err(|e| fail(Problem::new(e.code(), e.to_string())))?;
     let payload = serde_json::to_vec(&request).map_err(|e| {
         fail(Problem::new(
             ProblemCode::Internal,
@@ -174,11 +191,19 @@ async fn exchange(
         contract.id,
         contract.version
     );
+    // The request carries this gateway's newest signed tree head for the provider to witness.
+    let head = gw.audit.newest_head_jws();
+    let headers: Vec<(&str, &str)> = head
+        .as_deref()
+        .map(|h| (TREE_HEAD_HEADER, h))
+        .into_iter()
+        .collect();
     let reply = client
-        .call(
+        .call_with(
             Method::POST,
             &url,
             JOSE_MEDIA_TYPE,
+            &headers,
             jws.clone().into(),
             deadline.saturating_duration_since(Instant::now()),
         )
@@ -187,6 +212,10 @@ async fn exchange(
         let ok = reply.as_ref().is_ok_and(|r| !r.status.is_server_error());
         b.breaker.record(ok);
         b.state.set(f64::from(b.breaker.state_code()));
+    }
+    if reply.is_ok() {
+        // The client talks only to a server whose certificate names the provider.
+        trail.set_peer(&provider);
     }
     let reply = reply.map_err(|e| {
         fail(match e {
@@ -197,6 +226,26 @@ async fn exchange(
             CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
         })
     })?;
+    // The provider's head, on an answer and a refusal alike: witnessed before anything of
+    // the reply is taken.
+    let mut heads = reply.headers.get_all(TREE_HEAD_HEADER).iter();
+    let (head, more) = (heads.next(), heads.next().is_some());
+    if more {
+        return Err(fail(Problem::new(
+            ProblemCode::BadAnswer,
+            format!("the answer carries {TREE_HEAD_HEADER} more than once"),
+        )));
+    }
+    gw.witness
+        .observe(&gw.manifest, Some(client), &provider, head)
+        .await
+        .map_err(|e| {
+            let code = match e {
+                WitnessError::BadHead(_) => ProblemCode::BadAnswer,
+                _ => e.code(),
+            };
+            fail(Problem::new(code, e.to_string()))
+        })?;
     if reply.status != StatusCode::OK {
         // The provider's refusal is relayed as it said it, with its status.
         let relayed = serde_json::from_slice::<Problem>(&reply.body)

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{CheckedQuery, ask};
+use super::{Caller, CheckedQuery, ask};
 use crate::config::FederatedContract;
 use crate::gateway::Gateway;
 
@@ -73,7 +73,7 @@ pub fn check_parts(
 /// Asks all parts at once, each answering by one deadline: the lookup's.
 pub async fn fan_out(
     gw: Arc<Gateway>,
-    subsystem: MemberId,
+    caller: Caller,
     fc: &FederatedContract,
     parts: CheckedParts,
 ) -> FederatedAnswer {
@@ -83,32 +83,23 @@ pub async fn fan_out(
     let deadline = Instant::now() + fc.deadline;
     let mut tasks = JoinSet::new();
     for (name, r, query) in parts.0 {
-        let (gw, subsystem, purpose, lookup) = (
+        let (gw, caller, purpose, lookup) = (
             gw.clone(),
-            subsystem.clone(),
+            caller.clone(),
             fc.purpose.clone(),
             exchange_id.clone(),
         );
         tasks.spawn(async move {
-            let outcome = match ask(
-                &gw,
-                &subsystem,
-                &r,
-                &purpose,
-                query,
-                deadline,
-                Some(&lookup),
-            )
-            .await
-            {
-                Ok(a) => PartOutcome::Ok {
-                    provider: a.provider,
-                    exchange_id: a.exchange_id,
-                    result: a.result,
-                    evidence: a.evidence,
-                },
-                Err(problem) => PartOutcome::Error { problem },
-            };
+            let outcome =
+                match ask(&gw, &caller, &r, &purpose, query, deadline, Some(&lookup)).await {
+                    Ok(a) => PartOutcome::Ok {
+                        provider: a.provider,
+                        exchange_id: a.exchange_id,
+                        result: a.result,
+                        evidence: a.evidence,
+                    },
+                    Err(problem) => PartOutcome::Error { problem },
+                };
             (name, outcome)
         });
     }

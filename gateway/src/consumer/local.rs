@@ -10,7 +10,7 @@ use http::HeaderMap;
 use hyper::body::Incoming;
 
 use super::fanout::{check_parts, fan_out};
-use super::{CheckedQuery, ask};
+use super::{Caller, CheckedQuery, ask};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
 use crate::trail::Trail;
@@ -66,6 +66,12 @@ async fn run(
             ));
         }
     };
+    trail.set_subsystem(&subsystem);
+    let user = end_user(headers)?;
+    if let Some(user) = &user {
+        trail.set_user(user);
+    }
+    let caller = Caller { subsystem, user };
     let bytes = read_body(headers, body, MAX_REQUEST_BYTES).await?;
     require_media_type(headers, "application/json")?;
     let local: LocalQuery = serde_json::from_slice(&bytes).map_err(|e| {
@@ -88,7 +94,7 @@ async fn run(
         }
         let parts = check_parts(&gw, &fc, &local.query)?;
         trail.dismiss();
-        let answer = fan_out(gw.clone(), subsystem, &fc, parts).await;
+        let answer = fan_out(gw.clone(), caller, &fc, parts).await;
         return Ok(json(&answer));
     }
     let query = CheckedQuery::check(&gw, &path, local.query)?;
@@ -96,7 +102,7 @@ async fn run(
     // `ask` records its own outcome, refusals included.
     match ask(
         &gw,
-        &subsystem,
+        &caller,
         &path,
         &local.purpose,
         query,
@@ -107,5 +113,73 @@ async fn run(
     {
         Ok(answer) => Ok(json(&answer)),
         Err(p) => Ok(problem(&p)),
+    }
+}
+
+/// The header in which a member system names the end user it asks for (PROTOCOL.md §4.2).
+pub const USER_HEADER: &str = "simpul-user-id";
+
+/// The longest end-user id a member system may name.
+pub const MAX_USER_ID: usize = 256;
+
+/// The end user named in [`USER_HEADER`], if any: one header, 1 to [`MAX_USER_ID`] visible
+/// ASCII characters. It is recorded only as a keyed hash.
+fn end_user(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let mut values = headers.get_all(USER_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let malformed = |why: &str| {
+        Err(Problem::new(
+            ProblemCode::Malformed,
+            format!("{USER_HEADER}: {why}"),
+        ))
+    };
+    if values.next().is_some() {
+        return malformed("given more than once");
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_USER_ID {
+        return malformed(&format!("1 to {MAX_USER_ID} characters"));
+    }
+    if !bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return malformed("visible ASCII characters only");
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(USER_HEADER, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn an_end_user_is_one_short_visible_header() {
+        assert_eq!(end_user(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            end_user(&with(&[b"officer 1234@kemlu"]))
+                .unwrap()
+                .as_deref(),
+            Some("officer 1234@kemlu")
+        );
+        let long = vec![b'a'; MAX_USER_ID + 1];
+        for bad in [
+            with(&[b"a", b"b"]),
+            with(&[b""]),
+            with(&[&long]),
+            with(&[b"tab\there"]),
+            with(&[b"caf\xc3\xa9"]),
+        ] {
+            let p = end_user(&bad).unwrap_err();
+            assert_eq!(p.code(), Some(ProblemCode::Malformed), "{}", p.detail);
+        }
     }
 }

@@ -8,3 +8,16 @@ pub mod fanout;
 pub mod local;
 
 pub use ask::{CheckedQuery, ask};
+
+use contracts::MemberId;
+
+/// Who asked through the local face: the member system its certificate names, and the end
+/// user it named for the question (PROTOCOL.md §4.2), if any. Both go into the audit record
+/// of every exchange made for it; the user only as a keyed hash.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The subsystem, as TLS authenticated it.
+    pub subsystem: MemberId,
+    /// The end user's id as the member system gave it.
+    pub user: Option<String>,
+}

@@ -21,6 +21,7 @@ mod require_identity;
 mod sign_answer;
 mod validate_query;
 mod verify_signature;
+mod witness_head;
 
 #[cfg(test)]
 mod fixtures;
@@ -39,6 +40,7 @@ use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
 use crate::metrics::count;
 use crate::trail::Trail;
+use crate::witness::TREE_HEAD_HEADER;
 use audit::Role;
 
 /// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate.
@@ -60,8 +62,10 @@ pub async fn handle(
     };
     let mut trail = Trail::new(&gw.audit, Role::Provider, &recorded_as);
     trail.set_provider(&gw.member);
+    // Who asked, as TLS authenticated them: the record names it whatever the request claims.
     if let Some(peer) = peer {
         trail.set_consumer(peer);
+        trail.set_peer(peer);
     }
     let started = Instant::now();
     let outcome = run(gw, peer, &path, headers, body, &span, &mut trail)
@@ -81,7 +85,7 @@ pub async fn handle(
         Err(p) => Err(p),
     };
     let _enter = span.enter();
-    match outcome {
+    let mut reply = match outcome {
         Ok(jws) => {
             tracing::info!(contract = %path, latency_us, outcome = "ok", "answered");
             jose(jws)
@@ -90,7 +94,14 @@ pub async fn handle(
             tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused");
             problem(&p)
         }
+    };
+    // Every answer carries this gateway's newest signed tree head (PROTOCOL.md §5.4).
+    if let Some(head) = gw.audit.newest_head_jws()
+        && let Ok(value) = http::HeaderValue::from_str(&head)
+    {
+        reply.headers_mut().insert(TREE_HEAD_HEADER, value);
     }
+    reply
 }
 
 /// The rule list: each rule takes only what it checks, in the order of PROTOCOL.md §3.3;
@@ -130,9 +141,9 @@ async fn run(
         trail.authenticated();
     }
     let signer = signer.unwrap_or_else(|| request.iss.clone());
-    // Only a verified request names its exchange, consumer and purpose in the record.
+    // Only a verified request names its exchange and purpose in the record; its consumer
+    // only once the identity check below found it to be the TLS peer.
     trail.set_exchange_id(&request.id);
-    trail.set_consumer(&request.iss);
     trail.set_purpose(&request.purpose);
     trail.set_query(&request.query, gw.catalog.get(path));
     span.record("exchange_id", request.id.as_str());
@@ -145,6 +156,22 @@ async fn run(
         require_identity::require_identity(peer, &signer, request),
     )
     .map_err(refused)?;
+    trail.set_consumer(&request.iss);
+    // Right after the identity: the head is the consumer's, and a member whose log forked
+    // is refused before anything else is asked of this gateway.
+    match witness_head::witness_head(
+        &gw.witness,
+        &gw.manifest,
+        gw.consumer.peers.get(&request.iss),
+        &request.iss,
+        headers,
+    )
+    .await
+    {
+        Err(Refusal::Witness(crate::witness::WitnessError::BadHead(_))) if off(Check::TreeHead) => {
+        }
+        other => other.map_err(refused)?,
+    }
     unless_off(
         Check::Audience,
         check_audience::check_audience(&gw.member, request),

@@ -146,6 +146,10 @@ pub(crate) enum Refusal {
     /// The answer could not be encoded or signed.
     #[error("{0}")]
     CannotSign(String),
+    /// The consumer's tree head is not valid, its log was caught forked, or what was
+    /// witnessed could not be kept (PROTOCOL.md §5.4).
+    #[error("{0}")]
+    Witness(crate::witness::WitnessError),
 }
 
 impl Refusal {
@@ -176,6 +180,7 @@ impl Refusal {
             Refusal::AdapterTimeout(_) => ProblemCode::ProviderTimeout,
             Refusal::BackendFailed | Refusal::AnswerViolatesSchema => ProblemCode::ProviderError,
             Refusal::CannotSign(_) => ProblemCode::Internal,
+            Refusal::Witness(e) => e.code(),
         }
     }
 
@@ -187,7 +192,9 @@ impl Refusal {
                 Some(RateDecision::retry_after_s(*retry_after))
             }
             Refusal::RateLimited { wait, .. } => Some(RateDecision::retry_after_s(*wait)),
-            Refusal::AtCapacity { .. } | Refusal::BackendUnavailable => Some(1),
+            Refusal::AtCapacity { .. }
+            | Refusal::BackendUnavailable
+            | Refusal::Witness(crate::witness::WitnessError::Store(_)) => Some(1),
             _ => None,
         }
     }

@@ -78,6 +78,18 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What a member's gateway witnessed of its partners' logs (PROTOCOL.md §5.4): for each
+    /// partner, the newest signed tree head it holds, and whether that partner's log was
+    /// caught forked or shrunk, with the two heads that prove it. Reads the store directly.
+    /// Exit 1 if any partner's log forked.
+    Witness {
+        /// The member whose gateway witnessed.
+        #[arg(long)]
+        member: MemberId,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
     CheckProof {
         /// The proof bundle file.
@@ -170,6 +182,11 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
                 None => println!("{text}"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Witness { member, json } => {
+            let config = load_config(config_path)?;
+            let log = open_audit_log(&config, &member).await?;
+            audit_witness(&log, json).await
         }
         AuditCommand::CheckProof { proof, key, json } => audit_check_proof(&proof, &key, json),
         AuditCommand::Reconcile {
@@ -432,6 +449,66 @@ fn describe_record(r: &audit::AuditRecord) -> String {
         r.outcome,
         r.request_hash.as_deref().unwrap_or("none")
     )
+}
+
+/// `simpul audit witness`: each partner's newest head held, and the forks caught.
+async fn audit_witness(log: &AuditLog, json: bool) -> Result<ExitCode, CliError> {
+    let held = log.witnessed().await?;
+    let forks = log.forks().await?;
+    let mut members: Vec<&str> = held.iter().map(|w| w.member.as_str()).collect();
+    members.extend(forks.iter().map(|f| f.member.as_str()));
+    members.sort_unstable();
+    members.dedup();
+    let partners: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| {
+            let head = held.iter().find(|w| w.member == *m);
+            let caught: Vec<_> = forks.iter().filter(|f| f.member == *m).collect();
+            serde_json::json!({
+                "member": m,
+                "tree_head": head.map(|w| &w.head),
+                "received_at": head.map(|w| w.received_at),
+                "consistent": caught.is_empty(),
+                "forks": caught,
+            })
+        })
+        .collect();
+    if json {
+        print_json(&serde_json::json!({ "partners": partners }))?;
+    } else if partners.is_empty() {
+        println!("no partner's tree head received yet");
+    }
+    if !json {
+        for p in &partners {
+            let member = p["member"].as_str().unwrap_or_default();
+            let head = match (
+                p["tree_head"]["tree_size"].as_u64(),
+                p["tree_head"]["timestamp"].as_i64(),
+            ) {
+                (Some(size), Some(ts)) => format!(
+                    "tree size {size}, signed {}, received {}",
+                    format_ms(ts),
+                    format_ms(p["received_at"].as_i64().unwrap_or_default())
+                ),
+                _ => "no head held".to_owned(),
+            };
+            if p["consistent"] == true {
+                println!("{member}  {head}  consistent");
+            } else {
+                println!("{member}  {head}  FORKED");
+                for f in forks.iter().filter(|f| f.member == member) {
+                    println!("  caught {}: {}", format_ms(f.detected_at), f.reason);
+                    println!("    held:    {}", f.held);
+                    println!("    offered: {}", f.offered);
+                }
+            }
+        }
+    }
+    Ok(if forks.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).

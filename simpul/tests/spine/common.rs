@@ -162,7 +162,8 @@ impl Federation {
         task.await.unwrap();
     }
 
-    /// Starts a stopped member's gateway again, on its configured address.
+    /// Starts a stopped member's gateway again, on its configured address, with its admin
+    /// listener if it has one.
     pub async fn restart(&mut self, member: &str) {
         let mc = self.config.member(&id(member)).unwrap();
         let listener = TcpListener::bind(mc.listen).await.unwrap();
@@ -172,6 +173,21 @@ impl Federation {
                 .unwrap(),
         );
         let (tx, rx) = watch::channel(false);
+        if let Some(config) = gw.admin.clone() {
+            // The stopped admin listener lets go of its port as it finishes draining.
+            let mut bound = None;
+            for _ in 0..100 {
+                match TcpListener::bind(config.listen).await {
+                    Ok(l) => {
+                        bound = Some(l);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            let admin = bound.expect("the admin port is free again");
+            tokio::spawn(gateway::admin::serve(gw.clone(), admin, config, rx.clone()));
+        }
         let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
         self.stops.insert(id(member), (tx, task));
     }
@@ -226,12 +242,14 @@ impl Federation {
     /// Peduli WNI asks Kemlu's local face for the citizenship of someone known to all four
     /// ministries; the answer must be a 200.
     pub async fn ask_citizenship(&self) -> contracts::envelope::LocalAnswer {
+        ok_json(&self.ask_citizenship_reply().await)
+    }
+
+    /// [`Federation::ask_citizenship`], whatever the answer.
+    pub async fn ask_citizenship_reply(&self) -> Reply {
         let nik = self.population.sample_in_all_four();
-        let body = citizen_protection(nik);
-        let reply = self
-            .local_query(PEDULI, KEMLU, "citizenship.status", body)
-            .await;
-        ok_json(&reply)
+        self.local_query(PEDULI, KEMLU, "citizenship.status", citizen_protection(nik))
+            .await
     }
 
     /// A call to `member`'s admin listener presenting `identity`'s client certificate.
@@ -435,12 +453,26 @@ impl Federation {
         contract: &str,
         body: Value,
     ) -> Reply {
+        self.local_query_with(subsystem, member, contract, &[], body)
+            .await
+    }
+
+    /// [`Federation::local_query`] with further request headers.
+    pub async fn local_query_with(
+        &self,
+        subsystem: &str,
+        member: &str,
+        contract: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> Reply {
         let url = format!("{}/v1/query/{contract}/1", self.url(member));
         self.as_subsystem(subsystem, member)
-            .call(
+            .call_with(
                 Method::POST,
                 &url,
                 "application/json",
+                headers,
                 serde_json::to_vec(&body).unwrap().into(),
                 Duration::from_secs(10),
             )

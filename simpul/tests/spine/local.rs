@@ -207,14 +207,7 @@ async fn local_query_to_a_provider_with_a_missing_database_relays_503_with_the_p
         ..Default::default()
     })
     .await;
-    let reply = f
-        .local_query(
-            PEDULI,
-            KEMLU,
-            "citizenship.status",
-            citizen_protection(f.population.sample_in_all_four()),
-        )
-        .await;
+    let reply = f.ask_citizenship_reply().await;
     let p = assert_problem(&reply, 503, "provider-unavailable");
     assert_eq!(p.provider.as_deref(), Some(DUKCAPIL));
     assert!(p.exchange_id.is_some());

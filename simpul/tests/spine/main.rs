@@ -13,3 +13,4 @@ mod middle;
 mod startup;
 mod trail;
 mod transport;
+mod witness;

@@ -135,6 +135,91 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
     assert_eq!(records[0]["outcome"], "forbidden");
 }
 
+/// Each record names who really asked: the TLS identity of the other side, and on the
+/// consumer the member system and the end user it named (only as a keyed hash); a request
+/// whose claimed `iss` is not the TLS peer is recorded under the peer.
+#[tokio::test]
+async fn records_name_who_asked_as_tls_authenticated_them() {
+    let f = Federation::start().await;
+    let nik = f.population.sample_in_all_four().to_owned();
+    let ask = |user: &'static str| {
+        let body = citizen_protection(&nik);
+        let f = &f;
+        async move {
+            let reply = f
+                .local_query_with(
+                    PEDULI,
+                    KEMLU,
+                    "citizenship.status",
+                    &[("Simpul-User-Id", user)],
+                    body,
+                )
+                .await;
+            ok_json::<contracts::envelope::LocalAnswer>(&reply).exchange_id
+        }
+    };
+    let (first, again, other) = (
+        ask("officer-7@kemlu").await,
+        ask("officer-7@kemlu").await,
+        ask("officer-9@kemlu").await,
+    );
+    let consumer = |id: String| {
+        let f = &f;
+        async move {
+            let records = f.records(KEMLU, &id).await;
+            assert_eq!(records.len(), 1);
+            records[0].clone()
+        }
+    };
+    let c = consumer(first.clone()).await;
+    assert_eq!(c["subsystem"], PEDULI);
+    assert_eq!(c["peer"], DUKCAPIL);
+    let user = c["user"].as_str().expect("the end user is recorded");
+    assert!(!user.contains("officer"), "never in clear: {c}");
+    assert_eq!(consumer(again).await["user"], user, "one user, one hash");
+    assert_ne!(consumer(other).await["user"], user);
+    let p = &f.records(DUKCAPIL, &first).await[0];
+    assert_eq!(p["peer"], KEMLU);
+    assert_eq!(p["consumer"], KEMLU);
+    assert!(
+        p.get("user").is_none() && p.get("subsystem").is_none(),
+        "{p}"
+    );
+
+    // Without the header, no user; a malformed one is refused before any exchange.
+    let plain = f.ask_citizenship().await;
+    assert!(
+        f.records(KEMLU, &plain.exchange_id).await[0]
+            .get("user")
+            .is_none()
+    );
+    let refused = f
+        .local_query_with(
+            PEDULI,
+            KEMLU,
+            "citizenship.status",
+            &[("Simpul-User-Id", &"x".repeat(257))],
+            citizen_protection(&nik),
+        )
+        .await;
+    assert_problem(&refused, 400, "malformed");
+
+    // BP2MI's gateway certificate with a request Kemlu signed: refused, and recorded under
+    // BP2MI, the member TLS authenticated, not under the claimed `iss`.
+    let request = f.citizenship_request();
+    let jws = f.sign(KEMLU, &request);
+    assert_problem(
+        &f.exchange(BP2MI, jws, &request).await,
+        401,
+        "identity-mismatch",
+    );
+    let records = f.records(DUKCAPIL, &request.id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "identity-mismatch");
+    assert_eq!(records[0]["consumer"], BP2MI);
+    assert_eq!(records[0]["peer"], BP2MI);
+}
+
 /// What a certified peer sends before anything of it is authenticated is not stored: an
 /// unsigned body is recorded by its hash alone, with no evidence, and a path that names no
 /// contract does not reach the permanent record.
