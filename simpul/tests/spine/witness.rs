@@ -30,6 +30,35 @@ async fn sign_head(f: &Federation) -> u64 {
     head["tree_size"].as_u64().unwrap()
 }
 
+/// `simpul audit witness --member DUKCAPIL --json`: its exit code and its JSON.
+fn witness_cli(f: &Federation) -> (Option<i32>, Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .arg("--config")
+        .arg(&f.config_file)
+        .args(["audit", "witness", "--member", DUKCAPIL, "--json"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), json)
+}
+
+/// The entry of `member` in `simpul audit witness --json`.
+fn partner<'a>(listing: &'a Value, member: &str) -> &'a Value {
+    listing["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["member"] == member)
+        .unwrap_or_else(|| panic!("{member} is not listed: {listing}"))
+}
+
 /// What Dukcapil's store keeps of what it witnessed: Kemlu's newest head's size, and the
 /// forks it caught (held, offered).
 async fn dukcapil_witnessed(f: &Federation) -> (Option<i64>, Vec<(String, String, String)>) {
@@ -171,6 +200,11 @@ async fn a_log_cut_back_without_its_pin_is_caught_by_the_next_partner() {
     let (held, forks) = dukcapil_witnessed(&f).await;
     assert_eq!(held, Some(newest as i64));
     assert!(forks.is_empty(), "{forks:?}");
+    let (code, listing) = witness_cli(&f);
+    assert_eq!(code, Some(0), "{listing}");
+    let kemlu = partner(&listing, KEMLU);
+    assert_eq!(kemlu["consistent"], true);
+    assert_eq!(kemlu["tree_head"]["tree_size"].as_u64(), Some(newest));
 
     // The insider, with the disk but not the key: Kemlu's log cut back to `cut` records,
     // every later head deleted, the tree recomputed (the algorithm is public) and the state
@@ -247,6 +281,15 @@ async fn a_log_cut_back_without_its_pin_is_caught_by_the_next_partner() {
         )
         .await,
         1.0
+    );
+    let (code, listing) = witness_cli(&f);
+    assert_eq!(code, Some(1), "a fork is a failure: {listing}");
+    let kemlu = partner(&listing, KEMLU);
+    assert_eq!(kemlu["consistent"], false);
+    assert_eq!(kemlu["forks"][0]["held"].as_str(), Some(held.as_str()));
+    assert_eq!(
+        kemlu["forks"][0]["offered"].as_str(),
+        Some(offered.as_str())
     );
     // Every later exchange with Kemlu is refused too, whatever head it carries.
     let request = f.citizenship_request();
