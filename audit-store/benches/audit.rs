@@ -46,6 +46,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             latency_us: 850,
             subject: Some(sha256_b64url(id.as_bytes())),
             lookup_id: None,
+            aggregate: None,
         },
         StoredEvidence {
             exchange_id: id,

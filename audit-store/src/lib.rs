@@ -83,6 +83,9 @@ pub struct AuditConfig {
     /// signing key). Without it the kept envelopes cannot be read; replicas sharing a
     /// PostgreSQL log must share it.
     pub evidence_key_file: Option<String>,
+    /// The store size, in bytes, above which the gateway raises its alarm (the
+    /// `simpul_audit_size_alarm` gauge and a warning); no alarm when absent.
+    pub size_alarm_bytes: Option<u64>,
 }
 
 impl Default for AuditConfig {
@@ -95,6 +98,7 @@ impl Default for AuditConfig {
             batch_max: 256,
             pinned_head: None,
             evidence_key_file: None,
+            size_alarm_bytes: None,
         }
     }
 }
@@ -158,6 +162,9 @@ impl AuditConfig {
         }
         if self.batch_max == 0 || self.batch_max > 10_000 {
             return Err(("batch_max", "must be between 1 and 10000".into()));
+        }
+        if self.size_alarm_bytes == Some(0) {
+            return Err(("size_alarm_bytes", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -836,6 +843,14 @@ impl AuditLog {
     /// it. Streamed in chunks of 1,000 records; writes to `out` are blocking.
     pub async fn export(&self, out: &mut (dyn std::io::Write + Send)) -> Result<(), AuditError> {
         export::write_export(&self.inner.store, &self.inner.log, out).await
+    }
+
+    /// The bytes the store takes on disk: for SQLite its file and write-ahead log, for
+    /// PostgreSQL the `simpul_audit_*` tables with their indexes (every log the store
+    /// holds, evidence included). A few queries: for an interval or a metrics scrape, not
+    /// for the append path.
+    pub async fn store_size(&self) -> Result<u64, AuditError> {
+        self.inner.store.size_bytes().await
     }
 
     /// The last committed tree size this process knows of (appends by other replicas show

@@ -208,6 +208,7 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
         latency_us: 0,
         subject: None,
         lookup_id: None,
+        aggregate: None,
     }
 }
 

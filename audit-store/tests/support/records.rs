@@ -38,5 +38,6 @@ pub fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         latency_us: 1_000 + n,
         subject: None,
         lookup_id: None,
+        aggregate: None,
     }
 }
