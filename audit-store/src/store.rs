@@ -639,9 +639,9 @@ where
                     "ALTER TABLE simpul_audit_records ADD COLUMN aggregate_bytes INTEGER",
                 ] {
                     sqlx::query::<DB>(add)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.err("adding the aggregate columns to the records table"))?;
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.err("adding the aggregate columns to the records table"))?;
                 }
             }
         }

@@ -869,7 +869,9 @@ async fn aggregates_are_kept_and_old_stores_gain_their_columns(store: &TestStore
     // Absent, not null, on the records of single exchanges.
     assert_eq!(lines.matches("\"aggregate\"").count(), 1, "{lines}");
     assert!(
-        lines.contains("\"aggregate\":{\"minute\":1795458780000,\"count\":312,\"body_bytes\":1248000}"),
+        lines.contains(
+            "\"aggregate\":{\"minute\":1795458780000,\"count\":312,\"body_bytes\":1248000}"
+        ),
         "{lines}"
     );
 }

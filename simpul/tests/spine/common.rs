@@ -162,7 +162,8 @@ impl Federation {
         task.await.unwrap();
     }
 
-    /// Starts a stopped member's gateway again, on its configured address.
+    /// Starts a stopped member's gateway again, on its configured address, with its admin
+    /// listener.
     pub async fn restart(&mut self, member: &str) {
         let mc = self.config.member(&id(member)).unwrap();
         let listener = TcpListener::bind(mc.listen).await.unwrap();
@@ -172,6 +173,23 @@ impl Federation {
                 .unwrap(),
         );
         let (tx, rx) = watch::channel(false);
+        if let Some(admin) = gw.admin.clone() {
+            // The stopped admin listener closes its socket as soon as it sees the stop.
+            let mut bound = TcpListener::bind(admin.listen).await;
+            for _ in 0..50 {
+                if bound.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                bound = TcpListener::bind(admin.listen).await;
+            }
+            tokio::spawn(gateway::admin::serve(
+                gw.clone(),
+                bound.unwrap(),
+                admin,
+                rx.clone(),
+            ));
+        }
         let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
         self.stops.insert(id(member), (tx, task));
     }
