@@ -2,7 +2,8 @@
 //! #10, item 4): refusals before the signature verifies are counted into one aggregate
 //! record per peer, contract reference, outcome and minute — appended when the minute
 //! closes or the gateway stops — not one record per request; no path text and no body is
-//! kept; and a per-peer admission limit refuses a flood with 429 before reading it.
+//! kept; a per-peer admission limit refuses a flood with 429 before reading it; and the
+//! store's size is a metric with an alarm.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -191,7 +192,7 @@ async fn a_peer_over_its_admission_limit_is_refused_with_429_before_its_body_is_
     let mut f = Federation::start_with(Options {
         edits: vec![(
             "subsystems = [\"SIAK\", \"OPS\", \"AUDIT\"]".into(),
-            "subsystems = [\"SIAK\", \"OPS\", \"AUDIT\"]\nlimits = { admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 } }".into(),
+            "subsystems = [\"SIAK\", \"OPS\", \"AUDIT\"]\nlimits = { admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 } }\naudit = { size_alarm_bytes = 1 }".into(),
         )],
         ..Options::default()
     })
@@ -254,6 +255,10 @@ async fn a_peer_over_its_admission_limit_is_refused_with_429_before_its_body_is_
     };
     assert_eq!(refused("admission_per_peer").await, 1.0);
     assert_eq!(refused("admission_per_address").await, 1.0);
+    // Any store is over a one-byte alarm; the scrape measures it.
+    assert!(f.counter(DUKCAPIL, "simpul_audit_store_bytes", &[]).await > 0.0);
+    assert_eq!(f.counter(DUKCAPIL, "simpul_audit_size_alarm", &[]).await, 1.0);
+    assert_eq!(f.counter(BP2MI, "simpul_audit_size_alarm", &[]).await, 0.0);
     // The admission refusals are counted with the others before authentication.
     f.stop(DUKCAPIL).await;
     f.restart(DUKCAPIL).await;
