@@ -52,7 +52,7 @@ pub struct AuditRecord {
 }
 
 /// What one aggregate record of refusals before authentication counts: every refusal of
-/// one consumer (the TLS peer's member), contract reference and outcome in one minute.
+/// one consumer (the TLS peer's identity), contract reference and outcome in one minute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Aggregate {

@@ -87,7 +87,7 @@ impl PreAuthRefusals {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts one refusal at `now_ms` of a request from `consumer` (the TLS peer's member,
+    /// Counts one refusal at `now_ms` of a request from `consumer` (the TLS peer's identity,
     /// `None` for a certificate without a Simpul identity) to `contract` (already reduced to
     /// a catalog contract or `""`), with `outcome` and `body_bytes` read in full. `Some(n)`
     /// when this one is to be logged, `n` being those not logged since the last line.

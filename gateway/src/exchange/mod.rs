@@ -90,10 +90,8 @@ pub async fn handle(
     if let Some(peer) = peer {
         trail.set_consumer(peer);
     }
+    // Kept as evidence only once it is also a request (below).
     trail.keep_request(envelope.text);
-    if envelope.signer.is_some() {
-        trail.authenticated();
-    }
     let outcome = run(
         gw,
         peer,
@@ -217,6 +215,9 @@ async fn run(
 ) -> Result<String, Problem> {
     let refused = |r: Refusal| r.into_problem(None);
     let (request, exchange_id) = verify_signature::read_request(&payload).map_err(refused)?;
+    if signer.is_some() {
+        trail.authenticated();
+    }
     let signer = signer.unwrap_or_else(|| request.iss.clone());
     // Only a verified request names its exchange, consumer and purpose in the record.
     trail.set_exchange_id(&request.id);
