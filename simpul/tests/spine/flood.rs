@@ -257,7 +257,10 @@ async fn a_peer_over_its_admission_limit_is_refused_with_429_before_its_body_is_
     assert_eq!(refused("admission_per_address").await, 1.0);
     // Any store is over a one-byte alarm; the scrape measures it.
     assert!(f.counter(DUKCAPIL, "simpul_audit_store_bytes", &[]).await > 0.0);
-    assert_eq!(f.counter(DUKCAPIL, "simpul_audit_size_alarm", &[]).await, 1.0);
+    assert_eq!(
+        f.counter(DUKCAPIL, "simpul_audit_size_alarm", &[]).await,
+        1.0
+    );
     assert_eq!(f.counter(BP2MI, "simpul_audit_size_alarm", &[]).await, 0.0);
     // The admission refusals are counted with the others before authentication.
     f.stop(DUKCAPIL).await;
