@@ -49,6 +49,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             peer: None,
             subsystem: None,
             user: None,
+            aggregate: None,
         },
         StoredEvidence {
             exchange_id: id,

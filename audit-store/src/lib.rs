@@ -88,6 +88,9 @@ pub struct AuditConfig {
     /// (409 `log-forked`, PROTOCOL.md §5.4); default true. Off, the fork is still kept as
     /// evidence, logged and counted, and exchanges go on.
     pub refuse_forked_partners: bool,
+    /// The store size, in bytes, above which the gateway raises its alarm (the
+    /// `simpul_audit_size_alarm` gauge and a warning); no alarm when absent.
+    pub size_alarm_bytes: Option<u64>,
 }
 
 impl Default for AuditConfig {
@@ -101,6 +104,7 @@ impl Default for AuditConfig {
             pinned_head: None,
             evidence_key_file: None,
             refuse_forked_partners: true,
+            size_alarm_bytes: None,
         }
     }
 }
@@ -164,6 +168,9 @@ impl AuditConfig {
         }
         if self.batch_max == 0 || self.batch_max > 10_000 {
             return Err(("batch_max", "must be between 1 and 10000".into()));
+        }
+        if self.size_alarm_bytes == Some(0) {
+            return Err(("size_alarm_bytes", "must be at least 1".into()));
         }
         Ok(())
     }
@@ -911,6 +918,14 @@ impl AuditLog {
     /// it. Streamed in chunks of 1,000 records; writes to `out` are blocking.
     pub async fn export(&self, out: &mut (dyn std::io::Write + Send)) -> Result<(), AuditError> {
         export::write_export(&self.inner.store, &self.inner.log, out).await
+    }
+
+    /// The bytes the store takes on disk: for SQLite its file and write-ahead log, for
+    /// PostgreSQL the `simpul_audit_*` tables with their indexes (every log the store
+    /// holds, evidence included). A few queries: for an interval or a metrics scrape, not
+    /// for the append path.
+    pub async fn store_size(&self) -> Result<u64, AuditError> {
+        self.inner.store.size_bytes().await
     }
 
     /// The last committed tree size this process knows of (appends by other replicas show

@@ -15,6 +15,8 @@
 //! A proof of any size reads O(log n) rows of `simpul_audit_nodes` by primary key; appending
 //! writes the leaf and the (amortised one) interior node it completes.
 
+mod size;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -34,10 +36,10 @@ use audit::merkle::{
     Frontier, Hash, NodeRef, consistency_ranges, empty_root, fold_subtrees, leaf_hash,
     range_subtrees, verify_consistency,
 };
-use audit::{AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
+use audit::{Aggregate, AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
-/// parameters with the records' 15 columns.
+/// parameters with the records' 19 columns.
 const INSERT_CHUNK: usize = 500;
 
 /// Splits `items` into runs of at most `max_rows` whose estimated sizes add up to at most
@@ -200,6 +202,7 @@ impl Dialect {
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
+                    aggregate_minute INTEGER, aggregate_count INTEGER, aggregate_bytes INTEGER,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
@@ -236,12 +239,18 @@ impl Dialect {
                     purpose TEXT NOT NULL, request_hash TEXT, response_hash TEXT,
                     outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
+                    aggregate_minute BIGINT, aggregate_count BIGINT, aggregate_bytes BIGINT,
                     PRIMARY KEY (log, seq))",
                 // Stores made before records had these columns.
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS peer TEXT",
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS subsystem TEXT",
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS end_user TEXT",
+                // Stores made before records could be aggregates.
+                "ALTER TABLE simpul_audit_records
+                    ADD COLUMN IF NOT EXISTS aggregate_minute BIGINT,
+                    ADD COLUMN IF NOT EXISTS aggregate_count BIGINT,
+                    ADD COLUMN IF NOT EXISTS aggregate_bytes BIGINT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
@@ -299,11 +308,19 @@ impl Dialect {
 
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
      version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id, \
-     peer, subsystem, end_user";
+     peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes";
 
-/// Columns of the records table added after its first version, in the order they were added:
-/// a store made before one of them gains it when opened.
-const LATER_RECORD_COLUMNS: [&str; 4] = ["lookup_id", "peer", "subsystem", "end_user"];
+/// Columns of the records table added after its first version, with their SQLite types, in
+/// the order they were added: a store made before one of them gains it when opened.
+const LATER_RECORD_COLUMNS: [(&str, &str); 7] = [
+    ("lookup_id", "TEXT"),
+    ("peer", "TEXT"),
+    ("subsystem", "TEXT"),
+    ("end_user", "TEXT"),
+    ("aggregate_minute", "INTEGER"),
+    ("aggregate_count", "INTEGER"),
+    ("aggregate_bytes", "INTEGER"),
+];
 
 /// Which indexed column a seq lookup goes by.
 #[derive(Clone, Copy)]
@@ -562,9 +579,9 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> String: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> Option<Vec<u8>>: Decode<'q, DB>,
-    for<'q> Option<i64>: Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> AuditError + '_ {
@@ -616,7 +633,7 @@ where
         if self.dialect == Dialect::Sqlite {
             // Stores made before records had the later columns (SQLite has no ADD COLUMN IF
             // NOT EXISTS).
-            for column in LATER_RECORD_COLUMNS {
+            for (column, kind) in LATER_RECORD_COLUMNS {
                 let row = sqlx::query::<DB>(
                     "SELECT COUNT(*) FROM pragma_table_info('simpul_audit_records') \
                      WHERE name = $1",
@@ -630,7 +647,7 @@ where
                     .map_err(self.err("reading the records table"))?;
                 if has == 0 {
                     sqlx::query::<DB>(sqlx::AssertSqlSafe(format!(
-                        "ALTER TABLE simpul_audit_records ADD COLUMN {column} TEXT"
+                        "ALTER TABLE simpul_audit_records ADD COLUMN {column} {kind}"
                     )))
                     .execute(&mut *tx)
                     .await
@@ -992,7 +1009,10 @@ where
                     .push_bind(r.lookup_id.clone())
                     .push_bind(r.peer.clone())
                     .push_bind(r.subsystem.clone())
-                    .push_bind(r.user.clone());
+                    .push_bind(r.user.clone())
+                    .push_bind(r.aggregate.map(|a| a.minute))
+                    .push_bind(r.aggregate.map(|a| to_i64(a.count)))
+                    .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)));
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -1176,7 +1196,29 @@ where
             peer: row.try_get(15).map_err(&e)?,
             subsystem: row.try_get(16).map_err(&e)?,
             user: row.try_get(17).map_err(&e)?,
+            aggregate: self.aggregate_of(row, seq)?,
         })
+    }
+
+    /// Columns 18–20 of a record row: its aggregate, when it is one (all three set) or
+    /// `None` (all three null).
+    fn aggregate_of(&self, row: &DB::Row, seq: u64) -> Result<Option<Aggregate>, AuditError> {
+        let e = self.err("reading records");
+        let minute: Option<i64> = row.try_get(18).map_err(&e)?;
+        let count: Option<i64> = row.try_get(19).map_err(&e)?;
+        let bytes: Option<i64> = row.try_get(20).map_err(&e)?;
+        let natural = |v: i64, what: &str| {
+            u64::try_from(v).map_err(|_| self.corrupt(Some(seq), format!("a negative {what}")))
+        };
+        match (minute, count, bytes) {
+            (None, None, None) => Ok(None),
+            (Some(minute), Some(count), Some(bytes)) => Ok(Some(Aggregate {
+                minute,
+                count: natural(count, "aggregate count")?,
+                body_bytes: natural(bytes, "aggregate byte count")?,
+            })),
+            _ => Err(self.corrupt(Some(seq), "an aggregate with some of its columns null")),
+        }
     }
 
     async fn records(
@@ -1186,7 +1228,8 @@ where
     ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
         let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
                    r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
-                   r.latency_us, r.subject, r.lookup_id, r.peer, r.subsystem, r.end_user, n.hash \
+                   r.latency_us, r.subject, r.lookup_id, r.peer, r.subsystem, r.end_user, \
+                   r.aggregate_minute, r.aggregate_count, r.aggregate_bytes, n.hash \
                    FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
                    ON n.log = r.log AND n.node = 2 * r.seq \
                    WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
@@ -1200,7 +1243,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = self.record_of(row)?;
-            let leaf: Option<Vec<u8>> = row.try_get(18).map_err(self.err("reading records"))?;
+            let leaf: Option<Vec<u8>> = row.try_get(21).map_err(self.err("reading records"))?;
             let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
             out.push((record, leaf));
         }

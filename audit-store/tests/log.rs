@@ -823,6 +823,117 @@ async fn a_store_made_before_lookup_ids_gains_the_column_and_still_verifies() {
     assert_eq!(lines.matches("lookup_id").count(), 1, "{lines}");
 }
 
+/// An aggregate of refusals before authentication is a record like any other: it is
+/// stored, read back and proven whole, and a store made before aggregates existed gains
+/// their columns; records that are not aggregates keep their canonical bytes.
+async fn aggregates_are_kept_and_old_stores_gain_their_columns(store: &TestStore) {
+    let k = key(DUKCAPIL);
+    let log = store.open(DUKCAPIL, &k).await;
+    for n in 0..2 {
+        log.append(exchange(n, Role::Provider, DUKCAPIL, KEMLU), None)
+            .await
+            .unwrap();
+    }
+    drop(log);
+    // The records table as it was before aggregates existed.
+    store
+        .tamper(
+            "ALTER TABLE simpul_audit_records DROP COLUMN aggregate_minute; \
+             ALTER TABLE simpul_audit_records DROP COLUMN aggregate_count; \
+             ALTER TABLE simpul_audit_records DROP COLUMN aggregate_bytes",
+        )
+        .await;
+    let log = store.open(DUKCAPIL, &k).await;
+    let aggregate = audit::Aggregate {
+        minute: 1_795_458_780_000,
+        count: 312,
+        body_bytes: 1_248_000,
+    };
+    let mut refusals = exchange(2, Role::Provider, DUKCAPIL, KEMLU);
+    refusals.exchange_id = String::new();
+    refusals.purpose = String::new();
+    refusals.request_hash = None;
+    refusals.response_hash = None;
+    refusals.outcome = "malformed".into();
+    refusals.aggregate = Some(aggregate);
+    let appended = log.append(refusals, None).await.unwrap();
+    assert_eq!(appended.aggregate, Some(aggregate));
+    log.sign_tree_head().await.unwrap();
+    let read = log.records(0, 3).await.unwrap();
+    assert_eq!(read[2], appended);
+    assert_eq!(read[0].aggregate, None);
+    let text = export(&log).await;
+    let report = verify_export(Cursor::new(text.clone()), &public(&k)).unwrap();
+    assert_eq!(report.records, 3);
+    let lines = String::from_utf8(text).unwrap();
+    // Absent, not null, on the records of single exchanges.
+    assert_eq!(lines.matches("\"aggregate\"").count(), 1, "{lines}");
+    assert!(
+        lines.contains(
+            "\"aggregate\":{\"minute\":1795458780000,\"count\":312,\"body_bytes\":1248000}"
+        ),
+        "{lines}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_aggregates_are_kept_and_old_stores_gain_their_columns() {
+    aggregates_are_kept_and_old_stores_gain_their_columns(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_aggregates_are_kept_and_old_stores_gain_their_columns() {
+    let test = "postgres_aggregates_are_kept_and_old_stores_gain_their_columns";
+    let Some(store) = TestStore::postgres(test).await else {
+        return;
+    };
+    aggregates_are_kept_and_old_stores_gain_their_columns(&store).await;
+    store.cleanup().await;
+}
+
+/// The store's size is measured on its engine, and grows with what is appended.
+async fn the_store_size_is_measured_and_grows(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let empty = log.store_size().await.unwrap();
+    assert!(empty > 0, "the tables take room");
+    for n in 0..200 {
+        let record = exchange(n, Role::Consumer, KEMLU, DUKCAPIL);
+        let evidence = StoredEvidence {
+            exchange_id: record.exchange_id.clone(),
+            request: format!("request {n}"),
+            response: Some(format!("answer {n}")),
+        };
+        log.append(record, Some(evidence)).await.unwrap();
+    }
+    let grown = log.store_size().await.unwrap();
+    assert!(grown > empty, "{empty} -> {grown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_store_size_is_measured_and_grows() {
+    the_store_size_is_measured_and_grows(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_store_size_is_measured_and_grows() {
+    let Some(store) = TestStore::postgres("postgres_the_store_size_is_measured_and_grows").await
+    else {
+        return;
+    };
+    the_store_size_is_measured_and_grows(&store).await;
+    store.cleanup().await;
+}
+
+#[test]
+fn a_size_alarm_of_zero_bytes_is_refused() {
+    let config = AuditConfig {
+        size_alarm_bytes: Some(0),
+        ..AuditConfig::default()
+    };
+    assert_eq!(config.check().unwrap_err().0, "size_alarm_bytes");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_whose_tree_was_altered_is_refused_at_open() {
     let store = TestStore::sqlite();

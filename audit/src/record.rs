@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
 /// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
 /// present in its JSON form (`null` for an absent option) but the later ones (`lookup_id`,
-/// `peer`, `subsystem`, `user`), which are left out when absent, so the canonical bytes are
-/// fixed by the values alone and records written before a field existed hash as they did.
+/// `peer`, `subsystem`, `user`, `aggregate`), which are left out when absent, so the
+/// canonical bytes are fixed by the values alone and records written before a field existed
+/// hash as they did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -60,6 +61,26 @@ pub struct AuditRecord {
     /// named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// On a record that stands for many refusals made before a request was authenticated
+    /// (PROTOCOL.md §5.1): how many, in which minute, with how many body bytes. Absent (not
+    /// `null`) on the record of one exchange, so such records hash as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
+}
+
+/// What one aggregate record of refusals before authentication counts: every refusal of
+/// one consumer (the TLS peer's identity), contract reference and outcome in one minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Aggregate {
+    /// The minute the refusals fell in: Unix milliseconds of its start (a multiple of
+    /// 60,000).
+    pub minute: i64,
+    /// How many refusals (at least 1).
+    pub count: u64,
+    /// The request body bytes read in full among them, summed; a body refused while it was
+    /// being read counts 0.
+    pub body_bytes: u64,
 }
 
 /// The side of an exchange a record was written by.
@@ -126,6 +147,8 @@ pub struct NewRecord {
     pub subsystem: Option<String>,
     /// See [`AuditRecord::user`].
     pub user: Option<String>,
+    /// See [`AuditRecord::aggregate`].
+    pub aggregate: Option<Aggregate>,
 }
 
 impl NewRecord {
@@ -150,6 +173,7 @@ impl NewRecord {
             peer: self.peer,
             subsystem: self.subsystem,
             user: self.user,
+            aggregate: self.aggregate,
         }
     }
 }

@@ -51,7 +51,7 @@ pub async fn serve(
     };
     let service_for = {
         let (gw, admin) = (gw.clone(), Arc::new(admin.clone()));
-        move |peer: Option<MemberId>| {
+        move |peer: Option<MemberId>, _remote| {
             let operator = peer.as_ref().is_some_and(|p| admin.clients.contains(p));
             let auditor = peer.as_ref().is_some_and(|p| admin.auditors.contains(p));
             let evidence = peer
@@ -117,6 +117,7 @@ async fn route(
             let tampered = gw.audit.tampered().is_some();
             metrics::gauge!("simpul_audit_tampered", "member" => gw.labels.member.clone(), "instance" => gw.labels.instance.clone())
                 .set(if tampered { 1.0 } else { 0.0 });
+            gw.audit_size.measure(&gw.audit).await;
             let mut r = Response::new(Full::new(crate::metrics::render().into()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -27,7 +27,10 @@ use limits::cache::ResponseCache;
 use limits::rate::{LocalLimits, RateLimits};
 use limits::replay::ReplayWindow;
 
+use crate::admission::Admission;
+use crate::audit_size::AuditSize;
 use crate::gateway::{ConsumerState, Gateway, Provided, ProviderBreaker, ProviderState};
+use crate::refusals::PreAuthRefusals;
 use crate::witness::Witness;
 
 /// How long an exchange id is remembered: a request is acceptable while `iat` is within the
@@ -380,6 +383,11 @@ impl Gateway {
                 mc.cache.max_bytes,
                 metrics::counter!("simpul_cache_evictions_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             ),
+            admission: Admission::new(&mc.admission),
+            refusals: PreAuthRefusals::new(
+                member,
+                metrics::counter!("simpul_preauth_refusals_dropped_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+            ),
         };
         let consumer = ConsumerState {
             breakers,
@@ -393,6 +401,7 @@ impl Gateway {
             query_deadline: mc.query_deadline,
         };
         Ok(Gateway {
+            audit_size: AuditSize::new(&labels, mc.audit.size_alarm_bytes),
             audit,
             witness,
             labels,

@@ -11,9 +11,12 @@ use adapters::Adapter;
 use contracts::{Contract, ContractRef, Manifest, MemberId, SigningKey};
 use rustls::ServerConfig;
 
+use crate::admission::Admission;
+use crate::audit_size::AuditSize;
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, ConnectionBounds, FederatedContract};
 use crate::metrics::{ContractCounters, Labels};
+use crate::refusals::PreAuthRefusals;
 use audit_store::AuditLog;
 use limits::breaker::Breaker;
 use limits::bulkhead::Bulkhead;
@@ -57,6 +60,8 @@ pub struct Gateway {
     pub(crate) audit: AuditLog,
     /// What it witnessed of its partners' logs.
     pub(crate) witness: crate::witness::Witness,
+    /// Its store's size gauges and alarm.
+    pub(crate) audit_size: AuditSize,
     /// The admin listener's address and allow-list, if configured.
     pub admin: Option<AdminConfig>,
     /// The connections the member listener holds open at once.
@@ -75,6 +80,10 @@ pub(crate) struct ProviderState {
     pub(crate) replay: ReplayWindow,
     pub(crate) rates: RateLimits,
     pub(crate) cache: ResponseCache,
+    /// Requests admitted per peer identity and address, before their bodies are read.
+    pub(crate) admission: Admission,
+    /// Refusals before authentication, counted until their minute closes.
+    pub(crate) refusals: PreAuthRefusals,
 }
 
 /// The consumer side's run-time state: who may use the local face, the federated contracts

@@ -8,8 +8,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+mod admission;
 pub mod assemble;
 mod audit_api;
+mod audit_size;
 pub mod authority;
 pub mod client;
 pub mod config;
@@ -22,6 +24,7 @@ mod http;
 pub mod layout;
 mod listener;
 pub mod metrics;
+mod refusals;
 pub mod server;
 pub mod tls;
 mod trail;

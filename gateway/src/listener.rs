@@ -27,8 +27,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::ConnectionBounds;
 use crate::http::Reply;
 use crate::metrics::{Labels, ListenerCounters};
+pub(crate) use limit::AddressKey;
 use limit::{ConnectionLimit, Refused};
-use throttle::Throttle;
+pub(crate) use throttle::Throttle;
 
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +63,7 @@ pub(crate) struct Listening<'a> {
 
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with the
 /// service `service_for` makes for its peer's identity (`None`: a certificate without a
-/// Simpul identity, or none where the configuration allows that); then drains.
+/// Simpul identity, or none where the configuration allows that) and address; then drains.
 pub(crate) async fn serve<F, S>(
     listening: Listening<'_>,
     listener: TcpListener,
@@ -70,7 +71,7 @@ pub(crate) async fn serve<F, S>(
     mut shutdown: watch::Receiver<bool>,
     service_for: F,
 ) where
-    F: Fn(Option<MemberId>) -> S + Clone + Send + 'static,
+    F: Fn(Option<MemberId>, SocketAddr) -> S + Clone + Send + 'static,
     S: Service<Request<Incoming>, Response = Reply, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -160,7 +161,7 @@ pub(crate) async fn serve<F, S>(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(crate::tls::identity);
-            let service = service_for(peer);
+            let service = service_for(peer, remote);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())

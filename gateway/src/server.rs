@@ -1,8 +1,11 @@
 //! The member listener's routes: the exchange face for peer gateways, the local face for
 //! the member's own systems, the manifest and the contract list. Accepting, TLS and the
-//! peer's identity are [`crate::listener`]'s.
+//! peer's identity are [`crate::listener`]'s. Beside the listener, once a minute, the
+//! counts of refusals before authentication are appended ([`crate::refusals`]), and the
+//! rest once the listener has drained.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use contracts::envelope::JOSE_MEDIA_TYPE;
@@ -30,15 +33,45 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
     };
     let service_for = {
         let gw = gw.clone();
-        move |peer: Option<MemberId>| {
+        move |peer: Option<MemberId>, remote: SocketAddr| {
             let (gw, peer) = (gw.clone(), Arc::new(peer));
             service_fn(move |req| {
                 let (gw, peer) = (gw.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), req).await) }
+                async move {
+                    Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), remote.ip(), req).await)
+                }
             })
         }
     };
+    let minutes = tokio::spawn({
+        let (gw, shutdown) = (gw.clone(), shutdown.clone());
+        async move { each_minute(&gw, shutdown).await }
+    });
     listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
+    let _ = minutes.await;
+    // Drained: no refusal is counted after this, and what was counted is appended now.
+    let appended = gw.provider.refusals.flush(&gw.audit, None).await;
+    tracing::debug!(member = %gw.member, appended, "refusals before authentication appended at shutdown");
+}
+
+/// Once a minute until `shutdown`: appends the counts of refusals before authentication of
+/// the minute that closed, forgets admission quotas that are full again, and measures the
+/// audit store (at once, then each minute).
+async fn each_minute(gw: &Gateway, shutdown: watch::Receiver<bool>) {
+    let forget = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            gw.audit_size.measure(&gw.audit).await;
+            gw.provider.admission.forget_idle();
+        }
+    };
+    // The flusher returns at shutdown, never in the middle of a flush.
+    tokio::select! {
+        () = crate::refusals::flush_each_minute(&gw.provider.refusals, &gw.audit, shutdown) => {}
+        () = forget => {}
+    }
 }
 
 fn contract_path(rest: &[&str]) -> Option<ContractRef> {
@@ -50,7 +83,12 @@ fn contract_path(rest: &[&str]) -> Option<ContractRef> {
     }
 }
 
-async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>) -> Reply {
+async fn route(
+    gw: Arc<Gateway>,
+    peer: Option<&MemberId>,
+    remote: IpAddr,
+    req: Request<Incoming>,
+) -> Reply {
     let (parts, body) = req.into_parts();
     let segments: Vec<&str> = parts
         .uri
@@ -81,7 +119,7 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
         ["v1", "exchange", rest @ ..] => {
             match (parts.method == Method::POST, contract_path(rest)) {
                 (true, Some(r)) => {
-                    crate::exchange::handle(&gw, peer, r, &parts.headers, body).await
+                    crate::exchange::handle(&gw, peer, remote, r, &parts.headers, body).await
                 }
                 (false, Some(_)) => wrong_method("POST"),
                 _ => not_found(),

@@ -44,6 +44,11 @@ impl Trail {
         }
     }
 
+    /// The exchange began at `started`, before its trail was made.
+    pub fn set_started(&mut self, started: Instant) {
+        self.started = started;
+    }
+
     /// Sets the exchange id.
     pub fn set_exchange_id(&mut self, id: &str) {
         id.clone_into(&mut self.record.exchange_id);
@@ -226,6 +231,7 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
         peer: None,
         subsystem: None,
         user: None,
+        aggregate: None,
     }
 }
 

@@ -74,6 +74,7 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> String: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> Option<String>: Encode<'q, DB> + Decode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Decode<'q, DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB> + Decode<'q, DB>,
     for<'q> Option<Vec<u8>>: Decode<'q, DB>,
     usize: ColumnIndex<DB::Row>,

@@ -41,5 +41,6 @@ pub fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         peer: None,
         subsystem: None,
         user: None,
+        aggregate: None,
     }
 }

@@ -139,6 +139,9 @@ pub struct Member {
     /// How many connections the member listener holds open at once; the admin listener
     /// has its own total, [`AdminConfig::max_connections`], and the same per-address bound.
     pub connections: ConnectionBounds,
+    /// Requests the exchange face admits per peer identity and per peer address, before
+    /// their bodies are read.
+    pub admission: AdmissionLimits,
     /// Response cache.
     pub cache: CacheConfig,
     /// Circuit breaker towards each provider.
@@ -176,6 +179,18 @@ pub struct ConnectionBounds {
     pub max: usize,
     /// From one peer address (an IPv6 peer counts by its /64 prefix).
     pub per_address: usize,
+}
+
+/// The exchange face's admission limit (`limits.admission_per_peer` and
+/// `limits.admission_per_address`): a GCRA each, `per_second` sustained and `burst` at once,
+/// every value at least 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdmissionLimits {
+    /// Per identity named by a client certificate (one quota for every certificate that
+    /// names none).
+    pub per_peer: Rate,
+    /// Per peer address (an IPv6 peer counts by its /64 prefix).
+    pub per_address: Rate,
 }
 
 /// `[members.cache]`: the provider's response cache.

@@ -108,6 +108,8 @@ pub(super) struct RawLimits {
     pub default_rate: Rate,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    pub admission_per_peer: Rate,
+    pub admission_per_address: Rate,
 }
 
 impl Default for RawLimits {
@@ -123,6 +125,14 @@ impl Default for RawLimits {
             },
             max_connections: 4096,
             max_connections_per_address: 256,
+            admission_per_peer: Rate {
+                per_second: 10_000,
+                burst: 20_000,
+            },
+            admission_per_address: Rate {
+                per_second: 20_000,
+                burst: 40_000,
+            },
         }
     }
 }

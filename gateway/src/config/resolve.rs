@@ -12,8 +12,8 @@ use contracts::{Contract, ContractRef, MemberId};
 
 use super::raw::{RawConfig, RawFederated, RawMember, RawProvision, RawRateBackend};
 use super::{
-    BreakerConfig, Config, ConfigError, ConnectionBounds, FederatedContract, Federation, Member,
-    Provision, RateStore, Rejection,
+    AdmissionLimits, BreakerConfig, Config, ConfigError, ConnectionBounds, FederatedContract,
+    Federation, Member, Provision, RateStore, Rejection,
 };
 use crate::layout::PkiLayout;
 
@@ -232,6 +232,25 @@ fn member(
     if limits.max_connections_per_address == 0 {
         return Err(at_least_one("limits.max_connections_per_address"));
     }
+    for (field, rate) in [
+        ("limits.admission_per_peer", &limits.admission_per_peer),
+        (
+            "limits.admission_per_address",
+            &limits.admission_per_address,
+        ),
+    ] {
+        if rate.per_second == 0 || rate.burst == 0 {
+            return Err(refuse.at(
+                Rejection::OutOfRange,
+                format!("{at}.{field}"),
+                "per_second and burst must each be at least 1",
+            ));
+        }
+    }
+    let admission = AdmissionLimits {
+        per_peer: limits.admission_per_peer.clone(),
+        per_address: limits.admission_per_address.clone(),
+    };
     if m.admin.as_ref().is_some_and(|a| a.max_connections == 0) {
         return Err(at_least_one("admin.max_connections"));
     }
@@ -306,6 +325,7 @@ fn member(
         replay_capacity: limits.replay_capacity,
         rates,
         connections,
+        admission,
         cache: m.cache,
         breaker: BreakerConfig {
             failures: m.breaker.failures,

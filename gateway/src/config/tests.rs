@@ -104,6 +104,16 @@ refused! {
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections = 0 }")] => "members[0].limits.max_connections", "at least 1", OutOfRange;
     a_max_connections_per_address_of_zero_is_refused:
         [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections_per_address = 0 }")] => "members[0].limits.max_connections_per_address", "at least 1", OutOfRange;
+    an_admission_per_peer_rate_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
+    an_admission_per_peer_burst_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
+    an_admission_per_address_rate_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_address = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
+    an_admission_per_address_burst_of_zero_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_address = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
+    an_admission_limit_without_a_burst_is_refused:
+        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 10 } }")] => "line 12 (`limits = { admission_per_peer = { per_second = 10 } }`)", "missing field `burst`", Syntax;
     an_admin_max_connections_of_zero_is_refused:
         [("clients = [] }", "clients = [], max_connections = 0 }")] => "members[0].admin.max_connections", "at least 1", OutOfRange;
     an_audit_tree_head_interval_of_zero_is_refused:
@@ -213,6 +223,19 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
         }
     );
     assert_eq!(kemlu.admin.as_ref().map(|a| a.max_connections), Some(64));
+    assert_eq!(
+        (&kemlu.admission.per_peer, &kemlu.admission.per_address),
+        (
+            &Rate {
+                per_second: 10_000,
+                burst: 20_000
+            },
+            &Rate {
+                per_second: 20_000,
+                burst: 40_000
+            }
+        )
+    );
     assert_eq!(kemlu.audit.store, "data/audit-ID_GOV_KEMLU.db");
     assert_eq!(
         kemlu.audit.pinned_head.as_deref().map(Path::new),

@@ -2,9 +2,11 @@
 //! gateway, checked in the protocol's order, answered through the contract's adapter, signed.
 //!
 //! Each rule is one module that takes only what it checks and returns a typed
-//! [`refusal::Refusal`]; the order is the function `run`, and [`refusal`] is the one place a
-//! refusal becomes a problem document. [`handle`] keeps the exchange's trail and records it
-//! before anything leaves.
+//! [`refusal::Refusal`]; the order is the functions `authenticate` (rows 1–12) and `run`
+//! (from row 13), and [`refusal`] is the one place a refusal becomes a problem document.
+//! [`handle`] first checks the peer's admission limit; a refusal before the signature
+//! verified is counted into its minute's aggregate ([`crate::refusals`]); from then on the
+//! exchange's trail records it before anything leaves.
 
 mod authorize;
 mod cache_lookup;
@@ -26,10 +28,11 @@ mod witness_head;
 #[cfg(test)]
 mod fixtures;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use contracts::envelope::MAX_REQUEST_BYTES;
-use contracts::{ContractRef, MemberId, Problem};
+use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -39,20 +42,42 @@ use crate::fault::{Check, off, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
 use crate::metrics::count;
+use crate::refusals::Unauthenticated;
 use crate::trail::Trail;
 use crate::witness::TREE_HEAD_HEADER;
 use audit::Role;
 
-/// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate.
+/// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate,
+/// connected from `remote`. Every answer, a refusal included, carries this gateway's newest
+/// signed tree head (PROTOCOL.md §5.4).
 pub async fn handle(
     gw: &Gateway,
     peer: Option<&MemberId>,
+    remote: IpAddr,
+    path: ContractRef,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Reply {
+    let mut reply = respond(gw, peer, remote, path, headers, body).await;
+    if let Some(head) = gw.audit.newest_head_jws()
+        && let Ok(value) = http::HeaderValue::from_str(&head)
+    {
+        reply.headers_mut().insert(TREE_HEAD_HEADER, value);
+    }
+    reply
+}
+
+async fn respond(
+    gw: &Gateway,
+    peer: Option<&MemberId>,
+    remote: IpAddr,
     path: ContractRef,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Reply {
     let span =
         tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty);
+    let started = Instant::now();
     // A path that names no contract of the catalog is not copied into the permanent record:
     // the refusal is recorded against an empty contract reference.
     let recorded_as = if gw.catalog.contains_key(&path) {
@@ -60,17 +85,47 @@ pub async fn handle(
     } else {
         ContractRef::new("", "")
     };
+    // Before the pipeline: a peer over its admission limit costs no body read and no
+    // signature check.
+    let unauthenticated = Unauthenticated::new(&gw.provider.refusals, peer, &recorded_as);
+    if let Err(over) = gw.provider.admission.admit(peer, remote) {
+        count!(gw.labels, "simpul_admission_refused_total", "limit" => over.limit());
+        let p = Refusal::OverAdmission(over).into_problem(None);
+        return refused_unauthenticated(unauthenticated, &path, &p, 0, started, &span);
+    }
+    let envelope = match authenticate(gw, headers, body)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(envelope) => envelope,
+        Err((refusal, body_bytes)) => {
+            let p = refusal.into_problem(None);
+            return refused_unauthenticated(unauthenticated, &path, &p, body_bytes, started, &span);
+        }
+    };
+    unauthenticated.authenticated();
     let mut trail = Trail::new(&gw.audit, Role::Provider, &recorded_as);
+    trail.set_started(started);
     trail.set_provider(&gw.member);
     // Who asked, as TLS authenticated them: the record names it whatever the request claims.
     if let Some(peer) = peer {
         trail.set_consumer(peer);
         trail.set_peer(peer);
     }
-    let started = Instant::now();
-    let outcome = run(gw, peer, &path, headers, body, &span, &mut trail)
-        .instrument(span.clone())
-        .await;
+    // Kept as evidence only once it is also a request (below).
+    trail.keep_request(envelope.text);
+    let outcome = run(
+        gw,
+        peer,
+        &path,
+        headers,
+        envelope.payload,
+        envelope.signer,
+        &span,
+        &mut trail,
+    )
+    .instrument(span.clone())
+    .await;
     let latency_us = started.elapsed().as_micros() as u64;
     if let Ok(jws) = &outcome {
         trail.set_response(jws);
@@ -85,7 +140,7 @@ pub async fn handle(
         Err(p) => Err(p),
     };
     let _enter = span.enter();
-    let mut reply = match outcome {
+    match outcome {
         Ok(jws) => {
             tracing::info!(contract = %path, latency_us, outcome = "ok", "answered");
             jose(jws)
@@ -94,28 +149,54 @@ pub async fn handle(
             tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused");
             problem(&p)
         }
-    };
-    // Every answer carries this gateway's newest signed tree head (PROTOCOL.md §5.4).
-    if let Some(head) = gw.audit.newest_head_jws()
-        && let Ok(value) = http::HeaderValue::from_str(&head)
-    {
-        reply.headers_mut().insert(TREE_HEAD_HEADER, value);
     }
-    reply
 }
 
-/// The rule list: each rule takes only what it checks, in the order of PROTOCOL.md §3.3;
-/// the first refusal answers. A `faults` build may switch one check off here, and only here.
-async fn run(
-    gw: &Gateway,
-    peer: Option<&MemberId>,
+/// Answers a refusal made before the request was authenticated: counted into its minute's
+/// aggregate record (PROTOCOL.md §5.1), not recorded on its own, and logged at most once a
+/// second (every one at debug level).
+fn refused_unauthenticated(
+    unauthenticated: Unauthenticated<'_>,
     path: &ContractRef,
+    p: &Problem,
+    body_bytes: u64,
+    started: Instant,
+    span: &tracing::Span,
+) -> Reply {
+    let outcome = p.code().map_or("internal", ProblemCode::code);
+    let logged = unauthenticated.refused(outcome, body_bytes);
+    let latency_us = started.elapsed().as_micros() as u64;
+    let _enter = span.enter();
+    match logged {
+        Some(suppressed) => {
+            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, suppressed, "refused before authentication (counted, recorded with its minute)");
+        }
+        None => {
+            tracing::debug!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused before authentication");
+        }
+    }
+    problem(p)
+}
+
+/// A request whose envelope has been read and whose signature verified.
+struct Envelope {
+    /// The body as received.
+    text: String,
+    /// Its payload.
+    payload: Vec<u8>,
+    /// The member whose key signed; `None` only in a `faults` build with the signature
+    /// check switched off.
+    signer: Option<MemberId>,
+}
+
+/// Rows 1–12 of PROTOCOL.md §3.3: the body is read, is a JWS and is signed by a key of the
+/// manifest. What these refuse is counted, not recorded (so it is apart from [`run`]): on
+/// refusal, the refusal and the body bytes read in full.
+async fn authenticate(
+    gw: &Gateway,
     headers: &HeaderMap,
     body: Incoming,
-    span: &tracing::Span,
-    trail: &mut Trail,
-) -> Result<String, Problem> {
-    let refused = |r: Refusal| r.into_problem(None);
+) -> Result<Envelope, (Refusal, u64)> {
     let body_limit = if off(Check::BodyLimit) {
         usize::MAX
     } else {
@@ -123,19 +204,41 @@ async fn run(
     };
     let body = read_envelope::read_envelope(headers, body, body_limit)
         .await
-        .map_err(refused)?;
-    unless_off(Check::MediaType, read_envelope::check_media_type(headers)).map_err(refused)?;
-    // The trail keeps the envelope; the checks below borrow it from there.
-    trail.keep_request(read_envelope::into_text(body).map_err(refused)?);
-    let text = trail.request();
-    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, text) {
+        .map_err(|r| (r, 0))?;
+    let read = body.len() as u64;
+    unless_off(Check::MediaType, read_envelope::check_media_type(headers))
+        .map_err(|r| (r, read))?;
+    let text = read_envelope::into_text(body).map_err(|r| (r, read))?;
+    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, &text) {
         Ok(signed) => (signed.0, Some(signed.1)),
         Err(Refusal::BadSignature(_) | Refusal::UnknownKey { .. }) if off(Check::Signature) => (
-            verify_signature::unverified_payload(text).map_err(refused)?,
+            verify_signature::unverified_payload(&text).map_err(|r| (r, read))?,
             None,
         ),
-        Err(r) => return Err(refused(r)),
+        Err(r) => return Err((r, read)),
     };
+    Ok(Envelope {
+        text,
+        payload,
+        signer,
+    })
+}
+
+/// The rule list from row 13 on: each rule takes only what it checks, in the order of
+/// PROTOCOL.md §3.3; the first refusal answers. A `faults` build may switch one check off
+/// here (or in [`authenticate`]), and only there.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    gw: &Gateway,
+    peer: Option<&MemberId>,
+    path: &ContractRef,
+    headers: &HeaderMap,
+    payload: Vec<u8>,
+    signer: Option<MemberId>,
+    span: &tracing::Span,
+    trail: &mut Trail,
+) -> Result<String, Problem> {
+    let refused = |r: Refusal| r.into_problem(None);
     let (request, exchange_id) = verify_signature::read_request(&payload).map_err(refused)?;
     if signer.is_some() {
         trail.authenticated();

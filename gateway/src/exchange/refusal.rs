@@ -9,9 +9,14 @@ use contracts::manifest::NotGranted;
 use contracts::{ContractRef, MemberId, Problem, ProblemCode, SchemaViolation};
 use limits::rate::RateDecision;
 
+use crate::admission::OverAdmission;
+
 /// Why the provider pipeline refused an exchange.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
+    /// The peer is over an admission limit: refused before its body is read.
+    #[error("{0}; retry after the wait in Retry-After")]
+    OverAdmission(OverAdmission),
     /// The body could not be read as the HTTP layer requires (size, time, media type): the
     /// problem the body reader made, passed on as it is.
     #[error("{}", .0.detail)]
@@ -175,7 +180,7 @@ impl Refusal {
             | Refusal::BackendUnavailable => ProblemCode::ProviderUnavailable,
             Refusal::NotProvided { .. } => ProblemCode::UnknownContract,
             Refusal::NotGranted(_) => ProblemCode::Forbidden,
-            Refusal::RateLimited { .. } => ProblemCode::RateLimited,
+            Refusal::RateLimited { .. } | Refusal::OverAdmission(_) => ProblemCode::RateLimited,
             Refusal::InvalidQuery(_) => ProblemCode::InvalidQuery,
             Refusal::AdapterTimeout(_) => ProblemCode::ProviderTimeout,
             Refusal::BackendFailed | Refusal::AnswerViolatesSchema => ProblemCode::ProviderError,
@@ -192,6 +197,7 @@ impl Refusal {
                 Some(RateDecision::retry_after_s(*retry_after))
             }
             Refusal::RateLimited { wait, .. } => Some(RateDecision::retry_after_s(*wait)),
+            Refusal::OverAdmission(over) => Some(RateDecision::retry_after_s(over.wait())),
             Refusal::AtCapacity { .. }
             | Refusal::BackendUnavailable
             | Refusal::Witness(crate::witness::WitnessError::Store(_)) => Some(1),
@@ -246,6 +252,21 @@ mod tests {
         .into_problem(None);
         assert_eq!((p.status, p.retry_after), (429, Some(2)));
         assert_eq!(p.exchange_id, None);
+    }
+
+    #[test]
+    fn an_admission_refusal_is_429_rate_limited_with_the_limiters_wait() {
+        let p = Refusal::OverAdmission(OverAdmission::Address {
+            wait: Duration::from_millis(200),
+        })
+        .into_problem(None);
+        assert_eq!(p.code(), Some(ProblemCode::RateLimited));
+        assert_eq!((p.status, p.retry_after), (429, Some(1)));
+        assert!(
+            p.detail.contains("limits.admission_per_address"),
+            "{}",
+            p.detail
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ struct Counts {
 /// address), or the /64 prefix of an IPv6 address — the smallest block a site is given, so
 /// one site cannot take every slot by hopping between its addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum AddressKey {
+pub(crate) enum AddressKey {
     V4(std::net::Ipv4Addr),
     V6Prefix64(u64),
 }

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod connections;
 mod exchange;
+mod flood;
 mod local;
 mod middle;
 mod startup;

@@ -220,58 +220,6 @@ async fn records_name_who_asked_as_tls_authenticated_them() {
     assert_eq!(records[0]["peer"], BP2MI);
 }
 
-/// What a certified peer sends before anything of it is authenticated is not stored: an
-/// unsigned body is recorded by its hash alone, with no evidence, and a path that names no
-/// contract does not reach the permanent record.
-#[tokio::test]
-async fn nothing_unauthenticated_is_kept_beyond_its_hash() {
-    let f = Federation::start().await;
-    let before = f.all_records(DUKCAPIL).await.len();
-    let garbage = "x".repeat(4_000);
-    let unknown = format!("no.such.contract-{}", "z".repeat(60));
-    let r = f
-        .post_exchange(
-            KEMLU,
-            DUKCAPIL,
-            &unknown,
-            "application/jose",
-            garbage.clone(),
-        )
-        .await;
-    assert!(r.status.as_u16() >= 400, "{}", r.status);
-    let r = f
-        .post_exchange(
-            KEMLU,
-            DUKCAPIL,
-            "citizenship.status",
-            "application/jose",
-            garbage.clone(),
-        )
-        .await;
-    assert_problem(&r, 400, "malformed");
-    let records = f.all_records(DUKCAPIL).await;
-    let new = &records[before..];
-    assert_eq!(new.len(), 2, "{new:?}");
-    for record in new {
-        assert_eq!(record["exchange_id"], "");
-        assert_eq!(
-            record["request_hash"],
-            json!(sha256_b64url(garbage.as_bytes()))
-        );
-        assert!(
-            !record.to_string().contains("no.such.contract"),
-            "the path text is in the record: {record}"
-        );
-    }
-    assert_eq!(new[0]["contract"], "");
-    assert_eq!(new[1]["contract"], "citizenship.status");
-    let evidence = f.audit_get(DUKCAPIL, "/audit/evidence?exchange_id=").await;
-    assert_eq!(
-        evidence.status, 404,
-        "no evidence of unauthenticated requests"
-    );
-}
-
 /// A citizen's history: `simpul audit subject --nik` through Dukcapil's auditor face finds
 /// exactly the exchanges about that NIK among others', each proven against a verified head,
 /// and the NIK reaches no record.

@@ -110,6 +110,8 @@ async fn answers_carry_the_providers_head_and_a_proof_route_connects_its_heads()
     assert!(refused.headers.get(TREE_HEAD_HEADER).is_some());
 
     // Any member may ask how two of the log's heads connect; sizes outside it are refused.
+    // (A second exchange: the refusal above is counted into its minute, not yet recorded.)
+    assert_ok(&f.send_signed(KEMLU, &f.citizenship_request()).await);
     let client = f.as_gateway(BP2MI, DUKCAPIL);
     let ask = |q: &'static str| {
         let url = format!("{}/v1/audit/consistency?{q}", f.url(DUKCAPIL));
