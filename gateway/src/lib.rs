@@ -1,5 +1,6 @@
 //! The running Simpul gateway: configuration, assembly, mTLS listeners, the provider's
-//! exchange pipeline, the consumer side (asking, the local face, fan-out), the audit trail
+//! exchange pipeline, the consumer side (asking, the local face on a listener of its own,
+//! fan-out), the audit trail
 //! of each exchange, and the admin side. The `simpul` binary and the demo federation are
 //! crates of their own.
 
@@ -8,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+mod anchor;
 pub mod assemble;
 mod audit_api;
 pub mod authority;
@@ -21,6 +23,7 @@ pub mod gateway;
 mod http;
 pub mod layout;
 mod listener;
+pub mod local_server;
 pub mod metrics;
 pub mod server;
 pub mod tls;

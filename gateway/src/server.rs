@@ -1,12 +1,13 @@
-//! The member listener's routes: the exchange face for peer gateways, the local face for
-//! the member's own systems, the manifest and the contract list. Accepting, TLS and the
-//! peer's identity are [`crate::listener`]'s.
+//! The member listener's routes: the exchange face for peer gateways, the manifest and the
+//! contract list. The local face is not here: it has a listener of its own
+//! ([`crate::local_server`]), and its routes are refused here with 404 `wrong-listener`.
+//! Accepting, TLS and the peer's identity are [`crate::listener`]'s.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use contracts::envelope::JOSE_MEDIA_TYPE;
-use contracts::{ContractRef, MemberId, Problem, ProblemCode};
+use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
 use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -14,6 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::fault::{self, Check};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, json_bytes, problem};
 use crate::listener::{self, Listening};
@@ -30,18 +32,28 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
     };
     let service_for = {
         let gw = gw.clone();
-        move |peer: Option<MemberId>| {
-            let (gw, peer) = (gw.clone(), Arc::new(peer));
+        move |identity: Option<Identity>| {
+            // The exchange face knows gateways and subsystems; an operator's or auditor's
+            // certificate names neither here.
+            let peer: Option<MemberId> = identity
+                .as_ref()
+                .and_then(Identity::member_or_subsystem)
+                .cloned();
+            let (gw, peer, identity) = (gw.clone(), Arc::new(peer), Arc::new(identity));
             service_fn(move |req| {
-                let (gw, peer) = (gw.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), req).await) }
+                let (gw, peer, identity) = (gw.clone(), peer.clone(), identity.clone());
+                async move {
+                    Ok::<_, Infallible>(
+                        route(gw, peer.as_ref().as_ref(), identity.as_ref().as_ref(), req).await,
+                    )
+                }
             })
         }
     };
     listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
 }
 
-fn contract_path(rest: &[&str]) -> Option<ContractRef> {
+pub(crate) fn contract_path(rest: &[&str]) -> Option<ContractRef> {
     match rest {
         [id, version] if !id.is_empty() && !version.is_empty() => {
             Some(ContractRef::new(*id, *version))
@@ -50,7 +62,12 @@ fn contract_path(rest: &[&str]) -> Option<ContractRef> {
     }
 }
 
-async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>) -> Reply {
+async fn route(
+    gw: Arc<Gateway>,
+    peer: Option<&MemberId>,
+    identity: Option<&Identity>,
+    req: Request<Incoming>,
+) -> Reply {
     let (parts, body) = req.into_parts();
     let segments: Vec<&str> = parts
         .uri
@@ -87,13 +104,24 @@ async fn route(gw: Arc<Gateway>, peer: Option<&MemberId>, req: Request<Incoming>
                 _ => not_found(),
             }
         }
-        ["v1", "query", rest @ ..] => match (parts.method == Method::POST, contract_path(rest)) {
-            (true, Some(r)) => {
-                crate::consumer::local::handle(gw.clone(), peer, r, &parts.headers, body).await
+        // A `faults` build with this check off serves the local face here, as gateways did
+        // before it had a listener of its own.
+        ["v1", "query", rest @ ..] if fault::off(Check::LocalFaceApart) => {
+            match contract_path(rest) {
+                Some(r) => {
+                    crate::consumer::local::handle(gw.clone(), identity, r, &parts.headers, body)
+                        .await
+                }
+                None => not_found(),
             }
-            (false, Some(_)) => wrong_method("POST"),
-            _ => not_found(),
-        },
+        }
+        // Refused whatever the method or the certificate: no caller can use the local face
+        // through the federation's listener (PROTOCOL.md §4.1).
+        ["v1", "query", ..] => problem(&Problem::new(
+            ProblemCode::WrongListener,
+            "the local face is not served on the federation listener: a member's own systems \
+             call their gateway's local listener",
+        )),
         ["v1", "manifest"] if parts.method == Method::GET => {
             let mut r = crate::http::jose(gw.manifest.jws().to_owned());
             r.headers_mut().insert(

@@ -159,6 +159,7 @@ catalogue! {
     "ERR-01", Errors, true, "refusals are no-store application/problem+json with type, title, status and detail", [] => errors::problem_fields;
     "ERR-02", Errors, true, "refusals after the envelope is read carry its exchange_id", [] => errors::exchange_id;
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;
+    "ERR-04", Errors, true, "the local face is not served on the federation listener: POST /v1/query is 404 wrong-listener", ["local-face-apart"] => errors::local_face_elsewhere;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
 }
 
