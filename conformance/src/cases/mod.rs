@@ -464,7 +464,10 @@ mod tests {
     fn selection_by_id_and_group_keeps_catalogue_order() {
         let s = select(&["lim-01".into(), "TLS-02".into(), "errors".into()]).unwrap();
         let ids: Vec<_> = s.iter().map(|c| c.id).collect();
-        assert_eq!(ids, ["TLS-02", "ERR-01", "ERR-02", "ERR-03", "LIM-01"]);
+        assert_eq!(
+            ids,
+            ["TLS-02", "ERR-01", "ERR-02", "ERR-03", "ERR-04", "LIM-01"]
+        );
         assert!(select(&["NOPE-1".into()]).is_err());
         assert_eq!(select(&[]).unwrap().len(), CASES.len());
     }
