@@ -108,10 +108,17 @@ async fn an_ungranted_contract_or_purpose_is_refused_with_403_not_granted() {
 #[tokio::test]
 async fn a_subsystem_over_its_own_rate_is_refused_with_429_subsystem_rate_limited() {
     let f = Federation::start_with(Options {
-        edits: vec![(
-            "name = \"SISKOP2MI\"\n  rate = { per_second = 20, burst = 40 }".into(),
-            "name = \"SISKOP2MI\"\n  rate = { per_second = 1, burst = 1 }".into(),
-        )],
+        edits: vec![
+            (
+                "name = \"SISKOP2MI\"\n  rate = { per_second = 20, burst = 40 }".into(),
+                "name = \"SISKOP2MI\"\n  rate = { per_second = 1, burst = 1 }".into(),
+            ),
+            // A second system of BP2MI, with its own quota.
+            (
+                "  [[members.provides]]\n  contract = \"employment.placement\"".into(),
+                "  [[members.subsystems]]\n  name = \"SISKOTKLN\"\n  grants = [{ contract = \"citizenship.status\", version = \"1\", purposes = [\"placement-verification\"] }]\n\n  [[members.provides]]\n  contract = \"employment.placement\"".into(),
+            ),
+        ],
         ..Options::default()
     })
     .await;
@@ -135,7 +142,17 @@ async fn a_subsystem_over_its_own_rate_is_refused_with_429_subsystem_rate_limite
             .and_then(|v| v.to_str().ok()),
         Some("1")
     );
-    // Its own quota only: Peduli WNI at Kemlu asks the same provider at once.
+    // Its own quota only: another system of the same member, and Peduli WNI at Kemlu, ask
+    // the same provider at once.
+    assert_ok(
+        &f.local_query(
+            "ID:GOV:BP2MI:SISKOTKLN",
+            BP2MI,
+            "citizenship.status",
+            placement_verification(nik),
+        )
+        .await,
+    );
     assert_ok(
         &f.local_query(PEDULI, KEMLU, "citizenship.status", citizen_protection(nik))
             .await,
