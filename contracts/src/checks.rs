@@ -1,4 +1,4 @@
-//! The table of the checks a provider gateway makes, by the names both the gateway's
+//! The table of the checks a gateway makes on its federation listener, by the names both the gateway's
 //! `faults` build (which can switch one off) and the conformance catalogue (whose cases say
 //! which checks they guard) use, with the problem code each refuses with and the rows of
 //! PROTOCOL.md §3.3 it covers. One table, so the two cannot drift apart.
@@ -12,12 +12,13 @@ pub struct CheckSpec {
     pub name: &'static str,
     /// The problem code of its refusal; `None` when the refusal is the TLS handshake's.
     pub code: Option<ProblemCode>,
-    /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer).
+    /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer, `§4.1` for the
+    /// local face kept off the federation listener).
     pub rows: &'static str,
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 14] = [
+pub const CHECKS: [CheckSpec; 15] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
@@ -87,6 +88,11 @@ pub const CHECKS: [CheckSpec; 14] = [
         name: "query-schema",
         code: Some(ProblemCode::InvalidQuery),
         rows: "31",
+    },
+    CheckSpec {
+        name: "local-face-apart",
+        code: Some(ProblemCode::WrongListener),
+        rows: "§4.1",
     },
 ];
 

@@ -21,7 +21,7 @@ pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViol
 pub use envelope::{ExchangeAnswer, ExchangeId, ExchangeRequest};
 pub use jws::{Algorithm, JwsError, ParsedJws, SigningKey, VerifyingKey};
 pub use manifest::{Manifest, ManifestError};
-pub use member::{MemberId, MemberIdError};
+pub use member::{Identity, MemberId, MemberIdError, StaffId, StaffRole};
 pub use problem::{Problem, ProblemCode};
 
 /// Seconds since the Unix epoch, the unit of every timestamp on the wire.

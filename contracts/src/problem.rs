@@ -41,7 +41,11 @@ problem_codes! {
     Replay => "replay", 409, "Replayed exchange id";
     UnknownContract => "unknown-contract", 404, "Unknown contract";
     Forbidden => "forbidden", 403, "Forbidden";
+    NotGranted => "not-granted", 403, "Subsystem not granted";
+    IdentityKind => "identity-kind", 403, "Identity not served on this listener";
+    WrongListener => "wrong-listener", 404, "Not served on this listener";
     RateLimited => "rate-limited", 429, "Rate limit exceeded";
+    SubsystemRateLimited => "subsystem-rate-limited", 429, "Subsystem rate limit exceeded";
     InvalidQuery => "invalid-query", 400, "Query does not match the contract";
     ProviderTimeout => "provider-timeout", 504, "Provider timed out";
     ProviderUnavailable => "provider-unavailable", 503, "Provider unavailable";

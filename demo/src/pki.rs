@@ -1,6 +1,7 @@
 //! The development PKI: one federation CA, the federation authority's JWS signing key, and
-//! for each member a gateway TLS certificate, an ES256 signing key and client certificates
-//! for its subsystems (see `docs/PROTOCOL.md` §1).
+//! for each member a gateway TLS certificate and an ES256 signing key (from the federation),
+//! and a member CA of its own that issues the client certificates of its subsystems,
+//! operators and auditors (see `docs/PROTOCOL.md` §1, §4.1).
 //!
 //! Everything lives under one directory (a deployment's `certs/`), laid out by [`PkiLayout`].
 //! Private keys are created with mode 0600, certificates and public JWKs with 0644. Nothing is
@@ -14,8 +15,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use contracts::MemberId;
 use contracts::jws::{Algorithm, SigningKey};
+use contracts::{MemberId, StaffId};
 use gateway::layout::PkiLayout;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -24,6 +25,9 @@ use rcgen::{
 
 /// The common name of the federation CA.
 pub const CA_COMMON_NAME: &str = "Simpul federation CA";
+
+/// The common name of a member's own CA: `<member id>` and this.
+pub const MEMBER_CA_SUFFIX: &str = "member CA";
 
 /// How long the CA certificate is valid, in days (five years).
 pub const CA_VALIDITY_DAYS: u64 = 5 * 365 + 1;
@@ -48,6 +52,8 @@ pub struct PkiPlan {
     pub authority: MemberId,
     /// Each member with its subsystems.
     pub members: Vec<(MemberId, Vec<MemberId>)>,
+    /// The operators and auditors of every member (each issued by its member's CA).
+    pub staff: Vec<StaffId>,
     /// SAN DNS names / IP addresses for gateway certificates; [`DEFAULT_HOSTS`] by default.
     pub hosts: Vec<String>,
 }
@@ -58,6 +64,7 @@ impl PkiPlan {
         Self {
             authority,
             members: Vec::new(),
+            staff: Vec::new(),
             hosts: DEFAULT_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
         }
     }
@@ -114,6 +121,15 @@ impl PkiPlan {
                 }
             }
         }
+        let mut staff = HashSet::new();
+        for s in &self.staff {
+            if !self.members.iter().any(|(m, _)| m == s.member()) {
+                return Err(invalid(s, "is not of a member of the plan"));
+            }
+            if !staff.insert(s.clone()) {
+                return Err(invalid(s, "listed twice"));
+            }
+        }
         if self.hosts.is_empty() {
             return Err(invalid(
                 &"hosts",
@@ -143,12 +159,23 @@ impl PkiPlan {
             out.push(layout.gateway_key(member));
             out.push(layout.signing_key(member));
             out.push(layout.signing_jwk(member));
+            out.push(layout.member_ca_cert(member));
+            out.push(layout.member_ca_key(member));
             for sub in subsystems {
                 out.push(layout.client_cert(sub));
                 out.push(layout.client_key(sub));
             }
+            for s in self.staff_of(member) {
+                out.push(layout.staff_cert(s));
+                out.push(layout.staff_key(s));
+            }
         }
         out
+    }
+
+    /// The operators and auditors of `member`.
+    fn staff_of<'a>(&'a self, member: &'a MemberId) -> impl Iterator<Item = &'a StaffId> + 'a {
+        self.staff.iter().filter(move |s| s.member() == member)
     }
 }
 
@@ -224,6 +251,8 @@ struct Output {
     path: PathBuf,
     bytes: Vec<u8>,
     mode: u32,
+    /// Written over an existing file: a certificate re-issued because its issuer is new.
+    replace: bool,
 }
 
 impl Output {
@@ -232,6 +261,7 @@ impl Output {
             path,
             bytes: bytes.into(),
             mode: PRIVATE_MODE,
+            replace: false,
         }
     }
 
@@ -240,7 +270,13 @@ impl Output {
             path,
             bytes: bytes.into(),
             mode: PUBLIC_MODE,
+            replace: false,
         }
+    }
+
+    fn replacing(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
     }
 }
 
@@ -248,9 +284,10 @@ impl Output {
 /// keyCertSign+cRLSign, 5 years), the authority signing key, and for each member: a gateway
 /// TLS certificate (ECDSA P-256; CN = member id; SAN URI `urn:simpul:<member id>` plus each
 /// host as SAN DNS or SAN IP; EKU serverAuth and clientAuth, because a gateway is also the
-/// client of its peers; 1 year), an ES256 signing key with its JWK, and for each subsystem a
-/// client certificate (SAN URI `urn:simpul:<subsystem id>` only, CN = subsystem id, EKU
-/// clientAuth only).
+/// client of its peers; 1 year), an ES256 signing key with its JWK, a member CA of its own
+/// (CN "<member id> member CA", 5 years), and from that member CA a client certificate for
+/// each subsystem (SAN URI `urn:simpul:<subsystem id>` only, CN = subsystem id, EKU
+/// clientAuth only) and for each operator and auditor (SAN URI `urn:simpul:<staff id>`).
 ///
 /// Private keys are created with mode 0600, certificates and JWKs with 0644. Without `force`,
 /// if any target file already exists nothing is written and [`PkiError::Exists`] is returned.
@@ -337,8 +374,10 @@ pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiErro
     Ok(PkiReport { written })
 }
 
-/// The files of every member and subsystem pair for which `wanted(first, second)` says yes:
-/// gateway certificate and key, signing key and JWK, client certificate and key.
+/// The files of every member, subsystem, operator and auditor pair for which
+/// `wanted(first, second)` says yes: gateway certificate and key, signing key and JWK,
+/// member CA, client certificates and keys. A member CA made here re-issues every client
+/// certificate of its member, replacing any that exist (they were issued by another CA).
 fn member_outputs(
     issuer: &Issuer<'_, KeyPair>,
     layout: &PkiLayout,
@@ -350,7 +389,8 @@ fn member_outputs(
         if wanted(&layout.gateway_cert(member), &layout.gateway_key(member))? {
             let (cert, key) = issue_leaf(
                 issuer,
-                member,
+                &member.san_uri(),
+                member.as_str(),
                 &plan.hosts,
                 LeafKind::Gateway,
                 &layout.gateway_cert(member),
@@ -366,16 +406,97 @@ fn member_outputs(
                 layout.signing_jwk(member),
             )?;
         }
-        for sub in subsystems {
-            if wanted(&layout.client_cert(sub), &layout.client_key(sub))? {
-                let (cert, key) =
-                    issue_leaf(issuer, sub, &[], LeafKind::Client, &layout.client_cert(sub))?;
-                outputs.push(Output::public(layout.client_cert(sub), cert));
-                outputs.push(Output::private(layout.client_key(sub), key));
+        let fresh_ca = wanted(
+            &layout.member_ca_cert(member),
+            &layout.member_ca_key(member),
+        )?;
+        let member_issuer = if fresh_ca {
+            let (issuer, cert, key) = new_member_ca(member, &layout.member_ca_cert(member))?;
+            outputs.push(Output::public(layout.member_ca_cert(member), cert));
+            outputs.push(Output::private(layout.member_ca_key(member), key));
+            issuer
+        } else {
+            load_member_issuer(layout, member)?
+        };
+        let clients = subsystems
+            .iter()
+            .map(|s| {
+                (
+                    s.san_uri(),
+                    s.to_string(),
+                    layout.client_cert(s),
+                    layout.client_key(s),
+                )
+            })
+            .chain(plan.staff_of(member).map(|s| {
+                (
+                    s.san_uri(),
+                    s.to_string(),
+                    layout.staff_cert(s),
+                    layout.staff_key(s),
+                )
+            }));
+        for (uri, name, cert_path, key_path) in clients {
+            if fresh_ca || wanted(&cert_path, &key_path)? {
+                let (cert, key) = issue_leaf(
+                    &member_issuer,
+                    &uri,
+                    &name,
+                    &[],
+                    LeafKind::Client,
+                    &cert_path,
+                )?;
+                outputs.push(Output::public(cert_path, cert).replacing(fresh_ca));
+                outputs.push(Output::private(key_path, key).replacing(fresh_ca));
             }
         }
     }
     Ok(outputs)
+}
+
+/// A new member CA for `member`: its issuer, certificate PEM and key PEM.
+fn new_member_ca(
+    member: &MemberId,
+    cert_path: &Path,
+) -> Result<(Issuer<'static, KeyPair>, String, String), PkiError> {
+    let key = new_key_pair(cert_path)?;
+    let mut params = member_ca_params(member);
+    set_validity(&mut params, CA_VALIDITY_DAYS);
+    params.serial_number = Some(random_serial());
+    let cert = params.self_signed(&key).map_err(|source| PkiError::Cert {
+        path: cert_path.to_owned(),
+        source,
+    })?;
+    let key_pem = key.serialize_pem();
+    Ok((
+        Issuer::new(member_ca_params(member), key),
+        cert.pem(),
+        key_pem,
+    ))
+}
+
+/// A member CA's parameters, without validity or serial (see [`ca_params`]).
+fn member_ca_params(member: &MemberId) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("{member} {MEMBER_CA_SUFFIX}"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+}
+
+/// Loads `member`'s CA from its files.
+fn load_member_issuer(
+    layout: &PkiLayout,
+    member: &MemberId,
+) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    load_issuer_from(
+        &layout.member_ca_cert(member),
+        &layout.member_ca_key(member),
+        &format!("{member} {MEMBER_CA_SUFFIX}"),
+        member_ca_params(member),
+    )
 }
 
 /// True when the CA, the authority key and every member's and subsystem's files exist.
@@ -383,11 +504,12 @@ pub fn is_complete(layout: &PkiLayout, plan: &PkiPlan) -> bool {
     plan.files(layout).iter().all(|p| p.is_file())
 }
 
-/// Issues one more client certificate for `id` (member or subsystem) from the existing CA
-/// under `layout` — used by tests and to add a subsystem later. For a subsystem it writes
-/// [`PkiLayout::client_cert`] and [`PkiLayout::client_key`]; for a three-part member id,
-/// `<root>/<stem>/client.pem` and `client.key`. The certificate names `id` as its CN and only
-/// SAN (`urn:simpul:<id>`) and allows clientAuth only. Refuses to overwrite without `force`.
+/// Issues one more client certificate for `id` under `layout` — used by tests and to add a
+/// subsystem later. A subsystem's comes from its member's CA and is written to
+/// [`PkiLayout::client_cert`] and [`PkiLayout::client_key`]; a three-part member id's from
+/// the federation CA, to `<root>/<stem>/client.pem` and `client.key`. The certificate names
+/// `id` as its CN and only SAN (`urn:simpul:<id>`) and allows clientAuth only. Refuses to
+/// overwrite without `force`.
 ///
 /// Returns the certificate and key paths.
 pub fn issue_client(
@@ -400,8 +522,19 @@ pub fn issue_client(
     if !force {
         refuse_existing(&[cert_path.clone(), key_path.clone()])?;
     }
-    let issuer = load_issuer(layout)?;
-    let (cert, key) = issue_leaf(&issuer, id, &[], LeafKind::Client, &cert_path)?;
+    let issuer = if id.is_subsystem() {
+        load_member_issuer(layout, &id.member())?
+    } else {
+        load_issuer(layout)?
+    };
+    let (cert, key) = issue_leaf(
+        &issuer,
+        &id.san_uri(),
+        id.as_str(),
+        &[],
+        LeafKind::Client,
+        &cert_path,
+    )?;
     write_outputs(
         &[
             Output::public(cert_path.clone(), cert),
@@ -429,18 +562,32 @@ fn ca_params() -> CertificateParams {
 /// Loads the CA key and certificate, checks that they belong together, and rebuilds the
 /// issuer.
 fn load_issuer(layout: &PkiLayout) -> Result<Issuer<'static, KeyPair>, PkiError> {
-    let key_path = layout.ca_key();
-    let cert_path = layout.ca_cert();
-    let key_pem = read_ca_file(&key_path)?;
-    let cert_pem = read_ca_file(&cert_path)?;
+    load_issuer_from(
+        &layout.ca_cert(),
+        &layout.ca_key(),
+        CA_COMMON_NAME,
+        ca_params(),
+    )
+}
+
+/// Loads a CA from its certificate and key files, checks that they belong together and that
+/// its subject is `CN=<common_name>`, and rebuilds its issuer with `params`.
+fn load_issuer_from(
+    cert_path: &Path,
+    key_path: &Path,
+    common_name: &str,
+    params: CertificateParams,
+) -> Result<Issuer<'static, KeyPair>, PkiError> {
+    let key_pem = read_ca_file(key_path)?;
+    let cert_pem = read_ca_file(cert_path)?;
     let key = KeyPair::from_pem(&key_pem).map_err(|source| PkiError::Cert {
-        path: key_path.clone(),
+        path: key_path.to_owned(),
         source,
     })?;
 
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let bad = |reason: String| PkiError::BadCa {
-        path: cert_path.clone(),
+        path: cert_path.to_owned(),
         reason,
     };
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
@@ -458,13 +605,13 @@ fn load_issuer(layout: &PkiLayout) -> Result<Issuer<'static, KeyPair>, PkiError>
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok());
-    if cn != Some(CA_COMMON_NAME) || cert.subject().iter().count() != 1 {
+    if cn != Some(common_name) || cert.subject().iter().count() != 1 {
         return Err(bad(format!(
-            "the CA certificate's subject is `{}`, expected `CN={CA_COMMON_NAME}`",
+            "the CA certificate's subject is `{}`, expected `CN={common_name}`",
             cert.subject()
         )));
     }
-    Ok(Issuer::new(ca_params(), key))
+    Ok(Issuer::new(params, key))
 }
 
 fn read_ca_file(path: &Path) -> Result<String, PkiError> {
@@ -490,10 +637,12 @@ enum LeafKind {
     Client,
 }
 
-/// Makes a P-256 key and a certificate for `id` signed by `issuer`; returns (cert PEM, key PEM).
+/// Makes a P-256 key and a certificate naming `san_uri` (CN `common_name`) signed by
+/// `issuer`; returns (cert PEM, key PEM).
 fn issue_leaf(
     issuer: &Issuer<'_, KeyPair>,
-    id: &MemberId,
+    san_uri: &str,
+    common_name: &str,
     hosts: &[String],
     kind: LeafKind,
     cert_path: &Path,
@@ -505,12 +654,14 @@ fn issue_leaf(
     let key = new_key_pair(cert_path)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, id.as_str());
+    dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.serial_number = Some(random_serial());
     set_validity(&mut params, LEAF_VALIDITY_DAYS);
-    params.subject_alt_names = vec![SanType::URI(id.san_uri().try_into().map_err(cert_err)?)];
+    params.subject_alt_names = vec![SanType::URI(
+        san_uri.to_owned().try_into().map_err(cert_err)?,
+    )];
     for host in hosts {
         let san = host_san(host).map_err(|reason| PkiError::InvalidPlan {
             what: host.clone(),
@@ -630,7 +781,7 @@ fn write_outputs(outputs: &[Output], force: bool) -> Result<Vec<PathBuf>, PkiErr
                 source,
             })?;
         }
-        if force {
+        if force || out.replace {
             match fs::remove_file(&out.path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -710,6 +861,17 @@ mod tests {
             .unwrap()
     }
 
+    /// A verifier trusting `member`'s own CA only.
+    fn member_verifier(layout: &PkiLayout, member: &str) -> Arc<dyn ClientCertVerifier> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(cert_der(&layout.member_ca_cert(&id(member))))
+            .unwrap();
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap()
+    }
+
     fn server_verifier(layout: &PkiLayout) -> Arc<WebPkiServerVerifier> {
         WebPkiServerVerifier::builder_with_provider(roots(layout), provider())
             .build()
@@ -751,7 +913,7 @@ mod tests {
         assert!(!is_complete(&layout, &plan));
         let report = init(&layout, &plan, false).unwrap();
         assert_eq!(report.written, plan.files(&layout));
-        assert_eq!(report.written.len(), 4 + 2 * 4 + 2 * 2);
+        assert_eq!(report.written.len(), 4 + 2 * 6 + 2 * 2);
         assert!(is_complete(&layout, &plan));
 
         let kemlu = id("ID:GOV:KEMLU");
@@ -886,6 +1048,62 @@ mod tests {
     }
 
     #[test]
+    fn operator_and_auditor_certificates_come_from_the_member_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        let kemlu = id("ID:GOV:KEMLU");
+        let mut plan = plan();
+        let ops = StaffId::parse("operator:ID:GOV:KEMLU:OPS").unwrap();
+        let audit = StaffId::parse("auditor:ID:GOV:KEMLU:AUDIT").unwrap();
+        plan.staff = vec![ops.clone(), audit.clone()];
+        init(&layout, &plan, false).unwrap();
+        let der = cert_der(&layout.staff_cert(&ops));
+        assert_eq!(
+            layout.staff_cert(&ops),
+            dir.path().join("ID_GOV_KEMLU/operator-OPS.pem")
+        );
+        assert_eq!(sans(&der).0, vec!["urn:simpul:operator:ID:GOV:KEMLU:OPS"]);
+        assert_eq!(eku(&der), (false, true));
+        assert_eq!(mode(&layout.staff_key(&audit)), 0o600);
+        let now = UnixTime::now();
+        member_verifier(&layout, kemlu.as_str())
+            .verify_client_cert(&der, &[], now)
+            .unwrap();
+        assert!(
+            client_verifier(&layout)
+                .verify_client_cert(&der, &[], now)
+                .is_err()
+        );
+        // A staff member of a member not in the plan is refused.
+        let mut stray = plan.clone();
+        stray
+            .staff
+            .push(StaffId::parse("operator:ID:GOV:NOBODY:OPS").unwrap());
+        assert!(matches!(
+            init(&PkiLayout::new(dir.path().join("x")), &stray, false),
+            Err(PkiError::InvalidPlan { .. })
+        ));
+    }
+
+    #[test]
+    fn completing_a_pki_without_member_cas_reissues_the_client_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let sub = id("ID:GOV:KEMLU:PEDULI-WNI");
+        let before = fs::read(layout.client_cert(&sub)).unwrap();
+        // A PKI made before member CAs existed: none, and subsystems from the federation CA.
+        fs::remove_file(layout.member_ca_cert(&id("ID:GOV:KEMLU"))).unwrap();
+        fs::remove_file(layout.member_ca_key(&id("ID:GOV:KEMLU"))).unwrap();
+        let report = complete(&layout, &plan()).unwrap();
+        assert_eq!(report.written.len(), 2 + 2 * 2);
+        assert_ne!(fs::read(layout.client_cert(&sub)).unwrap(), before);
+        member_verifier(&layout, "ID:GOV:KEMLU")
+            .verify_client_cert(&cert_der(&layout.client_cert(&sub)), &[], UnixTime::now())
+            .unwrap();
+    }
+
+    #[test]
     fn signing_keys_and_jwks_agree() {
         let dir = tempfile::tempdir().unwrap();
         let layout = PkiLayout::new(dir.path());
@@ -938,8 +1156,17 @@ mod tests {
                 .is_err()
         );
 
+        // A subsystem's certificate chains to its member's CA, not to the federation's.
         let sub = cert_der(&layout.client_cert(&id("ID:GOV:KEMLU:PEDULI-WNI")));
-        clients.verify_client_cert(&sub, &[], now).unwrap();
+        assert!(clients.verify_client_cert(&sub, &[], now).is_err());
+        let kemlu = member_verifier(&layout, "ID:GOV:KEMLU");
+        kemlu.verify_client_cert(&sub, &[], now).unwrap();
+        assert!(
+            member_verifier(&layout, "ID:GOV:DUKCAPIL")
+                .verify_client_cert(&sub, &[], now)
+                .is_err()
+        );
+        assert!(kemlu.verify_client_cert(&gateway, &[], now).is_err());
         // A client-only certificate is not a server certificate.
         let localhost = ServerName::try_from("localhost").unwrap();
         assert!(
@@ -954,7 +1181,7 @@ mod tests {
         assert_eq!(cert_path, layout.client_cert(&later));
         assert_eq!(mode(&key_path), 0o600);
         let issued = cert_der(&cert_path);
-        clients.verify_client_cert(&issued, &[], now).unwrap();
+        kemlu.verify_client_cert(&issued, &[], now).unwrap();
         assert_eq!(sans(&issued).0, vec![later.san_uri()]);
         assert_eq!(eku(&issued), (false, true));
 
@@ -977,7 +1204,7 @@ mod tests {
                 .is_err()
         );
         assert!(
-            client_verifier(&other)
+            member_verifier(&other, "ID:GOV:KEMLU")
                 .verify_client_cert(&issued, &[], now)
                 .is_err()
         );
@@ -1096,14 +1323,14 @@ mod tests {
         let mut grown = grown;
         grown.members[1].1.push(id("ID:GOV:KEMLU:OPS"));
         let added = complete(&layout, &grown).unwrap();
-        assert_eq!(added.written.len(), 2 + 4 + 2 + 4);
+        assert_eq!(added.written.len(), 2 + 6 + 2 + 6);
         assert_eq!(
             fs::read(layout.ca_cert()).unwrap(),
             ca_before,
             "the CA is untouched"
         );
-        // The new certificates chain to the same CA.
-        let verifier = client_verifier(&layout);
+        // The new subsystem's certificate chains to its member's CA.
+        let verifier = member_verifier(&layout, "ID:GOV:KEMLU");
         let now = UnixTime::now();
         verifier
             .verify_client_cert(

@@ -38,14 +38,25 @@ pub enum PrepareError {
 }
 
 /// What `simpul pki init` issues for a configuration: the authority, and each member with
-/// its subsystems.
+/// its subsystems, operators and auditors.
 pub fn pki_plan(config: &Config) -> PkiPlan {
     PkiPlan {
         authority: config.federation.authority.clone(),
         members: config
             .members
             .iter()
-            .map(|m| (m.id.clone(), m.subsystems.clone()))
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    m.subsystems.iter().map(|s| s.id.clone()).collect(),
+                )
+            })
+            .collect(),
+        staff: config
+            .members
+            .iter()
+            .filter_map(|m| m.admin.as_ref())
+            .flat_map(|a| a.operators.iter().chain(&a.auditors).cloned())
             .collect(),
         hosts: config.federation.hosts.clone(),
     }
@@ -180,7 +191,13 @@ pub fn demo_caller(config: &Config) -> Option<(MemberId, MemberId)> {
         .members
         .iter()
         .find(|m| !m.federated.is_empty())
-        .and_then(|m| m.subsystems.first().map(|s| (m.id.clone(), s.clone())))
+        .and_then(|m| {
+            let fc = m.federated.first()?;
+            m.subsystems
+                .iter()
+                .find(|s| s.grants.iter().any(|g| g.contract == fc.reference))
+                .map(|s| (m.id.clone(), s.id.clone()))
+        })
 }
 
 #[cfg(test)]

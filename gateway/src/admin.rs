@@ -1,11 +1,14 @@
-//! The admin listener: Prometheus metrics and cache purges, over mutual TLS, for the
-//! identities its own allow-list names (no exchange ever goes through it).
+//! The admin listener: Prometheus metrics and cache purges for the member's operators, the
+//! audit log for its auditors, over mutual TLS against the member's own trust anchor (no
+//! exchange ever goes through it). Operators and auditors are their own kind of identity
+//! (`operator:<member>:<name>`, `auditor:<member>:<name>`): a subsystem's or a gateway's
+//! certificate is refused here with 403 `identity-kind`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use contracts::envelope::MAX_REQUEST_BYTES;
-use contracts::{MemberId, Problem, ProblemCode};
+use contracts::{Identity, Problem, ProblemCode};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -49,14 +52,19 @@ pub async fn serve(
         },
         labels: &gw.labels,
     };
+    let Some(tls) = gw.member_tls.clone() else {
+        tracing::error!(member = %gw.member, "the admin listener has no member trust anchor; not serving it");
+        return;
+    };
     let service_for = {
         let (gw, admin) = (gw.clone(), Arc::new(admin.clone()));
-        move |peer: Option<MemberId>, _remote| {
-            let operator = peer.as_ref().is_some_and(|p| admin.clients.contains(p));
-            let auditor = peer.as_ref().is_some_and(|p| admin.auditors.contains(p));
-            let evidence = peer
-                .as_ref()
-                .is_some_and(|p| admin.evidence_auditors.contains(p));
+        move |peer: Option<Identity>, _remote| {
+            // A staff id names its member, so a list of this member's ids admits no other
+            // member's operator or auditor.
+            let staff = |list: &[contracts::StaffId]| matches!(&peer, Some(Identity::Staff(s)) if list.contains(s));
+            let operator = staff(&admin.operators);
+            let auditor = staff(&admin.auditors);
+            let evidence = staff(&admin.evidence_auditors);
             let gw = gw.clone();
             service_fn(move |req| {
                 let (gw, peer) = (gw.clone(), peer.clone());
@@ -69,7 +77,7 @@ pub async fn serve(
             })
         }
     };
-    listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
+    listener::serve(listening, listener, tls, shutdown, service_for).await;
 }
 
 /// What a client of the admin listener may do, from its certificate's identity.
@@ -85,7 +93,7 @@ struct Access {
 
 async fn route(
     gw: &Gateway,
-    peer: Option<MemberId>,
+    peer: Option<Identity>,
     access: Access,
     req: Request<Incoming>,
 ) -> Reply {
@@ -94,6 +102,19 @@ async fn route(
         auditor,
         evidence,
     } = access;
+    if let Some(Identity::Subsystem(id) | Identity::Member(id)) = &peer {
+        return problem(&Problem::new(
+            ProblemCode::IdentityKind,
+            format!(
+                "{id} is a {}: the admin listener serves the member's operators and auditors only",
+                if id.is_subsystem() {
+                    "subsystem"
+                } else {
+                    "member's gateway"
+                }
+            ),
+        ));
+    }
     // The audit log has its own allow-list: reading it is not operating the gateway.
     let is_audit = req.uri().path().starts_with("/audit/");
     if !(if is_audit { auditor } else { operator }) {
@@ -102,7 +123,7 @@ async fn route(
             format!(
                 "{} is not on this gateway's {} allow-list",
                 peer.map(|p| p.to_string())
-                    .unwrap_or_else(|| "a certificate without a Simpul identity".into()),
+                    .unwrap_or_else(|| "a certificate without a single Simpul identity".into()),
                 if is_audit { "auditor" } else { "operator" }
             ),
         ));

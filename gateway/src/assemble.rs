@@ -16,7 +16,7 @@ use contracts::{
 };
 
 use crate::client::PeerClient;
-use crate::config::{Config, Member, RateStore};
+use crate::config::{Config, ConfigError, Member, RateStore};
 use crate::fault::{self, Check};
 use crate::metrics::{ContractCounters, Labels};
 use crate::tls::{self, ClientAuth, TlsError};
@@ -66,6 +66,9 @@ pub enum StartError {
     /// TLS material could not be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The configuration asks for something the manifest does not allow.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// The HMAC secret of `subject` used to be kept beside the audit store; it is now kept
@@ -284,6 +287,23 @@ impl Gateway {
             ClientAuth::Required
         };
         let tls = tls::server_config(&cas, chain.clone(), key.clone_key(), client_auth)?;
+        // The member's own listeners trust the member's anchor, never the federation CA.
+        let member_tls = match &mc.local {
+            Some(local) => Some(crate::anchor::server_config(
+                &local.anchor,
+                chain.clone(),
+                key.clone_key(),
+            )?),
+            None => None,
+        };
+        // A subsystem may ask only what its member may ask: checked once, here.
+        crate::config::check_subsystem_grants(config, member, |r, purpose| {
+            Some(
+                manifest
+                    .contract(r)
+                    .is_some_and(|c| manifest.authorize(c, member, purpose).is_ok()),
+            )
+        })?;
 
         let mut peers = HashMap::new();
         for m in &manifest.doc().members {
@@ -396,7 +416,7 @@ impl Gateway {
                 .iter()
                 .map(|f| (f.reference.clone(), f.clone()))
                 .collect(),
-            subsystems: mc.subsystems.iter().cloned().collect(),
+            grants: crate::consumer::grants::SubsystemGrants::new(&mc.subsystems),
             peers,
             query_deadline: mc.query_deadline,
         };
@@ -406,6 +426,8 @@ impl Gateway {
             witness,
             labels,
             admin: mc.admin.clone(),
+            local_listen: mc.local.as_ref().map(|l| l.listen),
+            member_tls,
             connections: mc.connections,
             member: member.clone(),
             listen: mc.listen,

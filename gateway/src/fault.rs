@@ -40,12 +40,14 @@ pub enum Check {
     RateLimit,
     /// The query is valid against the request schema.
     QuerySchema,
+    /// The federation listener refuses the local face.
+    LocalFaceApart,
 }
 
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 14] = [
+    const ALL: [Check; 15] = [
         Check::ClientCertificate,
         Check::BodyLimit,
         Check::MediaType,
@@ -60,6 +62,7 @@ impl Check {
         Check::Authorization,
         Check::RateLimit,
         Check::QuerySchema,
+        Check::LocalFaceApart,
     ];
 
     /// Its entry in the table of checks the conformance suite shares: its `SIMPUL_FAULT`

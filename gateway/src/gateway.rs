@@ -2,7 +2,7 @@
 //! [`ProviderState`] for answering, [`ConsumerState`] for asking — beside the audit log, the
 //! signing key and the manifest. Building it is [`crate::assemble`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::admission::Admission;
 use crate::audit_size::AuditSize;
 use crate::client::PeerClient;
 use crate::config::{AdminConfig, ConnectionBounds, FederatedContract};
+use crate::consumer::grants::SubsystemGrants;
 use crate::metrics::{ContractCounters, Labels};
 use crate::refusals::PreAuthRefusals;
 use audit_store::AuditLog;
@@ -64,6 +65,11 @@ pub struct Gateway {
     pub(crate) audit_size: AuditSize,
     /// The admin listener's address and allow-list, if configured.
     pub admin: Option<AdminConfig>,
+    /// Where the local listener (the member's own systems) listens, if configured.
+    pub local_listen: Option<std::net::SocketAddr>,
+    /// The TLS configuration of the local and admin listeners: client certificates from the
+    /// member's own anchor only. Present whenever either listener is configured.
+    pub(crate) member_tls: Option<Arc<ServerConfig>>,
     /// The connections the member listener holds open at once.
     pub(crate) connections: ConnectionBounds,
     pub(crate) tls: Arc<ServerConfig>,
@@ -86,12 +92,12 @@ pub(crate) struct ProviderState {
     pub(crate) refusals: PreAuthRefusals,
 }
 
-/// The consumer side's run-time state: who may use the local face, the federated contracts
-/// it defines, and a client and a breaker per provider.
+/// The consumer side's run-time state: who may use the local face and what each may ask,
+/// the federated contracts it defines, and a client and a breaker per provider.
 pub(crate) struct ConsumerState {
     pub(crate) breakers: HashMap<MemberId, ProviderBreaker>,
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
-    pub(crate) subsystems: HashSet<MemberId>,
+    pub(crate) grants: SubsystemGrants,
     pub(crate) peers: HashMap<MemberId, PeerClient>,
     pub(crate) query_deadline: Duration,
 }
@@ -108,10 +114,13 @@ impl Gateway {
         &self.manifest
     }
 
-    /// The most connections its listeners hold open at once: the member listener's bound
-    /// plus the admin listener's, if it has one.
+    /// The most connections its listeners hold open at once: the member listener's bound,
+    /// the local listener's (the same bound), and the admin listener's, if it has them.
     pub fn max_open_connections(&self) -> u64 {
         let admin = self.admin.as_ref().map_or(0, |a| a.max_connections);
-        (self.connections.max as u64).saturating_add(admin as u64)
+        let local = self.local_listen.map_or(0, |_| self.connections.max);
+        (self.connections.max as u64)
+            .saturating_add(local as u64)
+            .saturating_add(admin as u64)
     }
 }

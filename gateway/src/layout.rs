@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use contracts::MemberId;
+use contracts::{MemberId, StaffId};
 
 /// Where every PKI file lives under one directory (the `certs/` dir of a deployment).
 #[derive(Clone, Debug)]
@@ -63,6 +63,30 @@ impl PkiLayout {
     /// `<root>/<member file_stem>/signing.jwk`.
     pub fn signing_jwk(&self, member: &MemberId) -> PathBuf {
         self.member_dir(member).join("signing.jwk")
+    }
+
+    /// A member's own CA, which issues its subsystems', operators' and auditors'
+    /// certificates: `<root>/<member file_stem>/member-ca.pem`.
+    pub fn member_ca_cert(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("member-ca.pem")
+    }
+
+    /// The member CA's private key: `<root>/<member file_stem>/member-ca.key`.
+    pub fn member_ca_key(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("member-ca.key")
+    }
+
+    /// An operator's or auditor's client certificate:
+    /// `<root>/<member file_stem>/<role>-<name>.pem` (`operator-OPS.pem`).
+    pub fn staff_cert(&self, staff: &StaffId) -> PathBuf {
+        self.member_dir(staff.member())
+            .join(format!("{}.pem", staff.file_stem()))
+    }
+
+    /// An operator's or auditor's private key: `<root>/<member file_stem>/<role>-<name>.key`.
+    pub fn staff_key(&self, staff: &StaffId) -> PathBuf {
+        self.member_dir(staff.member())
+            .join(format!("{}.key", staff.file_stem()))
     }
 
     /// A client certificate: `<root>/<member file_stem>/<subsystem file_stem>.pem` for a

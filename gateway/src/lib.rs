@@ -1,5 +1,6 @@
 //! The running Simpul gateway: configuration, assembly, mTLS listeners, the provider's
-//! exchange pipeline, the consumer side (asking, the local face, fan-out), the audit trail
+//! exchange pipeline, the consumer side (asking, the local face on a listener of its own,
+//! fan-out), the audit trail
 //! of each exchange, and the admin side. The `simpul` binary and the demo federation are
 //! crates of their own.
 
@@ -9,6 +10,7 @@
 
 pub mod admin;
 mod admission;
+mod anchor;
 pub mod assemble;
 mod audit_api;
 mod audit_size;
@@ -23,6 +25,7 @@ pub mod gateway;
 mod http;
 pub mod layout;
 mod listener;
+pub mod local_server;
 pub mod metrics;
 mod refusals;
 pub mod server;

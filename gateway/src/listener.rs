@@ -1,4 +1,5 @@
-//! The one accept loop both listeners run (the member listener and the admin listener):
+//! The one accept loop every listener runs (the member listener, the local listener and the
+//! admin listener):
 //! a bound on the connections held open, in all and per peer address (over it a connection
 //! is closed as soon as it is accepted); TLS with the gateway's server configuration, the
 //! handshake bounded by [`HANDSHAKE_TIMEOUT`]; the peer's identity read from its certificate
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contracts::MemberId;
+use contracts::{Identity, MemberId};
 use http::Request;
 use hyper::body::Incoming;
 use hyper::service::Service;
@@ -49,7 +50,7 @@ pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// What a listener is, for its log lines and its series, and how many connections it holds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Listening<'a> {
-    /// `gateway` or `admin`.
+    /// `gateway`, `local` or `admin`.
     pub what: &'static str,
     /// The member it serves.
     pub member: &'a MemberId,
@@ -62,8 +63,9 @@ pub(crate) struct Listening<'a> {
 }
 
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with the
-/// service `service_for` makes for its peer's identity (`None`: a certificate without a
-/// Simpul identity, or none where the configuration allows that) and address; then drains.
+/// service `service_for` makes for its peer's identity of any kind (`None`: a certificate
+/// without a Simpul identity, or with several, or none where the configuration allows that)
+/// and address; then drains.
 pub(crate) async fn serve<F, S>(
     listening: Listening<'_>,
     listener: TcpListener,
@@ -71,7 +73,7 @@ pub(crate) async fn serve<F, S>(
     mut shutdown: watch::Receiver<bool>,
     service_for: F,
 ) where
-    F: Fn(Option<MemberId>, SocketAddr) -> S + Clone + Send + 'static,
+    F: Fn(Option<Identity>, SocketAddr) -> S + Clone + Send + 'static,
     S: Service<Request<Incoming>, Response = Reply, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -155,12 +157,12 @@ pub(crate) async fn serve<F, S>(
             let Some(tls) = handshake.await else {
                 return;
             };
-            let peer: Option<MemberId> = tls
+            let peer: Option<Identity> = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(crate::tls::identity);
+                .and_then(|c| contracts::member::certificate_any_identity(c.as_ref()));
             let service = service_for(peer, remote);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

@@ -66,7 +66,7 @@ impl ContractCounters {
     }
 }
 
-/// The series of one listener, labelled `listener` (`gateway` or `admin`) besides `member`
+/// The series of one listener, labelled `listener` (`gateway`, `local` or `admin`) besides `member`
 /// and `instance`, registered once when it starts.
 #[derive(Clone, Debug)]
 pub(crate) struct ListenerCounters {

@@ -1,15 +1,17 @@
-//! The member listener's routes: the exchange face for peer gateways, the local face for
-//! the member's own systems, the manifest and the contract list. Accepting, TLS and the
-//! peer's identity are [`crate::listener`]'s. Beside the listener, once a minute, the
-//! counts of refusals before authentication are appended ([`crate::refusals`]), and the
-//! rest once the listener has drained.
+//! The member listener's routes: the exchange face for peer gateways, the manifest, the
+//! contract list and the consistency proofs partners witnessing this log ask for. The local
+//! face is not here: it has a listener of its own ([`crate::local_server`]), and its routes
+//! are refused here with 404 `wrong-listener`. Accepting, TLS and the peer's identity are
+//! [`crate::listener`]'s. Beside the listener, once a minute, the counts of refusals before
+//! authentication are appended ([`crate::refusals`]), and the rest once the listener has
+//! drained.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use contracts::envelope::JOSE_MEDIA_TYPE;
-use contracts::{ContractRef, MemberId, Problem, ProblemCode};
+use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
 use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -17,6 +19,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::fault::{self, Check};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, json_bytes, problem};
 use crate::listener::{self, Listening};
@@ -33,12 +36,27 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
     };
     let service_for = {
         let gw = gw.clone();
-        move |peer: Option<MemberId>, remote: SocketAddr| {
-            let (gw, peer) = (gw.clone(), Arc::new(peer));
+        move |identity: Option<Identity>, remote: SocketAddr| {
+            // The exchange face knows gateways and subsystems; an operator's or auditor's
+            // certificate names neither here.
+            let peer: Option<MemberId> = identity
+                .as_ref()
+                .and_then(Identity::member_or_subsystem)
+                .cloned();
+            let (gw, peer, identity) = (gw.clone(), Arc::new(peer), Arc::new(identity));
             service_fn(move |req| {
-                let (gw, peer) = (gw.clone(), peer.clone());
+                let (gw, peer, identity) = (gw.clone(), peer.clone(), identity.clone());
                 async move {
-                    Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), remote.ip(), req).await)
+                    Ok::<_, Infallible>(
+                        route(
+                            gw,
+                            peer.as_ref().as_ref(),
+                            identity.as_ref().as_ref(),
+                            remote.ip(),
+                            req,
+                        )
+                        .await,
+                    )
                 }
             })
         }
@@ -74,7 +92,7 @@ async fn each_minute(gw: &Gateway, shutdown: watch::Receiver<bool>) {
     }
 }
 
-fn contract_path(rest: &[&str]) -> Option<ContractRef> {
+pub(crate) fn contract_path(rest: &[&str]) -> Option<ContractRef> {
     match rest {
         [id, version] if !id.is_empty() && !version.is_empty() => {
             Some(ContractRef::new(*id, *version))
@@ -86,6 +104,7 @@ fn contract_path(rest: &[&str]) -> Option<ContractRef> {
 async fn route(
     gw: Arc<Gateway>,
     peer: Option<&MemberId>,
+    identity: Option<&Identity>,
     remote: IpAddr,
     req: Request<Incoming>,
 ) -> Reply {
@@ -125,13 +144,17 @@ async fn route(
                 _ => not_found(),
             }
         }
-        ["v1", "query", rest @ ..] => match (parts.method == Method::POST, contract_path(rest)) {
-            (true, Some(r)) => {
-                crate::consumer::local::handle(gw.clone(), peer, r, &parts.headers, body).await
+        // A `faults` build with this check off serves the local face here, as gateways did
+        // before it had a listener of its own.
+        ["v1", "query", rest @ ..] if fault::off(Check::LocalFaceApart) => {
+            match contract_path(rest) {
+                Some(r) => {
+                    crate::consumer::local::handle(gw.clone(), identity, r, &parts.headers, body)
+                        .await
+                }
+                None => not_found(),
             }
-            (false, Some(_)) => wrong_method("POST"),
-            _ => not_found(),
-        },
+        }
         // A partner witnessing this gateway's log asks how two of its heads connect
         // (PROTOCOL.md §5.4). Any federation member may: heads and proofs hold no records.
         ["v1", "audit", "consistency"] if parts.method == Method::GET => {
@@ -141,6 +164,13 @@ async fn route(
                 Err(p) => problem(&p),
             }
         }
+        // Refused whatever the method or the certificate: no caller can use the local face
+        // through the federation's listener (PROTOCOL.md §4.1).
+        ["v1", "query", ..] => problem(&Problem::new(
+            ProblemCode::WrongListener,
+            "the local face is not served on the federation listener: a member's own systems \
+             call their gateway's local listener",
+        )),
         ["v1", "manifest"] if parts.method == Method::GET => {
             let mut r = crate::http::jose(gw.manifest.jws().to_owned());
             r.headers_mut().insert(

@@ -59,7 +59,7 @@ pub enum CliError {
         member: String,
         /// The address.
         addr: std::net::SocketAddr,
-        /// ` (admin)` for the admin listener, else empty.
+        /// ` (admin)` or ` (local)` for those listeners, else empty.
         what: &'static str,
         /// Why.
         source: std::io::Error,

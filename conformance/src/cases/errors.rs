@@ -151,3 +151,25 @@ pub(super) async fn consistency_route(cx: &Context) -> CaseResult {
         .map_err(|e| failed(format!("a size beyond the log: {e}")))?;
     Ok(format!("0 to 0: an empty proof; beyond the log: {line}"))
 }
+
+/// PROTOCOL.md §4.1: a member's own systems call a listener of their own; the federation
+/// listener refuses the local face to every caller, a federation member included.
+pub(super) async fn local_face_elsewhere(cx: &Context) -> CaseResult {
+    let c = cx.primary();
+    let body = serde_json::json!({
+        "purpose": c.purpose,
+        "query": c.queries.first().cloned().unwrap_or(Value::Null),
+    });
+    let mut conn = client::connect(&cx.config.target.endpoint, cx.tester_tls()).await?;
+    let reply = conn
+        .send(
+            Method::POST,
+            &format!("/v1/query/{}/{}", c.reference.id, c.reference.version),
+            Some("application/json"),
+            full(body.to_string()),
+        )
+        .await?;
+    let (_, seen) = expect_problem(&reply, ProblemCode::WrongListener)
+        .map_err(|e| failed(format!("POST /v1/query on the federation listener: {e}")))?;
+    Ok(format!("POST /v1/query: {seen}"))
+}

@@ -162,6 +162,7 @@ catalogue! {
     "ERR-02", Errors, true, "refusals after the envelope is read carry its exchange_id", [] => errors::exchange_id;
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;
     "ERR-04", Errors, true, "GET /v1/audit/consistency answers proofs within the log, 400 malformed beyond it", [] => errors::consistency_route;
+    "ERR-05", Errors, true, "the local face is not served on the federation listener: POST /v1/query is 404 wrong-listener", ["local-face-apart"] => errors::local_face_elsewhere;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
 }
 
@@ -487,7 +488,9 @@ mod tests {
         let ids: Vec<_> = s.iter().map(|c| c.id).collect();
         assert_eq!(
             ids,
-            ["TLS-02", "ERR-01", "ERR-02", "ERR-03", "ERR-04", "LIM-01"]
+            [
+                "TLS-02", "ERR-01", "ERR-02", "ERR-03", "ERR-04", "ERR-05", "LIM-01"
+            ]
         );
         assert!(select(&["NOPE-1".into()]).is_err());
         assert_eq!(select(&[]).unwrap().len(), CASES.len());

@@ -5,6 +5,7 @@
 //! provided contract. A gateway that starts is a gateway that is configured right; a bad
 //! file is refused with its path, the field at fault and the kind of rejection.
 
+mod grants;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -18,8 +19,10 @@ use std::time::Duration;
 
 use adapters::{Adapter, AdapterSpec};
 use contracts::manifest::{Consumer, Rate};
-use contracts::{Contract, ContractRef, MemberId};
+use contracts::{Contract, ContractRef, MemberId, StaffId};
 use serde::Deserialize;
+
+pub use grants::check_subsystem_grants;
 
 use crate::layout::PkiLayout;
 
@@ -71,6 +74,11 @@ pub enum Rejection {
     UnknownPurpose,
     /// A backend binding the adapter refuses, or none, or two.
     Binding,
+    /// A subsystem granted a contract or purpose its member is not granted (by the
+    /// manifest, or by a provider in the same file).
+    NotGranted,
+    /// A pinned certificate fingerprint that is not `sha256:` and 64 hex digits.
+    NotAFingerprint,
 }
 
 /// A validated configuration.
@@ -124,8 +132,10 @@ pub struct Member {
     pub listen: SocketAddr,
     /// Its gateway's `https://` URL in the manifest (`https://localhost:<port>` unless set).
     pub gateway: String,
-    /// Full ids of its subsystems.
-    pub subsystems: Vec<MemberId>,
+    /// The local listener its own systems call, if any.
+    pub local: Option<LocalConfig>,
+    /// Its subsystems, each with what it may ask and at what rate.
+    pub subsystems: Vec<Subsystem>,
     /// Deadline for a local query to a single contract.
     pub query_deadline: Duration,
     /// Demo only: the synthetic dataset `simpul up` seeds, and where. Kept as written; the
@@ -221,31 +231,74 @@ pub struct BreakerConfig {
     pub cooldown: Duration,
 }
 
-/// `[members.admin]`: the admin listener (metrics, cache purge), mutual TLS with its own
-/// allow-list.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[members.admin]`: the admin listener (metrics, cache purge, the audit log), mutual TLS
+/// against the member's own trust anchor ([`LocalConfig::anchor`]), for its operators and
+/// auditors only.
+#[derive(Clone, Debug)]
 pub struct AdminConfig {
     /// Where it listens.
     pub listen: SocketAddr,
-    /// Identities (from client certificates of the federation CA) allowed its operations:
-    /// metrics and cache purges.
-    pub clients: Vec<MemberId>,
-    /// Identities allowed to read the audit log: tree heads, proofs, records and hashes.
-    #[serde(default)]
-    pub auditors: Vec<MemberId>,
+    /// Operators (`operators = ["OPS"]` → `operator:<member>:OPS`): metrics and cache purges.
+    pub operators: Vec<StaffId>,
+    /// Auditors (`auditor:<member>:<name>`): tree heads, proofs, records and hashes.
+    pub auditors: Vec<StaffId>,
     /// Those of `auditors` who may also read the evidence: the signed envelopes, which hold
-    /// the queries' personal data. Each must be on `auditors`.
-    #[serde(default)]
-    pub evidence_auditors: Vec<MemberId>,
+    /// the queries' personal data. Each is on `auditors`.
+    pub evidence_auditors: Vec<StaffId>,
     /// How many connections it holds open at once (at least 1); the per-address bound is
     /// the member listener's.
-    #[serde(default = "default_admin_max_connections")]
     pub max_connections: usize,
 }
 
-fn default_admin_max_connections() -> usize {
-    64
+/// `[members.local]`: the listener the member's own systems call (the local face), apart
+/// from the federation's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalConfig {
+    /// Where it listens: an internal address.
+    pub listen: SocketAddr,
+    /// The only client certificates it (and the admin listener) accepts.
+    pub anchor: MemberAnchor,
+}
+
+impl LocalConfig {
+    /// The URL the member's systems call: `https://localhost:<port>` (the gateway's own
+    /// certificate, which it presents here too, names the federation's hosts).
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.listen.port())
+    }
+}
+
+/// A trust anchor the member controls: its own CA, certificates pinned by fingerprint, or
+/// both. Never the federation CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAnchor {
+    /// `member_ca`: a PEM file of the member's CA certificates, resolved against the file's
+    /// directory.
+    pub member_ca: Option<PathBuf>,
+    /// `pinned`: SHA-256 fingerprints of the DER of end-entity certificates accepted as they
+    /// are.
+    pub pinned: Vec<[u8; 32]>,
+}
+
+/// One of the member's information systems and what it may ask through the local face.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subsystem {
+    /// Its full id (`ID:GOV:KEMLU:PEDULI-WNI`).
+    pub id: MemberId,
+    /// Its own rate on the local face, over every contract it asks: its `rate`, or the
+    /// member's `limits.default_rate`.
+    pub rate: Rate,
+    /// The contracts (catalog or federated) and purposes it may ask; nothing else.
+    pub grants: Vec<SubsystemGrant>,
+}
+
+/// One contract a subsystem may ask, for the purposes listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubsystemGrant {
+    /// A catalog contract, or a federated contract this member defines.
+    pub contract: ContractRef,
+    /// The purposes.
+    pub purposes: Vec<String>,
 }
 
 /// A contract a member provides: who may ask it, at what rate, and the adapter that answers.

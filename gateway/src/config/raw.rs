@@ -10,7 +10,7 @@ use contracts::MemberId;
 use contracts::manifest::{Consumer, Rate};
 use serde::Deserialize;
 
-use super::{AdminConfig, CacheConfig};
+use super::CacheConfig;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +76,9 @@ pub(super) struct RawMember {
     #[serde(default)]
     pub gateway: Option<String>,
     #[serde(default)]
-    pub subsystems: Vec<String>,
+    pub local: Option<RawLocal>,
+    #[serde(default)]
+    pub subsystems: Vec<RawSubsystem>,
     #[serde(default = "default_deadline_ms")]
     pub query_deadline_ms: u64,
     #[serde(default)]
@@ -88,7 +90,7 @@ pub(super) struct RawMember {
     #[serde(default)]
     pub breaker: RawBreaker,
     #[serde(default)]
-    pub admin: Option<AdminConfig>,
+    pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub audit: Option<audit_store::AuditConfig>,
     #[serde(default)]
@@ -202,4 +204,54 @@ pub(super) struct RawPart {
     pub name: String,
     pub contract: String,
     pub version: String,
+}
+
+/// `[members.local]`: the listener of the member's own systems and the anchor it trusts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLocal {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub member_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub pinned: Vec<String>,
+}
+
+/// `[[members.subsystems]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubsystem {
+    pub name: String,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub grants: Vec<RawGrant>,
+}
+
+/// One of a subsystem's `grants`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGrant {
+    pub contract: String,
+    pub version: String,
+    pub purposes: Vec<String>,
+}
+
+/// `[members.admin]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub operators: Vec<String>,
+    #[serde(default)]
+    pub auditors: Vec<String>,
+    #[serde(default)]
+    pub evidence_auditors: Vec<String>,
+    #[serde(default = "default_admin_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_admin_max_connections() -> usize {
+    64
 }

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use adapters::AdapterSpec;
 use contracts::manifest::Rate;
-use contracts::{Contract, ContractRef, MemberId};
+use contracts::{Contract, ContractRef, MemberId, StaffId, StaffRole};
 
-use super::raw::{RawConfig, RawFederated, RawMember, RawProvision, RawRateBackend};
+use super::raw::{
+    RawAdmin, RawConfig, RawFederated, RawGrant, RawLocal, RawMember, RawProvision, RawRateBackend,
+};
 use super::{
-    AdmissionLimits, BreakerConfig, Config, ConfigError, ConnectionBounds, FederatedContract,
-    Federation, Member, Provision, RateStore, Rejection,
+    AdminConfig, AdmissionLimits, BreakerConfig, Config, ConfigError, ConnectionBounds,
+    FederatedContract, Federation, LocalConfig, Member, MemberAnchor, Provision, RateStore,
+    Rejection, Subsystem, SubsystemGrant,
 };
 use crate::layout::PkiLayout;
 
@@ -110,7 +113,15 @@ pub(super) fn resolve(
     let mut pending = Vec::with_capacity(raw.members.len());
     for (i, m) in raw.members.into_iter().enumerate() {
         let at = format!("members[{i}]");
-        let (member, rest) = member(&refuse, &at, m, &federation.pki, &mut ids, &mut listens)?;
+        let (member, rest) = member(
+            &refuse,
+            &at,
+            m,
+            &base_dir,
+            &federation.pki,
+            &mut ids,
+            &mut listens,
+        )?;
         members.push(member);
         pending.push(rest);
     }
@@ -139,15 +150,51 @@ pub(super) fn resolve(
             let f = cx.federated(&format!("{at}.federated[{j}]"), f)?;
             member.federated.push(f);
         }
+        for (j, grants) in rest.grants.into_iter().enumerate() {
+            let at = format!("{at}.subsystems[{j}]");
+            for (k, g) in grants.into_iter().enumerate() {
+                let g = cx.grant(&format!("{at}.grants[{k}]"), member, g)?;
+                if member.subsystems[j]
+                    .grants
+                    .iter()
+                    .any(|h| h.contract == g.contract)
+                {
+                    return Err(refuse.at(
+                        Rejection::Duplicate,
+                        format!("{at}.grants[{k}].contract"),
+                        format!("{} is granted twice", g.contract),
+                    ));
+                }
+                member.subsystems[j].grants.push(g);
+            }
+        }
     }
-    Ok(Config {
+    let config = Config {
         source: source.to_owned(),
         base_dir,
         federation,
         data: raw.data,
         members,
         catalog,
-    })
+    };
+    // What a provider in this same file grants is known now; the rest is checked against
+    // the manifest when the gateway starts.
+    for m in &config.members {
+        super::check_subsystem_grants(&config, &m.id, |contract, purpose| {
+            let provision = config
+                .members
+                .iter()
+                .flat_map(|p| &p.provides)
+                .find(|p| &p.contract == contract)?;
+            Some(
+                provision
+                    .consumers
+                    .iter()
+                    .any(|c| c.member == m.id && c.purposes.iter().any(|p| p == purpose)),
+            )
+        })?;
+    }
+    Ok(config)
 }
 
 /// What of a member is validated once every member is known.
@@ -155,6 +202,150 @@ struct Pending {
     provides: Vec<RawProvision>,
     federated: Vec<RawFederated>,
     default_rate: Rate,
+    /// Each subsystem's grants, in the order of `subsystems`.
+    grants: Vec<Vec<RawGrant>>,
+}
+
+/// `sha256:` and 64 hex digits (colons between pairs allowed, as `openssl x509 -fingerprint
+/// -sha256` prints them), either case.
+fn fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text
+        .strip_prefix("sha256:")
+        .or_else(|| text.strip_prefix("SHA256:"))?
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `[members.local]`: an address of its own and an anchor the member controls.
+fn local(
+    refuse: &Refuse,
+    at: &str,
+    l: RawLocal,
+    base_dir: &Path,
+    listens: &mut HashSet<SocketAddr>,
+) -> Result<LocalConfig, ConfigError> {
+    if !listens.insert(l.listen) {
+        return Err(refuse.at(
+            Rejection::AddressInUse,
+            format!("{at}.local.listen"),
+            format!("{} is used by another listener", l.listen),
+        ));
+    }
+    if l.member_ca.is_none() && l.pinned.is_empty() {
+        return Err(refuse.at(
+            Rejection::Missing,
+            format!("{at}.local"),
+            "name the member's own trust anchor: member_ca (its CA's PEM file, \
+             `simpul pki init` makes one) or pinned (certificate fingerprints); \
+             the federation CA is never trusted here",
+        ));
+    }
+    let pinned = l
+        .pinned
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            fingerprint(p).ok_or_else(|| {
+                refuse.at(
+                    Rejection::NotAFingerprint,
+                    format!("{at}.local.pinned[{k}]"),
+                    format!(
+                        "`{p}` is not a fingerprint: write sha256: and the 64 hex digits of the \
+                         certificate's SHA-256 (openssl x509 -noout -fingerprint -sha256)"
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LocalConfig {
+        listen: l.listen,
+        anchor: MemberAnchor {
+            member_ca: l.member_ca.map(|p| base_dir.join(p)),
+            pinned,
+        },
+    })
+}
+
+/// `[members.admin]`: its operators and auditors, each a name under this member.
+fn admin(
+    refuse: &Refuse,
+    at: &str,
+    member: &MemberId,
+    a: RawAdmin,
+    has_anchor: bool,
+    listens: &mut HashSet<SocketAddr>,
+) -> Result<AdminConfig, ConfigError> {
+    if a.max_connections == 0 {
+        return Err(refuse.at(
+            Rejection::OutOfRange,
+            format!("{at}.admin.max_connections"),
+            "must be at least 1",
+        ));
+    }
+    if !has_anchor {
+        return Err(refuse.at(
+            Rejection::Missing,
+            format!("{at}.admin"),
+            "the admin listener trusts the member's own anchor: add [members.local] with \
+             member_ca or pinned",
+        ));
+    }
+    let staff = |role: StaffRole, field: &str, names: &[String]| {
+        names
+            .iter()
+            .enumerate()
+            .map(|(k, name)| {
+                StaffId::new(role, member, name).map_err(|e| {
+                    refuse.at(
+                        Rejection::NotAMemberId,
+                        format!("{at}.admin.{field}[{k}]"),
+                        format!("{e}: write the name only (e.g. \"OPS\")"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let operators = staff(StaffRole::Operator, "operators", &a.operators)?;
+    let auditors = staff(StaffRole::Auditor, "auditors", &a.auditors)?;
+    let evidence_auditors = staff(
+        StaffRole::Auditor,
+        "evidence_auditors",
+        &a.evidence_auditors,
+    )?;
+    if let Some((k, who)) = evidence_auditors
+        .iter()
+        .enumerate()
+        .find(|(_, who)| !auditors.contains(who))
+    {
+        return Err(refuse.at(
+            Rejection::UnknownMember,
+            format!("{at}.admin.evidence_auditors[{k}]"),
+            format!("{who} is not on admin.auditors: evidence is granted only to an auditor"),
+        ));
+    }
+    if !listens.insert(a.listen) {
+        return Err(refuse.at(
+            Rejection::AddressInUse,
+            format!("{at}.admin.listen"),
+            format!("{} is used by another listener", a.listen),
+        ));
+    }
+    Ok(AdminConfig {
+        listen: a.listen,
+        operators,
+        auditors,
+        evidence_auditors,
+        max_connections: a.max_connections,
+    })
 }
 
 /// One member's own fields: its ids, addresses, limits and audit log.
@@ -162,6 +353,7 @@ fn member(
     refuse: &Refuse,
     at: &str,
     m: RawMember,
+    base_dir: &Path,
     pki: &PkiLayout,
     ids: &mut HashSet<MemberId>,
     listens: &mut HashSet<SocketAddr>,
@@ -251,9 +443,6 @@ fn member(
         per_peer: limits.admission_per_peer.clone(),
         per_address: limits.admission_per_address.clone(),
     };
-    if m.admin.as_ref().is_some_and(|a| a.max_connections == 0) {
-        return Err(at_least_one("admin.max_connections"));
-    }
     let connections = ConnectionBounds {
         max: limits.max_connections,
         per_address: limits.max_connections_per_address,
@@ -278,47 +467,62 @@ fn member(
     audit.check().map_err(|(field, reason)| {
         refuse.at(Rejection::OutOfRange, format!("{at}.audit.{field}"), reason)
     })?;
-    if let Some(admin) = &m.admin
-        && let Some((k, who)) = admin
-            .evidence_auditors
-            .iter()
-            .enumerate()
-            .find(|(_, who)| !admin.auditors.contains(who))
-    {
-        return Err(refuse.at(
-            Rejection::UnknownMember,
-            format!("{at}.admin.evidence_auditors[{k}]"),
-            format!("{who} is not on admin.auditors: evidence is granted only to an auditor"),
-        ));
+    let local = m
+        .local
+        .map(|l| local(refuse, at, l, base_dir, listens))
+        .transpose()?;
+    let admin = m
+        .admin
+        .map(|a| admin(refuse, at, &m.id, a, local.is_some(), listens))
+        .transpose()?;
+    let mut subsystems: Vec<Subsystem> = Vec::with_capacity(m.subsystems.len());
+    let mut grants = Vec::with_capacity(m.subsystems.len());
+    for (j, s) in m.subsystems.into_iter().enumerate() {
+        let id = m.id.subsystem(&s.name).map_err(|e| {
+            refuse.at(
+                Rejection::NotAMemberId,
+                format!("{at}.subsystems[{j}].name"),
+                e.to_string(),
+            )
+        })?;
+        if subsystems.iter().any(|t| t.id == id) {
+            return Err(refuse.at(
+                Rejection::Duplicate,
+                format!("{at}.subsystems[{j}].name"),
+                format!("{id} is configured twice"),
+            ));
+        }
+        let rate = s.rate.unwrap_or_else(|| limits.default_rate.clone());
+        if rate.per_second == 0 || rate.burst == 0 {
+            return Err(refuse.at(
+                Rejection::OutOfRange,
+                format!("{at}.subsystems[{j}].rate"),
+                "per_second and burst must be at least 1",
+            ));
+        }
+        if !s.grants.is_empty() && local.is_none() {
+            return Err(refuse.at(
+                Rejection::Missing,
+                format!("{at}.local"),
+                format!(
+                    "{id} is granted contracts but the member has no local listener: add \
+                     [members.local] with listen and member_ca or pinned"
+                ),
+            ));
+        }
+        subsystems.push(Subsystem {
+            id,
+            rate,
+            grants: Vec::new(),
+        });
+        grants.push(s.grants);
     }
-    if let Some(admin) = &m.admin
-        && !listens.insert(admin.listen)
-    {
-        return Err(refuse.at(
-            Rejection::AddressInUse,
-            format!("{at}.admin.listen"),
-            format!("{} is used by another listener", admin.listen),
-        ));
-    }
-    let subsystems = m
-        .subsystems
-        .iter()
-        .enumerate()
-        .map(|(j, s)| {
-            m.id.subsystem(s).map_err(|e| {
-                refuse.at(
-                    Rejection::NotAMemberId,
-                    format!("{at}.subsystems[{j}]"),
-                    e.to_string(),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let member = Member {
         id: m.id,
         name: m.name,
         listen: m.listen,
         gateway,
+        local,
         subsystems,
         query_deadline: Duration::from_millis(m.query_deadline_ms),
         seed: m.seed,
@@ -331,7 +535,7 @@ fn member(
             failures: m.breaker.failures,
             cooldown: Duration::from_millis(m.breaker.cooldown_ms),
         },
-        admin: m.admin,
+        admin,
         audit,
         provides: Vec::new(),
         federated: Vec::new(),
@@ -340,6 +544,7 @@ fn member(
         provides: m.provides,
         federated: m.federated,
         default_rate: limits.default_rate,
+        grants,
     };
     Ok((member, pending))
 }
@@ -443,6 +648,47 @@ impl Context<'_> {
             queue: Duration::from_millis(p.queue_ms),
             spec,
             adapter,
+        })
+    }
+
+    /// One contract a subsystem of `member` may ask: a catalog contract for purposes its
+    /// document allows, or one of the member's federated contracts for its one purpose.
+    fn grant(&self, at: &str, member: &Member, g: RawGrant) -> Result<SubsystemGrant, ConfigError> {
+        let refuse = self.refuse;
+        let r = ContractRef::new(&g.contract, &g.version);
+        if g.purposes.is_empty() {
+            return Err(refuse.at(
+                Rejection::Missing,
+                format!("{at}.purposes"),
+                "at least one purpose is required",
+            ));
+        }
+        let allowed: Vec<String> =
+            if let Some(fc) = member.federated.iter().find(|f| f.reference == r) {
+                vec![fc.purpose.clone()]
+            } else if let Some(c) = self.catalog.get(&r) {
+                c.doc().purposes.clone()
+            } else {
+                return Err(refuse.at(
+                    Rejection::NotInCatalog,
+                    format!("{at}.contract"),
+                    format!(
+                        "{r} is neither in the catalog {} nor a federated contract of {}",
+                        self.catalog_dir.display(),
+                        member.id
+                    ),
+                ));
+            };
+        if let Some(bad) = g.purposes.iter().find(|p| !allowed.contains(p)) {
+            return Err(refuse.at(
+                Rejection::UnknownPurpose,
+                format!("{at}.purposes"),
+                format!("`{bad}` is not a purpose of {r} ({})", allowed.join(", ")),
+            ));
+        }
+        Ok(SubsystemGrant {
+            contract: r,
+            purposes: g.purposes,
         })
     }
 

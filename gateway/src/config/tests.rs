@@ -13,8 +13,9 @@ catalog = "CATALOG"
 id = "ID:GOV:KEMLU"
 name = "Kemlu"
 listen = "127.0.0.1:7441"
-subsystems = ["PEDULI-WNI"]
-admin = { listen = "127.0.0.1:7541", clients = [] }
+local = { listen = "127.0.0.1:7641", member_ca = "certs/ID_GOV_KEMLU/member-ca.pem" }
+admin = { listen = "127.0.0.1:7541", operators = [] }
+subsystems = [{ name = "PEDULI-WNI", grants = [{ contract = "person.profile", version = "1", purposes = ["citizen-protection"] }, { contract = "citizenship.status", version = "1", purposes = ["citizen-protection"] }] }]
 
   [[members.federated]]
   id = "person.profile"
@@ -97,33 +98,33 @@ refused! {
     a_gateway_url_that_is_not_https_is_refused:
         [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https", NotHttps;
     redis_limits_without_a_url_are_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
     a_replay_window_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
     a_max_connections_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections = 0 }")] => "members[0].limits.max_connections", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { max_connections = 0 }")] => "members[0].limits.max_connections", "at least 1", OutOfRange;
     a_max_connections_per_address_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { max_connections_per_address = 0 }")] => "members[0].limits.max_connections_per_address", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { max_connections_per_address = 0 }")] => "members[0].limits.max_connections_per_address", "at least 1", OutOfRange;
     an_admission_per_peer_rate_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
     an_admission_per_peer_burst_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
     an_admission_per_address_rate_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_address = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_address = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
     an_admission_per_address_burst_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_address = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_address = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
     an_admission_limit_without_a_burst_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\nlimits = { admission_per_peer = { per_second = 10 } }")] => "line 12 (`limits = { admission_per_peer = { per_second = 10 } }`)", "missing field `burst`", Syntax;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 10 } }")] => "line 12 (`limits = { admission_per_peer = { per_second = 10 } }`)", "missing field `burst`", Syntax;
     an_admin_max_connections_of_zero_is_refused:
-        [("clients = [] }", "clients = [], max_connections = 0 }")] => "members[0].admin.max_connections", "at least 1", OutOfRange;
+        [("operators = [] }", "operators = [], max_connections = 0 }")] => "members[0].admin.max_connections", "at least 1", OutOfRange;
     an_audit_tree_head_interval_of_zero_is_refused:
-        [("subsystems = [\"PEDULI-WNI\"]", "subsystems = [\"PEDULI-WNI\"]\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\naudit = { tree_head_interval_s = 0 }")] => "members[0].audit.tree_head_interval_s", "at least 1", OutOfRange;
     an_admin_listener_on_a_used_address_is_refused:
         [("127.0.0.1:7541", "127.0.0.1:7441")] => "members[0].admin.listen", "another listener", AddressInUse;
     an_evidence_auditor_who_is_no_auditor_is_refused:
-        [("clients = [] }", "clients = [], auditors = [\"ID:GOV:KEMLU:AUDIT\"], evidence_auditors = [\"ID:GOV:KEMLU:OPS\"] }")] => "members[0].admin.evidence_auditors[0]", "not on admin.auditors", UnknownMember;
-    a_malformed_subsystem_code_is_refused:
-        [("[\"PEDULI-WNI\"]", "[\"peduli wni\"]")] => "members[0].subsystems[0]", "", NotAMemberId;
+        [("operators = [] }", "operators = [], auditors = [\"AUDIT\"], evidence_auditors = [\"OPS\"] }")] => "members[0].admin.evidence_auditors[0]", "not on admin.auditors", UnknownMember;
+    a_malformed_subsystem_name_is_refused:
+        [("name = \"PEDULI-WNI\"", "name = \"peduli wni\"")] => "members[0].subsystems[0].name", "", NotAMemberId;
     a_provided_contract_not_in_the_catalog_is_refused:
         [("contract = \"citizenship.status\"\n  version = \"1\"", "contract = \"citizenship.status\"\n  version = \"9\"")] => "members[1].provides[0].contract", "not in the catalog", NotInCatalog;
     a_contract_whose_document_names_another_provider_is_refused:
@@ -131,25 +132,85 @@ refused! {
     a_consumer_that_is_not_configured_is_refused:
         [("member = \"ID:GOV:KEMLU\", purposes", "member = \"ID:GOV:NOBODY\", purposes")] => "members[1].provides[0].consumers[0].member", "not a configured member", UnknownMember;
     a_purpose_the_contract_does_not_allow_is_refused:
-        [("purposes = [\"citizen-protection\"] }]", "purposes = [\"marketing\"] }]")] => "members[1].provides[0].consumers[0].purposes", "`marketing`", UnknownPurpose;
+        [("member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "member = \"ID:GOV:KEMLU\", purposes = [\"marketing\"] }]")] => "members[1].provides[0].consumers[0].purposes", "`marketing`", UnknownPurpose;
     a_rate_of_zero_is_refused:
         [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  rate = { per_second = 0, burst = 1 }")] => "members[1].provides[0].rate", "at least 1", OutOfRange;
     a_concurrency_of_zero_is_refused:
         [("consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "consumers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  concurrency = 0")] => "members[1].provides[0].concurrency", "at least 1", OutOfRange;
     an_unknown_binding_table_is_refused:
-        [("[members.provides.sql]", "[members.provides.unused]")] => "line 32 (`[members.provides.unused]`)", "unknown field `unused`", Syntax;
+        [("[members.provides.sql]", "[members.provides.unused]")] => "line 33 (`[members.provides.unused]`)", "unknown field `unused`", Syntax;
     a_binding_the_adapter_refuses_names_its_field:
         [("statement = \"SELECT", "timeout_ms = 0\n  statement = \"SELECT")] => "members[1].provides[0].sql.timeout_ms/pool_size", "at least 1", Binding;
     a_federated_contract_with_a_catalog_contracts_id_is_refused:
         [("id = \"person.profile\"", "id = \"citizenship.status\"")] => "members[0].federated[0].id", "catalog contract", Duplicate;
     a_federated_contract_without_parts_is_refused:
-        [("parts = [\n", "parts = [\n]\nunused = [\n")] => "line 20 (`unused = [`)", "unknown field `unused`", Syntax;
+        [("parts = [\n", "parts = [\n]\nunused = [\n")] => "line 21 (`unused = [`)", "unknown field `unused`", Syntax;
     a_federated_deadline_of_zero_is_refused:
         [("purpose = \"citizen-protection\"\n  parts", "purpose = \"citizen-protection\"\n  deadline_ms = 0\n  parts")] => "members[0].federated[0].deadline_ms", "at least 1", OutOfRange;
     a_part_not_in_the_catalog_is_refused:
         [("contract = \"insurance.status\", version = \"1\"", "contract = \"insurance.status\", version = \"7\"")] => "members[0].federated[0].parts[1].contract", "not in the catalog", NotInCatalog;
     a_part_name_used_twice_is_refused:
         [("name = \"insurance\"", "name = \"citizenship\"")] => "members[0].federated[0].parts[1].name", "used twice", Duplicate;
+    a_local_listener_without_a_member_anchor_is_refused:
+        [(", member_ca = \"certs/ID_GOV_KEMLU/member-ca.pem\" }", " }")] => "members[0].local", "federation CA is never trusted", Missing;
+    a_local_listener_on_a_used_address_is_refused:
+        [("listen = \"127.0.0.1:7641\"", "listen = \"127.0.0.1:7441\"")] => "members[0].local.listen", "another listener", AddressInUse;
+    a_pinned_fingerprint_that_is_not_one_is_refused:
+        [("member-ca.pem\" }", "member-ca.pem\", pinned = [\"sha1:00ff\"] }")] => "members[0].local.pinned[0]", "not a fingerprint", NotAFingerprint;
+    an_admin_listener_without_a_member_anchor_is_refused:
+        [("local = { listen = \"127.0.0.1:7641\", member_ca = \"certs/ID_GOV_KEMLU/member-ca.pem\" }\n", "")] => "members[0].admin", "member's own anchor", Missing;
+    a_subsystem_with_grants_and_no_local_listener_is_refused:
+        [("local = { listen = \"127.0.0.1:7641\", member_ca = \"certs/ID_GOV_KEMLU/member-ca.pem\" }\n", ""), ("admin = { listen = \"127.0.0.1:7541\", operators = [] }\n", "")] => "members[0].local", "no local listener", Missing;
+    an_operator_given_as_a_full_id_is_refused:
+        [("operators = [] }", "operators = [\"ID:GOV:KEMLU:OPS\"] }")] => "members[0].admin.operators[0]", "write the name only", NotAMemberId;
+    a_subsystem_configured_twice_is_refused:
+        [("subsystems = [{ name = \"PEDULI-WNI\",", "subsystems = [{ name = \"PEDULI-WNI\" }, { name = \"PEDULI-WNI\",")] => "members[0].subsystems[1].name", "twice", Duplicate;
+    a_subsystem_rate_of_zero_is_refused:
+        [("{ name = \"PEDULI-WNI\",", "{ name = \"PEDULI-WNI\", rate = { per_second = 0, burst = 1 },")] => "members[0].subsystems[0].rate", "at least 1", OutOfRange;
+    a_grant_of_no_known_contract_is_refused:
+        [("{ contract = \"person.profile\", version = \"1\"", "{ contract = \"person.profile\", version = \"2\"")] => "members[0].subsystems[0].grants[0].contract", "nor a federated contract", NotInCatalog;
+    a_grant_without_purposes_is_refused:
+        [("version = \"1\", purposes = [\"citizen-protection\"] }] }]", "version = \"1\", purposes = [] }] }]")] => "members[0].subsystems[0].grants[1].purposes", "at least one", Missing;
+    a_grant_for_a_purpose_the_contract_does_not_allow_is_refused:
+        [("version = \"1\", purposes = [\"citizen-protection\"] }] }]", "version = \"1\", purposes = [\"marketing\"] }] }]")] => "members[0].subsystems[0].grants[1].purposes", "`marketing`", UnknownPurpose;
+    a_grant_of_a_federated_contract_for_another_purpose_is_refused:
+        [("{ contract = \"person.profile\", version = \"1\", purposes = [\"citizen-protection\"] }", "{ contract = \"person.profile\", version = \"1\", purposes = [\"social-security\"] }")] => "members[0].subsystems[0].grants[0].purposes", "`social-security`", UnknownPurpose;
+    a_contract_granted_twice_to_one_subsystem_is_refused:
+        [("{ contract = \"person.profile\", version = \"1\"", "{ contract = \"citizenship.status\", version = \"1\"")] => "members[0].subsystems[0].grants[1].contract", "granted twice", Duplicate;
+    a_grant_the_member_is_not_granted_by_a_provider_in_the_file_is_refused:
+        [("version = \"1\", purposes = [\"citizen-protection\"] }] }]", "version = \"1\", purposes = [\"social-security\"] }] }]")] => "members[0].subsystems[0].grants[1].purposes", "ID:GOV:KEMLU itself is not granted", NotGranted;
+}
+
+#[test]
+fn a_grant_the_manifest_does_not_give_the_member_is_refused_at_start_up() {
+    let c = parse(&[]).unwrap();
+    let kemlu = MemberId::parse("ID:GOV:KEMLU").unwrap();
+    // What the manifest grants Kemlu: everything but insurance, a part of person.profile.
+    let manifest = |r: &ContractRef, _: &str| Some(r.id != "insurance.status");
+    let e = check_subsystem_grants(&c, &kemlu, manifest).unwrap_err();
+    assert_eq!(e.path, "test.toml");
+    assert_eq!(e.kind, Rejection::NotGranted);
+    assert_eq!(e.field, "members[0].subsystems[0].grants[0].purposes");
+    assert!(e.reason.contains("part `insurance`"), "{e}");
+    // Everything granted: nothing to refuse.
+    check_subsystem_grants(&c, &kemlu, |_, _| Some(true)).unwrap();
+}
+
+#[test]
+fn pinned_fingerprints_are_read_with_or_without_colons() {
+    let hex = "AB".repeat(32);
+    let colons = vec!["ab"; 32].join(":");
+    let c = parse(&[(
+        "member-ca.pem\" }",
+        &format!("member-ca.pem\", pinned = [\"sha256:{hex}\", \"SHA256:{colons}\"] }}"),
+    )])
+    .unwrap();
+    let anchor = &c.members[0].local.as_ref().unwrap().anchor;
+    assert_eq!(anchor.pinned, vec![[0xab; 32], [0xab; 32]]);
+    assert_eq!(
+        anchor.member_ca.as_deref(),
+        Some(Path::new("/nonexistent/certs/ID_GOV_KEMLU/member-ca.pem"))
+    );
 }
 
 #[test]
@@ -210,9 +271,27 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     let kemlu = &c.members[0];
     assert_eq!(kemlu.gateway, "https://localhost:7441");
     assert_eq!(
-        kemlu.subsystems,
-        [MemberId::parse("ID:GOV:KEMLU:PEDULI-WNI").unwrap()]
+        kemlu.subsystems[0].id,
+        MemberId::parse("ID:GOV:KEMLU:PEDULI-WNI").unwrap()
     );
+    // A subsystem's rate defaults to the member's default rate.
+    assert_eq!(
+        (
+            kemlu.subsystems[0].rate.per_second,
+            kemlu.subsystems[0].rate.burst
+        ),
+        (50, 100)
+    );
+    assert_eq!(
+        kemlu.subsystems[0].grants[0].contract,
+        ContractRef::new("person.profile", "1")
+    );
+    assert_eq!(
+        kemlu.local.as_ref().map(|l| l.url()).as_deref(),
+        Some("https://localhost:7641")
+    );
+    let admin = kemlu.admin.as_ref().unwrap();
+    assert!(admin.operators.is_empty());
     assert_eq!(kemlu.query_deadline, Duration::from_secs(3));
     assert_eq!(kemlu.rates, RateStore::Local);
     assert_eq!(
@@ -263,14 +342,14 @@ fn a_gateway_url_and_rates_given_are_kept() {
             "listen = \"127.0.0.1:7441\"\ngateway = \"https://kemlu.example:443\"",
         ),
         (
-            "subsystems = [\"PEDULI-WNI\"]",
-            "subsystems = [\"PEDULI-WNI\"]\nlimits = { rate_backend = \"redis\", redis_url = \"env:REDIS\", default_rate = { per_second = 7, burst = 9 } }",
+            "name = \"Kemlu\"",
+            "name = \"Kemlu\"\nlimits = { rate_backend = \"redis\", redis_url = \"env:REDIS\", default_rate = { per_second = 7, burst = 9 } }",
         ),
         (
             "name = \"Dukcapil\"",
             "name = \"Dukcapil\"\nlimits = { default_rate = { per_second = 3, burst = 4 }, max_connections = 20, max_connections_per_address = 5 }",
         ),
-        ("clients = [] }", "clients = [], max_connections = 8 }"),
+        ("operators = [] }", "operators = [], max_connections = 8 }"),
     ])
     .unwrap();
     assert_eq!(c.members[0].gateway, "https://kemlu.example:443");

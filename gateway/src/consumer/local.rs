@@ -1,11 +1,11 @@
 //! The local face (PROTOCOL.md §4): a member's own systems ask their gateway, which asks the
 //! federation on their behalf. Only subsystems of this gateway's member that its
-//! configuration lists may use it.
+//! configuration lists may use it, each only for what it is granted and at its own rate.
 
 use std::sync::Arc;
 
 use contracts::envelope::{LocalQuery, MAX_REQUEST_BYTES};
-use contracts::{ContractRef, MemberId, Problem, ProblemCode};
+use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
@@ -17,10 +17,43 @@ use crate::trail::Trail;
 use audit::Role;
 use tokio::time::Instant;
 
-/// Handles `POST /v1/query/{id}/{version}`.
+/// The caller of the local face, as its certificate names it: a configured subsystem of
+/// this gateway's member, or why not.
+fn caller(gw: &Gateway, peer: Option<&Identity>) -> Result<MemberId, Problem> {
+    match peer {
+        Some(Identity::Subsystem(id)) if gw.consumer.grants.contains(id) => Ok(id.clone()),
+        Some(Identity::Staff(staff)) => Err(Problem::new(
+            ProblemCode::IdentityKind,
+            format!(
+                "{staff} is an {}: operators and auditors are served on the admin listener only",
+                staff.role().as_str()
+            ),
+        )),
+        Some(Identity::Member(id)) => Err(Problem::new(
+            ProblemCode::IdentityKind,
+            format!(
+                "{id} is a member's gateway: gateways call the federation listener; the local \
+                 face serves {}'s own subsystems",
+                gw.member
+            ),
+        )),
+        other => Err(Problem::new(
+            ProblemCode::Forbidden,
+            format!(
+                "the local face serves the configured subsystems of {}; the client certificate names {}",
+                gw.member,
+                other
+                    .map(Identity::to_string)
+                    .unwrap_or_else(|| "no single Simpul identity".into())
+            ),
+        )),
+    }
+}
+
+/// Handles `POST /v1/query/{id}/{version}` on the local listener.
 pub async fn handle(
     gw: Arc<Gateway>,
-    peer: Option<&MemberId>,
+    peer: Option<&Identity>,
     path: ContractRef,
     headers: &HeaderMap,
     body: Incoming,
@@ -31,7 +64,19 @@ pub async fn handle(
     let mut trail = Trail::new(&gw.audit, Role::Consumer, &path);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
-    match run(gw.clone(), peer, path.clone(), headers, body, &mut trail).await {
+    // The authenticated subsystem, a value from here on: every trail of this query (this
+    // one, and each `ask`'s) can name it.
+    let subsystem = caller(&gw, peer);
+    match run(
+        gw.clone(),
+        subsystem,
+        path.clone(),
+        headers,
+        body,
+        &mut trail,
+    )
+    .await
+    {
         Ok(reply) => reply,
         Err(p) => {
             let p = p.with_exchange_id(Some(&id));
@@ -45,27 +90,14 @@ pub async fn handle(
 
 async fn run(
     gw: Arc<Gateway>,
-    peer: Option<&MemberId>,
+    subsystem: Result<MemberId, Problem>,
     path: ContractRef,
     headers: &HeaderMap,
     body: Incoming,
     trail: &mut Trail,
 ) -> Result<Reply, Problem> {
-    let subsystem = match peer {
-        Some(id) if gw.consumer.subsystems.contains(id) => id.clone(),
-        other => {
-            return Err(Problem::new(
-                ProblemCode::Forbidden,
-                format!(
-                    "the local face serves the configured subsystems of {}; the client certificate names {}",
-                    gw.member,
-                    other
-                        .map(MemberId::to_string)
-                        .unwrap_or_else(|| "no Simpul identity".into())
-                ),
-            ));
-        }
-    };
+    // Before the body is read: a caller that may not use the local face sends nothing.
+    let subsystem = subsystem?;
     trail.set_subsystem(&subsystem);
     let user = end_user(headers)?;
     if let Some(user) = &user {
@@ -82,6 +114,17 @@ async fn run(
     })?;
     trail.set_purpose(&local.purpose);
     trail.set_query(&local.query, gw.catalog.get(&path));
+    // The subsystem's own grant, then its own rate: authorise before spending quota, so a
+    // refused question costs the caller nothing, and a flood spends only its own quota.
+    gw.consumer
+        .grants
+        .authorize(&caller.subsystem, &path, &local.purpose)
+        .map_err(|e| Problem::new(ProblemCode::NotGranted, e.to_string()))?;
+    gw.consumer.grants.admit(&caller.subsystem).map_err(|e| {
+        let mut p = Problem::new(ProblemCode::SubsystemRateLimited, e.to_string());
+        p.retry_after = Some(limits::rate::RateDecision::retry_after_s(e.wait));
+        p
+    })?;
     if let Some(fc) = gw.consumer.federated.get(&path).cloned() {
         if local.purpose != fc.purpose {
             return Err(Problem::new(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use audit::SignedTreeHead;
 use audit_store::AuditLog;
 use clap::Subcommand;
-use contracts::{Algorithm, MemberId, SigningKey, VerifyingKey};
+use contracts::{Algorithm, MemberId, SigningKey, StaffId, VerifyingKey};
 use gateway::config::Config;
 
 use crate::error::CliError;
@@ -70,10 +70,10 @@ pub enum AuditCommand {
         /// The person's NIK (16 digits).
         #[arg(long)]
         nik: String,
-        /// The auditor identity whose client certificate to use (default: the member's first
-        /// `admin.auditors`).
+        /// The auditor identity whose client certificate to use, e.g.
+        /// auditor:ID:GOV:KEMLU:AUDIT (default: the member's first `admin.auditors`).
         #[arg(long = "as")]
-        as_auditor: Option<MemberId>,
+        as_auditor: Option<StaffId>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -538,7 +538,7 @@ async fn audit_subject(
     config: &Config,
     member: &MemberId,
     nik: &str,
-    as_auditor: Option<MemberId>,
+    as_auditor: Option<StaffId>,
     json: bool,
 ) -> Result<ExitCode, CliError> {
     let mc = config.member(member).ok_or_else(|| {
@@ -561,8 +561,8 @@ async fn audit_subject(
     let ca = gateway::tls::load_certs(&layout.ca_cert())?;
     let client = gateway::client::PeerClient::from_files(
         &ca,
-        &layout.client_cert(&identity),
-        &layout.client_key(&identity),
+        &layout.staff_cert(&identity),
+        &layout.staff_key(&identity),
         member.clone(),
         64 << 20,
     )?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
-use contracts::MemberId;
+use contracts::{MemberId, StaffId};
 use gateway::client::PeerClient;
 use gateway::config::Config;
 
@@ -24,9 +24,10 @@ pub enum CacheCommand {
         /// Version (default: every version).
         #[arg(long)]
         version: Option<String>,
-        /// The admin identity to present (default: the first of the gateway's admin clients).
+        /// The operator identity to present, e.g. operator:ID:GOV:KEMLU:OPS (default: the
+        /// first of the gateway's `admin.operators`).
         #[arg(long = "as")]
-        as_admin: Option<MemberId>,
+        as_admin: Option<StaffId>,
     },
 }
 
@@ -50,14 +51,19 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
         ))
     })?;
     let identity = as_admin
-        .or_else(|| admin.clients.first().cloned())
-        .ok_or_else(|| CliError::Usage(format!("{member}'s admin.clients is empty: pass --as")))?;
+        .or_else(|| admin.operators.first().cloned())
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "{}: {member}'s admin.operators is empty: add one, or pass --as operator:{member}:NAME",
+                config.source
+            ))
+        })?;
     let layout = &config.federation.pki;
     let ca = gateway::tls::load_certs(&layout.ca_cert())?;
     let client = PeerClient::from_files(
         &ca,
-        &layout.client_cert(&identity),
-        &layout.client_key(&identity),
+        &layout.staff_cert(&identity),
+        &layout.staff_key(&identity),
         member.clone(),
         1 << 20,
     )?;

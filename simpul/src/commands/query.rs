@@ -1,5 +1,5 @@
 //! `simpul query --as SUBSYSTEM CONTRACT VERSION QUERY`: ask a contract through your own
-//! gateway's local face, as a ministry system would.
+//! gateway's local face, on its local listener, as a ministry system would.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -43,6 +43,12 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             config.source
         ))
     })?;
+    let local = mc.local.as_ref().ok_or_else(|| {
+        CliError::Usage(format!(
+            "{}: {member} has no local listener: add [members.local] with listen and member_ca",
+            config.source
+        ))
+    })?;
     let query: serde_json::Value = serde_json::from_str(&args.query)
         .map_err(|e| CliError::Usage(format!("query: not JSON: {e}")))?;
     let key = load_authority_key(&config.federation.authority_key)?;
@@ -55,15 +61,20 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         None => match mc.federated.iter().find(|f| f.reference == contract) {
             Some(f) => f.purpose.clone(),
             None => {
-                let granted = manifest
-                    .contract(&contract)
-                    .and_then(|c| manifest.grant(c, &member))
+                // The subsystem's own grant, as the gateway will check it.
+                let granted = mc
+                    .subsystems
+                    .iter()
+                    .find(|s| &s.id == subsystem)
+                    .and_then(|s| s.grants.iter().find(|g| g.contract == contract))
+                    .map(|g| g.purposes.as_slice())
                     .unwrap_or_default();
                 match granted {
                     [one] => one.clone(),
                     [] => {
                         return Err(CliError::Usage(format!(
-                            "{member} is not granted {contract} in the manifest"
+                            "{}: {subsystem} is not granted {contract} (members.subsystems.grants)",
+                            config.source
                         )));
                     }
                     many => {
@@ -89,7 +100,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Process(format!("query: {e}")))?;
     let url = format!(
         "{}/v1/query/{}/{}",
-        mc.gateway.clone(),
+        local.url(),
         contract.id,
         contract.version
     );

@@ -29,6 +29,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
 struct BoundGateway {
     gateway: Arc<Gateway>,
     listener: TcpListener,
+    local: Option<TcpListener>,
     admin: Option<(TcpListener, AdminConfig)>,
 }
 
@@ -36,8 +37,8 @@ struct BoundGateway {
 /// this, so a caller may announce that they are up.
 pub struct Bound(Vec<BoundGateway>);
 
-/// Binds every listener of `gateways` (member and admin), or fails naming the first that
-/// cannot be bound.
+/// Binds every listener of `gateways` (member, local and admin), or fails naming the first
+/// that cannot be bound.
 pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
     let mut bound = Vec::with_capacity(gateways.len());
     for gw in gateways {
@@ -53,6 +54,14 @@ pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
         let listener = TcpListener::bind(gw.listen)
             .await
             .map_err(bind_err(gw.listen, ""))?;
+        let local = match gw.local_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_err(addr, " (local)"))?,
+            ),
+            None => None,
+        };
         let admin = match gw.admin.clone() {
             Some(admin) => Some((
                 TcpListener::bind(admin.listen)
@@ -65,6 +74,7 @@ pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
         bound.push(BoundGateway {
             gateway: gw,
             listener,
+            local,
             admin,
         });
     }
@@ -85,6 +95,13 @@ impl Bound {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         for b in self.0 {
+            if let Some(listener) = b.local {
+                tasks.push(tokio::spawn(gateway::local_server::serve(
+                    b.gateway.clone(),
+                    listener,
+                    stopped.clone(),
+                )));
+            }
             if let Some((listener, admin)) = b.admin {
                 tasks.push(tokio::spawn(gateway::admin::serve(
                     b.gateway.clone(),

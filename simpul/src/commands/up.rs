@@ -56,14 +56,20 @@ pub async fn run(mut config: Config, args: Args) -> Result<ExitCode, CliError> {
     bound.serve().await
 }
 
-/// Says that the federation is up and prints two ready-to-paste curl commands.
+/// Says that the federation is up and prints two ready-to-paste curl commands, each to the
+/// local listener of the member that defines a federated contract.
 fn print_demo(config: &Config, population: &Population) {
     println!(
         "\nSimpul demo federation is up: {} gateways.",
         config.members.len()
     );
     for m in &config.members {
-        println!("  {:<18} {}", m.id.as_str(), m.gateway.clone());
+        let local = m
+            .local
+            .as_ref()
+            .map(|l| format!("   its own systems: {}", l.url()))
+            .unwrap_or_default();
+        println!("  {:<18} {}{local}", m.id.as_str(), m.gateway.clone());
     }
     let Some((member, subsystem)) = demo::demo_caller(config) else {
         return;
@@ -72,6 +78,9 @@ fn print_demo(config: &Config, population: &Population) {
         return;
     };
     let Some(fc) = mc.federated.first() else {
+        return;
+    };
+    let Some(local) = mc.local.as_ref() else {
         return;
     };
     let layout = &config.federation.pki;
@@ -90,13 +99,13 @@ fn print_demo(config: &Config, population: &Population) {
             cert = rel(layout.client_cert(&subsystem)),
             key = rel(layout.client_key(&subsystem)),
             purpose = fc.purpose,
-            url = mc.gateway.clone(),
+            url = local.url(),
             id = fc.reference.id,
             version = fc.reference.version,
         )
     };
     println!(
-        "\nAsk the {} as {subsystem}, for a person known to all four ministries:\n",
+        "\nAsk the {} as {subsystem}, on {member}'s local listener, for a person known to all four ministries:\n",
         fc.reference.id
     );
     println!("{}\n", curl(population.sample_in_all_four()));

@@ -127,7 +127,7 @@ async fn a_member_system_that_hangs_up_mid_lookup_leaves_every_part_recorded_on_
     })
     .await;
     let nik = f.population.sample_in_all_four().to_owned();
-    let url = format!("{}/v1/query/{PROFILE}/1", f.url(KEMLU));
+    let url = format!("{}/v1/query/{PROFILE}/1", f.local_url(KEMLU));
     // The member system gives up (and closes its connection) while Dukcapil is still busy.
     let cut = f
         .as_subsystem(PEDULI, KEMLU)

@@ -32,6 +32,10 @@ fn write_config(dir: &Path) {
         "127.0.0.1:7542",
         "127.0.0.1:7543",
         "127.0.0.1:7544",
+        "127.0.0.1:7641",
+        "127.0.0.1:7642",
+        "127.0.0.1:7643",
+        "127.0.0.1:7644",
     ]
     .iter()
     .map(|old| {
@@ -298,7 +302,13 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     .unwrap();
     let url = format!(
         "{}/v1/query/citizenship.status/1",
-        config.member(&id(KEMLU)).unwrap().gateway.clone()
+        config
+            .member(&id(KEMLU))
+            .unwrap()
+            .local
+            .as_ref()
+            .unwrap()
+            .url()
     );
     let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
     // Four clients drive exchanges while the provider is killed and restarted.

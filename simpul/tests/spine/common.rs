@@ -1,6 +1,6 @@
 //! A real federation for tests: the demo configuration with ephemeral loopback ports, a dev
 //! PKI, a signed manifest and a small synthetic population in a temporary directory, every
-//! gateway serving real TLS.
+//! gateway serving real TLS on its federation, local and admin listeners.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contracts::envelope::{JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, REQUEST_TYP};
-use contracts::{Algorithm, ExchangeRequest, Manifest, MemberId, Problem, SigningKey};
+use contracts::{Algorithm, ExchangeRequest, Identity, Manifest, MemberId, Problem, SigningKey};
 use gateway::client::{CallError, PeerClient, Reply};
 use gateway::config::Config;
 use gateway::gateway::Gateway;
@@ -26,6 +26,7 @@ pub const DUKCAPIL: &str = "ID:GOV:DUKCAPIL";
 pub const BP2MI: &str = "ID:GOV:BP2MI";
 pub const PEDULI: &str = "ID:GOV:KEMLU:PEDULI-WNI";
 pub const SISKOP2MI: &str = "ID:GOV:BP2MI:SISKOP2MI";
+pub const SIAK: &str = "ID:GOV:DUKCAPIL:SIAK";
 pub const BPJSTK: &str = "ID:GOV:BPJSTK";
 
 pub fn id(s: &str) -> MemberId {
@@ -84,12 +85,13 @@ impl Federation {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut admin_listeners = Vec::new();
+        let mut local_listeners = Vec::new();
         let mut ports = Vec::new();
-        for (old, admin) in [
-            ("7441", "7541"),
-            ("7442", "7542"),
-            ("7443", "7543"),
-            ("7444", "7544"),
+        for (old, admin, local) in [
+            ("7441", "7541", "7641"),
+            ("7442", "7542", "7642"),
+            ("7443", "7543", "7643"),
+            ("7444", "7544", "7644"),
         ] {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             ports.push((format!("127.0.0.1:{old}"), l.local_addr().unwrap().port()));
@@ -97,6 +99,9 @@ impl Federation {
             let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
             ports.push((format!("127.0.0.1:{admin}"), a.local_addr().unwrap().port()));
             admin_listeners.push(a);
+            let o = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push((format!("127.0.0.1:{local}"), o.local_addr().unwrap().port()));
+            local_listeners.push(o);
         }
         let mut text = test_config(&ports);
         for (old, new) in &options.edits {
@@ -118,13 +123,20 @@ impl Federation {
         }
         let mut stops = HashMap::new();
         let mut manifest = None;
-        for ((m, listener), admin) in config.members.iter().zip(listeners).zip(admin_listeners) {
+        for (((m, listener), admin), local) in config
+            .members
+            .iter()
+            .zip(listeners)
+            .zip(admin_listeners)
+            .zip(local_listeners)
+        {
             let gw = Arc::new(Gateway::from_config(&config, &m.id).await.unwrap());
             manifest = Some(gw.manifest().clone());
             let (tx, rx) = watch::channel(false);
             if let Some(config) = gw.admin.clone() {
                 tokio::spawn(gateway::admin::serve(gw.clone(), admin, config, rx.clone()));
             }
+            tokio::spawn(gateway::local_server::serve(gw.clone(), local, rx.clone()));
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(m.id.clone(), (tx, task));
         }
@@ -192,12 +204,13 @@ impl Federation {
         self.stops.insert(id(member), (tx, task));
     }
 
-    /// The Prometheus text of `member`'s admin listener, fetched with its OPS certificate.
+    /// The Prometheus text of `member`'s admin listener, fetched with its OPS operator's
+    /// certificate.
     pub async fn metrics(&self, member: &str) -> String {
         let reply = self
             .admin_call(
                 member,
-                &format!("{member}:OPS"),
+                &format!("operator:{member}:OPS"),
                 http::Method::GET,
                 "/metrics",
                 Bytes::new(),
@@ -207,9 +220,9 @@ impl Federation {
         String::from_utf8(reply.body.to_vec()).unwrap()
     }
 
-    /// A GET of `path` on `member`'s auditor face, with its `AUDIT` subsystem's certificate.
+    /// A GET of `path` on `member`'s auditor face, with its `AUDIT` auditor's certificate.
     pub async fn audit_get(&self, member: &str, path: &str) -> Reply {
-        let auditor = format!("{member}:AUDIT");
+        let auditor = format!("auditor:{member}:AUDIT");
         self.admin_call(member, &auditor, http::Method::GET, path, Bytes::new())
             .await
     }
@@ -261,6 +274,20 @@ impl Federation {
         path: &str,
         body: Bytes,
     ) -> Reply {
+        self.try_admin_call(member, identity, method, path, body)
+            .await
+            .unwrap()
+    }
+
+    /// [`Federation::admin_call`], with a refused handshake as an error.
+    pub async fn try_admin_call(
+        &self,
+        member: &str,
+        identity: &str,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Reply, CallError> {
         let admin = self
             .config
             .member(&id(member))
@@ -268,17 +295,8 @@ impl Federation {
             .admin
             .clone()
             .unwrap();
-        let l = self.layout();
-        let client = PeerClient::from_files(
-            &self.cas,
-            &l.client_cert(&id(identity)),
-            &l.client_key(&id(identity)),
-            id(member),
-            1 << 20,
-        )
-        .unwrap();
         let url = format!("https://localhost:{}{path}", admin.listen.port());
-        client
+        self.as_identity(identity, member)
             .call(
                 method,
                 &url,
@@ -287,7 +305,29 @@ impl Federation {
                 Duration::from_secs(10),
             )
             .await
+    }
+
+    /// A client presenting the certificate of `identity` (a subsystem, an operator or an
+    /// auditor, from its member's CA; a member's gateway), talking to `to`'s gateway.
+    pub fn as_identity(&self, identity: &str, to: &str) -> PeerClient {
+        let l = self.layout();
+        let (cert, key) = match Identity::parse(identity).unwrap() {
+            Identity::Staff(s) => (l.staff_cert(&s), l.staff_key(&s)),
+            Identity::Subsystem(s) => (l.client_cert(&s), l.client_key(&s)),
+            Identity::Member(m) => (l.gateway_cert(&m), l.gateway_key(&m)),
+        };
+        PeerClient::from_files(&self.cas, &cert, &key, id(to), 1 << 20).unwrap()
+    }
+
+    /// The URL of `member`'s local listener.
+    pub fn local_url(&self, member: &str) -> String {
+        self.config
+            .member(&id(member))
             .unwrap()
+            .local
+            .as_ref()
+            .unwrap()
+            .url()
     }
 
     /// The value of one counter of `member`'s gateway, summed over series matching `labels`.
@@ -445,7 +485,8 @@ impl Federation {
         .await
     }
 
-    /// POSTs a local-face query to `member`'s gateway presenting `subsystem`'s certificate.
+    /// POSTs a local-face query to `member`'s local listener presenting `subsystem`'s
+    /// certificate.
     pub async fn local_query(
         &self,
         subsystem: &str,
@@ -466,8 +507,34 @@ impl Federation {
         headers: &[(&str, &str)],
         body: Value,
     ) -> Reply {
-        let url = format!("{}/v1/query/{contract}/1", self.url(member));
-        self.as_subsystem(subsystem, member)
+        self.try_local_query_with(subsystem, member, contract, headers, body)
+            .await
+            .unwrap()
+    }
+
+    /// [`Federation::local_query`] as any identity, with a refused handshake as an error.
+    pub async fn try_local_query(
+        &self,
+        identity: &str,
+        member: &str,
+        contract: &str,
+        body: Value,
+    ) -> Result<Reply, CallError> {
+        self.try_local_query_with(identity, member, contract, &[], body)
+            .await
+    }
+
+    /// [`Federation::try_local_query`] with further request headers.
+    pub async fn try_local_query_with(
+        &self,
+        identity: &str,
+        member: &str,
+        contract: &str,
+        headers: &[(&str, &str)],
+        body: Value,
+    ) -> Result<Reply, CallError> {
+        let url = format!("{}/v1/query/{contract}/1", self.local_url(member));
+        self.as_identity(identity, member)
             .call_with(
                 Method::POST,
                 &url,
@@ -477,7 +544,6 @@ impl Federation {
                 Duration::from_secs(10),
             )
             .await
-            .unwrap()
     }
 }
 

@@ -128,7 +128,7 @@ async fn federated_lookup_with_an_invalid_nik_is_refused_before_any_exchange() {
 }
 
 #[tokio::test]
-async fn federated_lookup_for_another_purpose_is_refused_with_403() {
+async fn federated_lookup_for_another_purpose_is_refused_with_403_not_granted() {
     let f = Federation::start().await;
     let body =
         json!({"purpose": "social-security", "query": {"nik": f.population.sample_in_all_four()}});
@@ -136,50 +136,23 @@ async fn federated_lookup_for_another_purpose_is_refused_with_403() {
         &f.local_query(PEDULI, KEMLU, "person.protection-profile", body)
             .await,
         403,
-        "forbidden",
+        "not-granted",
     );
-}
-
-#[tokio::test]
-async fn local_face_refuses_callers_that_are_not_its_members_subsystems() {
-    let f = Federation::start().await;
-    let body = citizen_protection(f.population.sample_in_all_four());
-    // Another member's subsystem.
-    assert_problem(
-        &f.local_query(SISKOP2MI, KEMLU, "citizenship.status", body.clone())
-            .await,
-        403,
-        "forbidden",
-    );
-    // A gateway certificate (a member, not a subsystem).
-    let url = format!("{}/v1/query/citizenship.status/1", f.url(KEMLU));
-    let reply = f
-        .as_gateway(DUKCAPIL, KEMLU)
-        .call(
-            http::Method::POST,
-            &url,
-            "application/json",
-            serde_json::to_vec(&body).unwrap().into(),
-            std::time::Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    assert_problem(&reply, 403, "forbidden");
 }
 
 #[tokio::test]
 async fn local_face_checks_the_grant_before_asking_and_relays_provider_refusals() {
     let f = Federation::start().await;
-    // Kemlu is granted citizenship for citizen protection only: refused locally.
+    // Peduli WNI is granted citizenship for citizen protection only: refused locally.
     let body =
         json!({"purpose": "social-security", "query": {"nik": f.population.sample_in_all_four()}});
     assert_problem(
         &f.local_query(PEDULI, KEMLU, "citizenship.status", body)
             .await,
         403,
-        "forbidden",
+        "not-granted",
     );
-    // Unknown contract.
+    // A contract nobody granted it (and that is in no catalog).
     assert_problem(
         &f.local_query(
             PEDULI,
@@ -188,8 +161,8 @@ async fn local_face_checks_the_grant_before_asking_and_relays_provider_refusals(
             citizen_protection("3171011701900001"),
         )
         .await,
-        404,
-        "unknown-contract",
+        403,
+        "not-granted",
     );
     // Malformed body.
     assert_problem(

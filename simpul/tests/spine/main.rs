@@ -1,8 +1,9 @@
 #![allow(clippy::result_large_err)] // the problem document is the refusal type; see gateway/src/lib.rs
 //! The exchange spine over real TLS on loopback: every refusal of PROTOCOL.md §3 with its
 //! status and code, the success path verified as a consumer would, the local face and the
-//! federated lookup.
+//! federated lookup on the member's own listener.
 
+mod apart;
 mod cancel;
 mod cli;
 mod common;

@@ -266,10 +266,11 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
     ask().await;
     ask().await;
     let purge = Bytes::from(r#"{"contract":"citizenship.status"}"#);
+    // An auditor is not an operator.
     let refused = f
         .admin_call(
             DUKCAPIL,
-            PEDULI,
+            "auditor:ID:GOV:DUKCAPIL:AUDIT",
             http::Method::POST,
             "/admin/cache/purge",
             purge.clone(),
@@ -279,7 +280,7 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
     let done = f
         .admin_call(
             DUKCAPIL,
-            "ID:GOV:DUKCAPIL:OPS",
+            "operator:ID:GOV:DUKCAPIL:OPS",
             http::Method::POST,
             "/admin/cache/purge",
             purge,

@@ -1,6 +1,6 @@
 //! A gateway that starts is a gateway that is configured right: a manifest that does not
-//! verify, has expired, rolls back, or disagrees with the catalog or the keys is refused at
-//! start-up, naming what is wrong.
+//! verify, has expired, rolls back, or disagrees with the catalog, the keys or the grants of
+//! the member's subsystems is refused at start-up, naming what is wrong.
 
 use contracts::{Algorithm, Manifest, SigningKey};
 use gateway::assemble::StartError;
@@ -131,4 +131,38 @@ async fn signing_key_not_in_the_manifest_is_refused() {
         msg.contains("not among") && msg.contains(replacement.kid()),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn a_subsystem_granted_what_the_manifest_does_not_grant_its_member_is_refused() {
+    let f = Federation::start().await;
+    // A manifest in which Kemlu is no longer a consumer of residence.abroad, which the
+    // configuration still grants Peduli WNI (alone, and as a part of the federated lookup).
+    let mut doc = build_manifest_doc(&f.config, 9, contracts::unix_now()).unwrap();
+    let residence = doc
+        .contracts
+        .iter_mut()
+        .find(|c| c.id == "residence.abroad")
+        .unwrap();
+    residence.consumers.retain(|c| c.member.as_str() != KEMLU);
+    std::fs::write(
+        &f.config.federation.manifest,
+        Manifest::sign(&doc, &authority(&f)).unwrap(),
+    )
+    .unwrap();
+    let err = Gateway::from_config(&f.config, &id(KEMLU))
+        .await
+        .unwrap_err();
+    match &err {
+        StartError::Config(e) => {
+            assert_eq!(e.kind, gateway::config::Rejection::NotGranted, "{e}");
+            assert_eq!(e.path, "test config.toml");
+            assert_eq!(
+                e.field, "members[0].subsystems[0].grants[0].purposes",
+                "{e}"
+            );
+            assert!(e.reason.contains("part `residence`"), "{e}");
+        }
+        other => panic!("expected a configuration refusal, got {other}"),
+    }
 }

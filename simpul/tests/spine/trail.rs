@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-const DUKCAPIL_AUDIT: &str = "ID:GOV:DUKCAPIL:AUDIT";
+const DUKCAPIL_AUDIT: &str = "auditor:ID:GOV:DUKCAPIL:AUDIT";
 
 #[tokio::test]
 async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash() {
@@ -64,7 +64,7 @@ async fn every_exchange_is_recorded_on_both_sides_with_one_id_and_request_hash()
     let refused = f
         .admin_call(
             DUKCAPIL,
-            "ID:GOV:DUKCAPIL:OPS",
+            "operator:ID:GOV:DUKCAPIL:OPS",
             http::Method::GET,
             "/audit/tree-head",
             Bytes::new(),
@@ -116,7 +116,8 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
         .map(|r| r["outcome"].clone())
         .collect();
     assert_eq!(outcomes, [json!("ok"), json!("replay")]);
-    // Refused on the local face before any exchange: recorded at the consumer with its own id.
+    // Refused on the local face before any exchange (Peduli WNI is not granted this
+    // purpose): recorded at the consumer with its own id.
     let p = assert_problem(
         &f.local_query(
             PEDULI,
@@ -126,13 +127,13 @@ async fn refusals_are_recorded_with_the_check_that_refused_them() {
         )
         .await,
         403,
-        "forbidden",
+        "not-granted",
     );
     let id = p.exchange_id.expect("a local refusal has an exchange id");
     let records = f.records(KEMLU, &id).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["role"], "consumer");
-    assert_eq!(records[0]["outcome"], "forbidden");
+    assert_eq!(records[0]["outcome"], "not-granted");
 }
 
 /// Each record names who really asked: the TLS identity of the other side, and on the
@@ -303,8 +304,8 @@ async fn the_subject_lookup_finds_exactly_one_persons_exchanges() {
 async fn evidence_is_served_only_to_auditors_granted_it() {
     let f = Federation::start_with(Options {
         edits: vec![(
-            ", evidence_auditors = [\"ID:GOV:DUKCAPIL:AUDIT\"]".into(),
-            String::new(),
+            ", evidence_auditors = [\"AUDIT\"] }  # metrics and cache purge; the audit log\nseed = { dataset = \"residents\"".into(),
+            " }\nseed = { dataset = \"residents\"".into(),
         )],
         ..Options::default()
     })

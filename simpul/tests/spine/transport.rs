@@ -65,6 +65,7 @@ async fn certificate_from_another_ca_is_refused_in_the_handshake() {
     let plan = PkiPlan {
         authority: id("ID:GOV:SIMPUL"),
         members: vec![(id(KEMLU), vec![id(PEDULI)])],
+        staff: vec![],
         hosts: vec!["localhost".into(), "127.0.0.1".into()],
     };
     demo::pki::init(&layout, &plan, false).unwrap();

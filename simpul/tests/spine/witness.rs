@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const KEMLU_AUDIT: &str = "ID:GOV:KEMLU:AUDIT";
+const KEMLU_AUDIT: &str = "auditor:ID:GOV:KEMLU:AUDIT";
 
 /// Kemlu's gateway signs a tree head now, through its auditor face; its size.
 async fn sign_head(f: &Federation) -> u64 {
