@@ -71,28 +71,37 @@ fn bad_config_is_refused_with_one_line_naming_the_file_and_field() {
 
 #[test]
 fn up_with_an_address_in_use_fails_naming_it_and_never_says_it_is_up() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
-    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    // Another program holds the last member's admin address.
-    let taken = config
-        .members
-        .last()
-        .unwrap()
-        .admin
-        .as_ref()
-        .unwrap()
-        .listen;
-    let _holder = std::net::TcpListener::bind(taken).unwrap();
-    let out = simpul(dir.path(), &["up"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains(&taken.to_string()) && err.contains("cannot listen"),
-        "{err}"
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(!printed.contains("is up"), "{printed}");
+    // The free ports are chosen, then let go for `simpul up` to bind: a test running
+    // beside this one may take one meanwhile. That collision names another address, and is
+    // tried again with fresh ports.
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path());
+        let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+        // Another program holds the last member's admin address.
+        let taken = config
+            .members
+            .last()
+            .unwrap()
+            .admin
+            .as_ref()
+            .unwrap()
+            .listen;
+        let _holder = std::net::TcpListener::bind(taken).unwrap();
+        let out = simpul(dir.path(), &["up"]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        if !err.contains(&taken.to_string()) && err.contains("cannot listen") && attempt < 3 {
+            continue;
+        }
+        assert!(
+            err.contains(&taken.to_string()) && err.contains("cannot listen"),
+            "{err}"
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(!printed.contains("is up"), "{printed}");
+        return;
+    }
 }
 
 #[test]

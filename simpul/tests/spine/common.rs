@@ -186,19 +186,12 @@ impl Federation {
         );
         let (tx, rx) = watch::channel(false);
         if let Some(config) = gw.admin.clone() {
-            // The stopped admin listener lets go of its port as it finishes draining.
-            let mut bound = None;
-            for _ in 0..100 {
-                match TcpListener::bind(config.listen).await {
-                    Ok(l) => {
-                        bound = Some(l);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-            let admin = bound.expect("the admin port is free again");
+            let admin = rebind(config.listen).await;
             tokio::spawn(gateway::admin::serve(gw.clone(), admin, config, rx.clone()));
+        }
+        if let Some(local) = &mc.local {
+            let local = rebind(local.listen).await;
+            tokio::spawn(gateway::local_server::serve(gw.clone(), local, rx.clone()));
         }
         let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
         self.stops.insert(id(member), (tx, task));
@@ -545,6 +538,17 @@ impl Federation {
             )
             .await
     }
+}
+
+/// Binds `addr` again once a stopped listener has let go of it (as it finishes draining).
+async fn rebind(addr: std::net::SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    panic!("{addr} is not free again")
 }
 
 /// Asserts `reply` is a 200, showing its body otherwise.
