@@ -310,6 +310,15 @@ struct Inner {
     /// The compact JWS of the newest head this process signed or found, which every
     /// exchange carries to the partner (PROTOCOL.md §5.4).
     newest_jws: std::sync::RwLock<Option<Arc<str>>>,
+    /// Appends running in tasks of their own ([`AuditLog::append_detached`]).
+    detached: Arc<Detached>,
+}
+
+/// Appends in flight that nobody awaits, and a wake-up for when the last ends.
+#[derive(Default)]
+struct Detached {
+    count: AtomicU64,
+    done: tokio::sync::Notify,
 }
 
 /// The log's integrity verdict, shared with the writer: once the store is found altered,
@@ -467,6 +476,7 @@ impl AuditLog {
             pinned: tokio::sync::Mutex::new(pinned),
             tampered: Arc::default(),
             newest_jws: std::sync::RwLock::new(newest),
+            detached: Arc::default(),
         });
         let log = AuditLog { inner };
         if let Err(reason) = log.check_heads(&frontier).await? {
@@ -603,6 +613,47 @@ impl AuditLog {
             .or_else(|_| serde_json::to_vec(&personal))
             .unwrap_or_default();
         Some(b64url(hmac::sign(&self.inner.secret, &bytes).as_ref()))
+    }
+
+    /// Appends `record` in a task of its own, for a caller that cannot wait (a trail
+    /// dropped with its exchange); [`AuditLog::settle`] waits for every such append. Err
+    /// when there is no runtime to run it on.
+    pub fn append_detached(
+        &self,
+        record: NewRecord,
+        evidence: Option<StoredEvidence>,
+    ) -> Result<(), AuditError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| AuditError::Closed)?;
+        let log = self.clone();
+        let detached = self.inner.detached.clone();
+        detached.count.fetch_add(1, Ordering::AcqRel);
+        runtime.spawn(async move {
+            let exchange_id = record.exchange_id.clone();
+            if let Err(e) = log.append(record, evidence).await {
+                tracing::error!(exchange_id, error = %e, "a detached record is not durable");
+            }
+            if detached.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+                detached.done.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits until every append begun by [`AuditLog::append_detached`] has ended, at most
+    /// `limit`; false if some had not. A gateway calls it as it stops, so that exchanges cut
+    /// at the end of the drain are on the log before the process exits.
+    pub async fn settle(&self, limit: Duration) -> bool {
+        let detached = &self.inner.detached;
+        let wait = async {
+            loop {
+                let done = detached.done.notified();
+                if detached.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                done.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 
     /// HMAC of an end user's id as a member system named it (PROTOCOL.md §4.2): over the

@@ -90,9 +90,13 @@ pub(crate) async fn serve<F, S>(
     let mut refusal_warnings = Throttle::new(WARN_INTERVAL);
     let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection's task, so that those still open when the drain ends are cut while
+    // the runtime still runs: their exchanges' trails then record them as cancelled.
+    let mut connections = tokio::task::JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF.0;
     tracing::info!(%member, %listen, what, max_connections = bounds.max, max_connections_per_address = bounds.per_address, "listening");
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => {
@@ -151,7 +155,7 @@ pub(crate) async fn serve<F, S>(
             }
         };
         let service_for = service_for.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             // Held until the connection ends, whichever way it ends.
             let _slot = slot;
             let Some(tls) = handshake.await else {
@@ -179,7 +183,9 @@ pub(crate) async fn serve<F, S>(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!(%member, what, "connections still open after the drain timeout"),
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!(%member, what, open = connections.len(), "connections still open after the drain timeout: cut, their exchanges recorded as cancelled"),
     }
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     tracing::info!(%member, %listen, what, "stopped");
 }

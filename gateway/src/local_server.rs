@@ -42,6 +42,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
         }
     };
     listener::serve(listening, listener, tls, shutdown, service_for).await;
+    crate::server::settle(&gw).await;
 }
 
 async fn route(gw: Arc<Gateway>, peer: Option<&Identity>, req: Request<Incoming>) -> Reply {

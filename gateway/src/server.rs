@@ -70,6 +70,17 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
     // Drained: no refusal is counted after this, and what was counted is appended now.
     let appended = gw.provider.refusals.flush(&gw.audit, None).await;
     tracing::debug!(member = %gw.member, appended, "refusals before authentication appended at shutdown");
+    settle(&gw).await;
+}
+
+/// How long a stopping listener waits for the records of the exchanges it cut.
+pub(crate) const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (bounded) until the records of exchanges cut at the end of the drain are appended.
+pub(crate) async fn settle(gw: &Gateway) {
+    if !gw.audit.settle(SETTLE_TIMEOUT).await {
+        tracing::error!(member = %gw.member, "records of exchanges cut at shutdown were still being appended when the gateway stopped");
+    }
 }
 
 /// Once a minute until `shutdown`: appends the counts of refusals before authentication of

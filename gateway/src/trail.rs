@@ -192,23 +192,13 @@ impl Drop for Trail {
         }
         let (record, evidence) = self.finish(CANCELLED);
         let exchange_id = record.exchange_id.clone();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!(
-                exchange_id,
-                "exchange abandoned outside a runtime: not recorded"
-            );
-            return;
-        };
         tracing::info!(
             exchange_id,
             "exchange abandoned before it completed: recorded as cancelled"
         );
-        let log = self.log.clone();
-        runtime.spawn(async move {
-            if let Err(e) = log.append(record, evidence).await {
-                tracing::error!(exchange_id, error = %e, "the record of a cancelled exchange is not durable");
-            }
-        });
+        if let Err(e) = self.log.append_detached(record, evidence) {
+            tracing::error!(exchange_id, error = %e, "the record of a cancelled exchange cannot be appended");
+        }
     }
 }
 

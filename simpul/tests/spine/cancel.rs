@@ -185,3 +185,70 @@ async fn a_member_system_that_hangs_up_mid_lookup_leaves_every_part_recorded_on_
         assert_eq!(theirs[0]["request_hash"], part["request_hash"]);
     }
 }
+
+/// A provider that stops while an exchange waits on its backend: when the drain ends the
+/// exchange is cut, and it is on the provider's log, as cancelled, before the gateway has
+/// stopped — not left to a task the process would drop on exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_cut_at_the_end_of_the_drain_is_recorded_before_the_gateway_stops() {
+    // Dukcapil's backend: an HTTP API that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let sql = "  [members.provides.sql]\n  database = \"data/dukcapil.db\"\n  statement = \"SELECT citizenship, deceased FROM residents WHERE nik = :nik\"\n  columns = { citizenship = \"text\", deceased = \"bool\" }\n  found = { registered = true }\n  not_found = { registered = false, citizenship = \"unknown\", deceased = false }";
+    let http = format!(
+        "  [members.provides.http]\n  url = \"http://127.0.0.1:{port}/residents/{{nik}}\"\n  answer = {{ citizenship = \"/citizenship\", deceased = \"/deceased\" }}\n  found = {{ registered = true }}\n  timeout_ms = 60000"
+    );
+    let mut f = Federation::start_with(Options {
+        edits: vec![(sql.into(), http)],
+        ..Options::default()
+    })
+    .await;
+    let request = f.citizenship_request();
+    let jws = f.sign(KEMLU, &request);
+    let client = f.as_gateway(KEMLU, DUKCAPIL);
+    let url = format!("{}/v1/exchange/citizenship.status/1", f.url(DUKCAPIL));
+    let asked = tokio::spawn(async move {
+        client
+            .call(
+                Method::POST,
+                &url,
+                contracts::envelope::JOSE_MEDIA_TYPE,
+                jws.into(),
+                Duration::from_secs(60),
+            )
+            .await
+    });
+    // The exchange passes every check and waits on the backend.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!asked.is_finished());
+    let stopping = Instant::now();
+    f.stop(DUKCAPIL).await;
+    // PROTOCOL.md §3.5: open connections get up to 10 s to finish.
+    assert!(
+        stopping.elapsed() >= Duration::from_secs(10),
+        "the drain ended early"
+    );
+    // Stopped: what its store holds now is all it will ever hold.
+    let store = f.data_dir().join("audit-ID_GOV_DUKCAPIL.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", store.display()))
+        .await
+        .unwrap();
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM simpul_audit_records WHERE exchange_id = ?")
+            .bind(&request.id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    assert_eq!(outcomes, ["cancelled"]);
+    assert!(
+        asked.await.unwrap().is_err(),
+        "the cut exchange was answered"
+    );
+}
