@@ -404,7 +404,7 @@ pub fn verify_export_against(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let line: ExportLine = serde_json::from_slice(&buf)
+        let line: ExportLine = contracts::json::from_slice(&buf)
             .map_err(|e| pass.malformed(format!("not an export line: {e}")))?;
         match (line, pass.log.is_some()) {
             (ExportLine::Header(h), false) => {
