@@ -464,3 +464,26 @@ pub fn verify_export_against(
         unsigned_records: count - pass.verified_size,
     })
 }
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+    use contracts::{Algorithm, SigningKey};
+
+    #[test]
+    fn a_line_naming_a_member_twice_is_not_an_export_line() {
+        let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:KEMLU")
+            .unwrap()
+            .verifying_key()
+            .unwrap();
+        let export = "\n{\"type\":\"header\",\"type\":\"header\",\"format\":\"x\"}\n";
+        let failure = verify_export(export.as_bytes(), &key).unwrap_err();
+        assert_eq!(failure.line, 2);
+        match failure.kind {
+            VerifyFailureKind::Malformed { reason } => {
+                assert!(reason.contains("`type` appears twice"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
