@@ -115,7 +115,7 @@ fn read_header(which: char, reader: &mut impl BufRead) -> Result<String, Reconci
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        return match serde_json::from_slice::<ExportLine>(&buf) {
+        return match contracts::json::from_slice::<ExportLine>(&buf) {
             Ok(ExportLine::Header(h)) if h.format == EXPORT_FORMAT => Ok(h.log),
             Ok(ExportLine::Header(h)) => Err(err(line, format!("format `{}`", h.format))),
             Ok(_) => Err(err(
@@ -155,7 +155,7 @@ fn read_side(
             continue;
         }
         let parsed: ExportLine =
-            serde_json::from_slice(&buf).map_err(|e| ReconcileError::Read {
+            contracts::json::from_slice(&buf).map_err(|e| ReconcileError::Read {
                 which,
                 line,
                 reason: format!("not an export line: {e}"),

@@ -136,7 +136,7 @@ pub fn verify_tree_head(
         });
     }
     key.verify(&parsed)?;
-    let payload: TreeHeadPayload = serde_json::from_slice(&parsed.payload)
+    let payload: TreeHeadPayload = contracts::json::from_slice(&parsed.payload)
         .map_err(|e| TreeHeadError::Payload(e.to_string()))?;
     let root = decode_hash(&payload.root_hash)
         .ok_or_else(|| TreeHeadError::Payload("root_hash is not a base64url SHA-256".into()))?;

@@ -404,7 +404,7 @@ pub fn verify_export_against(
         if buf.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let line: ExportLine = serde_json::from_slice(&buf)
+        let line: ExportLine = contracts::json::from_slice(&buf)
             .map_err(|e| pass.malformed(format!("not an export line: {e}")))?;
         match (line, pass.log.is_some()) {
             (ExportLine::Header(h), false) => {
@@ -463,4 +463,27 @@ pub fn verify_export_against(
         verified_root: pass.verified_root.as_ref().map(encode_hash),
         unsigned_records: count - pass.verified_size,
     })
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+    use contracts::{Algorithm, SigningKey};
+
+    #[test]
+    fn a_line_naming_a_member_twice_is_not_an_export_line() {
+        let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:KEMLU")
+            .unwrap()
+            .verifying_key()
+            .unwrap();
+        let export = "\n{\"type\":\"header\",\"type\":\"header\",\"format\":\"x\"}\n";
+        let failure = verify_export(export.as_bytes(), &key).unwrap_err();
+        assert_eq!(failure.line, 2);
+        match failure.kind {
+            VerifyFailureKind::Malformed { reason } => {
+                assert!(reason.contains("`type` appears twice"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -217,7 +217,7 @@ mod tests {
         let err = load_catalog(&dir.0).unwrap_err();
         assert!(matches!(
             &err,
-            CatalogError::Contract { path: p, source: ContractError::Parse(_) } if *p == path
+            CatalogError::Contract { path: p, source: ContractError::Json(_) } if *p == path
         ));
         assert!(
             err.to_string()

@@ -18,7 +18,7 @@ pub struct CheckSpec {
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 15] = [
+pub const CHECKS: [CheckSpec; 16] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
@@ -38,6 +38,11 @@ pub const CHECKS: [CheckSpec; 15] = [
         name: "signature",
         code: Some(ProblemCode::BadSignature),
         rows: "8-12",
+    },
+    CheckSpec {
+        name: "strict-json",
+        code: Some(ProblemCode::Malformed),
+        rows: "13a-13b",
     },
     CheckSpec {
         name: "identity",

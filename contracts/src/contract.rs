@@ -71,7 +71,10 @@ pub struct ContractDoc {
 /// Why a contract document was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ContractError {
-    /// Not JSON, or not the document's shape.
+    /// Not strict JSON, or not the document's shape.
+    #[error("not a contract document: {0}")]
+    Json(#[from] crate::json::JsonError),
+    /// The document cannot be put in canonical form.
     #[error("not a contract document: {0}")]
     Parse(#[from] serde_json::Error),
     /// A field has a value the protocol does not allow.
@@ -111,7 +114,8 @@ fn valid_version(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
-fn valid_purpose(p: &str) -> bool {
+/// Whether `p` is a purpose code: 1 to 64 characters of `[a-z0-9-]`.
+pub fn valid_purpose(p: &str) -> bool {
     (1..=64).contains(&p.len())
         && p.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -149,7 +153,7 @@ fn compile(field: &'static str, schema: &Value) -> Result<jsonschema::Validator,
 impl Contract {
     /// Parses and validates a contract document from JSON text.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ContractError> {
-        Self::new(serde_json::from_slice(bytes)?)
+        Self::new(crate::json::from_slice(bytes)?)
     }
 
     /// Validates a document: id, version and purpose syntax, pointer syntax, and that both
@@ -280,6 +284,36 @@ mod tests {
             .check_request(&json!({"nik": "12"}), "/query")
             .unwrap_err();
         assert_eq!(errs[0].pointer, "/query/nik");
+    }
+
+    #[test]
+    fn a_document_naming_a_field_twice_is_refused() {
+        let text = serde_json::to_string(&doc()).unwrap();
+        let twice = text.replacen('{', r#"{"title": "other", "#, 1);
+        assert!(matches!(
+            Contract::from_json(twice.as_bytes()),
+            Err(ContractError::Json(crate::json::JsonError::DuplicateName(
+                _
+            )))
+        ));
+        assert!(Contract::from_json(text.as_bytes()).is_ok());
+    }
+
+    // ECMA-262 semantics, as JSON Schema requires: `$` is the end of the string, never the
+    // place before a final newline (as it is in PCRE, Python and Perl).
+    #[test]
+    fn a_pattern_matches_the_whole_string_so_a_trailing_newline_is_invalid() {
+        let c = Contract::new(doc()).unwrap();
+        for nik in [
+            "3171010101900001\n",
+            "3171010101900001\r\n",
+            "\n3171010101900001",
+        ] {
+            let errs = c
+                .check_request(&json!({ "nik": nik }), "/query")
+                .unwrap_err();
+            assert_eq!(errs[0].pointer, "/query/nik", "{nik:?}");
+        }
     }
 
     #[test]

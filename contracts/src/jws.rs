@@ -124,15 +124,20 @@ impl<'a> ParsedJws<'a> {
         let payload = b64url_decode(p).ok_or(JwsError::Malformed("payload is not base64url"))?;
         let signature =
             b64url_decode(s).ok_or(JwsError::Malformed("signature is not base64url"))?;
-        let header: Header = serde_json::from_slice(&header_bytes)
-            .map_err(|_| JwsError::Malformed("header is not a JSON object with a string alg"))?;
-        let alg = Algorithm::from_header(&header.alg)
-            .ok_or_else(|| JwsError::AlgorithmNotAllowed(header.alg.clone()))?;
+        let header: Header = crate::json::from_slice(&header_bytes).map_err(|e| {
+            JwsError::Malformed(match e {
+                crate::json::JsonError::DuplicateName(_) => "the header names a member twice",
+                _ => "header is not a JSON object with a string alg",
+            })
+        })?;
+        // Part of the header's shape (PROTOCOL.md §1.5 step 1), so before `alg`.
         if header.crit.is_some() {
             return Err(JwsError::Malformed(
                 "the header has `crit` extensions, none of which are understood",
             ));
         }
+        let alg = Algorithm::from_header(&header.alg)
+            .ok_or_else(|| JwsError::AlgorithmNotAllowed(header.alg.clone()))?;
         if header.typ.as_deref() != Some(expected_typ) {
             return Err(JwsError::WrongType {
                 found: header.typ.clone().unwrap_or_default(),
@@ -453,6 +458,45 @@ mod tests {
             ParsedJws::parse(&jws, TYP),
             Err(JwsError::Malformed(_))
         ));
+        // Whatever the `alg`: the header's shape is checked first.
+        let h =
+            b64url(br#"{"alg":"none","kid":"ID:GOV:X#k","typ":"simpul-request+jws","crit":[]}"#);
+        let jws = format!("{h}.{}.", b64url(b"{}"));
+        assert!(matches!(
+            ParsedJws::parse(&jws, TYP),
+            Err(JwsError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_header_member_given_twice_is_refused() {
+        // Two `typ`s: one reader would take the first, another the last.
+        let h = b64url(
+            br#"{"alg":"ES256","kid":"ID:GOV:X#k","typ":"simpul-request+jws","typ":"simpul-response+jws"}"#,
+        );
+        let jws = format!("{h}.{}.{}", b64url(b"{}"), b64url(&[0u8; 64]));
+        assert!(matches!(
+            ParsedJws::parse(&jws, TYP),
+            Err(JwsError::Malformed("the header names a member twice"))
+        ));
+    }
+
+    #[test]
+    fn typ_is_compared_exactly() {
+        for typ in [
+            "Simpul-Request+JWS",
+            "application/simpul-request+jws",
+            "simpul-request+jws ",
+            "simpul-request+jws\\n",
+        ] {
+            let h =
+                b64url(format!(r#"{{"alg":"ES256","kid":"ID:GOV:X#k","typ":"{typ}"}}"#).as_bytes());
+            let jws = format!("{h}.{}.{}", b64url(b"{}"), b64url(&[0u8; 64]));
+            assert!(
+                matches!(ParsedJws::parse(&jws, TYP), Err(JwsError::WrongType { .. })),
+                "{typ}"
+            );
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod checks;
 pub mod contract;
 pub mod envelope;
+pub mod json;
 pub mod jws;
 pub mod keyfile;
 pub mod manifest;

@@ -102,9 +102,12 @@ pub enum ManifestError {
         /// The pinned kid.
         pinned: String,
     },
-    /// The payload is not a manifest.
+    /// The payload cannot be encoded.
     #[error("manifest payload: {0}")]
     Payload(#[from] serde_json::Error),
+    /// The payload is not strict JSON or not a manifest.
+    #[error("manifest payload: {0}")]
+    Json(#[from] crate::json::JsonError),
     /// The manifest's `expires_at` has passed.
     #[error("manifest serial {serial} expired at {expires_at} (now {now})")]
     Expired {
@@ -175,7 +178,7 @@ impl Manifest {
             });
         }
         authority.verify(&parsed)?;
-        let doc: ManifestDoc = serde_json::from_slice(&parsed.payload)?;
+        let doc: ManifestDoc = crate::json::from_slice(&parsed.payload)?;
         if doc.expires_at <= now {
             return Err(ManifestError::Expired {
                 serial: doc.serial,
@@ -243,9 +246,7 @@ impl Manifest {
                     format!("{} is listed twice", m.id),
                 ));
             }
-            if !m.gateway.starts_with("https://") {
-                return Err(invalid(format!("{at}.gateway"), "must be an https:// URL"));
-            }
+            check_gateway_url(&m.gateway).map_err(|why| invalid(format!("{at}.gateway"), why))?;
             if m.keys.is_empty() {
                 return Err(invalid(
                     format!("{at}.keys"),
@@ -432,6 +433,63 @@ impl Manifest {
     }
 }
 
+/// Checks a member's gateway URL: `https://host[:port]`, a trailing `/` allowed, and nothing
+/// else — no user info, path, query or fragment, so that every consumer reaches and names
+/// the same server however it builds URLs from it.
+///
+/// # Errors
+/// What is wrong with it, for the manifest's error.
+pub fn check_gateway_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or("must be an https:// URL")?;
+    if rest.contains(['?', '#']) {
+        return Err("must have no query or fragment: https://host[:port]");
+    }
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') {
+        return Err("must have no path: https://host[:port]");
+    }
+    if authority.contains('@') {
+        return Err("must have no user info: https://host[:port]");
+    }
+    if authority
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\' || c == '%')
+    {
+        return Err("must name a host without spaces, escapes or control characters");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or("an IPv6 host must be in brackets")?;
+            let port = match after {
+                "" => None,
+                _ => Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("only a port may follow an IPv6 host")?,
+                ),
+            };
+            (host, port)
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("must name a host");
+    }
+    if let Some(port) = port
+        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
+    {
+        return Err("the port must be a number from 1 to 65535");
+    }
+    Ok(())
+}
+
 /// Why the manifest does not let a consumer ask a contract (problem code `forbidden`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotGranted {
@@ -455,4 +513,37 @@ pub enum NotGranted {
         /// The purpose it asked for.
         asked: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_url_is_https_host_and_port_only() {
+        for good in [
+            "https://dukcapil.simpul.example:7442",
+            "https://dukcapil.simpul.example",
+            "https://127.0.0.1:7442/",
+            "https://[::1]:7442",
+        ] {
+            assert_eq!(check_gateway_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://dukcapil.simpul.example:7442",
+            "https://user:pass@dukcapil.simpul.example:7442",
+            "https://dukcapil.simpul.example:7442?x=1",
+            "https://dukcapil.simpul.example:7442#frag",
+            "https://dukcapil.simpul.example:7442/v1",
+            "https://",
+            "https://:7442",
+            "https://host:0",
+            "https://host:65536",
+            "https://host:74a2",
+            "https://host name",
+            "https://[::1]x",
+        ] {
+            assert!(check_gateway_url(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -151,7 +151,7 @@ async fn route(
                 Ok(b) => b,
                 Err(p) => return problem(&p),
             };
-            let Ok(purge) = serde_json::from_slice::<PurgeRequest>(&bytes) else {
+            let Ok(purge) = contracts::json::from_slice::<PurgeRequest>(&bytes) else {
                 return problem(&Problem::new(
                     ProblemCode::Malformed,
                     "body must be {\"contract\", \"version\"?}",

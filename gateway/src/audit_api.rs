@@ -93,7 +93,7 @@ async fn subject(gw: &Gateway, req: Request<Incoming>) -> Result<Value, Problem>
     }
     let (parts, body) = req.into_parts();
     let bytes = crate::http::read_body(&parts.headers, body, 1024).await?;
-    let asked: Asked = serde_json::from_slice(&bytes).map_err(|e| {
+    let asked: Asked = contracts::json::from_slice(&bytes).map_err(|e| {
         Problem::new(
             ProblemCode::Malformed,
             format!("body must be {{\"nik\": \"<16 digits>\"}}: {e}"),

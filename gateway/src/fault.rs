@@ -20,6 +20,8 @@ pub enum Check {
     MediaType,
     /// `alg`, `typ`, `kid` and the signature.
     Signature,
+    /// The payload is strict JSON: no member name twice, I-JSON numbers.
+    StrictJson,
     /// `iss` equals the certificate's and the key's member.
     Identity,
     /// The consumer's tree head, when it sends one, is its own and valid.
@@ -47,11 +49,12 @@ pub enum Check {
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 15] = [
+    const ALL: [Check; 16] = [
         Check::ClientCertificate,
         Check::BodyLimit,
         Check::MediaType,
         Check::Signature,
+        Check::StrictJson,
         Check::Identity,
         Check::TreeHead,
         Check::Audience,

@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 mod consumer;
 pub mod descriptors;
+mod escaped;
 mod exchange;
 mod fault;
 pub mod gateway;

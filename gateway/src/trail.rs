@@ -64,9 +64,13 @@ impl Trail {
         member.as_str().clone_into(&mut self.record.provider);
     }
 
-    /// Sets the purpose.
+    /// Sets the purpose, if it is a purpose code (1 to 64 characters of `[a-z0-9-]`): a
+    /// permanent record holds no text of a peer's choosing beyond that (PROTOCOL.md §5.1);
+    /// anything else is recorded as `""`, and kept, verbatim, only in the evidence.
     pub fn set_purpose(&mut self, purpose: &str) {
-        purpose.clone_into(&mut self.record.purpose);
+        if contracts::contract::valid_purpose(purpose) {
+            purpose.clone_into(&mut self.record.purpose);
+        }
     }
 
     /// The id of the federated lookup this exchange is a part of.
@@ -290,6 +294,26 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         log.records(0, log.tree_size()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_purpose_that_is_no_purpose_code_is_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let long = "a".repeat(65);
+        for (i, purpose) in ["Citizen\nProtection", "", long.as_str()]
+            .into_iter()
+            .enumerate()
+        {
+            let mut t = trail(&log, &format!("id-{i}"));
+            t.set_purpose(purpose);
+            t.record(None).await.unwrap();
+        }
+        let all = records(&log, 3).await;
+        assert!(
+            all.iter().all(|r| r.purpose == "citizen-protection"),
+            "{all:?}"
+        );
     }
 
     #[tokio::test]

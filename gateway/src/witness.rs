@@ -10,6 +10,7 @@
 //! Most messages carry the head the last one did: that costs one string comparison. Only a
 //! new head is verified, and only one whose tree differs from the held one costs a fetch.
 
+use crate::escaped::Escaped;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -140,7 +141,7 @@ impl Witness {
                     partner.slow.lock().await.newest = Some(Held { head, root });
                 }
                 Err(e) => {
-                    tracing::warn!(member = %member, error = %e, "a witnessed head no longer verifies; set aside")
+                    tracing::warn!(member = %member, error = %Escaped(&e.to_string()), "a witnessed head no longer verifies; set aside")
                 }
             }
         }
@@ -240,7 +241,7 @@ impl Witness {
                 Ok(())
             }
             Err(e @ WitnessError::Forked { .. }) if !self.refuse_forked => {
-                tracing::error!(member = %member, error = %e, "a partner's audit log forked; exchanges go on (witness.refuse_forked = false)");
+                tracing::error!(member = %member, error = %Escaped(&e.to_string()), "a partner's audit log forked; exchanges go on (witness.refuse_forked = false)");
                 Ok(())
             }
             Err(e) => Err(e),
@@ -300,7 +301,7 @@ impl Witness {
                 )),
                 Fetched::Unreachable(why) => {
                     slow.fetch_failed = Some(Instant::now());
-                    tracing::warn!(member = %member, reason = %why, "no consistency proof from a partner; its new head is taken on trust for now");
+                    tracing::warn!(member = %member, reason = %Escaped(&why), "no consistency proof from a partner; its new head is taken on trust for now");
                     return Ok(());
                 }
             }
@@ -325,7 +326,7 @@ impl Witness {
                     held: held.head.jws.clone(),
                     offered: head.jws.clone(),
                 };
-                tracing::error!(member = %member, reason = %reason, held_size = held.head.tree_size, offered_size = head.tree_size, "a partner's audit log forked or shrank: both heads kept as evidence");
+                tracing::error!(member = %member, reason = %Escaped(&reason), held_size = held.head.tree_size, offered_size = head.tree_size, "a partner's audit log forked or shrank: both heads kept as evidence");
                 self.log.record_fork(&fork).await?;
                 self.mark_forked(member, reason.clone());
                 Err(WitnessError::Forked {
@@ -383,7 +384,7 @@ fn verified(
         return Err(bad(format!("signed by {owner}'s key, sent by {member}")));
     }
     let payload: TreeHeadPayload =
-        serde_json::from_slice(&parsed.payload).map_err(|e| bad(e.to_string()))?;
+        contracts::json::from_slice(&parsed.payload).map_err(|e| bad(e.to_string()))?;
     let head = SignedTreeHead {
         member: payload.member,
         log: payload.log,
@@ -435,14 +436,14 @@ async fn fetch_proof(
     if reply.status != http::StatusCode::OK {
         // Only "these sizes are not in my log" says anything about the log; a refusal of
         // any other kind (a limit, an outage) says nothing, and is tried again later.
-        return match serde_json::from_slice::<Problem>(&reply.body) {
+        return match contracts::json::from_slice::<Problem>(&reply.body) {
             Ok(p) if p.code() == Some(ProblemCode::Malformed) && reply.status == 400 => {
                 Fetched::Refused(p.detail)
             }
             _ => Fetched::Unreachable(format!("it answered {}", reply.status)),
         };
     }
-    match serde_json::from_slice::<ConsistencyProof>(&reply.body) {
+    match contracts::json::from_slice::<ConsistencyProof>(&reply.body) {
         Ok(p) if p.first == first && p.second == second => Fetched::Proof(p),
         Ok(p) => Fetched::Refused(format!(
             "it answered a proof from {} to {}",

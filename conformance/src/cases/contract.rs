@@ -275,3 +275,45 @@ pub(super) async fn invalid_query(cx: &Context) -> CaseResult {
     }
     Ok(seen.join("; "))
 }
+
+/// PROTOCOL.md §2.4: a pattern matches the whole string, `$` only at its very end, so a NIK
+/// followed by a newline (which `$` accepts in PCRE, Python and Perl) is invalid.
+pub(super) async fn trailing_newline(cx: &Context) -> CaseResult {
+    let mut seen = Vec::new();
+    for c in &cx.config.contracts {
+        let Some(query) = c.queries.first() else {
+            continue;
+        };
+        let Some(nik) = query.get("nik").and_then(Value::as_str) else {
+            continue;
+        };
+        for suffix in ["\n", "\r\n"] {
+            let mut request = cx.request(c);
+            request.query["nik"] = Value::String(format!("{nik}{suffix}"));
+            let (_, reply) = cx.send(&request).await?;
+            let label = format!("{}: a NIK followed by {suffix:?}", c.reference);
+            let (problem, line) = expect_problem(&reply, ProblemCode::InvalidQuery)
+                .map_err(|e| failed(format!("{label}: {e}")))?;
+            let points = problem
+                .get("errors")
+                .and_then(Value::as_array)
+                .is_some_and(|errors| {
+                    errors
+                        .iter()
+                        .any(|e| e.get("pointer").and_then(Value::as_str) == Some("/query/nik"))
+                });
+            if !points {
+                return Err(failed(format!(
+                    "{label}: the problem's errors do not point at /query/nik"
+                )));
+            }
+            seen.push(format!("{label}: {line}"));
+        }
+    }
+    if seen.is_empty() {
+        return Err(CaseFailure::Skipped(
+            "needs a contract whose query has a string `nik`".into(),
+        ));
+    }
+    Ok(seen.join("; "))
+}

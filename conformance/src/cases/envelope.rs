@@ -404,3 +404,101 @@ pub(super) async fn bad_tree_head(cx: &Context) -> CaseResult {
     }
     Ok(seen.join("; "))
 }
+
+/// The request's JSON text with `query` written as `query_text`, signed by the tester: for
+/// payloads a JSON serialiser would never write (a member name twice, a number no double
+/// holds).
+fn sign_with_query_text(
+    cx: &Context,
+    request: &ExchangeRequest,
+    query_text: &str,
+) -> Result<String, CaseFailure> {
+    const MARK: &str = "\"conformance-query-placeholder\"";
+    let mut placeholder = request.clone();
+    placeholder.query = Value::String(MARK.trim_matches('"').to_owned());
+    let text = String::from_utf8(payload_of(&placeholder)?)
+        .map_err(|e| failed(format!("cannot encode the request: {e}")))?
+        .replacen(MARK, query_text, 1);
+    cx.config
+        .tester
+        .signing
+        .sign(REQUEST_TYP, text.as_bytes())
+        .map_err(|e| failed(format!("cannot sign the request: {e}")))
+}
+
+/// The query as JSON text with its first member written twice, with the same value (so a
+/// reader that keeps either copy sees a valid query); a query that is not an object becomes
+/// `{"q": <query>, "q": <query>}`.
+fn query_with_a_repeated_member(query: &Value) -> String {
+    let (name, value) = match query.as_object().and_then(|m| m.iter().next()) {
+        Some((name, value)) => (name.clone(), value.clone()),
+        None => ("q".to_owned(), query.clone()),
+    };
+    let first = format!("{}:{value}", Value::String(name));
+    match query.as_object() {
+        Some(members) if !members.is_empty() => {
+            let text = query.to_string();
+            format!("{{{first},{}", &text[1..])
+        }
+        _ => format!("{{{first},{first}}}"),
+    }
+}
+
+pub(super) async fn repeated_member_name(cx: &Context) -> CaseResult {
+    let request = cx.request(cx.primary());
+    let in_query =
+        sign_with_query_text(cx, &request, &query_with_a_repeated_member(&request.query))?;
+    // In the payload itself: `aud` twice, the second naming the target.
+    let mut other = cx.request(cx.primary());
+    other.query = Value::Null;
+    let in_payload = sign_with_query_text(
+        cx,
+        &other,
+        &format!(
+            "null,\"aud\":{}",
+            Value::String(cx.config.target.member.to_string())
+        ),
+    )?;
+    // In the protected header: `typ` twice. Row 7, before any key is used, so the signature
+    // is not even looked at.
+    let header_text = format!(
+        r#"{{"alg":"ES256","kid":{},"typ":"{REQUEST_TYP}","typ":"{REQUEST_TYP}"}}"#,
+        Value::String(cx.config.tester.signing.kid().to_owned())
+    );
+    let in_header = format!(
+        "{}.{}.{}",
+        b64url(header_text.as_bytes()),
+        b64url(&payload_of(&cx.request(cx.primary()))?),
+        b64url(&[0u8; 64])
+    );
+    let variants = vec![
+        ("a query member named twice".to_owned(), in_query),
+        ("`aud` named twice in the payload".to_owned(), in_payload),
+        ("`typ` named twice in the header".to_owned(), in_header),
+    ];
+    all_refused(cx, variants, ProblemCode::Malformed).await
+}
+
+pub(super) async fn number_beyond_i_json(cx: &Context) -> CaseResult {
+    let mut variants = Vec::new();
+    for number in [
+        "9007199254740992",
+        "-9007199254740993",
+        "12345678901234567890",
+        "0.10000000000000001",
+    ] {
+        let request = cx.request(cx.primary());
+        let query = match request.query.as_object() {
+            Some(members) if !members.is_empty() => {
+                let text = request.query.to_string();
+                format!("{{\"n\":{number},{}", &text[1..])
+            }
+            _ => format!("[{number}]"),
+        };
+        variants.push((
+            format!("the number {number} in the query"),
+            sign_with_query_text(cx, &request, &query)?,
+        ));
+    }
+    all_refused(cx, variants, ProblemCode::Malformed).await
+}

@@ -145,6 +145,8 @@ catalogue! {
     "ENV-18", Envelope, true, "exp - iat over 300 s is refused with 401 stale", ["freshness"] => envelope::validity_too_long;
     "ENV-19", Envelope, true, "a replayed exchange id is refused with 409 replay", ["replay"] => envelope::replay;
     "ENV-20", Envelope, true, "a Simpul-Tree-Head that is not a head of the sender's log is refused with 400 bad-tree-head", ["tree-head"] => envelope::bad_tree_head;
+    "ENV-21", Envelope, true, "a member name given twice in the header, the payload or the query is refused with 400 malformed", ["strict-json"] => envelope::repeated_member_name;
+    "ENV-22", Envelope, true, "a number outside I-JSON in the query is refused with 400 malformed", ["strict-json"] => envelope::number_beyond_i_json;
     "CON-01", Contracts, true, "GET /v1/manifest serves a manifest signed by the pinned authority", [] => contract::manifest_served;
     "CON-02", Contracts, true, "GET /v1/contracts lists exactly the contracts the manifest gives the target", [] => contract::contracts_listed;
     "CON-03", Contracts, true, "each contract document served hashes to the digest the manifest pins", [] => contract::documents_match_digests;
@@ -152,6 +154,7 @@ catalogue! {
     "CON-05", Contracts, true, "another provider's contract is refused with 404 unknown-contract", ["contract"] => contract::other_providers_contract;
     "CON-06", Contracts, true, "a consumer or purpose the manifest does not grant is refused with 403 forbidden", ["authorization"] => contract::not_granted;
     "CON-07", Contracts, true, "a schema-invalid query is refused with 400 invalid-query naming the pointer", ["query-schema"] => contract::invalid_query;
+    "CON-08", Contracts, true, "a NIK followed by a newline is refused with 400 invalid-query at /query/nik", ["query-schema"] => contract::trailing_newline;
     "ANS-01", Answers, true, "a valid query is answered 200 with an application/jose compact JWS", [] => answers::answered;
     "ANS-02", Answers, true, "the answer is signed by a key the manifest gives the provider", [] => answers::signed_by_provider;
     "ANS-03", Answers, true, "the answer's typ is simpul-response+jws", [] => answers::typ;

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::Caller;
 use crate::client::CallError;
+use crate::escaped::Escaped;
 use crate::gateway::Gateway;
 use crate::trail::Trail;
 use crate::witness::{TREE_HEAD_HEADER, WitnessError};
@@ -60,7 +61,15 @@ pub async fn ask(
     lookup: Option<&str>,
 ) -> Result<LocalAnswer, Problem> {
     let id = contracts::ExchangeId::new().to_string();
-    let mut trail = Trail::new(&gw.audit, Role::Consumer, contract);
+    // A contract neither the catalog nor the manifest knows is a path's text: not copied
+    // into the permanent record.
+    let known = gw.catalog.contains_key(contract) || gw.manifest.contract(contract).is_some();
+    let recorded_as = if known {
+        contract.clone()
+    } else {
+        ContractRef::new("", "")
+    };
+    let mut trail = Trail::new(&gw.audit, Role::Consumer, &recorded_as);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
     trail.set_subsystem(&caller.subsystem);
@@ -148,7 +157,7 @@ async fn exchange(
         let mut p = p.with_exchange_id(Some(id));
         p.provider = Some(provider.to_string());
         let _in_span = span.enter();
-        tracing::info!(outcome = %p.type_uri, detail = %p.detail, "exchange failed");
+        tracing::info!(outcome = %p.type_uri, detail = %Escaped(&p.detail), "exchange failed");
         p
     };
     // Before signing: a request that will not be sent is not signed.
@@ -248,7 +257,7 @@ async fn exchange(
         })?;
     if reply.status != StatusCode::OK {
         // The provider's refusal is relayed as it said it, with its status.
-        let relayed = serde_json::from_slice::<Problem>(&reply.body)
+        let relayed = contracts::json::from_slice::<Problem>(&reply.body)
             .ok()
             .filter(|p| p.code().is_some() && p.status == reply.status.as_u16());
         return Err(fail(relayed.unwrap_or_else(|| {
@@ -307,7 +316,7 @@ fn verify_answer(
     }
     key.verify(&parsed).map_err(|e| format!("answer: {e}"))?;
     let answer: ExchangeAnswer =
-        serde_json::from_slice(&parsed.payload).map_err(|e| format!("answer payload: {e}"))?;
+        contracts::json::from_slice(&parsed.payload).map_err(|e| format!("answer payload: {e}"))?;
     let expected_hash = sha256_b64url(request_jws.as_bytes());
     let checks = [
         (answer.v == 1, "v is not 1"),

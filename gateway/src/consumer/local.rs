@@ -61,7 +61,15 @@ pub async fn handle(
     // The trail of a refusal before any exchange began, under an id of its own; an exchange
     // that begins keeps its own trail (`ask`), and this one is then not recorded.
     let id = contracts::ExchangeId::new().to_string();
-    let mut trail = Trail::new(&gw.audit, Role::Consumer, &path);
+    // As on the provider: a path that names no contract known here is not copied into the
+    // permanent record.
+    let recorded_as = if gw.catalog.contains_key(&path) || gw.consumer.federated.contains_key(&path)
+    {
+        path.clone()
+    } else {
+        ContractRef::new("", "")
+    };
+    let mut trail = Trail::new(&gw.audit, Role::Consumer, &recorded_as);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
     // The authenticated subsystem, a value from here on: every trail of this query (this
@@ -106,7 +114,7 @@ async fn run(
     let caller = Caller { subsystem, user };
     let bytes = read_body(headers, body, MAX_REQUEST_BYTES).await?;
     require_media_type(headers, "application/json")?;
-    let local: LocalQuery = serde_json::from_slice(&bytes).map_err(|e| {
+    let local: LocalQuery = contracts::json::from_slice(&bytes).map_err(|e| {
         Problem::new(
             ProblemCode::Malformed,
             format!("the body is not {{\"purpose\",\"query\"}}: {e}"),

@@ -38,6 +38,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use self::refusal::Refusal;
+use crate::escaped::Escaped;
 use crate::fault::{Check, off, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
@@ -146,7 +147,7 @@ async fn respond(
             jose(jws)
         }
         Err(p) => {
-            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused");
+            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %Escaped(&p.detail), "refused");
             problem(&p)
         }
     }
@@ -169,10 +170,10 @@ fn refused_unauthenticated(
     let _enter = span.enter();
     match logged {
         Some(suppressed) => {
-            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, suppressed, "refused before authentication (counted, recorded with its minute)");
+            tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %Escaped(&p.detail), suppressed, "refused before authentication (counted, recorded with its minute)");
         }
         None => {
-            tracing::debug!(contract = %path, latency_us, outcome = %p.type_uri, detail = %p.detail, "refused before authentication");
+            tracing::debug!(contract = %path, latency_us, outcome = %p.type_uri, detail = %Escaped(&p.detail), "refused before authentication");
         }
     }
     problem(p)
@@ -239,7 +240,13 @@ async fn run(
     trail: &mut Trail,
 ) -> Result<String, Problem> {
     let refused = |r: Refusal| r.into_problem(None);
-    let (request, exchange_id) = verify_signature::read_request(&payload).map_err(refused)?;
+    let (request, exchange_id) = match verify_signature::read_request(&payload) {
+        Err(Refusal::NotStrictJson(_)) if off(Check::StrictJson) => {
+            verify_signature::read_request_leniently(&payload)
+        }
+        other => other,
+    }
+    .map_err(refused)?;
     if signer.is_some() {
         trail.authenticated();
     }

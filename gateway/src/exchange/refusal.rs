@@ -39,6 +39,9 @@ pub(crate) enum Refusal {
     /// The signed payload is not an exchange request.
     #[error("the payload is not an exchange request: {0}")]
     NotARequest(String),
+    /// The signed payload names a member twice or holds a number outside I-JSON.
+    #[error("the payload is not strict JSON: {0}")]
+    NotStrictJson(contracts::json::JsonError),
     /// The payload's `v` is not 1.
     #[error("payload version {0} is not supported (1)")]
     UnsupportedVersion(u32),
@@ -148,6 +151,11 @@ pub(crate) enum Refusal {
     /// The adapter's answer violates the response schema: never signed, never cached.
     #[error("the provider's answer does not match the contract's response schema")]
     AnswerViolatesSchema,
+    /// The adapter's answer holds a number outside I-JSON: never signed, never cached.
+    #[error(
+        "the provider's answer holds a number outside I-JSON (a whole number beyond ±(2^53 − 1))"
+    )]
+    AnswerNotIJson,
     /// The answer could not be encoded or signed.
     #[error("{0}")]
     CannotSign(String),
@@ -165,6 +173,7 @@ impl Refusal {
             Refusal::NotText
             | Refusal::MalformedJws(_)
             | Refusal::NotARequest(_)
+            | Refusal::NotStrictJson(_)
             | Refusal::UnsupportedVersion(_)
             | Refusal::NonCanonicalId
             | Refusal::PathMismatch { .. } => ProblemCode::Malformed,
@@ -183,7 +192,9 @@ impl Refusal {
             Refusal::RateLimited { .. } | Refusal::OverAdmission(_) => ProblemCode::RateLimited,
             Refusal::InvalidQuery(_) => ProblemCode::InvalidQuery,
             Refusal::AdapterTimeout(_) => ProblemCode::ProviderTimeout,
-            Refusal::BackendFailed | Refusal::AnswerViolatesSchema => ProblemCode::ProviderError,
+            Refusal::BackendFailed | Refusal::AnswerViolatesSchema | Refusal::AnswerNotIJson => {
+                ProblemCode::ProviderError
+            }
             Refusal::CannotSign(_) => ProblemCode::Internal,
             Refusal::Witness(e) => e.code(),
         }

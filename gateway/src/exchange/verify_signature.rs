@@ -2,6 +2,7 @@
 //! member, and the signature verifies with that key; only then is the payload read.
 
 use contracts::envelope::REQUEST_TYP;
+use contracts::json::JsonError;
 use contracts::{ExchangeId, ExchangeRequest, JwsError, Manifest, MemberId, ParsedJws};
 
 use super::refusal::Refusal;
@@ -33,11 +34,28 @@ pub(super) fn unverified_payload(text: &str) -> Result<Vec<u8>, Refusal> {
         .ok_or_else(|| Refusal::MalformedJws("not a compact JWS".into()))
 }
 
-/// Reads the exchange request out of a payload: version 1, its id spelled the one way
-/// the protocol allows (the replay window and both sides' logs compare ids as given).
+/// Reads the exchange request out of a payload as strict JSON (rows 13–13b: no member name
+/// twice, I-JSON numbers): version 1, its id spelled the one way the protocol allows (the
+/// replay window and both sides' logs compare ids as given).
 pub(super) fn read_request(payload: &[u8]) -> Result<(ExchangeRequest, ExchangeId), Refusal> {
-    let request: ExchangeRequest =
-        serde_json::from_slice(payload).map_err(|e| Refusal::NotARequest(e.to_string()))?;
+    let request: ExchangeRequest = contracts::json::from_slice(payload).map_err(|e| match e {
+        JsonError::DuplicateName(_) | JsonError::Number(_) => Refusal::NotStrictJson(e),
+        _ => Refusal::NotARequest(e.to_string()),
+    })?;
+    checked_request(request)
+}
+
+/// [`read_request`] as serde_json reads JSON, the last of repeated names winning and big
+/// numbers rounded: only for a `faults` build with the strict reading switched off.
+pub(super) fn read_request_leniently(
+    payload: &[u8],
+) -> Result<(ExchangeRequest, ExchangeId), Refusal> {
+    checked_request(
+        serde_json::from_slice(payload).map_err(|e| Refusal::NotARequest(e.to_string()))?,
+    )
+}
+
+fn checked_request(request: ExchangeRequest) -> Result<(ExchangeRequest, ExchangeId), Refusal> {
     if request.v != 1 {
         return Err(Refusal::UnsupportedVersion(request.v));
     }
@@ -114,5 +132,31 @@ mod tests {
             Err(Refusal::NonCanonicalId)
         ));
         assert!(matches!(read_request(b"[1]"), Err(Refusal::NotARequest(_))));
+    }
+
+    #[test]
+    fn a_payload_naming_a_member_twice_or_with_a_big_number_is_not_a_request() {
+        let text = serde_json::to_string(&request()).unwrap();
+        let twice = text.replacen('{', r#"{"aud": "ID:GOV:BP2MI", "#, 1);
+        match read_request(twice.as_bytes()) {
+            Err(Refusal::NotStrictJson(JsonError::DuplicateName(name))) => assert_eq!(name, "aud"),
+            other => panic!("{other:?}"),
+        }
+        // Inside the query too, where serde would otherwise keep the last value.
+        let nested = text.replacen(r#""nik":"#, r#""nik":"5111371406750199","nik":"#, 1);
+        assert!(matches!(
+            read_request(nested.as_bytes()),
+            Err(Refusal::NotStrictJson(JsonError::DuplicateName(_)))
+        ));
+        assert!(read_request_leniently(nested.as_bytes()).is_ok());
+        let mut big = serde_json::to_value(request()).unwrap();
+        big["query"] = serde_json::json!({"nik": "3171010101900001", "n": 1});
+        let big = serde_json::to_string(&big)
+            .unwrap()
+            .replace(r#""n":1"#, r#""n":9007199254740993"#);
+        match read_request(big.as_bytes()) {
+            Err(Refusal::NotStrictJson(JsonError::Number(n))) => assert_eq!(n, "9007199254740993"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -13,6 +13,7 @@ mod flood;
 mod local;
 mod middle;
 mod startup;
+mod strict;
 mod trail;
 mod transport;
 mod witness;
