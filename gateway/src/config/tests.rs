@@ -114,7 +114,7 @@ refused! {
     an_admission_per_address_burst_of_zero_is_refused:
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_address = { per_second = 10, burst = 0 } }")] => "members[0].limits.admission_per_address", "at least 1", OutOfRange;
     an_admission_limit_without_a_burst_is_refused:
-        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 10 } }")] => "line 12 (`limits = { admission_per_peer = { per_second = 10 } }`)", "missing field `burst`", Syntax;
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 10 } }")] => "line 10 (`limits = { admission_per_peer = { per_second = 10 } }`)", "missing field `burst`", Syntax;
     an_admin_max_connections_of_zero_is_refused:
         [("operators = [] }", "operators = [], max_connections = 0 }")] => "members[0].admin.max_connections", "at least 1", OutOfRange;
     an_audit_tree_head_interval_of_zero_is_refused:
