@@ -191,8 +191,8 @@ async fn a_flood_of_unauthenticated_requests_adds_bounded_aggregates_and_others_
 async fn a_peer_over_its_admission_limit_is_refused_with_429_before_its_body_is_read() {
     let mut f = Federation::start_with(Options {
         edits: vec![(
-            "subsystems = [\"SIAK\", \"OPS\", \"AUDIT\"]".into(),
-            "subsystems = [\"SIAK\", \"OPS\", \"AUDIT\"]\nlimits = { admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 } }\naudit = { size_alarm_bytes = 1 }".into(),
+            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }".into(),
+            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }\nlimits = { admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 } }\naudit = { size_alarm_bytes = 1 }".into(),
         )],
         ..Options::default()
     })
