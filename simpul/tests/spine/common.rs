@@ -323,7 +323,9 @@ impl Federation {
             Identity::Subsystem(s) => (l.client_cert(&s), l.client_key(&s)),
             Identity::Member(m) => (l.gateway_cert(&m), l.gateway_key(&m)),
         };
-        PeerClient::from_files(&self.trust, &cert, &key, id(to), 1 << 20).unwrap()
+        // The metrics recorder is one per test process, so `/metrics` holds the series of
+        // every federation the process has started: over 1 MiB in a full run.
+        PeerClient::from_files(&self.trust, &cert, &key, id(to), 64 << 20).unwrap()
     }
 
     /// The URL of `member`'s local listener.
