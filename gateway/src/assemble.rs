@@ -1,8 +1,8 @@
 //! Assembling one member's gateway from its validated configuration, checked once at
 //! start-up: its manifest verified against the pinned authority key (and against rollback),
-//! its keys and certificates loaded, its contracts' digests matched against the manifest, its
-//! adapters taken from the configuration, its limits built. Nothing here is checked again
-//! per request.
+//! its keys, certificates and the CRLs of their CAs loaded, its contracts' digests matched
+//! against the manifest, its adapters taken from the configuration, its limits built.
+//! Nothing here is checked again per request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -92,8 +92,8 @@ fn refuse_a_moved_secret(mc: &Member, base_dir: &Path) -> Result<(), StartError>
     Ok(())
 }
 
-/// A gateway whose own certificate its CRLs revoke would be refused by every peer: it stops
-/// at start-up instead, saying so.
+/// A gateway whose own certificate its CRLs revoke (or that has expired, or that no manifest
+/// CA issued) would be refused by every peer: it stops at start-up instead, saying so.
 fn refuse_a_revoked_self(
     trust: &tls::FederationTrust,
     chain: &[rustls::pki_types::CertificateDer<'static>],
@@ -106,7 +106,7 @@ fn refuse_a_revoked_self(
     if let Err(e) = tls::check_client_certificate(trust, end_entity, intermediates) {
         return Err(StartError::Inconsistent(format!(
             "{}: this gateway's certificate is refused by the federation's CAs and CRLs ({}): {e}; \
-             a revoked certificate needs a new one (`simpul pki renew --member`)",
+             a revoked or expired certificate needs a new one (`simpul pki renew --member`)",
             cert_path.display(),
             crl_path.display()
         )));

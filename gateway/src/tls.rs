@@ -31,6 +31,9 @@ pub enum TlsError {
     /// The configuration could not be built.
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// A certificate was refused by the verifier that checks it.
+    #[error("{0}")]
+    Refused(rustls::Error),
 }
 
 /// The crypto provider every TLS configuration here uses: aws-lc-rs, whose TLS 1.2 suites
@@ -185,7 +188,7 @@ pub(crate) fn check_client_certificate(
     verifier
         .verify_client_cert(end_entity, intermediates, UnixTime::now())
         .map(|_| ())
-        .map_err(|e| TlsError::Config(e.to_string()))
+        .map_err(TlsError::Refused)
 }
 
 /// Switches server-side session resumption off: no session cache (TLS 1.2 session ids,

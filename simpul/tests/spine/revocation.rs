@@ -188,7 +188,8 @@ async fn a_revoked_operator_certificate_is_refused_at_the_admin_listener() {
 }
 
 /// Connects to `addr` with `config` (which would resume a session if the server let it),
-/// sends one request and reads the whole answer; returns the kind of handshake it was.
+/// sends one request and reads the whole answer (any HTTP status: the handshake is what
+/// counts); returns the kind of handshake it was.
 async fn connect(
     config: &Arc<rustls::ClientConfig>,
     addr: std::net::SocketAddr,
@@ -205,52 +206,84 @@ async fn connect(
     let mut buf = Vec::new();
     let _ = tls.read_to_end(&mut buf).await;
     assert!(
-        buf.starts_with(b"HTTP/1.1 200"),
+        buf.starts_with(b"HTTP/1.1 "),
         "{}",
         String::from_utf8_lossy(&buf)
     );
     tls.get_ref().1.handshake_kind().unwrap()
 }
 
-#[tokio::test]
-async fn no_listener_resumes_a_tls_session() {
-    let f = Federation::start().await;
+/// A client presenting the certificate in `cert`/`key` that keeps sessions and offers them
+/// (rustls' default): whether a session is resumed is up to the server.
+fn resuming_client(
+    f: &Federation,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in &f.trust.cas {
         roots.add(ca.clone()).unwrap();
     }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn no_listener_resumes_a_tls_session() {
+    let f = Federation::start().await;
     let l = f.layout();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(l.gateway_cert(&id(KEMLU)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(l.gateway_key(&id(KEMLU))).unwrap();
-    for versions in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        // rustls' client keeps sessions and offers them: resumption is up to the server.
-        let config = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
-            .with_protocol_versions(&[versions])
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_client_auth_cert(chain.clone(), key.clone_key())
-            .unwrap();
-        let config = Arc::new(config);
+    let dukcapil = f.config.member(&id(DUKCAPIL)).unwrap();
+    let ops = contracts::StaffId::parse(&format!("operator:{DUKCAPIL}:OPS")).unwrap();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let kemlu = resuming_client(
+            &f,
+            l.gateway_cert(&id(KEMLU)),
+            l.gateway_key(&id(KEMLU)),
+            version,
+        );
         // The control: a server with rustls' defaults resumes this client's sessions.
         let control = control_server(&f).await;
-        assert_eq!(connect(&config, control).await, rustls::HandshakeKind::Full);
+        assert_eq!(connect(&kemlu, control).await, rustls::HandshakeKind::Full);
         assert_eq!(
-            connect(&config, control).await,
+            connect(&kemlu, control).await,
             rustls::HandshakeKind::Resumed,
-            "{versions:?}: the control server did not resume, so the test proves nothing"
+            "{version:?}: the control server did not resume, so the test proves nothing"
         );
-        // The gateway's listeners never do.
-        let mc = f.config.member(&id(DUKCAPIL)).unwrap();
-        for addr in [mc.listen, mc.listen] {
-            assert_eq!(
-                connect(&config, addr).await,
-                rustls::HandshakeKind::Full,
-                "{versions:?}"
-            );
+        // The gateway's listeners never do: federation (a peer gateway), local (a
+        // subsystem), admin (an operator).
+        let siak = resuming_client(
+            &f,
+            l.client_cert(&id(SIAK)),
+            l.client_key(&id(SIAK)),
+            version,
+        );
+        let operator = resuming_client(&f, l.staff_cert(&ops), l.staff_key(&ops), version);
+        let admin = dukcapil.admin.as_ref().unwrap().listen;
+        let local = dukcapil.local.as_ref().unwrap().listen;
+        for (client, addr) in [
+            (&kemlu, dukcapil.listen),
+            (&siak, local),
+            (&operator, admin),
+        ] {
+            for _ in 0..3 {
+                assert_eq!(
+                    connect(client, addr).await,
+                    rustls::HandshakeKind::Full,
+                    "{version:?} {addr}"
+                );
+            }
         }
     }
 }
