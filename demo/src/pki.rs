@@ -1,11 +1,13 @@
 //! The development PKI: one federation CA, the federation authority's JWS signing key, and
 //! for each member a gateway TLS certificate and an ES256 signing key (from the federation),
 //! and a member CA of its own that issues the client certificates of its subsystems,
-//! operators and auditors (see `docs/PROTOCOL.md` §1, §4.1).
+//! operators and auditors (see `docs/PROTOCOL.md` §1, §4.1); each CA's empty CRL (revoking
+//! is `crate::crl`); renewing one certificate.
 //!
 //! Everything lives under one directory (a deployment's `certs/`), laid out by [`PkiLayout`].
-//! Private keys are created with mode 0600, certificates and public JWKs with 0644. Nothing is
-//! ever overwritten unless the caller passes `force`.
+//! Private keys are created with mode 0600, certificates, CRLs and public JWKs with 0644.
+//! Nothing is ever overwritten unless the caller passes `force`, but by [`renew`] (and
+//! `crate::crl`, the CRL).
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -32,8 +34,9 @@ pub const MEMBER_CA_SUFFIX: &str = "member CA";
 /// How long the CA certificate is valid, in days (five years).
 pub const CA_VALIDITY_DAYS: u64 = 5 * 365 + 1;
 
-/// How long gateway and client certificates are valid, in days (one year).
-pub const LEAF_VALIDITY_DAYS: u64 = 365;
+/// How long gateway and client certificates are valid, in days: 90, renewed with
+/// `simpul pki renew`.
+pub const LEAF_VALIDITY_DAYS: u64 = 90;
 
 /// How far back certificates are dated, to tolerate clock skew between hosts.
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
@@ -151,6 +154,7 @@ impl PkiPlan {
         let mut out = vec![
             layout.ca_cert(),
             layout.ca_key(),
+            layout.federation_crl(),
             layout.authority_key(),
             layout.authority_jwk(),
         ];
@@ -161,6 +165,7 @@ impl PkiPlan {
             out.push(layout.signing_jwk(member));
             out.push(layout.member_ca_cert(member));
             out.push(layout.member_ca_key(member));
+            out.push(layout.member_crl(member));
             for sub in subsystems {
                 out.push(layout.client_cert(sub));
                 out.push(layout.client_key(sub));
@@ -236,6 +241,14 @@ pub enum PkiError {
         #[source]
         source: contracts::JwsError,
     },
+    /// A certificate or a CRL cannot be renewed, revoked or re-signed as asked.
+    #[error("{}: {reason}", path.display())]
+    Refused {
+        /// The certificate or CRL file.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The CA certificate is unreadable or does not belong to the CA key.
     #[error("{}: {reason}", path.display())]
     BadCa {
@@ -284,12 +297,13 @@ impl Output {
 /// keyCertSign+cRLSign, 5 years), the authority signing key, and for each member: a gateway
 /// TLS certificate (ECDSA P-256; CN = member id; SAN URI `urn:simpul:<member id>` plus each
 /// host as SAN DNS or SAN IP; EKU serverAuth and clientAuth, because a gateway is also the
-/// client of its peers; 1 year), an ES256 signing key with its JWK, a member CA of its own
+/// client of its peers; 90 days), an ES256 signing key with its JWK, a member CA of its own
 /// (CN "<member id> member CA", 5 years), and from that member CA a client certificate for
 /// each subsystem (SAN URI `urn:simpul:<subsystem id>` only, CN = subsystem id, EKU
-/// clientAuth only) and for each operator and auditor (SAN URI `urn:simpul:<staff id>`).
+/// clientAuth only) and for each operator and auditor (SAN URI `urn:simpul:<staff id>`);
+/// and an empty CRL signed by each CA (the federation CA's and every member CA's).
 ///
-/// Private keys are created with mode 0600, certificates and JWKs with 0644. Without `force`,
+/// Private keys are created with mode 0600, certificates, CRLs and JWKs with 0644. Without `force`,
 /// if any target file already exists nothing is written and [`PkiError::Exists`] is returned.
 /// The plan is validated first ([`PkiPlan::validate`]). Everything is generated in memory
 /// before the first file is written.
@@ -312,6 +326,10 @@ pub fn init(layout: &PkiLayout, plan: &PkiPlan, force: bool) -> Result<PkiReport
     outputs.push(Output::public(layout.ca_cert(), ca_cert.pem()));
     outputs.push(Output::private(layout.ca_key(), ca_key.serialize_pem()));
     let issuer = Issuer::new(ca, ca_key);
+    outputs.push(Output::public(
+        layout.federation_crl(),
+        crate::crl::empty_crl(&issuer, &layout.federation_crl())?,
+    ));
 
     push_signing_key(
         &mut outputs,
@@ -358,6 +376,13 @@ pub fn complete(layout: &PkiLayout, plan: &PkiPlan) -> Result<PkiReport, PkiErro
     };
     let issuer = load_issuer(layout)?;
     let mut outputs = Vec::new();
+    // A PKI made before CRLs existed gets an empty one.
+    if !exists(&layout.federation_crl()) {
+        outputs.push(Output::public(
+            layout.federation_crl(),
+            crate::crl::empty_crl(&issuer, &layout.federation_crl())?,
+        ));
+    }
     if missing(&layout.authority_key(), &layout.authority_jwk())? {
         push_signing_key(
             &mut outputs,
@@ -418,6 +443,13 @@ fn member_outputs(
         } else {
             load_member_issuer(layout, member)?
         };
+        // A new member CA starts with an empty CRL (one of an earlier CA is replaced); an
+        // existing one without a CRL (a PKI made before CRLs) gets one.
+        let crl_path = layout.member_crl(member);
+        if fresh_ca || crl_path.symlink_metadata().is_err() {
+            let crl = crate::crl::empty_crl(&member_issuer, &crl_path)?;
+            outputs.push(Output::public(crl_path, crl).replacing(fresh_ca));
+        }
         let clients = subsystems
             .iter()
             .map(|s| {
@@ -487,7 +519,7 @@ fn member_ca_params(member: &MemberId) -> CertificateParams {
 }
 
 /// Loads `member`'s CA from its files.
-fn load_member_issuer(
+pub(crate) fn load_member_issuer(
     layout: &PkiLayout,
     member: &MemberId,
 ) -> Result<Issuer<'static, KeyPair>, PkiError> {
@@ -546,6 +578,116 @@ pub fn issue_client(
     Ok((cert_path, key_path))
 }
 
+/// Whose certificate to renew or revoke.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A member's gateway certificate, issued by the federation CA.
+    Gateway(MemberId),
+    /// A subsystem's client certificate, issued by its member's CA.
+    Subsystem(MemberId),
+    /// An operator's or auditor's client certificate, issued by its member's CA.
+    Staff(StaffId),
+}
+
+impl Holder {
+    /// The certificate file.
+    pub fn cert(&self, layout: &PkiLayout) -> PathBuf {
+        match self {
+            Holder::Gateway(m) => layout.gateway_cert(m),
+            Holder::Subsystem(s) => layout.client_cert(s),
+            Holder::Staff(s) => layout.staff_cert(s),
+        }
+    }
+
+    /// The private key file.
+    pub fn key(&self, layout: &PkiLayout) -> PathBuf {
+        match self {
+            Holder::Gateway(m) => layout.gateway_key(m),
+            Holder::Subsystem(s) => layout.client_key(s),
+            Holder::Staff(s) => layout.staff_key(s),
+        }
+    }
+
+    /// The CA that issues its certificate: the federation's for a gateway, else its member's.
+    pub fn ca(&self) -> crate::crl::Ca {
+        match self {
+            Holder::Gateway(_) => crate::crl::Ca::Federation,
+            Holder::Subsystem(s) => crate::crl::Ca::Member(s.member()),
+            Holder::Staff(s) => crate::crl::Ca::Member(s.member().clone()),
+        }
+    }
+}
+
+/// Re-issues `holder`'s certificate from its CA for [`LEAF_VALIDITY_DAYS`], with a new serial
+/// and the same names, keeping its private key — or, with `new_key`, a new one (after a
+/// key compromise). A gateway certificate names `hosts` besides its SAN URI. The old
+/// certificate is replaced and stays valid until it expires unless it is revoked first
+/// (`simpul pki revoke`). Returns the files written.
+///
+/// # Errors
+/// The holder's certificate or key is missing (nothing to renew) or unreadable; its CA
+/// cannot be loaded; a host is not a DNS name or an IP address.
+pub fn renew(
+    layout: &PkiLayout,
+    holder: &Holder,
+    hosts: &[String],
+    new_key: bool,
+) -> Result<PkiReport, PkiError> {
+    let cert_path = holder.cert(layout);
+    let key_path = holder.key(layout);
+    for p in [&cert_path, &key_path] {
+        if p.symlink_metadata().is_err() {
+            return Err(PkiError::Refused {
+                path: p.clone(),
+                reason: "does not exist: nothing to renew (`simpul pki init` issues it)".into(),
+            });
+        }
+    }
+    let (issuer, uri, name, hosts, kind) = match holder {
+        Holder::Gateway(m) => (
+            load_issuer(layout)?,
+            m.san_uri(),
+            m.to_string(),
+            hosts,
+            LeafKind::Gateway,
+        ),
+        Holder::Subsystem(s) => (
+            load_member_issuer(layout, &s.member())?,
+            s.san_uri(),
+            s.to_string(),
+            &[][..],
+            LeafKind::Client,
+        ),
+        Holder::Staff(s) => (
+            load_member_issuer(layout, s.member())?,
+            s.san_uri(),
+            s.to_string(),
+            &[][..],
+            LeafKind::Client,
+        ),
+    };
+    let key = if new_key {
+        new_key_pair(&key_path)?
+    } else {
+        let pem = fs::read_to_string(&key_path).map_err(|source| PkiError::Io {
+            path: key_path.clone(),
+            source,
+        })?;
+        KeyPair::from_pem(&pem).map_err(|source| PkiError::Cert {
+            path: key_path.clone(),
+            source,
+        })?
+    };
+    let (cert, key_pem) = issue_leaf_for(&issuer, key, &uri, &name, hosts, kind, &cert_path)?;
+    let mut outputs = vec![Output::public(cert_path, cert).replacing(true)];
+    if new_key {
+        outputs.push(Output::private(key_path, key_pem).replacing(true));
+    }
+    let written = write_outputs(&outputs, false)?;
+    tracing::info!(holder = ?holder, new_key, "certificate renewed");
+    Ok(PkiReport { written })
+}
+
 /// The CA's parameters, without validity or serial: the same in `init` and when the issuer is
 /// rebuilt from the files, so the issuer DN and key identifier of new certificates match the
 /// CA certificate's subject and subject key identifier.
@@ -561,7 +703,7 @@ fn ca_params() -> CertificateParams {
 
 /// Loads the CA key and certificate, checks that they belong together, and rebuilds the
 /// issuer.
-fn load_issuer(layout: &PkiLayout) -> Result<Issuer<'static, KeyPair>, PkiError> {
+pub(crate) fn load_issuer(layout: &PkiLayout) -> Result<Issuer<'static, KeyPair>, PkiError> {
     load_issuer_from(
         &layout.ca_cert(),
         &layout.ca_key(),
@@ -647,11 +789,24 @@ fn issue_leaf(
     kind: LeafKind,
     cert_path: &Path,
 ) -> Result<(String, String), PkiError> {
+    let key = new_key_pair(cert_path)?;
+    issue_leaf_for(issuer, key, san_uri, common_name, hosts, kind, cert_path)
+}
+
+/// [`issue_leaf`] for an existing `key`.
+fn issue_leaf_for(
+    issuer: &Issuer<'_, KeyPair>,
+    key: KeyPair,
+    san_uri: &str,
+    common_name: &str,
+    hosts: &[String],
+    kind: LeafKind,
+    cert_path: &Path,
+) -> Result<(String, String), PkiError> {
     let cert_err = |source| PkiError::Cert {
         path: cert_path.to_owned(),
         source,
     };
-    let key = new_key_pair(cert_path)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
@@ -913,7 +1068,7 @@ mod tests {
         assert!(!is_complete(&layout, &plan));
         let report = init(&layout, &plan, false).unwrap();
         assert_eq!(report.written, plan.files(&layout));
-        assert_eq!(report.written.len(), 4 + 2 * 6 + 2 * 2);
+        assert_eq!(report.written.len(), 5 + 2 * 7 + 2 * 2);
         assert!(is_complete(&layout, &plan));
 
         let kemlu = id("ID:GOV:KEMLU");
@@ -1022,7 +1177,7 @@ mod tests {
         assert!(!cert.is_ca());
         let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
             / 86_400;
-        assert_eq!(days, 365);
+        assert_eq!(days, 90);
 
         let ca = cert_der(&layout.ca_cert());
         let (_, ca) = x509_parser::parse_x509_certificate(&ca).unwrap();
@@ -1096,11 +1251,45 @@ mod tests {
         fs::remove_file(layout.member_ca_cert(&id("ID:GOV:KEMLU"))).unwrap();
         fs::remove_file(layout.member_ca_key(&id("ID:GOV:KEMLU"))).unwrap();
         let report = complete(&layout, &plan()).unwrap();
-        assert_eq!(report.written.len(), 2 + 2 * 2);
+        // The member CA, its new CRL (replacing the old CA's), two subsystems.
+        assert_eq!(report.written.len(), 2 + 1 + 2 * 2);
         assert_ne!(fs::read(layout.client_cert(&sub)).unwrap(), before);
         member_verifier(&layout, "ID:GOV:KEMLU")
             .verify_client_cert(&cert_der(&layout.client_cert(&sub)), &[], UnixTime::now())
             .unwrap();
+    }
+
+    #[test]
+    fn completing_a_pki_without_crls_writes_an_empty_crl_per_ca_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let gateway = fs::read(layout.gateway_cert(&id("ID:GOV:KEMLU"))).unwrap();
+        // A PKI made before CRLs existed.
+        let crls = [
+            layout.federation_crl(),
+            layout.member_crl(&id("ID:GOV:KEMLU")),
+            layout.member_crl(&id("ID:GOV:DUKCAPIL")),
+        ];
+        for crl in &crls {
+            fs::remove_file(crl).unwrap();
+        }
+        assert!(!is_complete(&layout, &plan()));
+        let mut report = complete(&layout, &plan()).unwrap().written;
+        report.sort();
+        let mut want = crls.to_vec();
+        want.sort();
+        assert_eq!(report, want);
+        assert_eq!(
+            fs::read(layout.gateway_cert(&id("ID:GOV:KEMLU"))).unwrap(),
+            gateway
+        );
+        for crl in &crls {
+            assert_eq!(mode(crl), 0o644);
+            let der = rustls::pki_types::CertificateRevocationListDer::from_pem_file(crl).unwrap();
+            let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).unwrap();
+            assert_eq!(crl.iter_revoked_certificates().count(), 0);
+        }
     }
 
     #[test]
@@ -1323,7 +1512,7 @@ mod tests {
         let mut grown = grown;
         grown.members[1].1.push(id("ID:GOV:KEMLU:OPS"));
         let added = complete(&layout, &grown).unwrap();
-        assert_eq!(added.written.len(), 2 + 6 + 2 + 6);
+        assert_eq!(added.written.len(), 2 + 7 + 2 + 7);
         assert_eq!(
             fs::read(layout.ca_cert()).unwrap(),
             ca_before,

@@ -1,8 +1,9 @@
 //! The member's own trust anchor: the TLS server configuration of the listeners its own
 //! people and systems call — the local face and the admin listener — which accepts a client
 //! certificate only if it chains to the member's CA (`local.member_ca`) or is pinned by its
-//! fingerprint (`local.pinned`). The federation CA is never an anchor here: a certificate
-//! another member's CA (or the federation) issued is refused in the handshake.
+//! fingerprint (`local.pinned`), and that the member CA's CRL (`local.member_crl`) does not
+//! revoke. The federation CA is never an anchor here: a certificate another member's CA (or
+//! the federation) issued is refused in the handshake.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +19,9 @@ use rustls::{SignatureScheme, version};
 use crate::config::MemberAnchor;
 use crate::tls::{self, TlsError};
 
-/// A client certificate verifier for the member's anchor: the member CA through WebPKI, or
-/// an end-entity certificate whose SHA-256 is pinned (and that is within its validity).
+/// A client certificate verifier for the member's anchor: the member CA through WebPKI with
+/// its CRL, or an end-entity certificate whose SHA-256 is pinned (and that is within its
+/// validity; a pinned certificate is revoked by removing its pin).
 #[derive(Debug)]
 struct MemberAnchorVerifier {
     webpki: Option<Arc<dyn ClientCertVerifier>>,
@@ -84,8 +86,8 @@ impl ClientCertVerifier for MemberAnchorVerifier {
 /// (`chain`, `key`), and client certificates from `anchor` only.
 ///
 /// # Errors
-/// The member CA file cannot be read or holds no usable CA certificate; the configuration
-/// cannot be built.
+/// The member CA file cannot be read or holds no usable CA certificate; its CRL file cannot
+/// be read or lacks a CRL signed by the member CA; the configuration cannot be built.
 pub(crate) fn server_config(
     anchor: &MemberAnchor,
     chain: Vec<CertificateDer<'static>>,
@@ -93,7 +95,11 @@ pub(crate) fn server_config(
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider: Arc<CryptoProvider> = tls::provider();
     let webpki = match &anchor.member_ca {
-        Some(path) => Some(member_ca_verifier(path, provider.clone())?),
+        Some(path) => Some(member_ca_verifier(
+            path,
+            anchor.member_crl.as_deref(),
+            provider.clone(),
+        )?),
         None => None,
     };
     let verifier = MemberAnchorVerifier {
@@ -108,21 +114,31 @@ pub(crate) fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tls::without_resumption(&mut config);
     Ok(Arc::new(config))
 }
 
+/// The member CA's WebPKI verifier, with the CA's CRL (`crl`; the configuration always names
+/// one with a member CA). A certificate whose status the CRL cannot tell is refused.
 fn member_ca_verifier(
     path: &Path,
+    crl: Option<&Path>,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let cas = tls::load_certs(path)?;
+    let crls = match crl {
+        Some(crl) => crate::revocation::load_crls(crl, &cas)?,
+        None => Vec::new(),
+    };
     let mut roots = RootCertStore::empty();
-    for ca in tls::load_certs(path)? {
+    for ca in cas {
         roots.add(ca).map_err(|e| TlsError::File {
             path: path.display().to_string(),
             reason: format!("not a usable CA certificate: {e}"),
         })?;
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .with_crls(crls)
         .build()
         .map_err(|e| TlsError::File {
             path: path.display().to_string(),

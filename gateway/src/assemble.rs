@@ -1,8 +1,8 @@
 //! Assembling one member's gateway from its validated configuration, checked once at
 //! start-up: its manifest verified against the pinned authority key (and against rollback),
-//! its keys and certificates loaded, its contracts' digests matched against the manifest, its
-//! adapters taken from the configuration, its limits built. Nothing here is checked again
-//! per request.
+//! its keys, certificates and the CRLs of their CAs loaded, its contracts' digests matched
+//! against the manifest, its adapters taken from the configuration, its limits built.
+//! Nothing here is checked again per request.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,28 @@ fn refuse_a_moved_secret(mc: &Member, base_dir: &Path) -> Result<(), StartError>
              (or set audit.secret_file to where it is)",
             before.display(),
             now.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A gateway whose own certificate its CRLs revoke (or that has expired, or that no manifest
+/// CA issued) would be refused by every peer: it stops at start-up instead, saying so.
+fn refuse_a_revoked_self(
+    trust: &tls::FederationTrust,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    cert_path: &Path,
+    crl_path: &Path,
+) -> Result<(), StartError> {
+    let Some((end_entity, intermediates)) = chain.split_first() else {
+        return Ok(());
+    };
+    if let Err(e) = tls::check_client_certificate(trust, end_entity, intermediates) {
+        return Err(StartError::Inconsistent(format!(
+            "{}: this gateway's certificate is refused by the federation's CAs and CRLs ({}): {e}; \
+             a revoked or expired certificate needs a new one (`simpul pki renew --member`)",
+            cert_path.display(),
+            crl_path.display()
         )));
     }
     Ok(())
@@ -266,7 +288,9 @@ impl Gateway {
             );
         }
 
-        let cas = tls::certs_from_pem(&manifest.doc().ca)?;
+        // The manifest's CAs and their CRLs, read once: a revoked gateway is refused on the
+        // federation listener and as a provider.
+        let trust = tls::FederationTrust::load(&manifest.doc().ca, &config.federation.crl)?;
         let chain = tls::load_certs(&layout.gateway_cert(member))?;
         read_private(&layout.gateway_key(member))?;
         let key = tls::load_key(&layout.gateway_key(member))?;
@@ -286,7 +310,13 @@ impl Gateway {
         } else {
             ClientAuth::Required
         };
-        let tls = tls::server_config(&cas, chain.clone(), key.clone_key(), client_auth)?;
+        refuse_a_revoked_self(
+            &trust,
+            &chain,
+            &layout.gateway_cert(member),
+            &config.federation.crl,
+        )?;
+        let tls = tls::server_config(&trust, chain.clone(), key.clone_key(), client_auth)?;
         // The member's own listeners trust the member's anchor, never the federation CA.
         let member_tls = match &mc.local {
             Some(local) => Some(crate::anchor::server_config(
@@ -308,7 +338,7 @@ impl Gateway {
         let mut peers = HashMap::new();
         for m in &manifest.doc().members {
             let client = PeerClient::new(
-                &cas,
+                &trust,
                 chain.clone(),
                 key.clone_key(),
                 m.id.clone(),

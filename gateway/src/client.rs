@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::tls::{TlsError, client_config, load_certs, load_key};
+use crate::tls::{FederationTrust, TlsError, client_config, load_certs, load_key};
 
 /// Why a call to a peer failed before an HTTP answer could be read.
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +57,16 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// A client presenting `chain`/`key` that only talks to a server naming `expected`.
+    /// A client presenting `chain`/`key` that only talks to a server naming `expected`, with
+    /// a certificate from `trust`'s CAs that its CRLs do not revoke.
     pub fn new(
-        cas: &[CertificateDer<'static>],
+        trust: &FederationTrust,
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
         expected: MemberId,
         max_answer: usize,
     ) -> Result<Self, TlsError> {
-        let tls = client_config(cas, chain, key, expected)?;
+        let tls = client_config(trust, chain, key, expected)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -83,13 +84,19 @@ impl PeerClient {
 
     /// A client from PEM files on disk.
     pub fn from_files(
-        cas: &[CertificateDer<'static>],
+        trust: &FederationTrust,
         cert: &Path,
         key: &Path,
         expected: MemberId,
         max_answer: usize,
     ) -> Result<Self, TlsError> {
-        Self::new(cas, load_certs(cert)?, load_key(key)?, expected, max_answer)
+        Self::new(
+            trust,
+            load_certs(cert)?,
+            load_key(key)?,
+            expected,
+            max_answer,
+        )
     }
 
     /// Sends `body` with `content_type` to `url` and reads the answer, all within `deadline`.

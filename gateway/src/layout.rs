@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use contracts::{MemberId, StaffId};
 
+/// The file name of a member CA's certificate revocation list, beside its certificate.
+pub const MEMBER_CRL_FILE: &str = "member-crl.pem";
+
 /// Where every PKI file lives under one directory (the `certs/` dir of a deployment).
 #[derive(Clone, Debug)]
 pub struct PkiLayout {
@@ -26,6 +29,11 @@ impl PkiLayout {
     /// The CA private key: `<root>/ca.key`.
     pub fn ca_key(&self) -> PathBuf {
         self.root.join("ca.key")
+    }
+
+    /// The federation CA's certificate revocation list (PEM): `<root>/federation-crl.pem`.
+    pub fn federation_crl(&self) -> PathBuf {
+        self.root.join("federation-crl.pem")
     }
 
     /// The federation authority's ES256 JWS signing key (PKCS#8 PEM): `<root>/authority.key`.
@@ -74,6 +82,12 @@ impl PkiLayout {
     /// The member CA's private key: `<root>/<member file_stem>/member-ca.key`.
     pub fn member_ca_key(&self, member: &MemberId) -> PathBuf {
         self.member_dir(member).join("member-ca.key")
+    }
+
+    /// The member CA's certificate revocation list (PEM):
+    /// `<root>/<member file_stem>/member-crl.pem`.
+    pub fn member_crl(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join(MEMBER_CRL_FILE)
     }
 
     /// An operator's or auditor's client certificate:

@@ -29,6 +29,7 @@ mod listener;
 pub mod local_server;
 pub mod metrics;
 mod refusals;
+pub mod revocation;
 pub mod server;
 pub mod tls;
 mod trail;

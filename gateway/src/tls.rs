@@ -1,16 +1,20 @@
 //! TLS for the gateway: the server side that requires a client certificate from a federation
-//! CA, the client side that checks the server names the member it expects, and reading the
-//! Simpul identity (`urn:simpul:<id>` SAN URI) out of a certificate.
+//! CA that no CRL revokes, the client side that checks the server (chain, CRL, host name) names
+//! the member it expects, no session resumption on either side, and reading the Simpul
+//! identity (`urn:simpul:<id>` SAN URI) out of a certificate.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use contracts::MemberId;
+use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 /// TLS material that could not be loaded or used.
@@ -27,6 +31,9 @@ pub enum TlsError {
     /// The configuration could not be built.
     #[error("TLS configuration: {0}")]
     Config(String),
+    /// A certificate was refused by the verifier that checks it.
+    #[error("{0}")]
+    Refused(rustls::Error),
 }
 
 /// The crypto provider every TLS configuration here uses: aws-lc-rs, whose TLS 1.2 suites
@@ -78,6 +85,41 @@ pub fn certs_from_pem(pems: &[String]) -> Result<Vec<CertificateDer<'static>>, T
     Ok(out)
 }
 
+/// What a federation certificate is checked against: the CAs of the manifest and their
+/// certificate revocation lists (`federation.crl`), both read once at start-up. A refresh
+/// (a new manifest or CRL at run time) builds a new one and, from it, new TLS
+/// configurations; the ones built from this value never change.
+#[derive(Clone, Debug)]
+pub struct FederationTrust {
+    /// The manifest's CA certificates.
+    pub cas: Vec<CertificateDer<'static>>,
+    /// One CRL per CA at least, each checked against its CA when loaded.
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl FederationTrust {
+    /// The manifest's CAs (`ca`, PEM text) and the CRLs in the PEM file `crl`.
+    ///
+    /// # Errors
+    /// A CA certificate does not parse; the CRL file cannot be read, or lacks a CRL signed
+    /// by one of the CAs ([`crate::revocation::load_crls`]).
+    pub fn load(ca: &[String], crl: &Path) -> Result<Self, TlsError> {
+        let cas = certs_from_pem(ca)?;
+        let crls = crate::revocation::load_crls(crl, &cas)?;
+        Ok(Self { cas, crls })
+    }
+
+    /// The CA certificates in the PEM file `ca` and the CRLs in the PEM file `crl`.
+    ///
+    /// # Errors
+    /// As [`FederationTrust::load`], and a CA file that cannot be read.
+    pub fn from_files(ca: &Path, crl: &Path) -> Result<Self, TlsError> {
+        let cas = load_certs(ca)?;
+        let crls = crate::revocation::load_crls(crl, &cas)?;
+        Ok(Self { cas, crls })
+    }
+}
+
 fn roots(cas: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError> {
     let mut store = RootCertStore::empty();
     for ca in cas {
@@ -100,15 +142,18 @@ pub(crate) enum ClientAuth {
 }
 
 /// A server configuration that requires (`client_auth`) a client certificate chaining to
-/// one of `cas`.
+/// one of the trusted CAs and not revoked by their CRLs; a certificate whose issuer has no
+/// CRL is refused too (unknown revocation status is never allowed).
 pub(crate) fn server_config(
-    cas: &[CertificateDer<'static>],
+    trust: &FederationTrust,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     client_auth: ClientAuth,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let mut builder = WebPkiClientVerifier::builder_with_provider(roots(cas)?, provider.clone());
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(roots(&trust.cas)?, provider.clone())
+            .with_crls(trust.crls.iter().cloned());
     if client_auth == ClientAuth::AllowUnauthenticated {
         builder = builder.allow_unauthenticated();
     }
@@ -122,23 +167,57 @@ pub(crate) fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    without_resumption(&mut config);
     Ok(Arc::new(config))
 }
 
+/// Checks `end_entity` as the federation listener checks a client certificate: chain to a
+/// trusted CA, validity now, and not revoked.
+///
+/// # Errors
+/// The verifier's refusal, or a verifier that cannot be built.
+pub(crate) fn check_client_certificate(
+    trust: &FederationTrust,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Result<(), TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&trust.cas)?, provider())
+        .with_crls(trust.crls.iter().cloned())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    verifier
+        .verify_client_cert(end_entity, intermediates, UnixTime::now())
+        .map(|_| ())
+        .map_err(TlsError::Refused)
+}
+
+/// Switches server-side session resumption off: no session cache (TLS 1.2 session ids,
+/// TLS 1.3 stateful tickets) and no tickets sent. A resumed session would skip the client
+/// certificate verifier, and with it the CRL: every connection is a full handshake.
+pub(crate) fn without_resumption(config: &mut ServerConfig) {
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    // `ticketer` is rustls' default, which makes no tickets (TLS 1.2 stateless resumption).
+}
+
 /// A client configuration that presents `chain`/`key` and accepts only a server whose
-/// certificate chains to `cas` and names `expected` in its SAN URI.
+/// certificate chains to a trusted CA, is not revoked by its CRLs, and names `expected` in
+/// its SAN URI. It never resumes a session, so every connection checks the certificate.
 pub(crate) fn client_config(
-    cas: &[CertificateDer<'static>],
+    trust: &FederationTrust,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     expected: MemberId,
 ) -> Result<ClientConfig, TlsError> {
     let provider = provider();
-    let webpki =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(roots(cas)?, provider.clone())
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
-    ClientConfig::builder_with_provider(provider)
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots(&trust.cas)?,
+        provider.clone(),
+    )
+    .with_crls(trust.crls.iter().cloned())
+    .build()
+    .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))
         .map(|b| {
@@ -146,7 +225,9 @@ pub(crate) fn client_config(
                 .with_custom_certificate_verifier(Arc::new(ExpectMember { webpki, expected }))
         })?
         .with_client_auth_cert(chain, key)
-        .map_err(|e| TlsError::Config(e.to_string()))
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.resumption = Resumption::disabled();
+    Ok(config)
 }
 
 /// The Simpul identities a certificate names (its `urn:simpul:` SAN URIs).

@@ -113,6 +113,11 @@ pub struct Federation {
     /// The pinned public key of the authority (a JWK file): `federation.authority_key`, or
     /// the PKI's.
     pub authority_key: PathBuf,
+    /// The certificate revocation lists of the manifest's CAs (PEM, one `X509 CRL` block per
+    /// CA): `federation.crl`, or the PKI's (`<certs>/federation-crl.pem`). Loaded at start-up
+    /// into the federation listener's client verifier and every peer client's server
+    /// verifier.
+    pub crl: PathBuf,
     /// Days a newly signed manifest is valid.
     pub manifest_validity_days: u32,
     /// The contract catalog directory the catalog was read from.
@@ -275,6 +280,9 @@ pub struct MemberAnchor {
     /// `member_ca`: a PEM file of the member's CA certificates, resolved against the file's
     /// directory.
     pub member_ca: Option<PathBuf>,
+    /// `member_crl`: the member CA's certificate revocation list (PEM), loaded with the
+    /// member CA; by default `member-crl.pem` beside `member_ca`. `None` without a member CA.
+    pub member_crl: Option<PathBuf>,
     /// `pinned`: SHA-256 fingerprints of the DER of end-entity certificates accepted as they
     /// are.
     pub pinned: Vec<[u8; 32]>,

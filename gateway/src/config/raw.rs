@@ -33,6 +33,8 @@ pub(super) struct RawFederation {
     pub manifest: PathBuf,
     #[serde(default)]
     pub authority_key: Option<PathBuf>,
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
     #[serde(default = "default_validity")]
     pub manifest_validity_days: u32,
     #[serde(default = "default_catalog")]
@@ -213,6 +215,8 @@ pub(super) struct RawLocal {
     pub listen: SocketAddr,
     #[serde(default)]
     pub member_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub member_crl: Option<PathBuf>,
     #[serde(default)]
     pub pinned: Vec<String>,
 }

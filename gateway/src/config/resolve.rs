@@ -18,7 +18,7 @@ use super::{
     FederatedContract, Federation, LocalConfig, Member, MemberAnchor, Provision, RateStore,
     Rejection, Subsystem, SubsystemGrant,
 };
-use crate::layout::PkiLayout;
+use crate::layout::{MEMBER_CRL_FILE, PkiLayout};
 
 /// Where in the text a parse error is: its line, and that line's text.
 fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -99,6 +99,10 @@ pub(super) fn resolve(
         authority_key: match &f.authority_key {
             Some(p) => base_dir.join(p),
             None => pki.authority_jwk(),
+        },
+        crl: match &f.crl {
+            Some(p) => base_dir.join(p),
+            None => pki.federation_crl(),
         },
         pki,
         manifest_validity_days: f.manifest_validity_days,
@@ -266,10 +270,26 @@ fn local(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if l.member_crl.is_some() && l.member_ca.is_none() {
+        return Err(refuse.at(
+            Rejection::Missing,
+            format!("{at}.local.member_crl"),
+            "a CRL needs the CA that signs it: name member_ca too, or remove member_crl \
+             (a pinned certificate is revoked by removing its pin)",
+        ));
+    }
+    let member_ca = l.member_ca.map(|p| base_dir.join(p));
+    // By default the member CA's CRL lies beside it, where `simpul pki` writes it.
+    let member_crl = match (l.member_crl, &member_ca) {
+        (Some(p), _) => Some(base_dir.join(p)),
+        (None, Some(ca)) => Some(ca.with_file_name(MEMBER_CRL_FILE)),
+        (None, None) => None,
+    };
     Ok(LocalConfig {
         listen: l.listen,
         anchor: MemberAnchor {
-            member_ca: l.member_ca.map(|p| base_dir.join(p)),
+            member_ca,
+            member_crl,
             pinned,
         },
     })

@@ -214,6 +214,35 @@ fn pinned_fingerprints_are_read_with_or_without_colons() {
 }
 
 #[test]
+fn the_member_crl_lies_beside_the_member_ca_unless_named_and_needs_the_ca() {
+    let c = parse(&[]).unwrap();
+    let anchor = &c.members[0].local.as_ref().unwrap().anchor;
+    assert_eq!(
+        anchor.member_crl.as_deref(),
+        Some(Path::new("/nonexistent/certs/ID_GOV_KEMLU/member-crl.pem"))
+    );
+    let c = parse(&[(
+        "member-ca.pem\" }",
+        "member-ca.pem\", member_crl = \"crl/kemlu.pem\" }",
+    )])
+    .unwrap();
+    let anchor = &c.members[0].local.as_ref().unwrap().anchor;
+    assert_eq!(
+        anchor.member_crl.as_deref(),
+        Some(Path::new("/nonexistent/crl/kemlu.pem"))
+    );
+    let hex = "ab".repeat(32);
+    let err = parse(&[(
+        "member_ca = \"certs/ID_GOV_KEMLU/member-ca.pem\" }",
+        &format!("pinned = [\"sha256:{hex}\"], member_crl = \"crl.pem\" }}"),
+    )])
+    .unwrap_err();
+    assert_eq!(err.field, "members[0].local.member_crl");
+    assert_eq!(err.kind, Rejection::Missing);
+    assert!(err.reason.contains("needs the CA"), "{err}");
+}
+
+#[test]
 fn a_configuration_without_members_is_refused() {
     let t = text(&[]);
     let federation_only = &t[..t.find("[[members]]").unwrap()];
@@ -268,6 +297,7 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     assert_eq!(c.federation.manifest, base.join("data/manifest.jws"));
     assert_eq!(c.federation.pki.root, base.join("certs"));
     assert_eq!(c.federation.authority_key, c.federation.pki.authority_jwk());
+    assert_eq!(c.federation.crl, base.join("certs/federation-crl.pem"));
     let kemlu = &c.members[0];
     assert_eq!(kemlu.gateway, "https://localhost:7441");
     assert_eq!(

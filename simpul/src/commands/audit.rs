@@ -558,9 +558,10 @@ async fn audit_subject(
         .ok_or_else(|| CliError::Usage(format!("{member}'s admin.auditors is empty: pass --as")))?;
     let layout = &config.federation.pki;
     let key = read_verifying_key(&layout.signing_jwk(member))?;
-    let ca = gateway::tls::load_certs(&layout.ca_cert())?;
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
     let client = gateway::client::PeerClient::from_files(
-        &ca,
+        &trust,
         &layout.staff_cert(&identity),
         &layout.staff_key(&identity),
         member.clone(),

@@ -59,9 +59,10 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
             ))
         })?;
     let layout = &config.federation.pki;
-    let ca = gateway::tls::load_certs(&layout.ca_cert())?;
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
     let client = PeerClient::from_files(
-        &ca,
+        &trust,
         &layout.staff_cert(&identity),
         &layout.staff_key(&identity),
         member.clone(),

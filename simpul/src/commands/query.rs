@@ -87,10 +87,10 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             }
         },
     };
-    let cas = gateway::tls::certs_from_pem(&manifest.doc().ca)?;
+    let trust = gateway::tls::FederationTrust::load(&manifest.doc().ca, &config.federation.crl)?;
     let layout = &config.federation.pki;
     let client = PeerClient::from_files(
-        &cas,
+        &trust,
         &layout.client_cert(subsystem),
         &layout.client_key(subsystem),
         member.clone(),

@@ -300,9 +300,11 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     listening(dukcapil_addr).await;
 
     let layout = &config.federation.pki;
-    let ca = gateway::tls::load_certs(&layout.ca_cert()).unwrap();
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
+            .unwrap();
     let client = gateway::client::PeerClient::from_files(
-        &ca,
+        &trust,
         &layout.client_cert(&id(PEDULI)),
         &layout.client_key(&id(PEDULI)),
         id(KEMLU),

@@ -14,8 +14,8 @@ use gateway::client::{CallError, PeerClient, Reply};
 use gateway::config::Config;
 use gateway::gateway::Gateway;
 use gateway::layout::PkiLayout;
+use gateway::tls::FederationTrust;
 use http::Method;
-use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -51,7 +51,7 @@ pub struct Federation {
     pub config_file: std::path::PathBuf,
     pub config: Config,
     pub manifest: Manifest,
-    pub cas: Vec<CertificateDer<'static>>,
+    pub trust: FederationTrust,
     pub population: demo::population::Population,
     stops: HashMap<MemberId, (watch::Sender<bool>, JoinHandle<()>)>,
     /// The URL of each member's second replica.
@@ -154,13 +154,13 @@ impl Federation {
             replicas.insert(id(m), url);
         }
         let manifest = manifest.unwrap();
-        let cas = gateway::tls::certs_from_pem(&manifest.doc().ca).unwrap();
+        let trust = FederationTrust::load(&manifest.doc().ca, &config.federation.crl).unwrap();
         Federation {
             _dir: dir,
             config_file,
             config,
             manifest,
-            cas,
+            trust,
             population,
             stops,
             replicas,
@@ -174,8 +174,8 @@ impl Federation {
         task.await.unwrap();
     }
 
-    /// Starts a stopped member's gateway again, on its configured address, with its admin
-    /// listener if it has one.
+    /// Starts a stopped member's gateway again, on its configured addresses, with its admin
+    /// and local listeners if it has them.
     pub async fn restart(&mut self, member: &str) {
         let mc = self.config.member(&id(member)).unwrap();
         let listener = TcpListener::bind(mc.listen).await.unwrap();
@@ -309,7 +309,9 @@ impl Federation {
             Identity::Subsystem(s) => (l.client_cert(&s), l.client_key(&s)),
             Identity::Member(m) => (l.gateway_cert(&m), l.gateway_key(&m)),
         };
-        PeerClient::from_files(&self.cas, &cert, &key, id(to), 1 << 20).unwrap()
+        // The metrics recorder is one per test process, so `/metrics` holds the series of
+        // every federation the process has started: over 1 MiB in a full run.
+        PeerClient::from_files(&self.trust, &cert, &key, id(to), 64 << 20).unwrap()
     }
 
     /// The URL of `member`'s local listener.
@@ -360,7 +362,7 @@ impl Federation {
     pub fn as_gateway(&self, member: &str, to: &str) -> PeerClient {
         let l = self.layout();
         PeerClient::from_files(
-            &self.cas,
+            &self.trust,
             &l.gateway_cert(&id(member)),
             &l.gateway_key(&id(member)),
             id(to),
@@ -373,7 +375,7 @@ impl Federation {
     pub fn as_subsystem(&self, subsystem: &str, to: &str) -> PeerClient {
         let l = self.layout();
         PeerClient::from_files(
-            &self.cas,
+            &self.trust,
             &l.client_cert(&id(subsystem)),
             &l.client_key(&id(subsystem)),
             id(to),

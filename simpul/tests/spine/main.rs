@@ -12,6 +12,7 @@ mod exchange;
 mod flood;
 mod local;
 mod middle;
+mod revocation;
 mod startup;
 mod strict;
 mod trail;

@@ -18,7 +18,7 @@ async fn no_client_certificate_is_refused_in_the_handshake() {
     let f = Federation::start().await;
     let provider = gateway::tls::provider();
     let mut roots = rustls::RootCertStore::empty();
-    for ca in &f.cas {
+    for ca in &f.trust.cas {
         roots.add(ca.clone()).unwrap();
     }
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -71,7 +71,7 @@ async fn certificate_from_another_ca_is_refused_in_the_handshake() {
     demo::pki::init(&layout, &plan, false).unwrap();
     // A certificate that names Kemlu, from a CA the manifest does not list.
     let client = PeerClient::from_files(
-        &f.cas,
+        &f.trust,
         &layout.gateway_cert(&id(KEMLU)),
         &layout.gateway_key(&id(KEMLU)),
         id(DUKCAPIL),
