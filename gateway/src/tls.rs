@@ -230,11 +230,6 @@ pub(crate) fn client_config(
     Ok(config)
 }
 
-/// The Simpul identities a certificate names (its `urn:simpul:` SAN URIs).
-pub(crate) fn identities(cert: &CertificateDer<'_>) -> Vec<MemberId> {
-    contracts::member::certificate_identities(cert.as_ref())
-}
-
 /// The one identity a certificate names; `None` when it names none or several.
 pub fn identity(cert: &CertificateDer<'_>) -> Option<MemberId> {
     contracts::member::certificate_identity(cert.as_ref())
@@ -265,7 +260,9 @@ impl ServerCertVerifier for ExpectMember {
             ocsp_response,
             now,
         )?;
-        if identities(end_entity).contains(&self.expected) {
+        // Exactly one identity, the provider's: a certificate naming others besides is not
+        // the provider's gateway certificate (PROTOCOL.md §1.2).
+        if identity(end_entity).as_ref() == Some(&self.expected) {
             Ok(ok)
         } else {
             Err(rustls::Error::InvalidCertificate(
@@ -294,5 +291,73 @@ impl ServerCertVerifier for ExpectMember {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, IsCa, KeyPair, SanType};
+
+    /// A CA, and a server certificate it issues for `localhost` naming `uris`.
+    fn issued(uris: &[&str]) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        for uri in uris {
+            leaf.subject_alt_names
+                .push(SanType::URI((*uri).to_owned().try_into().unwrap()));
+        }
+        let leaf_cert = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap();
+        (ca_cert.der().clone(), leaf_cert.der().clone())
+    }
+
+    fn verify(uris: &[&str], expected: &str) -> Result<ServerCertVerified, rustls::Error> {
+        let (ca, leaf) = issued(uris);
+        let mut roots = RootCertStore::empty();
+        roots.add(ca).unwrap();
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let verifier = ExpectMember {
+            webpki,
+            expected: MemberId::parse(expected).unwrap(),
+        };
+        verifier.verify_server_cert(
+            &leaf,
+            &[],
+            &ServerName::try_from("localhost").unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+    }
+
+    #[test]
+    fn a_provider_certificate_must_name_exactly_the_provider() {
+        assert!(verify(&["urn:simpul:ID:GOV:DUKCAPIL"], "ID:GOV:DUKCAPIL").is_ok());
+        for uris in [
+            &["urn:simpul:ID:GOV:KEMLU"][..],
+            &["urn:simpul:ID:GOV:DUKCAPIL", "urn:simpul:ID:GOV:KEMLU"][..],
+            &[][..],
+        ] {
+            let refused = verify(uris, "ID:GOV:DUKCAPIL").unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::ApplicationVerificationFailure
+                    )
+                ),
+                "{uris:?}: {refused}"
+            );
+        }
     }
 }
