@@ -331,19 +331,9 @@ pub fn certificate_valid_at(der: &[u8], now: i64) -> bool {
 /// The member and subsystem identities a DER certificate names: its `urn:simpul:` SAN URIs
 /// naming a member or a subsystem, in order. A certificate that does not parse names none.
 pub fn certificate_identities(der: &[u8]) -> Vec<MemberId> {
-    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = parsed.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
+    certificate_all_identities(der)
         .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(uri) => MemberId::from_san_uri(uri),
-            _ => None,
-        })
+        .filter_map(|id| id.member_or_subsystem().cloned())
         .collect()
 }
 

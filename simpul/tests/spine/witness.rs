@@ -182,6 +182,9 @@ async fn a_head_that_is_not_the_senders_is_refused() {
         let p = assert_problem(&reply, 400, "bad-tree-head");
         assert!(p.detail.contains(why), "{}", p.detail);
         assert_eq!(p.exchange_id.as_deref(), Some(request.id.as_str()));
+        let records = f.records(DUKCAPIL, &request.id).await;
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["outcome"], "bad-tree-head");
     }
 }
 
@@ -296,4 +299,8 @@ async fn a_log_cut_back_without_its_pin_is_caught_by_the_next_partner() {
     // Every later exchange with Kemlu is refused too, whatever head it carries.
     let request = f.citizenship_request();
     assert_problem(&f.send_signed(KEMLU, &request).await, 409, "log-forked");
+    let records = f.records(DUKCAPIL, &request.id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["outcome"], "log-forked");
+    assert_eq!(records[0]["consumer"], KEMLU);
 }
