@@ -57,6 +57,7 @@ struct RawConfig {
     second: Option<RawParty>,
     manifest: RawManifest,
     unknown_ca: Option<RawIdentity>,
+    revoked: Option<RawIdentity>,
     #[serde(default)]
     contracts: Vec<RawContract>,
     #[serde(default)]
@@ -226,6 +227,9 @@ pub struct RunConfig {
     /// A certificate from a CA the manifest does not list, if configured (else one is made
     /// at run time).
     pub unknown_ca: Option<TlsIdentity>,
+    /// A certificate from a CA of the manifest that the CA has revoked (its serial is on the
+    /// CRL the target loaded), if configured; TLS-08 is skipped without it.
+    pub revoked: Option<TlsIdentity>,
     /// Contracts to exercise; the first is used by the envelope cases.
     pub contracts: Vec<ContractUnderTest>,
     /// Requests the manifest does not grant.
@@ -257,6 +261,46 @@ impl Loader<'_> {
         let cert_pem = self.read(&format!("{at}.certificate"), cert)?;
         let key_pem = self.read(&format!("{at}.key"), key)?;
         TlsIdentity::from_pem(&cert_pem, &key_pem).map_err(|e| self.field(at, e))
+    }
+
+    /// The `[revoked]` identity: it must chain to a CA of the manifest and be within its
+    /// validity, so that its revocation is the only reason left for the target to refuse it
+    /// (a certificate from elsewhere would only repeat TLS-02).
+    fn revoked(
+        &self,
+        cert: &Path,
+        key: &Path,
+        cas: &[CertificateDer<'static>],
+    ) -> Result<TlsIdentity, ConfigError> {
+        let identity = self.identity("revoked", cert, key)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in cas {
+            roots
+                .add(ca.clone())
+                .map_err(|e| self.field("manifest.file", format!("a CA certificate: {e}")))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            crate::client::provider(),
+        )
+        .build()
+        .map_err(|e| self.field("manifest.file", format!("the manifest's CAs: {e}")))?;
+        let (end_entity, intermediates) = identity
+            .chain
+            .split_first()
+            .ok_or_else(|| self.field("revoked.certificate", "no certificate in the PEM"))?;
+        verifier
+            .verify_client_cert(end_entity, intermediates, rustls::pki_types::UnixTime::now())
+            .map_err(|e| {
+                self.field(
+                    "revoked.certificate",
+                    format!(
+                        "is not a valid certificate from a CA of the manifest ({e}): TLS-08 needs one \
+                         the target would accept but for its revocation"
+                    ),
+                )
+            })?;
+        Ok(identity)
     }
 
     fn party(&self, at: &str, raw: &RawParty, manifest: &Manifest) -> Result<Party, ConfigError> {
@@ -375,6 +419,10 @@ impl RunConfig {
         };
         let unknown_ca = match &raw.unknown_ca {
             Some(u) => Some(l.identity("unknown_ca", &u.certificate, &u.key)?),
+            None => None,
+        };
+        let revoked = match &raw.revoked {
+            Some(r) => Some(l.revoked(&r.certificate, &r.key, &cas)?),
             None => None,
         };
 
@@ -498,6 +546,7 @@ impl RunConfig {
             tester,
             second,
             unknown_ca,
+            revoked,
             contracts,
             forbidden,
             limits,

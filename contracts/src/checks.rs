@@ -12,17 +12,23 @@ pub struct CheckSpec {
     pub name: &'static str,
     /// The problem code of its refusal; `None` when the refusal is the TLS handshake's.
     pub code: Option<ProblemCode>,
-    /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer, `§4.1` for the
-    /// local face kept off the federation listener).
+    /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer, `§1.3` for the
+    /// revocation check of client certificates, `§4.1` for the local face kept off the
+    /// federation listener).
     pub rows: &'static str,
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 16] = [
+pub const CHECKS: [CheckSpec; 17] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
         rows: "§2",
+    },
+    CheckSpec {
+        name: "revocation",
+        code: None,
+        rows: "§1.3",
     },
     CheckSpec {
         name: "body-limit",

@@ -108,8 +108,18 @@ pub(crate) fn empty_crl(issuer: &Issuer<'_, KeyPair>, path: &Path) -> Result<Str
 /// The certificate is missing or was not issued by the holder's CA; the CA or its CRL cannot
 /// be read, or the CRL is not signed by the CA.
 pub fn revoke(layout: &PkiLayout, holder: &Holder, reason: Reason) -> Result<Revoked, PkiError> {
-    let cert_path = holder.cert(layout);
-    let ca = holder.ca();
+    revoke_file(layout, &holder.cert(layout), &holder.ca(), reason)
+}
+
+/// Revokes the certificate in the file `cert_path`, which `ca` must have issued: as
+/// [`revoke`].
+fn revoke_file(
+    layout: &PkiLayout,
+    cert_path: &Path,
+    ca: &Ca,
+    reason: Reason,
+) -> Result<Revoked, PkiError> {
+    let cert_path = cert_path.to_owned();
     let ca_der = read_cert(&ca.cert(layout))?;
     let der = read_cert(&cert_path)?;
     let refused = |reason: String| PkiError::Refused {
@@ -158,6 +168,62 @@ pub fn revoke(layout: &PkiLayout, holder: &Holder, reason: Reason) -> Result<Rev
         crl: crl_path,
         already: false,
     })
+}
+
+/// The revoked specimen of `member`'s gateway: its certificate file, beside its key
+/// (`revoked-specimen.key`), in the member's directory of the PKI.
+pub fn revoked_specimen(layout: &PkiLayout, member: &MemberId) -> PathBuf {
+    layout.member_dir(member).join("revoked-specimen.pem")
+}
+
+/// Makes, where it is missing, a revoked specimen for `member`: a gateway certificate naming
+/// it (and `hosts`) from the federation CA, with a key of its own, that the federation CA's
+/// CRL lists (reason superseded) — everything a gateway checks is right but the CRL, so
+/// presenting it shows whether a gateway consults the CRL (`simpul-conformance` TLS-08).
+/// The key is written last, so an interrupted run leaves no specimen that was not revoked.
+/// Returns whether it wrote one.
+///
+/// # Errors
+/// The federation CA or its CRL cannot be read; a host is not a DNS name or an address; a
+/// file cannot be written.
+pub fn ensure_revoked_specimen(
+    layout: &PkiLayout,
+    member: &MemberId,
+    hosts: &[String],
+) -> Result<bool, PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cert_path = revoked_specimen(layout, member);
+    let key_path = cert_path.with_extension("key");
+    if cert_path.is_file() && key_path.is_file() {
+        return Ok(false);
+    }
+    let issuer = load_issuer(layout)?;
+    let (cert, key) = crate::pki::issue_leaf(
+        &issuer,
+        &member.san_uri(),
+        member.as_str(),
+        hosts,
+        crate::pki::LeafKind::Gateway,
+        &cert_path,
+    )?;
+    write_public(&cert_path, &cert)?;
+    revoke_file(layout, &cert_path, &Ca::Federation, Reason::Superseded)?;
+    let io = |source| PkiError::Io {
+        path: key_path.clone(),
+        source,
+    };
+    let tmp = key_path.with_extension("key.tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(key.as_bytes()).map_err(io)?;
+    fs::rename(&tmp, &key_path).map_err(io)?;
+    Ok(true)
 }
 
 /// Signs `ca`'s CRL again with the next number and fresh dates, keeping what it lists (or an
@@ -348,6 +414,46 @@ mod tests {
                 UnixTime::now(),
             )
             .map(|_| ())
+    }
+
+    #[test]
+    fn the_revoked_specimen_chains_to_the_federation_ca_and_only_the_crl_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = PkiLayout::new(dir.path());
+        init(&layout, &plan(), false).unwrap();
+        let kemlu = id("ID:GOV:KEMLU");
+        assert!(ensure_revoked_specimen(&layout, &kemlu, &["localhost".into()]).unwrap());
+        let specimen = read_cert(&revoked_specimen(&layout, &kemlu)).unwrap();
+        let key = revoked_specimen(&layout, &kemlu).with_extension("key");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            verifier(&layout, &Ca::Federation)
+                .verify_client_cert(&specimen, &[], UnixTime::now())
+                .map(|_| ()),
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))
+        );
+        // Without the CRL the same certificate passes: the CRL is the only reason.
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(read_cert(&Ca::Federation.cert(&layout)).unwrap())
+            .unwrap();
+        WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .unwrap()
+        .verify_client_cert(&specimen, &[], UnixTime::now())
+        .unwrap();
+        // The member's own gateway certificate is untouched, and a second call writes nothing.
+        check(&layout, &Holder::Gateway(kemlu.clone())).unwrap();
+        assert!(!ensure_revoked_specimen(&layout, &kemlu, &[]).unwrap());
     }
 
     #[test]

@@ -772,7 +772,7 @@ fn read_ca_file(path: &Path) -> Result<String, PkiError> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum LeafKind {
+pub(crate) enum LeafKind {
     /// A gateway: server and client of its peers.
     Gateway,
     /// A client system (or a member acting as one).
@@ -781,7 +781,7 @@ enum LeafKind {
 
 /// Makes a P-256 key and a certificate naming `san_uri` (CN `common_name`) signed by
 /// `issuer`; returns (cert PEM, key PEM).
-fn issue_leaf(
+pub(crate) fn issue_leaf(
     issuer: &Issuer<'_, KeyPair>,
     san_uri: &str,
     common_name: &str,

@@ -89,6 +89,18 @@ pub async fn prepare(
             report.written.len()
         ));
     }
+    // A revoked specimen of each member's gateway certificate, for trying revocation.
+    let mut specimens = 0;
+    for m in &config.members {
+        if crate::crl::ensure_revoked_specimen(layout, &m.id, &config.federation.hosts)? {
+            specimens += 1;
+        }
+    }
+    if specimens > 0 {
+        done.notes.push(format!(
+            "issued and revoked {specimens} specimen certificate(s) (revoked-specimen.pem)"
+        ));
+    }
     if !authority::manifest_is_current(config) {
         let m = authority::sign_manifest(config, None)?;
         done.notes.push(format!(

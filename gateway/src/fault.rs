@@ -14,6 +14,8 @@ use contracts::checks::{CHECKS, CheckSpec};
 pub enum Check {
     /// TLS: a client certificate is required.
     ClientCertificate,
+    /// TLS: a client certificate its CA's CRL lists is refused.
+    Revocation,
     /// The 64 KiB body limit.
     BodyLimit,
     /// `Content-Type: application/jose`.
@@ -49,8 +51,9 @@ pub enum Check {
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 16] = [
+    const ALL: [Check; 17] = [
         Check::ClientCertificate,
+        Check::Revocation,
         Check::BodyLimit,
         Check::MediaType,
         Check::Signature,

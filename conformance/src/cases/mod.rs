@@ -125,6 +125,7 @@ catalogue! {
     "TLS-05", Tls, true, "TLS 1.2 negotiates an ECDHE suite with AEAD", [] => tls::tls12_suite;
     "TLS-06", Tls, true, "TLS 1.3 with a federation client certificate is accepted", [] => tls::tls13;
     "TLS-07", Tls, true, "the server certificate names the member the manifest lists at this URL", [] => tls::server_identity;
+    "TLS-08", Tls, true, "a client certificate its CA has revoked is refused at the handshake", ["revocation"] => tls::revoked;
     "ENV-01", Envelope, true, "a body over 64 KiB is refused with 413 payload-too-large", ["body-limit"] => envelope::body_too_large;
     "ENV-02", Envelope, true, "a body that is not a compact JWS is refused with 400 malformed", [] => envelope::not_a_jws;
     "ENV-03", Envelope, true, "a body not sent as application/jose is refused with 415", ["media-type"] => envelope::wrong_media_type;

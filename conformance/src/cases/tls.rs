@@ -62,6 +62,20 @@ pub(super) async fn unknown_ca(cx: &Context) -> CaseResult {
     )
 }
 
+pub(super) async fn revoked(cx: &Context) -> CaseResult {
+    let Some(identity) = &cx.config.revoked else {
+        return Err(CaseFailure::Skipped(
+            "needs a certificate from a CA of the manifest that its CA has revoked ([revoked])"
+                .into(),
+        ));
+    };
+    let tls = client::tls_config(&cx.config.cas, Some(identity), super::VERSIONS)?;
+    expect_tls_refusal(
+        attempt(cx, tls).await,
+        "a certificate from a CA of the manifest that its CA has revoked",
+    )
+}
+
 /// A client certificate naming `member` (SAN URI, clientAuth), issued by a CA made on the
 /// spot that no manifest lists: everything right except the issuer.
 fn stray_identity(member: &contracts::MemberId) -> Result<TlsIdentity, String> {
