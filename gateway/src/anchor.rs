@@ -114,7 +114,7 @@ pub(crate) fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tls::without_resumption(&mut config);
+    tls::harden(&mut config);
     Ok(Arc::new(config))
 }
 

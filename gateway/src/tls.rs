@@ -172,7 +172,7 @@ pub(crate) fn server_config(
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    without_resumption(&mut config);
+    harden(&mut config);
     Ok(Arc::new(config))
 }
 
@@ -196,10 +196,13 @@ pub(crate) fn check_client_certificate(
         .map_err(TlsError::Refused)
 }
 
-/// Switches server-side session resumption off: no session cache (TLS 1.2 session ids,
-/// TLS 1.3 stateful tickets) and no tickets sent. A resumed session would skip the client
-/// certificate verifier, and with it the CRL: every connection is a full handshake.
-pub(crate) fn without_resumption(config: &mut ServerConfig) {
+/// What every listener's TLS configuration has beyond its verifier: the cipher suite chosen
+/// by the server's order of preference, not the client's; and no session resumption — no
+/// session cache (TLS 1.2 session ids, TLS 1.3 stateful tickets) and no tickets sent. A
+/// resumed session would skip the client certificate verifier, and with it the CRL: every
+/// connection is a full handshake.
+pub(crate) fn harden(config: &mut ServerConfig) {
+    config.ignore_client_order = true;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     // `ticketer` is rustls' default, which makes no tickets (TLS 1.2 stateless resumption).

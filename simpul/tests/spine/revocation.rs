@@ -221,6 +221,17 @@ fn resuming_client(
     key: std::path::PathBuf,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Arc<rustls::ClientConfig> {
+    client_with(f, cert, key, version, gateway::tls::provider())
+}
+
+/// [`resuming_client`] with the cipher suites of `provider`.
+fn client_with(
+    f: &Federation,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    version: &'static rustls::SupportedProtocolVersion,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in &f.trust.cas {
         roots.add(ca.clone()).unwrap();
@@ -231,7 +242,7 @@ fn resuming_client(
         .unwrap();
     let key = PrivateKeyDer::from_pem_file(key).unwrap();
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+        rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[version])
             .unwrap()
             .with_root_certificates(roots)
@@ -284,6 +295,70 @@ async fn no_listener_resumes_a_tls_session() {
                     "{version:?} {addr}"
                 );
             }
+        }
+    }
+}
+
+/// Connects to `addr` with `config`, completes the handshake and returns the suite chosen.
+async fn suite_chosen(
+    config: &Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+) -> rustls::SupportedCipherSuite {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.negotiated_cipher_suite().unwrap()
+}
+
+#[tokio::test]
+async fn every_listener_chooses_the_cipher_suite_by_its_own_order_not_the_clients() {
+    let f = Federation::start().await;
+    let l = f.layout();
+    let dukcapil = f.config.member(&id(DUKCAPIL)).unwrap();
+    let ops = contracts::StaffId::parse(&format!("operator:{DUKCAPIL}:OPS")).unwrap();
+    let control = control_server(&f).await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        // The client offers the server's least preferred suite first (of those the
+        // gateways' ECDSA certificates can use).
+        let base = gateway::tls::provider();
+        let mut suites: Vec<_> = base
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|s| s.version() == version)
+            .filter(|s| {
+                version == &rustls::version::TLS13 || format!("{:?}", s.suite()).contains("ECDSA")
+            })
+            .collect();
+        let preferred = suites[0];
+        suites.reverse();
+        let reversed = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: suites.clone(),
+            ..(*base).clone()
+        });
+        let client = |cert, key| client_with(&f, cert, key, version, reversed.clone());
+        let kemlu = client(l.gateway_cert(&id(KEMLU)), l.gateway_key(&id(KEMLU)));
+        // The control: a server with rustls' defaults takes the client's first choice.
+        assert_eq!(
+            suite_chosen(&kemlu, control).await.suite(),
+            suites[0].suite(),
+            "{version:?}: the control server followed its own order, so the test proves nothing"
+        );
+        assert_ne!(suites[0].suite(), preferred.suite());
+        let siak = client(l.client_cert(&id(SIAK)), l.client_key(&id(SIAK)));
+        let operator = client(l.staff_cert(&ops), l.staff_key(&ops));
+        for (client, addr) in [
+            (&kemlu, dukcapil.listen),
+            (&siak, dukcapil.local.as_ref().unwrap().listen),
+            (&operator, dukcapil.admin.as_ref().unwrap().listen),
+        ] {
+            assert_eq!(
+                suite_chosen(client, addr).await.suite(),
+                preferred.suite(),
+                "{version:?} {addr}"
+            );
         }
     }
 }
