@@ -16,7 +16,7 @@ use contracts::{
 };
 
 use crate::client::PeerClient;
-use crate::config::{Config, ConfigError, Member, RateStore};
+use crate::config::{Config, ConfigError, Member, StateStore};
 use crate::fault::{self, Check};
 use crate::metrics::{ContractCounters, Labels};
 use crate::tls::{self, ClientAuth, TlsError};
@@ -25,7 +25,8 @@ use limits::breaker::Breaker;
 use limits::bulkhead::Bulkhead;
 use limits::cache::ResponseCache;
 use limits::rate::{LocalLimits, RateLimits};
-use limits::replay::ReplayWindow;
+use limits::replay::{Replay, ReplayWindow};
+use limits::replay_redis::RedisReplay;
 
 use crate::admission::Admission;
 use crate::audit_size::AuditSize;
@@ -352,18 +353,19 @@ impl Gateway {
             .provided_by(member)
             .map(|c| (ContractRef::new(&c.id, &c.version), c.rate.clone()))
             .collect();
+        let redis_url = |url: &str| match url.strip_prefix("env:") {
+            Some(var) => std::env::var(var).map_err(|_| {
+                StartError::Inconsistent(format!(
+                    "{}: limits.redis_url: environment variable {var} is not set",
+                    config.source
+                ))
+            }),
+            None => Ok(url.to_owned()),
+        };
         let rates = match &mc.rates {
-            RateStore::Local => RateLimits::Local(LocalLimits::new(&rates)),
-            RateStore::Redis { url, prefix } => {
-                let url = match url.strip_prefix("env:") {
-                    Some(var) => std::env::var(var).map_err(|_| {
-                        StartError::Inconsistent(format!(
-                            "{}: limits.redis_url: environment variable {var} is not set",
-                            config.source
-                        ))
-                    })?,
-                    None => url.to_owned(),
-                };
+            StateStore::Local => RateLimits::Local(LocalLimits::new(&rates)),
+            StateStore::Redis { url, prefix } => {
+                let url = redis_url(url)?;
                 let backend_errors = metrics::counter!("simpul_rate_backend_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone());
                 RateLimits::redis(&url, prefix, member, &rates, backend_errors).map_err(|e| {
                     StartError::Inconsistent(format!("{}: limits.{e}", config.source))
@@ -426,7 +428,26 @@ impl Gateway {
         .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
         let provider = ProviderState {
             provided,
-            replay: ReplayWindow::new(REPLAY_WINDOW, mc.replay_capacity),
+            replay: match &mc.replay {
+                StateStore::Local => {
+                    Replay::Local(ReplayWindow::new(REPLAY_WINDOW, mc.replay_capacity))
+                }
+                StateStore::Redis { url, prefix } => {
+                    let backend_errors = metrics::counter!("simpul_replay_backend_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone());
+                    Replay::Redis(Box::new(
+                        RedisReplay::new(
+                            &redis_url(url)?,
+                            prefix,
+                            member,
+                            mc.replay_capacity,
+                            backend_errors,
+                        )
+                        .map_err(|e| {
+                            StartError::Inconsistent(format!("{}: limits.{e}", config.source))
+                        })?,
+                    ))
+                }
+            },
             rates,
             cache: ResponseCache::new(
                 mc.cache.max_entries,

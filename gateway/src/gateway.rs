@@ -23,7 +23,7 @@ use limits::breaker::Breaker;
 use limits::bulkhead::Bulkhead;
 use limits::cache::ResponseCache;
 use limits::rate::RateLimits;
-use limits::replay::ReplayWindow;
+use limits::replay::Replay;
 
 /// A contract this gateway provides, with what answers it and what guards it.
 pub(crate) struct Provided {
@@ -83,7 +83,7 @@ pub struct Gateway {
 /// them. The pipeline's rules each take the part they need.
 pub(crate) struct ProviderState {
     pub(crate) provided: HashMap<ContractRef, Provided>,
-    pub(crate) replay: ReplayWindow,
+    pub(crate) replay: Replay,
     pub(crate) rates: RateLimits,
     pub(crate) cache: ResponseCache,
     /// Requests admitted per peer identity and address, before their bodies are read.

@@ -126,18 +126,8 @@ impl RateLimits {
         rates: &[(ContractRef, Rate)],
         backend_errors: metrics::Counter,
     ) -> Result<Self, RedisConfigError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .map_err(|e| RedisConfigError(e.to_string()))?
-            .max_size(16)
-            .wait_timeout(Some(Duration::from_millis(200)))
-            .create_timeout(Some(Duration::from_millis(500)))
-            .recycle_timeout(Some(Duration::from_millis(200)))
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .map_err(|e| RedisConfigError(e.to_string()))?;
         Ok(RateLimits::Redis(Box::new(RedisLimits {
-            pool,
+            pool: redis_pool(url)?,
             script: redis::Script::new(GCRA_LUA),
             prefix: format!("{prefix}:rate:{member}"),
             rates: rates.iter().cloned().collect(),
@@ -154,6 +144,21 @@ impl RateLimits {
             RateLimits::Redis(shared) => shared.check(contract, consumer).await,
         }
     }
+}
+
+/// A pool of connections to the Redis at `url`, bounded in size and in every wait: a
+/// Redis that does not answer costs a check at most a second, never a hang.
+pub(crate) fn redis_pool(url: &str) -> Result<deadpool_redis::Pool, RedisConfigError> {
+    deadpool_redis::Config::from_url(url)
+        .builder()
+        .map_err(|e| RedisConfigError(e.to_string()))?
+        .max_size(16)
+        .wait_timeout(Some(Duration::from_millis(200)))
+        .create_timeout(Some(Duration::from_millis(500)))
+        .recycle_timeout(Some(Duration::from_millis(200)))
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| RedisConfigError(e.to_string()))
 }
 
 impl RedisLimits {

@@ -29,7 +29,36 @@ pub enum ReplayRefusal {
     Full {
         /// Until the oldest bucket ages out.
         retry_after: Duration,
+        /// The ids the consumer holds in the window.
+        held: usize,
     },
+    /// The shared window (Redis) could not be asked: refused, never let through (fail
+    /// closed), since an id another replica saw would otherwise pass.
+    Unavailable(String),
+}
+
+/// The replay window a gateway uses.
+pub enum Replay {
+    /// In this process.
+    Local(ReplayWindow),
+    /// Shared by the member's replicas through Redis.
+    Redis(Box<crate::replay_redis::RedisReplay>),
+}
+
+impl Replay {
+    /// Records `id` from `consumer`, or refuses it. `now` (Unix time) is the local window's
+    /// clock; the shared window uses the Redis server's, one clock for every replica.
+    pub async fn check(
+        &self,
+        consumer: &MemberId,
+        id: u128,
+        now: Duration,
+    ) -> Result<(), ReplayRefusal> {
+        match self {
+            Replay::Local(w) => w.check(consumer, id, now),
+            Replay::Redis(shared) => shared.check(consumer, id).await,
+        }
+    }
 }
 
 struct Buckets {
@@ -94,6 +123,7 @@ impl ReplayWindow {
             let frees_at = Duration::from_secs((oldest + keep) * BUCKET.as_secs());
             return Err(ReplayRefusal::Full {
                 retry_after: frees_at.saturating_sub(now).max(Duration::from_secs(1)),
+                held: entry.len,
             });
         }
         match entry.buckets.back_mut() {
@@ -180,7 +210,7 @@ mod tests {
         let w = ReplayWindow::new(Duration::from_secs(120), 1);
         let a = m("ID:GOV:A");
         w.check(&a, 1, T0).unwrap();
-        let Err(ReplayRefusal::Full { retry_after }) = w.check(&a, 2, T0) else {
+        let Err(ReplayRefusal::Full { retry_after, .. }) = w.check(&a, 2, T0) else {
             panic!("expected full");
         };
         assert!(

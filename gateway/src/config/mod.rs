@@ -150,7 +150,9 @@ pub struct Member {
     /// at the bound that consumer's new exchanges are refused with 503 until ids age out.
     pub replay_capacity: usize,
     /// Where rate-limit state lives.
-    pub rates: RateStore,
+    pub rates: StateStore,
+    /// Where the replay window lives.
+    pub replay: StateStore,
     /// How many connections the member listener holds open at once; the admin listener
     /// has its own total, [`AdminConfig::max_connections`], and the same per-address bound.
     pub connections: ConnectionBounds,
@@ -171,9 +173,10 @@ pub struct Member {
     pub federated: Vec<FederatedContract>,
 }
 
-/// Where rate-limit state lives: `limits.rate_backend`.
+/// Where a limit's state lives: the rate limits' (`limits.rate_backend`) and the replay
+/// window's (`limits.replay_backend`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RateStore {
+pub enum StateStore {
     /// In this process.
     Local,
     /// In Redis, shared by every replica of the member.
@@ -181,7 +184,7 @@ pub enum RateStore {
         /// `limits.redis_url`; `env:VAR` is read from the environment when the gateway
         /// starts (it is a secret of the running host, not of the file).
         url: String,
-        /// Prefix of the rate keys (one Redis may serve several federations).
+        /// Prefix of the keys (one Redis may serve several federations).
         prefix: String,
     },
 }

@@ -106,7 +106,8 @@ pub(super) struct RawMember {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
     pub replay_capacity: usize,
-    pub rate_backend: RawRateBackend,
+    pub rate_backend: RawStateBackend,
+    pub replay_backend: RawStateBackend,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub default_rate: Rate,
@@ -120,7 +121,8 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             replay_capacity: 200_000,
-            rate_backend: RawRateBackend::Local,
+            rate_backend: RawStateBackend::Local,
+            replay_backend: RawStateBackend::Local,
             redis_url: None,
             redis_prefix: "simpul".into(),
             default_rate: Rate {
@@ -141,10 +143,10 @@ impl Default for RawLimits {
     }
 }
 
-/// `limits.rate_backend`.
+/// `limits.rate_backend` and `limits.replay_backend`.
 #[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum RawRateBackend {
+pub(super) enum RawStateBackend {
     Local,
     Redis,
 }

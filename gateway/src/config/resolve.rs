@@ -11,12 +11,12 @@ use contracts::manifest::Rate;
 use contracts::{Contract, ContractRef, MemberId, StaffId, StaffRole};
 
 use super::raw::{
-    RawAdmin, RawConfig, RawFederated, RawGrant, RawLocal, RawMember, RawProvision, RawRateBackend,
+    RawAdmin, RawConfig, RawFederated, RawGrant, RawLocal, RawMember, RawProvision, RawStateBackend,
 };
 use super::{
     AdminConfig, AdmissionLimits, BreakerConfig, Config, ConfigError, ConnectionBounds,
-    FederatedContract, Federation, LocalConfig, Member, MemberAnchor, Provision, RateStore,
-    Rejection, Subsystem, SubsystemGrant,
+    FederatedContract, Federation, LocalConfig, Member, MemberAnchor, Provision, Rejection,
+    StateStore, Subsystem, SubsystemGrant,
 };
 use crate::layout::{MEMBER_CRL_FILE, PkiLayout};
 
@@ -410,20 +410,20 @@ fn member(
         ));
     }
     let limits = m.limits;
-    let rates = match (limits.rate_backend, limits.redis_url) {
-        (RawRateBackend::Local, _) => RateStore::Local,
-        (RawRateBackend::Redis, Some(url)) => RateStore::Redis {
-            url,
-            prefix: limits.redis_prefix,
-        },
-        (RawRateBackend::Redis, None) => {
-            return Err(refuse.at(
-                Rejection::Missing,
-                format!("{at}.limits.redis_url"),
-                "required with rate_backend = \"redis\"",
-            ));
-        }
+    let store = |backend: RawStateBackend, field: &str| match (backend, &limits.redis_url) {
+        (RawStateBackend::Local, _) => Ok(StateStore::Local),
+        (RawStateBackend::Redis, Some(url)) => Ok(StateStore::Redis {
+            url: url.clone(),
+            prefix: limits.redis_prefix.clone(),
+        }),
+        (RawStateBackend::Redis, None) => Err(refuse.at(
+            Rejection::Missing,
+            format!("{at}.limits.redis_url"),
+            format!("required with {field} = \"redis\""),
+        )),
     };
+    let rates = store(limits.rate_backend, "rate_backend")?;
+    let replay = store(limits.replay_backend, "replay_backend")?;
     if limits.replay_capacity == 0 || m.cache.max_entries == 0 || m.breaker.failures == 0 {
         return Err(refuse.at(
             Rejection::OutOfRange,
@@ -548,6 +548,7 @@ fn member(
         seed: m.seed,
         replay_capacity: limits.replay_capacity,
         rates,
+        replay,
         connections,
         admission,
         cache: m.cache,

@@ -99,6 +99,8 @@ refused! {
         [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https", NotHttps;
     redis_limits_without_a_url_are_refused:
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { rate_backend = \"redis\" }")] => "members[0].limits.redis_url", "required", Missing;
+    a_redis_replay_window_without_a_url_is_refused:
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { replay_backend = \"redis\" }")] => "members[0].limits.redis_url", "replay_backend", Missing;
     a_replay_window_of_zero_is_refused:
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { replay_capacity = 0 }")] => "members[0].limits", "at least 1", OutOfRange;
     a_max_connections_of_zero_is_refused:
@@ -323,7 +325,8 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     let admin = kemlu.admin.as_ref().unwrap();
     assert!(admin.operators.is_empty());
     assert_eq!(kemlu.query_deadline, Duration::from_secs(3));
-    assert_eq!(kemlu.rates, RateStore::Local);
+    assert_eq!(kemlu.rates, StateStore::Local);
+    assert_eq!(kemlu.replay, StateStore::Local);
     assert_eq!(
         kemlu.connections,
         ConnectionBounds {
@@ -385,11 +388,12 @@ fn a_gateway_url_and_rates_given_are_kept() {
     assert_eq!(c.members[0].gateway, "https://kemlu.example:443");
     assert_eq!(
         c.members[0].rates,
-        RateStore::Redis {
+        StateStore::Redis {
             url: "env:REDIS".into(),
             prefix: "simpul".into()
         }
     );
+    assert_eq!(c.members[0].replay, StateStore::Local, "rate_backend alone");
     let rate = &c.members[1].provides[0].rate;
     assert_eq!((rate.per_second, rate.burst), (3, 4));
     assert_eq!(

@@ -299,7 +299,7 @@ async fn run(
         .unwrap_or(Duration::ZERO);
     unless_off(
         Check::Replay,
-        check_replay::check_replay(&gw.provider.replay, request, exchange_id, now),
+        check_replay::check_replay(&gw.provider.replay, request, exchange_id, now).await,
     )
     .map_err(refused)?;
     let mut asked = ContractRef::new(&request.contract, &request.version);

@@ -141,6 +141,10 @@ pub(crate) enum Refusal {
     /// The adapter did not answer within its deadline.
     #[error("{0}")]
     AdapterTimeout(String),
+    /// The shared replay window (Redis) cannot be asked: the id cannot be checked, so the
+    /// request is refused (fail closed). The reason is in the provider's log.
+    #[error("the provider cannot check exchange ids for replay now")]
+    ReplayUnavailable,
     /// The backend cannot be reached. Its own message stays in the provider's log: it may
     /// name tables, files or hosts that are nobody else's business.
     #[error("the provider's backend is unavailable")]
@@ -185,6 +189,7 @@ impl Refusal {
             Refusal::Stale(_) => ProblemCode::Stale,
             Refusal::Replayed { .. } => ProblemCode::Replay,
             Refusal::ReplayWindowFull { .. }
+            | Refusal::ReplayUnavailable
             | Refusal::AtCapacity { .. }
             | Refusal::BackendUnavailable => ProblemCode::ProviderUnavailable,
             Refusal::NotProvided { .. } => ProblemCode::UnknownContract,
@@ -210,6 +215,7 @@ impl Refusal {
             Refusal::RateLimited { wait, .. } => Some(RateDecision::retry_after_s(*wait)),
             Refusal::OverAdmission(over) => Some(RateDecision::retry_after_s(over.wait())),
             Refusal::AtCapacity { .. }
+            | Refusal::ReplayUnavailable
             | Refusal::BackendUnavailable
             | Refusal::Witness(crate::witness::WitnessError::Store(_)) => Some(1),
             _ => None,

@@ -180,6 +180,54 @@ async fn replicas_sharing_redis_admit_the_quota_once_not_twice() {
 }
 
 #[tokio::test]
+async fn replicas_sharing_a_redis_replay_window_refuse_an_id_the_other_accepted() {
+    let Ok(redis_url) = std::env::var("SIMPUL_TEST_REDIS_URL") else {
+        eprintln!("skipped: SIMPUL_TEST_REDIS_URL is not set (CI sets it; see .ci/run)");
+        return;
+    };
+    let prefix = format!("simpul-test-{}", uuid::Uuid::new_v4());
+    let f = Federation::start_with(Options {
+        edits: vec![edit(
+            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }",
+            &format!(
+                "seed = {{ dataset = \"residents\", database = \"data/dukcapil.db\" }}\nlimits = {{ replay_backend = \"redis\", redis_url = \"{redis_url}\", redis_prefix = \"{prefix}\" }}"
+            ),
+        )],
+        replicas_of: vec![DUKCAPIL],
+        ..Default::default()
+    })
+    .await;
+    let replica = f.replicas[&id(DUKCAPIL)].clone();
+    let send = |base: String, jws: String| {
+        let client = f.as_gateway(KEMLU, DUKCAPIL);
+        async move {
+            client
+                .call(
+                    http::Method::POST,
+                    &format!("{base}/v1/exchange/citizenship.status/1"),
+                    JOSE_MEDIA_TYPE,
+                    jws.into(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    for round in 0..3 {
+        let r = f.citizenship_request();
+        let jws = f.sign(KEMLU, &r);
+        // Answered by one replica, then the very same bytes at the other: a replay.
+        let (first, second) = if round % 2 == 0 {
+            (f.url(DUKCAPIL), replica.clone())
+        } else {
+            (replica.clone(), f.url(DUKCAPIL))
+        };
+        assert_ok(&send(first, jws.clone()).await);
+        assert_problem(&send(second, jws).await, 409, "replay");
+    }
+}
+
+#[tokio::test]
 async fn cache_hit_does_not_reach_the_database_and_is_signed_for_its_own_request() {
     let f = Federation::start().await;
     let mut answers = Vec::new();
