@@ -596,3 +596,39 @@ async fn fetch(url: &str, trust: &FederationTrust) -> Result<Bytes, String> {
         .await
         .unwrap_or_else(|_| Err(format!("{url}: no answer within {FETCH_TIMEOUT:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(MANIFEST_SERIAL_HEADER, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_stated_serial_is_one_header_of_decimal_digits() {
+        assert_eq!(stated_serial(&HeaderMap::new()), None);
+        assert_eq!(stated_serial(&with(&["7"])), Some(7));
+        assert_eq!(
+            stated_serial(&with(&["18446744073709551615"])),
+            Some(u64::MAX)
+        );
+        for bad in [
+            &["7", "8"][..],
+            &[""][..],
+            &["+7"][..],
+            &["-1"][..],
+            &["0x10"][..],
+            &[" 7"][..],
+            &["18446744073709551616"][..],
+            &["000000000000000000007"][..],
+        ] {
+            assert_eq!(stated_serial(&with(bad)), None, "{bad:?}");
+        }
+    }
+}

@@ -611,3 +611,137 @@ async fn served_certificate(f: &Federation, member: &str) -> Vec<u8> {
         .unwrap();
     if served == on_disk { pem } else { Vec::new() }
 }
+
+/// The authority's publication point: a plain HTTPS server (no client certificate asked)
+/// presenting `cert_of`'s gateway certificate, serving `files` by path, 404 otherwise.
+async fn publish_over_https(
+    listener: tokio::net::TcpListener,
+    f: &Federation,
+    cert_of: &str,
+    files: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = f.layout();
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(l.gateway_cert(&id(cert_of)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(l.gateway_key(&id(cert_of))).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, files) = (acceptor.clone(), files.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if tls.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head);
+                let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+                let body = files.lock().unwrap().get(&path).cloned();
+                let answer = match body {
+                    Some(body) => {
+                        let mut a = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        a.extend(body);
+                        a
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = tls.write_all(&answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+}
+
+#[tokio::test]
+async fn the_manifest_and_the_crl_are_fetched_from_the_authoritys_urls() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let f = Federation::start_with(Options {
+        edits: vec![(
+            "manifest_validity_days = 30".into(),
+            format!(
+                "manifest_validity_days = 30\nmanifest_url = \"https://localhost:{port}/manifest.jws\"\ncrl_url = \"https://localhost:{port}/crl.pem\""
+            ),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let files = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    publish_over_https(listener, &f, BP2MI, files.clone()).await;
+    let old = std::fs::read(&f.config.federation.manifest).unwrap();
+    let crl_path = f.config.federation.crl.clone();
+    let crl_before = std::fs::read(&crl_path).unwrap();
+
+    // Nothing published yet: the refresh keeps what is held, saying why.
+    let done = f.gateway(DUKCAPIL).reload().await;
+    assert!(!done.adopted && done.serial == 1, "{done:?}");
+    assert!(
+        done.problems
+            .iter()
+            .any(|p| p.contains("manifest.jws") && p.contains("404")),
+        "{done:?}"
+    );
+
+    // The authority publishes serial 2 and a CRL revoking BP2MI's gateway; the local CRL
+    // file stays as it was until the fetched one is adopted.
+    let jws = Manifest::sign(&doc(&f, 2), &f.authority()).unwrap();
+    crl::revoke(
+        &f.layout(),
+        &Holder::Gateway(id(BP2MI)),
+        Reason::KeyCompromise,
+    )
+    .unwrap();
+    let revoked_crl = std::fs::read(&crl_path).unwrap();
+    std::fs::write(&crl_path, &crl_before).unwrap();
+    {
+        let mut files = files.lock().unwrap();
+        files.insert("/manifest.jws".to_owned(), jws.clone().into_bytes());
+        files.insert("/crl.pem".to_owned(), revoked_crl.clone());
+    }
+    let done = f.gateway(DUKCAPIL).reload().await;
+    assert!(done.adopted && done.serial == 2, "{done:?}");
+    assert!(done.problems.is_empty(), "{done:?}");
+    // Both are kept for the next start.
+    assert_eq!(
+        std::fs::read_to_string(&f.config.federation.manifest).unwrap(),
+        jws
+    );
+    assert_eq!(std::fs::read(&crl_path).unwrap(), revoked_crl);
+    let refused = manifest_as(&f, BP2MI, DUKCAPIL).await.unwrap_err();
+    assert!(refused.to_lowercase().contains("revoked"), "{refused}");
+
+    // An older manifest at the URL is refused as a rollback.
+    files
+        .lock()
+        .unwrap()
+        .insert("/manifest.jws".to_owned(), old);
+    let done = f.gateway(DUKCAPIL).reload().await;
+    assert!(!done.adopted && done.serial == 2, "{done:?}");
+    assert!(done.problems[0].contains("rollback"), "{done:?}");
+}
