@@ -1,5 +1,7 @@
 //! The manifest, the CRLs and a gateway's own keys at run time, over real TLS: a new
-//! manifest adopted at a reload without a restart; a newer one spread by a peer through
+//! manifest adopted at a reload without a restart, an exchange in flight finishing under
+//! the manifest and key it began with; the manifest and CRL fetched from the authority's
+//! URLs; a newer one spread by a peer through
 //! `Simpul-Manifest-Serial` and `GET /v1/manifest`; a rolled-back one refused, whether a
 //! peer offers it or the serial file was deleted; an expired one failing closed with 503
 //! `manifest-expired`; a CRL updated at run time; the provider's signing key and TLS
@@ -744,4 +746,106 @@ async fn the_manifest_and_the_crl_are_fetched_from_the_authoritys_urls() {
     let done = f.gateway(DUKCAPIL).reload().await;
     assert!(!done.adopted && done.serial == 2, "{done:?}");
     assert!(done.problems[0].contains("rollback"), "{done:?}");
+}
+
+/// A backend (an HTTP API for Dukcapil's citizenship.status) that tells when a request has
+/// arrived and answers it only when released.
+async fn held_backend() -> (
+    u16,
+    tokio::sync::mpsc::Receiver<()>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (arrived, arrivals) = tokio::sync::mpsc::channel(16);
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = release.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (arrived, gate) = (arrived.clone(), gate.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tcp.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = arrived.send(()).await;
+                let Ok(permit) = gate.acquire().await else {
+                    return;
+                };
+                permit.forget();
+                let body = br#"{"citizenship":"WNI","deceased":false}"#;
+                let mut answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                answer.extend_from_slice(body);
+                let _ = tcp.write_all(&answer).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    (port, arrivals, release)
+}
+
+#[tokio::test]
+async fn an_exchange_in_flight_finishes_under_the_manifest_and_key_it_started_with() {
+    let (port, mut arrivals, release) = held_backend().await;
+    let sql = "  [members.provides.sql]\n  database = \"data/dukcapil.db\"\n  statement = \"SELECT citizenship, deceased FROM residents WHERE nik = :nik\"\n  columns = { citizenship = \"text\", deceased = \"bool\" }\n  found = { registered = true }\n  not_found = { registered = false, citizenship = \"unknown\", deceased = false }";
+    let http = format!(
+        "  [members.provides.http]\n  url = \"http://127.0.0.1:{port}/residents/{{nik}}\"\n  answer = {{ citizenship = \"/citizenship\", deceased = \"/deceased\" }}\n  found = {{ registered = true }}\n  timeout_ms = 60000"
+    );
+    let f = Arc::new(
+        Federation::start_with(Options {
+            edits: vec![(sql.into(), http)],
+            ..Options::default()
+        })
+        .await,
+    );
+    let old_kid = f.gateway(DUKCAPIL).signing_kid();
+
+    // An exchange that passed every check and waits on the backend.
+    let asked = {
+        let f = f.clone();
+        tokio::spawn(async move { f.send_signed(KEMLU, &f.citizenship_request()).await })
+    };
+    arrivals.recv().await.unwrap();
+
+    // Meanwhile: serial 2, in which Kemlu may no longer ask and Dukcapil signs with a new
+    // key, adopted by Dukcapil.
+    let next = SigningKey::generate(Algorithm::ES256, DUKCAPIL).unwrap();
+    let mut changed = doc(&f, 2);
+    changed
+        .contracts
+        .iter_mut()
+        .find(|c| c.id == "citizenship.status")
+        .unwrap()
+        .consumers
+        .retain(|c| c.member.as_str() != KEMLU);
+    changed
+        .members
+        .iter_mut()
+        .find(|m| m.id.as_str() == DUKCAPIL)
+        .unwrap()
+        .keys
+        .push(next.public_jwk().clone());
+    publish(&f, &changed);
+    write_private(&f.layout().signing_key(&id(DUKCAPIL)), next.private_pem());
+    let done = f.gateway(DUKCAPIL).reload().await;
+    assert!(done.adopted && done.problems.is_empty(), "{done:?}");
+    assert_eq!(f.gateway(DUKCAPIL).signing_kid(), next.kid());
+
+    // Released, the exchange finishes as it began: answered, signed with the old key.
+    release.add_permits(1);
+    let reply = asked.await.unwrap();
+    assert_eq!(answer_kid(&reply), old_kid);
+    // The next one runs under serial 2: refused before the backend is asked.
+    let reply = f.send_signed(KEMLU, &f.citizenship_request()).await;
+    assert_problem(&reply, 403, "forbidden");
+    assert!(arrivals.try_recv().is_err());
 }
