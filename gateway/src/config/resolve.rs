@@ -97,10 +97,7 @@ pub(super) fn resolve(
         ("federation.crl_url", &f.crl_url),
     ] {
         if let Some(url) = url
-            && !(url.starts_with("https://")
-                && !url.contains(['@', '#'])
-                && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-                && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some()))
+            && !publication_url(url)
         {
             return Err(refuse.at(
                 Rejection::NotHttps,
@@ -793,4 +790,13 @@ impl Context<'_> {
             parts,
         })
     }
+}
+
+/// An authority's publication URL (`federation.manifest_url`, `federation.crl_url`):
+/// `https://`, a host, no user info, no fragment, no spaces or control characters.
+fn publication_url(url: &str) -> bool {
+    url.starts_with("https://")
+        && !url.contains(['@', '#'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some())
 }
