@@ -295,7 +295,8 @@ struct Inner {
     log: MemberId,
     store: Store,
     jobs: mpsc::Sender<Job>,
-    key: Arc<SigningKey>,
+    /// Signs tree heads; replaced when the gateway's signing key is rotated at run time.
+    key: std::sync::RwLock<Arc<SigningKey>>,
     secret: hmac::Key,
     /// Seals and opens evidence.
     evidence_key: EvidenceKey,
@@ -468,7 +469,7 @@ impl AuditLog {
             log: member.clone(),
             store: store.clone(),
             jobs: mpsc::channel(1).0,
-            key,
+            key: std::sync::RwLock::new(key),
             secret: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             evidence_key,
             size: Arc::new(AtomicU64::new(size)),
@@ -525,7 +526,7 @@ impl AuditLog {
         &self,
         frontier: &merkle::Frontier,
     ) -> Result<Result<(), String>, AuditError> {
-        let key = self.inner.key.verifying_key()?;
+        let key = self.signing_key().verifying_key()?;
         let (size, root) = (frontier.size(), frontier.root());
         let mut pinned = self.inner.pinned.lock().await;
         let latest = self.inner.store.latest_tree_head().await?;
@@ -726,13 +727,12 @@ impl AuditLog {
                 }
                 floor = pin.timestamp;
             }
+            let key = self.signing_key();
             let signed = inner
                 .store
                 .insert_tree_head(size, |stored| {
                     let timestamp = now_ms().max(stored).max(floor);
-                    Ok(tree_head::sign_tree_head(
-                        &inner.key, size, &root, timestamp,
-                    )?)
+                    Ok(tree_head::sign_tree_head(&key, size, &root, timestamp)?)
                 })
                 .await?;
             if let Some(head) = signed {
@@ -772,6 +772,37 @@ impl AuditLog {
     /// Keeps `head` as the newest held from its member.
     pub async fn keep_witnessed(&self, witnessed: &Witnessed) -> Result<(), AuditError> {
         self.inner.store.keep_witnessed(witnessed).await
+    }
+
+    /// The key that signs this log's tree heads.
+    fn signing_key(&self) -> Arc<SigningKey> {
+        self.inner
+            .key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Signs later tree heads with `key`: the gateway's signing key was rotated at run time
+    /// (the manifest lists the new key under this member). Heads signed before stay as they
+    /// were.
+    pub fn set_signing_key(&self, key: Arc<SigningKey>) {
+        *self
+            .inner
+            .key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+    }
+
+    /// The highest manifest serial this member's gateway adopted, as kept in the store;
+    /// `None` before the first.
+    pub async fn held_manifest_serial(&self) -> Result<Option<u64>, AuditError> {
+        self.inner.store.held_manifest_serial().await
+    }
+
+    /// Raises the held manifest serial to `serial` (never lowers it), adopted at `now_ms`.
+    pub async fn hold_manifest_serial(&self, serial: u64, now_ms: i64) -> Result<(), AuditError> {
+        self.inner.store.hold_manifest_serial(serial, now_ms).await
     }
 
     /// Every fork caught so far, oldest first.

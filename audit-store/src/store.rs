@@ -367,6 +367,7 @@ macro_rules! dispatch {
     };
 }
 
+mod manifest;
 mod witness;
 pub use witness::{Fork, Witnessed};
 
@@ -624,7 +625,13 @@ where
         // Immediate for SQLite: the set-up reads the records table's columns, then may write.
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
-        for ddl in self.dialect.ddl().iter().chain(&witness::DDL) {
+        for ddl in self
+            .dialect
+            .ddl()
+            .iter()
+            .chain(&witness::DDL)
+            .chain(&manifest::DDL)
+        {
             sqlx::query::<DB>(*ddl)
                 .execute(&mut *tx)
                 .await

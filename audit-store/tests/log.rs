@@ -724,6 +724,60 @@ async fn sqlite_reconcile_finds_an_exchange_deleted_from_one_side() {
         .await;
 }
 
+/// The held manifest serial: only ever raised, kept per member log, there after a restart.
+async fn the_held_manifest_serial_only_rises_and_outlives_the_process(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    assert_eq!(log.held_manifest_serial().await.unwrap(), None);
+    log.hold_manifest_serial(3, 1).await.unwrap();
+    log.hold_manifest_serial(2, 2).await.unwrap();
+    assert_eq!(log.held_manifest_serial().await.unwrap(), Some(3));
+    log.hold_manifest_serial(5, 3).await.unwrap();
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    assert_eq!(log.held_manifest_serial().await.unwrap(), Some(5));
+    // Another member's log in the same store holds its own.
+    let other = store.open(DUKCAPIL, &key(DUKCAPIL)).await;
+    assert_eq!(other.held_manifest_serial().await.unwrap(), None);
+}
+
+/// A signing key rotated at run time signs the next heads, and the log reopens under it.
+async fn a_rotated_key_signs_the_next_tree_heads(store: &TestStore) {
+    let k = key(KEMLU);
+    let log = forty(store, &k).await;
+    let next = key(KEMLU);
+    log.set_signing_key(next.clone());
+    log.append(exchange(40, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    let head = log.sign_tree_head().await.unwrap();
+    assert_eq!(head.tree_size, 41);
+    audit::tree_head::verify_tree_head(&head, &public(&next)).unwrap();
+    assert!(audit::tree_head::verify_tree_head(&head, &public(&k)).is_err());
+    drop(log);
+    let log = store.open(KEMLU, &next).await;
+    assert_eq!(log.tree_size(), 41);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_held_manifest_serial_only_rises_and_outlives_the_process() {
+    the_held_manifest_serial_only_rises_and_outlives_the_process(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_held_manifest_serial_only_rises_and_outlives_the_process() {
+    let name = "postgres_the_held_manifest_serial_only_rises_and_outlives_the_process";
+    let Some(store) = TestStore::postgres(name).await else {
+        return;
+    };
+    the_held_manifest_serial_only_rises_and_outlives_the_process(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_rotated_key_signs_the_next_tree_heads() {
+    a_rotated_key_signs_the_next_tree_heads(&TestStore::sqlite()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_is_in_wal_mode() {
     let store = TestStore::sqlite();

@@ -56,6 +56,7 @@ problem_codes! {
     Internal => "internal", 500, "Internal error";
     BadTreeHead => "bad-tree-head", 400, "Tree head not valid";
     LogForked => "log-forked", 409, "Audit log forked";
+    ManifestExpired => "manifest-expired", 503, "The gateway's manifest has expired";
 }
 
 impl ProblemCode {

@@ -52,9 +52,13 @@ pub async fn serve(
         },
         labels: &gw.labels,
     };
-    let Some(tls) = gw.member_tls.clone() else {
+    if gw.snapshot().member_tls.is_none() {
         tracing::error!(member = %gw.member, "the admin listener has no member trust anchor; not serving it");
         return;
+    }
+    let tls = {
+        let gw = gw.clone();
+        move || gw.snapshot().member_tls.clone()
     };
     let service_for = {
         let (gw, admin) = (gw.clone(), Arc::new(admin.clone()));

@@ -1,20 +1,20 @@
 //! One member's running gateway: the state the request path touches, split by side —
-//! [`ProviderState`] for answering, [`ConsumerState`] for asking — beside the audit log, the
-//! signing key and the manifest. Building it is [`crate::assemble`].
+//! [`ProviderState`] for answering, [`ConsumerState`] for asking — beside the audit log and
+//! the pointer to the current trust snapshot (the manifest, the CRLs, its own keys and what
+//! is built from them: [`crate::snapshot`]). Building it is [`crate::assemble`]; replacing
+//! the snapshot at run time is [`crate::refresh`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use adapters::Adapter;
-use contracts::{Contract, ContractRef, Manifest, MemberId, SigningKey};
-use rustls::ServerConfig;
+use contracts::{Contract, ContractRef, Manifest, MemberId};
 
 use crate::admission::Admission;
 use crate::audit_size::AuditSize;
-use crate::client::PeerClient;
-use crate::config::{AdminConfig, ConnectionBounds, FederatedContract};
+use crate::config::{AdminConfig, BreakerConfig, ConnectionBounds, FederatedContract};
 use crate::consumer::grants::SubsystemGrants;
 use crate::metrics::{ContractCounters, Labels};
 use crate::refusals::PreAuthRefusals;
@@ -22,7 +22,6 @@ use audit_store::AuditLog;
 use limits::breaker::Breaker;
 use limits::bulkhead::Bulkhead;
 use limits::cache::ResponseCache;
-use limits::rate::RateLimits;
 use limits::replay::Replay;
 
 /// A contract this gateway provides, with what answers it and what guards it.
@@ -53,8 +52,12 @@ pub struct Gateway {
     pub member: MemberId,
     /// Where it listens.
     pub listen: SocketAddr,
-    pub(crate) manifest: Manifest,
-    pub(crate) signing: SigningKey,
+    /// The current trust snapshot: load it once per exchange ([`Gateway::snapshot`]).
+    pub(crate) snapshot: crate::snapshot::Current,
+    /// Where the next snapshot is read from.
+    pub(crate) sources: crate::snapshot::Sources,
+    /// Refreshing: one at a time, its series, the hints of newer manifests from peers.
+    pub(crate) refresh: crate::refresh::Refresh,
     pub(crate) catalog: Arc<BTreeMap<ContractRef, Contract>>,
     pub(crate) labels: Labels,
     /// The audit log both sides record to.
@@ -67,12 +70,8 @@ pub struct Gateway {
     pub admin: Option<AdminConfig>,
     /// Where the local listener (the member's own systems) listens, if configured.
     pub local_listen: Option<std::net::SocketAddr>,
-    /// The TLS configuration of the local and admin listeners: client certificates from the
-    /// member's own anchor only. Present whenever either listener is configured.
-    pub(crate) member_tls: Option<Arc<ServerConfig>>,
     /// The connections the member listener holds open at once.
     pub(crate) connections: ConnectionBounds,
-    pub(crate) tls: Arc<ServerConfig>,
     /// What only answering touches.
     pub(crate) provider: ProviderState,
     /// What only asking touches.
@@ -84,7 +83,6 @@ pub struct Gateway {
 pub(crate) struct ProviderState {
     pub(crate) provided: HashMap<ContractRef, Provided>,
     pub(crate) replay: Replay,
-    pub(crate) rates: RateLimits,
     pub(crate) cache: ResponseCache,
     /// Requests admitted per peer identity and address, before their bodies are read.
     pub(crate) admission: Admission,
@@ -93,13 +91,66 @@ pub(crate) struct ProviderState {
 }
 
 /// The consumer side's run-time state: who may use the local face and what each may ask,
-/// the federated contracts it defines, and a client and a breaker per provider.
+/// the federated contracts it defines, and a breaker per provider (the clients are in the
+/// snapshot).
 pub(crate) struct ConsumerState {
-    pub(crate) breakers: HashMap<MemberId, ProviderBreaker>,
+    pub(crate) breakers: Breakers,
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
     pub(crate) grants: SubsystemGrants,
-    pub(crate) peers: HashMap<MemberId, PeerClient>,
     pub(crate) query_deadline: Duration,
+}
+
+/// A breaker per provider, kept across snapshots: a member that a new manifest adds gets
+/// one when the manifest is adopted; a member it drops keeps its own (unused) one.
+pub(crate) struct Breakers {
+    config: BreakerConfig,
+    labels: Labels,
+    by_provider: RwLock<HashMap<MemberId, Arc<ProviderBreaker>>>,
+}
+
+impl Breakers {
+    pub(crate) fn new(config: BreakerConfig, labels: &Labels) -> Self {
+        Breakers {
+            config,
+            labels: labels.clone(),
+            by_provider: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Adds a breaker for every member of `manifest` that has none yet.
+    pub(crate) fn add_members(&self, manifest: &Manifest) {
+        let mut map = self
+            .by_provider
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in &manifest.doc().members {
+            if map.contains_key(&m.id) {
+                continue;
+            }
+            let labels = [
+                ("member", self.labels.member.clone()),
+                ("instance", self.labels.instance.clone()),
+                ("provider", m.id.to_string()),
+            ];
+            map.insert(
+                m.id.clone(),
+                Arc::new(ProviderBreaker {
+                    breaker: Breaker::new(self.config.failures, self.config.cooldown),
+                    state: metrics::gauge!("simpul_breaker_state", &labels),
+                    fail_fast: metrics::counter!("simpul_breaker_fail_fast_total", &labels),
+                }),
+            );
+        }
+    }
+
+    /// The breaker towards `provider`, if it has one.
+    pub(crate) fn get(&self, provider: &MemberId) -> Option<Arc<ProviderBreaker>> {
+        self.by_provider
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -109,9 +160,20 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// The manifest this gateway holds.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    /// The manifest this gateway holds now.
+    pub fn manifest(&self) -> Manifest {
+        self.snapshot.load().manifest.clone()
+    }
+
+    /// The current trust snapshot. An exchange loads it once, at its start, and uses that
+    /// one to its end.
+    pub(crate) fn snapshot(&self) -> Arc<crate::snapshot::Snapshot> {
+        self.snapshot.load()
+    }
+
+    /// The key id this gateway signs with now.
+    pub fn signing_kid(&self) -> String {
+        self.snapshot.load().signing.kid().to_owned()
     }
 
     /// The most connections its listeners hold open at once: the member listener's bound,

@@ -1,8 +1,9 @@
 //! The one accept loop every listener runs (the member listener, the local listener and the
 //! admin listener):
 //! a bound on the connections held open, in all and per peer address (over it a connection
-//! is closed as soon as it is accepted); TLS with the gateway's server configuration, the
-//! handshake bounded by [`HANDSHAKE_TIMEOUT`]; the peer's identity read from its certificate
+//! is closed as soon as it is accepted); TLS with the server configuration of the gateway's
+//! trust snapshot current when the connection is accepted (a connection keeps the one it
+//! began with), the handshake bounded by [`HANDSHAKE_TIMEOUT`]; the peer's identity read from its certificate
 //! once per connection; HTTP/1.1 with bounded headers and timeouts; back-off when accepting
 //! fails (descriptors run out, say), with at most one warning line per [`WARN_INTERVAL`];
 //! and at shutdown a drain of the open connections bounded by [`DRAIN_TIMEOUT`].
@@ -62,17 +63,18 @@ pub(crate) struct Listening<'a> {
     pub labels: &'a Labels,
 }
 
-/// Accepts connections on `listener` until `shutdown` turns true, serving each with the
-/// service `service_for` makes for its peer's identity of any kind (`None`: a certificate
+/// Accepts connections on `listener` until `shutdown` turns true, each with the TLS
+/// configuration `tls` gives when it is accepted, serving each with the service `service_for` makes for its peer's identity of any kind (`None`: a certificate
 /// without a Simpul identity, or with several, or none where the configuration allows that)
 /// and address; then drains.
-pub(crate) async fn serve<F, S>(
+pub(crate) async fn serve<T, F, S>(
     listening: Listening<'_>,
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: T,
     mut shutdown: watch::Receiver<bool>,
     service_for: F,
 ) where
+    T: Fn() -> Option<Arc<ServerConfig>>,
     F: Fn(Option<Identity>, SocketAddr) -> S + Clone + Send + 'static,
     S: Service<Request<Incoming>, Response = Reply, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
@@ -88,7 +90,6 @@ pub(crate) async fn serve<F, S>(
     let limit = ConnectionLimit::new(bounds, counters.open.clone());
     let mut accept_warnings = Throttle::new(WARN_INTERVAL);
     let mut refusal_warnings = Throttle::new(WARN_INTERVAL);
-    let acceptor = TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Every connection's task, so that those still open when the drain ends are cut while
     // the runtime still runs: their exchanges' trails then record them as cancelled.
@@ -139,7 +140,13 @@ pub(crate) async fn serve<F, S>(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The snapshot's configuration now: new certificates and CRLs apply from the next
+        // connection on.
+        let Some(config) = tls() else {
+            drop(tcp);
+            continue;
+        };
+        let acceptor = TlsAcceptor::from(config);
         let watcher = graceful.watcher();
         let handshake = async move {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {

@@ -21,8 +21,12 @@ use crate::server::contract_path;
 /// Serves `gw`'s local listener on `listener` until `shutdown` turns true. Does nothing for
 /// a gateway configured without one.
 pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-    let (Some(listen), Some(tls)) = (gw.local_listen, gw.member_tls.clone()) else {
+    let (Some(listen), Some(_)) = (gw.local_listen, gw.snapshot().member_tls.clone()) else {
         return;
+    };
+    let tls = {
+        let gw = gw.clone();
+        move || gw.snapshot().member_tls.clone()
     };
     let listening = Listening {
         what: "local",

@@ -23,6 +23,7 @@ use crate::fault::{self, Check};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, json_bytes, problem};
 use crate::listener::{self, Listening};
+use crate::snapshot::MANIFEST_SERIAL_HEADER;
 
 /// Serves `gw`'s member listener until `shutdown` turns true, then lets open connections
 /// finish (up to [`crate::listener::DRAIN_TIMEOUT`]).
@@ -65,8 +66,14 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
         let (gw, shutdown) = (gw.clone(), shutdown.clone());
         async move { each_minute(&gw, shutdown).await }
     });
-    listener::serve(listening, listener, gw.tls.clone(), shutdown, service_for).await;
+    let refresher = tokio::spawn(gw.clone().refresh_until(shutdown.clone()));
+    let tls = {
+        let gw = gw.clone();
+        move || Some(gw.snapshot().tls.clone())
+    };
+    listener::serve(listening, listener, tls, shutdown, service_for).await;
     let _ = minutes.await;
+    let _ = refresher.await;
     // Drained: no refusal is counted after this, and what was counted is appended now.
     let appended = gw.provider.refusals.flush(&gw.audit, None).await;
     tracing::debug!(member = %gw.member, appended, "refusals before authentication appended at shutdown");
@@ -183,10 +190,15 @@ async fn route(
              call their gateway's local listener",
         )),
         ["v1", "manifest"] if parts.method == Method::GET => {
-            let mut r = crate::http::jose(gw.manifest.jws().to_owned());
+            let snap = gw.snapshot();
+            let mut r = crate::http::jose(snap.manifest.jws().to_owned());
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
                 http::HeaderValue::from_static(JOSE_MEDIA_TYPE),
+            );
+            r.headers_mut().insert(
+                MANIFEST_SERIAL_HEADER,
+                http::HeaderValue::from(snap.serial()),
             );
             r
         }

@@ -124,6 +124,18 @@ pub struct Federation {
     pub catalog: PathBuf,
     /// Host names and addresses gateway certificates are issued for.
     pub hosts: Vec<String>,
+    /// Where the authority publishes the signed manifest (`https://`), fetched on every
+    /// refresh instead of re-reading [`Federation::manifest`]; `None`: the file is re-read.
+    pub manifest_url: Option<String>,
+    /// Where the authority publishes the CRLs (`https://`, the PEM file's bytes), fetched on
+    /// every refresh instead of re-reading [`Federation::crl`]; `None`: the file is re-read.
+    pub crl_url: Option<String>,
+    /// How often a running gateway re-reads (or fetches) the manifest, the CRLs and its own
+    /// keys (`federation.refresh_s`, default 300 s); SIGHUP does it at once.
+    pub refresh: std::time::Duration,
+    /// How long before the held manifest expires the gateway starts warning
+    /// (`federation.expiry_warning_days`, default 7).
+    pub expiry_warning: std::time::Duration,
 }
 
 /// `[[members]]`: one member and its gateway, with every default filled in.

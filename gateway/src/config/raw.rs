@@ -41,6 +41,21 @@ pub(super) struct RawFederation {
     pub catalog: PathBuf,
     #[serde(default = "default_hosts")]
     pub hosts: Vec<String>,
+    #[serde(default)]
+    pub manifest_url: Option<String>,
+    #[serde(default)]
+    pub crl_url: Option<String>,
+    #[serde(default = "default_refresh_s")]
+    pub refresh_s: u64,
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
+}
+
+fn default_refresh_s() -> u64 {
+    300
+}
+fn default_expiry_warning_days() -> u32 {
+    7
 }
 
 fn default_certs() -> PathBuf {

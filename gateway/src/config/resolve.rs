@@ -92,6 +92,27 @@ pub(super) fn resolve(
         ));
     }
     let pki = PkiLayout::new(base_dir.join(&f.certs));
+    for (field, url) in [
+        ("federation.manifest_url", &f.manifest_url),
+        ("federation.crl_url", &f.crl_url),
+    ] {
+        if let Some(url) = url
+            && !publication_url(url)
+        {
+            return Err(refuse.at(
+                Rejection::NotHttps,
+                field,
+                "must be an https:// URL with a host and without user info or fragment",
+            ));
+        }
+    }
+    if f.refresh_s == 0 || f.refresh_s > 86_400 {
+        return Err(refuse.at(
+            Rejection::OutOfRange,
+            "federation.refresh_s",
+            "must be 1 to 86400 seconds",
+        ));
+    }
     let federation = Federation {
         id: f.id,
         authority: f.authority,
@@ -108,6 +129,10 @@ pub(super) fn resolve(
         manifest_validity_days: f.manifest_validity_days,
         catalog: catalog_dir,
         hosts: f.hosts,
+        manifest_url: f.manifest_url,
+        crl_url: f.crl_url,
+        refresh: std::time::Duration::from_secs(f.refresh_s),
+        expiry_warning: std::time::Duration::from_secs(u64::from(f.expiry_warning_days) * 86_400),
     };
 
     // Members first, so that every provision can check its consumers against all of them.
@@ -766,4 +791,13 @@ impl Context<'_> {
             parts,
         })
     }
+}
+
+/// An authority's publication URL (`federation.manifest_url`, `federation.crl_url`):
+/// `https://`, a host, no user info, no fragment, no spaces or control characters.
+fn publication_url(url: &str) -> bool {
+    url.starts_with("https://")
+        && !url.contains(['@', '#'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some())
 }

@@ -95,6 +95,12 @@ refused! {
         [("id = \"ID:GOV:DUKCAPIL\"", "id = \"ID:GOV:KEMLU\"")] => "members[1].id", "twice", Duplicate;
     a_listen_address_used_twice_is_refused:
         [("127.0.0.1:7442", "127.0.0.1:7441")] => "members[1].listen", "another member", AddressInUse;
+    a_manifest_url_that_is_not_https_is_refused:
+        [("authority = \"ID:GOV:SIMPUL\"", "authority = \"ID:GOV:SIMPUL\"\nmanifest_url = \"http://authority.example/manifest.jws\"")] => "federation.manifest_url", "https://", NotHttps;
+    a_crl_url_with_user_info_is_refused:
+        [("authority = \"ID:GOV:SIMPUL\"", "authority = \"ID:GOV:SIMPUL\"\ncrl_url = \"https://user@authority.example/crl.pem\"")] => "federation.crl_url", "user info", NotHttps;
+    a_refresh_of_zero_seconds_is_refused:
+        [("authority = \"ID:GOV:SIMPUL\"", "authority = \"ID:GOV:SIMPUL\"\nrefresh_s = 0")] => "federation.refresh_s", "1 to 86400", OutOfRange;
     a_gateway_url_that_is_not_https_is_refused:
         [("listen = \"127.0.0.1:7441\"", "listen = \"127.0.0.1:7441\"\ngateway = \"http://x\"")] => "members[0].gateway", "https", NotHttps;
     redis_limits_without_a_url_are_refused:
@@ -300,6 +306,10 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
     assert_eq!(c.federation.pki.root, base.join("certs"));
     assert_eq!(c.federation.authority_key, c.federation.pki.authority_jwk());
     assert_eq!(c.federation.crl, base.join("certs/federation-crl.pem"));
+    assert_eq!(c.federation.manifest_url, None);
+    assert_eq!(c.federation.crl_url, None);
+    assert_eq!(c.federation.refresh, Duration::from_secs(300));
+    assert_eq!(c.federation.expiry_warning, Duration::from_secs(7 * 86_400));
     let kemlu = &c.members[0];
     assert_eq!(kemlu.gateway, "https://localhost:7441");
     assert_eq!(

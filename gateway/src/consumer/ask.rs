@@ -18,6 +18,8 @@ use super::Caller;
 use crate::client::CallError;
 use crate::escaped::Escaped;
 use crate::gateway::Gateway;
+use crate::refresh::stated_serial;
+use crate::snapshot::{MANIFEST_SERIAL_HEADER, Snapshot};
 use crate::trail::Trail;
 use crate::witness::{TREE_HEAD_HEADER, WitnessError};
 use audit::Role;
@@ -47,12 +49,15 @@ impl CheckedQuery {
     }
 }
 
-/// Asks `contract` on behalf of `caller` for `purpose`, answering by `deadline`; `lookup`
-/// is the id of the federated lookup it is a part of. Whatever the outcome, it is on this
+/// Asks `contract` on behalf of `caller` for `purpose`, answering by `deadline`, under the
+/// trust snapshot `snap` (loaded once when the local query began); `lookup` is the id of
+/// the federated lookup it is a part of. Whatever the outcome, it is on this
 /// gateway's audit log before the caller hears of it — and if the caller stops waiting, the
 /// exchange is recorded as cancelled.
-pub async fn ask(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn ask(
     gw: &Gateway,
+    snap: &Snapshot,
     caller: &Caller,
     contract: &ContractRef,
     purpose: &str,
@@ -63,7 +68,7 @@ pub async fn ask(
     let id = contracts::ExchangeId::new().to_string();
     // A contract neither the catalog nor the manifest knows is a path's text: not copied
     // into the permanent record.
-    let known = gw.catalog.contains_key(contract) || gw.manifest.contract(contract).is_some();
+    let known = gw.catalog.contains_key(contract) || snap.manifest.contract(contract).is_some();
     let recorded_as = if known {
         contract.clone()
     } else {
@@ -83,6 +88,7 @@ pub async fn ask(
     }
     let result = exchange(
         gw,
+        snap,
         &caller.subsystem,
         contract,
         purpose,
@@ -100,6 +106,7 @@ pub async fn ask(
 #[allow(clippy::too_many_arguments)]
 async fn exchange(
     gw: &Gateway,
+    snap: &Snapshot,
     subsystem: &MemberId,
     contract: &ContractRef,
     purpose: &str,
@@ -108,14 +115,18 @@ async fn exchange(
     id: &str,
     trail: &mut Trail,
 ) -> Result<LocalAnswer, Problem> {
-    let listed = gw.manifest.contract(contract).ok_or_else(|| {
+    // No exchange under an expired manifest (fail closed until a current one is adopted).
+    if snap.expired(contracts::unix_now()) {
+        return Err(snap.expired_problem());
+    }
+    let listed = snap.manifest.contract(contract).ok_or_else(|| {
         Problem::new(
             ProblemCode::UnknownContract,
             format!("{contract} is not in the manifest"),
         )
     })?;
     // Refused here rather than by the provider: the answer would be the same, one trip later.
-    gw.manifest
+    snap.manifest
         .authorize(listed, &gw.member, purpose)
         .map_err(|e| Problem::new(ProblemCode::Forbidden, e.to_string()))?;
     let doc = gw.catalog.get(contract).ok_or_else(|| {
@@ -126,16 +137,16 @@ async fn exchange(
     })?;
     let provider = listed.provider.clone();
     trail.set_provider(&provider);
-    let peer = gw.manifest.member(&provider).ok_or_else(|| {
+    let peer = snap.manifest.member(&provider).ok_or_else(|| {
         Problem::new(
             ProblemCode::UnknownContract,
             format!("provider {provider} is not in the manifest"),
         )
     })?;
-    let client =
-        gw.consumer.peers.get(&provider).ok_or_else(|| {
-            Problem::new(ProblemCode::Internal, format!("no client for {provider}"))
-        })?;
+    let client = snap
+        .peers
+        .get(&provider)
+        .ok_or_else(|| Problem::new(ProblemCode::Internal, format!("no client for {provider}")))?;
 
     let now = contracts::unix_now();
     let request = ExchangeRequest {
@@ -163,7 +174,7 @@ async fn exchange(
     // Before signing: a request that will not be sent is not signed.
     // A provider that keeps failing is not asked again until its breaker lets a probe through.
     let breaker = gw.consumer.breakers.get(&provider);
-    if let Some(b) = breaker
+    if let Some(b) = &breaker
         && let Admission::FailFast { retry_after } = b.breaker.admit()
     {
         b.fail_fast.increment(1);
@@ -187,7 +198,7 @@ async fn exchange(
             format!("cannot encode the request: {e}"),
         ))
     })?;
-    let jws = gw.signing.sign(REQUEST_TYP, &payload).map_err(|e| {
+    let jws = snap.signing.sign(REQUEST_TYP, &payload).map_err(|e| {
         fail(Problem::new(
             ProblemCode::Internal,
             format!("cannot sign: {e}"),
@@ -201,11 +212,14 @@ async fn exchange(
         contract.version
     );
     // The request carries this gateway's newest signed tree head for the provider to witness.
+    // And the serial of the manifest it holds (PROTOCOL.md §2.3).
     let head = gw.audit.newest_head_jws();
+    let serial = snap.serial().to_string();
     let headers: Vec<(&str, &str)> = head
         .as_deref()
         .map(|h| (TREE_HEAD_HEADER, h))
         .into_iter()
+        .chain([(MANIFEST_SERIAL_HEADER, serial.as_str())])
         .collect();
     let reply = client
         .call_with(
@@ -217,7 +231,7 @@ async fn exchange(
             deadline.saturating_duration_since(Instant::now()),
         )
         .await;
-    if let Some(b) = breaker {
+    if let Some(b) = &breaker {
         let ok = reply.as_ref().is_ok_and(|r| !r.status.is_server_error());
         b.breaker.record(ok);
         b.state.set(f64::from(b.breaker.state_code()));
@@ -235,6 +249,10 @@ async fn exchange(
             CallError::TooLarge(_) => Problem::new(ProblemCode::BadAnswer, e.to_string()),
         })
     })?;
+    // A provider that holds a newer manifest: fetched aside.
+    if let Some(stated) = stated_serial(&reply.headers) {
+        gw.hint(&provider, stated, snap.serial());
+    }
     // The provider's head, on an answer and a refusal alike: witnessed before anything of
     // the reply is taken.
     let mut heads = reply.headers.get_all(TREE_HEAD_HEADER).iter();
@@ -246,7 +264,7 @@ async fn exchange(
         )));
     }
     gw.witness
-        .observe(&gw.manifest, Some(client), &provider, head)
+        .observe(&snap.manifest, Some(client), &provider, head)
         .await
         .map_err(|e| {
             let code = match e {
@@ -278,7 +296,7 @@ async fn exchange(
     })?;
     // Kept as evidence even when it fails verification: that is when it matters most.
     trail.set_response(text);
-    let answer = verify_answer(gw, &request, &jws, text, doc)
+    let answer = verify_answer(snap, &request, &jws, text, doc)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
     Ok(LocalAnswer {
@@ -296,7 +314,7 @@ async fn exchange(
 /// lists for the provider, for this exchange id, addressed to this member, for this
 /// contract, bound to the exact request bytes, and valid against the response schema.
 fn verify_answer(
-    gw: &Gateway,
+    snap: &Snapshot,
     request: &ExchangeRequest,
     request_jws: &str,
     text: &str,
@@ -304,7 +322,7 @@ fn verify_answer(
 ) -> Result<ExchangeAnswer, String> {
     let parsed = ParsedJws::parse(text, ANSWER_TYP).map_err(|e| format!("answer JWS: {e}"))?;
     let kid = parsed.header.kid.as_deref().unwrap_or_default();
-    let (owner, key) = gw
+    let (owner, key) = snap
         .manifest
         .key(kid)
         .ok_or_else(|| format!("answer kid `{kid}` is not in the manifest"))?;

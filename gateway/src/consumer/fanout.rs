@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::{Caller, CheckedQuery, ask};
 use crate::config::FederatedContract;
 use crate::gateway::Gateway;
+use crate::snapshot::Snapshot;
 
 /// One part's outcome.
 #[derive(Debug, Serialize)]
@@ -70,9 +71,11 @@ pub fn check_parts(
     Ok(CheckedParts(checked))
 }
 
-/// Asks all parts at once, each answering by one deadline: the lookup's.
-pub async fn fan_out(
+/// Asks all parts at once, each answering by one deadline (the lookup's) and under one
+/// trust snapshot (the one loaded when the local query began).
+pub(crate) async fn fan_out(
     gw: Arc<Gateway>,
+    snap: Arc<Snapshot>,
     caller: Caller,
     fc: &FederatedContract,
     parts: CheckedParts,
@@ -83,23 +86,34 @@ pub async fn fan_out(
     let deadline = Instant::now() + fc.deadline;
     let mut tasks = JoinSet::new();
     for (name, r, query) in parts.0 {
-        let (gw, caller, purpose, lookup) = (
+        let (gw, snap, caller, purpose, lookup) = (
             gw.clone(),
+            snap.clone(),
             caller.clone(),
             fc.purpose.clone(),
             exchange_id.clone(),
         );
         tasks.spawn(async move {
-            let outcome =
-                match ask(&gw, &caller, &r, &purpose, query, deadline, Some(&lookup)).await {
-                    Ok(a) => PartOutcome::Ok {
-                        provider: a.provider,
-                        exchange_id: a.exchange_id,
-                        result: a.result,
-                        evidence: a.evidence,
-                    },
-                    Err(problem) => PartOutcome::Error { problem },
-                };
+            let outcome = match ask(
+                &gw,
+                &snap,
+                &caller,
+                &r,
+                &purpose,
+                query,
+                deadline,
+                Some(&lookup),
+            )
+            .await
+            {
+                Ok(a) => PartOutcome::Ok {
+                    provider: a.provider,
+                    exchange_id: a.exchange_id,
+                    result: a.result,
+                    evidence: a.evidence,
+                },
+                Err(problem) => PartOutcome::Error { problem },
+            };
             (name, outcome)
         });
     }

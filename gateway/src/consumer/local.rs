@@ -13,6 +13,7 @@ use super::fanout::{check_parts, fan_out};
 use super::{Caller, CheckedQuery, ask};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, problem, read_body, require_media_type};
+use crate::snapshot::Snapshot;
 use crate::trail::Trail;
 use audit::Role;
 use tokio::time::Instant;
@@ -75,8 +76,11 @@ pub async fn handle(
     // The authenticated subsystem, a value from here on: every trail of this query (this
     // one, and each `ask`'s) can name it.
     let subsystem = caller(&gw, peer);
+    // Loaded once: every exchange this query makes runs under it.
+    let snap = gw.snapshot();
     match run(
         gw.clone(),
+        snap,
         subsystem,
         path.clone(),
         headers,
@@ -98,6 +102,7 @@ pub async fn handle(
 
 async fn run(
     gw: Arc<Gateway>,
+    snap: Arc<Snapshot>,
     subsystem: Result<MemberId, Problem>,
     path: ContractRef,
     headers: &HeaderMap,
@@ -145,7 +150,7 @@ async fn run(
         }
         let parts = check_parts(&gw, &fc, &local.query)?;
         trail.dismiss();
-        let answer = fan_out(gw.clone(), caller, &fc, parts).await;
+        let answer = fan_out(gw.clone(), snap, caller, &fc, parts).await;
         return Ok(json(&answer));
     }
     let query = CheckedQuery::check(&gw, &path, local.query)?;
@@ -153,6 +158,7 @@ async fn run(
     // `ask` records its own outcome, refusals included.
     match ask(
         &gw,
+        &snap,
         &caller,
         &path,
         &local.purpose,

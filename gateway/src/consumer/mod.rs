@@ -8,7 +8,8 @@ pub mod fanout;
 pub(crate) mod grants;
 pub mod local;
 
-pub use ask::{CheckedQuery, ask};
+pub use ask::CheckedQuery;
+pub(crate) use ask::ask;
 
 use contracts::MemberId;
 

@@ -14,6 +14,7 @@ mod call_adapter;
 mod check_answer;
 mod check_audience;
 mod check_freshness;
+mod check_manifest;
 mod check_path;
 mod check_replay;
 mod limit_rate;
@@ -44,13 +45,15 @@ use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
 use crate::metrics::count;
 use crate::refusals::Unauthenticated;
+use crate::snapshot::Snapshot;
 use crate::trail::Trail;
 use crate::witness::TREE_HEAD_HEADER;
 use audit::Role;
 
 /// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate,
 /// connected from `remote`. Every answer, a refusal included, carries this gateway's newest
-/// signed tree head (PROTOCOL.md §5.4).
+/// signed tree head (PROTOCOL.md §5.4) and the serial of its manifest (§2.3). The exchange
+/// runs under the trust snapshot current when it began, to its end.
 pub async fn handle(
     gw: &Gateway,
     peer: Option<&MemberId>,
@@ -59,17 +62,31 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Reply {
-    let mut reply = respond(gw, peer, remote, path, headers, body).await;
+    let snap = gw.snapshot();
+    // A gateway that states a newer manifest than the one held here: fetched aside.
+    if let (Some(peer), Some(serial)) = (
+        peer.filter(|p| !p.is_subsystem()),
+        crate::refresh::stated_serial(headers),
+    ) {
+        gw.hint(peer, serial, snap.serial());
+    }
+    let mut reply = respond(gw, &snap, peer, remote, path, headers, body).await;
     if let Some(head) = gw.audit.newest_head_jws()
         && let Ok(value) = http::HeaderValue::from_str(&head)
     {
         reply.headers_mut().insert(TREE_HEAD_HEADER, value);
     }
+    reply.headers_mut().insert(
+        crate::snapshot::MANIFEST_SERIAL_HEADER,
+        http::HeaderValue::from(snap.serial()),
+    );
     reply
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     gw: &Gateway,
+    snap: &Snapshot,
     peer: Option<&MemberId>,
     remote: IpAddr,
     path: ContractRef,
@@ -94,7 +111,13 @@ async fn respond(
         let p = Refusal::OverAdmission(over).into_problem(None);
         return refused_unauthenticated(unauthenticated, &path, &p, 0, started, &span);
     }
-    let envelope = match authenticate(gw, headers, body)
+    // Row 0: no exchange under an expired manifest (fail closed until a current one is
+    // adopted).
+    if let Err(r) = check_manifest::check_manifest(&snap.manifest, contracts::unix_now()) {
+        let p = r.into_problem(None);
+        return refused_unauthenticated(unauthenticated, &path, &p, 0, started, &span);
+    }
+    let envelope = match authenticate(snap, headers, body)
         .instrument(span.clone())
         .await
     {
@@ -117,6 +140,7 @@ async fn respond(
     trail.keep_request(envelope.text);
     let outcome = run(
         gw,
+        snap,
         peer,
         &path,
         headers,
@@ -194,7 +218,7 @@ struct Envelope {
 /// manifest. What these refuse is counted, not recorded (so it is apart from [`run`]): on
 /// refusal, the refusal and the body bytes read in full.
 async fn authenticate(
-    gw: &Gateway,
+    snap: &Snapshot,
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Envelope, (Refusal, u64)> {
@@ -210,7 +234,7 @@ async fn authenticate(
     unless_off(Check::MediaType, read_envelope::check_media_type(headers))
         .map_err(|r| (r, read))?;
     let text = read_envelope::into_text(body).map_err(|r| (r, read))?;
-    let (payload, signer) = match verify_signature::verify_signature(&gw.manifest, &text) {
+    let (payload, signer) = match verify_signature::verify_signature(&snap.manifest, &text) {
         Ok(signed) => (signed.0, Some(signed.1)),
         Err(Refusal::BadSignature(_) | Refusal::UnknownKey { .. }) if off(Check::Signature) => (
             verify_signature::unverified_payload(&text).map_err(|r| (r, read))?,
@@ -231,6 +255,7 @@ async fn authenticate(
 #[allow(clippy::too_many_arguments)]
 async fn run(
     gw: &Gateway,
+    snap: &Snapshot,
     peer: Option<&MemberId>,
     path: &ContractRef,
     headers: &HeaderMap,
@@ -271,8 +296,8 @@ async fn run(
     // is refused before anything else is asked of this gateway.
     match witness_head::witness_head(
         &gw.witness,
-        &gw.manifest,
-        gw.consumer.peers.get(&request.iss),
+        &snap.manifest,
+        snap.peers.get(&request.iss),
         &request.iss,
         headers,
     )
@@ -310,7 +335,7 @@ async fn run(
         }
     }
     let found = authorize::find_contract(
-        &gw.manifest,
+        &snap.manifest,
         &gw.catalog,
         &gw.provider.provided,
         &gw.member,
@@ -319,12 +344,12 @@ async fn run(
     .map_err(refused)?;
     unless_off(
         Check::Authorization,
-        authorize::authorize(&gw.manifest, found.listed, request),
+        authorize::authorize(&snap.manifest, found.listed, request),
     )
     .map_err(refused)?;
     let provided = found.provided;
     // Rate after authorisation: a consumer that may not ask spends no quota.
-    match limit_rate::limit_rate(&gw.provider.rates, &provided.reference, request).await {
+    match limit_rate::limit_rate(&snap.rates, &provided.reference, request).await {
         Ok(()) => provided.counters.rate_admitted.increment(1),
         Err(r) if off(Check::RateLimit) => drop(r),
         Err(r) => {
@@ -357,7 +382,7 @@ async fn run(
         }
     };
     sign_answer::sign_answer(
-        &gw.signing,
+        &snap.signing,
         &gw.member,
         request,
         trail.request(),

@@ -167,6 +167,16 @@ pub(crate) enum Refusal {
     /// witnessed could not be kept (PROTOCOL.md §5.4).
     #[error("{0}")]
     Witness(crate::witness::WitnessError),
+    /// The manifest this gateway holds has expired (row 0).
+    #[error(
+        "this gateway's manifest (serial {serial}) expired at {expires_at} (Unix time): no exchange until the authority's next manifest is adopted"
+    )]
+    ManifestExpired {
+        /// Its serial.
+        serial: u64,
+        /// When it expired.
+        expires_at: i64,
+    },
 }
 
 impl Refusal {
@@ -202,6 +212,7 @@ impl Refusal {
             }
             Refusal::CannotSign(_) => ProblemCode::Internal,
             Refusal::Witness(e) => e.code(),
+            Refusal::ManifestExpired { .. } => ProblemCode::ManifestExpired,
         }
     }
 

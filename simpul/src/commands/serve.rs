@@ -82,7 +82,8 @@ pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
 }
 
 impl Bound {
-    /// Serves until SIGINT or SIGTERM, then drains open connections and returns.
+    /// Serves until SIGINT or SIGTERM, then drains open connections and returns. On SIGHUP
+    /// every gateway reads its manifest, CRLs and keys again ([`Gateway::reload`]).
     pub async fn serve(self) -> Result<ExitCode, CliError> {
         gateway::metrics::install();
         // Before any listener accepts: every connection it holds is a descriptor.
@@ -94,6 +95,10 @@ impl Bound {
         gateway::descriptors::prepare(connections);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(reload_on_hangup(
+            self.0.iter().map(|b| b.gateway.clone()).collect(),
+            stopped.clone(),
+        )));
         for b in self.0 {
             if let Some(listener) = b.local {
                 tasks.push(tokio::spawn(gateway::local_server::serve(
@@ -123,6 +128,31 @@ impl Bound {
             let _ = t.await;
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Reloads every gateway on each SIGHUP, until `stopped`.
+async fn reload_on_hangup(gateways: Vec<Arc<Gateway>>, mut stopped: watch::Receiver<bool>) {
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "SIGHUP cannot be caught: reloads happen on the refresh interval only");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            received = hangup.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                for gw in &gateways {
+                    let done = gw.reload().await;
+                    tracing::info!(member = %gw.member, serial = done.serial, adopted = done.adopted, problems = done.problems.len(), "reloaded on SIGHUP");
+                }
+            }
+            _ = stopped.changed() => return,
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Federation {
     pub trust: FederationTrust,
     pub population: demo::population::Population,
     stops: HashMap<MemberId, (watch::Sender<bool>, JoinHandle<()>)>,
+    /// Each member's running gateway (the latest started).
+    pub gateways: HashMap<MemberId, Arc<Gateway>>,
     /// The URL of each member's second replica.
     pub replicas: HashMap<MemberId, String>,
 }
@@ -130,6 +132,7 @@ impl Federation {
             std::fs::remove_file(&target.database).unwrap();
         }
         let mut stops = HashMap::new();
+        let mut gateways = HashMap::new();
         let mut manifest = None;
         for (((m, listener), admin), local) in config
             .members
@@ -139,7 +142,8 @@ impl Federation {
             .zip(local_listeners)
         {
             let gw = Arc::new(Gateway::from_config(&config, &m.id).await.unwrap());
-            manifest = Some(gw.manifest().clone());
+            manifest = Some(gw.manifest());
+            gateways.insert(m.id.clone(), gw.clone());
             let (tx, rx) = watch::channel(false);
             if let Some(config) = gw.admin.clone() {
                 tokio::spawn(gateway::admin::serve(gw.clone(), admin, config, rx.clone()));
@@ -171,6 +175,7 @@ impl Federation {
             trust,
             population,
             stops,
+            gateways,
             replicas,
         }
     }
@@ -201,8 +206,20 @@ impl Federation {
             let local = rebind(local.listen).await;
             tokio::spawn(gateway::local_server::serve(gw.clone(), local, rx.clone()));
         }
+        self.gateways.insert(id(member), gw.clone());
         let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
         self.stops.insert(id(member), (tx, task));
+    }
+
+    /// `member`'s running gateway.
+    pub fn gateway(&self, member: &str) -> Arc<Gateway> {
+        self.gateways[&id(member)].clone()
+    }
+
+    /// The federation authority's signing key.
+    pub fn authority(&self) -> SigningKey {
+        let pem = std::fs::read(self.layout().authority_key()).unwrap();
+        SigningKey::from_pem(Algorithm::ES256, "ID:GOV:SIMPUL", &pem).unwrap()
     }
 
     /// The Prometheus text of `member`'s admin listener, fetched with its OPS operator's
