@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use contracts::envelope::MAX_ANSWER_BYTES;
 use contracts::manifest::Rate;
-use contracts::{
-    Algorithm, ContractRef, Manifest, ManifestError, MemberId, SigningKey, VerifyingKey,
-};
+use contracts::{ContractRef, Manifest, ManifestError, MemberId, VerifyingKey};
 
 use crate::client::PeerClient;
 use crate::config::{Config, ConfigError, Member, RateStore};
@@ -69,6 +67,9 @@ pub enum StartError {
     /// The configuration asks for something the manifest does not allow.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The signing key in a PKCS#11 token cannot be used (module, token, PIN, key).
+    #[error("signing key: {0}")]
+    Hsm(crate::hsm::HsmError),
 }
 
 /// The HMAC secret of `subject` used to be kept beside the audit store; it is now kept
@@ -222,18 +223,11 @@ impl Gateway {
             ))
         })?;
 
-        let key_path = layout.signing_key(member);
-        let signing =
-            SigningKey::from_pem(Algorithm::ES256, member.as_str(), &read_private(&key_path)?)
-                .map_err(|e| StartError::File {
-                    path: key_path.clone(),
-                    reason: e.to_string(),
-                })?;
+        let (signing, key_place) = crate::hsm::member_signing_key(&mc.signing, member)?;
         if manifest.key(signing.kid()).is_none() {
             return Err(StartError::Inconsistent(format!(
-                "the signing key {} ({}) is not among {member}'s keys in the manifest: sign a new manifest",
+                "the signing key {} ({key_place}) is not among {member}'s keys in the manifest: sign a new manifest",
                 signing.kid(),
-                key_path.display()
             )));
         }
 
@@ -398,12 +392,7 @@ impl Gateway {
                 )
             })
             .collect();
-        let audit_key =
-            SigningKey::from_pem(Algorithm::ES256, member.as_str(), signing.private_pem())
-                .map_err(|e| StartError::File {
-                    path: key_path.clone(),
-                    reason: e.to_string(),
-                })?;
+        let audit_key = signing.clone();
         refuse_a_moved_secret(mc, &config.base_dir)?;
         let audit = AuditLog::open(&mc.audit, &config.base_dir, member, Arc::new(audit_key))
             .await
