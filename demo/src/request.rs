@@ -270,13 +270,49 @@ fn pretty(value: &impl Serialize, path: &Path) -> Result<String, PkiError> {
 pub struct IssuePolicy {
     /// The federation authority (never issued a gateway certificate this way).
     pub authority: MemberId,
-    /// The configured members.
-    pub members: Vec<MemberId>,
+    /// The configured members, each with the hosts its gateway certificate may name (the
+    /// federation's hosts and the host of its gateway URL).
+    pub members: std::collections::BTreeMap<MemberId, Vec<String>>,
     /// The configuration file, for messages.
     pub config: String,
-    /// The hosts a gateway certificate may name (the federation's hosts and the host of
-    /// each member's gateway URL).
-    pub hosts: Vec<String>,
+}
+
+impl IssuePolicy {
+    /// The policy of a configuration.
+    pub fn of(config: &gateway::config::Config) -> Self {
+        let members = config
+            .members
+            .iter()
+            .map(|m| {
+                let mut hosts = config.federation.hosts.clone();
+                if let Some(host) = url_host(&m.gateway)
+                    && !hosts.iter().any(|h| h.eq_ignore_ascii_case(&host))
+                {
+                    hosts.push(host);
+                }
+                (m.id.clone(), hosts)
+            })
+            .collect();
+        IssuePolicy {
+            authority: config.federation.authority.clone(),
+            members,
+            config: config.source.clone(),
+        }
+    }
+}
+
+/// The host of an `https://host[:port]` URL (an IPv6 address without its brackets).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().map(str::to_owned);
+    }
+    authority
+        .split(':')
+        .next()
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
 }
 
 /// What `issue` wrote.
@@ -350,13 +386,13 @@ pub fn issue(
             reason: "is the federation authority, which has no gateway certificate to request",
         });
     }
-    if !policy.members.contains(&member) {
+    let Some(allowed) = policy.members.get(&member) else {
         return Err(RequestError::UnknownMember {
             path,
             member,
             config: policy.config.clone(),
         });
-    }
+    };
 
     let csr_err = |reason: String| RequestError::Csr {
         path: path.clone(),
@@ -423,23 +459,22 @@ pub fn issue(
             }
             SanType::DnsName(name) => {
                 let name = name.as_str().to_ascii_lowercase();
-                if !policy.hosts.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
+                if !allowed.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
                     return Err(extra(
                         format!("the host {name}"),
-                        &format!("not a host of the federation ({})", policy.hosts.join(", ")),
+                        &format!("not a host of the federation ({})", allowed.join(", ")),
                     ));
                 }
                 hosts.push(name);
             }
             SanType::IpAddress(ip) => {
-                if !policy
-                    .hosts
+                if !allowed
                     .iter()
                     .any(|h| h.parse::<IpAddr>().is_ok_and(|a| a == *ip))
                 {
                     return Err(extra(
                         format!("the address {ip}"),
-                        &format!("not a host of the federation ({})", policy.hosts.join(", ")),
+                        &format!("not a host of the federation ({})", allowed.join(", ")),
                     ));
                 }
                 hosts.push(ip.to_string());
