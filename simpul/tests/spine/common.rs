@@ -42,6 +42,11 @@ pub struct Options {
     pub edits: Vec<(String, String)>,
     /// Members that get a second replica, on its own port.
     pub replicas_of: Vec<&'static str>,
+    /// Run once the federation is prepared (PKI, manifest, data), before any gateway starts.
+    pub after_prepare: Option<Box<dyn FnOnce(&Config) + Send>>,
+    /// Members whose gateways the test runs itself (a `simpul serve` process): not started
+    /// here, their addresses left free.
+    pub not_started: Vec<&'static str>,
 }
 
 pub struct Federation {
@@ -121,6 +126,9 @@ impl Federation {
             let target = plan.target(&id(m)).unwrap();
             std::fs::remove_file(&target.database).unwrap();
         }
+        if let Some(hook) = options.after_prepare {
+            hook(&config);
+        }
         let mut stops = HashMap::new();
         let mut manifest = None;
         for (((m, listener), admin), local) in config
@@ -130,6 +138,10 @@ impl Federation {
             .zip(admin_listeners)
             .zip(local_listeners)
         {
+            if options.not_started.contains(&m.id.as_str()) {
+                drop((listener, admin, local));
+                continue;
+            }
             let gw = Arc::new(Gateway::from_config(&config, &m.id).await.unwrap());
             manifest = Some(gw.manifest().clone());
             let (tx, rx) = watch::channel(false);
