@@ -211,8 +211,20 @@ async fn a_provider_signing_in_softhsm2_answers_and_its_tree_heads_verify() {
     assert_eq!(signer, &id(DUKCAPIL));
     key.verify(&parsed).unwrap();
 
-    // The provider's audit log: its signed tree head verifies with the manifest's key.
+    // The provider's audit log: the head it signed at start-up and one it signs now, over
+    // both exchanges, verify with the manifest's key.
     let reply = f.audit_get(DUKCAPIL, "/audit/tree-head").await;
+    let head: SignedTreeHead = ok_json(&reply);
+    verify_tree_head(&head, key).unwrap();
+    let reply = f
+        .admin_call(
+            DUKCAPIL,
+            "auditor:ID:GOV:DUKCAPIL:AUDIT",
+            http::Method::POST,
+            "/audit/tree-head",
+            bytes::Bytes::new(),
+        )
+        .await;
     let head: SignedTreeHead = ok_json(&reply);
     let (payload, _) = verify_tree_head(&head, key).unwrap();
     assert!(payload.tree_size >= 2, "{payload:?}");
