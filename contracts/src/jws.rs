@@ -537,6 +537,65 @@ mod tests {
         }
     }
 
+    /// A signer outside the `SigningKey`: a real key behind the [`ExternalSigner`] trait, as a
+    /// PKCS#11 token is (gateway/tests/hsm.rs signs in a real SoftHSM2).
+    struct Outside(Box<dyn JwsSigner>);
+
+    impl ExternalSigner for Outside {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            self.0.sign(message).map_err(|e| e.to_string())
+        }
+        fn holder(&self) -> String {
+            "a test signer".into()
+        }
+    }
+
+    fn outside() -> (std::sync::Arc<dyn ExternalSigner>, Value) {
+        let pair = ES256.generate_key_pair().unwrap();
+        let jwk = Value::Object(pair.to_jwk_public_key().as_ref().clone());
+        let signer = ES256.signer_from_jwk(&pair.to_jwk_private_key()).unwrap();
+        (std::sync::Arc::new(Outside(Box::new(signer))), jwk)
+    }
+
+    #[test]
+    fn an_external_signer_signs_behind_signing_key_and_exports_nothing() {
+        let (signer, jwk) = outside();
+        let key = SigningKey::external(Algorithm::ES256, "ID:GOV:X", &jwk, signer).unwrap();
+        assert_eq!(
+            key.kid(),
+            format!("ID:GOV:X#{}", jwk_thumbprint(&jwk).unwrap())
+        );
+        let jws = key.sign(TYP, br#"{"a":1}"#).unwrap();
+        let parsed = ParsedJws::parse(&jws, TYP).unwrap();
+        VerifyingKey::from_jwk(key.public_jwk())
+            .unwrap()
+            .verify(&parsed)
+            .unwrap();
+        // A clone shares the signer.
+        let again = key.clone().sign(TYP, b"{}").unwrap();
+        key.verifying_key()
+            .unwrap()
+            .verify(&ParsedJws::parse(&again, TYP).unwrap())
+            .unwrap();
+        assert!(matches!(
+            key.private_pem(),
+            Err(JwsError::NotExportable { holder, .. }) if holder == "a test signer"
+        ));
+    }
+
+    #[test]
+    fn an_external_signer_whose_key_is_not_the_public_one_is_refused() {
+        let (signer, _) = outside();
+        let (_, other_jwk) = outside();
+        let e = SigningKey::external(Algorithm::ES256, "ID:GOV:X", &other_jwk, signer).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // A private JWK is no public key.
+        let pair = ES256.generate_key_pair().unwrap();
+        let private = Value::Object(pair.to_jwk_private_key().as_ref().clone());
+        let (signer, _) = outside();
+        assert!(SigningKey::external(Algorithm::ES256, "ID:GOV:X", &private, signer).is_err());
+    }
+
     #[test]
     fn tampered_payload_fails() {
         let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:X").unwrap();

@@ -590,3 +590,526 @@ fn dn_text(value: &DnValue) -> Option<&str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    use rcgen::KeyPair;
+    use rustls::RootCertStore;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+    use x509_parser::extensions::GeneralName;
+
+    use crate::pki::PkiPlan;
+
+    fn id(s: &str) -> MemberId {
+        MemberId::parse(s).unwrap()
+    }
+
+    const HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+
+    fn hosts() -> Vec<String> {
+        HOSTS.iter().map(|h| (*h).to_owned()).collect()
+    }
+
+    /// A federation CA with Dukcapil and Kemlu, and the authority's policy for it.
+    fn authority(dir: &Path) -> (PkiLayout, IssuePolicy) {
+        let layout = PkiLayout::new(dir.join("certs"));
+        let plan = PkiPlan::new(id("ID:GOV:SIMPUL"))
+            .with_member(id("ID:GOV:DUKCAPIL"), vec![])
+            .with_member(id("ID:GOV:KEMLU"), vec![]);
+        pki::init(&layout, &plan, false).unwrap();
+        let members: BTreeMap<MemberId, Vec<String>> = [
+            (id("ID:GOV:DUKCAPIL"), hosts()),
+            (id("ID:GOV:KEMLU"), hosts()),
+        ]
+        .into_iter()
+        .collect();
+        let policy = IssuePolicy {
+            authority: id("ID:GOV:SIMPUL"),
+            members,
+            config: "test.toml".into(),
+        };
+        (layout, policy)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Standard base64 with padding, for PEM.
+    fn base64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn csr_pem(der: &[u8]) -> String {
+        format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64(der)
+        )
+    }
+
+    /// A request for `member` with a CSR of `params` made with `tls_key` (its DER changed by
+    /// `tamper`), signed off by `signing`, written to `dir/<name>`.
+    fn forge(
+        dir: &Path,
+        name: &str,
+        member: &str,
+        params: &CertificateParams,
+        tls_key: &KeyPair,
+        signing: &SigningKey,
+        tamper: impl FnOnce(&mut Vec<u8>),
+    ) -> PathBuf {
+        let mut der = params.serialize_request(tls_key).unwrap().der().to_vec();
+        tamper(&mut der);
+        let proof = serde_json::to_vec(&Proof {
+            member: id(member),
+            csr_sha256: sha256_b64url(&der),
+        })
+        .unwrap();
+        let request = JoinRequest {
+            v: 1,
+            member: id(member),
+            csr: csr_pem(&der),
+            signing_jwk: signing.public_jwk().clone(),
+            proof: signing.sign(PROOF_TYP, &proof).unwrap(),
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_vec(&request).unwrap()).unwrap();
+        path
+    }
+
+    /// The CSR parameters `request` uses for `member`, with `extra` SANs.
+    fn params(member: &str, extra: Vec<SanType>) -> CertificateParams {
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, member);
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::URI(id(member).san_uri().try_into().unwrap()),
+            SanType::DnsName("localhost".try_into().unwrap()),
+        ];
+        params.subject_alt_names.extend(extra);
+        params
+    }
+
+    #[test]
+    fn a_request_is_issued_with_the_names_extensions_and_lifetime_of_pki_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let dukcapil = id("ID:GOV:DUKCAPIL");
+        let ministry = dir.path().join("ministry");
+        let done = request(&dukcapil, &hosts(), &ministry, None).unwrap();
+        assert_eq!(mode(&ministry.join("gateway.key")), 0o600);
+        assert_eq!(mode(&ministry.join("signing.key")), 0o600);
+        assert_eq!(mode(&done.request), 0o644);
+        // The private keys are not in the request.
+        let text = std::fs::read_to_string(&done.request).unwrap();
+        assert!(
+            !text.contains("PRIVATE") && !text.contains("\"d\""),
+            "{text}"
+        );
+        // Nothing is overwritten.
+        assert!(matches!(
+            request(&dukcapil, &hosts(), &ministry, None),
+            Err(RequestError::Pki(PkiError::Exists { .. }))
+        ));
+
+        let out = dir.path().join("issued");
+        let issued = issue(&layout, &policy, &done.request, &out).unwrap();
+        assert_eq!(issued.kid, done.kid);
+        let pem = std::fs::read(out.join("gateway.pem")).unwrap();
+        assert_eq!(std::fs::read(layout.gateway_cert(&dukcapil)).unwrap(), pem);
+        assert_eq!(
+            std::fs::read(out.join("ca.pem")).unwrap(),
+            std::fs::read(layout.ca_cert()).unwrap()
+        );
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        // Its key is the ministry's.
+        let key =
+            KeyPair::from_pem(&std::fs::read_to_string(ministry.join("gateway.key")).unwrap())
+                .unwrap();
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw()
+        );
+        // The names, the extensions and the lifetime `pki init` gives.
+        let mut names = Vec::new();
+        for ext in cert.extensions() {
+            if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) =
+                ext.parsed_extension()
+            {
+                for n in &san.general_names {
+                    names.push(match n {
+                        GeneralName::URI(u) => format!("uri:{u}"),
+                        GeneralName::DNSName(d) => format!("dns:{d}"),
+                        GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                        other => format!("{other:?}"),
+                    });
+                }
+            }
+        }
+        assert_eq!(
+            names,
+            vec![
+                "uri:urn:simpul:ID:GOV:DUKCAPIL".to_owned(),
+                "dns:localhost".to_owned(),
+                "ip:[127, 0, 0, 1]".to_owned()
+            ]
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && eku.client_auth);
+        assert!(!cert.is_ca());
+        let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
+            / 86_400;
+        assert_eq!(days, pki::LEAF_VALIDITY_DAYS as i64);
+        // It chains to the federation CA.
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(layout.ca_cert()).unwrap())
+            .unwrap();
+        WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        )
+        .build()
+        .unwrap()
+        .verify_client_cert(&der, &[], UnixTime::now())
+        .unwrap();
+        // The public signing key is recorded for the next manifest, without a private part.
+        let jwk: Value =
+            serde_json::from_slice(&std::fs::read(layout.signing_jwk(&dukcapil)).unwrap()).unwrap();
+        assert_eq!(jwk["kid"], done.kid.as_str());
+        assert!(jwk.get("d").is_none());
+        let key = SigningKey::from_pem(
+            Algorithm::ES256,
+            dukcapil.as_str(),
+            &std::fs::read(ministry.join("signing.key")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(key.public_jwk(), &jwk);
+    }
+
+    /// Checks that `issue` refuses `request` with `check`, writing nothing.
+    #[track_caller]
+    fn assert_refused(
+        layout: &PkiLayout,
+        policy: &IssuePolicy,
+        request: &Path,
+        check: impl FnOnce(&RequestError) -> bool,
+    ) {
+        let jwk_before = std::fs::read(layout.signing_jwk(&id("ID:GOV:DUKCAPIL"))).unwrap();
+        let out = request.with_extension("out");
+        let e = issue(layout, policy, request, &out).unwrap_err();
+        assert!(check(&e), "{e:?}");
+        assert!(
+            e.to_string().contains(&request.display().to_string()),
+            "{e}"
+        );
+        assert!(!out.exists(), "{e}: wrote {}", out.display());
+        assert_eq!(
+            std::fs::read(layout.signing_jwk(&id("ID:GOV:DUKCAPIL"))).unwrap(),
+            jwk_before
+        );
+    }
+
+    #[test]
+    fn a_csr_whose_signature_does_not_verify_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let tls = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let signing = SigningKey::generate(Algorithm::ES256, "ID:GOV:DUKCAPIL").unwrap();
+        // The last byte of the signature changed: still a well-formed request.
+        let request = forge(
+            dir.path(),
+            "bad-sig.json",
+            "ID:GOV:DUKCAPIL",
+            &params("ID:GOV:DUKCAPIL", vec![]),
+            &tls,
+            &signing,
+            |der| {
+                let last = der.len() - 1;
+                der[last] ^= 0x01;
+            },
+        );
+        assert_refused(&layout, &policy, &request, |e| {
+            matches!(e, RequestError::CsrSignature { .. })
+        });
+        // A CSR whose subject was changed after signing.
+        let request = forge(
+            dir.path(),
+            "swapped.json",
+            "ID:GOV:DUKCAPIL",
+            &params("ID:GOV:DUKCAPIL", vec![]),
+            &tls,
+            &signing,
+            |der| {
+                let at = der.windows(7).position(|w| w == b"DUKCAPI").unwrap();
+                der[at..at + 7].copy_from_slice(b"KEMLUXX");
+            },
+        );
+        assert_refused(&layout, &policy, &request, |e| {
+            matches!(e, RequestError::CsrSignature { .. })
+        });
+    }
+
+    #[test]
+    fn a_csr_naming_more_than_its_member_and_hosts_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let tls = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let signing = SigningKey::generate(Algorithm::ES256, "ID:GOV:DUKCAPIL").unwrap();
+        let uri = |s: &str| SanType::URI(s.try_into().unwrap());
+        let cases = [
+            (
+                "kemlu-uri",
+                vec![uri("urn:simpul:ID:GOV:KEMLU")],
+                "urn:simpul:ID:GOV:KEMLU",
+            ),
+            (
+                "sub-uri",
+                vec![uri("urn:simpul:ID:GOV:DUKCAPIL:SIAK")],
+                "SIAK",
+            ),
+            (
+                "host",
+                vec![SanType::DnsName("gw.kemlu.example".try_into().unwrap())],
+                "gw.kemlu.example",
+            ),
+            (
+                "address",
+                vec![SanType::IpAddress("10.1.2.3".parse().unwrap())],
+                "10.1.2.3",
+            ),
+            (
+                "mail",
+                vec![SanType::Rfc822Name("x@example.org".try_into().unwrap())],
+                "x@example.org",
+            ),
+        ];
+        for (name, extra, named) in cases {
+            let request = forge(
+                dir.path(),
+                &format!("{name}.json"),
+                "ID:GOV:DUKCAPIL",
+                &params("ID:GOV:DUKCAPIL", extra),
+                &tls,
+                &signing,
+                |_| {},
+            );
+            assert_refused(
+                &layout,
+                &policy,
+                &request,
+                |e| matches!(e, RequestError::ExtraName { name, .. } if name.contains(named)),
+            );
+        }
+        // A subject of two attributes.
+        let mut two = params("ID:GOV:DUKCAPIL", vec![]);
+        two.distinguished_name
+            .push(DnType::OrganizationName, "Kemlu");
+        let request = forge(
+            dir.path(),
+            "dn.json",
+            "ID:GOV:DUKCAPIL",
+            &two,
+            &tls,
+            &signing,
+            |_| {},
+        );
+        assert_refused(&layout, &policy, &request, |e| {
+            matches!(e, RequestError::ExtraName { .. })
+        });
+        // No host at all.
+        let mut bare = params("ID:GOV:DUKCAPIL", vec![]);
+        bare.subject_alt_names.truncate(1);
+        let request = forge(
+            dir.path(),
+            "bare.json",
+            "ID:GOV:DUKCAPIL",
+            &bare,
+            &tls,
+            &signing,
+            |_| {},
+        );
+        assert_refused(&layout, &policy, &request, |e| {
+            matches!(e, RequestError::Csr { .. })
+        });
+    }
+
+    #[test]
+    fn a_tls_key_that_is_not_p256_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let tls = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let signing = SigningKey::generate(Algorithm::ES256, "ID:GOV:DUKCAPIL").unwrap();
+        let request = forge(
+            dir.path(),
+            "p384.json",
+            "ID:GOV:DUKCAPIL",
+            &params("ID:GOV:DUKCAPIL", vec![]),
+            &tls,
+            &signing,
+            |_| {},
+        );
+        assert_refused(
+            &layout,
+            &policy,
+            &request,
+            |e| matches!(e, RequestError::Csr { reason, .. } if reason.contains("P-256")),
+        );
+    }
+
+    #[test]
+    fn requests_for_no_configured_gateway_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let tls = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        for (member, check) in [
+            (
+                "ID:GOV:SIMPUL",
+                (|e: &RequestError| matches!(e, RequestError::NotAGateway { .. }))
+                    as fn(&RequestError) -> bool,
+            ),
+            ("ID:GOV:DUKCAPIL:SIAK", |e| {
+                matches!(e, RequestError::NotAGateway { .. })
+            }),
+            ("ID:GOV:NOBODY", |e| {
+                matches!(e, RequestError::UnknownMember { .. })
+            }),
+        ] {
+            let signing = SigningKey::generate(Algorithm::ES256, member).unwrap();
+            let request = forge(
+                dir.path(),
+                &format!("{}.json", member.replace(':', "_")),
+                member,
+                &params(member, vec![]),
+                &tls,
+                &signing,
+                |_| {},
+            );
+            assert_refused(&layout, &policy, &request, check);
+        }
+    }
+
+    #[test]
+    fn a_signing_key_that_is_not_the_members_or_unproven_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (layout, policy) = authority(dir.path());
+        let tls = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let p = params("ID:GOV:DUKCAPIL", vec![]);
+        // Another member's kid.
+        let kemlu = SigningKey::generate(Algorithm::ES256, "ID:GOV:KEMLU").unwrap();
+        let request = forge(
+            dir.path(),
+            "kid.json",
+            "ID:GOV:DUKCAPIL",
+            &p,
+            &tls,
+            &kemlu,
+            |_| {},
+        );
+        assert_refused(
+            &layout,
+            &policy,
+            &request,
+            |e| matches!(e, RequestError::SigningKey { reason, .. } if reason.contains("kid")),
+        );
+        // An EdDSA key.
+        let ed = SigningKey::generate(Algorithm::EdDSA, "ID:GOV:DUKCAPIL").unwrap();
+        let request = forge(
+            dir.path(),
+            "ed.json",
+            "ID:GOV:DUKCAPIL",
+            &p,
+            &tls,
+            &ed,
+            |_| {},
+        );
+        assert_refused(
+            &layout,
+            &policy,
+            &request,
+            |e| matches!(e, RequestError::SigningKey { reason, .. } if reason.contains("ES256")),
+        );
+        // The JWK of one key, the proof of another.
+        let key = SigningKey::generate(Algorithm::ES256, "ID:GOV:DUKCAPIL").unwrap();
+        let other = SigningKey::generate(Algorithm::ES256, "ID:GOV:DUKCAPIL").unwrap();
+        let request = forge(
+            dir.path(),
+            "proof.json",
+            "ID:GOV:DUKCAPIL",
+            &p,
+            &tls,
+            &key,
+            |_| {},
+        );
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&request).unwrap()).unwrap();
+        v["signing_jwk"] = other.public_jwk().clone();
+        std::fs::write(&request, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_refused(&layout, &policy, &request, |e| {
+            matches!(e, RequestError::SigningKey { .. })
+        });
+        // A proof over another CSR, under the right key.
+        let first = forge(
+            dir.path(),
+            "a.json",
+            "ID:GOV:DUKCAPIL",
+            &p,
+            &tls,
+            &key,
+            |_| {},
+        );
+        let tls2 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let second = forge(
+            dir.path(),
+            "b.json",
+            "ID:GOV:DUKCAPIL",
+            &p,
+            &tls2,
+            &key,
+            |_| {},
+        );
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+        let w: Value = serde_json::from_slice(&std::fs::read(&second).unwrap()).unwrap();
+        v["proof"] = w["proof"].clone();
+        std::fs::write(&first, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_refused(
+            &layout,
+            &policy,
+            &first,
+            |e| matches!(e, RequestError::SigningKey { reason, .. } if reason.contains("another")),
+        );
+        // A member name given twice in the request.
+        let text = std::fs::read_to_string(&second).unwrap();
+        let twice = text.replacen("{", "{\"v\":1,", 1);
+        let path = dir.path().join("twice.json");
+        std::fs::write(&path, twice).unwrap();
+        assert_refused(&layout, &policy, &path, |e| {
+            matches!(e, RequestError::Malformed { .. })
+        });
+    }
+}
