@@ -40,7 +40,8 @@ pub struct IssueArgs {
     out: PathBuf,
 }
 
-/// `simpul pki hsm-key`.
+/// `simpul pki hsm-key`: prints the public JWK, and writes it where `simpul manifest sign`
+/// reads it.
 #[derive(clap::Args)]
 pub struct HsmKeyArgs {
     /// The member whose `signing.pkcs11` names the token and the key label.
@@ -118,8 +119,17 @@ pub fn hsm_key(config: &Config, args: HsmKeyArgs) -> Result<ExitCode, CliError> 
         )));
     };
     let key = hsm::generate_key(p, &m.id)?;
-    let jwk = serde_json::to_string_pretty(key.public_jwk())
+    let mut jwk = serde_json::to_string_pretty(key.public_jwk())
         .map_err(|e| CliError::Process(e.to_string()))?;
-    println!("{jwk}");
+    jwk.push('\n');
+    // Where `simpul manifest sign` reads it when the authority's PKI is on this machine (the
+    // demo); a ministry sends it with `simpul pki request` instead.
+    let path = config.federation.pki.signing_jwk(&m.id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(CliError::file(dir))?;
+    }
+    std::fs::write(&path, &jwk).map_err(CliError::file(&path))?;
+    eprintln!("wrote {}", path.display());
+    print!("{jwk}");
     Ok(ExitCode::SUCCESS)
 }

@@ -94,35 +94,61 @@ impl Token {
     }
 }
 
-/// Makes Dukcapil's key pair in the token (`simpul pki hsm-key`, in a process of its own),
-/// records its public JWK where `simpul manifest sign` reads it, and signs a new manifest.
-fn make_key_and_sign_manifest(token_conf: PathBuf, module: String) -> impl FnOnce(&Config) {
+/// Dukcapil joins with its signing key in the token, each step a `simpul` process with the
+/// token's configuration: `pki hsm-key` makes the key pair in the token; `pki request` makes
+/// the TLS key and a request whose proof the token signs; `pki issue` (the authority) checks
+/// it and records the token's public key; `manifest sign` lists it; the TLS key and the
+/// issued certificate are installed where the gateway reads them.
+fn join_with_a_token_key(token_conf: PathBuf, module: String) -> impl FnOnce(&Config) {
     move |config: &Config| {
         let file = config.base_dir.join("config.toml");
-        let out = Command::new(env!("CARGO_BIN_EXE_simpul"))
-            .env("SOFTHSM2_CONF", &token_conf)
-            .env("RUST_LOG", "warn")
-            .arg("--config")
-            .arg(&file)
-            .args(["pki", "hsm-key", "--member", DUKCAPIL])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "hsm-key ({module}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let jwk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_simpul"))
+                .env("SOFTHSM2_CONF", &token_conf)
+                .env("RUST_LOG", "warn")
+                .arg("--config")
+                .arg(&file)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?} ({module}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        };
+        let jwk: serde_json::Value =
+            serde_json::from_slice(&run(&["pki", "hsm-key", "--member", DUKCAPIL])).unwrap();
         assert!(jwk.get("d").is_none(), "{jwk}");
         let layout = &config.federation.pki;
-        std::fs::write(
-            layout.signing_jwk(&id(DUKCAPIL)),
-            serde_json::to_vec_pretty(&jwk).unwrap(),
-        )
-        .unwrap();
+        let dukcapil = id(DUKCAPIL);
         // The key file `simpul up` made is not the key any more.
-        std::fs::remove_file(layout.signing_key(&id(DUKCAPIL))).unwrap();
-        gateway::authority::sign_manifest(config, None).unwrap();
+        std::fs::remove_file(layout.signing_key(&dukcapil)).unwrap();
+        let ministry = config.base_dir.join("ministry");
+        let m = ministry.display().to_string();
+        run(&["pki", "request", "--member", DUKCAPIL, "--out", &m]);
+        assert!(
+            !ministry.join("signing.key").exists(),
+            "the key is in the token"
+        );
+        let request: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(ministry.join("request.json")).unwrap()).unwrap();
+        assert_eq!(request["signing_jwk"]["kid"], jwk["kid"]);
+        let issued = ministry.join("issued").display().to_string();
+        let request = ministry.join("request.json").display().to_string();
+        run(&["pki", "issue", &request, "--out", &issued]);
+        run(&["manifest", "sign"]);
+        for (from, to) in [
+            (ministry.join("gateway.key"), layout.gateway_key(&dukcapil)),
+            (
+                ministry.join("issued/gateway.pem"),
+                layout.gateway_cert(&dukcapil),
+            ),
+        ] {
+            std::fs::remove_file(&to).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
     }
 }
 
@@ -175,7 +201,7 @@ async fn a_provider_signing_in_softhsm2_answers_and_its_tree_heads_verify() {
     let Some(token) = Token::new() else { return };
     let f = Federation::start_with(Options {
         edits: vec![token.dukcapil_edit()],
-        after_prepare: Some(Box::new(make_key_and_sign_manifest(
+        after_prepare: Some(Box::new(join_with_a_token_key(
             token.conf(),
             token.module.clone(),
         ))),
@@ -236,7 +262,7 @@ async fn a_wrong_token_pin_stops_the_gateway_at_start_up_with_one_line() {
     let Some(token) = Token::new() else { return };
     let f = Federation::start_with(Options {
         edits: vec![token.dukcapil_edit()],
-        after_prepare: Some(Box::new(make_key_and_sign_manifest(
+        after_prepare: Some(Box::new(join_with_a_token_key(
             token.conf(),
             token.module.clone(),
         ))),
