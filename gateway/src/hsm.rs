@@ -9,9 +9,9 @@
 //!
 //! Each PKCS#11 module is loaded and initialised once per process and kept: two gateways of
 //! one process (`simpul up`) share it. Signing takes a session from a small pool (one per
-//! signing thread at a time, each logged in), and returns it; a session that failed is
-//! dropped and a new one opened (and logged in) for the next signature, so a token that
-//! comes back is used again. Every failure is an [`HsmError`], never a panic.
+//! signing thread at a time, each logged in), and returns it; a pooled session that fails is
+//! dropped and the signature tried once more in a new session (opened and logged in), so a
+//! token that comes back is used again. Every failure is an [`HsmError`], never a panic.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,10 +87,10 @@ pub enum HsmError {
         reason: String,
     },
     /// The PIN cannot be read.
-    #[error("the token PIN ({source_}): {reason}")]
+    #[error("the token PIN ({origin}): {reason}")]
     Pin {
         /// Where it was to come from.
-        source_: String,
+        origin: String,
         /// Why it cannot be read.
         reason: String,
     },
@@ -103,12 +103,12 @@ pub enum HsmError {
         reason: String,
     },
     /// The token refused the PIN.
-    #[error("token `{token}`: the PIN ({source_}) is wrong: login refused ({rv})")]
+    #[error("token `{token}`: the PIN ({origin}) is wrong: login refused ({rv})")]
     WrongPin {
         /// The token label.
         token: String,
         /// Where the PIN came from.
-        source_: String,
+        origin: String,
         /// The token's answer.
         rv: String,
     },
@@ -159,7 +159,7 @@ fn module(path: &Path) -> Result<Pkcs11, HsmError> {
 
 fn read_pin(source: &PinSource) -> Result<AuthPin, HsmError> {
     let err = |reason: String| HsmError::Pin {
-        source_: source.to_string(),
+        origin: source.to_string(),
         reason,
     };
     let text = match source {
@@ -242,7 +242,7 @@ fn login(
         Err(CkError::Pkcs11(rv @ (RvError::PinIncorrect | RvError::PinLocked), _)) => {
             Err(HsmError::WrongPin {
                 token: config.token.clone(),
-                source_: config.pin.to_string(),
+                origin: config.pin.to_string(),
                 rv: rv.to_string(),
             })
         }
@@ -375,31 +375,53 @@ struct TokenSigner {
 }
 
 impl TokenSigner {
-    fn session(&self) -> Result<(Session, ObjectHandle), HsmError> {
-        if let Ok(mut idle) = self.idle.lock()
-            && let Some(s) = idle.pop()
-        {
-            return Ok(s);
-        }
+    /// An idle session of the pool, if there is one.
+    fn idle_session(&self) -> Option<(Session, ObjectHandle)> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    /// A new logged-in session, with its handle of the private key.
+    fn new_session(&self) -> Result<(Session, ObjectHandle), HsmError> {
         let session = login(&self.ctx, self.slot, &self.config, &self.pin, false)?;
         let key = private_key(&session, &self.config)?;
         Ok((session, key))
     }
 
     fn sign_digest(&self, message: &[u8]) -> Result<Vec<u8>, HsmError> {
-        let (session, key) = self.session()?;
-        let signature = session
-            .sign(&Mechanism::Ecdsa, key, &sha256(message))
-            .map_err(|e| HsmError::Call {
-                token: self.config.token.clone(),
-                operation: "signing",
-                reason: e.to_string(),
-            })?;
-        // A session that failed is dropped (closed) above; one that signed goes back.
+        let digest = sha256(message);
+        let sign = |(session, key): &(Session, ObjectHandle)| {
+            session
+                .sign(&Mechanism::Ecdsa, *key, &digest)
+                .map_err(|e| HsmError::Call {
+                    token: self.config.token.clone(),
+                    operation: "signing",
+                    reason: e.to_string(),
+                })
+        };
+        // An idle session may have gone stale (the token was removed and is back, its login
+        // lost): it is dropped (closed), and the signature is made once more in a new one.
+        let (session, signature) = match self.idle_session() {
+            Some(s) => match sign(&s) {
+                Ok(signature) => (s, signature),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PKCS#11 session dropped; signing in a new one");
+                    drop(s);
+                    let s = self.new_session()?;
+                    let signature = sign(&s)?;
+                    (s, signature)
+                }
+            },
+            None => {
+                let s = self.new_session()?;
+                let signature = sign(&s)?;
+                (s, signature)
+            }
+        };
+        // A session that signed goes back to the pool.
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < IDLE_SESSIONS
         {
-            idle.push((session, key));
+            idle.push(session);
         }
         if signature.len() != 64 {
             return Err(key_err(

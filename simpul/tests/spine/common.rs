@@ -33,6 +33,9 @@ pub fn id(s: &str) -> MemberId {
     MemberId::parse(s).unwrap()
 }
 
+/// What a test does to a prepared federation before its gateways start.
+pub type Hook = Box<dyn FnOnce(&Config) + Send>;
+
 /// Options for a test federation.
 #[derive(Default)]
 pub struct Options {
@@ -43,7 +46,7 @@ pub struct Options {
     /// Members that get a second replica, on its own port.
     pub replicas_of: Vec<&'static str>,
     /// Run once the federation is prepared (PKI, manifest, data), before any gateway starts.
-    pub after_prepare: Option<Box<dyn FnOnce(&Config) + Send>>,
+    pub after_prepare: Option<Hook>,
     /// Members whose gateways the test runs itself (a `simpul serve` process): not started
     /// here, their addresses left free.
     pub not_started: Vec<&'static str>,
