@@ -243,7 +243,7 @@ fn login(
             Err(HsmError::WrongPin {
                 token: config.token.clone(),
                 origin: config.pin.to_string(),
-                rv: rv.to_string(),
+                rv: format!("{rv:?}"),
             })
         }
         Err(e) => Err(call("login", e)),
