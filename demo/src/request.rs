@@ -336,7 +336,8 @@ pub struct Issued {
 /// `out/ca.pem` for the ministry to install; the certificate and the public signing key are
 /// recorded in the authority's PKI (`<member>/gateway.pem`, so that `simpul pki revoke` finds
 /// it, and `<member>/signing.jwk`, which `simpul manifest sign` lists), replacing what was
-/// there. Nothing is written when any check fails.
+/// there. Nothing is written when any check fails, or when `out/gateway.pem` or
+/// `out/ca.pem` exists.
 pub fn issue(
     layout: &PkiLayout,
     policy: &IssuePolicy,
@@ -538,9 +539,15 @@ pub fn issue(
         ));
     }
 
-    // Everything checked: issue.
-    let issuer = pki::load_issuer(layout)?;
+    // Everything checked: issue, into files that are not there yet.
     let cert_path = out.join("gateway.pem");
+    if let Some(path) = [cert_path.clone(), out.join("ca.pem")]
+        .into_iter()
+        .find(|p| p.symlink_metadata().is_ok())
+    {
+        return Err(PkiError::Exists { path }.into());
+    }
+    let issuer = pki::load_issuer(layout)?;
     let cert = pki::sign_leaf(
         &issuer,
         &params.public_key,
@@ -799,6 +806,11 @@ mod tests {
         .unwrap()
         .verify_client_cert(&der, &[], UnixTime::now())
         .unwrap();
+        // Issued once into a directory: a second time is refused, naming the file.
+        assert!(matches!(
+            issue(&layout, &policy, &done.request, &out),
+            Err(RequestError::Pki(PkiError::Exists { path })) if path == out.join("gateway.pem")
+        ));
         // The public signing key is recorded for the next manifest, without a private part.
         let jwk: Value =
             serde_json::from_slice(&std::fs::read(layout.signing_jwk(&dukcapil)).unwrap()).unwrap();
