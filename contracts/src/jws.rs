@@ -78,6 +78,35 @@ pub enum JwsError {
     /// A key could not be read or made.
     #[error("key: {0}")]
     Key(String),
+    /// The key lives outside this process (a PKCS#11 token): its private part cannot be
+    /// exported.
+    #[error("key {kid} is held by {holder}: its private part cannot be exported")]
+    NotExportable {
+        /// The key id.
+        kid: String,
+        /// Where it is held.
+        holder: String,
+    },
+    /// The external signer holding the key failed to sign (a token removed, a session
+    /// lost, a PIN no longer accepted).
+    #[error("key {kid}: signing failed: {reason}")]
+    Signing {
+        /// The key id.
+        kid: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A signer holding a private key outside this process (e.g. a PKCS#11 token), behind a
+/// [`SigningKey`]: it makes the raw JWS signature of a message (for ES256, `r || s`, 64
+/// bytes).
+pub trait ExternalSigner: Send + Sync {
+    /// The raw signature of `message` (the JWS signing input).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// Where the key is held, for messages (`PKCS#11 token "x", key "y"`).
+    fn holder(&self) -> String;
 }
 
 /// The protected header fields the protocol uses.
@@ -164,13 +193,42 @@ impl<'a> ParsedJws<'a> {
     }
 }
 
-/// A private signing key with its key id (`<member id>#<key id>`).
+/// A private signing key with its key id (`<member id>#<key id>`): a PKCS#8 key in this
+/// process, or a key held by an [`ExternalSigner`] (a PKCS#11 token). Cloning shares the
+/// external signer.
 pub struct SigningKey {
     alg: Algorithm,
     kid: String,
-    pem: Vec<u8>,
     public_jwk: Value,
-    signer: Box<dyn JwsSigner>,
+    signer: Signer,
+}
+
+/// Where the private key is.
+enum Signer {
+    /// In memory, read from (or written to) a PKCS#8 PEM.
+    Pem {
+        pem: Vec<u8>,
+        signer: Box<dyn JwsSigner>,
+    },
+    /// Outside the process.
+    External(std::sync::Arc<dyn ExternalSigner>),
+}
+
+impl Clone for SigningKey {
+    fn clone(&self) -> Self {
+        SigningKey {
+            alg: self.alg,
+            kid: self.kid.clone(),
+            public_jwk: self.public_jwk.clone(),
+            signer: match &self.signer {
+                Signer::Pem { pem, signer } => Signer::Pem {
+                    pem: pem.clone(),
+                    signer: signer.box_clone(),
+                },
+                Signer::External(e) => Signer::External(e.clone()),
+            },
+        }
+    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -248,10 +306,68 @@ impl SigningKey {
         Ok(SigningKey {
             alg,
             kid,
-            pem: pem.to_vec(),
             public_jwk: Value::Object(jwk.as_ref().clone()),
-            signer,
+            signer: Signer::Pem {
+                pem: pem.to_vec(),
+                signer,
+            },
         })
+    }
+
+    /// A key of `alg` for `member` held by `signer`, whose public key is `public_jwk` (a
+    /// public JWK: `kty`, `crv`, `x`, `y` for ES256); the key id is its thumbprint. The
+    /// signer is asked to sign once here and the signature is checked against the public
+    /// key, so a signer whose private key is not that public key's is refused at once.
+    pub fn external(
+        alg: Algorithm,
+        member: &str,
+        public_jwk: &Value,
+        signer: std::sync::Arc<dyn ExternalSigner>,
+    ) -> Result<Self, JwsError> {
+        let map = public_jwk
+            .as_object()
+            .ok_or_else(|| JwsError::Key("the public JWK is not an object".into()))?;
+        if map.contains_key("d") {
+            return Err(JwsError::Key(
+                "the public JWK holds a private key (`d`)".into(),
+            ));
+        }
+        let thumb = jwk_thumbprint(public_jwk)?;
+        let kid = format!("{member}#{thumb}");
+        let mut jwk = map.clone();
+        jwk.insert("kid".into(), Value::String(kid.clone()));
+        jwk.insert("alg".into(), Value::String(alg.as_str().to_owned()));
+        jwk.insert("use".into(), Value::String("sig".into()));
+        let key = SigningKey {
+            alg,
+            kid,
+            public_jwk: Value::Object(jwk),
+            signer: Signer::External(signer),
+        };
+        let verifying = key.verifying_key()?;
+        if verifying.alg != alg {
+            return Err(JwsError::Key(format!(
+                "the public key is not an {} key",
+                alg.as_str()
+            )));
+        }
+        let probe = key.sign("simpul-key-probe+jws", b"{}")?;
+        let parsed = ParsedJws::parse(&probe, "simpul-key-probe+jws")?;
+        verifying.verify(&parsed).map_err(|_| {
+            JwsError::Key(format!(
+                "{}: its signature does not verify with its public key",
+                key.holder()
+            ))
+        })?;
+        Ok(key)
+    }
+
+    /// Where the private key is held: `this process` or the external signer's holder.
+    pub fn holder(&self) -> String {
+        match &self.signer {
+            Signer::Pem { .. } => "this process".to_owned(),
+            Signer::External(e) => e.holder(),
+        }
     }
 
     /// The key id, `<member id>#<key id>`.
@@ -264,9 +380,16 @@ impl SigningKey {
         self.alg
     }
 
-    /// The private key as PKCS#8 PEM, for writing to a 0600 file.
-    pub fn private_pem(&self) -> &[u8] {
-        &self.pem
+    /// The private key as PKCS#8 PEM, for writing to a 0600 file; a key held by an
+    /// external signer has none ([`JwsError::NotExportable`]).
+    pub fn private_pem(&self) -> Result<&[u8], JwsError> {
+        match &self.signer {
+            Signer::Pem { pem, .. } => Ok(pem),
+            Signer::External(e) => Err(JwsError::NotExportable {
+                kid: self.kid.clone(),
+                holder: e.holder(),
+            }),
+        }
     }
 
     /// The public key as a JWK with `kid`, `alg` and `use`.
@@ -291,7 +414,13 @@ impl SigningKey {
         let mut out = b64url(&header);
         out.push('.');
         out.push_str(&b64url(payload));
-        let signature = self.signer.sign(out.as_bytes()).map_err(key_err)?;
+        let signature = match &self.signer {
+            Signer::Pem { signer, .. } => signer.sign(out.as_bytes()).map_err(key_err)?,
+            Signer::External(e) => e.sign(out.as_bytes()).map_err(|reason| JwsError::Signing {
+                kid: self.kid.clone(),
+                reason,
+            })?,
+        };
         out.push('.');
         out.push_str(&b64url(&signature));
         Ok(out)
@@ -403,9 +532,68 @@ mod tests {
             assert_eq!(parsed.payload, br#"{"a":1}"#);
             key.verifying_key().unwrap().verify(&parsed).unwrap();
             // The PEM reads back to the same key id.
-            let again = SigningKey::from_pem(alg, "ID:GOV:X", key.private_pem()).unwrap();
+            let again = SigningKey::from_pem(alg, "ID:GOV:X", key.private_pem().unwrap()).unwrap();
             assert_eq!(again.kid(), key.kid());
         }
+    }
+
+    /// A signer outside the `SigningKey`: a real key behind the [`ExternalSigner`] trait, as a
+    /// PKCS#11 token is (gateway/tests/hsm.rs signs in a real SoftHSM2).
+    struct Outside(Box<dyn JwsSigner>);
+
+    impl ExternalSigner for Outside {
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            self.0.sign(message).map_err(|e| e.to_string())
+        }
+        fn holder(&self) -> String {
+            "a test signer".into()
+        }
+    }
+
+    fn outside() -> (std::sync::Arc<dyn ExternalSigner>, Value) {
+        let pair = ES256.generate_key_pair().unwrap();
+        let jwk = Value::Object(pair.to_jwk_public_key().as_ref().clone());
+        let signer = ES256.signer_from_jwk(&pair.to_jwk_private_key()).unwrap();
+        (std::sync::Arc::new(Outside(Box::new(signer))), jwk)
+    }
+
+    #[test]
+    fn an_external_signer_signs_behind_signing_key_and_exports_nothing() {
+        let (signer, jwk) = outside();
+        let key = SigningKey::external(Algorithm::ES256, "ID:GOV:X", &jwk, signer).unwrap();
+        assert_eq!(
+            key.kid(),
+            format!("ID:GOV:X#{}", jwk_thumbprint(&jwk).unwrap())
+        );
+        let jws = key.sign(TYP, br#"{"a":1}"#).unwrap();
+        let parsed = ParsedJws::parse(&jws, TYP).unwrap();
+        VerifyingKey::from_jwk(key.public_jwk())
+            .unwrap()
+            .verify(&parsed)
+            .unwrap();
+        // A clone shares the signer.
+        let again = key.clone().sign(TYP, b"{}").unwrap();
+        key.verifying_key()
+            .unwrap()
+            .verify(&ParsedJws::parse(&again, TYP).unwrap())
+            .unwrap();
+        assert!(matches!(
+            key.private_pem(),
+            Err(JwsError::NotExportable { holder, .. }) if holder == "a test signer"
+        ));
+    }
+
+    #[test]
+    fn an_external_signer_whose_key_is_not_the_public_one_is_refused() {
+        let (signer, _) = outside();
+        let (_, other_jwk) = outside();
+        let e = SigningKey::external(Algorithm::ES256, "ID:GOV:X", &other_jwk, signer).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        // A private JWK is no public key.
+        let pair = ES256.generate_key_pair().unwrap();
+        let private = Value::Object(pair.to_jwk_private_key().as_ref().clone());
+        let (signer, _) = outside();
+        assert!(SigningKey::external(Algorithm::ES256, "ID:GOV:X", &private, signer).is_err());
     }
 
     #[test]

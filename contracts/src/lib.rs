@@ -20,7 +20,7 @@ pub mod problem;
 pub use catalog::{CatalogError, embedded_catalog, load_catalog};
 pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
 pub use envelope::{ExchangeAnswer, ExchangeId, ExchangeRequest};
-pub use jws::{Algorithm, JwsError, ParsedJws, SigningKey, VerifyingKey};
+pub use jws::{Algorithm, ExternalSigner, JwsError, ParsedJws, SigningKey, VerifyingKey};
 pub use manifest::{Manifest, ManifestError};
 pub use member::{Identity, MemberId, MemberIdError, StaffId, StaffRole};
 pub use problem::{Problem, ProblemCode};

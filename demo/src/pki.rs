@@ -260,7 +260,7 @@ pub enum PkiError {
 }
 
 /// One file to write.
-struct Output {
+pub(crate) struct Output {
     path: PathBuf,
     bytes: Vec<u8>,
     mode: u32,
@@ -269,7 +269,7 @@ struct Output {
 }
 
 impl Output {
-    fn private(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn private(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
         Self {
             path,
             bytes: bytes.into(),
@@ -278,7 +278,7 @@ impl Output {
         }
     }
 
-    fn public(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn public(path: PathBuf, bytes: impl Into<Vec<u8>>) -> Self {
         Self {
             path,
             bytes: bytes.into(),
@@ -287,7 +287,7 @@ impl Output {
         }
     }
 
-    fn replacing(mut self, replace: bool) -> Self {
+    pub(crate) fn replacing(mut self, replace: bool) -> Self {
         self.replace = replace;
         self
     }
@@ -803,6 +803,22 @@ fn issue_leaf_for(
     kind: LeafKind,
     cert_path: &Path,
 ) -> Result<(String, String), PkiError> {
+    let cert = sign_leaf(issuer, &key, san_uri, common_name, hosts, kind, cert_path)?;
+    Ok((cert, key.serialize_pem()))
+}
+
+/// The certificate (PEM) of the public key `key` naming `san_uri` (CN `common_name`) and
+/// `hosts`, signed by `issuer` for [`LEAF_VALIDITY_DAYS`]: what [`issue_leaf`] issues, and
+/// `crate::request::issue` for a key it never sees.
+pub(crate) fn sign_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    key: &impl rcgen::PublicKeyData,
+    san_uri: &str,
+    common_name: &str,
+    hosts: &[String],
+    kind: LeafKind,
+    cert_path: &Path,
+) -> Result<String, PkiError> {
     let cert_err = |source| PkiError::Cert {
         path: cert_path.to_owned(),
         source,
@@ -833,12 +849,12 @@ fn issue_leaf_for(
         LeafKind::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, issuer).map_err(cert_err)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    let cert = params.signed_by(key, issuer).map_err(cert_err)?;
+    Ok(cert.pem())
 }
 
 /// A host as a SAN: an IP address, or else a DNS name.
-fn host_san(host: &str) -> Result<SanType, String> {
+pub(crate) fn host_san(host: &str) -> Result<SanType, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
@@ -858,7 +874,7 @@ fn host_san(host: &str) -> Result<SanType, String> {
         .map_err(|e| format!("is not a DNS name: {e}"))
 }
 
-fn new_key_pair(path: &Path) -> Result<KeyPair, PkiError> {
+pub(crate) fn new_key_pair(path: &Path) -> Result<KeyPair, PkiError> {
     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| PkiError::Cert {
         path: path.to_owned(),
         source,
@@ -908,7 +924,11 @@ fn push_signing_key(
         source: io::Error::other(e),
     })?;
     jwk.push('\n');
-    outputs.push(Output::private(key_path, key.private_pem()));
+    let pem = key.private_pem().map_err(|source| PkiError::Key {
+        path: key_path.clone(),
+        source,
+    })?;
+    outputs.push(Output::private(key_path, pem));
     outputs.push(Output::public(jwk_path, jwk));
     Ok(())
 }
@@ -923,7 +943,7 @@ fn refuse_existing(paths: &[PathBuf]) -> Result<(), PkiError> {
 /// Writes every output, creating each file with its mode. With `force` an existing file is
 /// removed first, so that the new one gets its mode at creation; without it an existing file
 /// is an error.
-fn write_outputs(outputs: &[Output], force: bool) -> Result<Vec<PathBuf>, PkiError> {
+pub(crate) fn write_outputs(outputs: &[Output], force: bool) -> Result<Vec<PathBuf>, PkiError> {
     let mut written = Vec::with_capacity(outputs.len());
     for out in outputs {
         let io_err = |source| PkiError::Io {

@@ -67,6 +67,9 @@ pub enum StartError {
     /// The configuration asks for something the manifest does not allow.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The signing key in a PKCS#11 token cannot be used (module, token, PIN, key).
+    #[error("signing key: {0}")]
+    Hsm(crate::hsm::HsmError),
 }
 
 /// The HMAC secret of `subject` used to be kept beside the audit store; it is now kept

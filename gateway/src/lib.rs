@@ -23,6 +23,7 @@ mod escaped;
 mod exchange;
 mod fault;
 pub mod gateway;
+pub mod hsm;
 mod http;
 pub mod layout;
 mod listener;

@@ -358,7 +358,7 @@ impl Gateway {
                     "signing_key",
                     format!(
                         "{}: the key {} is not among {}'s keys in the manifest (serial {}): the held key {} stays in use",
-                        src.signing_key.display(),
+                        src.signing,
                         k.kid(),
                         self.member,
                         manifest.doc().serial,

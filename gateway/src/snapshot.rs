@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use contracts::envelope::MAX_ANSWER_BYTES;
 use contracts::manifest::Rate;
-use contracts::{Algorithm, Contract, ContractRef, Manifest, MemberId, SigningKey, VerifyingKey};
+use contracts::{Contract, ContractRef, Manifest, MemberId, SigningKey, VerifyingKey};
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -125,7 +125,8 @@ pub(crate) struct Sources {
     pub(crate) authority: VerifyingKey,
     /// `<manifest>.<member>.serial`: the held serial beside the manifest.
     pub(crate) serial_file: PathBuf,
-    pub(crate) signing_key: PathBuf,
+    /// Where the signing key lives: its file, or a PKCS#11 token.
+    pub(crate) signing: crate::hsm::SigningConfig,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) anchor: Option<MemberAnchor>,
@@ -159,7 +160,7 @@ impl Sources {
             crl_url: f.crl_url.clone(),
             authority: crate::assemble::load_authority_key(&f.authority_key)?,
             serial_file: serial_file(&f.manifest, member),
-            signing_key: layout.signing_key(member),
+            signing: mc.signing.clone(),
             cert: layout.gateway_cert(member),
             key: layout.gateway_key(member),
             anchor: mc.local.as_ref().map(|l| l.anchor.clone()),
@@ -214,15 +215,10 @@ pub(crate) struct OwnKeys {
     pub(crate) key: PrivateKeyDer<'static>,
 }
 
-/// Reads the signing key file (refusing one its group or others can reach).
+/// Reads the signing key where the configuration places it: its file (refusing one its
+/// group or others can reach), or the key pair in a PKCS#11 token.
 pub(crate) fn read_signing_key(src: &Sources) -> Result<SigningKey, StartError> {
-    let pem = crate::assemble::read_private(&src.signing_key)?;
-    SigningKey::from_pem(Algorithm::ES256, src.member.as_str(), &pem).map_err(|e| {
-        StartError::File {
-            path: src.signing_key.clone(),
-            reason: e.to_string(),
-        }
-    })
+    crate::hsm::member_signing_key(&src.signing, &src.member).map(|(key, _)| key)
 }
 
 /// Reads the gateway's TLS certificate chain and key, and checks the certificate names
@@ -283,7 +279,7 @@ pub(crate) fn build(
             return Err(StartError::Inconsistent(format!(
                 "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}): sign a new manifest",
                 own.signing.kid(),
-                src.signing_key.display()
+                src.signing
             )));
         }
     }

@@ -27,6 +27,12 @@ pub enum CliError {
     /// The dev PKI cannot be made.
     #[error(transparent)]
     Pki(#[from] PkiError),
+    /// A join request cannot be made, or is refused.
+    #[error(transparent)]
+    Request(#[from] demo::request::RequestError),
+    /// A signing key in a PKCS#11 token cannot be used or made.
+    #[error("signing key: {0}")]
+    Hsm(#[from] gateway::hsm::HsmError),
     /// The manifest cannot be made.
     #[error(transparent)]
     Authority(#[from] AuthorityError),

@@ -37,14 +37,7 @@ pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
     let limits = cx.config.limits.clone();
     let tester = &cx.config.tester;
     // Each worker task owns its key: the tasks outlive no borrow.
-    let key = Arc::new(
-        SigningKey::from_pem(
-            tester.signing.alg(),
-            tester.member.as_str(),
-            tester.signing.private_pem(),
-        )
-        .map_err(|e| failed(e.to_string()))?,
-    );
+    let key = Arc::new(tester.signing.clone());
     let template = cx.request(&primary);
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),

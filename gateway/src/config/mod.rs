@@ -8,6 +8,7 @@
 mod grants;
 mod raw;
 mod resolve;
+mod signing;
 #[cfg(test)]
 mod tests;
 
@@ -79,6 +80,11 @@ pub enum Rejection {
     NotGranted,
     /// A pinned certificate fingerprint that is not `sha256:` and 64 hex digits.
     NotAFingerprint,
+    /// A secret written into the file (a token PIN) instead of read from a file or the
+    /// environment.
+    InlineSecret,
+    /// Two fields that exclude each other, both given.
+    Conflict,
 }
 
 /// A validated configuration.
@@ -183,6 +189,9 @@ pub struct Member {
     pub provides: Vec<Provision>,
     /// Federated contracts it defines.
     pub federated: Vec<FederatedContract>,
+    /// Where its signing key lives: `<certs>/<member>/signing.key` unless `signing.pkcs11`
+    /// names a PKCS#11 token.
+    pub signing: crate::hsm::SigningConfig,
 }
 
 /// Where a limit's state lives: the rate limits' (`limits.rate_backend`) and the replay

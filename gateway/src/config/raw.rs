@@ -114,6 +114,32 @@ pub(super) struct RawMember {
     pub provides: Vec<RawProvision>,
     #[serde(default)]
     pub federated: Vec<RawFederated>,
+    #[serde(default)]
+    pub signing: Option<RawSigning>,
+}
+
+/// `members.signing`: where the signing key lives (the key file when absent).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSigning {
+    #[serde(default)]
+    pub pkcs11: Option<RawPkcs11>,
+}
+
+/// `members.signing.pkcs11`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPkcs11 {
+    pub module: PathBuf,
+    pub token: String,
+    pub key: String,
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// Read only to refuse it: a PIN is never written into the configuration.
+    #[serde(default)]
+    pub pin: Option<toml::Value>,
 }
 
 /// `[members.limits]`.

@@ -33,10 +33,10 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 /// Rejections of one file.
-struct Refuse<'a>(&'a str);
+pub(super) struct Refuse<'a>(pub(super) &'a str);
 
 impl Refuse<'_> {
-    fn at(
+    pub(super) fn at(
         &self,
         kind: Rejection,
         field: impl Into<String>,
@@ -512,6 +512,7 @@ fn member(
     audit.check().map_err(|(field, reason)| {
         refuse.at(Rejection::OutOfRange, format!("{at}.audit.{field}"), reason)
     })?;
+    let signing = super::signing::resolve(refuse, at, &m.id, m.signing, base_dir, pki)?;
     let local = m
         .local
         .map(|l| local(refuse, at, l, base_dir, listens))
@@ -585,6 +586,7 @@ fn member(
         audit,
         provides: Vec::new(),
         federated: Vec::new(),
+        signing,
     };
     let pending = Pending {
         provides: m.provides,

@@ -418,3 +418,92 @@ fn a_gateway_url_and_rates_given_are_kept() {
         Some(8)
     );
 }
+
+const PKCS11: &str = r#"name = "Dukcapil"
+signing = { pkcs11 = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "dukcapil", key = "signing", pin_file = "secrets/dukcapil.pin" } }"#;
+
+#[test]
+fn the_signing_key_is_the_key_file_unless_a_token_is_named() {
+    let c = parse(&[]).unwrap();
+    assert_eq!(
+        c.members[1].signing,
+        crate::hsm::SigningConfig::File(
+            Path::new("/nonexistent/certs/ID_GOV_DUKCAPIL/signing.key").to_owned()
+        )
+    );
+    let c = parse(&[("name = \"Dukcapil\"", PKCS11)]).unwrap();
+    assert_eq!(
+        c.members[1].signing,
+        crate::hsm::SigningConfig::Pkcs11(crate::hsm::Pkcs11Config {
+            module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+            token: "dukcapil".into(),
+            key: "signing".into(),
+            pin: crate::hsm::PinSource::File("/nonexistent/secrets/dukcapil.pin".into()),
+        })
+    );
+    let env = PKCS11.replace(
+        "pin_file = \"secrets/dukcapil.pin\"",
+        "pin_env = \"DUKCAPIL_PIN\"",
+    );
+    let c = parse(&[("name = \"Dukcapil\"", &env)]).unwrap();
+    let crate::hsm::SigningConfig::Pkcs11(p) = &c.members[1].signing else {
+        panic!("not PKCS#11");
+    };
+    assert_eq!(p.pin, crate::hsm::PinSource::Env("DUKCAPIL_PIN".into()));
+}
+
+#[test]
+fn a_pin_written_into_the_configuration_is_refused() {
+    let inline = PKCS11.replace("pin_file = \"secrets/dukcapil.pin\"", "pin = \"1234\"");
+    let e = parse(&[("name = \"Dukcapil\"", &inline)]).unwrap_err();
+    assert_eq!(e.kind, Rejection::InlineSecret, "{e}");
+    assert_eq!(e.field, "members[1].signing.pkcs11.pin");
+    assert!(e.reason.contains("pin_file"), "{e}");
+}
+
+#[test]
+fn a_token_without_a_pin_source_is_refused() {
+    let none = PKCS11.replace(", pin_file = \"secrets/dukcapil.pin\"", "");
+    let e = parse(&[("name = \"Dukcapil\"", &none)]).unwrap_err();
+    assert_eq!(e.kind, Rejection::Missing, "{e}");
+    assert_eq!(e.field, "members[1].signing.pkcs11.pin_file");
+}
+
+#[test]
+fn a_pin_from_a_file_and_the_environment_at_once_is_refused() {
+    let both = PKCS11.replace(
+        "pin_file = \"secrets/dukcapil.pin\"",
+        "pin_file = \"p\", pin_env = \"PIN\"",
+    );
+    let e = parse(&[("name = \"Dukcapil\"", &both)]).unwrap_err();
+    assert_eq!(e.kind, Rejection::Conflict, "{e}");
+    assert_eq!(e.field, "members[1].signing.pkcs11.pin_env");
+}
+
+#[test]
+fn an_empty_pin_variable_name_is_refused() {
+    let empty = PKCS11.replace("pin_file = \"secrets/dukcapil.pin\"", "pin_env = \"\"");
+    let e = parse(&[("name = \"Dukcapil\"", &empty)]).unwrap_err();
+    assert_eq!(e.kind, Rejection::Missing, "{e}");
+    assert_eq!(e.field, "members[1].signing.pkcs11.pin_env");
+}
+
+#[test]
+fn an_empty_token_or_key_label_is_refused() {
+    for (from, to, field) in [
+        ("token = \"dukcapil\"", "token = \" \"", "token"),
+        ("key = \"signing\"", "key = \"\"", "key"),
+    ] {
+        let bad = PKCS11.replace(from, to);
+        let e = parse(&[("name = \"Dukcapil\"", &bad)]).unwrap_err();
+        assert_eq!(e.kind, Rejection::Missing, "{e}");
+        assert_eq!(e.field, format!("members[1].signing.pkcs11.{field}"));
+    }
+}
+
+#[test]
+fn an_unknown_signing_field_is_refused() {
+    let bad = PKCS11.replace("module =", "slot = 0, module =");
+    let e = parse(&[("name = \"Dukcapil\"", &bad)]).unwrap_err();
+    assert_eq!(e.kind, Rejection::Syntax, "{e}");
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use audit::SignedTreeHead;
 use audit_store::AuditLog;
 use clap::Subcommand;
-use contracts::{Algorithm, MemberId, SigningKey, StaffId, VerifyingKey};
+use contracts::{MemberId, StaffId, VerifyingKey};
 use gateway::config::Config;
 
 use crate::error::CliError;
@@ -220,10 +220,8 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
             config.source
         )));
     }
-    let key_path = config.federation.pki.signing_key(member);
-    let pem = std::fs::read(&key_path).map_err(CliError::file(&key_path))?;
-    let key = SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem)
-        .map_err(CliError::file(&key_path))?;
+    // The key file, or the member's PKCS#11 token, as its gateway uses it.
+    let (key, _) = gateway::hsm::member_signing_key(&mc.signing, member)?;
     let log = AuditLog::inspect(&audit, &config.base_dir, member, Arc::new(key)).await?;
     if let Some(reason) = log.tampered() {
         eprintln!("simpul: warning: {member}'s audit log was tampered with: {reason}");

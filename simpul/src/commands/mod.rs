@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod cache;
+pub mod join;
 pub mod manifest;
 pub mod pki;
 pub mod query;

@@ -37,6 +37,14 @@ pub enum PkiCommand {
     },
     /// Re-sign every CA's CRL with fresh dates (writing any that is missing).
     Crl,
+    /// On a ministry's machine: make the member's gateway TLS key and signing key (kept
+    /// there) and a request for the authority.
+    Request(super::join::RequestArgs),
+    /// At the authority: issue the gateway certificate a request asks for and record its
+    /// signing key for the next manifest.
+    Issue(super::join::IssueArgs),
+    /// Make the member's signing key pair inside the PKCS#11 token its configuration names.
+    HsmKey(super::join::HsmKeyArgs),
 }
 
 /// Whose certificate: exactly one of these.
@@ -122,6 +130,9 @@ impl HolderArgs {
 pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
     let layout = &config.federation.pki;
     match command {
+        PkiCommand::Request(args) => return super::join::request(config, args),
+        PkiCommand::Issue(args) => return super::join::issue(config, args),
+        PkiCommand::HsmKey(args) => return super::join::hsm_key(config, args),
         PkiCommand::Init { force } => {
             let report = demo::pki::init(layout, &demo::pki_plan(config), force)?;
             for p in &report.written {

@@ -33,6 +33,9 @@ pub fn id(s: &str) -> MemberId {
     MemberId::parse(s).unwrap()
 }
 
+/// What a test does to a prepared federation before its gateways start.
+pub type Hook = Box<dyn FnOnce(&Config) + Send>;
+
 /// Options for a test federation.
 #[derive(Default)]
 pub struct Options {
@@ -42,6 +45,11 @@ pub struct Options {
     pub edits: Vec<(String, String)>,
     /// Members that get a second replica, on its own port.
     pub replicas_of: Vec<&'static str>,
+    /// Run once the federation is prepared (PKI, manifest, data), before any gateway starts.
+    pub after_prepare: Option<Hook>,
+    /// Members whose gateways the test runs itself (a `simpul serve` process): not started
+    /// here, their addresses left free.
+    pub not_started: Vec<&'static str>,
 }
 
 pub struct Federation {
@@ -131,6 +139,9 @@ impl Federation {
             let target = plan.target(&id(m)).unwrap();
             std::fs::remove_file(&target.database).unwrap();
         }
+        if let Some(hook) = options.after_prepare {
+            hook(&config);
+        }
         let mut stops = HashMap::new();
         let mut gateways = HashMap::new();
         let mut manifest = None;
@@ -141,6 +152,10 @@ impl Federation {
             .zip(admin_listeners)
             .zip(local_listeners)
         {
+            if options.not_started.contains(&m.id.as_str()) {
+                drop((listener, admin, local));
+                continue;
+            }
             let gw = Arc::new(Gateway::from_config(&config, &m.id).await.unwrap());
             manifest = Some(gw.manifest());
             gateways.insert(m.id.clone(), gw.clone());

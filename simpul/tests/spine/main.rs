@@ -10,6 +10,8 @@ mod common;
 mod connections;
 mod exchange;
 mod flood;
+mod hsm;
+mod join;
 mod local;
 mod middle;
 mod revocation;

@@ -350,7 +350,10 @@ async fn a_signing_key_the_manifest_does_not_list_is_not_used() {
     let f = Federation::start().await;
     let before = f.gateway(DUKCAPIL).signing_kid();
     let stray = SigningKey::generate(Algorithm::ES256, DUKCAPIL).unwrap();
-    write_private(&f.layout().signing_key(&id(DUKCAPIL)), stray.private_pem());
+    write_private(
+        &f.layout().signing_key(&id(DUKCAPIL)),
+        stray.private_pem().unwrap(),
+    );
     let done = f.gateway(DUKCAPIL).reload().await;
     assert!(
         done.problems.iter().any(|p| p.contains("signing_key")
@@ -522,7 +525,10 @@ async fn a_providers_signing_key_and_certificate_rotate_under_load_without_a_fai
 
     // The provider's new signing key and a new TLS certificate (a new key, the same CA),
     // swapped in while the three consumers keep asking.
-    write_private(&f.layout().signing_key(&id(DUKCAPIL)), next.private_pem());
+    write_private(
+        &f.layout().signing_key(&id(DUKCAPIL)),
+        next.private_pem().unwrap(),
+    );
     demo::pki::renew(
         &f.layout(),
         &Holder::Gateway(id(DUKCAPIL)),
@@ -835,7 +841,10 @@ async fn an_exchange_in_flight_finishes_under_the_manifest_and_key_it_started_wi
         .keys
         .push(next.public_jwk().clone());
     publish(&f, &changed);
-    write_private(&f.layout().signing_key(&id(DUKCAPIL)), next.private_pem());
+    write_private(
+        &f.layout().signing_key(&id(DUKCAPIL)),
+        next.private_pem().unwrap(),
+    );
     let done = f.gateway(DUKCAPIL).reload().await;
     assert!(done.adopted && done.problems.is_empty(), "{done:?}");
     assert_eq!(f.gateway(DUKCAPIL).signing_kid(), next.kid());

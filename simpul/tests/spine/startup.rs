@@ -123,7 +123,7 @@ async fn signing_key_not_in_the_manifest_is_refused() {
     let replacement = SigningKey::generate(Algorithm::ES256, DUKCAPIL).unwrap();
     std::fs::write(
         f.layout().signing_key(&id(DUKCAPIL)),
-        replacement.private_pem(),
+        replacement.private_pem().unwrap(),
     )
     .unwrap();
     let msg = start_error(&f).await;
