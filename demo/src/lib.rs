@@ -8,6 +8,7 @@ pub mod pki;
 mod plan;
 pub mod population;
 mod prepare;
+pub mod rotate;
 
 pub use plan::{DemoPlan, SeedTarget};
 

@@ -229,9 +229,9 @@ impl Gateway {
                     path: key_path.clone(),
                     reason: e.to_string(),
                 })?;
-        if manifest.key(signing.kid()).is_none() {
+        if let Err(refused) = manifest.key_at(signing.kid(), contracts::unix_now()) {
             return Err(StartError::Inconsistent(format!(
-                "the signing key {} ({}) is not among {member}'s keys in the manifest: sign a new manifest",
+                "the signing key {} ({}) is not among {member}'s keys in the manifest, or may not sign now ({refused}): sign a new manifest",
                 signing.kid(),
                 key_path.display()
             )));

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod manifest;
 pub mod pki;
 pub mod query;
+pub mod rotate;
 pub mod serve;
 pub mod up;
 

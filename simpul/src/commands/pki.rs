@@ -37,6 +37,11 @@ pub enum PkiCommand {
     },
     /// Re-sign every CA's CRL with fresh dates (writing any that is missing).
     Crl,
+    /// Rotate a member's signing key: make its next key beside the current one (the next
+    /// `manifest sign` publishes both, the current one until the overlap ends); with
+    /// --finish, make the next key the current one and keep the old public key in
+    /// `retired/`.
+    Rotate(crate::commands::rotate::RotateArgs),
 }
 
 /// Whose certificate: exactly one of these.
@@ -153,6 +158,7 @@ pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
                 );
             }
         }
+        PkiCommand::Rotate(args) => crate::commands::rotate::run(config, args)?,
         PkiCommand::Crl => {
             let cas = std::iter::once(Ca::Federation)
                 .chain(config.members.iter().map(|m| Ca::Member(m.id.clone())));
