@@ -727,8 +727,20 @@ mod tests {
         let (m, _) = signed(
             2,
             vec![
-                jwk(&old, KeyWindow { not_before: None, not_after: Some(500) }),
-                jwk(&new, KeyWindow { not_before: Some(400), not_after: None }),
+                jwk(
+                    &old,
+                    KeyWindow {
+                        not_before: None,
+                        not_after: Some(500),
+                    },
+                ),
+                jwk(
+                    &new,
+                    KeyWindow {
+                        not_before: Some(400),
+                        not_after: None,
+                    },
+                ),
             ],
         );
         let m = m.unwrap();
@@ -752,13 +764,19 @@ mod tests {
         assert!(m.key(old.kid()).is_some());
         assert_eq!(m.key_window(old.kid()).unwrap().not_after, Some(500));
         let refused = m.key_at(old.kid(), 600).unwrap_err().to_string();
-        assert!(refused.contains("may sign until 500, not at 600"), "{refused}");
+        assert!(
+            refused.contains("may sign until 500, not at 600"),
+            "{refused}"
+        );
     }
 
     #[test]
     fn windows_need_version_2_and_must_be_integers_in_order() {
         let k = SigningKey::generate(Algorithm::ES256, "ID:GOV:A").unwrap();
-        let w = KeyWindow { not_before: Some(1), not_after: None };
+        let w = KeyWindow {
+            not_before: Some(1),
+            not_after: None,
+        };
         // Version 1 without windows, and version 2 with or without, are read.
         assert!(signed(1, vec![k.public_jwk().clone()]).0.is_ok());
         assert!(signed(2, vec![k.public_jwk().clone()]).0.is_ok());
@@ -776,7 +794,13 @@ mod tests {
         refused(2, text, "must be an integer");
         refused(
             2,
-            jwk(&k, KeyWindow { not_before: Some(5), not_after: Some(5) }),
+            jwk(
+                &k,
+                KeyWindow {
+                    not_before: Some(5),
+                    not_after: Some(5),
+                },
+            ),
             "must be earlier than",
         );
         assert!(matches!(

@@ -155,16 +155,16 @@ pub fn diff(old: &ManifestDoc, new: &ManifestDoc) -> Vec<Change> {
     );
 
     fn members(doc: &ManifestDoc) -> BTreeMap<String, &ManifestMember> {
-        doc.members
-            .iter()
-            .map(|m| (m.id.to_string(), m))
-            .collect()
+        doc.members.iter().map(|m| (m.id.to_string(), m)).collect()
     }
     let keys = |keys: &[Value]| -> BTreeMap<String, KeyWindow> {
         keys.iter()
             .map(|k| {
                 (
-                    k.get("kid").and_then(Value::as_str).unwrap_or("?").to_owned(),
+                    k.get("kid")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_owned(),
                     KeyWindow::of_jwk(k).unwrap_or_default(),
                 )
             })

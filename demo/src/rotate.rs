@@ -70,11 +70,9 @@ fn read_jwk(path: &Path) -> Result<Value, PkiError> {
 
 fn read_key(path: &Path, member: &MemberId) -> Result<SigningKey, PkiError> {
     let pem = fs::read(path).map_err(io_err(path))?;
-    SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem).map_err(|source| {
-        PkiError::Key {
-            path: path.to_owned(),
-            source,
-        }
+    SigningKey::from_pem(Algorithm::ES256, member.as_str(), &pem).map_err(|source| PkiError::Key {
+        path: path.to_owned(),
+        source,
     })
 }
 
@@ -304,7 +302,10 @@ mod tests {
         assert_eq!(r.current_until, 1_000 + 7 * 86_400);
         assert_eq!(mode(&layout.next_signing_key(&kemlu)), 0o600);
         let current = read_jwk(&layout.signing_jwk(&kemlu)).unwrap();
-        assert_eq!(KeyWindow::of_jwk(&current).unwrap().not_after, Some(r.current_until));
+        assert_eq!(
+            KeyWindow::of_jwk(&current).unwrap().not_after,
+            Some(r.current_until)
+        );
         let next = read_jwk(&layout.next_signing_jwk(&kemlu)).unwrap();
         assert_eq!(next["kid"].as_str().unwrap(), r.next);
         assert_eq!(KeyWindow::of_jwk(&next).unwrap().not_before, Some(1_000));
@@ -319,8 +320,14 @@ mod tests {
         ));
 
         let f = finish(&layout, &kemlu).unwrap();
-        assert_eq!((f.current.as_str(), f.retired.as_str()), (r.next.as_str(), r.current.as_str()));
-        assert_eq!(read_key(&layout.signing_key(&kemlu), &kemlu).unwrap().kid(), r.next);
+        assert_eq!(
+            (f.current.as_str(), f.retired.as_str()),
+            (r.next.as_str(), r.current.as_str())
+        );
+        assert_eq!(
+            read_key(&layout.signing_key(&kemlu), &kemlu).unwrap().kid(),
+            r.next
+        );
         assert_eq!(mode(&layout.signing_key(&kemlu)), 0o600);
         assert_eq!(read_jwk(&layout.signing_jwk(&kemlu)).unwrap(), next);
         assert_eq!(read_jwk(&f.retired_jwk).unwrap(), current);

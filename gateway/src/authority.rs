@@ -58,9 +58,10 @@ pub fn build_manifest_doc(
         });
     }
     // A window needs version 2, which a reader that does not know windows refuses.
-    let windowed = members.iter().flat_map(|m| &m.keys).any(|k| {
-        KeyWindow::of_jwk(k).is_ok_and(|w| !w.is_open())
-    });
+    let windowed = members
+        .iter()
+        .flat_map(|m| &m.keys)
+        .any(|k| KeyWindow::of_jwk(k).is_ok_and(|w| !w.is_open()));
     let mut contracts = Vec::new();
     for m in &config.members {
         for p in &m.provides {

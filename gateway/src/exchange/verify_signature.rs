@@ -118,7 +118,14 @@ mod tests {
                 not_before: window.0,
                 not_after: window.1,
             }
-            .set_in(&mut doc.members.iter_mut().find(|x| x.id == id(KEMLU)).unwrap().keys[0]);
+            .set_in(
+                &mut doc
+                    .members
+                    .iter_mut()
+                    .find(|x| x.id == id(KEMLU))
+                    .unwrap()
+                    .keys[0],
+            );
             let text = signed(&kemlu, &serde_json::to_value(request()).unwrap());
             match verify_signature(&resigned(&doc), &text) {
                 Ok(_) => assert!(ok, "{window:?}"),

@@ -29,15 +29,31 @@ pub enum AuditCommand {
         /// Where to write it (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A manifest to carry besides the configuration's `federation.manifest` (an older
+        /// one listing keys the member used before). Repeatable.
+        #[arg(long = "manifest")]
+        manifests: Vec<PathBuf>,
     },
-    /// Verify an export offline with the member's public key: recompute the tree, check
-    /// every signed tree head. Exit 1 naming the first bad sequence number.
+    /// Verify an export offline with the member's public key, or with the federation
+    /// authority's key and the manifests the export carries (the member's key history):
+    /// recompute the tree, check every signed tree head. Exit 1 naming the first bad
+    /// sequence number.
     Verify {
         /// The export file.
         export: PathBuf,
-        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk).
-        #[arg(long)]
-        key: PathBuf,
+        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk):
+        /// every head must be signed by it.
+        #[arg(
+            long,
+            required_unless_present = "authority_keys",
+            conflicts_with = "authority_keys"
+        )]
+        key: Option<PathBuf>,
+        /// The federation authority's public key (a JWK file, e.g. certs/authority.jwk):
+        /// each head is checked with the member key its kid names, from the export's
+        /// manifests, within the key's window. Repeatable (an authority that re-keyed).
+        #[arg(long = "authority-key")]
+        authority_keys: Vec<PathBuf>,
         /// A signed tree head kept from before (a JSON file: a head as the admin listener
         /// serves it, or a proof bundle); the export must extend it. Repeatable.
         #[arg(long = "head")]
@@ -122,8 +138,13 @@ pub enum AuditCommand {
 
 pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<ExitCode, CliError> {
     match command {
-        AuditCommand::Export { member, out } => {
+        AuditCommand::Export {
+            member,
+            out,
+            manifests,
+        } => {
             let config = load_config(config_path)?;
+            let manifests = export_manifests(&config, &manifests)?;
             let log = open_audit_log(&config, &member).await?;
             let covered = log.latest_tree_head().await?.map_or(0, |h| h.tree_size);
             // A tampered log is exported as it is, to be examined; it signs nothing.
@@ -133,7 +154,9 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
             match &out {
                 Some(path) => {
                     let mut file = std::fs::File::create(path).map_err(CliError::file(path))?;
-                    log.export(&mut file).await.map_err(CliError::file(path))?;
+                    log.export_with_manifests(&manifests, &mut file)
+                        .await
+                        .map_err(CliError::file(path))?;
                     file.sync_all().map_err(CliError::file(path))?;
                     eprintln!(
                         "simpul: exported {member}'s log ({} records) to {}",
@@ -141,7 +164,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
                         path.display()
                     );
                 }
-                None => log.export(&mut std::io::stdout()).await?,
+                None => {
+                    log.export_with_manifests(&manifests, &mut std::io::stdout())
+                        .await?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -157,9 +183,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
         AuditCommand::Verify {
             export,
             key,
+            authority_keys,
             heads,
             json,
-        } => audit_verify(&export, &key, &heads, json),
+        } => audit_verify(&export, key.as_deref(), &authority_keys, &heads, json),
         AuditCommand::Prove {
             exchange_id,
             member,
@@ -267,19 +294,56 @@ fn read_tree_head(path: &Path) -> Result<SignedTreeHead, CliError> {
         .map_err(|e| CliError::file(path)(format!("not a signed tree head: {e}")))
 }
 
+/// The manifests an export carries: the configuration's `federation.manifest` (when it
+/// exists) and `extra`, each read as text.
+fn export_manifests(config: &Config, extra: &[PathBuf]) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    let own = &config.federation.manifest;
+    match std::fs::read_to_string(own) {
+        Ok(text) => out.push(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!(
+            "simpul: warning: {} does not exist: the export carries no manifest of the configuration",
+            own.display()
+        ),
+        Err(e) => return Err(CliError::file(own)(e)),
+    }
+    for path in extra {
+        let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
+        let text = text.trim();
+        if !text.starts_with("ey") || text.split('.').count() != 3 {
+            return Err(CliError::file(path)(
+                "--manifest: not a manifest (a compact JWS as `simpul manifest sign` writes it)",
+            ));
+        }
+        if !out.iter().any(|m| m == text) {
+            out.push(text.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 fn audit_verify(
     export: &Path,
-    key: &Path,
+    key: Option<&Path>,
+    authority_keys: &[PathBuf],
     heads: &[PathBuf],
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let key = read_verifying_key(key)?;
+    let key = key.map(read_verifying_key).transpose()?;
+    let authorities = authority_keys
+        .iter()
+        .map(|p| read_verifying_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trust = match &key {
+        Some(key) => audit::Trust::Key(key),
+        None => audit::Trust::Authority(&authorities),
+    };
     let kept = heads
         .iter()
         .map(|p| read_tree_head(p))
         .collect::<Result<Vec<_>, _>>()?;
     let reader = open_export(export)?;
-    let result = audit::verify_export_against(reader, &key, &kept);
+    let result = audit::verify_export_trusting(reader, trust, &kept);
     if json {
         print_json(&match &result {
             Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -294,8 +358,23 @@ fn audit_verify(
                     r.log,
                     r.records,
                     r.tree_heads,
-                    key.kid()
+                    match (&key, r.signed_by.is_empty()) {
+                        (Some(key), _) => key.kid().to_owned(),
+                        (None, true) => "no key (no heads)".to_owned(),
+                        (None, false) => r.signed_by.join(", "),
+                    }
                 );
+                if key.is_none() {
+                    println!(
+                        "  keys from {} manifest(s) signed by {}",
+                        r.manifests,
+                        authorities
+                            .iter()
+                            .map(|k| k.kid())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 if let Some(root) = &r.verified_root {
                     println!("  tree size {} has root {root}", r.verified_size);
                 }
