@@ -13,6 +13,7 @@ mod flood;
 mod local;
 mod middle;
 mod revocation;
+mod rotation;
 mod startup;
 mod strict;
 mod trail;
