@@ -266,6 +266,39 @@ fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CliError> {
     VerifyingKey::from_jwk(&jwk).map_err(CliError::file(path))
 }
 
+/// The key `member`'s head is checked with: the member key its `kid` names in the
+/// configuration's manifest (verified with the pinned authority key), inside the key's
+/// window at the head's timestamp — so a head signed before a rotation still verifies;
+/// without a readable manifest, the member's current public key (`signing.jwk`).
+fn head_key(
+    config: &Config,
+    member: &MemberId,
+    head: &SignedTreeHead,
+) -> Result<VerifyingKey, String> {
+    let manifest = gateway::assemble::load_authority_key(&config.federation.authority_key)
+        .ok()
+        .and_then(|authority| {
+            let text = std::fs::read_to_string(&config.federation.manifest).ok()?;
+            contracts::Manifest::verify(&text, &authority, contracts::unix_now()).ok()
+        });
+    let Some(manifest) = manifest else {
+        return read_verifying_key(&config.federation.pki.signing_jwk(member))
+            .map_err(|e| e.to_string());
+    };
+    let kid = contracts::ParsedJws::parse(&head.jws, audit::TREE_HEAD_TYP)
+        .map_err(|e| e.to_string())?
+        .header
+        .kid
+        .unwrap_or_default();
+    let (owner, key) = manifest
+        .key_at(&kid, head.timestamp.div_euclid(1000))
+        .map_err(|e| e.to_string())?;
+    if owner != member {
+        return Err(format!("signed by {owner}'s key `{kid}`"));
+    }
+    Ok(key.clone())
+}
+
 fn open_export(path: &Path) -> Result<BufReader<File>, CliError> {
     File::open(path)
         .map(BufReader::new)
@@ -636,7 +669,6 @@ async fn audit_subject(
         .or_else(|| admin.auditors.first().cloned())
         .ok_or_else(|| CliError::Usage(format!("{member}'s admin.auditors is empty: pass --as")))?;
     let layout = &config.federation.pki;
-    let key = read_verifying_key(&layout.signing_jwk(member))?;
     let trust =
         gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
     let client = gateway::client::PeerClient::from_files(
@@ -666,7 +698,9 @@ async fn audit_subject(
     // each record must be in the tree it signs.
     let mut failures = Vec::new();
     let root = match &history.tree_head {
-        Some(head) => match audit::verify_tree_head(head, &key) {
+        Some(head) => match head_key(config, member, head)
+            .and_then(|key| audit::verify_tree_head(head, &key).map_err(|e| e.to_string()))
+        {
             Ok((_, root)) => Some(root),
             Err(e) => {
                 failures.push(format!("the tree head does not verify: {e}"));
@@ -701,7 +735,10 @@ async fn audit_subject(
                 .map(|h| format!(
                     ", proven against the tree head of size {} signed by {}",
                     h.tree_size,
-                    key.kid()
+                    contracts::ParsedJws::parse(&h.jws, audit::TREE_HEAD_TYP)
+                        .ok()
+                        .and_then(|p| p.header.kid)
+                        .unwrap_or_default()
                 ))
                 .unwrap_or_default()
         );
