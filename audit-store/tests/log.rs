@@ -1536,7 +1536,7 @@ async fn sqlite_heads_signed_before_and_after_a_rotation_verify_with_the_authori
     // No manifest: no key.
     let f = refused(export_with(vec![]).await);
     assert!(
-        matches!(&f.kind, VerifyFailureKind::TreeHead { reason, .. } if reason.contains("no manifest of the export lists")),
+        matches!(&f.kind, VerifyFailureKind::TreeHead { reason, .. } if reason.contains("carries no manifest")),
         "{f}"
     );
     // The older manifest alone does not list key 2.

@@ -4,6 +4,7 @@
 //! [`reconcile`] two members' logs. The running log and its storage are `simpul-audit-store`.
 
 pub mod export;
+pub mod history;
 pub mod merkle;
 pub mod proof;
 pub mod reconcile;
@@ -14,6 +15,7 @@ pub mod verify;
 pub use export::{
     EXPORT_FORMAT, EXPORT_FORMATS, ExportHeader, ExportLine, ExportedManifest, ExportedRecord,
 };
+pub use history::KeyHistory;
 pub use merkle::{
     Hash, ProofError, empty_root, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
 };

@@ -5,13 +5,10 @@
 //!
 //! With [`Trust::Key`] every head must be signed by that one key (the export's manifests are
 //! not read). With [`Trust::Authority`] the export's manifest lines (format 3, right after
-//! the header) are the member's key history: each must verify with one of the authority
-//! keys (expired or not: they are of the past), and a manifest that does not is refused —
-//! so whoever wrote the export cannot add a key. A head is then checked with the key its
-//! `kid` names, from the highest-serial manifest listing it for the export's member, and its
-//! `timestamp` (in whole seconds) must fall inside that key's window; a key without
-//! `not_after` counts as valid until its manifest's `expires_at` (a manifest vouches for a
-//! key no longer than it is valid itself).
+//! the header) are the member's key history ([`crate::history::KeyHistory`]): each must
+//! verify with one of the authority keys, and a manifest that does not is refused — so
+//! whoever wrote the export cannot add a key. A head is then checked with the key its `kid`
+//! names, inside that key's window.
 //!
 //! The records are read in one pass and must be seq 0, 1, 2, … without gaps; the tree is
 //! recomputed from them (only its right edge is kept, so memory does not grow with the
@@ -37,13 +34,14 @@
 //!   first seq of that stretch, the smallest seq not proven good, and
 //!   [`VerifyFailureKind::RootMismatch`] says `exact: false`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 
-use contracts::{KeyWindow, Manifest, ParsedJws, VerifyingKey};
+use contracts::VerifyingKey;
 use serde::Serialize;
 
 use crate::export::{EXPORT_FORMATS, ExportLine, read_line};
+use crate::history::KeyHistory;
 use crate::merkle::{Frontier, Hash, decode_hash, encode_hash, leaf_hash};
 use crate::tree_head::{SignedTreeHead, verify_tree_head};
 
@@ -61,14 +59,6 @@ pub enum Trust<'a> {
     /// The federation authority's public keys: the member's keys and their windows come
     /// from the export's manifests, each of which must verify with one of these.
     Authority(&'a [VerifyingKey]),
-}
-
-/// A key of the member's history: the key, its window, the serial of the manifest it is
-/// taken from.
-struct Known {
-    key: VerifyingKey,
-    window: KeyWindow,
-    serial: u64,
 }
 
 /// What a verified export holds.
@@ -224,9 +214,8 @@ impl std::error::Error for VerifyFailure {}
 /// The state of one pass over an export.
 struct Pass<'k> {
     trust: Trust<'k>,
-    /// With [`Trust::Authority`]: the member's keys, by kid, from the manifests read.
-    history: HashMap<String, Known>,
-    manifests: u64,
+    /// With [`Trust::Authority`]: the member's keys, from the manifests read.
+    history: Option<KeyHistory>,
     /// Kept heads not checked yet: they wait for the key history (the manifest lines).
     kept: Option<&'k [SignedTreeHead]>,
     signed_by: BTreeSet<String>,
@@ -313,54 +302,12 @@ impl Pass<'_> {
         let Trust::Authority(authorities) = self.trust else {
             return Ok(());
         };
-        self.manifests += 1;
-        if self.manifests > MAX_MANIFESTS as u64 {
+        let history = self.history.get_or_insert_with(|| KeyHistory::new(log));
+        if history.manifests() >= MAX_MANIFESTS as u64 {
             return Err(refuse(self, format!("more than {MAX_MANIFESTS} manifests")));
         }
-        let kid = ParsedJws::parse(jws, contracts::manifest::MANIFEST_TYP)
-            .map_err(|e| refuse(self, e.to_string()))?
-            .header
-            .kid
-            .unwrap_or_default();
-        let authority = authorities.iter().find(|k| k.kid() == kid).ok_or_else(|| {
-            refuse(
-                self,
-                format!("it is signed by `{kid}`, which is not an authority key given"),
-            )
-        })?;
-        let manifest =
-            Manifest::verify_any_time(jws, authority).map_err(|e| refuse(self, e.to_string()))?;
-        let doc = manifest.doc();
-        let Some(member) = doc.members.iter().find(|m| m.id.as_str() == log) else {
-            return Ok(());
-        };
-        for jwk in &member.keys {
-            let Some(kid) = jwk.get("kid").and_then(serde_json::Value::as_str) else {
-                continue;
-            };
-            let (Some((_, key)), Some(mut window)) = (manifest.key(kid), manifest.key_window(kid))
-            else {
-                continue;
-            };
-            if self
-                .history
-                .get(kid)
-                .is_some_and(|k| k.serial >= doc.serial)
-            {
-                continue;
-            }
-            // A manifest vouches for a key no longer than it is valid itself.
-            window.not_after.get_or_insert(doc.expires_at);
-            self.history.insert(
-                kid.to_owned(),
-                Known {
-                    key: key.clone(),
-                    window,
-                    serial: doc.serial,
-                },
-            );
-        }
-        Ok(())
+        let added = history.add(jws, authorities);
+        added.map_err(|reason| refuse(self, reason))
     }
 
     /// Checks a head's signature with the key its `kid` names (see the module doc); its
@@ -369,34 +316,14 @@ impl Pass<'_> {
         &mut self,
         head: &SignedTreeHead,
     ) -> Result<(crate::tree_head::TreeHeadPayload, Hash), String> {
-        let key = match self.trust {
-            Trust::Key(key) => key,
-            Trust::Authority(_) => {
-                let kid = ParsedJws::parse(&head.jws, crate::tree_head::TREE_HEAD_TYP)
-                    .map_err(|e| e.to_string())?
-                    .header
-                    .kid
-                    .unwrap_or_default();
-                &self
-                    .history
-                    .get(&kid)
-                    .ok_or_else(|| {
-                        format!("it is signed by `{kid}`, which no manifest of the export lists for this member")
-                    })?
-                    .key
+        let key = match (self.trust, &self.history) {
+            (Trust::Key(key), _) => key,
+            (Trust::Authority(_), Some(history)) => history.key_for(head)?,
+            (Trust::Authority(_), None) => {
+                return Err("it cannot be checked: the export carries no manifest".into());
             }
         };
         let (payload, root) = verify_tree_head(head, key).map_err(|e| e.to_string())?;
-        if let Some(known) = self.history.get(key.kid()) {
-            let at = payload.timestamp.div_euclid(1000);
-            if !known.window.contains(at) {
-                return Err(format!(
-                    "signed at {at} by `{}`, which may sign {} only",
-                    key.kid(),
-                    known.window
-                ));
-            }
-        }
         self.signed_by.insert(key.kid().to_owned());
         Ok((payload, root))
     }
@@ -558,8 +485,7 @@ pub fn verify_export_trusting(
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut pass = Pass {
         trust,
-        history: HashMap::new(),
-        manifests: 0,
+        history: None,
         kept: Some(kept),
         signed_by: BTreeSet::new(),
         line: 0,
@@ -657,7 +583,7 @@ pub fn verify_export_trusting(
         verified_root: pass.verified_root.as_ref().map(encode_hash),
         unsigned_records: count - pass.verified_size,
         signed_by: pass.signed_by.into_iter().collect(),
-        manifests: pass.manifests,
+        manifests: pass.history.as_ref().map_or(0, KeyHistory::manifests),
     })
 }
 

@@ -319,6 +319,16 @@ async fn an_export_spanning_a_key_rotation_verifies_with_the_authority_key() {
     .await;
     // The export signs a head with the first key.
     ok(&["audit", "export", "--member", KEMLU, "--out", "first.jsonl"]);
+    // A proof against that head, kept by an auditor.
+    ok(&[
+        "audit",
+        "prove",
+        &exchange_id(3),
+        "--member",
+        KEMLU,
+        "--out",
+        "proof-3.json",
+    ]);
     std::fs::copy(
         d.join("certs/ID_GOV_KEMLU/signing.jwk"),
         d.join("first.jwk"),
@@ -354,6 +364,46 @@ async fn an_export_spanning_a_key_rotation_verifies_with_the_authority_key() {
         let out = simpul(d, &["audit", "verify", "both.jsonl", "--key", key]);
         assert_eq!(out.status.code(), Some(1), "{key}: {}", stdout(&out));
     }
+    // The proof kept from before the rotation checks with the authority key and the newest
+    // manifest, which still lists the retired key; not with the member's current key.
+    let out = ok(&[
+        "audit",
+        "check-proof",
+        "proof-3.json",
+        "--authority-key",
+        "certs/authority.jwk",
+        "--manifest",
+        "data/manifest.jws",
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("first.jwk")).unwrap()).unwrap();
+    assert!(
+        out.contains("valid") && out.contains(first["kid"].as_str().unwrap()),
+        "{out}"
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "check-proof",
+            "proof-3.json",
+            "--key",
+            "certs/ID_GOV_KEMLU/signing.jwk",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "check-proof",
+            "proof-3.json",
+            "--authority-key",
+            "certs/authority.jwk",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--manifest"));
     // A key is needed, one way or the other.
     let out = simpul(d, &["audit", "verify", "both.jsonl"]);
     assert!(!out.status.success());

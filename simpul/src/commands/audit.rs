@@ -106,13 +106,26 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
+    /// Check a proof bundle offline with the member's public key, or with the authority's
+    /// key and manifests listing the member's keys. Exit 1 if it fails.
     CheckProof {
         /// The proof bundle file.
         proof: PathBuf,
         /// The member's public signing key (a JWK file).
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "authority_keys",
+            conflicts_with = "authority_keys"
+        )]
+        key: Option<PathBuf>,
+        /// The federation authority's public key (a JWK file): the head is checked with the
+        /// member key its kid names in the --manifest files, inside the key's window.
+        /// Repeatable.
+        #[arg(long = "authority-key")]
+        authority_keys: Vec<PathBuf>,
+        /// A manifest listing the member's keys (with --authority-key). Repeatable.
+        #[arg(long = "manifest")]
+        manifests: Vec<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -215,7 +228,13 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
             let log = open_audit_log(&config, &member).await?;
             audit_witness(&log, json).await
         }
-        AuditCommand::CheckProof { proof, key, json } => audit_check_proof(&proof, &key, json),
+        AuditCommand::CheckProof {
+            proof,
+            key,
+            authority_keys,
+            manifests,
+            json,
+        } => audit_check_proof(&proof, key.as_deref(), &authority_keys, &manifests, json),
         AuditCommand::Reconcile {
             a,
             b,
@@ -436,20 +455,57 @@ fn audit_verify(
     })
 }
 
-fn audit_check_proof(proof: &Path, key: &Path, json: bool) -> Result<ExitCode, CliError> {
-    let key = read_verifying_key(key)?;
+fn audit_check_proof(
+    proof: &Path,
+    key: Option<&Path>,
+    authority_keys: &[PathBuf],
+    manifests: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let key = key.map(read_verifying_key).transpose()?;
+    let authorities = authority_keys
+        .iter()
+        .map(|p| read_verifying_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if key.is_none() && manifests.is_empty() {
+        return Err(CliError::Usage(
+            "--manifest: with --authority-key, give the manifest(s) listing the member's keys (e.g. data/manifest.jws)".into(),
+        ));
+    }
+    let manifest_texts = manifests
+        .iter()
+        .map(|p| std::fs::read_to_string(p).map_err(CliError::file(p)))
+        .collect::<Result<Vec<_>, _>>()?;
     let text = std::fs::read(proof).map_err(CliError::file(proof))?;
     let result = serde_json::from_slice::<audit::ProofBundle>(&text)
-        .map_err(|e| audit::ProofFailure::Malformed(e.to_string()))
-        .and_then(|bundle| audit::check_proof_bundle(&bundle, &key));
+        .map_err(|e| e.to_string())
+        .and_then(|bundle| {
+            let key = match &key {
+                Some(key) => key.clone(),
+                None => {
+                    let mut history = audit::KeyHistory::new(&bundle.log);
+                    for (path, text) in manifests.iter().zip(&manifest_texts) {
+                        history
+                            .add(text, &authorities)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                    history.key_for(&bundle.tree_head)?.clone()
+                }
+            };
+            audit::check_proof_bundle(&bundle, &key)
+                .map(|report| (report, key))
+                .map_err(|e| e.to_string())
+        });
     if json {
         print_json(&match &result {
-            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Ok((report, key)) => {
+                serde_json::json!({"ok": true, "report": report, "signed_by": key.kid()})
+            }
             Err(failure) => serde_json::json!({"ok": false, "failure": failure.to_string()}),
         })?;
     } else {
         match &result {
-            Ok(r) => {
+            Ok((r, key)) => {
                 println!(
                     "{}: valid: exchange {} is in {}'s log, signed by {} at tree size {} (root {}, signed {})",
                     proof.display(),
