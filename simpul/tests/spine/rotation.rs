@@ -1,5 +1,5 @@
-//! Key validity windows over real TLS (PROTOCOL.md §1.5, §1.6): a request or an answer signed
-//! by a key outside its window is refused; and the CLI of a rotation: `pki rotate`,
+//! Key validity windows over real TLS (PROTOCOL.md §1.5, §1.6): a request, a tree head or an
+//! answer signed by a key outside its window is refused; and the CLI of a rotation: `pki rotate`,
 //! `manifest sign` publishing both keys, `manifest diff`, `pki rotate --finish`, and the
 //! authority's serial growing across `pki init --force`.
 
@@ -98,6 +98,36 @@ async fn a_request_signed_by_a_key_outside_its_window_is_refused_as_a_bad_signat
     // Kemlu's current key, which has no window, still signs.
     let request = f.citizenship_request();
     assert_ok(&f.send_signed(KEMLU, &request).await);
+
+    // A tree head signed by the retired key now, carried by a good request: refused as a
+    // bad head (row 18a), recorded.
+    let head = audit::tree_head::sign_tree_head(
+        &retired,
+        0,
+        &audit::empty_root(),
+        contracts::unix_now() * 1000,
+    )
+    .unwrap();
+    let request = f.citizenship_request();
+    let url = format!("{}/v1/exchange/citizenship.status/1", f.url(DUKCAPIL));
+    let reply = f
+        .as_gateway(KEMLU, DUKCAPIL)
+        .call_with(
+            http::Method::POST,
+            &url,
+            contracts::envelope::JOSE_MEDIA_TYPE,
+            &[(gateway::witness::TREE_HEAD_HEADER, head.jws.as_str())],
+            f.sign(KEMLU, &request).into(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let p = assert_problem(&reply, 400, "bad-tree-head");
+    assert!(p.detail.contains("may sign until"), "{}", p.detail);
+    assert_eq!(
+        f.records(DUKCAPIL, &request.id).await[0]["outcome"],
+        "bad-tree-head"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
