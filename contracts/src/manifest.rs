@@ -246,12 +246,15 @@ pub enum ManifestError {
     },
 }
 
+/// Every member key by kid: the member it is of, the key, its window.
+type KeyIndex = HashMap<String, ((MemberId, VerifyingKey), KeyWindow)>;
+
 /// A verified manifest with its indexes.
 #[derive(Clone, Debug)]
 pub struct Manifest {
     doc: Arc<ManifestDoc>,
     jws: Arc<str>,
-    keys: Arc<HashMap<String, ((MemberId, VerifyingKey), KeyWindow)>>,
+    keys: Arc<KeyIndex>,
     members: Arc<HashMap<MemberId, usize>>,
     contracts: Arc<HashMap<ContractRef, usize>>,
 }
@@ -339,7 +342,7 @@ impl Manifest {
         doc: &ManifestDoc,
     ) -> Result<
         (
-            HashMap<String, ((MemberId, VerifyingKey), KeyWindow)>,
+            KeyIndex,
             HashMap<MemberId, usize>,
             HashMap<ContractRef, usize>,
         ),
