@@ -262,6 +262,27 @@ pub fn finish(layout: &PkiLayout, member: &MemberId) -> Result<Finished, PkiErro
     })
 }
 
+/// Abandons a rotation under way, if any: removes `member`'s next key and its JWK (what
+/// `simpul pki init --force` does, since it makes every member a new current key). Retired
+/// keys stay, and stay published. Returns the files removed.
+///
+/// # Errors
+/// A file cannot be removed.
+pub fn abandon(layout: &PkiLayout, member: &MemberId) -> Result<Vec<PathBuf>, PkiError> {
+    let mut removed = Vec::new();
+    for p in [
+        layout.next_signing_key(member),
+        layout.next_signing_jwk(member),
+    ] {
+        match fs::remove_file(&p) {
+            Ok(()) => removed.push(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&p)(e)),
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +354,21 @@ mod tests {
         assert_eq!(read_jwk(&f.retired_jwk).unwrap(), current);
         assert!(!layout.next_signing_key(&kemlu).exists());
         assert!(!layout.next_signing_jwk(&kemlu).exists());
+
+        // A rotation abandoned (a re-key): the next key goes, nothing else.
+        rotate(&layout, &kemlu, 1, 2_000).unwrap();
+        assert_eq!(abandon(&layout, &kemlu).unwrap().len(), 2);
+        assert!(!layout.next_signing_key(&kemlu).exists());
+        assert_eq!(
+            read_key(&layout.signing_key(&kemlu), &kemlu).unwrap().kid(),
+            r.next
+        );
+        assert!(abandon(&layout, &kemlu).unwrap().is_empty());
+        // The current key's window from the abandoned rotation stays until the next init;
+        // give it back its open end for the test.
+        let mut current = read_jwk(&layout.signing_jwk(&kemlu)).unwrap();
+        KeyWindow::default().set_in(&mut current);
+        replace(&layout.signing_jwk(&kemlu), &jwk_text(&current), 0o644).unwrap();
 
         // A second rotation: the first retired key stays, the second joins it.
         rotate(&layout, &kemlu, 1, 3_000).unwrap();

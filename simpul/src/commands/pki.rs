@@ -132,6 +132,12 @@ pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
             for p in &report.written {
                 println!("wrote {}", p.display());
             }
+            // New current keys: a rotation under way is abandoned (OPERATIONS.md §6.3).
+            for m in &config.members {
+                for p in demo::rotate::abandon(layout, &m.id)? {
+                    println!("removed {}", p.display());
+                }
+            }
         }
         PkiCommand::Renew { holder, new_key } => {
             let holder = holder.holder(config)?;

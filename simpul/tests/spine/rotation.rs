@@ -192,7 +192,18 @@ fn the_authoritys_serial_grows_across_a_rekey() {
     ok(simpul(dir.path(), &["manifest", "sign"]));
     let first = serial(dir.path());
     assert!(first >= contracts::unix_now() as u64 - 5, "{first}");
-    ok(simpul(dir.path(), &["pki", "init", "--force"]));
+    // A rotation under way is abandoned by the re-key, which makes new current keys.
+    ok(simpul(dir.path(), &["pki", "rotate", "--member", KEMLU]));
+    let out = ok(simpul(dir.path(), &["pki", "init", "--force"]));
+    assert!(
+        out.contains("removed") && out.contains("signing.next.key"),
+        "{out}"
+    );
+    assert!(
+        !dir.path()
+            .join("certs/ID_GOV_KEMLU/signing.next.jwk")
+            .exists()
+    );
     ok(simpul(dir.path(), &["manifest", "sign"]));
     let second = serial(dir.path());
     assert!(second > first, "{second} after {first}");
