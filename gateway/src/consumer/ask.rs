@@ -293,8 +293,9 @@ async fn exchange(
 }
 
 /// Accepts an answer only if it is a `simpul-response+jws` signed by a key the manifest
-/// lists for the provider, inside the key's window at the answer's `iat`, for this exchange id, addressed to this member, for this
-/// contract, bound to the exact request bytes, and valid against the response schema.
+/// lists for the provider, inside the key's window at the answer's `iat`, for this exchange
+/// id, addressed to this member, for this contract, bound to the exact request bytes, and
+/// valid against the response schema.
 fn verify_answer(
     gw: &Gateway,
     request: &ExchangeRequest,
