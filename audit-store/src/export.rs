@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 
-use audit::export::{EXPORT_FORMAT, ExportHeader, ExportLine, ExportedRecord};
+use audit::export::{EXPORT_FORMAT, ExportHeader, ExportLine, ExportedManifest, ExportedRecord};
 use audit::merkle::encode_hash;
 use audit::tree_head::SignedTreeHead;
 use contracts::MemberId;
@@ -56,10 +56,12 @@ impl HeadFeed<'_> {
     }
 }
 
-/// Writes `log`'s export from `store` (see the module doc), as of its committed size now.
+/// Writes `log`'s export from `store` (see the module doc), as of its committed size now,
+/// with `manifests` (compact JWSs) right after the header.
 pub(crate) async fn write_export(
     store: &Store,
     log: &MemberId,
+    manifests: &[String],
     out: &mut (dyn Write + Send),
 ) -> Result<(), AuditError> {
     let (size, _) = store.state().await?;
@@ -73,6 +75,14 @@ pub(crate) async fn write_export(
             tree_size: size,
         }),
     )?;
+    for jws in manifests {
+        write_line(
+            &mut out,
+            &ExportLine::Manifest(ExportedManifest {
+                jws: jws.trim().to_owned(),
+            }),
+        )?;
+    }
     let mut heads = HeadFeed {
         store,
         max_size: size,

@@ -999,7 +999,18 @@ impl AuditLog {
     /// committed size with each signed tree head right after the record that completes
     /// it. Streamed in chunks of 1,000 records; writes to `out` are blocking.
     pub async fn export(&self, out: &mut (dyn std::io::Write + Send)) -> Result<(), AuditError> {
-        export::write_export(&self.inner.store, &self.inner.log, out).await
+        export::write_export(&self.inner.store, &self.inner.log, &[], out).await
+    }
+
+    /// [`AuditLog::export`] carrying `manifests` (compact JWSs signed by the federation
+    /// authority): the member's key history, with which the export verifies given only the
+    /// authority's key (docs/AUDIT.md §4.2).
+    pub async fn export_with_manifests(
+        &self,
+        manifests: &[String],
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), AuditError> {
+        export::write_export(&self.inner.store, &self.inner.log, manifests, out).await
     }
 
     /// The bytes the store takes on disk: for SQLite its file and write-ahead log, for

@@ -1425,7 +1425,7 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
             match line {
                 audit::ExportLine::Record(r) => r.record.seq < 38,
                 audit::ExportLine::TreeHead(h) => h.tree_size <= 38,
-                audit::ExportLine::Header(_) => true,
+                audit::ExportLine::Header(_) | audit::ExportLine::Manifest(_) => true,
             }
         })
         .collect();
@@ -1475,4 +1475,180 @@ async fn an_export_must_extend_the_heads_an_auditor_kept() {
 
 fn hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A manifest for Kemlu listing `keys` (each with its window), signed by `authority`.
+fn manifest_listing(
+    authority: &SigningKey,
+    serial: u64,
+    keys: &[(&SigningKey, contracts::KeyWindow)],
+) -> String {
+    use contracts::manifest::{ManifestDoc, ManifestMember};
+    let now = contracts::unix_now();
+    let doc = ManifestDoc {
+        v: 2,
+        federation: "ID".into(),
+        serial,
+        issued_at: now - 10,
+        expires_at: now + 86_400,
+        ca: vec!["a CA certificate, not read here".into()],
+        members: vec![ManifestMember {
+            id: id(KEMLU),
+            name: "Kemlu".into(),
+            gateway: "https://localhost:7442".into(),
+            keys: keys
+                .iter()
+                .map(|(k, w)| {
+                    let mut jwk = k.public_jwk().clone();
+                    w.set_in(&mut jwk);
+                    jwk
+                })
+                .collect(),
+        }],
+        contracts: vec![],
+    };
+    contracts::Manifest::sign(&doc, authority).unwrap()
+}
+
+/// A log whose heads were signed by key 1, then by key 2 after a rotation, verifies offline
+/// with the authority's key alone from the manifests its export carries; a key the export
+/// adds itself, a manifest not signed by the authority and a head outside its key's window
+/// are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_heads_signed_before_and_after_a_rotation_verify_with_the_authority_key() {
+    use audit::{Trust, verify_export_trusting};
+    use contracts::KeyWindow;
+    let store = TestStore::sqlite();
+    let (k1, k2) = (key(KEMLU), key(KEMLU));
+    let log = store.open(KEMLU, &k1).await;
+    for n in 0..5 {
+        log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+    }
+    log.sign_tree_head().await.unwrap();
+    drop(log);
+    // The rotation finished: the gateway restarts with key 2.
+    let log = store.open(KEMLU, &k2).await;
+    for n in 5..9 {
+        log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+            .await
+            .unwrap();
+    }
+    log.sign_tree_head().await.unwrap();
+
+    let now = contracts::unix_now();
+    let authority = key("ID:GOV:SIMPUL");
+    let authorities = [public(&authority)];
+    let windows = (
+        KeyWindow {
+            not_before: None,
+            not_after: Some(now + 3_600),
+        },
+        KeyWindow {
+            not_before: Some(now - 3_600),
+            not_after: None,
+        },
+    );
+    let export_with = |manifests: Vec<String>| {
+        let log = &log;
+        async move {
+            let mut out = Vec::new();
+            log.export_with_manifests(&manifests, &mut out)
+                .await
+                .unwrap();
+            out
+        }
+    };
+    // The manifest of the overlap lists both keys.
+    let both = manifest_listing(&authority, 7, &[(&k1, windows.0), (&k2, windows.1)]);
+    let text = export_with(vec![both.clone()]).await;
+    let report =
+        verify_export_trusting(Cursor::new(&text), Trust::Authority(&authorities), &[]).unwrap();
+    assert_eq!(
+        (report.records, report.tree_heads, report.verified_size),
+        (9, 2, 9)
+    );
+    assert_eq!(report.manifests, 1);
+    let mut kids = vec![k1.kid().to_owned(), k2.kid().to_owned()];
+    kids.sort();
+    assert_eq!(report.signed_by, kids);
+    // One key alone cannot verify both heads; the manifests are not read then.
+    let f = verify_export(Cursor::new(&text), &public(&k2)).unwrap_err();
+    assert!(
+        matches!(f.kind, VerifyFailureKind::TreeHead { tree_size: 5, .. }),
+        "{f}"
+    );
+    // Two manifests, an older one listing key 1 only: key 1's entry comes from the newer.
+    let older = manifest_listing(&authority, 3, &[(&k1, KeyWindow::default())]);
+    let text2 = export_with(vec![older.clone(), both.clone()]).await;
+    verify_export_trusting(Cursor::new(&text2), Trust::Authority(&authorities), &[]).unwrap();
+
+    let refused = |text: Vec<u8>| {
+        verify_export_trusting(Cursor::new(text), Trust::Authority(&authorities), &[]).unwrap_err()
+    };
+    // No manifest: no key.
+    let f = refused(export_with(vec![]).await);
+    assert!(
+        matches!(&f.kind, VerifyFailureKind::TreeHead { reason, .. } if reason.contains("carries no manifest")),
+        "{f}"
+    );
+    // The older manifest alone does not list key 2.
+    assert!(matches!(
+        refused(export_with(vec![older]).await).kind,
+        VerifyFailureKind::TreeHead { tree_size: 9, .. }
+    ));
+    // A key added by whoever wrote the export: a manifest signed by another "authority"...
+    let forger = key("ID:GOV:SIMPUL");
+    let forged = manifest_listing(&forger, 8, &[(&k1, windows.0), (&k2, windows.1)]);
+    let f = refused(export_with(vec![forged]).await);
+    assert!(matches!(f.kind, VerifyFailureKind::Manifest { .. }), "{f}");
+    assert_eq!(f.line, 2);
+    // ... or the authority's manifest with a key slipped into its payload.
+    let stranger = key(KEMLU);
+    let parts: Vec<&str> = both.split('.').collect();
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&contracts::canonical::b64url_decode(parts[1]).unwrap()).unwrap();
+    payload["members"][0]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(stranger.public_jwk().clone());
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(&serde_json::to_vec(&payload).unwrap()),
+        parts[2]
+    );
+    let f = refused(export_with(vec![tampered]).await);
+    assert!(matches!(f.kind, VerifyFailureKind::Manifest { .. }), "{f}");
+    // Key 1 retired before its head was signed: outside its window.
+    let early = manifest_listing(
+        &authority,
+        9,
+        &[
+            (
+                &k1,
+                KeyWindow {
+                    not_before: None,
+                    not_after: Some(now - 3_600),
+                },
+            ),
+            (&k2, windows.1),
+        ],
+    );
+    let f = refused(export_with(vec![early]).await);
+    assert!(
+        matches!(&f.kind, VerifyFailureKind::TreeHead { tree_size: 5, reason } if reason.contains("may sign until")),
+        "{f}"
+    );
+    // A manifest after the first record is refused.
+    let text = String::from_utf8(export_with(vec![]).await).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.insert(
+        2,
+        serde_json::json!({"type": "manifest", "jws": both}).to_string(),
+    );
+    let f = refused(lines.join("\n").into_bytes());
+    assert!(matches!(f.kind, VerifyFailureKind::Manifest { .. }), "{f}");
+    store.cleanup().await;
 }

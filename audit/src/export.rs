@@ -2,12 +2,18 @@
 //! and `audit reconcile` read.
 //!
 //! ```text
-//! {"type":"header","format":"simpul-audit-export/2","log":"ID:GOV:X","exported_at":…,"tree_size":N}
+//! {"type":"header","format":"simpul-audit-export/3","log":"ID:GOV:X","exported_at":…,"tree_size":N}
+//! {"type":"manifest","jws":"…"}                              manifests listing the member's keys, if any
 //! {"type":"tree_head","tree_size":0,…}                       heads of size 0, if any
 //! {"type":"record","record":{"seq":0,…},"leaf_hash":"…"}
 //! {"type":"tree_head","tree_size":1,"root_hash":"…","timestamp":…,"jws":"…"}
 //! …                                                          each head right after the record that completes it
 //! ```
+//!
+//! A manifest line carries a federation manifest as the authority signed it: the member's
+//! keys with their windows, the key history a verifier given only the authority's key
+//! checks the heads with ([`crate::verify::Trust::Authority`]). Format 3 added them; a
+//! format 2 export is read as a format 3 export without manifests.
 //!
 //! `leaf_hash` is the hash the store holds for that seq. It is a hint, not trusted: the
 //! verifier recomputes every leaf from its record and uses the stored hash only to name
@@ -20,8 +26,11 @@ use serde::{Deserialize, Serialize};
 use crate::record::AuditRecord;
 use crate::tree_head::SignedTreeHead;
 
-/// `format` of an export's header.
-pub const EXPORT_FORMAT: &str = "simpul-audit-export/2";
+/// `format` of an export's header, as written.
+pub const EXPORT_FORMAT: &str = "simpul-audit-export/3";
+
+/// The formats a reader accepts: 3, and 2 (the same without manifest lines).
+pub const EXPORT_FORMATS: [&str; 2] = [EXPORT_FORMAT, "simpul-audit-export/2"];
 
 /// Longest export line a reader accepts (a record is well under 2 KiB).
 pub const MAX_LINE: usize = 1 << 20;
@@ -35,6 +44,8 @@ pub const MAX_LINE: usize = 1 << 20;
 pub enum ExportLine {
     /// The first line.
     Header(ExportHeader),
+    /// A federation manifest, right after the header (format 3).
+    Manifest(ExportedManifest),
     /// A record, in seq order.
     Record(ExportedRecord),
     /// A signed tree head, right after the record that completes its tree.
@@ -53,6 +64,14 @@ pub struct ExportHeader {
     pub exported_at: i64,
     /// The committed tree size the export was taken at.
     pub tree_size: u64,
+}
+
+/// A manifest line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedManifest {
+    /// The manifest's compact JWS, as the authority signed it.
+    pub jws: String,
 }
 
 /// A record line.

@@ -4,6 +4,7 @@
 //! [`reconcile`] two members' logs. The running log and its storage are `simpul-audit-store`.
 
 pub mod export;
+pub mod history;
 pub mod merkle;
 pub mod proof;
 pub mod reconcile;
@@ -11,7 +12,10 @@ pub mod record;
 pub mod tree_head;
 pub mod verify;
 
-pub use export::{EXPORT_FORMAT, ExportHeader, ExportLine, ExportedRecord};
+pub use export::{
+    EXPORT_FORMAT, EXPORT_FORMATS, ExportHeader, ExportLine, ExportedManifest, ExportedRecord,
+};
+pub use history::KeyHistory;
 pub use merkle::{
     Hash, ProofError, empty_root, leaf_hash, node_hash, root, verify_consistency, verify_inclusion,
 };
@@ -25,5 +29,6 @@ pub use tree_head::{
     EXCHANGE_LOG, SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, kid_member, verify_tree_head,
 };
 pub use verify::{
-    VerifyFailure, VerifyFailureKind, VerifyReport, verify_export, verify_export_against,
+    Trust, VerifyFailure, VerifyFailureKind, VerifyReport, verify_export, verify_export_against,
+    verify_export_trusting,
 };

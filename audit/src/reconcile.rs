@@ -19,7 +19,7 @@ use std::io::BufRead;
 use contracts::MemberId;
 use serde::Serialize;
 
-use crate::export::{EXPORT_FORMAT, ExportLine, read_line};
+use crate::export::{EXPORT_FORMATS, ExportLine, read_line};
 use crate::record::{AuditRecord, Role};
 
 /// Records this far outside the window are still read for pairing, so an exchange whose
@@ -116,7 +116,7 @@ fn read_header(which: char, reader: &mut impl BufRead) -> Result<String, Reconci
             continue;
         }
         return match contracts::json::from_slice::<ExportLine>(&buf) {
-            Ok(ExportLine::Header(h)) if h.format == EXPORT_FORMAT => Ok(h.log),
+            Ok(ExportLine::Header(h)) if EXPORT_FORMATS.contains(&h.format.as_str()) => Ok(h.log),
             Ok(ExportLine::Header(h)) => Err(err(line, format!("format `{}`", h.format))),
             Ok(_) => Err(err(
                 line,

@@ -1,4 +1,14 @@
-//! `simpul audit verify`: an export checked offline against the member's public key alone.
+//! `simpul audit verify`: an export checked offline against the member's public key alone,
+//! or against the federation authority's key and the manifests the export carries.
+//!
+//! # Which key checks a head
+//!
+//! With [`Trust::Key`] every head must be signed by that one key (the export's manifests are
+//! not read). With [`Trust::Authority`] the export's manifest lines (format 3, right after
+//! the header) are the member's key history ([`crate::history::KeyHistory`]): each must
+//! verify with one of the authority keys, and a manifest that does not is refused — so
+//! whoever wrote the export cannot add a key. A head is then checked with the key its `kid`
+//! names, inside that key's window.
 //!
 //! The records are read in one pass and must be seq 0, 1, 2, … without gaps; the tree is
 //! recomputed from them (only its right edge is kept, so memory does not grow with the
@@ -24,18 +34,32 @@
 //!   first seq of that stretch, the smallest seq not proven good, and
 //!   [`VerifyFailureKind::RootMismatch`] says `exact: false`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 
 use contracts::VerifyingKey;
 use serde::Serialize;
 
-use crate::export::{EXPORT_FORMAT, ExportLine, read_line};
+use crate::export::{EXPORT_FORMATS, ExportLine, read_line};
+use crate::history::KeyHistory;
 use crate::merkle::{Frontier, Hash, decode_hash, encode_hash, leaf_hash};
 use crate::tree_head::{SignedTreeHead, verify_tree_head};
 
 /// Most tree heads held while waiting for the records they cover.
 const MAX_PENDING_HEADS: usize = 10_000;
+
+/// Most manifests an export may carry.
+const MAX_MANIFESTS: usize = 1_000;
+
+/// What the heads of an export are checked with.
+#[derive(Clone, Copy, Debug)]
+pub enum Trust<'a> {
+    /// The member's one public key: every head must be signed by it.
+    Key(&'a VerifyingKey),
+    /// The federation authority's public keys: the member's keys and their windows come
+    /// from the export's manifests, each of which must verify with one of these.
+    Authority(&'a [VerifyingKey]),
+}
 
 /// What a verified export holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -52,6 +76,10 @@ pub struct VerifyReport {
     pub verified_root: Option<String>,
     /// Records after the last head, which no signature covers yet.
     pub unsigned_records: u64,
+    /// The kids of the keys that signed the heads checked.
+    pub signed_by: Vec<String>,
+    /// Manifests of the export that verified with the authority key (0 with one key).
+    pub manifests: u64,
 }
 
 /// Why an export failed verification.
@@ -87,6 +115,13 @@ pub enum VerifyFailureKind {
         expected: u64,
         /// The seq found.
         found: u64,
+    },
+    /// A manifest of the export does not verify with the authority key, or comes after a
+    /// record or a head.
+    #[error("a manifest of the export is refused: {reason}")]
+    Manifest {
+        /// Why.
+        reason: String,
     },
     /// A tree head is not signed by the key.
     #[error("the tree head of size {tree_size} is not valid: {reason}")]
@@ -178,7 +213,12 @@ impl std::error::Error for VerifyFailure {}
 
 /// The state of one pass over an export.
 struct Pass<'k> {
-    key: &'k VerifyingKey,
+    trust: Trust<'k>,
+    /// With [`Trust::Authority`]: the member's keys, from the manifests read.
+    history: Option<KeyHistory>,
+    /// Kept heads not checked yet: they wait for the key history (the manifest lines).
+    kept: Option<&'k [SignedTreeHead]>,
+    signed_by: BTreeSet<String>,
     line: u64,
     log: Option<String>,
     /// The tree recomputed from the records.
@@ -248,13 +288,85 @@ impl Pass<'_> {
         Err(f)
     }
 
+    /// Reads a manifest line: with the authority's keys, a manifest signed by one of them
+    /// adds the member's keys to the history; with one key, it is not read.
+    fn manifest(&mut self, jws: &str, log: &str) -> Result<(), VerifyFailure> {
+        let refuse =
+            |pass: &Self, reason: String| pass.fail(None, VerifyFailureKind::Manifest { reason });
+        if self.kept.is_none() || self.recomputed.size() > 0 || self.tree_heads > 0 {
+            return Err(refuse(
+                self,
+                "manifests come right after the header, before any record or head".into(),
+            ));
+        }
+        let Trust::Authority(authorities) = self.trust else {
+            return Ok(());
+        };
+        let history = self.history.get_or_insert_with(|| KeyHistory::new(log));
+        if history.manifests() >= MAX_MANIFESTS as u64 {
+            return Err(refuse(self, format!("more than {MAX_MANIFESTS} manifests")));
+        }
+        let added = history.add(jws, authorities);
+        added.map_err(|reason| refuse(self, reason))
+    }
+
+    /// Checks a head's signature with the key its `kid` names (see the module doc); its
+    /// payload and root.
+    fn check_signature(
+        &mut self,
+        head: &SignedTreeHead,
+    ) -> Result<(crate::tree_head::TreeHeadPayload, Hash), String> {
+        let key = match (self.trust, &self.history) {
+            (Trust::Key(key), _) => key,
+            (Trust::Authority(_), Some(history)) => history.key_for(head)?,
+            (Trust::Authority(_), None) => {
+                return Err("it cannot be checked: the export carries no manifest".into());
+            }
+        };
+        let (payload, root) = verify_tree_head(head, key).map_err(|e| e.to_string())?;
+        self.signed_by.insert(key.kid().to_owned());
+        Ok((payload, root))
+    }
+
+    /// Checks the kept heads, once the key history is complete (the first record or head,
+    /// or the end).
+    fn check_kept(&mut self) -> Result<(), VerifyFailure> {
+        let Some(kept) = self.kept.take() else {
+            return Ok(());
+        };
+        let line = self.line;
+        self.line = 0;
+        for head in kept {
+            let (payload, root) = self.check_signature(head).map_err(|e| {
+                self.fail(
+                    None,
+                    VerifyFailureKind::TreeHead {
+                        tree_size: head.tree_size,
+                        reason: format!("a kept tree head: {e}"),
+                    },
+                )
+            })?;
+            if payload.tree_size == 0 {
+                self.check_root(0, root, 0)?;
+            } else {
+                self.pending
+                    .entry(payload.tree_size)
+                    .or_default()
+                    .push((0, root));
+            }
+        }
+        self.line = line;
+        Ok(())
+    }
+
     fn head(&mut self, head: SignedTreeHead) -> Result<(), VerifyFailure> {
-        let (payload, root) = verify_tree_head(&head, self.key).map_err(|e| {
+        self.check_kept()?;
+        let (payload, root) = self.check_signature(&head).map_err(|reason| {
             self.fail(
                 None,
                 VerifyFailureKind::TreeHead {
                     tree_size: head.tree_size,
-                    reason: e.to_string(),
+                    reason,
                 },
             )
         })?;
@@ -301,6 +413,7 @@ impl Pass<'_> {
     }
 
     fn record(&mut self, line: crate::export::ExportedRecord) -> Result<(), VerifyFailure> {
+        self.check_kept()?;
         let expected = self.recomputed.size();
         let seq = line.record.seq;
         if seq != expected {
@@ -356,12 +469,25 @@ pub fn verify_export(
 /// whoever holds the store and the key replaced the heads inside the export. Failures
 /// about a kept head have `line` 0.
 pub fn verify_export_against(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     key: &VerifyingKey,
     kept: &[SignedTreeHead],
 ) -> Result<VerifyReport, VerifyFailure> {
+    verify_export_trusting(reader, Trust::Key(key), kept)
+}
+
+/// [`verify_export_against`] with the heads' keys chosen as `trust` says (see the module
+/// doc): one key, or the authority's keys and the manifests the export carries.
+pub fn verify_export_trusting(
+    mut reader: impl BufRead,
+    trust: Trust<'_>,
+    kept: &[SignedTreeHead],
+) -> Result<VerifyReport, VerifyFailure> {
     let mut pass = Pass {
-        key,
+        trust,
+        history: None,
+        kept: Some(kept),
+        signed_by: BTreeSet::new(),
         line: 0,
         log: None,
         recomputed: Frontier::new(),
@@ -373,26 +499,10 @@ pub fn verify_export_against(
         pending: BTreeMap::new(),
         latest_stamp: None,
     };
-    for head in kept {
-        let (payload, root) = verify_tree_head(head, key).map_err(|e| {
-            pass.fail(
-                None,
-                VerifyFailureKind::TreeHead {
-                    tree_size: head.tree_size,
-                    reason: format!("a kept tree head: {e}"),
-                },
-            )
-        })?;
-        if payload.tree_size == 0 {
-            pass.check_root(0, root, 0)?;
-        } else {
-            pass.pending
-                .entry(payload.tree_size)
-                .or_default()
-                .push((0, root));
-        }
-    }
-    let key_member = crate::tree_head::kid_member(key.kid());
+    let key_member = match trust {
+        Trust::Key(key) => Some(crate::tree_head::kid_member(key.kid())),
+        Trust::Authority(_) => None,
+    };
     let mut buf = Vec::new();
     loop {
         let more = read_line(&mut reader, &mut buf)
@@ -408,11 +518,16 @@ pub fn verify_export_against(
             .map_err(|e| pass.malformed(format!("not an export line: {e}")))?;
         match (line, pass.log.is_some()) {
             (ExportLine::Header(h), false) => {
-                if h.format != EXPORT_FORMAT {
-                    return Err(pass
-                        .malformed(format!("format `{}`, expected `{EXPORT_FORMAT}`", h.format)));
+                if !EXPORT_FORMATS.contains(&h.format.as_str()) {
+                    return Err(pass.malformed(format!(
+                        "format `{}`, expected one of {}",
+                        h.format,
+                        EXPORT_FORMATS.join(", ")
+                    )));
                 }
-                if h.log != key_member {
+                if let (Some(member), Trust::Key(key)) = (key_member, trust)
+                    && h.log != member
+                {
                     return Err(pass.fail(
                         None,
                         VerifyFailureKind::WrongLog {
@@ -425,6 +540,10 @@ pub fn verify_export_against(
             }
             (ExportLine::Header(_), true) => return Err(pass.malformed("a second header")),
             (_, false) => return Err(pass.malformed("the export does not start with its header")),
+            (ExportLine::Manifest(m), true) => {
+                let log = pass.log.clone().unwrap_or_default();
+                pass.manifest(&m.jws, &log)?;
+            }
             (ExportLine::Record(r), true) => pass.record(r)?,
             (ExportLine::TreeHead(h), true) => pass.head(h)?,
         }
@@ -433,6 +552,7 @@ pub fn verify_export_against(
     let Some(log) = pass.log.clone() else {
         return Err(pass.malformed("the export is empty"));
     };
+    pass.check_kept()?;
     let count = pass.recomputed.size();
     if let Some((&size, _)) = pass.pending.iter().next() {
         // Records renumbered after a deletion also differ from their stored leaves, from
@@ -462,6 +582,8 @@ pub fn verify_export_against(
         verified_size: pass.verified_size,
         verified_root: pass.verified_root.as_ref().map(encode_hash),
         unsigned_records: count - pass.verified_size,
+        signed_by: pass.signed_by.into_iter().collect(),
+        manifests: pass.history.as_ref().map_or(0, KeyHistory::manifests),
     })
 }
 

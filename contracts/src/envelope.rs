@@ -78,6 +78,18 @@ pub const CLOCK_SKEW_S: i64 = 60;
 /// The longest validity `exp - iat` a request may claim, in seconds.
 pub const MAX_VALIDITY_S: i64 = 300;
 
+/// When a signed envelope says it was signed: the `iat` of a payload that is a JSON object
+/// with an integer `iat`, read strictly (Encodings); `None` for any other payload, which
+/// the reading of the whole payload then refuses. Read only after the signature verified,
+/// to choose the key's window (PROTOCOL.md §1.5).
+pub fn signed_at(payload: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Iat {
+        iat: i64,
+    }
+    crate::json::from_slice::<Iat>(payload).ok().map(|p| p.iat)
+}
+
 /// The payload of an exchange request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,6 +14,7 @@ pub mod json;
 pub mod jws;
 pub mod keyfile;
 pub mod manifest;
+pub mod manifest_diff;
 pub mod member;
 pub mod problem;
 
@@ -21,7 +22,7 @@ pub use catalog::{CatalogError, embedded_catalog, load_catalog};
 pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
 pub use envelope::{ExchangeAnswer, ExchangeId, ExchangeRequest};
 pub use jws::{Algorithm, ExternalSigner, JwsError, ParsedJws, SigningKey, VerifyingKey};
-pub use manifest::{Manifest, ManifestError};
+pub use manifest::{KeyRefused, KeyWindow, Manifest, ManifestError};
 pub use member::{Identity, MemberId, MemberIdError, StaffId, StaffRole};
 pub use problem::{Problem, ProblemCode};
 

@@ -14,6 +14,115 @@ use crate::member::MemberId;
 /// `typ` of a manifest JWS.
 pub const MANIFEST_TYP: &str = "simpul-manifest+jws";
 
+/// The manifest format versions this code reads: 1, and 2, whose keys may carry a
+/// validity window (PROTOCOL.md §1.6).
+pub const MANIFEST_VERSIONS: [u32; 2] = [1, 2];
+
+/// The JWK member giving the first second a key may sign at (Unix seconds), manifest v2.
+pub const NOT_BEFORE: &str = "not_before";
+
+/// The JWK member giving the first second a key may no longer sign at (Unix seconds),
+/// manifest v2.
+pub const NOT_AFTER: &str = "not_after";
+
+/// When a key may sign: from `not_before` (inclusive) to `not_after` (exclusive), Unix
+/// seconds; an absent bound is open. A signature's time — the `iat` of an envelope, the
+/// `timestamp` of a tree head in whole seconds — must fall inside (PROTOCOL.md §1.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWindow {
+    /// First second the key may sign at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<i64>,
+    /// First second the key may no longer sign at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+}
+
+impl KeyWindow {
+    /// The window a JWK carries in its `not_before` / `not_after` members.
+    ///
+    /// # Errors
+    /// A bound that is not an integer, or `not_before` not earlier than `not_after`.
+    pub fn of_jwk(jwk: &Value) -> Result<KeyWindow, String> {
+        let bound = |name: &str| -> Result<Option<i64>, String> {
+            match jwk.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .map(Some)
+                    .ok_or_else(|| format!("`{name}` must be an integer (Unix seconds)")),
+            }
+        };
+        let window = KeyWindow {
+            not_before: bound(NOT_BEFORE)?,
+            not_after: bound(NOT_AFTER)?,
+        };
+        if let (Some(b), Some(a)) = (window.not_before, window.not_after)
+            && b >= a
+        {
+            return Err(format!(
+                "`{NOT_BEFORE}` {b} must be earlier than `{NOT_AFTER}` {a}"
+            ));
+        }
+        Ok(window)
+    }
+
+    /// Whether the window is open at both ends.
+    pub fn is_open(&self) -> bool {
+        self.not_before.is_none() && self.not_after.is_none()
+    }
+
+    /// Whether a signature made at `t` (Unix seconds) falls inside.
+    pub fn contains(&self, t: i64) -> bool {
+        self.not_before.is_none_or(|b| t >= b) && self.not_after.is_none_or(|a| t < a)
+    }
+
+    /// Writes the window into `jwk` (removing a bound that is `None`).
+    pub fn set_in(&self, jwk: &mut Value) {
+        if let Some(map) = jwk.as_object_mut() {
+            for (name, bound) in [(NOT_BEFORE, self.not_before), (NOT_AFTER, self.not_after)] {
+                match bound {
+                    Some(t) => map.insert(name.to_owned(), t.into()),
+                    None => map.remove(name),
+                };
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for KeyWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.not_before, self.not_after) {
+            (None, None) => write!(f, "always"),
+            (Some(b), None) => write!(f, "from {b}"),
+            (None, Some(a)) => write!(f, "until {a}"),
+            (Some(b), Some(a)) => write!(f, "from {b} until {a}"),
+        }
+    }
+}
+
+/// Why a key cannot check a signature: the manifest does not list it, or the signature's
+/// time is outside its window.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefused {
+    /// No member of the manifest has a key with this `kid`.
+    #[error("kid `{kid}` names no key of a manifest member")]
+    Unknown {
+        /// The `kid`.
+        kid: String,
+    },
+    /// The key is listed, but may not sign at the signature's time.
+    #[error("key `{kid}` may sign {window}, not at {at} (Unix seconds)")]
+    OutsideWindow {
+        /// The `kid`.
+        kid: String,
+        /// The signature's time.
+        at: i64,
+        /// The key's window.
+        window: KeyWindow,
+    },
+}
+
 /// A member as the manifest lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,7 +133,8 @@ pub struct ManifestMember {
     pub name: String,
     /// Base URL of its gateway, `https://host:port`.
     pub gateway: String,
-    /// Public signing keys (JWK with `kid`).
+    /// Public signing keys (JWK with `kid`; in manifest v2, optionally `not_before` and
+    /// `not_after`, see [`KeyWindow`]).
     pub keys: Vec<Value>,
 }
 
@@ -70,7 +180,7 @@ pub struct ManifestContract {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestDoc {
-    /// Format version, 1.
+    /// Format version, 1 or 2 ([`MANIFEST_VERSIONS`]).
     pub v: u32,
     /// Federation instance, e.g. `ID`.
     pub federation: String,
@@ -136,12 +246,15 @@ pub enum ManifestError {
     },
 }
 
+/// Every member key by kid: the member it is of, the key, its window.
+type KeyIndex = HashMap<String, ((MemberId, VerifyingKey), KeyWindow)>;
+
 /// A verified manifest with its indexes.
 #[derive(Clone, Debug)]
 pub struct Manifest {
     doc: Arc<ManifestDoc>,
     jws: Arc<str>,
-    keys: Arc<HashMap<String, (MemberId, VerifyingKey)>>,
+    keys: Arc<KeyIndex>,
     members: Arc<HashMap<MemberId, usize>>,
     contracts: Arc<HashMap<ContractRef, usize>>,
 }
@@ -169,6 +282,21 @@ impl Manifest {
         authority: &VerifyingKey,
         now: i64,
     ) -> Result<Manifest, ManifestError> {
+        Self::verify_inner(jws, authority, Some(now))
+    }
+
+    /// [`Manifest::verify`] without the expiry check: for reading a manifest of the past
+    /// offline (the key history of an audit export, `simpul manifest diff`), never for
+    /// trusting one at run time.
+    pub fn verify_any_time(jws: &str, authority: &VerifyingKey) -> Result<Manifest, ManifestError> {
+        Self::verify_inner(jws, authority, None)
+    }
+
+    fn verify_inner(
+        jws: &str,
+        authority: &VerifyingKey,
+        now: Option<i64>,
+    ) -> Result<Manifest, ManifestError> {
         let parsed = ParsedJws::parse(jws.trim(), MANIFEST_TYP)?;
         let kid = parsed.header.kid.clone().unwrap_or_default();
         if kid != authority.kid() {
@@ -179,7 +307,9 @@ impl Manifest {
         }
         authority.verify(&parsed)?;
         let doc: ManifestDoc = crate::json::from_slice(&parsed.payload)?;
-        if doc.expires_at <= now {
+        if let Some(now) = now
+            && doc.expires_at <= now
+        {
             return Err(ManifestError::Expired {
                 serial: doc.serial,
                 expires_at: doc.expires_at,
@@ -212,16 +342,16 @@ impl Manifest {
         doc: &ManifestDoc,
     ) -> Result<
         (
-            HashMap<String, (MemberId, VerifyingKey)>,
+            KeyIndex,
             HashMap<MemberId, usize>,
             HashMap<ContractRef, usize>,
         ),
         ManifestError,
     > {
-        if doc.v != 1 {
+        if !MANIFEST_VERSIONS.contains(&doc.v) {
             return Err(invalid(
                 "v",
-                format!("version {} is not supported (1)", doc.v),
+                format!("version {} is not supported (1 or 2)", doc.v),
             ));
         }
         if doc.issued_at >= doc.expires_at {
@@ -263,8 +393,18 @@ impl Manifest {
                         format!("`{}` must start with `{expected}`", key.kid()),
                     ));
                 }
+                let window = KeyWindow::of_jwk(jwk)
+                    .map_err(|why| invalid(format!("{at}.keys[{k}]"), why))?;
+                if doc.v < 2 && !window.is_open() {
+                    // A reader of version 1 would ignore the window and accept the key at
+                    // any time: a window needs a version such a reader refuses.
+                    return Err(invalid(
+                        format!("{at}.keys[{k}]"),
+                        format!("`{NOT_BEFORE}`/`{NOT_AFTER}` need manifest version 2"),
+                    ));
+                }
                 if keys
-                    .insert(key.kid().to_owned(), (m.id.clone(), key))
+                    .insert(key.kid().to_owned(), ((m.id.clone(), key), window))
                     .is_some()
                 {
                     return Err(invalid(
@@ -332,9 +472,34 @@ impl Manifest {
         self.members.get(id).map(|&i| &self.doc.members[i])
     }
 
-    /// A member's key by full kid (`<member>#<key id>`), with the member it belongs to.
+    /// A member's key by full kid (`<member>#<key id>`), with the member it belongs to,
+    /// whatever its window: a verifier checks a signature with [`Manifest::key_at`].
     pub fn key(&self, kid: &str) -> Option<&(MemberId, VerifyingKey)> {
-        self.keys.get(kid)
+        self.keys.get(kid).map(|(k, _)| k)
+    }
+
+    /// The validity window of a member's key, by full kid.
+    pub fn key_window(&self, kid: &str) -> Option<KeyWindow> {
+        self.keys.get(kid).map(|(_, w)| *w)
+    }
+
+    /// The key a signature made at `t` (Unix seconds: an envelope's `iat`, a tree head's
+    /// `timestamp` in seconds) is checked with: the key `kid` names, if its window holds `t`.
+    ///
+    /// # Errors
+    /// [`KeyRefused`]: no such key, or `t` outside its window.
+    pub fn key_at(&self, kid: &str, t: i64) -> Result<&(MemberId, VerifyingKey), KeyRefused> {
+        let (key, window) = self.keys.get(kid).ok_or_else(|| KeyRefused::Unknown {
+            kid: kid.to_owned(),
+        })?;
+        if !window.contains(t) {
+            return Err(KeyRefused::OutsideWindow {
+                kid: kid.to_owned(),
+                at: t,
+                window: *window,
+            });
+        }
+        Ok(key)
     }
 
     /// A contract by id and version.
@@ -408,9 +573,15 @@ impl Manifest {
         for m in &d.members {
             out.push_str(&format!("  {} ({}) at {}\n", m.id, m.name, m.gateway));
             for k in &m.keys {
+                let window = KeyWindow::of_jwk(k).unwrap_or_default();
                 out.push_str(&format!(
-                    "    key {}\n",
-                    k.get("kid").and_then(Value::as_str).unwrap_or("?")
+                    "    key {}{}\n",
+                    k.get("kid").and_then(Value::as_str).unwrap_or("?"),
+                    if window.is_open() {
+                        String::new()
+                    } else {
+                        format!(" (signs {window})")
+                    }
                 ));
             }
         }
@@ -518,6 +689,142 @@ pub enum NotGranted {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jws::Algorithm;
+
+    /// A v`v` manifest of one member with `keys`, signed by a fresh authority.
+    fn signed(v: u32, keys: Vec<Value>) -> (Result<Manifest, ManifestError>, VerifyingKey) {
+        let authority = SigningKey::generate(Algorithm::ES256, "ID:GOV:SIMPUL").unwrap();
+        let doc = ManifestDoc {
+            v,
+            federation: "ID".into(),
+            serial: 1,
+            issued_at: 100,
+            expires_at: 2_000_000_000,
+            ca: vec!["CA".into()],
+            members: vec![ManifestMember {
+                id: MemberId::parse("ID:GOV:A").unwrap(),
+                name: "A".into(),
+                gateway: "https://a:1".into(),
+                keys,
+            }],
+            contracts: vec![],
+        };
+        // Signed as is: `sign` would refuse an inconsistent one before `verify` could.
+        let jws = authority
+            .sign(MANIFEST_TYP, &serde_json::to_vec(&doc).unwrap())
+            .unwrap();
+        let key = authority.verifying_key().unwrap();
+        (Manifest::verify(&jws, &key, 1_000), key)
+    }
+
+    fn jwk(key: &SigningKey, window: KeyWindow) -> Value {
+        let mut jwk = key.public_jwk().clone();
+        window.set_in(&mut jwk);
+        jwk
+    }
+
+    #[test]
+    fn a_key_signs_inside_its_window_only() {
+        let old = SigningKey::generate(Algorithm::ES256, "ID:GOV:A").unwrap();
+        let new = SigningKey::generate(Algorithm::ES256, "ID:GOV:A").unwrap();
+        let (m, _) = signed(
+            2,
+            vec![
+                jwk(
+                    &old,
+                    KeyWindow {
+                        not_before: None,
+                        not_after: Some(500),
+                    },
+                ),
+                jwk(
+                    &new,
+                    KeyWindow {
+                        not_before: Some(400),
+                        not_after: None,
+                    },
+                ),
+            ],
+        );
+        let m = m.unwrap();
+        assert!(m.key_at(old.kid(), 0).is_ok());
+        assert!(m.key_at(old.kid(), 499).is_ok());
+        assert!(matches!(
+            m.key_at(old.kid(), 500),
+            Err(KeyRefused::OutsideWindow { at: 500, .. })
+        ));
+        assert!(matches!(
+            m.key_at(new.kid(), 399),
+            Err(KeyRefused::OutsideWindow { .. })
+        ));
+        assert!(m.key_at(new.kid(), 400).is_ok());
+        assert!(m.key_at(new.kid(), i64::MAX).is_ok());
+        assert!(matches!(
+            m.key_at("ID:GOV:A#nope", 450),
+            Err(KeyRefused::Unknown { .. })
+        ));
+        // The key itself is found whatever the time, with its window.
+        assert!(m.key(old.kid()).is_some());
+        assert_eq!(m.key_window(old.kid()).unwrap().not_after, Some(500));
+        let refused = m.key_at(old.kid(), 600).unwrap_err().to_string();
+        assert!(
+            refused.contains("may sign until 500, not at 600"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn windows_need_version_2_and_must_be_integers_in_order() {
+        let k = SigningKey::generate(Algorithm::ES256, "ID:GOV:A").unwrap();
+        let w = KeyWindow {
+            not_before: Some(1),
+            not_after: None,
+        };
+        // Version 1 without windows, and version 2 with or without, are read.
+        assert!(signed(1, vec![k.public_jwk().clone()]).0.is_ok());
+        assert!(signed(2, vec![k.public_jwk().clone()]).0.is_ok());
+        assert!(signed(2, vec![jwk(&k, w)]).0.is_ok());
+        let refused = |v, key: Value, why: &str| match signed(v, vec![key]).0 {
+            Err(ManifestError::Invalid { field, reason }) => {
+                assert_eq!(field, "members[0].keys[0]");
+                assert!(reason.contains(why), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        };
+        refused(1, jwk(&k, w), "need manifest version 2");
+        let mut text = k.public_jwk().clone();
+        text["not_after"] = "soon".into();
+        refused(2, text, "must be an integer");
+        refused(
+            2,
+            jwk(
+                &k,
+                KeyWindow {
+                    not_before: Some(5),
+                    not_after: Some(5),
+                },
+            ),
+            "must be earlier than",
+        );
+        assert!(matches!(
+            signed(3, vec![k.public_jwk().clone()]).0,
+            Err(ManifestError::Invalid { field, .. }) if field == "v"
+        ));
+    }
+
+    #[test]
+    fn an_expired_manifest_is_read_any_time_but_not_trusted_now() {
+        let k = SigningKey::generate(Algorithm::ES256, "ID:GOV:A").unwrap();
+        let (m, authority) = signed(1, vec![k.public_jwk().clone()]);
+        let jws = m.unwrap().jws().to_owned();
+        assert!(matches!(
+            Manifest::verify(&jws, &authority, 2_000_000_000),
+            Err(ManifestError::Expired { .. })
+        ));
+        assert!(Manifest::verify_any_time(&jws, &authority).is_ok());
+        let stranger = SigningKey::generate(Algorithm::ES256, "ID:GOV:SIMPUL").unwrap();
+        assert!(Manifest::verify_any_time(&jws, &stranger.verifying_key().unwrap()).is_err());
+    }
 
     #[test]
     fn a_gateway_url_is_https_host_and_port_only() {

@@ -9,6 +9,7 @@ mod plan;
 pub mod population;
 mod prepare;
 pub mod request;
+pub mod rotate;
 
 pub use plan::{DemoPlan, SeedTarget};
 

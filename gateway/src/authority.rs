@@ -1,13 +1,16 @@
 //! The federation authority's work: building the manifest from the configuration and the
-//! catalog, and signing it one serial above the manifest on disk.
+//! catalog — each member's keys with their validity windows, from its current, next and
+//! retired public keys — and signing it with a serial that only grows, across a re-key too.
 
 use std::path::{Path, PathBuf};
 
-use contracts::manifest::{ManifestContract, ManifestDoc, ManifestMember};
-use contracts::{Algorithm, Manifest, SigningKey};
+use contracts::manifest::{KeyWindow, ManifestContract, ManifestDoc, ManifestMember};
+use contracts::{Algorithm, Manifest, MemberId, SigningKey};
+use serde_json::Value;
 
 use crate::assemble::{StartError, load_authority_key};
 use crate::config::Config;
+use crate::layout::PkiLayout;
 
 /// Why a manifest could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +50,18 @@ pub fn build_manifest_doc(
         std::fs::read_to_string(layout.ca_cert()).map_err(|e| file_err(&layout.ca_cert(), e))?;
     let mut members = Vec::new();
     for m in &config.members {
-        let path = layout.signing_jwk(&m.id);
-        let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-        let jwk: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
         members.push(ManifestMember {
             id: m.id.clone(),
             name: m.name.clone(),
             gateway: m.gateway.clone(),
-            keys: vec![jwk],
+            keys: member_keys(layout, &m.id)?,
         });
     }
+    // A window needs version 2, which a reader that does not know windows refuses.
+    let windowed = members
+        .iter()
+        .flat_map(|m| &m.keys)
+        .any(|k| KeyWindow::of_jwk(k).is_ok_and(|w| !w.is_open()));
     let mut contracts = Vec::new();
     for m in &config.members {
         for p in &m.provides {
@@ -77,7 +82,7 @@ pub fn build_manifest_doc(
         }
     }
     Ok(ManifestDoc {
-        v: 1,
+        v: if windowed { 2 } else { 1 },
         federation: config.federation.id.clone(),
         serial,
         issued_at: now,
@@ -88,6 +93,79 @@ pub fn build_manifest_doc(
     })
 }
 
+/// The public keys `member` publishes, each JWK with its window: its current key
+/// (`signing.jwk`), its next key while a rotation is under way (`signing.next.jwk`), and its
+/// retired keys (`retired/*.jwk`, in file-name order), so that signatures they made stay
+/// verifiable with later manifests.
+pub fn member_keys(layout: &PkiLayout, member: &MemberId) -> Result<Vec<Value>, AuthorityError> {
+    let read = |path: &Path| -> Result<Value, AuthorityError> {
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+        serde_json::from_str(&text).map_err(|e| file_err(path, format!("not a JWK: {e}")))
+    };
+    let mut keys = vec![read(&layout.signing_jwk(member))?];
+    let next = layout.next_signing_jwk(member);
+    if next.symlink_metadata().is_ok() {
+        keys.push(read(&next)?);
+    }
+    let retired = layout.retired_dir(member);
+    match std::fs::read_dir(&retired) {
+        Ok(entries) => {
+            let mut files = Vec::new();
+            for entry in entries {
+                let path = entry.map_err(|e| file_err(&retired, e))?.path();
+                if path.extension().is_some_and(|e| e == "jwk") {
+                    files.push(path);
+                }
+            }
+            files.sort();
+            for path in files {
+                keys.push(read(&path)?);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_err(&retired, e)),
+    }
+    Ok(keys)
+}
+
+/// Where the authority records the last serial it signed: beside the manifest
+/// (`<manifest>` with the extension `authority.serial`), outside the PKI directory that
+/// `simpul pki init --force` rewrites.
+pub fn authority_serial_file(config: &Config) -> PathBuf {
+    config
+        .federation
+        .manifest
+        .with_extension("authority.serial")
+}
+
+/// The serial of the next manifest: the signing time in Unix seconds, or one more than the
+/// last serial this authority signed (its serial file) or the serial of the manifest on disk
+/// when either is as high — so it grows across a re-key (whose new authority key no longer
+/// verifies the old manifest) and over several manifests signed within one second.
+///
+/// # Errors
+/// The serial file exists and does not hold a serial.
+pub fn next_serial(config: &Config, now: i64) -> Result<u64, AuthorityError> {
+    let path = authority_serial_file(config);
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().parse::<u64>().map_err(|_| {
+            file_err(
+                &path,
+                "does not hold a manifest serial: restore it, or remove it (the serial is then \
+                 the time, or one above the manifest on disk)",
+            )
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(file_err(&path, e)),
+    };
+    let held = current_manifest(config).map(|m| m.doc().serial);
+    let above = |s: Option<u64>| s.map_or(0, |s| s.saturating_add(1));
+    Ok(u64::try_from(now)
+        .unwrap_or(0)
+        .max(above(recorded))
+        .max(above(held)))
+}
+
 /// Reads the manifest currently on disk, if it verifies.
 fn current_manifest(config: &Config) -> Option<Manifest> {
     let key = load_authority_key(&config.federation.authority_key).ok()?;
@@ -95,8 +173,8 @@ fn current_manifest(config: &Config) -> Option<Manifest> {
     Manifest::verify(&text, &key, contracts::unix_now()).ok()
 }
 
-/// Signs a new manifest from the configuration with the authority key, one serial above the
-/// one on disk, and writes it. Returns the manifest.
+/// Signs a new manifest from the configuration with the authority key, with the serial of
+/// [`next_serial`], writes it and records its serial. Returns the manifest.
 pub fn sign_manifest(config: &Config, out: Option<&Path>) -> Result<Manifest, AuthorityError> {
     let layout = &config.federation.pki;
     let key_path = layout.authority_key();
@@ -104,10 +182,8 @@ pub fn sign_manifest(config: &Config, out: Option<&Path>) -> Result<Manifest, Au
     let authority =
         SigningKey::from_pem(Algorithm::ES256, config.federation.authority.as_str(), &pem)
             .map_err(|e| file_err(&key_path, e))?;
-    let serial = current_manifest(config)
-        .map(|m| m.doc().serial + 1)
-        .unwrap_or(1);
     let now = contracts::unix_now();
+    let serial = next_serial(config, now)?;
     let doc = build_manifest_doc(config, serial, now)?;
     let jws = Manifest::sign(&doc, &authority)?;
     let out = out
@@ -117,6 +193,12 @@ pub fn sign_manifest(config: &Config, out: Option<&Path>) -> Result<Manifest, Au
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     }
     std::fs::write(&out, format!("{jws}\n")).map_err(|e| file_err(&out, e))?;
+    // Written aside and renamed, so a crash leaves the old serial or the new one.
+    let serial_file = authority_serial_file(config);
+    let tmp = serial_file.with_extension("serial.tmp");
+    std::fs::write(&tmp, format!("{serial}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &serial_file))
+        .map_err(|e| file_err(&serial_file, e))?;
     Ok(Manifest::verify(
         &jws,
         &authority

@@ -73,6 +73,25 @@ impl PkiLayout {
         self.member_dir(member).join("signing.jwk")
     }
 
+    /// A member's next signing key during a rotation (`simpul pki rotate`), PKCS#8 PEM:
+    /// `<root>/<member file_stem>/signing.next.key`.
+    pub fn next_signing_key(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("signing.next.key")
+    }
+
+    /// The public JWK of a member's next signing key, with its `not_before`:
+    /// `<root>/<member file_stem>/signing.next.jwk`.
+    pub fn next_signing_jwk(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("signing.next.jwk")
+    }
+
+    /// The public JWKs of a member's retired signing keys, each with its window, kept so
+    /// that later manifests still list them (and signatures they made stay verifiable):
+    /// `<root>/<member file_stem>/retired/`.
+    pub fn retired_dir(&self, member: &MemberId) -> PathBuf {
+        self.member_dir(member).join("retired")
+    }
+
     /// A member's own CA, which issues its subsystems', operators' and auditors'
     /// certificates: `<root>/<member file_stem>/member-ca.pem`.
     pub fn member_ca_cert(&self, member: &MemberId) -> PathBuf {

@@ -347,8 +347,8 @@ impl Gateway {
         // The signing key: a new one only if the manifest lists it under this member.
         let listed = |kid: &str| {
             manifest
-                .key(kid)
-                .is_some_and(|(owner, _)| owner == &self.member)
+                .key_at(kid, contracts::unix_now())
+                .is_ok_and(|(owner, _)| owner == &self.member)
         };
         let signing = match snapshot::read_signing_key(src) {
             Ok(k) if k.kid() == held.signing.kid() => held.signing.clone(),
@@ -357,7 +357,7 @@ impl Gateway {
                 problems.add(
                     "signing_key",
                     format!(
-                        "{}: the key {} is not among {}'s keys in the manifest (serial {}): the held key {} stays in use",
+                        "{}: the key {} is not among {}'s keys in the manifest (serial {}), or may not sign now: the held key {} stays in use",
                         src.signing,
                         k.kid(),
                         self.member,

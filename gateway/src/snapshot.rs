@@ -273,11 +273,19 @@ pub(crate) fn build(
             "{member} is not in the manifest (serial {serial}): sign a new one with `simpul manifest sign`"
         )));
     }
-    match manifest.key(own.signing.kid()) {
-        Some((owner, _)) if owner == member => {}
-        _ => {
+    // Listed under this member, and inside its validity window now.
+    match manifest.key_at(own.signing.kid(), contracts::unix_now()) {
+        Ok((owner, _)) if owner == member => {}
+        Ok(_) => {
             return Err(StartError::Inconsistent(format!(
                 "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}): sign a new manifest",
+                own.signing.kid(),
+                src.signing
+            )));
+        }
+        Err(refused) => {
+            return Err(StartError::Inconsistent(format!(
+                "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}), or may not sign now ({refused}): sign a new manifest",
                 own.signing.kid(),
                 src.signing
             )));

@@ -367,8 +367,8 @@ impl Witness {
     }
 }
 
-/// `jws` as a tree head `member` signed with a key the manifest lists for it, naming its
-/// log; with its root.
+/// `jws` as a tree head `member` signed with a key the manifest lists for it, inside the
+/// key's window at the head's timestamp, naming its log; with its root.
 fn verified(
     manifest: &Manifest,
     member: &MemberId,
@@ -385,6 +385,10 @@ fn verified(
     }
     let payload: TreeHeadPayload =
         contracts::json::from_slice(&parsed.payload).map_err(|e| bad(e.to_string()))?;
+    // Signed inside the key's window: the head's timestamp, in seconds (PROTOCOL.md §1.5).
+    manifest
+        .key_at(kid, payload.timestamp.div_euclid(1000))
+        .map_err(|e| bad(e.to_string()))?;
     let head = SignedTreeHead {
         member: payload.member,
         log: payload.log,

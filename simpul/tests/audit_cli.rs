@@ -289,3 +289,143 @@ async fn cli_exports_verifies_proves_and_reconciles() {
     );
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+/// Heads signed by a member's key before and after a rotation verify offline with the
+/// authority's key alone: the export carries the manifest, which lists the retired key with
+/// its window beside the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_spanning_a_key_rotation_verifies_with_the_authority_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = demo(d);
+    let ok = |args: &[&str]| {
+        let out = simpul(d, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout(&out)
+    };
+    ok(&["manifest", "sign"]);
+    fill(
+        &config,
+        KEMLU,
+        (0..10)
+            .map(|n| exchange(n, Role::Consumer, KEMLU, DUKCAPIL))
+            .collect(),
+    )
+    .await;
+    // The export signs a head with the first key.
+    ok(&["audit", "export", "--member", KEMLU, "--out", "first.jsonl"]);
+    // A proof against that head, kept by an auditor.
+    ok(&[
+        "audit",
+        "prove",
+        &exchange_id(3),
+        "--member",
+        KEMLU,
+        "--out",
+        "proof-3.json",
+    ]);
+    std::fs::copy(
+        d.join("certs/ID_GOV_KEMLU/signing.jwk"),
+        d.join("first.jwk"),
+    )
+    .unwrap();
+    ok(&["pki", "rotate", "--member", KEMLU]);
+    ok(&["manifest", "sign"]);
+    ok(&["pki", "rotate", "--member", KEMLU, "--finish"]);
+    ok(&["manifest", "sign"]);
+    fill(
+        &config,
+        KEMLU,
+        (10..20)
+            .map(|n| exchange(n, Role::Consumer, KEMLU, DUKCAPIL))
+            .collect(),
+    )
+    .await;
+    // This one signs a head with the second key, and carries the manifest.
+    ok(&["audit", "export", "--member", KEMLU, "--out", "both.jsonl"]);
+    let out = ok(&[
+        "audit",
+        "verify",
+        "both.jsonl",
+        "--authority-key",
+        "certs/authority.jwk",
+    ]);
+    assert!(
+        out.contains("20 records, 2 signed tree heads") && out.contains("1 manifest(s)"),
+        "{out}"
+    );
+    // Either key alone fails on the other's head.
+    for key in ["first.jwk", "certs/ID_GOV_KEMLU/signing.jwk"] {
+        let out = simpul(d, &["audit", "verify", "both.jsonl", "--key", key]);
+        assert_eq!(out.status.code(), Some(1), "{key}: {}", stdout(&out));
+    }
+    // The proof kept from before the rotation checks with the authority key and the newest
+    // manifest, which still lists the retired key; not with the member's current key.
+    let out = ok(&[
+        "audit",
+        "check-proof",
+        "proof-3.json",
+        "--authority-key",
+        "certs/authority.jwk",
+        "--manifest",
+        "data/manifest.jws",
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("first.jwk")).unwrap()).unwrap();
+    assert!(
+        out.contains("valid") && out.contains(first["kid"].as_str().unwrap()),
+        "{out}"
+    );
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "check-proof",
+            "proof-3.json",
+            "--key",
+            "certs/ID_GOV_KEMLU/signing.jwk",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "check-proof",
+            "proof-3.json",
+            "--authority-key",
+            "certs/authority.jwk",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--manifest"));
+    // A key is needed, one way or the other.
+    let out = simpul(d, &["audit", "verify", "both.jsonl"]);
+    assert!(!out.status.success());
+    // Another authority's key verifies no manifest of the export.
+    let other = SigningKey::generate(Algorithm::ES256, "ID:GOV:SIMPUL").unwrap();
+    std::fs::write(
+        d.join("other.jwk"),
+        serde_json::to_vec(other.public_jwk()).unwrap(),
+    )
+    .unwrap();
+    let out = simpul(
+        d,
+        &[
+            "audit",
+            "verify",
+            "both.jsonl",
+            "--authority-key",
+            "other.jwk",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failure"]["kind"], "manifest", "{report}");
+}

@@ -121,6 +121,13 @@ pub(super) async fn signed_by_provider(cx: &Context) -> CaseResult {
         }
         key.verify(&jws)
             .map_err(|e| format!("the signature does not verify with {kid}: {e}"))?;
+        // Signed inside the key's window (PROTOCOL.md §1.5): the answer's `iat`.
+        if let Some(iat) = contracts::envelope::signed_at(&jws.payload) {
+            cx.config
+                .manifest
+                .key_at(&kid, iat)
+                .map_err(|e| format!("the answer's iat is outside its key's window: {e}"))?;
+        }
         let alg = match jws.alg {
             Algorithm::ES256 => "ES256",
             Algorithm::EdDSA => "EdDSA",
@@ -253,6 +260,12 @@ pub(super) async fn tree_head(cx: &Context) -> CaseResult {
             .unwrap_or_default();
         if fields != ["log", "member", "root_hash", "timestamp", "tree_size"] {
             return Err(format!("the head's payload has the fields {fields:?}"));
+        }
+        if let Some(ms) = payload["timestamp"].as_i64() {
+            cx.config
+                .manifest
+                .key_at(&kid, ms.div_euclid(1000))
+                .map_err(|e| format!("the head's timestamp is outside its key's window: {e}"))?;
         }
         if payload["member"] != target.as_str() || payload["log"] != "exchanges" {
             return Err(format!(

@@ -157,11 +157,11 @@ catalogue! {
     "CON-07", Contracts, true, "a schema-invalid query is refused with 400 invalid-query naming the pointer", ["query-schema"] => contract::invalid_query;
     "CON-08", Contracts, true, "a NIK followed by a newline is refused with 400 invalid-query at /query/nik", ["query-schema"] => contract::trailing_newline;
     "ANS-01", Answers, true, "a valid query is answered 200 with an application/jose compact JWS", [] => answers::answered;
-    "ANS-02", Answers, true, "the answer is signed by a key the manifest gives the provider", [] => answers::signed_by_provider;
+    "ANS-02", Answers, true, "the answer is signed by a key the manifest gives the provider, inside the key's window at its iat", [] => answers::signed_by_provider;
     "ANS-03", Answers, true, "the answer's typ is simpul-response+jws", [] => answers::typ;
     "ANS-04", Answers, true, "the answer's id, iss, aud, contract and request_hash are bound to the request", [] => answers::bound;
     "ANS-05", Answers, true, "the answer's result is valid against the contract's response schema", [] => answers::result_valid;
-    "ANS-06", Answers, true, "every answer carries the provider's newest tree head, signed by its key, naming its log", [] => answers::tree_head;
+    "ANS-06", Answers, true, "every answer carries the provider's newest tree head, signed by its key inside the key's window, naming its log", [] => answers::tree_head;
     "ERR-01", Errors, true, "refusals are no-store application/problem+json with type, title, status and detail", [] => errors::problem_fields;
     "ERR-02", Errors, true, "refusals after the envelope is read carry its exchange_id", [] => errors::exchange_id;
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;

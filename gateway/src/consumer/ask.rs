@@ -311,8 +311,9 @@ async fn exchange(
 }
 
 /// Accepts an answer only if it is a `simpul-response+jws` signed by a key the manifest
-/// lists for the provider, for this exchange id, addressed to this member, for this
-/// contract, bound to the exact request bytes, and valid against the response schema.
+/// lists for the provider, inside the key's window at the answer's `iat`, for this exchange
+/// id, addressed to this member, for this contract, bound to the exact request bytes, and
+/// valid against the response schema.
 fn verify_answer(
     snap: &Snapshot,
     request: &ExchangeRequest,
@@ -335,6 +336,10 @@ fn verify_answer(
     key.verify(&parsed).map_err(|e| format!("answer: {e}"))?;
     let answer: ExchangeAnswer =
         contracts::json::from_slice(&parsed.payload).map_err(|e| format!("answer payload: {e}"))?;
+    // Signed inside the key's window (PROTOCOL.md §1.5): its `iat`.
+    snap.manifest
+        .key_at(kid, answer.iat)
+        .map_err(|e| format!("answer: {e}"))?;
     let expected_hash = sha256_b64url(request_jws.as_bytes());
     let checks = [
         (answer.v == 1, "v is not 1"),

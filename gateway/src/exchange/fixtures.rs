@@ -84,6 +84,13 @@ pub(super) fn manifest(keys: &[&SigningKey]) -> Manifest {
     Manifest::verify(&jws, &authority.verifying_key().unwrap(), NOW).unwrap()
 }
 
+/// `doc` signed by a fresh authority, verified at [`NOW`].
+pub(super) fn resigned(doc: &ManifestDoc) -> Manifest {
+    let authority = key("ID:GOV:SIMPUL");
+    let jws = Manifest::sign(doc, &authority).unwrap();
+    Manifest::verify(&jws, &authority.verifying_key().unwrap(), NOW).unwrap()
+}
+
 /// A self-signed CA certificate (a manifest lists at least one; these rules never read it).
 fn ca_pem() -> String {
     let key = rcgen::KeyPair::generate().unwrap();

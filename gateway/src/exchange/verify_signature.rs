@@ -1,5 +1,6 @@
 //! `alg` is ES256 or EdDSA, `typ` is `simpul-request+jws`, `kid` names a key of a manifest
-//! member, and the signature verifies with that key; only then is the payload read.
+//! member, the signature verifies with that key, and the payload's `iat` is inside the
+//! key's window (row 12a); only then is the payload read.
 
 use contracts::envelope::REQUEST_TYP;
 use contracts::json::JsonError;
@@ -22,6 +23,15 @@ pub(super) fn verify_signature(
     })?;
     key.verify(&parsed)
         .map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    // Only a key with a window costs a reading of `iat` here; a payload without an integer
+    // `iat` is no request, which row 13 refuses.
+    if manifest.key_window(kid).is_some_and(|w| !w.is_open())
+        && let Some(iat) = contracts::envelope::signed_at(&parsed.payload)
+    {
+        manifest
+            .key_at(kid, iat)
+            .map_err(|e| Refusal::BadSignature(e.to_string()))?;
+    }
     Ok((parsed.payload, signer.clone()))
 }
 
@@ -93,6 +103,42 @@ mod tests {
             verify_signature(&manifest(&[&listed]), &text),
             Err(Refusal::UnknownKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_key_outside_its_window_at_the_requests_iat_is_refused() {
+        let kemlu = key(KEMLU);
+        let mut m = manifest(&[&kemlu]).doc().clone();
+        m.v = 2;
+        let iat = request().iat;
+        for (window, ok) in [
+            ((None, Some(iat)), false),
+            ((Some(iat + 1), None), false),
+            ((Some(iat), Some(iat + 1)), true),
+        ] {
+            let mut doc = m.clone();
+            contracts::KeyWindow {
+                not_before: window.0,
+                not_after: window.1,
+            }
+            .set_in(
+                &mut doc
+                    .members
+                    .iter_mut()
+                    .find(|x| x.id == id(KEMLU))
+                    .unwrap()
+                    .keys[0],
+            );
+            let text = signed(&kemlu, &serde_json::to_value(request()).unwrap());
+            match verify_signature(&resigned(&doc), &text) {
+                Ok(_) => assert!(ok, "{window:?}"),
+                Err(Refusal::BadSignature(why)) => {
+                    assert!(!ok, "{window:?}");
+                    assert!(why.contains(&format!("not at {iat}")), "{why}");
+                }
+                Err(other) => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

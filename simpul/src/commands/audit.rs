@@ -29,15 +29,31 @@ pub enum AuditCommand {
         /// Where to write it (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A manifest to carry besides the configuration's `federation.manifest` (an older
+        /// one listing keys the member used before). Repeatable.
+        #[arg(long = "manifest")]
+        manifests: Vec<PathBuf>,
     },
-    /// Verify an export offline with the member's public key: recompute the tree, check
-    /// every signed tree head. Exit 1 naming the first bad sequence number.
+    /// Verify an export offline with the member's public key, or with the federation
+    /// authority's key and the manifests the export carries (the member's key history):
+    /// recompute the tree, check every signed tree head. Exit 1 naming the first bad
+    /// sequence number.
     Verify {
         /// The export file.
         export: PathBuf,
-        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk).
-        #[arg(long)]
-        key: PathBuf,
+        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk):
+        /// every head must be signed by it.
+        #[arg(
+            long,
+            required_unless_present = "authority_keys",
+            conflicts_with = "authority_keys"
+        )]
+        key: Option<PathBuf>,
+        /// The federation authority's public key (a JWK file, e.g. certs/authority.jwk):
+        /// each head is checked with the member key its kid names, from the export's
+        /// manifests, within the key's window. Repeatable (an authority that re-keyed).
+        #[arg(long = "authority-key")]
+        authority_keys: Vec<PathBuf>,
         /// A signed tree head kept from before (a JSON file: a head as the admin listener
         /// serves it, or a proof bundle); the export must extend it. Repeatable.
         #[arg(long = "head")]
@@ -90,13 +106,26 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check a proof bundle offline with the member's public key. Exit 1 if it fails.
+    /// Check a proof bundle offline with the member's public key, or with the authority's
+    /// key and manifests listing the member's keys. Exit 1 if it fails.
     CheckProof {
         /// The proof bundle file.
         proof: PathBuf,
         /// The member's public signing key (a JWK file).
-        #[arg(long)]
-        key: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "authority_keys",
+            conflicts_with = "authority_keys"
+        )]
+        key: Option<PathBuf>,
+        /// The federation authority's public key (a JWK file): the head is checked with the
+        /// member key its kid names in the --manifest files, inside the key's window.
+        /// Repeatable.
+        #[arg(long = "authority-key")]
+        authority_keys: Vec<PathBuf>,
+        /// A manifest listing the member's keys (with --authority-key). Repeatable.
+        #[arg(long = "manifest")]
+        manifests: Vec<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -122,8 +151,13 @@ pub enum AuditCommand {
 
 pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<ExitCode, CliError> {
     match command {
-        AuditCommand::Export { member, out } => {
+        AuditCommand::Export {
+            member,
+            out,
+            manifests,
+        } => {
             let config = load_config(config_path)?;
+            let manifests = export_manifests(&config, &manifests)?;
             let log = open_audit_log(&config, &member).await?;
             let covered = log.latest_tree_head().await?.map_or(0, |h| h.tree_size);
             // A tampered log is exported as it is, to be examined; it signs nothing.
@@ -133,7 +167,9 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
             match &out {
                 Some(path) => {
                     let mut file = std::fs::File::create(path).map_err(CliError::file(path))?;
-                    log.export(&mut file).await.map_err(CliError::file(path))?;
+                    log.export_with_manifests(&manifests, &mut file)
+                        .await
+                        .map_err(CliError::file(path))?;
                     file.sync_all().map_err(CliError::file(path))?;
                     eprintln!(
                         "simpul: exported {member}'s log ({} records) to {}",
@@ -141,7 +177,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
                         path.display()
                     );
                 }
-                None => log.export(&mut std::io::stdout()).await?,
+                None => {
+                    log.export_with_manifests(&manifests, &mut std::io::stdout())
+                        .await?
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -157,9 +196,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
         AuditCommand::Verify {
             export,
             key,
+            authority_keys,
             heads,
             json,
-        } => audit_verify(&export, &key, &heads, json),
+        } => audit_verify(&export, key.as_deref(), &authority_keys, &heads, json),
         AuditCommand::Prove {
             exchange_id,
             member,
@@ -188,7 +228,13 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
             let log = open_audit_log(&config, &member).await?;
             audit_witness(&log, json).await
         }
-        AuditCommand::CheckProof { proof, key, json } => audit_check_proof(&proof, &key, json),
+        AuditCommand::CheckProof {
+            proof,
+            key,
+            authority_keys,
+            manifests,
+            json,
+        } => audit_check_proof(&proof, key.as_deref(), &authority_keys, &manifests, json),
         AuditCommand::Reconcile {
             a,
             b,
@@ -237,6 +283,39 @@ fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CliError> {
     VerifyingKey::from_jwk(&jwk).map_err(CliError::file(path))
 }
 
+/// The key `member`'s head is checked with: the member key its `kid` names in the
+/// configuration's manifest (verified with the pinned authority key), inside the key's
+/// window at the head's timestamp — so a head signed before a rotation still verifies;
+/// without a readable manifest, the member's current public key (`signing.jwk`).
+fn head_key(
+    config: &Config,
+    member: &MemberId,
+    head: &SignedTreeHead,
+) -> Result<VerifyingKey, String> {
+    let manifest = gateway::assemble::load_authority_key(&config.federation.authority_key)
+        .ok()
+        .and_then(|authority| {
+            let text = std::fs::read_to_string(&config.federation.manifest).ok()?;
+            contracts::Manifest::verify(&text, &authority, contracts::unix_now()).ok()
+        });
+    let Some(manifest) = manifest else {
+        return read_verifying_key(&config.federation.pki.signing_jwk(member))
+            .map_err(|e| e.to_string());
+    };
+    let kid = contracts::ParsedJws::parse(&head.jws, audit::TREE_HEAD_TYP)
+        .map_err(|e| e.to_string())?
+        .header
+        .kid
+        .unwrap_or_default();
+    let (owner, key) = manifest
+        .key_at(&kid, head.timestamp.div_euclid(1000))
+        .map_err(|e| e.to_string())?;
+    if owner != member {
+        return Err(format!("signed by {owner}'s key `{kid}`"));
+    }
+    Ok(key.clone())
+}
+
 fn open_export(path: &Path) -> Result<BufReader<File>, CliError> {
     File::open(path)
         .map(BufReader::new)
@@ -265,19 +344,56 @@ fn read_tree_head(path: &Path) -> Result<SignedTreeHead, CliError> {
         .map_err(|e| CliError::file(path)(format!("not a signed tree head: {e}")))
 }
 
+/// The manifests an export carries: the configuration's `federation.manifest` (when it
+/// exists) and `extra`, each read as text.
+fn export_manifests(config: &Config, extra: &[PathBuf]) -> Result<Vec<String>, CliError> {
+    let mut out = Vec::new();
+    let own = &config.federation.manifest;
+    match std::fs::read_to_string(own) {
+        Ok(text) => out.push(text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!(
+            "simpul: warning: {} does not exist: the export carries no manifest of the configuration",
+            own.display()
+        ),
+        Err(e) => return Err(CliError::file(own)(e)),
+    }
+    for path in extra {
+        let text = std::fs::read_to_string(path).map_err(CliError::file(path))?;
+        let text = text.trim();
+        if !text.starts_with("ey") || text.split('.').count() != 3 {
+            return Err(CliError::file(path)(
+                "--manifest: not a manifest (a compact JWS as `simpul manifest sign` writes it)",
+            ));
+        }
+        if !out.iter().any(|m| m == text) {
+            out.push(text.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 fn audit_verify(
     export: &Path,
-    key: &Path,
+    key: Option<&Path>,
+    authority_keys: &[PathBuf],
     heads: &[PathBuf],
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let key = read_verifying_key(key)?;
+    let key = key.map(read_verifying_key).transpose()?;
+    let authorities = authority_keys
+        .iter()
+        .map(|p| read_verifying_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let trust = match &key {
+        Some(key) => audit::Trust::Key(key),
+        None => audit::Trust::Authority(&authorities),
+    };
     let kept = heads
         .iter()
         .map(|p| read_tree_head(p))
         .collect::<Result<Vec<_>, _>>()?;
     let reader = open_export(export)?;
-    let result = audit::verify_export_against(reader, &key, &kept);
+    let result = audit::verify_export_trusting(reader, trust, &kept);
     if json {
         print_json(&match &result {
             Ok(report) => serde_json::json!({"ok": true, "report": report}),
@@ -292,8 +408,23 @@ fn audit_verify(
                     r.log,
                     r.records,
                     r.tree_heads,
-                    key.kid()
+                    match (&key, r.signed_by.is_empty()) {
+                        (Some(key), _) => key.kid().to_owned(),
+                        (None, true) => "no key (no heads)".to_owned(),
+                        (None, false) => r.signed_by.join(", "),
+                    }
                 );
+                if key.is_none() {
+                    println!(
+                        "  keys from {} manifest(s) signed by {}",
+                        r.manifests,
+                        authorities
+                            .iter()
+                            .map(|k| k.kid())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 if let Some(root) = &r.verified_root {
                     println!("  tree size {} has root {root}", r.verified_size);
                 }
@@ -322,20 +453,57 @@ fn audit_verify(
     })
 }
 
-fn audit_check_proof(proof: &Path, key: &Path, json: bool) -> Result<ExitCode, CliError> {
-    let key = read_verifying_key(key)?;
+fn audit_check_proof(
+    proof: &Path,
+    key: Option<&Path>,
+    authority_keys: &[PathBuf],
+    manifests: &[PathBuf],
+    json: bool,
+) -> Result<ExitCode, CliError> {
+    let key = key.map(read_verifying_key).transpose()?;
+    let authorities = authority_keys
+        .iter()
+        .map(|p| read_verifying_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if key.is_none() && manifests.is_empty() {
+        return Err(CliError::Usage(
+            "--manifest: with --authority-key, give the manifest(s) listing the member's keys (e.g. data/manifest.jws)".into(),
+        ));
+    }
+    let manifest_texts = manifests
+        .iter()
+        .map(|p| std::fs::read_to_string(p).map_err(CliError::file(p)))
+        .collect::<Result<Vec<_>, _>>()?;
     let text = std::fs::read(proof).map_err(CliError::file(proof))?;
     let result = serde_json::from_slice::<audit::ProofBundle>(&text)
-        .map_err(|e| audit::ProofFailure::Malformed(e.to_string()))
-        .and_then(|bundle| audit::check_proof_bundle(&bundle, &key));
+        .map_err(|e| e.to_string())
+        .and_then(|bundle| {
+            let key = match &key {
+                Some(key) => key.clone(),
+                None => {
+                    let mut history = audit::KeyHistory::new(&bundle.log);
+                    for (path, text) in manifests.iter().zip(&manifest_texts) {
+                        history
+                            .add(text, &authorities)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                    history.key_for(&bundle.tree_head)?.clone()
+                }
+            };
+            audit::check_proof_bundle(&bundle, &key)
+                .map(|report| (report, key))
+                .map_err(|e| e.to_string())
+        });
     if json {
         print_json(&match &result {
-            Ok(report) => serde_json::json!({"ok": true, "report": report}),
+            Ok((report, key)) => {
+                serde_json::json!({"ok": true, "report": report, "signed_by": key.kid()})
+            }
             Err(failure) => serde_json::json!({"ok": false, "failure": failure.to_string()}),
         })?;
     } else {
         match &result {
-            Ok(r) => {
+            Ok((r, key)) => {
                 println!(
                     "{}: valid: exchange {} is in {}'s log, signed by {} at tree size {} (root {}, signed {})",
                     proof.display(),
@@ -555,7 +723,6 @@ async fn audit_subject(
         .or_else(|| admin.auditors.first().cloned())
         .ok_or_else(|| CliError::Usage(format!("{member}'s admin.auditors is empty: pass --as")))?;
     let layout = &config.federation.pki;
-    let key = read_verifying_key(&layout.signing_jwk(member))?;
     let trust =
         gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
     let client = gateway::client::PeerClient::from_files(
@@ -585,7 +752,9 @@ async fn audit_subject(
     // each record must be in the tree it signs.
     let mut failures = Vec::new();
     let root = match &history.tree_head {
-        Some(head) => match audit::verify_tree_head(head, &key) {
+        Some(head) => match head_key(config, member, head)
+            .and_then(|key| audit::verify_tree_head(head, &key).map_err(|e| e.to_string()))
+        {
             Ok((_, root)) => Some(root),
             Err(e) => {
                 failures.push(format!("the tree head does not verify: {e}"));
@@ -620,7 +789,10 @@ async fn audit_subject(
                 .map(|h| format!(
                     ", proven against the tree head of size {} signed by {}",
                     h.tree_size,
-                    key.kid()
+                    contracts::ParsedJws::parse(&h.jws, audit::TREE_HEAD_TYP)
+                        .ok()
+                        .and_then(|p| p.header.kid)
+                        .unwrap_or_default()
                 ))
                 .unwrap_or_default()
         );

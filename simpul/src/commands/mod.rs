@@ -6,6 +6,7 @@ pub mod join;
 pub mod manifest;
 pub mod pki;
 pub mod query;
+pub mod rotate;
 pub mod serve;
 pub mod up;
 

@@ -45,6 +45,11 @@ pub enum PkiCommand {
     Issue(super::join::IssueArgs),
     /// Make the member's signing key pair inside the PKCS#11 token its configuration names.
     HsmKey(super::join::HsmKeyArgs),
+    /// Rotate a member's signing key: make its next key beside the current one (the next
+    /// `manifest sign` publishes both, the current one until the overlap ends); with
+    /// --finish, make the next key the current one and keep the old public key in
+    /// `retired/`.
+    Rotate(crate::commands::rotate::RotateArgs),
 }
 
 /// Whose certificate: exactly one of these.
@@ -138,6 +143,12 @@ pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
             for p in &report.written {
                 println!("wrote {}", p.display());
             }
+            // New current keys: a rotation under way is abandoned (OPERATIONS.md §6.3).
+            for m in &config.members {
+                for p in demo::rotate::abandon(layout, &m.id)? {
+                    println!("removed {}", p.display());
+                }
+            }
         }
         PkiCommand::Renew { holder, new_key } => {
             let holder = holder.holder(config)?;
@@ -164,6 +175,7 @@ pub fn run(config: &Config, command: PkiCommand) -> Result<ExitCode, CliError> {
                 );
             }
         }
+        PkiCommand::Rotate(args) => crate::commands::rotate::run(config, args)?,
         PkiCommand::Crl => {
             let cas = std::iter::once(Ca::Federation)
                 .chain(config.members.iter().map(|m| Ca::Member(m.id.clone())));

@@ -15,6 +15,7 @@ mod join;
 mod local;
 mod middle;
 mod revocation;
+mod rotation;
 mod runtime;
 mod startup;
 mod strict;

@@ -24,9 +24,15 @@ use serde_json::Value;
 
 use crate::common::*;
 
-/// The configuration's manifest at `serial`, issued now.
-fn doc(f: &Federation, serial: u64) -> ManifestDoc {
-    build_manifest_doc(&f.config, serial, contracts::unix_now()).unwrap()
+/// The federation's `n`th manifest: the one it started with is the first. (The authority's
+/// serials are its signing times, so the tests count from the first.)
+fn s(f: &Federation, n: u64) -> u64 {
+    f.manifest.doc().serial + n - 1
+}
+
+/// The configuration's `n`th manifest (see [`s`]), issued now.
+fn doc(f: &Federation, n: u64) -> ManifestDoc {
+    build_manifest_doc(&f.config, s(f, n), contracts::unix_now()).unwrap()
 }
 
 /// Signs `doc` with the authority's key and writes it where the gateways read it.
@@ -36,8 +42,9 @@ fn publish(f: &Federation, doc: &ManifestDoc) -> String {
     jws
 }
 
+/// Which of the federation's manifests (see [`s`]) `member`'s gateway holds.
 fn serial_of(f: &Federation, member: &str) -> u64 {
-    f.gateway(member).manifest().doc().serial
+    (f.gateway(member).manifest().doc().serial + 1).saturating_sub(f.manifest.doc().serial)
 }
 
 /// Waits (bounded) until `member`'s gateway holds manifest `serial`.
@@ -99,7 +106,7 @@ async fn a_new_manifest_takes_effect_at_a_reload_without_a_restart() {
         inflight.spawn(async move { f.send_signed(KEMLU, &f.citizenship_request()).await });
     }
     let done = f.gateway(DUKCAPIL).reload().await;
-    assert!(done.adopted && done.serial == 2, "{done:?}");
+    assert!(done.adopted && done.serial == s(&f, 2), "{done:?}");
     assert!(done.problems.is_empty(), "{done:?}");
     while let Some(reply) = inflight.join_next().await {
         let reply = reply.unwrap();
@@ -115,7 +122,7 @@ async fn a_new_manifest_takes_effect_at_a_reload_without_a_restart() {
             .headers
             .get("simpul-manifest-serial")
             .and_then(|v| v.to_str().ok()),
-        Some("2")
+        Some(s(&f, 2).to_string().as_str())
     );
     let serial_file = std::fs::read_to_string(
         f.config
@@ -124,17 +131,17 @@ async fn a_new_manifest_takes_effect_at_a_reload_without_a_restart() {
             .with_extension("ID_GOV_DUKCAPIL.serial"),
     )
     .unwrap();
-    assert_eq!(serial_file.trim(), "2");
+    assert_eq!(serial_file.trim(), s(&f, 2).to_string());
     // The same manifest again changes nothing.
     let again = f.gateway(DUKCAPIL).reload().await;
-    assert!(!again.adopted && again.serial == 2 && again.problems.is_empty());
+    assert!(!again.adopted && again.serial == s(&f, 2) && again.problems.is_empty());
     assert!(
         f.metrics(DUKCAPIL)
             .await
             .lines()
             .any(|l| l.starts_with("simpul_manifest_serial{")
                 && l.contains("ID:GOV:DUKCAPIL")
-                && l.ends_with(" 2")),
+                && l.ends_with(&format!(" {}", s(&f, 2)))),
         "no simpul_manifest_serial 2"
     );
 }
@@ -177,7 +184,7 @@ async fn a_rolled_back_manifest_offered_by_a_peer_is_refused_and_the_held_one_ke
             http::Method::POST,
             &format!("{}/v1/exchange/citizenship.status/1", f.url(DUKCAPIL)),
             JOSE_MEDIA_TYPE,
-            &[("simpul-manifest-serial", "4")],
+            &[("simpul-manifest-serial", &s(&f, 4).to_string())],
             f.sign(KEMLU, &request).into(),
             Duration::from_secs(10),
         )
@@ -202,7 +209,10 @@ async fn a_rolled_back_manifest_offered_by_a_peer_is_refused_and_the_held_one_ke
     assert_eq!(serial_of(&f, DUKCAPIL), 3);
     // Offered directly, the same.
     let offered = f.gateway(DUKCAPIL).offer_manifest(&old).await;
-    assert!(!offered.adopted && offered.serial == 3, "{offered:?}");
+    assert!(
+        !offered.adopted && offered.serial == s(&f, 3),
+        "{offered:?}"
+    );
     assert!(offered.problems[0].contains("rollback"), "{offered:?}");
     // Still answering under serial 3.
     assert_ok(&f.send_signed(KEMLU, &f.citizenship_request()).await);
@@ -224,7 +234,7 @@ async fn a_deleted_serial_file_never_lets_an_older_manifest_in() {
 
     // At a reload: refused as a rollback, the held one kept.
     let done = f.gateway(DUKCAPIL).reload().await;
-    assert!(!done.adopted && done.serial == 2, "{done:?}");
+    assert!(!done.adopted && done.serial == s(&f, 2), "{done:?}");
     assert!(done.problems[0].contains("rollback"), "{done:?}");
 
     // At start-up: the audit store's serial is the bar.
@@ -237,12 +247,9 @@ async fn a_deleted_serial_file_never_lets_an_older_manifest_in() {
         matches!(
             &err,
             StartError::Manifest {
-                source: contracts::ManifestError::Rollback {
-                    offered: 1,
-                    held: 2
-                },
+                source: contracts::ManifestError::Rollback { offered, held },
                 ..
-            }
+            } if *offered == s(&f, 1) && *held == s(&f, 2)
         ),
         "{err}"
     );
@@ -261,7 +268,10 @@ async fn a_deleted_serial_file_never_lets_an_older_manifest_in() {
     publish(&f, &doc(&f, 2));
     f.restart(DUKCAPIL).await;
     assert_eq!(serial_of(&f, DUKCAPIL), 2);
-    assert_eq!(std::fs::read_to_string(&serial_file).unwrap().trim(), "2");
+    assert_eq!(
+        std::fs::read_to_string(&serial_file).unwrap().trim(),
+        s(&f, 2).to_string()
+    );
 }
 
 #[tokio::test]
@@ -284,7 +294,11 @@ async fn a_manifest_that_expires_while_running_fails_closed() {
     // The provider refuses every exchange.
     let reply = f.send_signed(KEMLU, &f.citizenship_request()).await;
     let p = assert_problem(&reply, 503, "manifest-expired");
-    assert!(p.detail.contains("serial 2"), "{}", p.detail);
+    assert!(
+        p.detail.contains(&format!("serial {}", s(&f, 2))),
+        "{}",
+        p.detail
+    );
     // The consumer refuses to ask, on its local face.
     let reply = f.ask_citizenship_reply().await;
     assert_problem(&reply, 503, "manifest-expired");
@@ -555,7 +569,7 @@ async fn a_providers_signing_key_and_certificate_rotate_under_load_without_a_fai
         // (A consumer may have learnt it from Dukcapil's answers already.)
         let done = f.gateway(m).reload().await;
         assert!(
-            done.serial == 3 && done.problems.is_empty(),
+            done.serial == s(&f, 3) && done.problems.is_empty(),
             "{m}: {done:?}"
         );
     }
@@ -708,7 +722,7 @@ async fn the_manifest_and_the_crl_are_fetched_from_the_authoritys_urls() {
 
     // Nothing published yet: the refresh keeps what is held, saying why.
     let done = f.gateway(DUKCAPIL).reload().await;
-    assert!(!done.adopted && done.serial == 1, "{done:?}");
+    assert!(!done.adopted && done.serial == s(&f, 1), "{done:?}");
     assert!(
         done.problems
             .iter()
@@ -733,7 +747,7 @@ async fn the_manifest_and_the_crl_are_fetched_from_the_authoritys_urls() {
         files.insert("/crl.pem".to_owned(), revoked_crl.clone());
     }
     let done = f.gateway(DUKCAPIL).reload().await;
-    assert!(done.adopted && done.serial == 2, "{done:?}");
+    assert!(done.adopted && done.serial == s(&f, 2), "{done:?}");
     assert!(done.problems.is_empty(), "{done:?}");
     // Both are kept for the next start.
     assert_eq!(
@@ -750,7 +764,7 @@ async fn the_manifest_and_the_crl_are_fetched_from_the_authoritys_urls() {
         .unwrap()
         .insert("/manifest.jws".to_owned(), old);
     let done = f.gateway(DUKCAPIL).reload().await;
-    assert!(!done.adopted && done.serial == 2, "{done:?}");
+    assert!(!done.adopted && done.serial == s(&f, 2), "{done:?}");
     assert!(done.problems[0].contains("rollback"), "{done:?}");
 }
 
