@@ -384,8 +384,12 @@ impl HttpAdapter {
                 }
             })?
             .to_bytes();
-        let doc: Value = serde_json::from_slice(&body)
-            .map_err(|e| Failure::failed(format!("upstream answer is not JSON: {e}")))?;
+        // A member named twice would make the value taken depend on the parser.
+        let doc = contracts::json::value_without_repeated_names(&body).map_err(|e| {
+            Failure::failed(format!(
+                "upstream answer is not JSON we can read unambiguously: {e}"
+            ))
+        })?;
         self.map(&doc).map_err(|error| Failure {
             error,
             retryable: false,

@@ -40,7 +40,7 @@ impl PinFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.err(format!("cannot read: {e}"))),
         };
-        serde_json::from_slice(&bytes)
+        contracts::json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| self.err(format!("not a signed tree head: {e}")))
     }

@@ -65,7 +65,8 @@ fn refused(path: &Path, reason: impl Into<String>) -> PkiError {
 
 fn read_jwk(path: &Path) -> Result<Value, PkiError> {
     let text = fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|e| refused(path, format!("not a JWK: {e}")))
+    contracts::json::value_from_slice(text.as_bytes())
+        .map_err(|e| refused(path, format!("not a JWK: {e}")))
 }
 
 fn read_key(path: &Path, member: &MemberId) -> Result<SigningKey, PkiError> {

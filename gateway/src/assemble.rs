@@ -112,7 +112,7 @@ fn read(path: &Path) -> Result<Vec<u8>, StartError> {
 /// Reads the pinned authority key (a public JWK file).
 pub fn load_authority_key(path: &Path) -> Result<VerifyingKey, StartError> {
     let bytes = read(path)?;
-    let jwk: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StartError::File {
+    let jwk = contracts::json::value_from_slice(&bytes).map_err(|e| StartError::File {
         path: path.to_owned(),
         reason: format!("not a JWK: {e}"),
     })?;

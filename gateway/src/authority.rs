@@ -100,7 +100,8 @@ pub fn build_manifest_doc(
 pub fn member_keys(layout: &PkiLayout, member: &MemberId) -> Result<Vec<Value>, AuthorityError> {
     let read = |path: &Path| -> Result<Value, AuthorityError> {
         let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
-        serde_json::from_str(&text).map_err(|e| file_err(path, format!("not a JWK: {e}")))
+        contracts::json::value_from_slice(text.as_bytes())
+            .map_err(|e| file_err(path, format!("not a JWK: {e}")))
     };
     let mut keys = vec![read(&layout.signing_jwk(member))?];
     let next = layout.next_signing_jwk(member);

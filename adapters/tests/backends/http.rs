@@ -55,6 +55,10 @@ async fn upstream() -> (SocketAddr, Arc<Hits>) {
                 }
                 "/bad-request" => json_response(400, &json!({"error": "bad"})),
                 "/malformed" => raw_response(200, "{\"data\": {\"placed\": tru"),
+                // `placed` twice: one parser reads true, another false.
+                "/repeated" => raw_response(200, "{\"data\": {\"placed\": true, \"placed\": false}}"),
+                // A big identifier in a member no binding maps does not matter.
+                "/big-id" => raw_response(200, "{\"data\": {\"placed\": true, \"row_id\": 12345678901234567890}}"),
                 "/empty" => json_response(200, &json!({"data": {}})),
                 "/big" => json_response(200, &json!({"data": {"placed": true, "pad": "x".repeat(10_000)}})),
                 "/echo" => {
@@ -198,7 +202,7 @@ async fn http_client_errors_are_backend_errors_and_not_retried() {
 #[tokio::test]
 async fn http_malformed_unmappable_or_oversized_answers_are_backend_errors() {
     let (addr, hits) = upstream().await;
-    for path in ["malformed", "empty", "big"] {
+    for path in ["malformed", "repeated", "empty", "big"] {
         let mut s = spec(format!("http://{addr}/{path}/{{nik}}"));
         s.max_answer_bytes = 4096;
         s.retries = 2;
@@ -208,7 +212,18 @@ async fn http_malformed_unmappable_or_oversized_answers_are_backend_errors() {
             .expect_err(path);
         assert!(matches!(err, AdapterError::Failed(_)), "{path}: {err:?}");
         assert_eq!(hits.count(&format!("/{path}")), 1, "{path} is not retried");
+        if path == "repeated" {
+            assert!(err.to_string().contains("`placed` appears twice"), "{err}");
+        }
     }
+    let s = spec(format!("http://{addr}/big-id/{{nik}}"));
+    assert_eq!(
+        adapter(s)
+            .answer(&json!({"nik": "1"}))
+            .await
+            .expect("big-id"),
+        json!({"placed": true})
+    );
 }
 
 #[tokio::test]

@@ -278,7 +278,7 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
 /// Reads a public JWK file.
 fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CliError> {
     let bytes = std::fs::read(path).map_err(CliError::file(path))?;
-    let jwk: serde_json::Value = serde_json::from_slice(&bytes)
+    let jwk = contracts::json::value_from_slice(&bytes)
         .map_err(|e| CliError::file(path)(format!("not a JWK: {e}")))?;
     VerifyingKey::from_jwk(&jwk).map_err(CliError::file(path))
 }
@@ -335,7 +335,7 @@ fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
 /// proof bundle).
 fn read_tree_head(path: &Path) -> Result<SignedTreeHead, CliError> {
     let bytes = std::fs::read(path).map_err(CliError::file(path))?;
-    let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+    let mut value = contracts::json::value_from_slice(&bytes)
         .map_err(|e| CliError::file(path)(format!("not JSON: {e}")))?;
     if let Some(head) = value.get_mut("tree_head") {
         value = head.take();
@@ -475,7 +475,7 @@ fn audit_check_proof(
         .map(|p| std::fs::read_to_string(p).map_err(CliError::file(p)))
         .collect::<Result<Vec<_>, _>>()?;
     let text = std::fs::read(proof).map_err(CliError::file(proof))?;
-    let result = serde_json::from_slice::<audit::ProofBundle>(&text)
+    let result = contracts::json::from_slice::<audit::ProofBundle>(&text)
         .map_err(|e| e.to_string())
         .and_then(|bundle| {
             let key = match &key {
