@@ -66,6 +66,10 @@ pub const TREE_HEAD_TYP: &str = "simpul-tree-head+jws";
 /// The header in which requests and answers carry their sender's newest signed tree head
 /// (PROTOCOL.md §5.4).
 pub const TREE_HEAD_HEADER: &str = "simpul-tree-head";
+/// The header in which a gateway states the serial of the manifest it holds, on every
+/// exchange request and answer and on `GET /v1/manifest` (PROTOCOL.md §1.8): a peer that
+/// holds an older one fetches the newer one from it.
+pub const MANIFEST_SERIAL_HEADER: &str = "simpul-manifest-serial";
 /// Media type of a problem.
 pub const PROBLEM_MEDIA_TYPE: &str = "application/problem+json";
 

@@ -30,10 +30,7 @@ use crate::metrics::Labels;
 use crate::tls::{self, ClientAuth, FederationTrust};
 use limits::rate::{LocalLimits, RateLimits};
 
-/// The header in which a gateway states the serial of the manifest it holds, on every
-/// exchange request and answer and on `GET /v1/manifest` (PROTOCOL.md §2.3): a peer that
-/// holds an older one fetches the newer one from it.
-pub const MANIFEST_SERIAL_HEADER: &str = "simpul-manifest-serial";
+pub use contracts::envelope::MANIFEST_SERIAL_HEADER;
 
 /// Everything one exchange needs of the manifest, the CRLs and the gateway's own keys.
 pub(crate) struct Snapshot {

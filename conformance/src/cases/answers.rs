@@ -7,7 +7,9 @@
 //! made once and judged by each case.
 
 use contracts::canonical::{b64url_decode, sha256_b64url};
-use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE, TREE_HEAD_HEADER, TREE_HEAD_TYP};
+use contracts::envelope::{
+    ANSWER_TYP, JOSE_MEDIA_TYPE, MANIFEST_SERIAL_HEADER, TREE_HEAD_HEADER, TREE_HEAD_TYP,
+};
 use contracts::{Algorithm, ExchangeAnswer, ExchangeRequest, ParsedJws};
 use serde_json::Value;
 
@@ -279,6 +281,55 @@ pub(super) async fn tree_head(cx: &Context) -> CaseResult {
                 Ok(format!("a head of {target}'s log of size {size}"))
             }
             _ => Err("the head's tree_size or root_hash is not a size and a SHA-256".into()),
+        }
+    })
+    .await
+}
+
+/// The one `Simpul-Manifest-Serial` of `reply`: 1–20 decimal digits.
+fn manifest_serial(reply: &Reply) -> Result<u64, String> {
+    let mut values = reply.headers.get_all(MANIFEST_SERIAL_HEADER).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| format!("no {MANIFEST_SERIAL_HEADER} header"))?;
+    if values.next().is_some() {
+        return Err(format!("{MANIFEST_SERIAL_HEADER} given more than once"));
+    }
+    let text = value.to_str().unwrap_or_default();
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{MANIFEST_SERIAL_HEADER} `{text}` is not 1–20 decimal digits"
+        ));
+    }
+    text.parse()
+        .map_err(|_| format!("{MANIFEST_SERIAL_HEADER} `{text}` is not a serial"))
+}
+
+pub(super) async fn manifest_serial_stated(cx: &Context) -> CaseResult {
+    // What the target serves, and the serial its manifest names.
+    let served = cx.get("/v1/manifest").await?;
+    let stated = manifest_serial(&served).map_err(|e| failed(format!("GET /v1/manifest: {e}")))?;
+    let jws = ParsedJws::parse(
+        text(&served).map_err(failed)?,
+        contracts::manifest::MANIFEST_TYP,
+    )
+    .map_err(|e| failed(format!("GET /v1/manifest: not a manifest JWS: {e}")))?;
+    let payload: Value = serde_json::from_slice(&jws.payload)
+        .map_err(|e| failed(format!("GET /v1/manifest: payload: {e}")))?;
+    let serial = payload["serial"].as_u64().unwrap_or_default();
+    if stated != serial {
+        return Err(failed(format!(
+            "GET /v1/manifest states serial {stated} but serves the manifest of serial {serial}"
+        )));
+    }
+    judge(cx, |_, reply| {
+        let answered = manifest_serial(reply)?;
+        if answered == serial {
+            Ok(format!("serial {serial}, as GET /v1/manifest serves"))
+        } else {
+            Err(format!(
+                "the answer states serial {answered}, GET /v1/manifest serves serial {serial}"
+            ))
         }
     })
     .await

@@ -162,6 +162,7 @@ catalogue! {
     "ANS-04", Answers, true, "the answer's id, iss, aud, contract and request_hash are bound to the request", [] => answers::bound;
     "ANS-05", Answers, true, "the answer's result is valid against the contract's response schema", [] => answers::result_valid;
     "ANS-06", Answers, true, "every answer carries the provider's newest tree head, signed by its key inside the key's window, naming its log", [] => answers::tree_head;
+    "ANS-07", Answers, true, "GET /v1/manifest and every answer state the serial of the manifest served in Simpul-Manifest-Serial", [] => answers::manifest_serial_stated;
     "ERR-01", Errors, true, "refusals are no-store application/problem+json with type, title, status and detail", [] => errors::problem_fields;
     "ERR-02", Errors, true, "refusals after the envelope is read carry its exchange_id", [] => errors::exchange_id;
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;
