@@ -67,8 +67,10 @@ pub struct RaiseError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the listeners may hold {connections} connections, and with {margin} descriptors for \
-     everything else that is more than the open-file limit of {soft}: lower \
-     limits.max_connections or raise the service's limit (LimitNOFILE= in systemd)",
+     everything else that is more than the open-file limit of {soft}, which cannot be raised \
+     further: lower limits.max_connections (it counts twice with a local listener) or \
+     admin.max_connections, or raise the hard limit (LimitNOFILE= in the systemd unit, \
+     `ulimit -Hn` in a shell)",
     margin = DESCRIPTOR_MARGIN
 )]
 pub struct Shortfall {
@@ -124,10 +126,13 @@ pub fn check_budget(limit: OpenFileLimit, connections: u64) -> Result<(), Shortf
 }
 
 /// At start-up, before the listeners accept: raises the soft open-file limit to the hard
-/// one, logs the limit in force, and warns if listeners that may hold `connections` at once
-/// would not fit in it. Neither failure stops the gateway: the connection bounds still hold,
-/// and a gateway that runs short of descriptors backs off accepting.
-pub fn prepare(connections: u64) -> OpenFileLimit {
+/// one and logs the limit in force.
+///
+/// # Errors
+/// [`Shortfall`] when listeners that may hold `connections` at once, with the margin for
+/// everything else, would not fit in the limit even so: the gateway does not start, rather
+/// than run out of descriptors under load (accepts failing, databases and peers unreachable).
+pub fn prepare(connections: u64) -> Result<OpenFileLimit, Shortfall> {
     let limit = match raise_open_file_limit() {
         Ok(limit) => limit,
         Err(e) => {
@@ -136,10 +141,8 @@ pub fn prepare(connections: u64) -> OpenFileLimit {
         }
     };
     tracing::info!(soft = %limit.soft, hard = %limit.hard, connections, "open-file limit");
-    if let Err(shortfall) = check_budget(limit, connections) {
-        tracing::warn!(connections, soft = shortfall.soft, "{shortfall}");
-    }
-    limit
+    check_budget(limit, connections)?;
+    Ok(limit)
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ pub enum CliError {
     /// A gateway cannot start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The listeners' connection bounds do not fit in the open-file limit.
+    #[error(transparent)]
+    Descriptors(#[from] gateway::descriptors::Shortfall),
     /// The demo cannot be prepared.
     #[error(transparent)]
     Prepare(#[from] PrepareError),

@@ -92,7 +92,7 @@ impl Bound {
             .iter()
             .map(|b| b.gateway.max_open_connections())
             .fold(0, u64::saturating_add);
-        gateway::descriptors::prepare(connections);
+        gateway::descriptors::prepare(connections)?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(reload_on_hangup(

@@ -406,3 +406,45 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
         );
     }
 }
+
+#[tokio::test]
+async fn serve_refuses_to_start_when_its_connection_bounds_exceed_the_open_file_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    demo::prepare(&config, &plan, &plan.population())
+        .await
+        .unwrap();
+    // Dukcapil's listeners may hold 2 × 256 + 64 connections; with the margin of 1,024 that
+    // is 1,600: more than a hard limit of 1,500, less than one of 1,700.
+    let run = |hard: u32| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -Sn {hard} && ulimit -Hn {hard} && exec \"$0\" serve --member {DUKCAPIL}"
+            ))
+            .arg(env!("CARGO_BIN_EXE_simpul"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = run(1500).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(
+        err.contains("576 connections")
+            && err.contains("open-file limit of 1500")
+            && err.contains("limits.max_connections"),
+        "{err}"
+    );
+    // Under a limit that fits, it serves.
+    let mut fits = run(1700);
+    listening(config.member(&id(DUKCAPIL)).unwrap().listen).await;
+    assert!(fits.try_wait().unwrap().is_none(), "it exited");
+    fits.kill().unwrap();
+    fits.wait().unwrap();
+}

@@ -83,15 +83,17 @@ pub fn test_config(ports: &[(String, u16)]) -> String {
             repo.join("contracts/catalog").display().to_string()
         ),
     );
-    // The demo's connection bounds are left out, so a test can give a member `limits` of
-    // its own (a TOML table may not name `limits` twice).
-    let bounds = "\nlimits = { max_connections = 1024 }";
-    assert!(
-        text.contains(bounds),
-        "config.toml's members no longer set {bounds:?}"
-    );
-    text.replace(bounds, "")
-        .replace("people = 100000", "people = 3000")
+    text.replace("people = 100000", "people = 3000")
+}
+
+/// The edit that gives Dukcapil `limits = { <fields> }` in place of the demo's (a TOML table
+/// may not name `limits` twice).
+pub fn dukcapil_limits(fields: &str) -> (String, String) {
+    let seed = "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }";
+    (
+        format!("{seed}\nlimits = {{ max_connections = 256 }}"),
+        format!("{seed}\nlimits = {{ {fields} }}"),
+    )
 }
 
 impl Federation {

@@ -12,7 +12,6 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::*;
 
-const DUKCAPIL_NAME: &str = "name = \"Direktorat Jenderal Kependudukan dan Pencatatan Sipil\"";
 const MAX: usize = 20;
 const PER_ADDRESS: usize = 12;
 const OPEN: &str = "simpul_connections_open";
@@ -68,12 +67,9 @@ async fn an_exchange_passes(f: &Federation) {
 #[tokio::test]
 async fn sockets_over_the_bounds_are_closed_at_once_and_exchanges_still_pass() {
     let f = Federation::start_with(Options {
-        edits: vec![(
-            DUKCAPIL_NAME.to_owned(),
-            format!(
-                "{DUKCAPIL_NAME}\nlimits = {{ max_connections = {MAX}, max_connections_per_address = {PER_ADDRESS} }}"
-            ),
-        )],
+        edits: vec![dukcapil_limits(&format!(
+            "max_connections = {MAX}, max_connections_per_address = {PER_ADDRESS}"
+        ))],
         ..Default::default()
     })
     .await;

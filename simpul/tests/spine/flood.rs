@@ -190,10 +190,12 @@ async fn a_flood_of_unauthenticated_requests_adds_bounded_aggregates_and_others_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_over_its_admission_limit_is_refused_with_429_before_its_body_is_read() {
     let mut f = Federation::start_with(Options {
-        edits: vec![(
-            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }".into(),
-            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }\nlimits = { admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 } }\naudit = { size_alarm_bytes = 1 }".into(),
-        )],
+        edits: vec![{
+            let (old, new) = dukcapil_limits(
+                "admission_per_peer = { per_second = 1, burst = 3 }, admission_per_address = { per_second = 1, burst = 5 }",
+            );
+            (old, format!("{new}\naudit = {{ size_alarm_bytes = 1 }}"))
+        }],
         ..Options::default()
     })
     .await;

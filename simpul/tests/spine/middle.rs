@@ -131,12 +131,9 @@ async fn replicas_sharing_redis_admit_the_quota_once_not_twice() {
     let f = Federation::start_with(Options {
         edits: vec![
             edit(CITIZENSHIP_RATE, "rate = { per_second = 1, burst = 6 }"),
-            edit(
-                "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }",
-                &format!(
-                    "seed = {{ dataset = \"residents\", database = \"data/dukcapil.db\" }}\nlimits = {{ rate_backend = \"redis\", redis_url = \"{redis_url}\", redis_prefix = \"{prefix}\" }}"
-                ),
-            ),
+            dukcapil_limits(&format!(
+                "rate_backend = \"redis\", redis_url = \"{redis_url}\", redis_prefix = \"{prefix}\""
+            )),
         ],
         replicas_of: vec![DUKCAPIL],
         ..Default::default()
@@ -187,12 +184,9 @@ async fn replicas_sharing_a_redis_replay_window_refuse_an_id_the_other_accepted(
     };
     let prefix = format!("simpul-test-{}", uuid::Uuid::new_v4());
     let f = Federation::start_with(Options {
-        edits: vec![edit(
-            "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }",
-            &format!(
-                "seed = {{ dataset = \"residents\", database = \"data/dukcapil.db\" }}\nlimits = {{ replay_backend = \"redis\", redis_url = \"{redis_url}\", redis_prefix = \"{prefix}\" }}"
-            ),
-        )],
+        edits: vec![dukcapil_limits(&format!(
+            "replay_backend = \"redis\", redis_url = \"{redis_url}\", redis_prefix = \"{prefix}\""
+        ))],
         replicas_of: vec![DUKCAPIL],
         ..Default::default()
     })
