@@ -79,6 +79,7 @@ pub(crate) struct Refresh {
     waiting: Mutex<Option<mpsc::Receiver<(MemberId, u64)>>>,
     serial: metrics::Gauge,
     expires: metrics::Gauge,
+    certificate_expires: metrics::Gauge,
     labels: Labels,
 }
 
@@ -92,15 +93,28 @@ impl Refresh {
             waiting: Mutex::new(Some(waiting)),
             serial: metrics::gauge!("simpul_manifest_serial", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             expires: metrics::gauge!("simpul_manifest_expires_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+            certificate_expires: metrics::gauge!("simpul_certificate_expires_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             labels: labels.clone(),
         }
     }
 
-    /// Sets the manifest series from `snapshot` and warns when its manifest expires within
-    /// `federation.expiry_warning_days`, or has expired.
+    /// Sets the manifest and certificate series from `snapshot` and warns when its manifest
+    /// or this gateway's own certificate expires within `federation.expiry_warning_days`, or
+    /// has expired.
     pub(crate) fn publish(&self, snapshot: &Snapshot, src: &Sources) {
+        let now = contracts::unix_now();
+        if let Some(not_after) = snapshot.chain.first().and_then(not_after) {
+            let left = not_after.saturating_sub(now);
+            self.certificate_expires.set(left as f64);
+            let cert = src.cert.display();
+            if left <= 0 {
+                tracing::error!(member = %src.member, certificate = %cert, not_after, "this gateway's certificate has expired: every peer refuses it; renew it (`simpul pki renew --member`, or a new request to the authority) and send SIGHUP");
+            } else if (left as u64) < src.expiry_warning.as_secs() {
+                tracing::warn!(member = %src.member, certificate = %cert, not_after, seconds_left = left, "this gateway's certificate expires soon: renew it (`simpul pki renew --member`, or a new request to the authority) and send SIGHUP");
+            }
+        }
         let doc = snapshot.manifest.doc();
-        let left = doc.expires_at.saturating_sub(contracts::unix_now());
+        let left = doc.expires_at.saturating_sub(now);
         self.serial.set(doc.serial as f64);
         self.expires.set(left as f64);
         if left <= 0 {
@@ -117,6 +131,14 @@ impl Refresh {
     fn refused(&self, reason: &'static str) {
         metrics::counter!("simpul_manifest_refused_total", "member" => self.labels.member.clone(), "instance" => self.labels.instance.clone(), "reason" => reason).increment(1);
     }
+}
+
+/// A certificate's `notAfter`, in Unix seconds; `None` if it does not parse (a certificate
+/// the snapshot holds has been parsed and verified already).
+fn not_after(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
 }
 
 /// The serial a peer states in [`MANIFEST_SERIAL_HEADER`]: one header, decimal digits.

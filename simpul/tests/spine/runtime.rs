@@ -872,3 +872,57 @@ async fn an_exchange_in_flight_finishes_under_the_manifest_and_key_it_started_wi
     assert_problem(&reply, 403, "forbidden");
     assert!(arrivals.try_recv().is_err());
 }
+
+#[tokio::test]
+async fn the_gauge_of_the_own_certificate_follows_a_renewal() {
+    let f = Federation::start().await;
+    let days = |s: f64| s / 86_400.0;
+    let left = f
+        .counter(DUKCAPIL, "simpul_certificate_expires_seconds", &[])
+        .await;
+    // Issued at start-up for 90 days.
+    assert!(
+        days(left) > 89.9 && days(left) <= 90.0,
+        "{} days left",
+        days(left)
+    );
+    // A certificate issued a day ago for two days: a day left, and so, within the 7 days of
+    // `expiry_warning_days`, the gateway warns at every refresh.
+    let l = f.layout();
+    let ca = rcgen::Issuer::from_ca_cert_pem(
+        &std::fs::read_to_string(l.ca_cert()).unwrap(),
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(l.ca_key()).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(l.gateway_key(&id(DUKCAPIL))).unwrap())
+            .unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, DUKCAPIL);
+    params.subject_alt_names.push(rcgen::SanType::URI(
+        id(DUKCAPIL).san_uri().try_into().unwrap(),
+    ));
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    let now = rcgen::date_time_ymd(1970, 1, 1)
+        + Duration::from_secs(contracts::unix_now().try_into().unwrap());
+    params.not_before = now - Duration::from_secs(86_400);
+    params.not_after = now + Duration::from_secs(86_400);
+    let cert = params.signed_by(&key, &ca).unwrap();
+    std::fs::write(l.gateway_cert(&id(DUKCAPIL)), cert.pem()).unwrap();
+    let done = f.gateway(DUKCAPIL).reload().await;
+    assert!(done.problems.is_empty(), "{done:?}");
+    let left = f
+        .counter(DUKCAPIL, "simpul_certificate_expires_seconds", &[])
+        .await;
+    assert!(
+        days(left) > 0.9 && days(left) <= 1.0,
+        "{} days left",
+        days(left)
+    );
+}
