@@ -1,5 +1,6 @@
 //! Mutual TLS: no certificate, or one from another CA, never reaches HTTP; the consumer
-//! checks the provider's certificate names the provider.
+//! checks the provider's certificate names the provider. HTTP: the statuses the HTTP layer
+//! answers with itself (PROTOCOL.md §3.5), HTTP/2 refused at ALPN, HTTP/1.0 served.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,4 +111,121 @@ async fn consumer_refuses_a_server_that_is_not_the_expected_member() {
         .await
         .unwrap_err();
     assert!(is_refused(&err), "{err:?}");
+}
+
+/// Kemlu's gateway as a TLS client of Dukcapil's federation listener, offering `alpn`.
+fn kemlu_tls(f: &Federation, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let l = f.layout();
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &f.trust.cas {
+        roots.add(ca.clone()).unwrap();
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(l.gateway_cert(&id(KEMLU)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(l.gateway_key(&id(KEMLU))).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Sends `bytes` over TLS to Dukcapil's federation listener and reads until the server
+/// closes (bounded): everything the server answered.
+async fn raw(f: &Federation, bytes: &[u8]) -> Vec<u8> {
+    let addr = f.config.member(&id(DUKCAPIL)).unwrap().listen;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(kemlu_tls(f, &[b"http/1.1"]))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), tls.read_to_end(&mut buf)).await;
+    buf
+}
+
+/// The status line and whether the body is empty (`content-length: 0`).
+fn status_of(answer: &[u8]) -> (String, bool) {
+    let text = String::from_utf8_lossy(answer);
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    (line, text.to_lowercase().contains("content-length: 0\r\n"))
+}
+
+#[tokio::test]
+async fn the_http_layer_refuses_with_the_statuses_the_protocol_lists() {
+    let f = Federation::start().await;
+    // Over 64 headers: 431, empty.
+    let headers: String = (0..70).map(|i| format!("x-h{i}: y\r\n")).collect();
+    let answer = raw(
+        &f,
+        format!("GET /v1/manifest HTTP/1.1\r\nhost: localhost\r\n{headers}\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        status_of(&answer),
+        ("HTTP/1.1 431 Request Header Fields Too Large".into(), true)
+    );
+    // A request target over 65,534 bytes: 414, empty.
+    let long = "a".repeat(70_000);
+    let answer = raw(
+        &f,
+        format!("GET /{long} HTTP/1.1\r\nhost: localhost\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        status_of(&answer),
+        ("HTTP/1.1 414 URI Too Long".into(), true)
+    );
+    // Another version in the request line, and no request line at all: 400, empty.
+    for line in [
+        "GET /v1/manifest HTTP/3.0\r\nhost: localhost\r\n\r\n",
+        "GARBAGE\r\n\r\n",
+    ] {
+        let answer = raw(&f, line.as_bytes()).await;
+        assert_eq!(
+            status_of(&answer),
+            ("HTTP/1.1 400 Bad Request".into(), true),
+            "{line:?}"
+        );
+    }
+    // The HTTP/2 preface without ALPN: closed, no answer.
+    let answer = raw(&f, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // HTTP/1.0: served, answered as HTTP/1.0, and the connection closed after it.
+    let answer = raw(&f, b"GET /v1/manifest HTTP/1.0\r\nhost: localhost\r\n\r\n").await;
+    assert_eq!(status_of(&answer).0, "HTTP/1.0 200 OK");
+}
+
+#[tokio::test]
+async fn a_client_offering_only_h2_is_refused_at_alpn() {
+    let f = Federation::start().await;
+    let addr = f.config.member(&id(DUKCAPIL)).unwrap().listen;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let outcome = async {
+        let mut tls = tokio_rustls::TlsConnector::from(kemlu_tls(&f, &[b"h2"]))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
+        tls.write_all(b"GET /v1/manifest HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        tls.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let err = tokio::time::timeout(Duration::from_secs(10), outcome)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("NoApplicationProtocol"),
+        "refused for another reason: {err}"
+    );
 }
