@@ -448,3 +448,286 @@ async fn serve_refuses_to_start_when_its_connection_bounds_exceed_the_open_file_
     fits.kill().unwrap();
     fits.wait().unwrap();
 }
+
+/// `simpul --config CONFIG serve --member MEMBER` in `dir`.
+fn serve_with(dir: &Path, config: &str, member: &str) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir)
+        .args(["--config", config, "serve", "--member", member])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
+    let (Ok(pg), Ok(redis), Ok(haproxy)) = (
+        std::env::var("SIMPUL_TEST_POSTGRES_URL"),
+        std::env::var("SIMPUL_TEST_REDIS_URL"),
+        std::env::var("SIMPUL_TEST_HAPROXY"),
+    ) else {
+        eprintln!(
+            "skipped: SIMPUL_TEST_POSTGRES_URL, SIMPUL_TEST_REDIS_URL and SIMPUL_TEST_HAPROXY \
+             must all be set (CI sets them; see .ci/run)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let dukcapil = config.member(&id(DUKCAPIL)).unwrap();
+    let a = dukcapil.listen;
+    let a_local = dukcapil.local.as_ref().unwrap().listen;
+    let a_admin = dukcapil.admin.as_ref().unwrap().listen;
+    let front = free_port();
+
+    // Dukcapil: two replicas, both behind HAProxy's address (the manifest's gateway URL),
+    // sharing one PostgreSQL log (a fresh schema), and rate limits and the replay window in
+    // Redis. Replica B differs only in its listen addresses.
+    let schema = format!("replicas_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    let store = format!("{pg}{sep}options[search_path]={schema}");
+    let prefix = format!("simpul-test-{}", uuid::Uuid::new_v4());
+    let mut text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    let listen = format!("listen = \"{a}\"");
+    assert!(text.contains(&listen));
+    text = text.replacen(
+        &listen,
+        &format!("{listen}\ngateway = \"https://localhost:{front}\""),
+        1,
+    );
+    let (old, new) = dukcapil_limits(&format!(
+        "max_connections = 256, rate_backend = \"redis\", replay_backend = \"redis\", redis_url = \"{redis}\", redis_prefix = \"{prefix}\""
+    ));
+    assert!(text.contains(&old));
+    text = text.replacen(
+        &old,
+        &format!("{new}\naudit = {{ store = \"{store}\" }}"),
+        1,
+    );
+    // The consumers keep asking through the failover: their breakers do not open on the
+    // few exchanges the killed replica held.
+    text = text.replace(
+        "limits = { max_connections = 256 }",
+        "limits = { max_connections = 256 }\nbreaker = { failures = 1000 }",
+    );
+    std::fs::write(dir.path().join("config.toml"), &text).unwrap();
+    let (b, b_local, b_admin) = (free_port(), free_port(), free_port());
+    let text_b = text
+        .replace(&format!("\"{a}\""), &format!("\"127.0.0.1:{b}\""))
+        .replace(
+            &format!("\"{a_local}\""),
+            &format!("\"127.0.0.1:{b_local}\""),
+        )
+        .replace(
+            &format!("\"{a_admin}\""),
+            &format!("\"127.0.0.1:{b_admin}\""),
+        );
+    std::fs::write(dir.path().join("config-b.toml"), &text_b).unwrap();
+
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    let population = plan.population();
+    demo::prepare(&config, &plan, &population).await.unwrap();
+
+    // HAProxy in TCP mode: TLS passes through, so the consumer authenticates the replica's
+    // certificate and the replica the consumer's. A replica that stops answering connects
+    // is out within 200 ms; a connection refused is dispatched to the other.
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  maxconn 2000\ndefaults\n  mode tcp\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  retries 3\n  option redispatch\nfrontend simpul\n  bind 127.0.0.1:{front}\n  default_backend dukcapil\nbackend dukcapil\n  balance roundrobin\n  server a {a} check inter 200ms fall 1 rise 2\n  server b 127.0.0.1:{b} check inter 200ms fall 1 rise 2\n"
+        ),
+    )
+    .unwrap();
+    let mut proxy = Command::new(&haproxy)
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut replica_a = serve_with(dir.path(), "config.toml", DUKCAPIL);
+    listening(a).await;
+    let mut replica_b = serve_with(dir.path(), "config-b.toml", DUKCAPIL);
+    listening(std::net::SocketAddr::from(([127, 0, 0, 1], b))).await;
+    listening(std::net::SocketAddr::from(([127, 0, 0, 1], front))).await;
+    let consumers = [
+        (KEMLU, PEDULI, "citizen-protection"),
+        (BP2MI, SISKOP2MI, "placement-verification"),
+        (BPJSTK, "ID:GOV:BPJSTK:SIPP", "social-security"),
+    ];
+    let mut children = vec![];
+    for (member, _, _) in consumers {
+        children.push(serve_with(dir.path(), "config.toml", member));
+        listening(
+            config
+                .member(&id(member))
+                .unwrap()
+                .local
+                .as_ref()
+                .unwrap()
+                .listen,
+        )
+        .await;
+    }
+
+    // Three consumers, two drivers each, ask continuously through their own gateways.
+    let layout = &config.federation.pki;
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
+            .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killed_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut drivers = Vec::new();
+    for (member, subsystem, purpose) in consumers {
+        let client = gateway::client::PeerClient::from_files(
+            &trust,
+            &layout.client_cert(&id(subsystem)),
+            &layout.client_key(&id(subsystem)),
+            id(member),
+            1 << 20,
+        )
+        .unwrap();
+        let url = format!(
+            "{}/v1/query/citizenship.status/1",
+            config
+                .member(&id(member))
+                .unwrap()
+                .local
+                .as_ref()
+                .unwrap()
+                .url()
+        );
+        let body = serde_json::json!({"purpose": purpose, "query": {"nik": population.sample_in_all_four()}}).to_string();
+        for _ in 0..2 {
+            let (client, url, body, stop, killed_at) = (
+                client.clone(),
+                url.clone(),
+                body.clone(),
+                stop.clone(),
+                killed_at.clone(),
+            );
+            drivers.push(tokio::spawn(async move {
+                let (mut answered, mut after_kill) = (Vec::new(), 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let reply = client
+                        .call(
+                            http::Method::POST,
+                            &url,
+                            "application/json",
+                            body.clone().into(),
+                            Duration::from_secs(10),
+                        )
+                        .await;
+                    if let Ok(r) = reply
+                        && r.status == 200
+                    {
+                        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                        answered.push((member, v["exchange_id"].as_str().unwrap().to_owned()));
+                        if killed_at.lock().unwrap().is_some() {
+                            after_kill += 1;
+                        }
+                    }
+                }
+                (answered, after_kill)
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    replica_a.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    replica_a.wait().unwrap();
+    *killed_at.lock().unwrap() = Some(Instant::now());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut answered, mut after_kill) = (Vec::new(), 0);
+    for d in drivers {
+        let (a, k) = d.await.unwrap();
+        answered.extend(a);
+        after_kill += k;
+    }
+    for child in children.iter_mut().chain([&mut replica_b]) {
+        Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+    proxy.kill().unwrap();
+    proxy.wait().unwrap();
+    eprintln!(
+        "{} exchanges answered, {after_kill} of them after replica A was killed",
+        answered.len()
+    );
+    assert!(
+        answered.len() > 30,
+        "only {} exchanges answered",
+        answered.len()
+    );
+    assert!(
+        after_kill > 10,
+        "replica B answered only {after_kill} exchanges after A was killed"
+    );
+
+    // Every answered exchange is on both sides' logs, and every log verifies: Dukcapil's
+    // one shared log (both replicas appended to it), and each consumer's.
+    for (member, role) in [
+        (DUKCAPIL, "provider"),
+        (KEMLU, "consumer"),
+        (BP2MI, "consumer"),
+        (BPJSTK, "consumer"),
+    ] {
+        let out = format!("{}.jsonl", id(member).file_stem());
+        let export = simpul(
+            dir.path(),
+            &["audit", "export", "--member", member, "--out", &out],
+        );
+        assert!(export.status.success(), "{}", stderr(&export));
+        let key = layout.signing_jwk(&id(member));
+        let verify = simpul(
+            dir.path(),
+            &["audit", "verify", &out, "--key", key.to_str().unwrap()],
+        );
+        assert!(
+            verify.status.success(),
+            "{member}: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            stderr(&verify)
+        );
+        let ids = exported_ids(
+            &std::fs::read_to_string(dir.path().join(&out)).unwrap(),
+            role,
+        );
+        let missing: Vec<_> = answered
+            .iter()
+            .filter(|(asker, _)| role == "provider" || *asker == member)
+            .filter(|(_, x)| !ids.contains(x))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{member} has no {role} record of {} answered exchanges, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
+}
