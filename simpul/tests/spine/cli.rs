@@ -525,8 +525,8 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
     // The consumers keep asking through the failover: their breakers do not open on the
     // few exchanges the killed replica held.
     text = text.replace(
-        "limits = { max_connections = 256 }",
-        "limits = { max_connections = 256 }\nbreaker = { failures = 1000 }",
+        "limits = { max_connections = 256, max_connections_per_address = 64 }",
+        "limits = { max_connections = 256, max_connections_per_address = 64 }\nbreaker = { failures = 1000 }",
     );
     std::fs::write(dir.path().join("config.toml"), &text).unwrap();
     let (b, b_local, b_admin) = (free_port(), free_port(), free_port());
@@ -729,5 +729,123 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
             missing.len(),
             missing.first()
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_exchanges_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    let population = plan.population();
+    demo::prepare(&config, &plan, &population).await.unwrap();
+    let kemlu = config.member(&id(KEMLU)).unwrap();
+    let dukcapil_addr = config.member(&id(DUKCAPIL)).unwrap().listen;
+    // Dukcapil starts with the soft limit services commonly get, 1,024 (the hard one as the
+    // machine has it): it raises the soft limit to the hard one before it accepts.
+    let mut dukcapil = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 1024 && exec \"$0\" serve --member {DUKCAPIL}"
+        ))
+        .arg(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut kemlu_gw = serve_with(dir.path(), "config.toml", KEMLU);
+    listening(dukcapil_addr).await;
+    listening(kemlu.local.as_ref().unwrap().listen).await;
+
+    // 1,100 sockets from 127.0.0.2 that never start TLS, each reconnecting as soon as it is
+    // closed: over the listener's bounds they are closed at once, the rest at the 10 s
+    // handshake deadline.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for _ in 0..1100 {
+        let stop = stop.clone();
+        flood.push(tokio::spawn(async move {
+            let mut connects = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(std::net::SocketAddr::from(([127, 0, 0, 2], 0)))
+                    .unwrap();
+                if let Ok(mut s) = socket.connect(dukcapil_addr).await {
+                    connects += 1;
+                    let mut buf = [0u8; 1];
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+                    )
+                    .await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            connects
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Meanwhile Kemlu's system asks Dukcapil through Kemlu's gateway: every query answered.
+    let layout = &config.federation.pki;
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
+            .unwrap();
+    let client = gateway::client::PeerClient::from_files(
+        &trust,
+        &layout.client_cert(&id(PEDULI)),
+        &layout.client_key(&id(PEDULI)),
+        id(KEMLU),
+        1 << 20,
+    )
+    .unwrap();
+    let url = format!(
+        "{}/v1/query/citizenship.status/1",
+        kemlu.local.as_ref().unwrap().url()
+    );
+    let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
+    for i in 0..50 {
+        let reply = client
+            .call(
+                http::Method::POST,
+                &url,
+                "application/json",
+                body.clone().into(),
+                Duration::from_secs(15),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("query {i}: {e}"));
+        assert_eq!(
+            reply.status,
+            200,
+            "query {i}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut connects = 0;
+    for f in flood {
+        connects += f.await.unwrap();
+    }
+    assert!(
+        connects >= 1100,
+        "the flood connected only {connects} times"
+    );
+    assert!(
+        dukcapil.try_wait().unwrap().is_none(),
+        "Dukcapil's gateway exited under the flood"
+    );
+    for child in [&mut kemlu_gw, &mut dukcapil] {
+        Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap();
     }
 }

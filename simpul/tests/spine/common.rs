@@ -91,7 +91,7 @@ pub fn test_config(ports: &[(String, u16)]) -> String {
 pub fn dukcapil_limits(fields: &str) -> (String, String) {
     let seed = "seed = { dataset = \"residents\", database = \"data/dukcapil.db\" }";
     (
-        format!("{seed}\nlimits = {{ max_connections = 256 }}"),
+        format!("{seed}\nlimits = {{ max_connections = 256, max_connections_per_address = 64 }}"),
         format!("{seed}\nlimits = {{ {fields} }}"),
     )
 }
