@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -273,12 +273,19 @@ impl SqlAdapter {
             // than as a timeout (504), which is kept for statements that overrun.
             let acquire = (deadline / 2).max(Duration::from_millis(1));
             match &self.target {
-                Target::Sqlite(o) => Pools::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(self.spec.pool_size)
-                        .acquire_timeout(acquire)
-                        .connect_lazy_with(o.clone()),
-                ),
+                Target::Sqlite(o) => {
+                    let watch = Arc::new(FileWatch::new(o.get_filename().to_owned()));
+                    Pools::Sqlite(
+                        SqlitePoolOptions::new()
+                            .max_connections(self.spec.pool_size)
+                            .acquire_timeout(acquire)
+                            .before_acquire(move |_, meta| {
+                                let fresh = watch.fresh(meta.age);
+                                Box::pin(async move { Ok(fresh) })
+                            })
+                            .connect_lazy_with(o.clone()),
+                    )
+                }
                 Target::Postgres(o) => Pools::Postgres(
                     PgPoolOptions::new()
                         .max_connections(self.spec.pool_size)
@@ -408,6 +415,42 @@ impl SqlAdapter {
             }
             _ => AdapterError::Failed(e.to_string()),
         }
+    }
+}
+
+/// The identity (device and inode) of a SQLite binding's file, looked at whenever a pooled
+/// connection is taken: a connection opened on a file that has since been replaced (a refresh
+/// or a restore by rename), moved away or deleted is closed instead of used, so the next
+/// exchange reads the file the path names now — or finds it missing (503) — rather than
+/// the old one, which an open connection would go on reading for as long as it lived.
+struct FileWatch {
+    path: PathBuf,
+    /// The identity last seen (`None`: no file), and since when.
+    seen: std::sync::Mutex<(Option<(u64, u64)>, Instant)>,
+}
+
+impl FileWatch {
+    fn new(path: PathBuf) -> Self {
+        let id = Self::identity(&path);
+        FileWatch {
+            path,
+            seen: std::sync::Mutex::new((id, Instant::now())),
+        }
+    }
+
+    fn identity(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Whether a connection `age` old was opened after the file last changed identity.
+    fn fresh(&self, age: Duration) -> bool {
+        let now = Self::identity(&self.path);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.0 != now {
+            *seen = (now, Instant::now());
+        }
+        age < seen.1.elapsed()
     }
 }
 
@@ -557,7 +600,9 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
                 .filename(&path)
                 .read_only(true)
                 .create_if_missing(false)
-                .busy_timeout(Duration::from_millis(spec.timeout_ms));
+                // A lock held past half the deadline is SQLITE_BUSY, "unavailable" (503),
+                // before the deadline would make it a timeout (504).
+                .busy_timeout(Duration::from_millis((spec.timeout_ms / 2).max(1)));
             Ok(Target::Sqlite(o))
         }
     }
