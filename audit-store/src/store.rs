@@ -20,6 +20,7 @@ mod size;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::database::HasStatementCache;
@@ -336,6 +337,53 @@ pub(crate) struct Backend<DB: Database> {
     dialect: Dialect,
     log: String,
     label: String,
+    /// A SQLite store's file as it was opened: appends stop once the path no longer names it.
+    file: Option<Arc<StoreFile>>,
+}
+
+/// A SQLite store's file, by path and identity (device, inode). A file deleted, or moved
+/// away and replaced, while the gateway runs would go on taking appends through the open
+/// connections — into an inode nothing names, lost when the process exits — so each commit
+/// first checks the path still names the file that was opened, and fails closed if not.
+#[derive(Debug)]
+pub(crate) struct StoreFile {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl StoreFile {
+    fn identity(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    fn opened(path: &Path) -> Option<Self> {
+        Self::identity(path).map(|identity| StoreFile {
+            path: path.to_owned(),
+            identity,
+        })
+    }
+
+    /// `Ok` while the path names the file that was opened.
+    fn unchanged(&self, store: &str) -> Result<(), AuditError> {
+        match Self::identity(&self.path) {
+            Some(id) if id == self.identity => Ok(()),
+            now => Err(AuditError::Config {
+                store: store.to_owned(),
+                reason: format!(
+                    "{} was {} while the gateway ran: appends are refused until the file the \
+                     gateway opened is back at that path (moved back), or the gateway is \
+                     restarted on a restored copy (which must extend the pinned head)",
+                    self.path.display(),
+                    if now.is_none() {
+                        "deleted or moved away"
+                    } else {
+                        "replaced"
+                    }
+                ),
+            }),
+        }
+    }
 }
 
 // By hand: the derive would ask `DB: Clone`, which the engine markers are not.
@@ -346,6 +394,7 @@ impl<DB: Database> Clone for Backend<DB> {
             dialect: self.dialect,
             log: self.log.clone(),
             label: self.label.clone(),
+            file: self.file.clone(),
         }
     }
 }
@@ -414,6 +463,7 @@ impl Store {
                     dialect: Dialect::Sqlite,
                     log: log.to_owned(),
                     label: label.clone(),
+                    file: StoreFile::opened(path).map(Arc::new),
                 })
             }
             StoreTarget::Postgres { options, .. } => {
@@ -431,6 +481,7 @@ impl Store {
                     dialect: Dialect::Postgres,
                     log: log.to_owned(),
                     label: label.clone(),
+                    file: None,
                 })
             }
         };
@@ -929,6 +980,9 @@ where
         frontier: &mut Frontier,
         now_ms: i64,
     ) -> Result<Vec<AuditRecord>, AuditError> {
+        if let Some(file) = &self.file {
+            file.unchanged(&self.label)?;
+        }
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
         let row = sqlx::query::<DB>(self.dialect.lock_state())

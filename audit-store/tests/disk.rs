@@ -1,5 +1,6 @@
 //! The audit log after its store failed mid-transaction: on SQLite, a disk that takes no
-//! more writes (the real I/O error at COMMIT, from a file-size limit); on PostgreSQL
+//! more writes (the real I/O error at COMMIT, from a file-size limit), and the store's file
+//! moved away or replaced under the open log; on PostgreSQL
 //! (`SIMPUL_TEST_POSTGRES_URL`), the writer's connection killed, or its commit cut off by
 //! the writer's deadline. Appends fail closed while it lasts; once the store takes writes
 //! again the very next append succeeds — no restart — with no gap in the seqs, proofs and
@@ -95,6 +96,48 @@ async fn appends_and_reads_go_on(log: &AuditLog, k: &SigningKey, before: &Signed
     log.export(&mut export).await.unwrap();
     let report = verify_export(Cursor::new(export), &public(k)).unwrap();
     assert_eq!((report.records, report.verified_size), (end, end));
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite: the store's file deleted, or moved away and back, while the log is open.
+
+#[tokio::test]
+async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/audit.db");
+    let k = key();
+    let log = AuditLog::open(
+        &config(path.display().to_string(), &dir),
+        dir.path(),
+        &id(KEMLU),
+        k.clone(),
+    )
+    .await
+    .unwrap();
+    let before = a_log_of(&log, 3).await;
+
+    // Moved away (an operator's mistake, or someone removing the evidence): no append is
+    // taken into a file the path no longer names.
+    let aside = dir.path().join("data/aside.db");
+    std::fs::rename(&path, &aside).unwrap();
+    for n in 3..6 {
+        let err = append(&log, n).await.expect_err("the store file is gone");
+        assert!(
+            matches!(&err, AuditError::NotDurable { reason, .. } if reason.contains("deleted or moved away")),
+            "{err}"
+        );
+    }
+    // Replaced by another file at the path: refused too.
+    std::fs::write(&path, b"").unwrap();
+    let err = append(&log, 6).await.expect_err("another file at the path");
+    assert!(
+        matches!(&err, AuditError::NotDurable { reason, .. } if reason.contains("replaced")),
+        "{err}"
+    );
+    assert_eq!(log.tree_size(), 3);
+    // The file the log opened, moved back: appends go on, gap-free, and the export verifies.
+    std::fs::rename(&aside, &path).unwrap();
+    appends_and_reads_go_on(&log, &k, &before).await;
 }
 
 // ---------------------------------------------------------------------------------------
