@@ -10,6 +10,7 @@ mod common;
 mod connections;
 mod exchange;
 mod flood;
+mod garbage;
 mod hsm;
 mod join;
 mod local;
