@@ -140,6 +140,42 @@ async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_b
     appends_and_reads_go_on(&log, &k, &before).await;
 }
 
+#[tokio::test]
+async fn sqlite_appends_fail_closed_while_another_process_locks_the_store_then_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/audit.db");
+    let k = key();
+    let log = AuditLog::open(
+        &config(path.display().to_string(), &dir),
+        dir.path(),
+        &id(KEMLU),
+        k.clone(),
+    )
+    .await
+    .unwrap();
+    let before = a_log_of(&log, 3).await;
+    // Another process (a backup tool, a person with sqlite3) takes the write lock.
+    let mut other = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+    )
+    .await
+    .unwrap();
+    other.execute("BEGIN EXCLUSIVE").await.unwrap();
+    let started = Instant::now();
+    let err = append(&log, 3).await.expect_err("the store is locked");
+    assert!(matches!(err, AuditError::NotDurable { .. }), "{err}");
+    // Refused within the store's busy timeout and the commit deadline, never hung.
+    assert!(
+        started.elapsed() < Duration::from_secs(11),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(log.tree_size(), 3);
+    other.execute("COMMIT").await.unwrap();
+    drop(other);
+    appends_and_reads_go_on(&log, &k, &before).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // SQLite: a disk that takes no more writes.
 
