@@ -2,7 +2,8 @@
 //! target, shared by the AFL++ binaries in `fuzz_targets/` and by `replay`, which runs a
 //! file through a target without instrumentation (to reproduce or minimise a crash).
 //!
-//! A target may panic only where Simpul would: a panic here is a bug in the crate called.
+//! A panic in a target is a bug in the crate it calls (or, for `sql`, a bound name that is
+//! not in the statement).
 
 use std::path::Path;
 use std::sync::OnceLock;
