@@ -15,7 +15,9 @@ use serde_json::Value;
 
 pub mod http;
 pub mod sql;
-mod statement;
+/// The `:name` rewriter, public only for the fuzz targets of `fuzz/` (it is not an API).
+#[doc(hidden)]
+pub mod statement;
 
 pub use http::{HttpAdapter, HttpMethod, HttpSpec};
 pub use sql::{ColumnType, DatabaseTls, RowMode, SqlAdapter, SqlBackend, SqlSpec};
