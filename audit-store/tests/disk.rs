@@ -101,19 +101,25 @@ async fn appends_and_reads_go_on(log: &AuditLog, k: &SigningKey, before: &Signed
 // ---------------------------------------------------------------------------------------
 // SQLite: the store's file deleted, or moved away and back, while the log is open.
 
-#[tokio::test]
-async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_back() {
-    let dir = tempfile::tempdir().unwrap();
+/// A log on a SQLite store `data/audit.db` in `dir`, the store's path and the log's key.
+async fn sqlite_log(dir: &tempfile::TempDir) -> (AuditLog, std::path::PathBuf, Arc<SigningKey>) {
     let path = dir.path().join("data/audit.db");
     let k = key();
     let log = AuditLog::open(
-        &config(path.display().to_string(), &dir),
+        &config(path.display().to_string(), dir),
         dir.path(),
         &id(KEMLU),
         k.clone(),
     )
     .await
     .unwrap();
+    (log, path, k)
+}
+
+#[tokio::test]
+async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, path, k) = sqlite_log(&dir).await;
     let before = a_log_of(&log, 3).await;
 
     // Moved away (an operator's mistake, or someone removing the evidence): no append is
@@ -143,16 +149,7 @@ async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_b
 #[tokio::test]
 async fn sqlite_appends_fail_closed_while_another_process_locks_the_store_then_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data/audit.db");
-    let k = key();
-    let log = AuditLog::open(
-        &config(path.display().to_string(), &dir),
-        dir.path(),
-        &id(KEMLU),
-        k.clone(),
-    )
-    .await
-    .unwrap();
+    let (log, path, k) = sqlite_log(&dir).await;
     let before = a_log_of(&log, 3).await;
     // Another process (a backup tool, a person with sqlite3) takes the write lock.
     let mut other = sqlx::SqliteConnection::connect_with(

@@ -269,6 +269,56 @@ async fn listening(addr: std::net::SocketAddr) {
     }
 }
 
+/// `subsystem`'s client of its member's local face, and the URL of `citizenship.status` there.
+fn citizenship_asker(
+    config: &gateway::config::Config,
+    member: &str,
+    subsystem: &str,
+) -> (gateway::client::PeerClient, String) {
+    let layout = &config.federation.pki;
+    let trust =
+        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
+            .unwrap();
+    let client = gateway::client::PeerClient::from_files(
+        &trust,
+        &layout.client_cert(&id(subsystem)),
+        &layout.client_key(&id(subsystem)),
+        id(member),
+        1 << 20,
+    )
+    .unwrap();
+    let local = config.member(&id(member)).unwrap().local.as_ref().unwrap();
+    (
+        client,
+        format!("{}/v1/query/citizenship.status/1", local.url()),
+    )
+}
+
+/// Exports `member`'s log with `simpul audit export`, checks it with `simpul audit verify`
+/// and the member's key, and returns the exchange ids of its records in `role`.
+fn verified_ids(
+    dir: &Path,
+    config: &gateway::config::Config,
+    member: &str,
+    role: &str,
+) -> std::collections::HashSet<String> {
+    let out = format!("{}.jsonl", id(member).file_stem());
+    let export = simpul(dir, &["audit", "export", "--member", member, "--out", &out]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let key = config.federation.pki.signing_jwk(&id(member));
+    let verify = simpul(
+        dir,
+        &["audit", "verify", &out, "--key", key.to_str().unwrap()],
+    );
+    assert!(
+        verify.status.success(),
+        "{member}: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+    exported_ids(&std::fs::read_to_string(dir.join(&out)).unwrap(), role)
+}
+
 /// The exchange ids of one side's records in an export.
 fn exported_ids(export: &str, role: &str) -> std::collections::HashSet<String> {
     export
@@ -299,28 +349,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     listening(kemlu_addr).await;
     listening(dukcapil_addr).await;
 
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
-            .unwrap();
-    let client = gateway::client::PeerClient::from_files(
-        &trust,
-        &layout.client_cert(&id(PEDULI)),
-        &layout.client_key(&id(PEDULI)),
-        id(KEMLU),
-        1 << 20,
-    )
-    .unwrap();
-    let url = format!(
-        "{}/v1/query/citizenship.status/1",
-        config
-            .member(&id(KEMLU))
-            .unwrap()
-            .local
-            .as_ref()
-            .unwrap()
-            .url()
-    );
+    let (client, url) = citizenship_asker(&config, KEMLU, PEDULI);
     let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
     // Four clients drive exchanges while the provider is killed and restarted.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -376,27 +405,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
     );
 
     for (member, role) in [(KEMLU, "consumer"), (DUKCAPIL, "provider")] {
-        let out = format!("{}.jsonl", id(member).file_stem());
-        let export = simpul(
-            dir.path(),
-            &["audit", "export", "--member", member, "--out", &out],
-        );
-        assert!(export.status.success(), "{}", stderr(&export));
-        let key = layout.signing_jwk(&id(member));
-        let verify = simpul(
-            dir.path(),
-            &["audit", "verify", &out, "--key", key.to_str().unwrap()],
-        );
-        assert!(
-            verify.status.success(),
-            "{member}: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            stderr(&verify)
-        );
-        let ids = exported_ids(
-            &std::fs::read_to_string(dir.path().join(&out)).unwrap(),
-            role,
-        );
+        let ids = verified_ids(dir.path(), &config, member, role);
         let missing: Vec<_> = answered.iter().filter(|id| !ids.contains(*id)).collect();
         assert!(
             missing.is_empty(),
@@ -592,32 +601,11 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
     }
 
     // Three consumers, two drivers each, ask continuously through their own gateways.
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
-            .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let killed_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
     let mut drivers = Vec::new();
     for (member, subsystem, purpose) in consumers {
-        let client = gateway::client::PeerClient::from_files(
-            &trust,
-            &layout.client_cert(&id(subsystem)),
-            &layout.client_key(&id(subsystem)),
-            id(member),
-            1 << 20,
-        )
-        .unwrap();
-        let url = format!(
-            "{}/v1/query/citizenship.status/1",
-            config
-                .member(&id(member))
-                .unwrap()
-                .local
-                .as_ref()
-                .unwrap()
-                .url()
-        );
+        let (client, url) = citizenship_asker(&config, member, subsystem);
         let body = serde_json::json!({"purpose": purpose, "query": {"nik": population.sample_in_all_four()}}).to_string();
         for _ in 0..2 {
             let (client, url, body, stop, killed_at) = (
@@ -697,27 +685,7 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
         (BP2MI, "consumer"),
         (BPJSTK, "consumer"),
     ] {
-        let out = format!("{}.jsonl", id(member).file_stem());
-        let export = simpul(
-            dir.path(),
-            &["audit", "export", "--member", member, "--out", &out],
-        );
-        assert!(export.status.success(), "{}", stderr(&export));
-        let key = layout.signing_jwk(&id(member));
-        let verify = simpul(
-            dir.path(),
-            &["audit", "verify", &out, "--key", key.to_str().unwrap()],
-        );
-        assert!(
-            verify.status.success(),
-            "{member}: {}{}",
-            String::from_utf8_lossy(&verify.stdout),
-            stderr(&verify)
-        );
-        let ids = exported_ids(
-            &std::fs::read_to_string(dir.path().join(&out)).unwrap(),
-            role,
-        );
+        let ids = verified_ids(dir.path(), &config, member, role);
         let missing: Vec<_> = answered
             .iter()
             .filter(|(asker, _)| role == "provider" || *asker == member)
@@ -792,22 +760,7 @@ async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_excha
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Meanwhile Kemlu's system asks Dukcapil through Kemlu's gateway: every query answered.
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)
-            .unwrap();
-    let client = gateway::client::PeerClient::from_files(
-        &trust,
-        &layout.client_cert(&id(PEDULI)),
-        &layout.client_key(&id(PEDULI)),
-        id(KEMLU),
-        1 << 20,
-    )
-    .unwrap();
-    let url = format!(
-        "{}/v1/query/citizenship.status/1",
-        kemlu.local.as_ref().unwrap().url()
-    );
+    let (client, url) = citizenship_asker(&config, KEMLU, PEDULI);
     let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}}).to_string();
     for i in 0..50 {
         let reply = client

@@ -387,6 +387,27 @@ impl Federation {
         self.config.resolve(Path::new("data"))
     }
 
+    /// `member`'s gateway certificate chain and its key, as a TLS configuration takes them.
+    pub fn gateway_identity(
+        &self,
+        member: &str,
+    ) -> (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let l = self.layout();
+        tls_identity(&l.gateway_cert(&id(member)), &l.gateway_key(&id(member)))
+    }
+
+    /// The federation's CAs as a root store.
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in &self.trust.cas {
+            roots.add(ca.clone()).unwrap();
+        }
+        roots
+    }
+
     pub fn layout(&self) -> PkiLayout {
         self.config.federation.pki.clone()
     }
@@ -642,4 +663,23 @@ pub fn assert_problem(reply: &Reply, status: u16, code: &str) -> Problem {
 /// True when the error is the connection being refused or broken (a TLS refusal).
 pub fn is_refused(e: &CallError) -> bool {
     matches!(e, CallError::Unreachable { .. })
+}
+
+/// A PEM certificate chain and its PEM private key, as a TLS configuration takes them.
+pub fn tls_identity(
+    cert: &Path,
+    key: &Path,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (
+        chain,
+        rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+    )
 }

@@ -7,8 +7,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
@@ -66,13 +64,7 @@ async fn fake_provider(
     member: &str,
     listener: tokio::net::TcpListener,
 ) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let l = f.layout();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(l.gateway_cert(&id(member)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(l.gateway_key(&id(member))).unwrap();
+    let (chain, key) = f.gateway_identity(member);
     let config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()

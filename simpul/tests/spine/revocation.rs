@@ -11,8 +11,7 @@ use demo::crl::{self, Reason};
 use demo::pki::Holder;
 use gateway::gateway::Gateway;
 use gateway::tls::FederationTrust;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::*;
@@ -232,15 +231,8 @@ fn client_with(
     version: &'static rustls::SupportedProtocolVersion,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &f.trust.cas {
-        roots.add(ca.clone()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let roots = f.roots();
+    let (chain, key) = tls_identity(&cert, &key);
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[version])
@@ -366,13 +358,7 @@ async fn every_listener_chooses_the_cipher_suite_by_its_own_order_not_the_client
 /// A TLS server with rustls' default session handling and Dukcapil's certificate, answering
 /// every connection with an empty 200.
 async fn control_server(f: &Federation) -> std::net::SocketAddr {
-    let l = f.layout();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(l.gateway_cert(&id(DUKCAPIL)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(l.gateway_key(&id(DUKCAPIL))).unwrap();
+    let (chain, key) = f.gateway_identity(DUKCAPIL);
     let config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()

@@ -601,15 +601,8 @@ async fn a_providers_signing_key_and_certificate_rotate_under_load_without_a_fai
 async fn served_certificate(f: &Federation, member: &str) -> Vec<u8> {
     use rustls::pki_types::pem::PemObject;
     let l = f.layout();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &f.trust.cas {
-        roots.add(ca.clone()).unwrap();
-    }
-    let chain = rustls::pki_types::CertificateDer::pem_file_iter(l.gateway_cert(&id(KEMLU)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(l.gateway_key(&id(KEMLU))).unwrap();
+    let roots = f.roots();
+    let (chain, key) = f.gateway_identity(KEMLU);
     let config = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -642,14 +635,8 @@ async fn publish_over_https(
     cert_of: &str,
     files: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>,
 ) {
-    use rustls::pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = f.layout();
-    let chain = rustls::pki_types::CertificateDer::pem_file_iter(l.gateway_cert(&id(cert_of)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(l.gateway_key(&id(cert_of))).unwrap();
+    let (chain, key) = f.gateway_identity(cert_of);
     let config = rustls::ServerConfig::builder_with_provider(gateway::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()

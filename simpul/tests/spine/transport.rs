@@ -115,19 +115,8 @@ async fn consumer_refuses_a_server_that_is_not_the_expected_member() {
 
 /// Kemlu's gateway as a TLS client of Dukcapil's federation listener, offering `alpn`.
 fn kemlu_tls(f: &Federation, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let l = f.layout();
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &f.trust.cas {
-        roots.add(ca.clone()).unwrap();
-    }
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(l.gateway_cert(&id(KEMLU)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(l.gateway_key(&id(KEMLU))).unwrap();
+    let roots = f.roots();
+    let (chain, key) = f.gateway_identity(KEMLU);
     let mut config = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
