@@ -41,19 +41,8 @@ pub enum AuditCommand {
     Verify {
         /// The export file.
         export: PathBuf,
-        /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk):
-        /// every head must be signed by it.
-        #[arg(
-            long,
-            required_unless_present = "authority_keys",
-            conflicts_with = "authority_keys"
-        )]
-        key: Option<PathBuf>,
-        /// The federation authority's public key (a JWK file, e.g. certs/authority.jwk):
-        /// each head is checked with the member key its kid names, from the export's
-        /// manifests, within the key's window. Repeatable (an authority that re-keyed).
-        #[arg(long = "authority-key")]
-        authority_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        keys: HeadKeys,
         /// A signed tree head kept from before (a JSON file: a head as the admin listener
         /// serves it, or a proof bundle); the export must extend it. Repeatable.
         #[arg(long = "head")]
@@ -111,18 +100,8 @@ pub enum AuditCommand {
     CheckProof {
         /// The proof bundle file.
         proof: PathBuf,
-        /// The member's public signing key (a JWK file).
-        #[arg(
-            long,
-            required_unless_present = "authority_keys",
-            conflicts_with = "authority_keys"
-        )]
-        key: Option<PathBuf>,
-        /// The federation authority's public key (a JWK file): the head is checked with the
-        /// member key its kid names in the --manifest files, inside the key's window.
-        /// Repeatable.
-        #[arg(long = "authority-key")]
-        authority_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        keys: HeadKeys,
         /// A manifest listing the member's keys (with --authority-key). Repeatable.
         #[arg(long = "manifest")]
         manifests: Vec<PathBuf>,
@@ -195,11 +174,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
         }
         AuditCommand::Verify {
             export,
-            key,
-            authority_keys,
+            keys,
             heads,
             json,
-        } => audit_verify(&export, key.as_deref(), &authority_keys, &heads, json),
+        } => audit_verify(&export, &keys, &heads, json),
         AuditCommand::Prove {
             exchange_id,
             member,
@@ -230,11 +208,10 @@ pub async fn run(config_path: Option<&Path>, command: AuditCommand) -> Result<Ex
         }
         AuditCommand::CheckProof {
             proof,
-            key,
-            authority_keys,
+            keys,
             manifests,
             json,
-        } => audit_check_proof(&proof, key.as_deref(), &authority_keys, &manifests, json),
+        } => audit_check_proof(&proof, &keys, &manifests, json),
         AuditCommand::Reconcile {
             a,
             b,
@@ -372,18 +349,45 @@ fn export_manifests(config: &Config, extra: &[PathBuf]) -> Result<Vec<String>, C
     Ok(out)
 }
 
+/// What a tree head is checked with offline: the member's own key, or the federation
+/// authority's keys and the manifests that list the member's keys with their windows.
+#[derive(clap::Args)]
+pub struct HeadKeys {
+    /// The member's public signing key (a JWK file, e.g. certs/<MEMBER>/signing.jwk):
+    /// every head must be signed by it.
+    #[arg(
+        long,
+        required_unless_present = "authority_keys",
+        conflicts_with = "authority_keys"
+    )]
+    key: Option<PathBuf>,
+    /// The federation authority's public key (a JWK file, e.g. certs/authority.jwk): each
+    /// head is checked with the member key its kid names in the manifests (the export's, or
+    /// --manifest), within the key's window. Repeatable (an authority that re-keyed).
+    #[arg(long = "authority-key")]
+    authority_keys: Vec<PathBuf>,
+}
+
+impl HeadKeys {
+    /// The member's key, if given, and the authority's keys.
+    fn read(&self) -> Result<(Option<VerifyingKey>, Vec<VerifyingKey>), CliError> {
+        let key = self.key.as_deref().map(read_verifying_key).transpose()?;
+        let authorities = self
+            .authority_keys
+            .iter()
+            .map(|p| read_verifying_key(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((key, authorities))
+    }
+}
+
 fn audit_verify(
     export: &Path,
-    key: Option<&Path>,
-    authority_keys: &[PathBuf],
+    keys: &HeadKeys,
     heads: &[PathBuf],
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let key = key.map(read_verifying_key).transpose()?;
-    let authorities = authority_keys
-        .iter()
-        .map(|p| read_verifying_key(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (key, authorities) = keys.read()?;
     let trust = match &key {
         Some(key) => audit::Trust::Key(key),
         None => audit::Trust::Authority(&authorities),
@@ -455,16 +459,11 @@ fn audit_verify(
 
 fn audit_check_proof(
     proof: &Path,
-    key: Option<&Path>,
-    authority_keys: &[PathBuf],
+    keys: &HeadKeys,
     manifests: &[PathBuf],
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let key = key.map(read_verifying_key).transpose()?;
-    let authorities = authority_keys
-        .iter()
-        .map(|p| read_verifying_key(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (key, authorities) = keys.read()?;
     if key.is_none() && manifests.is_empty() {
         return Err(CliError::Usage(
             "--manifest: with --authority-key, give the manifest(s) listing the member's keys (e.g. data/manifest.jws)".into(),
