@@ -49,6 +49,7 @@ pub async fn serve(
         bounds: ConnectionBounds {
             max: admin.max_connections,
             per_address: gw.connections.per_address,
+            handshakes: gw.connections.handshakes,
         },
         labels: &gw.labels,
     };

@@ -3,7 +3,8 @@
 //! a bound on the connections held open, in all and per peer address (over it a connection
 //! is closed as soon as it is accepted); TLS with the server configuration of the gateway's
 //! trust snapshot current when the connection is accepted (a connection keeps the one it
-//! began with), the handshake bounded by [`HANDSHAKE_TIMEOUT`]; the peer's identity read from its certificate
+//! began with), the handshake bounded by [`HANDSHAKE_TIMEOUT`] and, past its ClientHello,
+//! by the handshakes in flight (over the bound the connection is closed); the peer's identity read from its certificate
 //! once per connection; HTTP/1.1 with bounded headers and timeouts; back-off when accepting
 //! fails (descriptors run out, say), with at most one warning line per [`WARN_INTERVAL`];
 //! and at shutdown a drain of the open connections bounded by [`DRAIN_TIMEOUT`].
@@ -23,8 +24,8 @@ use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::LazyConfigAcceptor;
 
 use crate::config::ConnectionBounds;
 use crate::http::Reply;
@@ -33,8 +34,9 @@ pub(crate) use limit::AddressKey;
 use limit::{ConnectionLimit, Refused};
 pub(crate) use throttle::Throttle;
 
-/// How long a client has to finish the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to finish the TLS handshake: shorter than [`HEADER_TIMEOUT`], so
+/// that a socket which never completes one is the first to lose its place.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to send a request's headers, and how long a kept-alive connection
 /// may wait idle for its next request.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +90,9 @@ pub(crate) async fn serve<T, F, S>(
     } = listening;
     let counters = ListenerCounters::new(labels, what);
     let limit = ConnectionLimit::new(bounds, counters.open.clone());
+    // A handshake past its ClientHello costs this side work (the gateway's key signs, the
+    // client's chain is checked against the CAs and CRLs); a socket still silent costs none.
+    let handshakes = Arc::new(Semaphore::new(bounds.handshakes));
     let mut accept_warnings = Throttle::new(WARN_INTERVAL);
     let mut refusal_warnings = Throttle::new(WARN_INTERVAL);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -146,10 +151,24 @@ pub(crate) async fn serve<T, F, S>(
             drop(tcp);
             continue;
         };
-        let acceptor = TlsAcceptor::from(config);
         let watcher = graceful.watcher();
+        let handshakes = handshakes.clone();
+        let refused_handshakes = counters.refused_handshakes.clone();
         let handshake = async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let tls = async {
+                let start =
+                    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+                // Over the bound the connection is closed, as over a connection bound: its
+                // client learns it at once rather than after the deadline.
+                let Ok(_permit) = handshakes.try_acquire_owned() else {
+                    refused_handshakes.increment(1);
+                    return Err(std::io::Error::other(
+                        "the listener holds max_handshakes TLS handshakes in flight",
+                    ));
+                };
+                start.into_stream(config).await
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls).await {
                 Ok(Ok(tls)) => Some(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(%remote, what, error = %e, "TLS handshake refused");

@@ -77,6 +77,9 @@ pub(crate) struct ListenerCounters {
     /// Connections closed at once because their peer address held
     /// `max_connections_per_address`.
     pub refused_address: metrics::Counter,
+    /// Connections closed after their ClientHello because the listener had
+    /// `max_handshakes` TLS handshakes in flight.
+    pub refused_handshakes: metrics::Counter,
     /// Accepts that failed (out of file descriptors, say).
     pub accept_errors: metrics::Counter,
 }
@@ -89,6 +92,7 @@ impl ListenerCounters {
             open: metrics::gauge!("simpul_connections_open", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
             refused_full: refused("max_connections"),
             refused_address: refused("max_connections_per_address"),
+            refused_handshakes: refused("max_handshakes"),
             accept_errors: metrics::counter!("simpul_accept_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
         }
     }

@@ -211,13 +211,16 @@ pub enum StateStore {
 }
 
 /// How many connections one listener holds open at once (`limits.max_connections` and
-/// `limits.max_connections_per_address`); each at least 1.
+/// `limits.max_connections_per_address`), and how many of them may be in a TLS handshake
+/// past its ClientHello (`limits.max_handshakes`); each at least 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionBounds {
     /// In all.
     pub max: usize,
     /// From one peer address (an IPv6 peer counts by its /64 prefix).
     pub per_address: usize,
+    /// TLS handshakes in flight past the ClientHello, in all.
+    pub handshakes: usize,
 }
 
 /// The exchange face's admission limit (`limits.admission_per_peer` and

@@ -154,6 +154,7 @@ pub(super) struct RawLimits {
     pub default_rate: Rate,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    pub max_handshakes: usize,
     pub admission_per_peer: Rate,
     pub admission_per_address: Rate,
 }
@@ -172,6 +173,7 @@ impl Default for RawLimits {
             },
             max_connections: 4096,
             max_connections_per_address: 256,
+            max_handshakes: 256,
             admission_per_peer: Rate {
                 per_second: 10_000,
                 burst: 20_000,

@@ -469,6 +469,9 @@ fn member(
     if limits.max_connections_per_address == 0 {
         return Err(at_least_one("limits.max_connections_per_address"));
     }
+    if limits.max_handshakes == 0 {
+        return Err(at_least_one("limits.max_handshakes"));
+    }
     for (field, rate) in [
         ("limits.admission_per_peer", &limits.admission_per_peer),
         (
@@ -491,6 +494,7 @@ fn member(
     let connections = ConnectionBounds {
         max: limits.max_connections,
         per_address: limits.max_connections_per_address,
+        handshakes: limits.max_handshakes,
     };
     let mut audit = m
         .audit

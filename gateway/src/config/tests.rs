@@ -113,6 +113,8 @@ refused! {
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { max_connections = 0 }")] => "members[0].limits.max_connections", "at least 1", OutOfRange;
     a_max_connections_per_address_of_zero_is_refused:
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { max_connections_per_address = 0 }")] => "members[0].limits.max_connections_per_address", "at least 1", OutOfRange;
+    a_max_handshakes_of_zero_is_refused:
+        [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { max_handshakes = 0 }")] => "members[0].limits.max_handshakes", "at least 1", OutOfRange;
     an_admission_per_peer_rate_of_zero_is_refused:
         [("name = \"Kemlu\"", "name = \"Kemlu\"\nlimits = { admission_per_peer = { per_second = 0, burst = 10 } }")] => "members[0].limits.admission_per_peer", "at least 1", OutOfRange;
     an_admission_per_peer_burst_of_zero_is_refused:
@@ -341,7 +343,8 @@ fn resolution_fills_in_defaults_and_resolves_paths() {
         kemlu.connections,
         ConnectionBounds {
             max: 4096,
-            per_address: 256
+            per_address: 256,
+            handshakes: 256
         }
     );
     assert_eq!(kemlu.admin.as_ref().map(|a| a.max_connections), Some(64));
@@ -410,7 +413,8 @@ fn a_gateway_url_and_rates_given_are_kept() {
         c.members[1].connections,
         ConnectionBounds {
             max: 20,
-            per_address: 5
+            per_address: 5,
+            handshakes: 256
         }
     );
     assert_eq!(

@@ -157,7 +157,11 @@ mod tests {
 
     fn limit(max: usize, per_address: usize) -> ConnectionLimit {
         ConnectionLimit::new(
-            ConnectionBounds { max, per_address },
+            ConnectionBounds {
+                max,
+                per_address,
+                handshakes: 1,
+            },
             metrics::Gauge::noop(),
         )
     }

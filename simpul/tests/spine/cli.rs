@@ -729,7 +729,7 @@ async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_excha
     listening(kemlu.local.as_ref().unwrap().listen).await;
 
     // 1,100 sockets from 127.0.0.2 that never start TLS, each reconnecting as soon as it is
-    // closed: over the listener's bounds they are closed at once, the rest at the 10 s
+    // closed: over the listener's bounds they are closed at once, the rest at the 5 s
     // handshake deadline.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut flood = Vec::new();

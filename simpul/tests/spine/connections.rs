@@ -77,7 +77,7 @@ async fn sockets_over_the_bounds_are_closed_at_once_and_exchanges_still_pass() {
     let (a, b) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
 
     // One address: its first PER_ADDRESS sockets are held (in the TLS handshake, for up to
-    // its 10 s deadline: the steps up to the closing below take well under a second), the
+    // its 5 s deadline: the steps up to the closing below take well under a second), the
     // rest closed at once.
     let mut from_a = plain_sockets(a, listen, PER_ADDRESS + 4).await;
     let exact = |n: usize| move |v: f64| v == n as f64;
@@ -118,4 +118,100 @@ async fn sockets_over_the_bounds_are_closed_at_once_and_exchanges_still_pass() {
     );
     an_exchange_passes(&f).await;
     drop(again);
+}
+
+/// A ClientHello offering `http/1.1`, as any TLS client's first flight: the server answers
+/// it and then waits for the client's certificate, which never comes.
+fn client_hello() -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Sockets from `from` that each send a ClientHello and then nothing.
+async fn stalled_handshakes(from: Ipv4Addr, to: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut sockets = plain_sockets(from, to, n).await;
+    for socket in &mut sockets {
+        tokio::io::AsyncWriteExt::write_all(socket, &client_hello())
+            .await
+            .unwrap();
+    }
+    sockets
+}
+
+/// Each socket receives the server's first flight (a TLS handshake record): the server took
+/// its handshake on.
+async fn server_flights(sockets: &mut [TcpStream]) {
+    for socket in sockets {
+        let mut record = [0u8; 5];
+        tokio::time::timeout(DEADLINE, socket.read_exact(&mut record))
+            .await
+            .expect("the server answers a ClientHello it has a place for")
+            .unwrap();
+        assert_eq!(record[0], 0x16, "a TLS handshake record: {record:?}");
+    }
+}
+
+#[tokio::test]
+async fn handshakes_past_the_client_hello_are_bounded_and_silent_sockets_take_none() {
+    const HANDSHAKES: usize = 2;
+    let f = Federation::start_with(Options {
+        edits: vec![dukcapil_limits(&format!(
+            "max_connections = {MAX}, max_connections_per_address = {PER_ADDRESS}, max_handshakes = {HANDSHAKES}"
+        ))],
+        ..Default::default()
+    })
+    .await;
+    let listen = f.config.member(&id(DUKCAPIL)).unwrap().listen;
+    let (a, b) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+    const BY_HANDSHAKES: &str = "limit=\"max_handshakes\"";
+
+    // Sockets that never send a byte hold a connection slot but no handshake place: two
+    // handshakes that stop after their ClientHello still take the two places.
+    let silent = plain_sockets(b, listen, 5).await;
+    let mut stalled = stalled_handshakes(a, listen, HANDSHAKES).await;
+    dukcapil_series(&f, OPEN, &[], |v| v >= (5 + HANDSHAKES) as f64).await;
+    server_flights(&mut stalled).await;
+    assert_eq!(
+        f.counter(DUKCAPIL, REFUSED, &[MEMBER_LISTENER, BY_HANDSHAKES])
+            .await,
+        0.0
+    );
+
+    // A third ClientHello finds both places taken: closed at once, and counted.
+    let mut third = stalled_handshakes(a, listen, 1).await;
+    dukcapil_series(&f, REFUSED, &[BY_HANDSHAKES], |v| v == 1.0).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, third[0].read_to_end(&mut rest))
+        .await
+        .expect("a refused handshake is closed at once");
+    if read.is_ok() {
+        assert!(
+            rest.is_empty(),
+            "no ServerHello for the refused one: {rest:?}"
+        );
+    }
+
+    // The stalled handshakes end with their sockets: the places are free again, and an
+    // exchange (a new connection of Kemlu's, or its kept-alive one) is answered.
+    drop(stalled);
+    an_exchange_passes(&f).await;
+    let mut again = stalled_handshakes(a, listen, HANDSHAKES).await;
+    server_flights(&mut again).await;
+    assert_eq!(
+        f.counter(DUKCAPIL, REFUSED, &[MEMBER_LISTENER, BY_HANDSHAKES])
+            .await,
+        1.0,
+        "the places were freed"
+    );
+    drop((silent, again));
 }
