@@ -343,8 +343,9 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
 
 #[tokio::test]
 async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
-    let slow = "statement = \"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 8000000) \
-                SELECT citizenship, deceased FROM residents WHERE nik = :nik AND (SELECT max(x) FROM c) > 0\"\n  timeout_ms = 20000";
+    // The database is slow because a writer holds it locked: the adapter waits for the lock
+    // (up to half its 20 s timeout) in the contract's only slot, without using the CPU, so
+    // the test does not depend on how busy the machine is.
     let f = Federation::start_with(Options {
         edits: vec![
             edit(
@@ -353,19 +354,32 @@ async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
             ),
             edit(
                 "statement = \"SELECT citizenship, deceased FROM residents WHERE nik = :nik\"",
-                slow,
+                "statement = \"SELECT citizenship, deceased FROM residents WHERE nik = :nik\"\n  timeout_ms = 20000",
             ),
         ],
         ..Default::default()
     })
     .await;
-    let nik = f.population.sample_in_all_four().to_owned();
+    let database = f.config_file.with_file_name("data").join("dukcapil.db");
+    let mut writer = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&database),
+    )
+    .await
+    .unwrap();
+    sqlx::query("PRAGMA locking_mode = EXCLUSIVE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
     let f = std::sync::Arc::new(f);
     let mut slow_calls = Vec::new();
     for i in 0..3 {
         let f = f.clone();
         slow_calls.push(tokio::spawn(async move {
-            // The first finds its row and runs the slow part; the others never get a slot.
+            // The first takes the slot and waits for the lock; the others never get a slot.
             let mut r = f.citizenship_request();
             if i > 0 {
                 r.query = json!({ "nik": format!("317101170190{:04}", i) });
@@ -379,7 +393,8 @@ async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // Another contract answers while the slow one still holds its only slot.
+    // Another contract answers while the locked one still holds its only slot.
+    let nik = f.population.sample_in_all_four().to_owned();
     let placement = f.request(
         KEMLU,
         BP2MI,
@@ -390,8 +405,10 @@ async fn slow_database_fills_only_its_own_bulkhead_and_the_overflow_is_503() {
     answer_of(&f.send_signed(KEMLU, &placement).await);
     assert!(
         !slow_calls[0].is_finished(),
-        "the slow statement is still running: the placement did not wait for it"
+        "the locked statement is still waiting: the placement did not wait for it"
     );
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    drop(writer);
     let mut refused = 0;
     for call in slow_calls {
         let (status, retry_after) = call.await.unwrap();
