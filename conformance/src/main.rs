@@ -68,7 +68,7 @@ enum Command {
         /// Parallel connections.
         #[arg(long, default_value_t = 8)]
         connections: usize,
-        /// How long to measure, e.g. 10s.
+        /// How long to measure, e.g. 10s (at most 40 s without --rate; any length with it).
         #[arg(long, default_value = "10s", value_parser = load::parse_duration)]
         duration: std::time::Duration,
         /// The contract id (default: the configuration's first).
@@ -78,8 +78,20 @@ enum Command {
         #[arg(long)]
         queries: Option<PathBuf>,
         /// Envelopes to sign ahead (default: measured by a warm-up).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rate")]
         envelopes: Option<usize>,
+        /// Open loop: send this many exchanges per second in all, each at a fixed time,
+        /// signed during the run; latency counts from when each was due.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// With --rate: print the latency of each window of this length as it closes (on
+        /// standard error) and list them in the report, e.g. 1m.
+        #[arg(long, requires = "rate", value_parser = load::parse_duration)]
+        progress: Option<std::time::Duration>,
+        /// The gateway's process id (same machine): report its CPU time per exchange and
+        /// its peak resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -165,6 +177,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             contract,
             queries,
             envelopes,
+            rate,
+            progress,
+            server_pid,
             json,
         } => {
             let config = RunConfig::load(&config)?;
@@ -174,6 +189,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
                 contract,
                 queries,
                 envelopes,
+                rate,
+                server_pid,
+                progress,
             };
             let report = load::run(&config, &options).await?;
             if json {
