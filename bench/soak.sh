@@ -135,10 +135,12 @@ csv=samples.csv
 echo "t_s,rss_kib,fds,threads,db_bytes,wal_bytes,shm_bytes,records" >"$csv"
 start=$(date +%s)
 next=$start
+# Until the run's end: a sample taken as the generator closes its connections is not one of
+# the steady state.
 while kill -0 "$generator_pid" 2>/dev/null; do
   kill -0 "$server_pid" 2>/dev/null || die "the provider exited during the soak (see $work/serve.log)"
   now=$(date +%s)
-  if ((now >= next)); then
+  if ((now - start < soak_seconds && now >= next)); then
     fds=$(find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 | wc -l)
     printf '%d,%s,%s,%s,%s,%s,%s,%s\n' $((now - start)) "$(status VmRSS)" "$fds" \
       "$(status Threads)" "$(size "$audit_db")" "$(size "$audit_db-wal")" \
@@ -168,7 +170,11 @@ awk -F, -v warm="$warmup_seconds" '
   NR == 1 || $1 < warm { next }
   { n++; t = $1 / 3600; split("", v)
     v["rss_kib"] = $2; v["fds"] = $3; v["threads"] = $4; v["audit_bytes"] = $5 + $6 + $7
-    if ($8 != "") { v["records"] = $8; if ($8 > 0) v["bytes_per_record"] = ($5 + $6 + $7) / $8 }
+    v["wal_bytes"] = $6
+    if ($8 != "") {
+      v["records"] = $8
+      if ($8 > 0) { v["db_bytes_per_record"] = $5 / $8; v["bytes_per_record"] = ($5 + $6 + $7) / $8 }
+    }
     for (k in v) {
       if (!(k in first)) first[k] = v[k]
       last[k] = v[k]; m[k]++; st[k] += t; sv[k] += v[k]; stt[k] += t * t; stv[k] += t * v[k]
@@ -176,13 +182,13 @@ awk -F, -v warm="$warmup_seconds" '
   }
   END {
     if (n < 2) { print "fewer than two samples after warm-up: nothing to summarise"; exit }
-    printf "%-17s %14s %14s %16s %9s\n", "quantity", "first", "last", "slope per hour", "% of first"
-    split("rss_kib fds threads audit_bytes records bytes_per_record", order, " ")
+    printf "%-19s %14s %14s %16s %9s\n", "quantity", "first", "last", "slope per hour", "% of first"
+    split("rss_kib fds threads audit_bytes wal_bytes records db_bytes_per_record bytes_per_record", order, " ")
     for (i = 1; i in order; i++) {
       k = order[i]; if (m[k] < 2) continue
       d = m[k] * stt[k] - st[k] * st[k]
       slope = d > 0 ? (m[k] * stv[k] - st[k] * sv[k]) / d : 0
-      printf "%-17s %14.1f %14.1f %16.1f %8.2f%%\n", k, first[k], last[k], slope,
+      printf "%-19s %14.1f %14.1f %16.1f %8.2f%%\n", k, first[k], last[k], slope,
         first[k] != 0 ? 100 * slope / first[k] : 0
     }
     printf "(%d samples; slopes are least-squares fits over them)\n", n

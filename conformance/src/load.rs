@@ -571,7 +571,7 @@ impl Window {
     pub fn text(&self) -> String {
         let ms = |us: u64| us as f64 / 1000.0;
         format!(
-            "{:>7.0} s  {:>8} exchanges  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
+            "{:>8.1} s  {:>8} exchanges  p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             self.end_s,
             self.exchanges,
             ms(self.latency.p50_us),
