@@ -26,64 +26,18 @@ connections=${SOAK_CONNECTIONS:-32}
 port_digit=${SOAK_PORT_DIGIT:-9}
 server_cpu=${SOAK_SERVER_CPU:-0}
 generator_cpu=${SOAK_GENERATOR_CPU:-1}
-provider=ID:GOV:DUKCAPIL
-
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-target=${CARGO_TARGET_DIR:-target}
-case $target in /*) ;; *) target=$repo/$target ;; esac
-simpul=$target/release/simpul
-generator=$target/release/simpul-conformance
-
-say() { printf '%s soak: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-die() { say "$*"; exit 1; }
+bench_name=soak
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for tool in taskset curl awk; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
 
-# --- build -----------------------------------------------------------------------------
-say "building release (cargo build --release -p simpul -p simpul-conformance)"
-(cd "$repo" && cargo build --release -p simpul -p simpul-conformance)
+bench_build
 
 # --- a demo federation on its own ports --------------------------------------------------
 work=${SOAK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/simpul-soak.XXXXXX")}
-mkdir -p "$work/contracts"
-cp -r "$repo/contracts/catalog" "$work/contracts/"
-gateway_port=${port_digit}442
-admin_port=${port_digit}542
-
-# The repository's config.toml with the ports moved (74xx, 75xx, 76xx → ${port_digit}4xx…)
-# and the provider's bounds raised so that they do not cap the run: Dukcapil's citizenship
-# rate (its only 500/s rate) and its replay window (its `limits` line, the first after its id).
-sed "s/127\.0\.0\.1:7\([4-6]4[1-4]\)/127.0.0.1:${port_digit}\1/g; \
-     s/rate = { per_second = 500, burst = 1000 }/rate = { per_second = 1000000, burst = 1000000 }/" \
-  "$repo/config.toml" |
-  awk -v id="id = \"$provider\"" '
-    $0 == id { mine = 1 }
-    mine && /^limits = \{ max_connections = 256, max_connections_per_address = 64 \}$/ {
-      sub(/ \}$/, ", replay_capacity = 5000000 }"); mine = 0 }
-    { print }' >"$work/config.toml"
-grep -q 'per_second = 1000000' "$work/config.toml" || die "config.toml: Dukcapil's rate line not found"
-grep -q 'replay_capacity = 5000000' "$work/config.toml" || die "config.toml: Dukcapil's limits line not found"
-
-sed 's|^base_dir = .*|base_dir = "."|; s|https://localhost:7442|https://localhost:'"$gateway_port"'|' \
-  "$repo/conformance/demo.toml" >"$work/load.toml"
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port seconds pid
-  local i
-  for ((i = 0; i < $2 * 5; i++)); do
-    port_open "$1" && return 0
-    kill -0 "$3" 2>/dev/null || return 1
-    sleep 0.2
-  done
-  return 1
-}
-for p in 1 2 3 4; do
-  for l in 4 5 6; do
-    port_open "${port_digit}${l}4${p}" && die "port ${port_digit}${l}4${p} is in use (set SOAK_PORT_DIGIT)"
-  done
-done
+bench_federation "$work" "$port_digit"
 
 server_pid=
 generator_pid=
@@ -94,15 +48,6 @@ stop() {
 trap stop EXIT
 
 cd "$work"
-say "in $work: simpul up once, to make the PKI, manifest and data"
-RUST_LOG=warn "$simpul" up >up.log 2>&1 &
-up_pid=$!
-server_pid=$up_pid
-wait_port "$gateway_port" 600 "$up_pid" || die "simpul up did not start (see $work/up.log)"
-kill "$up_pid"
-wait "$up_pid" || say "simpul up exited with $? on SIGTERM (see $work/up.log)"
-server_pid=
-
 audit_db=data/audit-${provider//:/_}.db
 say "serving $provider alone on CPU $server_cpu; its audit store is $audit_db"
 RUST_LOG=warn taskset -c "$server_cpu" "$simpul" serve --member "$provider" >serve.log 2>&1 &
@@ -124,10 +69,8 @@ taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "
 generator_pid=$!
 
 # --- samples ---------------------------------------------------------------------------
-operator=certs/${provider//:/_}/operator-OPS
 records() { # the audit log's committed size, from the operator's metrics
-  curl -sf --max-time 10 --cacert certs/ca.pem --cert "$operator.pem" --key "$operator.key" \
-    "https://localhost:$admin_port/metrics" | awk '/^simpul_audit_records[{ ]/ { print $NF; exit }'
+  bench_metrics "$work" | awk '/^simpul_audit_records[{ ]/ { print $NF; exit }'
 }
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
 status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$server_pid/status"; }
