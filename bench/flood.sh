@@ -72,7 +72,7 @@ echo
 echo "== $provider under a flood of $sockets reconnecting sockets, $(date -u +%F), $work =="
 printf '%-8s %10s %8s %8s %9s %9s %9s %9s\n' run "answered" "errors" "p50 ms" "p90 ms" "p99 ms" "max ms" "cpu µs/x"
 for r in alone flooded; do
-  printf '%-8s %10s %8s %8.2f %9.2f %9.2f %9.2f %9s\n' "$r" "$(field $r ok)" "$(field $r errors)" \
+  printf '%-8s %10s %8s %8.2f %9.2f %9.2f %9.2f %9.0f\n' "$r" "$(field $r ok)" "$(field $r errors)" \
     "$(awk -v v="$(field $r p50_us)" 'BEGIN { print v / 1000 }')" \
     "$(awk -v v="$(field $r p90_us)" 'BEGIN { print v / 1000 }')" \
     "$(awk -v v="$(field $r p99_us)" 'BEGIN { print v / 1000 }')" \
