@@ -324,23 +324,31 @@ impl Proto {
         let (sink, mut frontier, index_path) = match kind {
             Kind::Sqlite => {
                 let path = dir.join("audit.db");
-                let runtime = small_runtime();
-                let conn = runtime.block_on(async {
-                    let mut conn = SqliteConnection::connect_with(&sqlite_options(
-                        &path,
-                        SqliteSynchronous::Full,
-                    ))
-                    .await
-                    .expect("open B");
-                    sqlx::query(
-                        "CREATE TABLE IF NOT EXISTS simpul_audit_batches (
+                // Opened on a thread of its own: the caller may be inside a runtime.
+                let open_path = path.clone();
+                let (runtime, conn) = std::thread::spawn(move || {
+                    let path = open_path;
+                    let runtime = small_runtime();
+                    let conn = runtime.block_on(async {
+                        let mut conn = SqliteConnection::connect_with(&sqlite_options(
+                            &path,
+                            SqliteSynchronous::Full,
+                        ))
+                        .await
+                        .expect("open B");
+                        sqlx::query(
+                            "CREATE TABLE IF NOT EXISTS simpul_audit_batches (
                             first_seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, body BLOB NOT NULL)",
-                    )
-                    .execute(&mut conn)
-                    .await
-                    .expect("DDL");
-                    conn
-                });
+                        )
+                        .execute(&mut conn)
+                        .await
+                        .expect("DDL");
+                        conn
+                    });
+                    (runtime, conn)
+                })
+                .join()
+                .expect("open B");
                 (Sink::Sqlite { runtime, conn }, Frontier::new(), path)
             }
             Kind::File => {
