@@ -40,8 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use pin::PinFile;
 use seal::{EvidenceKey, Side};
+use store::{Access, Store, StoreTarget};
 pub use store::{Fork, Witnessed};
-use store::{Store, StoreTarget};
 
 /// Most records [`AuditLog::records`] returns per call.
 pub const MAX_RECORDS_PER_CALL: u64 = 10_000;
@@ -241,6 +241,14 @@ pub enum AuditError {
         /// The pin file.
         path: PathBuf,
         /// What went wrong.
+        reason: String,
+    },
+    /// The journal in front of an SQLite store's tables cannot be read, written or caught up.
+    #[error("audit store {store}: journal: {reason}")]
+    Journal {
+        /// The store.
+        store: String,
+        /// What failed, and where.
         reason: String,
     },
     /// The stored tree is not an extension of a tree this gateway signed or committed: the
@@ -446,7 +454,8 @@ impl AuditLog {
         };
         let secret = load_or_create_secret(&secret_path)?;
         let evidence_key = EvidenceKey::new(&load_or_create_secret(&evidence_key_path)?);
-        let store = Store::open(&target, member.as_str()).await?;
+        let access = if strict { Access::Append } else { Access::Read };
+        let store = Store::open(&target, member.as_str(), access).await?;
         let frontier = store.frontier().await?;
         let size = frontier.size();
         // A records table that ends elsewhere than the committed tree was edited outside
@@ -640,9 +649,11 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Waits until every append begun by [`AuditLog::append_detached`] has ended, at most
-    /// `limit`; false if some had not. A gateway calls it as it stops, so that exchanges cut
-    /// at the end of the drain are on the log before the process exits.
+    /// Waits until every append begun by [`AuditLog::append_detached`] has ended and an
+    /// SQLite store's tables hold every record its journal took, at most `limit`; false if
+    /// not. A gateway calls it as it stops, so that exchanges cut at the end of the drain are
+    /// on the log before the process exits, and the tables are whole for the next reader
+    /// (what the journal still holds is written into them at the next open anyway).
     pub async fn settle(&self, limit: Duration) -> bool {
         let detached = &self.inner.detached;
         let wait = async {
@@ -654,7 +665,11 @@ impl AuditLog {
                 done.await;
             }
         };
-        tokio::time::timeout(limit, wait).await.is_ok()
+        let tables = async {
+            wait.await;
+            self.inner.store.settle().await.is_ok()
+        };
+        tokio::time::timeout(limit, tables).await.unwrap_or(false)
     }
 
     /// HMAC of an end user's id as a member system named it (PROTOCOL.md §4.2): over the

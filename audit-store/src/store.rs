@@ -34,8 +34,8 @@ use sqlx::{
 
 use crate::AuditError;
 use audit::merkle::{
-    Frontier, Hash, NodeRef, consistency_ranges, empty_root, fold_subtrees, leaf_hash,
-    range_subtrees, verify_consistency,
+    Frontier, Hash, NodeRef, consistency_ranges, empty_root, fold_subtrees, range_subtrees,
+    verify_consistency,
 };
 use audit::{Aggregate, AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
 
@@ -399,9 +399,18 @@ impl<DB: Database> Clone for Backend<DB> {
     }
 }
 
-/// The store of one log.
+/// The store of one log: its engine and, for an SQLite store this process appends to, the
+/// journal in front of its tables ([`Journaled`]).
 #[derive(Clone, Debug)]
-pub(crate) enum Store {
+pub(crate) struct Store {
+    engine: Engine,
+    journal: Option<Arc<Journaled>>,
+    /// An SQLite store whose journal another process holds: it may be read, not appended to.
+    read_only: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Engine {
     Sqlite(Backend<sqlx::Sqlite>),
     Postgres(Backend<sqlx::Postgres>),
 }
@@ -409,20 +418,50 @@ pub(crate) enum Store {
 /// Runs the same generic method on whichever engine the store is.
 macro_rules! dispatch {
     ($self:expr, $b:ident => $e:expr) => {
-        match $self {
-            Store::Sqlite($b) => $e,
-            Store::Postgres($b) => $e,
+        match &$self.engine {
+            $crate::store::Engine::Sqlite($b) => $e,
+            $crate::store::Engine::Postgres($b) => $e,
         }
     };
 }
 
+/// What a process opening a store does with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A gateway: appends. An SQLite store's journal must be free (another gateway appending
+    /// to the same file is refused).
+    Append,
+    /// An operator's or auditor's command: reads, and appends only if no gateway holds the
+    /// journal.
+    Read,
+}
+
+/// How long a gateway waits for another process (or an earlier instance in this one) to let
+/// go of an SQLite store's journal.
+const JOURNAL_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a reading command waits for it: a gateway that has just stopped lets go at
+/// once; one still running holds it, and the command reads the tables as they are.
+const JOURNAL_LOCK_WAIT_READ: Duration = Duration::from_secs(2);
+
+mod batch;
+mod journal;
+mod journaled;
 mod manifest;
 mod witness;
+pub(crate) use batch::Batch;
+use journaled::{Journaled, journal_dir};
 pub use witness::{Fork, Witnessed};
 
 impl Store {
     /// Connects, creates the tables if missing and the log's state row.
-    pub(crate) async fn open(target: &StoreTarget, log: &str) -> Result<Store, AuditError> {
+    /// An SQLite store opened by the process that can take its journal (waiting for it a
+    /// little, [`Access::Append`] longer) first has the tables take
+    /// what the journal holds beyond them.
+    pub(crate) async fn open(
+        target: &StoreTarget,
+        log: &str,
+        access: Access,
+    ) -> Result<Store, AuditError> {
         let label = target.label();
         let open_err = |source: sqlx::Error| AuditError::Open {
             store: label.clone(),
@@ -458,7 +497,7 @@ impl Store {
                     .connect_with(options)
                     .await
                     .map_err(open_err)?;
-                Store::Sqlite(Backend {
+                Engine::Sqlite(Backend {
                     pool,
                     dialect: Dialect::Sqlite,
                     log: log.to_owned(),
@@ -476,7 +515,7 @@ impl Store {
                     .connect_with((**options).clone())
                     .await
                     .map_err(open_err)?;
-                Store::Postgres(Backend {
+                Engine::Postgres(Backend {
                     pool,
                     dialect: Dialect::Postgres,
                     log: log.to_owned(),
@@ -485,8 +524,53 @@ impl Store {
                 })
             }
         };
+        let mut store = Store {
+            engine: store,
+            journal: None,
+            read_only: false,
+        };
         dispatch!(&store, b => b.create().await)?;
+        if let (Engine::Sqlite(b), StoreTarget::Sqlite(path)) = (&store.engine, target) {
+            let dir = journal_dir(path, log);
+            let wait = match access {
+                Access::Append => JOURNAL_LOCK_WAIT,
+                Access::Read => JOURNAL_LOCK_WAIT_READ,
+            };
+            let lock_dir = dir.clone();
+            let lock = tokio::task::spawn_blocking(move || journal::lock(&lock_dir, wait))
+                .await
+                .map_err(|e| AuditError::Journal {
+                    store: label.clone(),
+                    reason: format!("locking the journal: {e}"),
+                })?
+                .map_err(|e| AuditError::Journal {
+                    store: label.clone(),
+                    reason: format!("locking the journal {}: {e}", dir.display()),
+                })?;
+            match lock {
+                Some(lock) => store.journal = Some(Journaled::open(b, &dir, lock).await?),
+                None if access == Access::Append => {
+                    return Err(AuditError::Config {
+                        store: label.clone(),
+                        reason: format!(
+                            "another process appends to this store (it holds {}): one gateway \
+                             per SQLite audit store; replicas share a PostgreSQL store",
+                            dir.join("lock").display()
+                        ),
+                    });
+                }
+                None => store.read_only = true,
+            }
+        }
         Ok(store)
+    }
+
+    /// Waits until an SQLite store's tables hold every record answered.
+    pub(crate) async fn settle(&self) -> Result<(), AuditError> {
+        match &self.journal {
+            Some(j) => j.settle().await,
+            None => Ok(()),
+        }
     }
 
     /// The store's name for messages.
@@ -496,16 +580,19 @@ impl Store {
 
     /// The committed tree size and root.
     pub(crate) async fn state(&self) -> Result<(u64, Hash), AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.state().await)
     }
 
     /// The frontier of the committed tree, checked against the committed root.
     pub(crate) async fn frontier(&self) -> Result<Frontier, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.frontier().await)
     }
 
     /// The highest seq in the records table, if any.
     pub(crate) async fn max_seq(&self) -> Result<Option<u64>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.max_seq().await)
     }
 
@@ -516,6 +603,7 @@ impl Store {
         ranges: &[(u64, u64)],
         extra: &[NodeRef],
     ) -> Result<(Vec<Hash>, Vec<Hash>), AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.range_hashes_on(&b.pool, ranges, extra).await)
     }
 
@@ -530,6 +618,7 @@ impl Store {
         new_root: &Hash,
         what: &str,
     ) -> Result<Result<(), String>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.extends_on(&b.pool, old, old_root, new, new_root, what).await)
     }
 
@@ -540,6 +629,22 @@ impl Store {
         frontier: &mut Frontier,
         now_ms: i64,
     ) -> Result<Vec<AuditRecord>, AuditError> {
+        if let Some(j) = &self.journal {
+            if let Engine::Sqlite(b) = &self.engine
+                && let Some(file) = &b.file
+            {
+                file.unchanged(&b.label)?;
+            }
+            let (records, after) = j.commit(batch, now_ms).await?;
+            *frontier = after;
+            return Ok(records);
+        }
+        if self.read_only {
+            return Err(AuditError::Config {
+                store: self.label().to_owned(),
+                reason: "opened to read: a running gateway holds its journal".into(),
+            });
+        }
         dispatch!(self, b => b.commit(batch, frontier, now_ms).await)
     }
 
@@ -555,6 +660,7 @@ impl Store {
         size: u64,
         sign: impl FnOnce(i64) -> Result<SignedTreeHead, AuditError>,
     ) -> Result<Option<SignedTreeHead>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.insert_tree_head(size, sign).await)
     }
 
@@ -581,6 +687,7 @@ impl Store {
         from: u64,
         to: u64,
     ) -> Result<Vec<(AuditRecord, Option<Hash>)>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.records(from, to).await)
     }
 
@@ -590,6 +697,7 @@ impl Store {
         exchange_id: &str,
         limit: u32,
     ) -> Result<Vec<u64>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.seqs_where(Lookup::Exchange, exchange_id, limit).await)
     }
 
@@ -599,6 +707,7 @@ impl Store {
         subject: &str,
         limit: u32,
     ) -> Result<Vec<u64>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.seqs_where(Lookup::Subject, subject, limit).await)
     }
 
@@ -607,12 +716,14 @@ impl Store {
         &self,
         exchange_id: &str,
     ) -> Result<Vec<StoredEvidence>, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.evidence(exchange_id).await)
     }
 
     /// Deletes evidence appended before `before_ms`, in small transactions; returns how
     /// many rows went.
     pub(crate) async fn delete_evidence_before(&self, before_ms: i64) -> Result<u64, AuditError> {
+        self.settle().await?;
         dispatch!(self, b => b.delete_evidence_before(before_ms).await)
     }
 }
@@ -1019,23 +1130,67 @@ where
             self.frontier_from(size, &root, &found)?
         };
 
-        let mut records = Vec::with_capacity(batch.len());
-        let mut nodes: Vec<(u64, Hash)> = Vec::with_capacity(batch.len() * 2 + 64);
-        let mut evidence = Vec::new();
-        for (new, ev) in batch {
-            let seq = f.size();
-            let mut record = new.into_record(seq, now_ms);
-            record.latency_us = record.latency_us.min(i64::MAX as u64);
-            let leaf = leaf_hash(&record).map_err(|e| {
-                self.corrupt(Some(seq), format!("the record cannot be serialised: {e}"))
-            })?;
-            f.push(leaf, |n: NodeRef, h: &Hash| nodes.push((n.id(), *h)));
-            if let Some(ev) = ev {
-                evidence.push((seq, ev));
-            }
-            records.push(record);
-        }
+        let batch = Batch::assign(batch, &mut f, now_ms).map_err(|(seq, e)| {
+            self.corrupt(Some(seq), format!("the record cannot be serialised: {e}"))
+        })?;
+        self.write_rows(&mut tx, &batch).await?;
+        tx.commit().await.map_err(self.err("committing"))?;
+        conn.committed();
+        *frontier = f;
+        Ok(batch.records)
+    }
 
+    /// Writes, in one transaction, those of the journal's `batches` (in seq order) that the
+    /// tables do not hold yet; returns the size the tables hold after it. The first batch
+    /// not held must extend exactly the stored tree: anything else means someone else wrote
+    /// the tables ([`AuditError::Tampered`]).
+    async fn apply(&self, batches: &[Arc<Batch>]) -> Result<u64, AuditError> {
+        if let Some(file) = &self.file {
+            file.unchanged(&self.label)?;
+        }
+        let mut conn = self.write_conn().await?;
+        let mut tx = self.begin_write(&mut conn).await?;
+        let row = sqlx::query::<DB>(self.dialect.lock_state())
+            .bind(self.log.clone())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("locking the log"))?
+            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
+        let (mut size, mut root) = self.state_of(&row)?;
+        for b in batches {
+            if b.size < size || (b.size == size && b.root == root) {
+                continue;
+            }
+            if b.size_before != size || b.root_before != root {
+                return Err(AuditError::Tampered {
+                    store: self.label.clone(),
+                    reason: format!(
+                        "the tables' tree of size {size} is not an extension of the tree this \
+                         gateway committed (the journal's group commit of seqs {}..{} follows \
+                         another): the tables were written outside this gateway",
+                        b.size_before, b.size
+                    ),
+                });
+            }
+            self.write_rows(&mut tx, b).await?;
+            (size, root) = (b.size, b.root);
+        }
+        tx.commit().await.map_err(self.err("committing"))?;
+        conn.committed();
+        Ok(size)
+    }
+
+    /// Writes `batch`'s records, tree nodes and evidence and sets the state to the tree
+    /// after it, inside `tx`.
+    async fn write_rows(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        batch: &Batch,
+    ) -> Result<(), AuditError> {
+        let records = &batch.records;
+        let nodes = &batch.nodes;
+        let evidence = &batch.evidence;
+        let now_ms = batch.ts;
         let max_bytes = self.dialect.max_statement_bytes();
         let record_size = |r: &AuditRecord| {
             96 + r.exchange_id.len()
@@ -1047,7 +1202,7 @@ where
                 + r.outcome.len()
                 + 3 * 44
         };
-        for chunk in runs(&records, INSERT_CHUNK, max_bytes, record_size) {
+        for chunk in runs(records, INSERT_CHUNK, max_bytes, record_size) {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
             ));
@@ -1077,11 +1232,11 @@ where
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(self.err("inserting records"))?;
         }
-        for chunk in runs(&nodes, INSERT_CHUNK, max_bytes, |_| 64 + self.log.len()) {
+        for chunk in runs(nodes, INSERT_CHUNK, max_bytes, |_| 64 + self.log.len()) {
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO simpul_audit_nodes (log, node, hash) ");
             q.push_values(chunk, |mut row, (id, hash)| {
@@ -1091,14 +1246,14 @@ where
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(self.err("inserting tree nodes"))?;
         }
         let evidence_size = |(_, e): &(u64, StoredEvidence)| {
             64 + e.exchange_id.len() + e.request.len() + e.response.as_ref().map_or(0, String::len)
         };
-        for chunk in runs(&evidence, 32, max_bytes, evidence_size) {
+        for chunk in runs(evidence, 32, max_bytes, evidence_size) {
             let mut q = QueryBuilder::<DB>::new(
                 "INSERT INTO simpul_audit_evidence (log, seq, exchange_id, ts, request, response) ",
             );
@@ -1112,23 +1267,20 @@ where
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(self.err("inserting evidence"))?;
         }
         sqlx::query::<DB>(
             "UPDATE simpul_audit_state SET tree_size = $1, root_hash = $2 WHERE log = $3",
         )
-        .bind(to_i64(f.size()))
-        .bind(f.root().to_vec())
+        .bind(to_i64(batch.size))
+        .bind(batch.root.to_vec())
         .bind(self.log.clone())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(self.err("updating the state"))?;
-        tx.commit().await.map_err(self.err("committing"))?;
-        conn.committed();
-        *frontier = f;
-        Ok(records)
+        Ok(())
     }
 
     async fn insert_tree_head(

@@ -151,10 +151,10 @@ async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_b
 }
 
 #[tokio::test]
-async fn sqlite_appends_fail_closed_while_another_process_locks_the_store_then_go_on() {
+async fn sqlite_appends_go_on_while_another_process_locks_the_store_and_reads_wait_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let (log, path, k) = sqlite_log(&dir).await;
-    let before = a_log_of(&log, 3).await;
+    a_log_of(&log, 3).await;
     // Another process (a backup tool, a person with sqlite3) takes the write lock.
     let mut other = sqlx::SqliteConnection::connect_with(
         &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
@@ -162,19 +162,29 @@ async fn sqlite_appends_fail_closed_while_another_process_locks_the_store_then_g
     .await
     .unwrap();
     other.execute("BEGIN EXCLUSIVE").await.unwrap();
+    // Appends go on: each is answered once its journal frame is on disk.
+    for n in 3..6 {
+        assert_eq!(append(&log, n).await.unwrap().seq, n);
+    }
+    // A read needs the tables to hold them: it waits, then says why it cannot — never
+    // answers without the newest records, never hangs.
     let started = Instant::now();
-    let err = append(&log, 3).await.expect_err("the store is locked");
-    assert!(matches!(err, AuditError::NotDurable { .. }), "{err}");
-    // Refused within the store's busy timeout and the commit deadline, never hung.
+    let err = log.records(0, 10).await.expect_err("the tables are locked");
+    assert!(
+        matches!(&err, AuditError::Journal { reason, .. } if reason.contains("hold 3 of the 6")),
+        "{err}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(11),
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(log.tree_size(), 3);
     other.execute("COMMIT").await.unwrap();
     drop(other);
-    appends_and_reads_go_on(&log, &k, &before).await;
+    // Unlocked, the tables take what the journal holds: a head over all six.
+    let head = log.sign_tree_head().await.unwrap();
+    assert_eq!(head.tree_size, 6);
+    appends_and_reads_go_on(&log, &k, &head).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -261,35 +271,40 @@ async fn sqlite_full_disk_scenario() {
     let log = AuditLog::open(&config(store, &dir), dir.path(), &id(KEMLU), k.clone())
         .await
         .unwrap();
-    let before = a_log_of(&log, 3).await;
+    a_log_of(&log, 3).await;
 
-    // The disk is full: every append fails closed. Several, so that each connection the
-    // pool holds has had a COMMIT fail on it.
+    // The disk is full. Appends go on into the journal's space filled ahead of them, each
+    // answered only once its frame is synced, then fail closed, naming the journal's want
+    // of space.
     let limit = file_size_limit();
     set_file_size_limit("0");
-    let mut failed = Vec::new();
-    for n in 3..11 {
-        failed.push(append(&log, n).await);
-    }
+    let mut taken = 3;
+    let err = loop {
+        match append(&log, taken).await {
+            Ok(record) => {
+                assert_eq!(record.seq, taken, "gap-free while space lasts");
+                taken += 1;
+                assert!(taken < 100_000, "appends never stopped on a full disk");
+            }
+            Err(e) => break e,
+        }
+    };
+    let more: Vec<_> = [append(&log, 200_000).await, append(&log, 200_001).await].into();
     set_file_size_limit(&limit);
-    let failed: Vec<AuditError> = failed
-        .into_iter()
-        .map(|outcome| outcome.expect_err("no append is durable on a full disk"))
-        .collect();
     assert!(
-        failed
-            .iter()
-            .all(|e| matches!(e, AuditError::NotDurable { .. })),
-        "{failed:?}"
+        matches!(&err, AuditError::NotDurable { reason, .. } if reason.contains("journal") && reason.contains("File too large")),
+        "{err}"
     );
-    // The real failure: SQLite's I/O error when COMMIT writes the WAL.
-    let first = failed[0].to_string();
-    assert!(
-        first.contains("committing") && first.contains("disk I/O error"),
-        "{first}"
+    assert!(more.iter().all(Result::is_err), "{more:?}");
+    assert_eq!(log.tree_size(), taken);
+    eprintln!(
+        "sqlite_full_disk_scenario: {} appends answered from the space filled ahead",
+        taken - 3
     );
-    assert_eq!(log.tree_size(), 3);
 
+    // Room again: the tables take the journal's records, and appends go on.
+    let before = log.sign_tree_head().await.unwrap();
+    assert_eq!(before.tree_size, taken);
     appends_and_reads_go_on(&log, &k, &before).await;
 }
 

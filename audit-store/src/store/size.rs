@@ -1,10 +1,10 @@
-//! How much room the store takes: for SQLite the database file (pages in use and free)
-//! and its write-ahead log; for PostgreSQL the `simpul_audit_*` tables with their indexes
+//! How much room the store takes: for SQLite the database file (pages in use and free),
+//! its write-ahead log and the journal in front of it; for PostgreSQL the `simpul_audit_*` tables with their indexes
 //! and TOAST. Read on an interval or a metrics scrape, never on the append path.
 
 use sqlx::Row;
 
-use super::{Backend, Dialect, Store};
+use super::{Backend, Dialect, Engine, Journaled, Store};
 use crate::AuditError;
 
 /// The tables of a store, every log's.
@@ -19,9 +19,9 @@ const TABLES: [&str; 5] = [
 impl Store {
     /// The bytes the store takes on its disk (every log it holds, evidence included).
     pub(crate) async fn size_bytes(&self) -> Result<u64, AuditError> {
-        match self {
-            Store::Sqlite(b) => b.sqlite_size().await,
-            Store::Postgres(b) => b.postgres_size().await,
+        match &self.engine {
+            Engine::Sqlite(b) => b.sqlite_size().await,
+            Engine::Postgres(b) => b.postgres_size().await,
         }
     }
 }
@@ -56,7 +56,8 @@ impl Backend<sqlx::Sqlite> {
             Err(_) => 0,
         };
         let main = u64::try_from(pages.saturating_mul(page_size)).unwrap_or(0);
-        Ok(main.saturating_add(wal))
+        let journal = Journaled::bytes(std::path::Path::new(&file));
+        Ok(main.saturating_add(wal).saturating_add(journal))
     }
 }
 

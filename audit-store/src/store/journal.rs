@@ -1,0 +1,503 @@
+//! The journal in front of an embedded store's tables, as files: each group commit is one
+//! checksummed frame, written into space that was zero-filled and synced ahead of the
+//! writer, and made durable by one `fdatasync`. Overwriting a file whose size does not
+//! change, that sync writes the frame's pages and no file-system metadata (a file that grows
+//! must also commit its new size and extents through the file system's journal). Segments of
+//! [`SEGMENT_BYTES`] are named by the first seq they hold and deleted once the tables hold
+//! all of it.
+//!
+//! A frame is `SAJ1`, the body's length (u32, little-endian), the first seq of its batch
+//! (u64), the body, and the SHA-256 of all before it. Reading stops at the first frame that
+//! is not whole: zeros where the writer has not reached, or a frame torn by a crash, which
+//! held no answered record.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+
+const MAGIC: [u8; 4] = *b"SAJ1";
+const HEADER: usize = 4 + 4 + 8;
+const TRAILER: usize = 32;
+/// A segment is closed when the next frame would take it past this size (a single larger
+/// frame gets a segment of its own).
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+/// Zero-filled per step of the allocator.
+const CHUNK: u64 = 1 << 20;
+/// How far ahead of the writer the allocator keeps the current segment filled: as far as
+/// the segment has been written, between one chunk and 8 MiB, so that a busy log has room
+/// for a burst and an idle one (a test's) costs little.
+fn ahead(offset: u64) -> u64 {
+    offset.clamp(CHUNK, 8 << 20)
+}
+/// How long an append waits for space before it fails (the disk is full, or very slow).
+const SPACE_WAIT: Duration = Duration::from_secs(2);
+const SUFFIX: &str = ".seg";
+const SPARE: &str = "spare";
+const LOCK: &str = "lock";
+
+/// One frame as read back: the first seq of its batch and the batch's bytes.
+pub(crate) struct Frame {
+    pub(crate) first_seq: u64,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Takes the journal directory `dir` (creating it) for this process: `Some(lock)` while
+/// it holds it, `None` if another process does. Waits up to `wait` for the other to let go.
+pub(crate) fn lock(dir: &Path, wait: Duration) -> io::Result<Option<File>> {
+    std::fs::create_dir_all(dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    let until = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// The segments in `dir`, by first seq.
+fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every whole frame in `dir`'s segments, in order.
+pub(crate) fn scan(dir: &Path) -> io::Result<Vec<Frame>> {
+    let mut frames = Vec::new();
+    for (_, path) in segments(dir)? {
+        let bytes = std::fs::read(&path)?;
+        let mut at = 0;
+        while let Some((frame, len)) = frame_at(&bytes[at..]) {
+            frames.push(frame);
+            at += len;
+        }
+    }
+    Ok(frames)
+}
+
+/// The bytes the journal's files take in `dir`.
+pub(crate) fn bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn frame_at(bytes: &[u8]) -> Option<(Frame, usize)> {
+    let header = bytes.get(..HEADER)?;
+    if header[..4] != MAGIC {
+        return None;
+    }
+    let body_len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    let first_seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let end = HEADER.checked_add(body_len)?;
+    let whole = bytes.get(..end.checked_add(TRAILER)?)?;
+    if digest::digest(&digest::SHA256, &whole[..end]).as_ref() != &whole[end..] {
+        return None;
+    }
+    let frame = Frame {
+        first_seq,
+        body: whole[HEADER..end].to_vec(),
+    };
+    Some((frame, whole.len()))
+}
+
+/// Writes `n` zero bytes at `from` and syncs them.
+fn zero_fill(file: &File, from: u64, n: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < from + n {
+        let len = (from + n - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..len], at)?;
+        at += len as u64;
+    }
+    file.sync_data()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// What the writer and the allocator thread share.
+struct Shared {
+    alloc: Mutex<Alloc>,
+    changed: Condvar,
+    /// The segments not yet deleted, by first seq; the last is being written.
+    segments: Mutex<Vec<(u64, PathBuf)>>,
+    dir: PathBuf,
+}
+
+struct Alloc {
+    /// The segment being written, and how far it is zero-filled and synced.
+    file: Arc<File>,
+    allocated: u64,
+    /// How far the writer wants it filled.
+    wanted: u64,
+    /// The next segment, filled ahead, once the writer is past half of this one.
+    spare: Option<(File, u64)>,
+    want_spare: bool,
+    /// The allocator's last failure, until it succeeds again, and how many times it has
+    /// tried: a writer that finds space missing fails only on a failure newer than its ask.
+    error: Option<String>,
+    attempts: u64,
+    stop: bool,
+}
+
+impl Shared {
+    fn alloc(&self) -> MutexGuard<'_, Alloc> {
+        self.alloc.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Keeps the current segment filled ahead of the writer, and a spare ready, until stopped.
+fn allocate(shared: Arc<Shared>) {
+    enum Job {
+        Extend(Arc<File>, u64, u64),
+        Spare,
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let job = {
+            let mut a = shared.alloc();
+            loop {
+                if a.stop {
+                    return;
+                }
+                if a.allocated < a.wanted {
+                    let n = (a.wanted - a.allocated).div_ceil(CHUNK) * CHUNK;
+                    break Job::Extend(a.file.clone(), a.allocated, n);
+                }
+                if a.want_spare && a.spare.is_none() {
+                    break Job::Spare;
+                }
+                a = shared
+                    .changed
+                    .wait(a)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let done = match job {
+            Job::Extend(file, from, n) => zero_fill(&file, from, n).map(|()| {
+                let mut a = shared.alloc();
+                if Arc::ptr_eq(&a.file, &file) && a.allocated == from {
+                    a.allocated = from + n;
+                }
+            }),
+            Job::Spare => new_spare(&shared.dir).map(|spare| shared.alloc().spare = Some(spare)),
+        };
+        let mut a = shared.alloc();
+        a.attempts += 1;
+        match done {
+            Ok(()) => {
+                a.error = None;
+                backoff = Duration::from_millis(50);
+            }
+            Err(e) => {
+                a.error = Some(e.to_string());
+                shared.changed.notify_all();
+                // Again after the back-off, or at once when a writer asks (it notifies).
+                let _ = shared
+                    .changed
+                    .wait_timeout(a, backoff)
+                    .unwrap_or_else(PoisonError::into_inner);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        }
+        shared.changed.notify_all();
+    }
+}
+
+/// A new spare segment, its first chunk zero-filled and synced.
+fn new_spare(dir: &Path) -> io::Result<(File, u64)> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.join(SPARE))?;
+    zero_fill(&file, 0, CHUNK)?;
+    Ok((file, CHUNK))
+}
+
+/// The journal's writer: one per store, in the process holding its lock.
+pub(crate) struct Journal {
+    shared: Arc<Shared>,
+    current: Arc<File>,
+    offset: u64,
+    frame: Vec<u8>,
+    /// Held while the journal is open: another process finds the directory taken.
+    _lock: File,
+}
+
+/// Deletes the segments the tables hold entirely; shared with the indexer.
+#[derive(Clone)]
+pub(crate) struct Releaser(Arc<Shared>);
+
+impl Releaser {
+    /// Deletes every segment whose records all have seqs below `held`. The segment being
+    /// written stays.
+    pub(crate) fn release(&self, held: u64) {
+        let mut segments = self
+            .0
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while segments.len() > 1 && segments[1].0 <= held {
+            let (_, path) = segments.remove(0);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(segment = %path.display(), error = %e, "audit journal segment not deleted");
+            }
+        }
+    }
+}
+
+impl Journal {
+    /// Starts the journal in `dir` (held through `lock`) at `next_seq`: deletes every
+    /// segment there — the caller has had the tables take all they hold — and begins a new
+    /// one, filled ahead.
+    pub(crate) fn start(dir: &Path, lock: File, next_seq: u64) -> io::Result<Journal> {
+        for (_, path) in segments(dir)? {
+            std::fs::remove_file(path)?;
+        }
+        let (file, allocated) = new_spare(dir)?;
+        let path = dir.join(format!("{next_seq:020}{SUFFIX}"));
+        std::fs::rename(dir.join(SPARE), &path)?;
+        sync_dir(dir)?;
+        let current = Arc::new(file);
+        let shared = Arc::new(Shared {
+            alloc: Mutex::new(Alloc {
+                file: current.clone(),
+                allocated,
+                wanted: allocated,
+                spare: None,
+                want_spare: false,
+                error: None,
+                attempts: 0,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+            segments: Mutex::new(vec![(next_seq, path)]),
+            dir: dir.to_owned(),
+        });
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("audit-journal-alloc".into())
+            .spawn(move || allocate(thread_shared))?;
+        Ok(Journal {
+            shared,
+            current,
+            offset: 0,
+            frame: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    /// The handle that deletes segments once the tables hold them.
+    pub(crate) fn releaser(&self) -> Releaser {
+        Releaser(self.shared.clone())
+    }
+
+    /// Appends the frame of a batch starting at `first_seq` and returns once it is on disk.
+    /// On `Err` nothing counts as written: the next frame is written at the same place.
+    pub(crate) fn append(&mut self, first_seq: u64, body: &[u8]) -> io::Result<()> {
+        let body_len = u32::try_from(body.len())
+            .map_err(|_| io::Error::other("a group commit of more than 4 GiB"))?;
+        self.frame.clear();
+        self.frame.extend_from_slice(&MAGIC);
+        self.frame.extend_from_slice(&body_len.to_le_bytes());
+        self.frame.extend_from_slice(&first_seq.to_le_bytes());
+        self.frame.extend_from_slice(body);
+        let sum = digest::digest(&digest::SHA256, &self.frame);
+        self.frame.extend_from_slice(sum.as_ref());
+        let len = self.frame.len() as u64;
+        if self.offset > 0 && self.offset + len > SEGMENT_BYTES {
+            self.rotate(first_seq)?;
+        }
+        self.reserve(self.offset + len)?;
+        self.current.write_all_at(&self.frame, self.offset)?;
+        self.current.sync_data()?;
+        self.offset += len;
+        let mut a = self.shared.alloc();
+        a.wanted = a.wanted.max(self.offset + ahead(self.offset));
+        a.want_spare = self.offset > SEGMENT_BYTES / 2;
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until the current segment is filled up to `end`.
+    fn reserve(&self, end: u64) -> io::Result<()> {
+        let until = Instant::now() + SPACE_WAIT;
+        let mut a = self.shared.alloc();
+        a.wanted = a.wanted.max(end + ahead(end));
+        let asked = a.attempts;
+        self.shared.changed.notify_all();
+        loop {
+            if a.allocated >= end {
+                return Ok(());
+            }
+            if let Some(e) = a.error.as_ref().filter(|_| a.attempts > asked) {
+                return Err(io::Error::other(format!(
+                    "no journal space allocated ahead: {e}"
+                )));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::other(format!(
+                    "no journal space allocated within {} s",
+                    SPACE_WAIT.as_secs()
+                )));
+            }
+            a = self
+                .shared
+                .changed
+                .wait_timeout(a, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Closes the current segment and continues in a new one, named `first_seq`.
+    fn rotate(&mut self, first_seq: u64) -> io::Result<()> {
+        let dir = &self.shared.dir;
+        let ready = self.shared.alloc().spare.take();
+        let (file, allocated) = match ready {
+            Some(spare) => spare,
+            None => new_spare(dir)?,
+        };
+        let path = dir.join(format!("{first_seq:020}{SUFFIX}"));
+        std::fs::rename(dir.join(SPARE), &path)?;
+        sync_dir(dir)?;
+        self.current = Arc::new(file);
+        self.offset = 0;
+        {
+            let mut a = self.shared.alloc();
+            a.file = self.current.clone();
+            a.allocated = allocated;
+            a.wanted = allocated;
+            a.want_spare = false;
+        }
+        self.shared
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((first_seq, path));
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shared.alloc().stop = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn frames_read_back_in_order_and_a_torn_tail_is_cut_off() {
+        let d = dir();
+        let j = d.path().join("j");
+        let lock = lock(&j, Duration::ZERO).unwrap().unwrap();
+        let mut journal = Journal::start(&j, lock, 7).unwrap();
+        journal.append(7, b"first").unwrap();
+        journal.append(9, b"second").unwrap();
+        let frames = scan(&j).unwrap();
+        let got: Vec<_> = frames.iter().map(|f| (f.first_seq, &f.body[..])).collect();
+        assert_eq!(got, [(7, &b"first"[..]), (9, &b"second"[..])]);
+        // A frame torn by a crash (its last byte never written) ends the journal there.
+        let seg = j.join(format!("{:020}{SUFFIX}", 7));
+        let file = OpenOptions::new().write(true).open(&seg).unwrap();
+        let second_end = (2 * (HEADER + TRAILER) + 5 + 6) as u64;
+        file.write_all_at(&[0xff], second_end - 1).unwrap();
+        assert_eq!(scan(&j).unwrap().len(), 1);
+        // Written again after a failure, the next frame takes the torn one's place.
+        drop(journal);
+        let lock = super::lock(&j, Duration::from_secs(1)).unwrap().unwrap();
+        let mut journal = Journal::start(&j, lock, 8).unwrap();
+        assert!(
+            scan(&j).unwrap().is_empty(),
+            "start deletes what the tables hold"
+        );
+        journal.append(8, b"third").unwrap();
+        assert_eq!(scan(&j).unwrap()[0].body, b"third");
+    }
+
+    #[test]
+    fn a_second_holder_of_the_directory_is_refused() {
+        let d = dir();
+        let held = lock(d.path(), Duration::ZERO).unwrap();
+        assert!(held.is_some());
+        assert!(
+            lock(d.path(), Duration::from_millis(100))
+                .unwrap()
+                .is_none()
+        );
+        drop(held);
+        assert!(lock(d.path(), Duration::ZERO).unwrap().is_some());
+    }
+
+    #[test]
+    fn segments_roll_over_and_are_released_once_held() {
+        let d = dir();
+        let lock = lock(d.path(), Duration::ZERO).unwrap().unwrap();
+        let mut journal = Journal::start(d.path(), lock, 0).unwrap();
+        let body = vec![1u8; (SEGMENT_BYTES / 3) as usize];
+        for seq in 0..4 {
+            journal.append(seq, &body).unwrap();
+        }
+        let names = |p: &Path| {
+            segments(p)
+                .unwrap()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(d.path()), [0, 2]);
+        assert_eq!(scan(d.path()).unwrap().len(), 4);
+        journal.releaser().release(1);
+        assert_eq!(names(d.path()), [0, 2], "seq 1 is not held yet");
+        journal.releaser().release(2);
+        assert_eq!(names(d.path()), [2]);
+    }
+}

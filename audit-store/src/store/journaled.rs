@@ -1,0 +1,370 @@
+//! An embedded (SQLite) store with its journal in front: the group-commit writer appends
+//! each batch to the journal and answers once its frame is synced; an indexer task then
+//! writes the batches into the tables in larger transactions, off the answer's path; every
+//! read of the log first waits until the tables hold all that was answered. At open, what
+//! the journal holds beyond the tables is written into them before anything else.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::journal::{self, Journal, Releaser};
+use super::{Backend, Batch};
+use crate::AuditError;
+use audit::merkle::{Frontier, NodeRef, leaf_hash};
+use audit::{AuditRecord, NewRecord, StoredEvidence};
+
+/// How long the indexer lets batches gather before writing them, unless a reader waits.
+const GATHER: Duration = Duration::from_millis(20);
+/// How long a read waits for the tables to take what was answered.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+/// Records answered but not yet in the tables above which appends are refused: the tables
+/// cannot be written (a full or locked disk), and the journal must not grow without bound.
+const MAX_BEHIND: u64 = 200_000;
+
+/// Where the journal of `log` in the SQLite store at `db` lives: `<db>.journal/<log>/`, the
+/// member id with `:` as `_` (one store file may hold several members' logs).
+pub(crate) fn journal_dir(db: &Path, log: &str) -> PathBuf {
+    let stem: String = log
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '.' => c,
+            _ => '_',
+        })
+        .collect();
+    journals(db).join(stem)
+}
+
+fn journals(db: &Path) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_owned();
+    name.push(".journal");
+    db.with_file_name(name)
+}
+
+/// The writer's side: the journal and the tree it has committed.
+struct Writer {
+    journal: Journal,
+    frontier: Frontier,
+    body: Vec<u8>,
+}
+
+pub(crate) struct Journaled {
+    writer: Mutex<Writer>,
+    /// Batches answered, not yet in the tables, in seq order.
+    pending: Mutex<VecDeque<Arc<Batch>>>,
+    /// The tree size answered, and the size the tables hold.
+    committed: AtomicU64,
+    indexed: watch::Sender<u64>,
+    /// Wakes the indexer; `urgent` when a reader waits.
+    wake: Arc<Notify>,
+    urgent: AtomicBool,
+    /// Set when the tables turn out to have been written by someone else.
+    broken: OnceLock<String>,
+    releaser: Releaser,
+    label: String,
+}
+
+impl std::fmt::Debug for Journaled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Journaled({}, answered {}, in tables {})",
+            self.label,
+            self.committed.load(Ordering::Acquire),
+            *self.indexed.borrow()
+        )
+    }
+}
+
+impl Journaled {
+    /// Writes what the journal in `dir` holds beyond the tables into them, then starts a
+    /// new journal there (through `lock`) and the indexer. Refuses a journal whose frames
+    /// have gaps or whose records do not hash to the roots their frames state.
+    pub(crate) async fn open(
+        backend: &Backend<sqlx::Sqlite>,
+        dir: &Path,
+        lock: std::fs::File,
+    ) -> Result<Arc<Journaled>, AuditError> {
+        let io = |what: &'static str| {
+            let store = backend.label.clone();
+            move |e: std::io::Error| AuditError::Journal {
+                store: store.clone(),
+                reason: format!("{what} {}: {e}", dir.display()),
+            }
+        };
+        let scan_dir = dir.to_owned();
+        let frames = tokio::task::spawn_blocking(move || journal::scan(&scan_dir))
+            .await
+            .map_err(|e| AuditError::Journal {
+                store: backend.label.clone(),
+                reason: format!("reading the journal: {e}"),
+            })?
+            .map_err(io("reading the journal"))?;
+        let mut frontier = backend.frontier().await?;
+        let mut batches = Vec::new();
+        for frame in frames {
+            let corrupt = |reason: String| AuditError::Corrupt {
+                store: backend.label.clone(),
+                seq: Some(frame.first_seq),
+                reason: format!("journal {}: {reason}", dir.display()),
+            };
+            let b = Batch::decode(&frame.body).map_err(corrupt)?;
+            if b.size_before != frame.first_seq {
+                return Err(corrupt(format!(
+                    "a frame of seq {} holds a group commit from seq {}",
+                    frame.first_seq, b.size_before
+                )));
+            }
+            if b.size <= frontier.size() {
+                continue;
+            }
+            if b.size_before != frontier.size() {
+                return Err(corrupt(format!(
+                    "the tables end at seq {} and the journal's next group commit begins at \
+                     seq {}: frames are missing",
+                    frontier.size(),
+                    b.size_before
+                )));
+            }
+            batches.push(Arc::new(recomputed(b, &mut frontier).map_err(corrupt)?));
+        }
+        if let Some(last) = batches.last() {
+            let held = backend.apply(&batches).await?;
+            tracing::info!(store = %backend.label, records = last.size - batches[0].size_before, tree_size = held, "audit records answered before the last stop written from the journal into the tables");
+        }
+        let size = frontier.size();
+        let start_dir = dir.to_owned();
+        let journal = tokio::task::spawn_blocking(move || Journal::start(&start_dir, lock, size))
+            .await
+            .map_err(|e| AuditError::Journal {
+                store: backend.label.clone(),
+                reason: format!("starting the journal: {e}"),
+            })?
+            .map_err(io("starting the journal in"))?;
+        let journaled = Arc::new(Journaled {
+            releaser: journal.releaser(),
+            writer: Mutex::new(Writer {
+                journal,
+                frontier,
+                body: Vec::new(),
+            }),
+            pending: Mutex::new(VecDeque::new()),
+            committed: AtomicU64::new(size),
+            indexed: watch::Sender::new(size),
+            wake: Arc::new(Notify::new()),
+            urgent: AtomicBool::new(false),
+            broken: OnceLock::new(),
+            label: backend.label.clone(),
+        });
+        tokio::spawn(index(
+            Arc::downgrade(&journaled),
+            journaled.wake.clone(),
+            backend.clone(),
+        ));
+        Ok(journaled)
+    }
+
+    /// Appends `appends` as one frame and returns their records and the tree after them,
+    /// once the frame is on disk. Runs on a blocking thread, and finishes even if the caller
+    /// stops waiting, so the tree this writer holds is always the journal's.
+    pub(crate) async fn commit(
+        self: &Arc<Self>,
+        appends: Vec<(NewRecord, Option<StoredEvidence>)>,
+        now_ms: i64,
+    ) -> Result<(Vec<AuditRecord>, Frontier), AuditError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.commit_blocking(appends, now_ms))
+            .await
+            .map_err(|e| AuditError::NotDurable {
+                store: self.label.clone(),
+                reason: format!("the journal writer stopped: {e}"),
+            })?
+    }
+
+    fn commit_blocking(
+        &self,
+        appends: Vec<(NewRecord, Option<StoredEvidence>)>,
+        now_ms: i64,
+    ) -> Result<(Vec<AuditRecord>, Frontier), AuditError> {
+        if let Some(reason) = self.broken.get() {
+            return Err(AuditError::Tampered {
+                store: self.label.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let behind = self.committed.load(Ordering::Acquire) - *self.indexed.borrow();
+        if behind > MAX_BEHIND {
+            return Err(AuditError::NotDurable {
+                store: self.label.clone(),
+                reason: format!(
+                    "{behind} answered records are not yet in the store's tables (is its disk \
+                     full or locked?); appends resume once they are"
+                ),
+            });
+        }
+        let mut frontier = w.frontier.clone();
+        let batch = Batch::assign(appends, &mut frontier, now_ms).map_err(|(seq, e)| {
+            AuditError::Corrupt {
+                store: self.label.clone(),
+                seq: Some(seq),
+                reason: format!("the record cannot be serialised: {e}"),
+            }
+        })?;
+        let Writer { journal, body, .. } = &mut *w;
+        body.clear();
+        batch.encode(body)?;
+        journal
+            .append(batch.size_before, body)
+            .map_err(|e| AuditError::NotDurable {
+                store: self.label.clone(),
+                reason: format!("journal: {e}"),
+            })?;
+        w.frontier = frontier.clone();
+        let records = batch.records.clone();
+        self.committed.store(batch.size, Ordering::Release);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(Arc::new(batch));
+        self.wake.notify_one();
+        Ok((records, frontier))
+    }
+
+    /// Waits until the tables hold every record answered so far.
+    pub(crate) async fn settle(&self) -> Result<(), AuditError> {
+        let target = self.committed.load(Ordering::Acquire);
+        let mut held = self.indexed.subscribe();
+        if *held.borrow() >= target {
+            return Ok(());
+        }
+        self.urgent.store(true, Ordering::Release);
+        self.wake.notify_one();
+        let caught_up = tokio::time::timeout(
+            SETTLE_WAIT,
+            held.wait_for(|s| *s >= target || self.broken.get().is_some()),
+        )
+        .await;
+        if let Some(reason) = self.broken.get() {
+            return Err(AuditError::Tampered {
+                store: self.label.clone(),
+                reason: reason.clone(),
+            });
+        }
+        match caught_up {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(AuditError::Journal {
+                store: self.label.clone(),
+                reason: format!(
+                    "the tables hold {} of the {target} records answered after {} s (is the \
+                     store's disk full or locked?)",
+                    *self.indexed.borrow(),
+                    SETTLE_WAIT.as_secs()
+                ),
+            }),
+        }
+    }
+
+    /// The bytes of the journals of every log in the store at `db`.
+    pub(crate) fn bytes(db: &Path) -> u64 {
+        let Ok(logs) = std::fs::read_dir(journals(db)) else {
+            return 0;
+        };
+        logs.filter_map(|e| e.ok())
+            .map(|e| journal::bytes(&e.path()))
+            .sum()
+    }
+}
+
+/// `b` with its nodes and roots recomputed from its records on `frontier` (advanced): what
+/// recovery writes, so that a journal edited while the gateway was down cannot put records
+/// and nodes that disagree into the tables.
+fn recomputed(mut b: Batch, frontier: &mut Frontier) -> Result<Batch, String> {
+    if b.root_before != frontier.root() {
+        return Err(format!(
+            "its group commit from seq {} extends another tree than the tables'",
+            b.size_before
+        ));
+    }
+    let mut nodes = Vec::with_capacity(b.nodes.len());
+    for (i, record) in b.records.iter().enumerate() {
+        let seq = b.size_before + i as u64;
+        if record.seq != seq {
+            return Err(format!("seq {seq} holds a record of seq {}", record.seq));
+        }
+        let leaf = leaf_hash(record).map_err(|e| format!("seq {seq}: {e}"))?;
+        frontier.push(leaf, |n: NodeRef, h| nodes.push((n.id(), *h)));
+    }
+    if frontier.root() != b.root {
+        return Err(format!(
+            "the records of seqs {}..{} do not hash to the root their frame states",
+            b.size_before, b.size
+        ));
+    }
+    b.nodes = nodes;
+    Ok(b)
+}
+
+/// The indexer: writes answered batches into the tables until the store is dropped.
+async fn index(weak: Weak<Journaled>, wake: Arc<Notify>, backend: Backend<sqlx::Sqlite>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        // Woken by a commit, or every second to see whether the store is gone.
+        let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+        let Some(j) = weak.upgrade() else {
+            return;
+        };
+        if !j.urgent.swap(false, Ordering::AcqRel) {
+            tokio::time::sleep(GATHER).await;
+        }
+        let batches: Vec<Arc<Batch>> = j
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        if batches.is_empty() {
+            continue;
+        }
+        match backend.apply(&batches).await {
+            Ok(held) => {
+                j.pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|b| b.size > held);
+                j.indexed.send_replace(held);
+                j.releaser.release(held);
+                if failing {
+                    tracing::info!(store = %j.label, tree_size = held, "the audit store's tables have caught up with the journal");
+                    (failing, backoff) = (false, Duration::from_millis(100));
+                }
+            }
+            Err(AuditError::Tampered { reason, .. }) => {
+                tracing::error!(store = %j.label, reason = %reason, "audit store tampered with: its tables were written outside this gateway");
+                let _ = j.broken.set(reason);
+                j.indexed.send_modify(|_| {});
+                return;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(store = %j.label, error = %e, behind = j.committed.load(Ordering::Acquire) - held_now(&j), "the audit store's tables cannot take the journal's records: retrying (every answered record is in the journal)");
+                }
+                failing = true;
+                drop(j);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                wake.notify_one();
+            }
+        }
+    }
+}
+
+fn held_now(j: &Journaled) -> u64 {
+    *j.indexed.borrow()
+}
