@@ -176,7 +176,14 @@ impl Federation {
                 "https://localhost:{}",
                 listener.local_addr().unwrap().port()
             );
-            let gw = Arc::new(Gateway::from_config(&config, &id(m)).await.unwrap());
+            // One gateway per SQLite audit store (replicas that share their log share a
+            // PostgreSQL store): this replica keeps a log of its own, pinned apart.
+            let mut own = config.clone();
+            let member = own.members.iter_mut().find(|x| x.id == id(m)).unwrap();
+            let stem = id(m).file_stem();
+            member.audit.store = format!("data/audit-{stem}-replica.db");
+            member.audit.pinned_head = Some(format!("data/audit-{stem}-replica.head.json"));
+            let gw = Arc::new(Gateway::from_config(&own, &id(m)).await.unwrap());
             let (tx, rx) = watch::channel(false);
             let task = tokio::spawn(gateway::server::serve(gw, listener, rx));
             stops.insert(id(&format!("{m}:REPLICA")), (tx, task));
@@ -202,11 +209,15 @@ impl Federation {
         let (tx, task) = self.stops.remove(&id(member)).unwrap();
         tx.send(true).unwrap();
         task.await.unwrap();
+        // Dropped, it lets go of its audit store's journal (one gateway per SQLite store).
+        self.gateways.remove(&id(member));
     }
 
     /// Starts a stopped member's gateway again, on its configured addresses, with its admin
     /// and local listeners if it has them.
     pub async fn restart(&mut self, member: &str) {
+        // The stopped gateway lets go of its audit store's journal once it is dropped.
+        self.gateways.remove(&id(member));
         let mc = self.config.member(&id(member)).unwrap();
         let listener = TcpListener::bind(mc.listen).await.unwrap();
         let gw = Arc::new(

@@ -128,6 +128,8 @@ async fn a_revoked_gateway_certificate_is_refused_as_a_client_and_as_a_server() 
     )
     .unwrap();
     manifest_as(&f, BP2MI, DUKCAPIL).await.unwrap();
+    // Stopped first: one gateway per SQLite audit store.
+    f.stop(BP2MI).await;
     Gateway::from_config(&f.config, &id(BP2MI)).await.unwrap();
 }
 

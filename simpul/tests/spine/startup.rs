@@ -79,7 +79,9 @@ async fn expired_manifest_is_refused() {
 
 #[tokio::test]
 async fn older_manifest_than_the_one_held_is_refused_as_a_rollback() {
-    let f = Federation::start().await;
+    let mut f = Federation::start().await;
+    // Dukcapil's gateways below are started here: one gateway per SQLite audit store.
+    f.stop(DUKCAPIL).await;
     let old = std::fs::read_to_string(&f.config.federation.manifest).unwrap();
     let first = f.manifest.doc().serial;
     let newer = sign_manifest(&f.config, None).unwrap();
