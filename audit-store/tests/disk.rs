@@ -3,9 +3,11 @@
 //! moved away or replaced under the open log; on PostgreSQL
 //! (`SIMPUL_TEST_POSTGRES_URL`), the writer's connection killed, or its commit cut off by
 //! the writer's deadline, and (`SIMPUL_TEST_POSTGRES_BIN`) a server of the test's own
-//! restarted and stopped under the open log. Appends fail closed while it lasts; once the
-//! store takes writes again the very next append succeeds — no restart — with no gap in the
-//! seqs, proofs and tree heads are served, and the export verifies (issue #12). The one
+//! restarted and stopped under the open log. Appends fail closed while it lasts (on SQLite,
+//! a locked store does not stop them, and a full disk only once the journal's space filled
+//! ahead is used); once the store takes writes again the very next append succeeds — no
+//! restart — with no gap in the seqs, proofs and tree heads are served, and the export
+//! verifies (issue #12). The one
 //! fault that needs a restart: the SQLite store's file system taken read-only by the kernel
 //! at an error (`SIMPUL_TEST_MOUNT=1`), after which every record reported durable is still
 //! there.
