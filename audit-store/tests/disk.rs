@@ -152,6 +152,49 @@ async fn sqlite_appends_stop_while_the_store_file_is_gone_and_go_on_when_it_is_b
     appends_and_reads_go_on(&log, &k, &before).await;
 }
 
+/// The journal deleted under the running log (an operator cleaning up what looks like a
+/// leftover): once the tables hold what it held, it begins again, and no record is lost
+/// across a restart.
+#[tokio::test]
+async fn sqlite_a_journal_deleted_under_the_running_log_begins_again_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, path, k) = sqlite_log(&dir).await;
+    a_log_of(&log, 3).await;
+    let mut journal = path.clone().into_os_string();
+    journal.push(".journal");
+    std::fs::remove_dir_all(&journal).unwrap();
+    // Either it begins again at once (the tables held everything), or it refuses until
+    // they do; never an append into a file nothing names.
+    let mut n = 3;
+    let started = Instant::now();
+    while n < 6 {
+        match append(&log, n).await {
+            Ok(r) => {
+                assert_eq!(r.seq, n);
+                n += 1;
+            }
+            Err(AuditError::NotDurable { reason, .. }) if reason.contains("deleted") => {
+                assert!(started.elapsed() < Duration::from_secs(10), "{reason}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(std::path::Path::new(&journal).is_dir(), "made again");
+    assert!(log.settle(Duration::from_secs(10)).await);
+    drop(log);
+    let log = AuditLog::open(
+        &config(path.display().to_string(), &dir),
+        dir.path(),
+        &id(KEMLU),
+        k.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.tree_size(), 6);
+    appends_and_reads_go_on(&log, &k, &log.sign_tree_head().await.unwrap()).await;
+}
+
 #[tokio::test]
 async fn sqlite_appends_go_on_while_another_process_locks_the_store_and_reads_wait_for_it() {
     let dir = tempfile::tempdir().unwrap();

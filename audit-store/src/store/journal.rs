@@ -257,6 +257,7 @@ fn new_spare(dir: &Path) -> io::Result<(File, u64)> {
 pub(crate) struct Journal {
     shared: Arc<Shared>,
     current: Arc<File>,
+    current_path: PathBuf,
     offset: u64,
     frame: Vec<u8>,
     /// Held while the journal is open: another process finds the directory taken.
@@ -298,6 +299,7 @@ impl Journal {
         std::fs::rename(dir.join(SPARE), &path)?;
         sync_dir(dir)?;
         let current = Arc::new(file);
+        let current_path = path.clone();
         let shared = Arc::new(Shared {
             alloc: Mutex::new(Alloc {
                 file: current.clone(),
@@ -320,6 +322,7 @@ impl Journal {
         Ok(Journal {
             shared,
             current,
+            current_path,
             offset: 0,
             frame: Vec::new(),
             _lock: lock,
@@ -390,6 +393,36 @@ impl Journal {
         }
     }
 
+    /// Whether the segment being written is no longer at its path (deleted, with its
+    /// directory or alone, or replaced): frames written into it would be lost at a crash.
+    pub(crate) fn gone(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let named = std::fs::metadata(&self.current_path).map(|m| (m.dev(), m.ino()));
+        let open = self.current.metadata().map(|m| (m.dev(), m.ino()));
+        !matches!((named, open), (Ok(a), Ok(b)) if a == b)
+    }
+
+    /// Begins the journal again at `first_seq` after [`Journal::gone`]: the directory made
+    /// again if it went, its lock taken again (another process may not take it meanwhile),
+    /// and a new segment. The caller has had the tables take every record answered.
+    pub(crate) fn begin_again(&mut self, first_seq: u64) -> io::Result<()> {
+        let dir = self.shared.dir.clone();
+        let lock = lock(&dir, Duration::ZERO)?.ok_or_else(|| {
+            io::Error::other(format!("{} is held by another process", dir.display()))
+        })?;
+        self.shared.alloc().spare = None;
+        let _ = std::fs::remove_file(dir.join(SPARE));
+        self.rotate(first_seq)?;
+        self._lock = lock;
+        let mut segments = self
+            .shared
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        segments.retain(|(seq, _)| *seq == first_seq);
+        Ok(())
+    }
+
     /// Closes the current segment and continues in a new one, named `first_seq`.
     fn rotate(&mut self, first_seq: u64) -> io::Result<()> {
         let dir = &self.shared.dir;
@@ -402,6 +435,7 @@ impl Journal {
         std::fs::rename(dir.join(SPARE), &path)?;
         sync_dir(dir)?;
         self.current = Arc::new(file);
+        self.current_path = path.clone();
         self.offset = 0;
         {
             let mut a = self.shared.alloc();
@@ -461,6 +495,25 @@ mod tests {
         );
         journal.append(8, b"third").unwrap();
         assert_eq!(scan(&j).unwrap()[0].body, b"third");
+    }
+
+    #[test]
+    fn a_journal_deleted_under_its_writer_is_noticed_and_begun_again() {
+        let d = dir();
+        let j = d.path().join("j");
+        let lock = lock(&j, Duration::ZERO).unwrap().unwrap();
+        let mut journal = Journal::start(&j, lock, 0).unwrap();
+        journal.append(0, b"first").unwrap();
+        assert!(!journal.gone());
+        std::fs::remove_dir_all(&j).unwrap();
+        assert!(journal.gone());
+        journal.begin_again(1).unwrap();
+        assert!(!journal.gone());
+        journal.append(1, b"second").unwrap();
+        let frames = scan(&j).unwrap();
+        assert_eq!((frames.len(), frames[0].first_seq), (1, 1));
+        // Its lock is held again.
+        assert!(super::lock(&j, Duration::ZERO).unwrap().is_none());
     }
 
     #[test]

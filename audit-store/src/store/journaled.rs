@@ -207,6 +207,29 @@ impl Journaled {
                 ),
             });
         }
+        if w.journal.gone() {
+            // Deleted or replaced under the running gateway: what it held must be in the
+            // tables before the journal begins again, or a crash now would lose it.
+            let behind = self.committed.load(Ordering::Acquire) - *self.indexed.borrow();
+            if behind > 0 {
+                self.wake.notify_one();
+                return Err(AuditError::NotDurable {
+                    store: self.label.clone(),
+                    reason: format!(
+                        "the journal was deleted or replaced while the gateway ran: appends \
+                         resume once the tables hold the {behind} records it held"
+                    ),
+                });
+            }
+            let size = w.frontier.size();
+            w.journal
+                .begin_again(size)
+                .map_err(|e| AuditError::NotDurable {
+                    store: self.label.clone(),
+                    reason: format!("the journal was deleted and cannot begin again: {e}"),
+                })?;
+            tracing::warn!(store = %self.label, tree_size = size, "the audit journal was deleted or replaced while the gateway ran: begun again (every record it held is in the tables)");
+        }
         let mut frontier = w.frontier.clone();
         let batch = Batch::assign(appends, &mut frontier, now_ms).map_err(|(seq, e)| {
             AuditError::Corrupt {
