@@ -1,8 +1,11 @@
 //! The audit store candidates of issue #13 item 2, measured side by side:
 //! `cargo bench -p simpul-audit-store --bench store_candidates`.
 //!
-//! - `A today`: the production store (`AuditLog` on SQLite: a row per record, per evidence
-//!   and per tree node, three secondary indexes, WAL, `synchronous=FULL`).
+//! - `A journal`: the production store (`AuditLog` on SQLite): since issue #13, each group
+//!   commit is one frame of its append journal (space filled ahead, one `fdatasync`), and an
+//!   indexer writes the tables (a row per record, per evidence and per tree node, three
+//!   secondary indexes, WAL, `synchronous=FULL`) off the answer's path. Before, the same
+//!   tables were written on the answer's path (the run of 2026-12-03 in BENCHMARKS.md).
 //! - `B sqlite`: SQLite used differently, a prototype: one row per group commit (records,
 //!   sealed evidence and the batch's new tree nodes in one blob), a single autocommitted
 //!   INSERT on the answer's path; the exchange-id and subject indexes written after the
@@ -685,7 +688,7 @@ async fn open_today(dir: &Path, key: &Arc<SigningKey>) -> AuditLog {
 /// One candidate, opened in `dir`; the closer stops its threads.
 async fn open(name: &str, dir: &Path, key: &Arc<SigningKey>) -> (Store, Option<ProtoThreads>) {
     match name {
-        "A today" => (Store::Today(open_today(dir, key).await), None),
+        "A journal" => (Store::Today(open_today(dir, key).await), None),
         _ => {
             let kind = if name == "B sqlite" {
                 Kind::Sqlite
@@ -888,7 +891,7 @@ fn main() {
             "{:<9} {:>9} {:>7} {:>8} {:>10} {:>8} {:>8} {:>14}",
             "candidate", "store", "writers", "appends", "appends/s", "p50 ms", "p99 ms", "batch / syncs"
         );
-        for name in ["A today", "B sqlite", "C file"] {
+        for name in ["A journal", "B sqlite", "C file"] {
             for writers in WRITERS {
                 let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
                 let (store, threads) = open(name, dir.path(), &key).await;
