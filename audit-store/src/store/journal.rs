@@ -355,9 +355,15 @@ impl Journal {
         self.current.sync_data()?;
         self.offset += len;
         let mut a = self.shared.alloc();
-        a.wanted = a.wanted.max(self.offset + ahead(self.offset));
-        a.want_spare = self.offset > SEGMENT_BYTES / 2;
-        self.shared.changed.notify_all();
+        let ahead = ahead(self.offset);
+        a.wanted = a.wanted.max(self.offset + ahead);
+        let spare = self.offset > SEGMENT_BYTES / 2;
+        // The allocator is woken only when it has work — less than half the space ahead
+        // left, or the spare newly wanted — not once per frame.
+        if a.allocated < self.offset + ahead / 2 || (spare && !a.want_spare) {
+            self.shared.changed.notify_all();
+        }
+        a.want_spare = spare;
         Ok(())
     }
 
