@@ -197,7 +197,7 @@ impl Journaled {
             });
         }
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let behind = self.committed.load(Ordering::Acquire) - *self.indexed.borrow();
+        let behind = self.behind();
         if behind > MAX_BEHIND {
             return Err(AuditError::NotDurable {
                 store: self.label.clone(),
@@ -210,7 +210,7 @@ impl Journaled {
         if w.journal.gone() {
             // Deleted or replaced under the running gateway: what it held must be in the
             // tables before the journal begins again, or a crash now would lose it.
-            let behind = self.committed.load(Ordering::Acquire) - *self.indexed.borrow();
+            let behind = self.behind();
             if behind > 0 {
                 self.wake.notify_one();
                 return Err(AuditError::NotDurable {
@@ -256,6 +256,13 @@ impl Journaled {
             .push_back(Arc::new(batch));
         self.wake.notify_one();
         Ok((records, frontier))
+    }
+
+    /// Records answered that the tables do not hold yet.
+    fn behind(&self) -> u64 {
+        self.committed
+            .load(Ordering::Acquire)
+            .saturating_sub(*self.indexed.borrow())
     }
 
     /// Waits until the tables hold every record answered so far.
@@ -376,7 +383,7 @@ async fn index(weak: Weak<Journaled>, wake: Arc<Notify>, backend: Backend<sqlx::
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(store = %j.label, error = %e, behind = j.committed.load(Ordering::Acquire) - held_now(&j), "the audit store's tables cannot take the journal's records: retrying (every answered record is in the journal)");
+                    tracing::warn!(store = %j.label, error = %e, behind = j.behind(), "the audit store's tables cannot take the journal's records: retrying (every answered record is in the journal)");
                 }
                 failing = true;
                 drop(j);
@@ -386,8 +393,4 @@ async fn index(weak: Weak<Journaled>, wake: Arc<Notify>, backend: Backend<sqlx::
             }
         }
     }
-}
-
-fn held_now(j: &Journaled) -> u64 {
-    *j.indexed.borrow()
 }
