@@ -1036,6 +1036,13 @@ impl AuditLog {
         self.inner.store.size_bytes().await
     }
 
+    /// Records answered (durable in an SQLite store's journal) that its tables do not hold
+    /// yet: a fraction of a second's worth normally; growing while the tables cannot be
+    /// written (locked, full). Always 0 for PostgreSQL.
+    pub fn tables_behind(&self) -> u64 {
+        self.inner.store.tables_behind()
+    }
+
     /// The last committed tree size this process knows of (appends by other replicas show
     /// up after this process's next append).
     pub fn tree_size(&self) -> u64 {

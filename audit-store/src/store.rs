@@ -565,6 +565,11 @@ impl Store {
         Ok(store)
     }
 
+    /// Records answered that an SQLite store's tables do not hold yet.
+    pub(crate) fn tables_behind(&self) -> u64 {
+        self.journal.as_ref().map_or(0, |j| j.behind())
+    }
+
     /// Waits until an SQLite store's tables hold every record answered.
     pub(crate) async fn settle(&self) -> Result<(), AuditError> {
         match &self.journal {

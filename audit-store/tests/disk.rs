@@ -211,6 +211,7 @@ async fn sqlite_appends_go_on_while_another_process_locks_the_store_and_reads_wa
     for n in 3..6 {
         assert_eq!(append(&log, n).await.unwrap().seq, n);
     }
+    assert_eq!(log.tables_behind(), 3, "the gauge operators watch");
     // A read needs the tables to hold them: it waits, then says why it cannot — never
     // answers without the newest records, never hangs.
     let started = Instant::now();
@@ -229,6 +230,7 @@ async fn sqlite_appends_go_on_while_another_process_locks_the_store_and_reads_wa
     // Unlocked, the tables take what the journal holds: a head over all six.
     let head = log.sign_tree_head().await.unwrap();
     assert_eq!(head.tree_size, 6);
+    assert_eq!(log.tables_behind(), 0);
     appends_and_reads_go_on(&log, &k, &head).await;
 }
 

@@ -1,6 +1,7 @@
 //! The audit store's size and growth as metrics, with an alarm: measured once a minute and
 //! at every metrics scrape (a few queries, never on the exchange path), the store's bytes
-//! on disk (`simpul_audit_store_bytes`) and the log's records (`simpul_audit_records`);
+//! on disk (`simpul_audit_store_bytes`), the log's records (`simpul_audit_records`) and
+//! those an SQLite store's tables do not hold yet (`simpul_audit_tables_behind`);
 //! above `audit.size_alarm_bytes`, `simpul_audit_size_alarm` is 1 and a warning is logged
 //! (at most once per [`WARN_INTERVAL`]). Growth is the rate of these gauges
 //! (OPERATIONS.md §4).
@@ -30,6 +31,7 @@ pub(crate) struct AuditSize {
     alarm_bytes: Option<u64>,
     bytes: metrics::Gauge,
     records: metrics::Gauge,
+    behind: metrics::Gauge,
     alarm: metrics::Gauge,
     errors: metrics::Counter,
     warnings: Mutex<Throttle>,
@@ -48,6 +50,7 @@ impl AuditSize {
             alarm_bytes,
             bytes: g("simpul_audit_store_bytes"),
             records: g("simpul_audit_records"),
+            behind: g("simpul_audit_tables_behind"),
             alarm,
             errors: metrics::counter!("simpul_audit_size_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             warnings: Mutex::new(Throttle::new(WARN_INTERVAL)),
@@ -58,6 +61,7 @@ impl AuditSize {
     /// when the store could not be measured (counted, logged; the gauges keep their last
     /// values).
     pub(crate) async fn measure(&self, log: &AuditLog) -> Option<Measured> {
+        self.behind.set(log.tables_behind() as f64);
         let bytes = match log.store_size().await {
             Ok(b) => b,
             Err(e) => {

@@ -259,7 +259,7 @@ impl Journaled {
     }
 
     /// Records answered that the tables do not hold yet.
-    fn behind(&self) -> u64 {
+    pub(crate) fn behind(&self) -> u64 {
         self.committed
             .load(Ordering::Acquire)
             .saturating_sub(*self.indexed.borrow())
