@@ -80,7 +80,7 @@ pub enum LoadError {
     #[error("signing: {0}")]
     Signing(String),
     /// The server process's figures could not be read.
-    #[error("--server-pid: {0}")]
+    #[error("process figures: {0}")]
     Usage(#[from] UsageError),
 }
 
@@ -181,6 +181,9 @@ pub struct LoadReport {
     pub errors: u64,
     /// Exchanges per second.
     pub exchanges_per_s: f64,
+    /// CPU seconds the generator itself (all its threads) used during the measured run:
+    /// near `elapsed_s` times the cores it may use, the generator was the limit.
+    pub generator_cpu_s: f64,
     /// `ok` answers per second.
     pub ok_per_s: f64,
     /// Latency to the last byte of the answer: from sending it, or with `--rate` from when it
@@ -798,6 +801,8 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
         )));
     }
     let server = options.server_pid.map(Process::new).transpose()?;
+    // This process too: whether the generator's own CPU was the limit.
+    let me = Process::new(std::process::id())?;
     let contract = match &options.contract {
         Some(id) => config
             .contracts
@@ -897,7 +902,10 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
     let (tallies, elapsed, count, signing_s, cpu_before, windows) = match schedule {
         Some(schedule) => {
             let conns = open(options.connections).await?;
-            let cpu_before = server.as_ref().map(Process::cpu_time).transpose()?;
+            let cpu_before = (
+                server.as_ref().map(Process::cpu_time).transpose()?,
+                me.cpu_time()?,
+            );
             let (tallies, elapsed, signed, windows) = drive_paced(
                 conns,
                 &route,
@@ -953,7 +961,10 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
                 )));
             }
             let conns = open(options.connections).await?;
-            let cpu_before = server.as_ref().map(Process::cpu_time).transpose()?;
+            let cpu_before = (
+                server.as_ref().map(Process::cpu_time).transpose()?,
+                me.cpu_time()?,
+            );
             let (tallies, elapsed) = drive(conns, &route, &tls, envelopes, options.duration).await;
             (tallies, elapsed, count, signing_s, cpu_before, Vec::new())
         }
@@ -989,6 +1000,8 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
     }
     latencies.sort_unstable();
     let exchanges = latencies.len() as u64;
+    let (cpu_before, my_cpu_before) = cpu_before;
+    let generator_cpu_s = me.elapsed(my_cpu_before, me.cpu_time()?).as_secs_f64();
     let server = match (&server, cpu_before) {
         (Some(process), Some(before)) => Some(process.usage(before, exchanges)?),
         _ => None,
@@ -1016,6 +1029,7 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
         statuses,
         errors,
         exchanges_per_s: exchanges as f64 / secs,
+        generator_cpu_s,
         ok_per_s: ok as f64 / secs,
         latency: Latency::of_sorted(&latencies),
         exhausted,
@@ -1048,7 +1062,7 @@ impl LoadReport {
         let mut out = format!(
             "{} on {}: {} connections{}, {:.1} s, {how}, {} distinct queries)\n\
              exchanges  {} ({statuses}; {} without an answer)\n\
-             rate       {:.0} exchanges/s ({:.0} answered {}/s)\n\
+             rate       {:.0} exchanges/s ({:.0} answered {}/s); the generator used {:.1} CPU s\n\
              latency    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  mean {:.2} ms{}\n",
             self.contract,
             self.target,
@@ -1065,6 +1079,7 @@ impl LoadReport {
             self.exchanges_per_s,
             self.ok_per_s,
             if self.plain { "2xx" } else { "200" },
+            self.generator_cpu_s,
             ms(self.latency.p50_us),
             ms(self.latency.p90_us),
             ms(self.latency.p99_us),
