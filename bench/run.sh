@@ -32,8 +32,10 @@
 #
 # TODO (issue #13 item 1, not measured yet):
 #   - memory with 1,000 open mTLS connections;
-#   - the four-part federated lookup, each provider behind 2 ms of `tc netem` delay in a
-#     network namespace (iproute2), set up and torn down here;
+#   - the federated lookup with each provider behind 2 ms of `tc netem` delay in a network
+#     namespace (iproute2), set up and torn down here: the script measures the lookup and its
+#     parts without delay, and probes whether the kernel has netem (this project's machine,
+#     Linux 6.18 without CONFIG_NET_SCH_NETEM, has not);
 #   - the audit targets (appends at 64 writers, a 10 GB log) are cargo benches of
 #     audit-store, not rows of this table.
 set -euo pipefail
@@ -85,6 +87,10 @@ need nginx nginx
 need sqlite3 sqlite3
 need curl curl
 need getconf libc-bin
+if [ "$(id -u)" = 0 ]; then
+  need ip iproute2 # only to probe for tc netem (the federated lookup's delay, not done yet)
+  need tc iproute2
+fi
 for tool in awk sed sort split git cargo; do
   command -v "$tool" >/dev/null || die "needs $tool"
 done
@@ -122,6 +128,7 @@ mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
 server_pid=
+probe_ns=
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
@@ -129,7 +136,11 @@ stop_server() {
     server_pid=
   fi
 }
-trap stop_server EXIT
+cleanup() {
+  stop_server
+  [ -z "$probe_ns" ] || ip netns del "$probe_ns" 2>/dev/null || true
+}
+trap cleanup EXIT
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -363,7 +374,47 @@ full_args=(--plain "https://localhost:$local_port/v1/query/citizenship.status/1"
   --cert "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.pem" --key "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.key")
 half_args=("${full_args[@]}")
 measure local "end to end: Kemlu's local face → Dukcapil, cache hit (both gateways' CPU)"
+
+# --- 6. the federated lookup and its four parts, each alone ---------------------------------
+# The same process and local face: person.protection-profile asks four providers (Dukcapil,
+# BP2MI, BPJSTK, and Kemlu itself) for one NIK that all four registers hold; then each of its
+# parts is asked alone through the local face, for the same NIK.
+all_four=$(sqlite3 data/dukcapil.db "ATTACH 'data/bp2mi.db' AS b; ATTACH 'data/bpjstk.db' AS j;
+  ATTACH 'data/kemlu.db' AS k; SELECT s.nik FROM k.reports s JOIN residents r ON r.nik = s.nik
+  JOIN b.placements p ON p.nik = s.nik AND p.status = 'active' JOIN j.participants q ON q.nik = s.nik
+  ORDER BY s.nik LIMIT 1")
+[ -n "$all_four" ] || die "no NIK in all four registers of the demo"
+echo "{\"purpose\":\"citizen-protection\",\"query\":{\"nik\":\"$all_four\"}}" >federated-query.jsonl
+parts=(citizenship.status employment.placement insurance.status residence.abroad)
+for contract in person.protection-profile "${parts[@]}"; do
+  full_args=(--plain "https://localhost:$local_port/v1/query/$contract/1" --queries federated-query.jsonl
+    --cert "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.pem" --key "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.key")
+  half_args=("${full_args[@]}")
+  if [ "$contract" = person.protection-profile ]; then
+    measure federated "federated lookup person.protection-profile, 4 parts (all four gateways' CPU)"
+  else
+    measure "part-$contract" "its part $contract alone, through the local face"
+  fi
+done
 stop_server
+
+# Whether this kernel can add network delay at all (tc netem in a throwaway namespace): the
+# federated lookup's latency target is set with 2 ms in front of each provider.
+netem="not probed (needs root, ip and tc)"
+if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then
+  probe_ns=simpul-run-probe-$$
+  if ! ip netns add "$probe_ns" 2>/dev/null; then
+    netem="not probed (ip netns add failed)"
+    probe_ns=
+  elif netem_error=$(ip netns exec "$probe_ns" tc qdisc add dev lo root netem delay 2ms 2>&1); then
+    netem="available, not used yet"
+  else
+    netem_error=${netem_error//$'\n'/ }
+    netem="not available on this kernel (tc says: ${netem_error#Error: })"
+  fi
+  [ -z "$probe_ns" ] || ip netns del "$probe_ns"
+  probe_ns=
+fi
 
 # --- the table ---------------------------------------------------------------------------
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -387,6 +438,20 @@ ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 max_worst=$(awk -v a="$hit_max" -v b="$miss_max" 'BEGIN { print (a > b) ? a : b }')
 local_p99=$(field local-half p99_us)
 local_max=$(field local-half max_us)
+federated_cpu=$(field federated-full cpu_us_per_exchange)
+federated_p50=$(field federated-half p50_us)
+parts_cpu=0
+slowest_part_p50=0
+slowest_part=
+for contract in "${parts[@]}"; do
+  parts_cpu=$(awk -v a="$parts_cpu" -v b="$(field "part-$contract-full" cpu_us_per_exchange)" 'BEGIN { print a + b }')
+  p50=$(field "part-$contract-half" p50_us)
+  if (($(ge "$p50" "$slowest_part_p50"))); then
+    slowest_part_p50=$p50
+    slowest_part=$contract
+  fi
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 section=$work/section.md
 {
@@ -443,6 +508,12 @@ section=$work/section.md
   echo "  (\`POST /v1/query/citizenship.status/1\`, \`--plain\` with that system's certificate), asks"
   echo "  Dukcapil with a signed envelope; both audit logs durable; cache hit at Dukcapil. Its peak"
   echo "  RSS includes \`simpul up\`'s start-up, which generates the demo's population in memory."
+  echo "- **federated lookup**: the same \`simpul up\`, Kemlu's local face asked for"
+  echo "  \`person.protection-profile/1\` (four parts: citizenship at Dukcapil, placement at BP2MI,"
+  echo "  insurance at BPJSTK, residence at Kemlu) for NIK $all_four, which all four registers"
+  echo "  hold, then each part alone for the same NIK (so the parts' sum counts the local face four"
+  echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay:"
+  echo "  tc netem $netem."
   echo "- **a full handshake per exchange**: the same server, the generator with \`--handshake-each\`"
   echo "  (a new connection for every exchange, no TLS session resumption on either side): its"
   echo "  exchanges/s are full mTLS handshakes/s, each latency includes a handshake."
@@ -453,14 +524,16 @@ section=$work/section.md
   echo "- cache miss on 1,000,000 residents, at least 80 % of the cache-hit rate: $(verdict "$(ge "$miss_rate" "$(awk -v c="$hit_rate" 'BEGIN { print 0.8 * c }')")" "$(pct "$miss_rate" "$hit_rate") %")$( ((residents >= 1000000)) || echo ", but on $(thousands "$residents") residents: not the target's register")"
   echo "- provider face, p99 at half load under 2 ms: $(verdict "$(lt "$hit_p99" 2000)" "cache hit $(ms "$hit_p99")"); $(verdict "$(lt "$miss_p99" 2000)" "cache miss $(ms "$miss_p99")")"
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
+  echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
+  echo "- federated lookup, latency at most 1.3 × its slowest part with 2 ms of delay before each provider: **not measured** (no delay added: tc netem $netem). Without delay, with the four gateways on one core, p50 at half load $(ms "$federated_p50") against $(ms "$slowest_part_p50") for the slowest part alone ($slowest_part): $(ratio "$federated_p50" "$slowest_part_p50") ×"
   echo "- end to end through the local face, p99 at half load under 5 ms: $(verdict "$(lt "$local_p99" 5000)" "$(ms "$local_p99")"); maximum under 20 ms: $(verdict "$(lt "$local_max" 20000)" "$(ms "$local_max")")"
   echo
-  echo "Not in this table yet (TODO in the script's header): the four-part federated lookup with"
-  echo "each provider behind 2 ms of \`tc netem\` delay (CPU at most 1.1 × its parts, latency at"
-  echo "most 1.3 × the slowest); memory with 1,000 open connections. The audit store's targets"
-  echo "(20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer, a 10 GB log) are measured"
-  echo "by \`cargo bench -p simpul-audit-store\` (above), not here; whether memory and handshakes"
-  echo "are \"no worse than today\" needs an earlier run of this script to compare with."
+  echo "Not in this table yet (TODO in the script's header): the federated lookup with each"
+  echo "provider behind 2 ms of \`tc netem\` delay (its latency target); memory with 1,000 open"
+  echo "connections. The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms"
+  echo "at 1 writer, a 10 GB log) are measured by \`cargo bench -p simpul-audit-store\` (above),"
+  echo "not here. Whether memory and handshakes are \"no worse than today\" needs an earlier run"
+  echo "of this script to compare with: this is its first."
 } >"$section"
 
 echo
