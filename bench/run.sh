@@ -532,8 +532,8 @@ section=$work/section.md
   echo "provider behind 2 ms of \`tc netem\` delay (its latency target); memory with 1,000 open"
   echo "connections. The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms"
   echo "at 1 writer, a 10 GB log) are measured by \`cargo bench -p simpul-audit-store\` (above),"
-  echo "not here. Whether memory and handshakes are \"no worse than today\" needs an earlier run"
-  echo "of this script to compare with: this is its first."
+  echo "not here. Whether memory and handshakes are \"no worse than today\" is for a comparison"
+  echo "with an earlier run of this script (this section in the file's history)."
 } >"$section"
 
 echo
