@@ -3,10 +3,11 @@
 # the crypto ceiling of one core, a bare hyper + rustls mTLS server with the gateway's TLS
 # settings, Debian's nginx as an mTLS reverse proxy with limit_req and proxy_cache, and
 # Simpul's provider face (Dukcapil of the demo federation, durable audit on disk) with cache
-# hits and with cache misses over many distinct residents, and end to end through Kemlu's
-# local face to Dukcapil (`simpul up`). Every server runs pinned to one
-# core (taskset -c RUN_SERVER_CPU), the load generator (`simpul-conformance load`, the same
-# client for every target: `--plain` for the two that are not gateways) on the other.
+# hits and with cache misses over many distinct residents, full mTLS handshakes, end to end
+# through Kemlu's local face to Dukcapil (`simpul up`), and the federated lookup beside each
+# of its four parts. Every server runs pinned to one core (taskset -c RUN_SERVER_CPU), the
+# load generator (`simpul-conformance load`, the same client for every target: `--plain` for
+# those that are not a gateway's federation face) on the other.
 #
 # For each target: exchanges/s at full load (closed loop, RUN_CONNECTIONS connections), then
 # open loop at half that rate (`--rate`, RUN_PACED_CONNECTIONS connections, latency from when
@@ -18,7 +19,8 @@
 #   bash bench/run.sh --quick    # 3 s per measurement, 100,000 residents
 #
 # From a clean clone on Debian: as root it installs what is missing (nginx, util-linux's
-# taskset, sqlite3, curl) with apt-get; as another user it names the package and stops.
+# taskset, sqlite3, curl, iproute2) with apt-get; as another user it names the package and
+# stops. The work directory takes about 1 GB with 1,000,000 residents.
 #
 # Knobs (environment): RUN_SECONDS (10; --quick 3), RUN_CONNECTIONS (8), RUN_PACED_CONNECTIONS
 # (32), RUN_PEOPLE (synthetic people of the demo, so residents of Dukcapil: 1,000,000; --quick
@@ -463,7 +465,9 @@ section=$work/section.md
   echo
   echo "Written by the script, which replaces this section on each run; the figures are that run's."
   echo "Run $started_at at commit $commit on $(nproc) CPUs ($cpu_model), $(uname -sr);"
-  echo "load average $load_start at the start and $load_end at the end. Each server pinned to"
+  echo "load average $load_start at the start and $load_end at the end (the machine is shared: other"
+  echo "work may run on both cores during the run, and the load average counts it; compare the rows"
+  echo "of one run with each other rather than with other runs). Each server pinned to"
   echo "CPU $server_cpu, the load generator (\`simpul-conformance load\`, one mTLS client for every"
   echo "row) to CPU $generator_cpu; $seconds s per measurement."
   echo
