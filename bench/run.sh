@@ -224,7 +224,7 @@ row() {
       note = ""
       if (generator_busy >= 90) note = "full load: the generator core was the limit"
       else if (busy < 90) note = "full load: neither process saturated its core"
-      if (behind == "yes") note = note (note == "" ? "" : "; ") "half load: the generator fell behind its schedule"
+      if (behind == "yes") note = note (note == "" ? "" : "; ") "half load: over 1 % sent late (a connection still waiting, or the generator short of CPU)"
       printf "| %s | %s | %s | %.0f %% | %.0f %% / %.0f %% | %s | %s | %s | %s | %s / %s | %.1f MiB | %s | %s |\n",
         label, conns, thousands(rate), 100 * rate / ceiling, busy, generator_busy, thousands(half_rate),
         ms(p50), ms(p99), ms(max), thousands(cpu), thousands(half_cpu), rss / 1024, missed, note
@@ -442,7 +442,7 @@ if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; t
     netem="available, not used yet"
   else
     netem_error=${netem_error//$'\n'/ }
-    netem="not available on this kernel (tc says: ${netem_error#Error: })"
+    netem="not available on this kernel: tc says \"${netem_error#Error: }\""
   fi
   [ -z "$probe_ns" ] || ip netns del "$probe_ns"
   probe_ns=
@@ -546,8 +546,8 @@ section=$work/section.md
   echo "  \`person.protection-profile/1\` (four parts: citizenship at Dukcapil, placement at BP2MI,"
   echo "  insurance at BPJSTK, residence at Kemlu) for NIK $all_four, which all four registers"
   echo "  hold, then each part alone for the same NIK (so the parts' sum counts the local face four"
-  echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay:"
-  echo "  tc netem $netem."
+  echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay"
+  echo "  (tc netem $netem)."
   echo "- **a full handshake per exchange**: the same server, the generator with \`--handshake-each\`"
   echo "  (a new connection for every exchange, no TLS session resumption on either side): its"
   echo "  exchanges/s are full mTLS handshakes/s, each latency includes a handshake."
@@ -555,7 +555,7 @@ section=$work/section.md
   echo "**Memory** of the provider (\`simpul serve\`, its connection bounds raised for this): $((idle_rss / 1024)) MiB"
   echo "resident idle after start-up; at most $((open_rss / 1024)) MiB resident (sampled every 0.5 s) while the generator"
   echo "held $(thousands "$open_connections") mTLS connections open and asked $open_rate exchanges/s over them for $seconds s"
-  echo "($(json_number memory.json ok) of $(json_number memory.json exchanges) answered 200, $(json_number memory.json errors) without an answer); peak over its life"
+  echo "($(thousands "$(json_number memory.json ok)") of $(thousands "$(json_number memory.json exchanges)") answered 200, $(json_number memory.json errors) without an answer); peak over its life"
   echo "(\`VmHWM\`) $(awk -v k="$(json_number memory.json peak_rss_kib)" 'BEGIN { printf "%.1f", k / 1024 }') MiB."
   echo
   echo "Issue #13's targets this table checks:"
@@ -565,14 +565,15 @@ section=$work/section.md
   echo "- provider face, p99 at half load under 2 ms: $(verdict "$(lt "$hit_p99" 2000)" "cache hit $(ms "$hit_p99")"); $(verdict "$(lt "$miss_p99" 2000)" "cache miss $(ms "$miss_p99")")"
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
   echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
-  echo "- federated lookup, latency at most 1.3 × its slowest part with 2 ms of delay before each provider: **not measured** (no delay added: tc netem $netem). Without delay, with the four gateways on one core, p50 at half load $(ms "$federated_p50") against $(ms "$slowest_part_p50") for the slowest part alone ($slowest_part): $(ratio "$federated_p50" "$slowest_part_p50") ×"
+  echo "- federated lookup, latency at most 1.3 × its slowest part with 2 ms of delay before each provider: **not measured**, no delay added (tc netem $netem). Without delay, with the four gateways on one core, p50 at half load $(ms "$federated_p50") against $(ms "$slowest_part_p50") for the slowest part alone ($slowest_part): $(ratio "$federated_p50" "$slowest_part_p50") ×"
   echo "- end to end through the local face, p99 at half load under 5 ms: $(verdict "$(lt "$local_p99" 5000)" "$(ms "$local_p99")"); maximum under 20 ms: $(verdict "$(lt "$local_max" 20000)" "$(ms "$local_max")")"
   echo
   echo "Not in this table yet (TODO in the script's header): the federated lookup with each"
   echo "provider behind 2 ms of \`tc netem\` delay (its latency target). The audit store's targets"
   echo "(20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer, a 10 GB log) are measured"
-  echo "by \`cargo bench -p simpul-audit-store\` (above), not here. Whether memory and handshakes are \"no worse than today\" is for a comparison"
-  echo "with an earlier run of this script (this section in the file's history)."
+  echo "by \`cargo bench -p simpul-audit-store\` (above), not here. Whether memory and handshakes"
+  echo "are \"no worse than today\" is for a comparison with an earlier run of this script (this"
+  echo "section in the file's history)."
 } >"$section"
 
 echo
