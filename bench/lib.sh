@@ -30,7 +30,9 @@ bench_build() {
 
 # bench_federation WORK PORT_DIGIT: the repository's config.toml in WORK with the ports
 # moved (74xx, 75xx, 76xx → PORT_DIGIT 4xx…), Dukcapil's citizenship rate (its only 500/s
-# rate) and replay window raised; load.toml for the generator; then `simpul up` once, to
+# rate) and replay window raised, the other providers' rates (the 200/s ones, for the
+# federated lookup) too, and with `bench_people` set, that many synthetic people
+# instead of the demo's 100,000; load.toml for the generator; then `simpul up` once, to
 # make the PKI, manifest and data, and stopped. Sets gateway_port and admin_port.
 bench_federation() {
   local work=$1 digit=$2 p l
@@ -44,22 +46,29 @@ bench_federation() {
   mkdir -p "$work/contracts"
   cp -r "$bench_repo/contracts/catalog" "$work/contracts/"
   sed "s/127\.0\.0\.1:7\([4-6]4[1-4]\)/127.0.0.1:${digit}\1/g; \
-       s/rate = { per_second = 500, burst = 1000 }/rate = { per_second = 1000000, burst = 1000000 }/" \
+       s/rate = { per_second = 500, burst = 1000 }/rate = { per_second = 1000000, burst = 1000000 }/; \
+       s/^  rate = { per_second = 200, burst = 400 }\$/  rate = { per_second = 1000000, burst = 1000000 }/; \
+       s/^people = 100000\$/people = ${bench_people:-100000}/" \
     "$bench_repo/config.toml" |
     awk -v id="id = \"$provider\"" '
       $0 == id { mine = 1 }
       mine && /^limits = \{ max_connections = 256, max_connections_per_address = 64 \}$/ {
         sub(/ \}$/, ", replay_capacity = 5000000 }"); mine = 0 }
       { print }' >"$work/config.toml"
-  grep -q 'per_second = 1000000' "$work/config.toml" || die "config.toml: Dukcapil's rate line not found"
+  (($(grep -c 'per_second = 1000000' "$work/config.toml") == 4)) ||
+    die "config.toml: not the four provider rate lines expected (Dukcapil's 500/s, three 200/s)"
   grep -q 'replay_capacity = 5000000' "$work/config.toml" || die "config.toml: Dukcapil's limits line not found"
+  grep -q "^people = ${bench_people:-100000}\$" "$work/config.toml" || die "config.toml: the [data] people line not found"
   sed 's|^base_dir = .*|base_dir = "."|; s|https://localhost:7442|https://localhost:'"$gateway_port"'|' \
     "$bench_repo/conformance/demo.toml" >"$work/load.toml"
 
   say "in $work: simpul up once, to make the PKI, manifest and data"
   (cd "$work" && RUST_LOG=warn exec "$simpul" up >up.log 2>&1) &
   local up_pid=$!
-  wait_port "$gateway_port" 600 "$up_pid" || die "simpul up did not start (see $work/up.log)"
+  if ! wait_port "$gateway_port" 1200 "$up_pid"; then
+    kill "$up_pid" 2>/dev/null || true
+    die "simpul up did not start (see $work/up.log)"
+  fi
   kill "$up_pid"
   wait "$up_pid" || say "simpul up exited with $? on SIGTERM (see $work/up.log)"
 }

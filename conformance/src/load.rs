@@ -16,6 +16,11 @@
 //! the stall (no coordinated omission). A signer thread signs envelopes during the run into a
 //! bounded channel about a second ahead of the senders, so every envelope is fresh and a run
 //! may last hours (a soak). The report says when the generator fell behind its schedule.
+//!
+//! **Plain** (`--plain URL`): instead of signed envelopes, one fixed JSON body is POSTed to
+//! a server that speaks no Simpul (a bare mTLS server, a reverse proxy), over the same
+//! client, connections and timing, and any 2xx counts as answered: the side-by-side
+//! benchmark (`bench/run.sh`) drives every target with this one generator.
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -75,7 +80,7 @@ pub enum LoadError {
     #[error("signing: {0}")]
     Signing(String),
     /// The server process's figures could not be read.
-    #[error("--server-pid: {0}")]
+    #[error("process figures: {0}")]
     Usage(#[from] UsageError),
 }
 
@@ -99,6 +104,15 @@ pub struct LoadOptions {
     pub server_pid: Option<u32>,
     /// With `rate`: report the latency of each window of this length as it closes.
     pub progress: Option<Duration>,
+    /// POST the contract's first query as plain JSON to this `https://host:port/path`
+    /// instead of signed envelopes to the gateway (default: signed envelopes).
+    pub plain: Option<String>,
+    /// With `plain`: the client certificate to present instead of the tester's (a member
+    /// system's, for a gateway's local face).
+    pub identity: Option<client::TlsIdentity>,
+    /// Open a new connection for every exchange, without resuming a TLS session: each
+    /// exchange pays a full mutual-TLS handshake, and its latency includes it.
+    pub handshake_each: bool,
 }
 
 /// Latency percentiles, in microseconds.
@@ -139,8 +153,12 @@ impl Latency {
 pub struct LoadReport {
     /// Gateway URL.
     pub target: String,
-    /// `id/version`.
+    /// `id/version`, or `plain JSON` with `--plain`.
     pub contract: String,
+    /// True with `--plain`: a fixed JSON body was POSTed, and `ok` counts any 2xx.
+    pub plain: bool,
+    /// True with `--handshake-each`: every exchange opened its own connection.
+    pub handshake_each: bool,
     /// Connections.
     pub connections: usize,
     /// The requested duration, seconds.
@@ -155,7 +173,7 @@ pub struct LoadReport {
     pub queries: usize,
     /// Exchanges completed (any HTTP status).
     pub exchanges: u64,
-    /// Answered 200.
+    /// Answered 200 (with `--plain`, any 2xx).
     pub ok: u64,
     /// Count by HTTP status.
     pub statuses: BTreeMap<u16, u64>,
@@ -163,7 +181,10 @@ pub struct LoadReport {
     pub errors: u64,
     /// Exchanges per second.
     pub exchanges_per_s: f64,
-    /// 200 answers per second.
+    /// CPU seconds the generator itself (all its threads) used during the measured run:
+    /// near `elapsed_s` times the cores it may use, the generator was the limit.
+    pub generator_cpu_s: f64,
+    /// `ok` answers per second.
     pub ok_per_s: f64,
     /// Latency to the last byte of the answer: from sending it, or with `--rate` from when it
     /// was due.
@@ -286,11 +307,13 @@ pub fn read_queries(path: &Path) -> Result<Vec<Value>, LoadError> {
     Ok(out)
 }
 
-/// Signs `count` requests from `template`, cycling through `queries`, on every core.
+/// Signs `count` requests from `template`, cycling through `queries` from query `first` on,
+/// on every core.
 fn sign_envelopes(
     key: &SigningKey,
     template: &ExchangeRequest,
     queries: &[Value],
+    first: usize,
     count: usize,
 ) -> Result<Vec<String>, LoadError> {
     let threads = std::thread::available_parallelism()
@@ -305,7 +328,8 @@ fn sign_envelopes(
                 scope.spawn(move || -> Result<Vec<String>, LoadError> {
                     let mut out = Vec::with_capacity(per);
                     for i in (t * per)..((t + 1) * per).min(count) {
-                        out.push(sign_one(key, template, &queries[i % queries.len()], now)?);
+                        let query = &queries[(first + i) % queries.len()];
+                        out.push(sign_one(key, template, query, now)?);
                     }
                     Ok(out)
                 })
@@ -356,6 +380,92 @@ fn sign_on_the_fly(
     Ok(0)
 }
 
+/// What each exchange of a run sends.
+enum Payload {
+    /// Envelopes of the contract, signed by the tester, each with its own id.
+    Signed(Box<Signer>),
+    /// One JSON body, the same every time (`--plain`).
+    Plain(String),
+}
+
+/// What signs a run's envelopes: the tester's key, the request each envelope copies, and the
+/// queries they cycle through.
+struct Signer {
+    key: SigningKey,
+    template: ExchangeRequest,
+    queries: Vec<Value>,
+}
+
+impl Payload {
+    /// `count` bodies made before the clock starts, from query `first` on: a run's warm-up
+    /// and its measurement each take queries the other did not, so that distinct queries
+    /// stay distinct (a cache-miss run stays one).
+    fn ahead(&self, first: usize, count: usize) -> Result<Vec<String>, LoadError> {
+        match self {
+            Payload::Signed(s) => sign_envelopes(&s.key, &s.template, &s.queries, first, count),
+            Payload::Plain(body) => Ok(vec![body.clone(); count]),
+        }
+    }
+
+    /// Fills `out` until the senders drop their end; runs on a thread of its own. Returns
+    /// how many bodies it made.
+    fn feed(self, out: mpsc::Sender<String>) -> Result<usize, LoadError> {
+        match self {
+            Payload::Signed(s) => {
+                let Signer {
+                    key,
+                    template,
+                    queries,
+                } = *s;
+                sign_on_the_fly(key, template, queries, out)
+            }
+            Payload::Plain(body) => {
+                let mut n = 0;
+                while out.blocking_send(body.clone()).is_ok() {
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// Whether an answer with `status` counts as answered: an exchange is answered with 200; a
+/// `plain` POST with any 2xx (whichever its server chose).
+fn answered(plain: bool, status: u16) -> bool {
+    if plain {
+        (200..300).contains(&status)
+    } else {
+        status == 200
+    }
+}
+
+/// Where a run's requests go, and how.
+struct Route {
+    endpoint: client::Endpoint,
+    path: String,
+    media_type: &'static str,
+    /// A new connection, so a full handshake, for every exchange.
+    handshake_each: bool,
+}
+
+/// `https://host:port/path` split into where to connect and the path to POST to.
+fn plain_route(url: &str) -> Result<(client::Endpoint, String), LoadError> {
+    let bad = |reason: String| LoadError::Options(format!("--plain {url}: {reason}"));
+    let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
+    let authority = uri.authority().ok_or_else(|| bad("has no host".into()))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(bad("must be an https:// URL".into()));
+    }
+    let endpoint = client::Endpoint::parse(&format!("https://{authority}")).map_err(bad)?;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    Ok((endpoint, path.to_owned()))
+}
+
 /// One worker's tally.
 #[derive(Default)]
 struct Tally {
@@ -379,9 +489,8 @@ fn micros(d: Duration) -> u32 {
 /// closes the connection.
 async fn worker(
     mut conn: Connection,
-    endpoint: client::Endpoint,
+    route: Arc<Route>,
     tls: Arc<rustls::ClientConfig>,
-    path: Arc<str>,
     envelopes: Vec<String>,
     until: Instant,
 ) -> Tally {
@@ -394,18 +503,23 @@ async fn worker(
         if Instant::now() >= until {
             return tally;
         }
-        if conn.is_closed() {
-            match client::connect(&endpoint, tls.clone()).await {
+        let sent = Instant::now();
+        if route.handshake_each || conn.is_closed() {
+            match client::connect(&route.endpoint, tls.clone()).await {
                 Ok(c) => conn = c,
+                // A refused handshake is that exchange's failure when each has its own.
+                Err(_) if route.handshake_each => {
+                    tally.errors += 1;
+                    continue;
+                }
                 Err(_) => {
                     tally.errors += 1;
                     return tally;
                 }
             }
         }
-        let sent = Instant::now();
         match conn
-            .send(Method::POST, &path, Some(JOSE_MEDIA_TYPE), full(jws))
+            .send(Method::POST, &route.path, Some(route.media_type), full(jws))
             .await
         {
             Ok(reply) => {
@@ -425,9 +539,8 @@ async fn worker(
 /// the time taken.
 async fn drive(
     conns: Vec<Connection>,
-    config: &RunConfig,
+    route: &Arc<Route>,
     tls: &Arc<rustls::ClientConfig>,
-    path: &Arc<str>,
     envelopes: Vec<String>,
     duration: Duration,
 ) -> (Vec<Tally>, Duration) {
@@ -442,14 +555,7 @@ async fn drive(
     let until = started + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for (conn, queue) in conns.into_iter().zip(queues) {
-        tasks.spawn(worker(
-            conn,
-            config.target.endpoint.clone(),
-            tls.clone(),
-            path.clone(),
-            queue,
-            until,
-        ));
+        tasks.spawn(worker(conn, route.clone(), tls.clone(), queue, until));
     }
     let mut tallies = Vec::new();
     while let Some(t) = tasks.join_next().await {
@@ -462,9 +568,8 @@ async fn drive(
 
 /// What every connection of an open-loop run shares.
 struct Lane {
-    endpoint: client::Endpoint,
+    route: Arc<Route>,
     tls: Arc<rustls::ClientConfig>,
-    path: Arc<str>,
     /// One queue of signed envelopes, so that a connection stuck behind a slow answer holds
     /// back no other.
     envelopes: Mutex<mpsc::Receiver<String>>,
@@ -510,8 +615,8 @@ async fn paced_worker(mut conn: Connection, connection: usize, lane: Arc<Lane>) 
             tally.unsent += due_here - nth;
             break;
         };
-        if conn.is_closed() {
-            match client::connect(&lane.endpoint, lane.tls.clone()).await {
+        if lane.route.handshake_each || conn.is_closed() {
+            match client::connect(&lane.route.endpoint, lane.tls.clone()).await {
                 Ok(c) => conn = c,
                 Err(_) => {
                     tally.errors += 1;
@@ -526,7 +631,12 @@ async fn paced_worker(mut conn: Connection, connection: usize, lane: Arc<Lane>) 
         tally.max_send_lag_us = tally.max_send_lag_us.max(u64::from(micros(lag)));
         tally.sent += 1;
         match conn
-            .send(Method::POST, &lane.path, Some(JOSE_MEDIA_TYPE), full(jws))
+            .send(
+                Method::POST,
+                &lane.route.path,
+                Some(lane.route.media_type),
+                full(jws),
+            )
             .await
         {
             Ok(reply) => {
@@ -605,21 +715,18 @@ async fn report_windows(lane: Arc<Lane>, every: Duration, out: Arc<std::sync::Mu
 /// tallies, the time taken, how many envelopes were signed and the progress windows.
 async fn drive_paced(
     conns: Vec<Connection>,
-    config: &RunConfig,
+    route: &Arc<Route>,
     tls: &Arc<rustls::ClientConfig>,
-    path: &Arc<str>,
-    signer: (SigningKey, ExchangeRequest, Vec<Value>),
+    payload: Payload,
     schedule: Schedule,
     (duration, progress): (Duration, Option<Duration>),
 ) -> Result<(Vec<Tally>, Duration, usize, Vec<Window>), LoadError> {
     let ahead = (schedule.rate * SIGNED_AHEAD.as_secs_f64()).ceil() as usize;
     let (tx, rx) = mpsc::channel(ahead.clamp(conns.len() * 2, 100_000));
-    let (key, template, queries) = signer;
-    let signing = tokio::task::spawn_blocking(move || sign_on_the_fly(key, template, queries, tx));
+    let signing = tokio::task::spawn_blocking(move || payload.feed(tx));
     let lane = Arc::new(Lane {
-        endpoint: config.target.endpoint.clone(),
+        route: route.clone(),
         tls: tls.clone(),
-        path: path.clone(),
         envelopes: Mutex::new(rx),
         schedule,
         // Let the signer fill the queue before the first exchange is due.
@@ -694,6 +801,8 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
         )));
     }
     let server = options.server_pid.map(Process::new).transpose()?;
+    // This process too: whether the generator's own CPU was the limit.
+    let me = Process::new(std::process::id())?;
     let contract = match &options.contract {
         Some(id) => config
             .contracts
@@ -724,23 +833,67 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
         exp: now,
         query: Value::Null,
     };
-    let key = &config.tester.signing;
-    let tls = client::tls_config(
+    // A plain run sends one body.
+    let queries_count = if options.plain.is_some() {
+        1
+    } else {
+        queries.len()
+    };
+    let (route, target_url, what, payload) = match &options.plain {
+        Some(url) => {
+            let (endpoint, path) = plain_route(url)?;
+            let body = serde_json::to_string(&queries[0])
+                .map_err(|e| LoadError::Options(format!("--plain: the query: {e}")))?;
+            let route = Route {
+                endpoint,
+                path,
+                media_type: "application/json",
+                handshake_each: options.handshake_each,
+            };
+            (
+                route,
+                url.clone(),
+                "plain JSON".to_owned(),
+                Payload::Plain(body),
+            )
+        }
+        None => {
+            let route = Route {
+                endpoint: config.target.endpoint.clone(),
+                path: format!(
+                    "/v1/exchange/{}/{}",
+                    contract.reference.id, contract.reference.version
+                ),
+                media_type: JOSE_MEDIA_TYPE,
+                handshake_each: options.handshake_each,
+            };
+            let payload = Payload::Signed(Box::new(Signer {
+                key: config.tester.signing.clone(),
+                template,
+                queries,
+            }));
+            let what = contract.reference.to_string();
+            (route, config.target.url.clone(), what, payload)
+        }
+    };
+    let route = Arc::new(route);
+    let mut tls = client::tls_config(
         &config.cas,
-        Some(&config.tester.tls),
+        Some(options.identity.as_ref().unwrap_or(&config.tester.tls)),
         &[&rustls::version::TLS13, &rustls::version::TLS12],
     )?;
-    let path: Arc<str> = format!(
-        "/v1/exchange/{}/{}",
-        contract.reference.id, contract.reference.version
-    )
-    .into();
+    if options.handshake_each {
+        let mut fresh = (*tls).clone();
+        fresh.resumption = rustls::client::Resumption::disabled();
+        tls = Arc::new(fresh);
+    }
     let open = |n: usize| {
         let tls = tls.clone();
+        let route = route.clone();
         async move {
             let mut conns = Vec::with_capacity(n);
             for _ in 0..n {
-                conns.push(client::connect(&config.target.endpoint, tls.clone()).await?);
+                conns.push(client::connect(&route.endpoint, tls.clone()).await?);
             }
             Ok::<_, ClientError>(conns)
         }
@@ -749,14 +902,15 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
     let (tallies, elapsed, count, signing_s, cpu_before, windows) = match schedule {
         Some(schedule) => {
             let conns = open(options.connections).await?;
-            let cpu_before = server.as_ref().map(Process::cpu_time).transpose()?;
-            let signer = (key.clone(), template.clone(), queries.clone());
+            let cpu_before = (
+                server.as_ref().map(Process::cpu_time).transpose()?,
+                me.cpu_time()?,
+            );
             let (tallies, elapsed, signed, windows) = drive_paced(
                 conns,
-                config,
+                &route,
                 &tls,
-                &path,
-                signer,
+                payload,
                 schedule,
                 (options.duration, options.progress),
             )
@@ -771,6 +925,8 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
             )
         }
         None => {
+            // Queries the warm-up took: the measured run starts after them.
+            let mut warmed_up = 0;
             let count = match options.envelopes {
                 Some(n) => n.clamp(options.connections, MAX_ENVELOPES),
                 None => {
@@ -778,13 +934,13 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
                     // allocations, page cache), the second is measured — a cold first round
                     // reads at about half the real rate.
                     let batch = (options.connections * 500).max(4000);
-                    let first = sign_envelopes(key, &template, &queries, batch)?;
+                    let first = payload.ahead(0, batch)?;
                     let conns = open(options.connections).await?;
-                    drive(conns, config, &tls, &path, first, WARM_UP / 2).await;
-                    let second = sign_envelopes(key, &template, &queries, batch)?;
+                    drive(conns, &route, &tls, first, WARM_UP / 2).await;
+                    let second = payload.ahead(batch, batch)?;
                     let conns = open(options.connections).await?;
-                    let (tallies, took) =
-                        drive(conns, config, &tls, &path, second, WARM_UP / 2).await;
+                    let (tallies, took) = drive(conns, &route, &tls, second, WARM_UP / 2).await;
+                    warmed_up = 2 * batch;
                     let done: usize = tallies.iter().map(|t| t.latencies.len()).sum();
                     let rate = done as f64 / took.as_secs_f64().max(0.001);
                     ((rate * options.duration.as_secs_f64() * HEADROOM) as usize
@@ -793,7 +949,7 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
                 }
             };
             let signing = Instant::now();
-            let envelopes = sign_envelopes(key, &template, &queries, count)?;
+            let envelopes = payload.ahead(warmed_up, count)?;
             let signing_s = signing.elapsed();
             if signing_s + options.duration > Duration::from_secs(55) {
                 return Err(LoadError::Options(format!(
@@ -805,9 +961,11 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
                 )));
             }
             let conns = open(options.connections).await?;
-            let cpu_before = server.as_ref().map(Process::cpu_time).transpose()?;
-            let (tallies, elapsed) =
-                drive(conns, config, &tls, &path, envelopes, options.duration).await;
+            let cpu_before = (
+                server.as_ref().map(Process::cpu_time).transpose()?,
+                me.cpu_time()?,
+            );
+            let (tallies, elapsed) = drive(conns, &route, &tls, envelopes, options.duration).await;
             (tallies, elapsed, count, signing_s, cpu_before, Vec::new())
         }
     };
@@ -842,26 +1000,36 @@ pub async fn run(config: &RunConfig, options: &LoadOptions) -> Result<LoadReport
     }
     latencies.sort_unstable();
     let exchanges = latencies.len() as u64;
+    let (cpu_before, my_cpu_before) = cpu_before;
+    let generator_cpu_s = me.elapsed(my_cpu_before, me.cpu_time()?).as_secs_f64();
     let server = match (&server, cpu_before) {
         (Some(process), Some(before)) => Some(process.usage(before, exchanges)?),
         _ => None,
     };
-    let ok = statuses.get(&200).copied().unwrap_or(0);
+    let plain = options.plain.is_some();
+    let ok = statuses
+        .iter()
+        .filter(|&(&s, _)| answered(plain, s))
+        .map(|(_, n)| n)
+        .sum();
     let secs = elapsed.as_secs_f64().max(0.001);
     Ok(LoadReport {
-        target: config.target.url.clone(),
-        contract: contract.reference.to_string(),
+        target: target_url,
+        contract: what,
+        plain,
+        handshake_each: options.handshake_each,
         connections: options.connections,
         duration_s: options.duration.as_secs_f64(),
         elapsed_s: secs,
         envelopes: count,
         signing_s: signing_s.as_secs_f64(),
-        queries: queries.len(),
+        queries: queries_count,
         exchanges,
         ok,
         statuses,
         errors,
         exchanges_per_s: exchanges as f64 / secs,
+        generator_cpu_s,
         ok_per_s: ok as f64 / secs,
         latency: Latency::of_sorted(&latencies),
         exhausted,
@@ -892,19 +1060,26 @@ impl LoadReport {
             ),
         };
         let mut out = format!(
-            "{} on {}: {} connections, {:.1} s, {how}, {} distinct queries)\n\
+            "{} on {}: {} connections{}, {:.1} s, {how}, {} distinct queries)\n\
              exchanges  {} ({statuses}; {} without an answer)\n\
-             rate       {:.0} exchanges/s ({:.0} answered 200/s)\n\
+             rate       {:.0} exchanges/s ({:.0} answered {}/s); the generator used {:.1} CPU s\n\
              latency    p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  mean {:.2} ms{}\n",
             self.contract,
             self.target,
             self.connections,
+            if self.handshake_each {
+                " (a new one for each exchange)"
+            } else {
+                ""
+            },
             self.elapsed_s,
             self.queries,
             self.exchanges,
             self.errors,
             self.exchanges_per_s,
             self.ok_per_s,
+            if self.plain { "2xx" } else { "200" },
+            self.generator_cpu_s,
             ms(self.latency.p50_us),
             ms(self.latency.p90_us),
             ms(self.latency.p99_us),
@@ -1127,13 +1302,69 @@ mod tests {
     #[test]
     fn signed_ahead_envelopes_are_distinct_and_verify() {
         let (key, template, queries) = signer();
-        let envelopes = sign_envelopes(&key, &template, &queries, 101).unwrap();
+        let envelopes = sign_envelopes(&key, &template, &queries, 0, 101).unwrap();
         assert_eq!(envelopes.len(), 101);
         let mut ids = std::collections::HashSet::new();
         for e in &envelopes {
             let r = verified(&key, e);
             assert!(ids.insert(r.id));
             assert_eq!(r.exp - r.iat, contracts::envelope::MAX_VALIDITY_S);
+        }
+    }
+
+    #[test]
+    fn the_measured_run_takes_the_queries_after_the_warm_up() {
+        let (key, template, _) = signer();
+        let queries: Vec<Value> = (0..10).map(|n| serde_json::json!({ "n": n })).collect();
+        let payload = Payload::Signed(Box::new(Signer {
+            key: key.clone(),
+            template,
+            queries,
+        }));
+        let taken: Vec<Value> = payload
+            .ahead(7, 5)
+            .unwrap()
+            .iter()
+            .map(|e| verified(&key, e).query["n"].clone())
+            .collect();
+        assert_eq!(taken, [7, 8, 9, 0, 1]);
+    }
+
+    #[test]
+    fn a_plain_run_sends_one_body_and_counts_any_2xx() {
+        let payload = Payload::Plain(r#"{"nik":"3171011701900001"}"#.into());
+        assert_eq!(
+            payload.ahead(3, 2).unwrap(),
+            [r#"{"nik":"3171011701900001"}"#; 2]
+        );
+        let (tx, mut rx) = mpsc::channel(2);
+        let thread = std::thread::spawn(move || payload.feed(tx));
+        for _ in 0..5 {
+            assert_eq!(rx.blocking_recv().unwrap(), r#"{"nik":"3171011701900001"}"#);
+        }
+        drop(rx);
+        assert!((5..=7).contains(&thread.join().unwrap().unwrap()));
+        for (status, plain, signed) in [(200, true, true), (204, true, false), (302, false, false)]
+        {
+            assert_eq!(answered(true, status), plain, "{status}");
+            assert_eq!(answered(false, status), signed, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_plain_url_is_split_into_endpoint_and_path() {
+        let (endpoint, path) = plain_route("https://localhost:9443/answer?x=1").unwrap();
+        assert_eq!(endpoint.socket_addr(), "localhost:9443");
+        assert_eq!(path, "/answer?x=1");
+        let (_, root) = plain_route("https://127.0.0.1:9443").unwrap();
+        assert_eq!(root, "/");
+        for bad in [
+            "http://localhost:9443/",
+            "localhost:9443",
+            "/answer",
+            "not a url",
+        ] {
+            assert!(plain_route(bad).is_err(), "{bad}");
         }
     }
 

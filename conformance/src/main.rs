@@ -92,6 +92,22 @@ enum Command {
         /// its peak resident memory.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Not a gateway: POST the contract's first query as plain JSON to this
+        /// https://host:port/path over the same mutual TLS (the tester's certificate, the
+        /// manifest's CAs), and count any 2xx as answered.
+        #[arg(long, value_name = "URL")]
+        plain: Option<String>,
+        /// With --plain: present this client certificate (PEM chain) instead of the
+        /// tester's, e.g. a member system's for a gateway's local face.
+        #[arg(long, requires = "plain", requires = "key", value_name = "PEM")]
+        cert: Option<PathBuf>,
+        /// The private key (PEM) of --cert.
+        #[arg(long, requires = "cert", value_name = "PEM")]
+        key: Option<PathBuf>,
+        /// A new connection for every exchange, without TLS session resumption: measures
+        /// full mutual-TLS handshakes (each exchange's latency includes its handshake).
+        #[arg(long)]
+        handshake_each: bool,
         /// Print the figures as JSON.
         #[arg(long)]
         json: bool,
@@ -180,9 +196,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             rate,
             progress,
             server_pid,
+            plain,
+            cert,
+            key,
+            handshake_each,
             json,
         } => {
             let config = RunConfig::load(&config)?;
+            let identity = match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    let read = |p: &Path| {
+                        std::fs::read(p).map_err(|e| Fatal(format!("{}: {e}", p.display())))
+                    };
+                    let identity =
+                        conformance::client::TlsIdentity::from_pem(&read(&cert)?, &read(&key)?)
+                            .map_err(|e| Fatal(format!("--cert {}: {e}", cert.display())))?;
+                    Some(identity)
+                }
+                _ => None,
+            };
             let options = LoadOptions {
                 connections,
                 duration,
@@ -192,6 +224,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
                 rate,
                 server_pid,
                 progress,
+                plain,
+                identity,
+                handshake_each,
             };
             let report = load::run(&config, &options).await?;
             if json {

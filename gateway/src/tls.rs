@@ -176,6 +176,20 @@ pub(crate) fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The federation listener's server configuration, a client certificate always required:
+/// [`server_config`] for code outside the gateway that must use the same TLS settings (the
+/// bare mTLS server `bench/run.sh` measures beside the gateway).
+///
+/// # Errors
+/// As [`server_config`]: a CA, CRL, certificate or key the configuration cannot use.
+pub fn federation_server_config(
+    trust: &FederationTrust,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config(trust, chain, key, ClientAuth::Required)
+}
+
 /// Checks `end_entity` as the federation listener checks a client certificate: chain to a
 /// trusted CA, validity now, and not revoked.
 ///
