@@ -529,7 +529,7 @@ section=$work/section.md
   echo "  query as JSON to these two."
   echo "- **Simpul provider**: \`simpul serve --member $provider\` of the demo federation"
   echo "  (\`bench/lib.sh\`, rate and replay bounds raised): signed envelopes, the whole provider"
-  echo "  path with the durable audit append (SQLite, WAL, \`synchronous=FULL\`) on this machine's"
+  echo "  path with the durable audit append (SQLite: one journal frame and \`fdatasync\` per group commit, AUDIT.md §7.3) on this machine's"
   echo "  disk. Cache hit: the two NIKs of \`conformance/demo.toml\` cycle. Cache miss: a restarted"
   echo "  gateway (empty cache) asked for distinct residents of the $(thousands "$residents") in its"
   echo "  register (\`data.people = $(thousands "$people")\`), in random order, none twice."
