@@ -91,18 +91,57 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Every whole frame in `dir`'s segments, in order.
-pub(crate) fn scan(dir: &Path) -> io::Result<Vec<Frame>> {
-    let mut frames = Vec::new();
+/// The frames in `dir`'s segments that may hold seqs at or beyond `held` (the size the
+/// tables hold), in order: every frame from the last one that begins at or below `held`.
+/// Segments are read frame by frame, so only those frames are kept in memory, never a
+/// whole segment.
+pub(crate) fn scan(dir: &Path, held: u64) -> io::Result<Vec<Frame>> {
+    let mut frames: Vec<Frame> = Vec::new();
     for (_, path) in segments(dir)? {
-        let bytes = std::fs::read(&path)?;
-        let mut at = 0;
-        while let Some((frame, len)) = frame_at(&bytes[at..]) {
+        let mut file = io::BufReader::new(File::open(&path)?);
+        let len = file.get_ref().metadata()?.len();
+        let mut at = 0u64;
+        while let Some(frame) = next_frame(&mut file, len - at)? {
+            at += (HEADER + frame.body.len() + TRAILER) as u64;
+            if frame.first_seq <= held {
+                // Held by the tables, unless it is the last such frame and runs past `held`.
+                frames.clear();
+            }
             frames.push(frame);
-            at += len;
         }
     }
     Ok(frames)
+}
+
+/// The next whole frame of a segment with `left` bytes left to read; `None` at zeros, at a
+/// frame cut short, or at one whose checksum fails.
+fn next_frame(file: &mut impl io::Read, left: u64) -> io::Result<Option<Frame>> {
+    let mut header = [0u8; HEADER];
+    if left < (HEADER + TRAILER) as u64 || file.read_exact(&mut header).is_err() {
+        return Ok(None);
+    }
+    if header[..4] != MAGIC {
+        return Ok(None);
+    }
+    let body_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as u64;
+    if body_len + (HEADER + TRAILER) as u64 > left {
+        return Ok(None);
+    }
+    let mut rest = vec![0u8; body_len as usize + TRAILER];
+    file.read_exact(&mut rest)?;
+    let (body, sum) = rest.split_at(body_len as usize);
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&header);
+    ctx.update(body);
+    if ctx.finish().as_ref() != sum {
+        return Ok(None);
+    }
+    let first_seq = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+    rest.truncate(body_len as usize);
+    Ok(Some(Frame {
+        first_seq,
+        body: rest,
+    }))
 }
 
 /// The bytes the journal's files take in `dir`.
@@ -114,25 +153,6 @@ pub(crate) fn bytes(dir: &Path) -> u64 {
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum()
-}
-
-fn frame_at(bytes: &[u8]) -> Option<(Frame, usize)> {
-    let header = bytes.get(..HEADER)?;
-    if header[..4] != MAGIC {
-        return None;
-    }
-    let body_len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
-    let first_seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    let end = HEADER.checked_add(body_len)?;
-    let whole = bytes.get(..end.checked_add(TRAILER)?)?;
-    if digest::digest(&digest::SHA256, &whole[..end]).as_ref() != &whole[end..] {
-        return None;
-    }
-    let frame = Frame {
-        first_seq,
-        body: whole[HEADER..end].to_vec(),
-    };
-    Some((frame, whole.len()))
 }
 
 /// Writes `n` zero bytes at `from` and syncs them.
@@ -482,25 +502,36 @@ mod tests {
         let mut journal = Journal::start(&j, lock, 7).unwrap();
         journal.append(7, b"first").unwrap();
         journal.append(9, b"second").unwrap();
-        let frames = scan(&j).unwrap();
+        let frames = scan(&j, 0).unwrap();
         let got: Vec<_> = frames.iter().map(|f| (f.first_seq, &f.body[..])).collect();
         assert_eq!(got, [(7, &b"first"[..]), (9, &b"second"[..])]);
+        // Beyond what the tables hold: from the last frame that begins at or below it.
+        let firsts = |held| {
+            scan(&j, held)
+                .unwrap()
+                .iter()
+                .map(|f| f.first_seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(firsts(8), [7, 9]);
+        assert_eq!(firsts(9), [9]);
+        assert_eq!(firsts(100), [9]);
         // A frame torn by a crash (its last byte never written) ends the journal there.
         let seg = j.join(format!("{:020}{SUFFIX}", 7));
         let file = OpenOptions::new().write(true).open(&seg).unwrap();
         let second_end = (2 * (HEADER + TRAILER) + 5 + 6) as u64;
         file.write_all_at(&[0xff], second_end - 1).unwrap();
-        assert_eq!(scan(&j).unwrap().len(), 1);
+        assert_eq!(scan(&j, 0).unwrap().len(), 1);
         // Written again after a failure, the next frame takes the torn one's place.
         drop(journal);
         let lock = super::lock(&j, Duration::from_secs(1)).unwrap().unwrap();
         let mut journal = Journal::start(&j, lock, 8).unwrap();
         assert!(
-            scan(&j).unwrap().is_empty(),
+            scan(&j, 0).unwrap().is_empty(),
             "start deletes what the tables hold"
         );
         journal.append(8, b"third").unwrap();
-        assert_eq!(scan(&j).unwrap()[0].body, b"third");
+        assert_eq!(scan(&j, 0).unwrap()[0].body, b"third");
     }
 
     #[test]
@@ -516,7 +547,7 @@ mod tests {
         journal.begin_again(1).unwrap();
         assert!(!journal.gone());
         journal.append(1, b"second").unwrap();
-        let frames = scan(&j).unwrap();
+        let frames = scan(&j, 0).unwrap();
         assert_eq!((frames.len(), frames[0].first_seq), (1, 1));
         // Its lock is held again.
         assert!(super::lock(&j, Duration::ZERO).unwrap().is_none());
@@ -553,7 +584,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(d.path()), [0, 2]);
-        assert_eq!(scan(d.path()).unwrap().len(), 4);
+        assert_eq!(scan(d.path(), 0).unwrap().len(), 4);
         journal.releaser().release(1);
         assert_eq!(names(d.path()), [0, 2], "seq 1 is not held yet");
         journal.releaser().release(2);

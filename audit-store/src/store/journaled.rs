@@ -96,15 +96,15 @@ impl Journaled {
                 reason: format!("{what} {}: {e}", dir.display()),
             }
         };
-        let scan_dir = dir.to_owned();
-        let frames = tokio::task::spawn_blocking(move || journal::scan(&scan_dir))
+        let mut frontier = backend.frontier().await?;
+        let (scan_dir, held) = (dir.to_owned(), frontier.size());
+        let frames = tokio::task::spawn_blocking(move || journal::scan(&scan_dir, held))
             .await
             .map_err(|e| AuditError::Journal {
                 store: backend.label.clone(),
                 reason: format!("reading the journal: {e}"),
             })?
             .map_err(io("reading the journal"))?;
-        let mut frontier = backend.frontier().await?;
         let mut batches = Vec::new();
         for frame in frames {
             let corrupt = |reason: String| AuditError::Corrupt {
