@@ -30,15 +30,22 @@ async fn sign_head(f: &Federation) -> u64 {
     head["tree_size"].as_u64().unwrap()
 }
 
-/// `simpul audit witness --member DUKCAPIL --json`: its exit code and its JSON.
-fn witness_cli(f: &Federation) -> (Option<i32>, Value) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
-        .arg("--config")
-        .arg(&f.config_file)
-        .args(["audit", "witness", "--member", DUKCAPIL, "--json"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+/// `simpul audit witness --member DUKCAPIL --json`: its exit code and its JSON. Run on a
+/// blocking thread: the test's runtime must go on running the gateways meanwhile (Dukcapil's
+/// indexer may hold its store's write lock, and the command waits for it).
+async fn witness_cli(f: &Federation) -> (Option<i32>, Value) {
+    let config = f.config_file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+            .arg("--config")
+            .arg(&config)
+            .args(["audit", "witness", "--member", DUKCAPIL, "--json"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}{}",
@@ -205,7 +212,7 @@ async fn a_log_cut_back_without_its_pin_is_caught_by_the_next_partner() {
     let (held, forks) = dukcapil_witnessed(&f).await;
     assert_eq!(held, Some(newest as i64));
     assert!(forks.is_empty(), "{forks:?}");
-    let (code, listing) = witness_cli(&f);
+    let (code, listing) = witness_cli(&f).await;
     assert_eq!(code, Some(0), "{listing}");
     let kemlu = partner(&listing, KEMLU);
     assert_eq!(kemlu["consistent"], true);
@@ -289,7 +296,7 @@ async fn a_log_cut_back_without_its_pin_is_caught_by_the_next_partner() {
         .await,
         1.0
     );
-    let (code, listing) = witness_cli(&f);
+    let (code, listing) = witness_cli(&f).await;
     assert_eq!(code, Some(1), "a fork is a failure: {listing}");
     let kemlu = partner(&listing, KEMLU);
     assert_eq!(kemlu["consistent"], false);
