@@ -1101,13 +1101,7 @@ where
         }
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
-        let row = sqlx::query::<DB>(self.dialect.lock_state())
-            .bind(self.log.clone())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(self.err("locking the log"))?
-            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
-        let (size, root) = self.state_of(&row)?;
+        let (size, root) = self.locked_state(&mut tx).await?;
         let mut f = if frontier.size() == size && frontier.root() == root {
             frontier.clone()
         } else {
@@ -1145,6 +1139,18 @@ where
         Ok(batch.records)
     }
 
+    /// Locks the log's state row inside `tx` (other writers wait until it ends) and reads
+    /// the committed tree size and root.
+    async fn locked_state(&self, tx: &mut Transaction<'_, DB>) -> Result<(u64, Hash), AuditError> {
+        let row = sqlx::query::<DB>(self.dialect.lock_state())
+            .bind(self.log.clone())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(self.err("locking the log"))?
+            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
+        self.state_of(&row)
+    }
+
     /// Writes, in one transaction, those of the journal's `batches` (in seq order) that the
     /// tables do not hold yet; returns the size the tables hold after it. The first batch
     /// not held must extend exactly the stored tree: anything else means someone else wrote
@@ -1155,13 +1161,7 @@ where
         }
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
-        let row = sqlx::query::<DB>(self.dialect.lock_state())
-            .bind(self.log.clone())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(self.err("locking the log"))?
-            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
-        let (mut size, mut root) = self.state_of(&row)?;
+        let (mut size, mut root) = self.locked_state(&mut tx).await?;
         for b in batches {
             if b.size < size || (b.size == size && b.root == root) {
                 continue;

@@ -320,9 +320,10 @@ async fn sqlite_full_disk_scenario() {
         .unwrap();
     a_log_of(&log, 3).await;
 
-    // The disk is full. Appends go on into the journal's space filled ahead of them, each
-    // answered only once its frame is synced, then fail closed, naming the journal's want
-    // of space.
+    // The disk is full. On a real disk appends would go on into the journal's space filled
+    // ahead (each answered only once its frame is synced); the file-size limit refuses
+    // writes into that space too, so here they may fail at once. Either way they then fail
+    // closed, naming the journal's want of space, and every one answered is gap-free.
     let limit = file_size_limit();
     set_file_size_limit("0");
     let mut taken = 3;

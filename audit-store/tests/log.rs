@@ -1033,6 +1033,16 @@ async fn a_store_whose_tree_was_altered_is_refused_at_open() {
     );
 }
 
+/// The seqs of `log`'s records below `to`, as its reads return them.
+async fn seqs(log: &AuditLog, to: u64) -> Vec<u64> {
+    log.records(0, to)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect()
+}
+
 /// The tables refusing writes (a trigger here; a broken database or a disk that takes the
 /// journal's preallocated frames but nothing else): appends go on, durable in the journal;
 /// reads wait for the tables and fail, saying why; once the tables take writes again they
@@ -1065,14 +1075,7 @@ async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catc
         "{e}"
     );
     store.tamper("DROP TRIGGER no_more").await;
-    let seqs: Vec<u64> = log
-        .records(0, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.seq)
-        .collect();
-    assert_eq!(seqs, [0, 1, 2, 3]);
+    assert_eq!(seqs(&log, 10).await, [0, 1, 2, 3]);
     let next = log
         .append(exchange(4, Role::Consumer, KEMLU, DUKCAPIL), None)
         .await
@@ -1122,14 +1125,7 @@ async fn sqlite_records_only_in_the_journal_are_in_the_tables_after_the_next_ope
     drop(other);
     let log = store.open(KEMLU, &k).await;
     assert_eq!(log.tree_size(), 30);
-    let seqs: Vec<u64> = log
-        .records(0, 40)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.seq)
-        .collect();
-    assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+    assert_eq!(seqs(&log, 40).await, (0..30).collect::<Vec<_>>());
     assert_eq!(
         log.append(exchange(30, Role::Consumer, KEMLU, DUKCAPIL), None)
             .await

@@ -98,12 +98,8 @@ impl Journaled {
         };
         let mut frontier = backend.frontier().await?;
         let (scan_dir, held) = (dir.to_owned(), frontier.size());
-        let frames = tokio::task::spawn_blocking(move || journal::scan(&scan_dir, held))
-            .await
-            .map_err(|e| AuditError::Journal {
-                store: backend.label.clone(),
-                reason: format!("reading the journal: {e}"),
-            })?
+        let frames = blocking(backend, move || journal::scan(&scan_dir, held))
+            .await?
             .map_err(io("reading the journal"))?;
         let mut batches = Vec::new();
         for frame in frames {
@@ -138,12 +134,8 @@ impl Journaled {
         }
         let size = frontier.size();
         let start_dir = dir.to_owned();
-        let journal = tokio::task::spawn_blocking(move || Journal::start(&start_dir, lock, size))
-            .await
-            .map_err(|e| AuditError::Journal {
-                store: backend.label.clone(),
-                reason: format!("starting the journal: {e}"),
-            })?
+        let journal = blocking(backend, move || Journal::start(&start_dir, lock, size))
+            .await?
             .map_err(io("starting the journal in"))?;
         let journaled = Arc::new(Journaled {
             releaser: journal.releaser(),
@@ -308,6 +300,19 @@ impl Journaled {
             .map(|e| journal::bytes(&e.path()))
             .sum()
     }
+}
+
+/// Runs the file work `f` of opening `backend`'s journal on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    backend: &Backend<sqlx::Sqlite>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AuditError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AuditError::Journal {
+            store: backend.label.clone(),
+            reason: format!("the journal's file work stopped: {e}"),
+        })
 }
 
 /// `b` with its nodes and roots recomputed from its records on `frontier` (advanced): what
