@@ -23,7 +23,8 @@
 # stops. The work directory takes about 1 GB with 1,000,000 residents.
 #
 # Knobs (environment): RUN_SECONDS (10; --quick 3), RUN_CONNECTIONS (8), RUN_PACED_CONNECTIONS
-# (32), RUN_OPEN_CONNECTIONS (1000) and RUN_OPEN_RATE (200/s: the memory run), RUN_PEOPLE (synthetic people of the demo, so residents of Dukcapil: 1,000,000; --quick
+# (32), RUN_OPEN_CONNECTIONS (1000) and RUN_OPEN_RATE (200/s: the memory run), RUN_DELAY_US
+# (1000: the delay each way in front of each provider for the delayed federated lookup), RUN_PEOPLE (synthetic people of the demo, so residents of Dukcapil: 1,000,000; --quick
 # 100,000), RUN_SERVER_CPU (0), RUN_GENERATOR_CPU (1), RUN_PORT_DIGIT (the demo's ports
 # 7441… become D441…; default the first free of 6 5 4 3 2), RUN_DIR (default a new
 # /tmp/simpul-run.XXXXXX, kept), RUN_DOC (docs/BENCHMARKS.md; empty: do not write it),
@@ -35,13 +36,14 @@
 # Memory: the provider's resident set idle, and its peak while RUN_OPEN_CONNECTIONS keep-alive
 # connections are open (the generator paced at RUN_OPEN_RATE over all of them).
 #
-# TODO (issue #13 item 1, not measured yet):
-#   - the federated lookup with each provider behind 2 ms of `tc netem` delay in a network
-#     namespace (iproute2), set up and torn down here: the script measures the lookup and its
-#     parts without delay, and probes whether the kernel has netem (this project's machine,
-#     Linux 6.18 without CONFIG_NET_SCH_NETEM, has not);
-#   - the audit targets (appends at 64 writers, a 10 GB log) are cargo benches of
-#     audit-store, not rows of this table.
+# The federated lookup is measured twice: on loopback, and with every provider's gateway
+# behind added network delay (RUN_DELAY_US each way, default 1000: 2 ms more per round trip).
+# The delay comes from `gateway/examples/delay_proxy.rs`, a TCP proxy on the generator's core
+# in front of each gateway's federation listener (the manifest's gateway URLs point at it),
+# not from `tc netem` in a network namespace: the script probes for netem and says whether
+# this kernel has it (this project's machine, Linux 6.18 without CONFIG_NET_SCH_NETEM, has
+# not). The audit store's targets (appends at 64 writers, a 10 GB log) are cargo benches of
+# audit-store (docs/BENCHMARKS.md), not rows of this table.
 set -euo pipefail
 bench_name=run
 # shellcheck source=bench/lib.sh
@@ -69,6 +71,7 @@ connections=${RUN_CONNECTIONS:-8}
 paced_connections=${RUN_PACED_CONNECTIONS:-32}
 open_connections=${RUN_OPEN_CONNECTIONS:-1000}
 open_rate=${RUN_OPEN_RATE:-200}
+delay_us=${RUN_DELAY_US:-1000}
 server_cpu=${RUN_SERVER_CPU:-0}
 generator_cpu=${RUN_GENERATOR_CPU:-1}
 doc=${RUN_DOC-$bench_repo/docs/BENCHMARKS.md}
@@ -94,7 +97,7 @@ need sqlite3 sqlite3
 need curl curl
 need getconf libc-bin
 if [ "$(id -u)" = 0 ]; then
-  need ip iproute2 # only to probe for tc netem (the federated lookup's delay, not done yet)
+  need ip iproute2 # only to probe for tc netem (the delay itself comes from delay_proxy)
   need tc iproute2
 fi
 for tool in awk sed sort split git cargo; do
@@ -103,8 +106,9 @@ done
 (($(nproc) >= 2)) || say "only $(nproc) CPU: server and generator share it"
 
 bench_build
-say "building the bench's own examples (cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling)"
-(cd "$bench_repo" && cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling)
+say "building the bench's own examples (cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy)"
+(cd "$bench_repo" && cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy)
+delay_proxy=$bench_target/release/examples/delay_proxy
 bare_mtls=$bench_target/release/examples/bare_mtls
 crypto_ceiling=$bench_target/release/examples/crypto_ceiling
 
@@ -115,7 +119,7 @@ else
   digit=
   for d in 6 5 4 3 2; do
     busy=0
-    for p in 441 442 443 444 451 452 453 541 542 543 544 641 642 643 644; do
+    for p in 441 442 443 444 451 452 453 461 462 463 464 541 542 543 544 641 642 643 644; do
       port_open "$d$p" && busy=1 && break
     done
     ((busy)) || { digit=$d && break; }
@@ -125,7 +129,7 @@ fi
 bare_port=${digit}451
 nginx_port=${digit}452
 backend_port=${digit}453
-for p in $bare_port $nginx_port $backend_port; do
+for p in $bare_port $nginx_port $backend_port ${digit}461 ${digit}462 ${digit}463 ${digit}464; do
   port_open "$p" && die "port $p is in use (choose another RUN_PORT_DIGIT)"
 done
 
@@ -136,6 +140,7 @@ work=$(cd "$work" && pwd)
 server_pid=
 probe_ns=
 generator_pid=
+proxy_pid=
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
@@ -145,6 +150,7 @@ stop_server() {
 }
 cleanup() {
   [ -z "$generator_pid" ] || kill "$generator_pid" 2>/dev/null || true
+  [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   stop_server
   [ -z "$probe_ns" ] || ip netns del "$probe_ns" 2>/dev/null || true
 }
@@ -418,17 +424,49 @@ all_four=$(sqlite3 data/dukcapil.db "ATTACH 'data/bp2mi.db' AS b; ATTACH 'data/b
 [ -n "$all_four" ] || die "no NIK in all four registers of the demo"
 echo "{\"purpose\":\"citizen-protection\",\"query\":{\"nik\":\"$all_four\"}}" >federated-query.jsonl
 parts=(citizenship.status employment.placement insurance.status residence.abroad)
-for contract in person.protection-profile "${parts[@]}"; do
-  full_args=(--plain "https://localhost:$local_port/v1/query/$contract/1" --queries federated-query.jsonl
-    --cert "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.pem" --key "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.key")
-  half_args=("${full_args[@]}")
-  if [ "$contract" = person.protection-profile ]; then
-    measure federated "federated lookup person.protection-profile, 4 parts (all four gateways' CPU)"
-  else
-    measure "part-$contract" "its part $contract alone, through the local face"
-  fi
-done
+# federated_rows PREFIX LABEL_SUFFIX: the lookup, then each part alone.
+federated_rows() {
+  local contract
+  for contract in person.protection-profile "${parts[@]}"; do
+    full_args=(--plain "https://localhost:$local_port/v1/query/$contract/1" --queries federated-query.jsonl
+      --cert "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.pem" --key "$kemlu/ID_GOV_KEMLU_PEDULI-WNI.key")
+    half_args=("${full_args[@]}")
+    if [ "$contract" = person.protection-profile ]; then
+      measure "${1}federated" "federated lookup person.protection-profile, 4 parts (all four gateways' CPU)$2"
+    else
+      measure "${1}part-$contract" "its part $contract alone, through the local face$2"
+    fi
+  done
+}
+federated_rows "" ""
 stop_server
+
+# --- 7. the same with every provider behind added network delay -----------------------------
+# Each gateway's federation listener D44P gets a delay_proxy port D46P in front of it (on the
+# generator's core), and the configuration names https://localhost:D46P as its gateway URL,
+# so the manifest `simpul up` signs sends every consumer (Kemlu asking the four parts,
+# itself included) through the delay. The answers are cache hits, as in 6.
+for p in 1 2 3 4; do
+  grep -q "^listen = \"127.0.0.1:${digit}44$p\"\$" config.toml || die "config.toml: no listen line for port ${digit}44$p"
+  sed -i "s|^listen = \"127.0.0.1:${digit}44$p\"\$|&\ngateway = \"https://localhost:${digit}46$p\"|" config.toml
+done
+say "delay_proxy: $delay_us µs each way in front of ports ${digit}441–${digit}444, on CPU $generator_cpu"
+taskset -c "$generator_cpu" "$delay_proxy" "$delay_us" \
+  "127.0.0.1:${digit}461=127.0.0.1:${digit}441" "127.0.0.1:${digit}462=127.0.0.1:${digit}442" \
+  "127.0.0.1:${digit}463=127.0.0.1:${digit}443" "127.0.0.1:${digit}464=127.0.0.1:${digit}444" >delay_proxy.log 2>&1 &
+proxy_pid=$!
+wait_port "${digit}464" 30 "$proxy_pid" || die "delay_proxy did not start (see $work/delay_proxy.log)"
+say "simpul up again, its manifest naming the delayed ports"
+(RUST_LOG=warn exec taskset -c "$server_cpu" "$simpul" up >>up.log 2>&1) &
+server_pid=$!
+wait_port "$local_port" 600 "$server_pid" || die "simpul up did not start (see $work/up.log)"
+wait_port "$gateway_port" 60 "$server_pid" || die "Dukcapil's gateway did not start (see $work/up.log)"
+delay_label=", each provider $(awk -v d="$delay_us" 'BEGIN { printf "%g", d / 1000 }') ms away each way"
+federated_rows delayed- "$delay_label"
+stop_server
+kill "$proxy_pid" 2>/dev/null || true
+wait "$proxy_pid" 2>/dev/null || true
+proxy_pid=
 
 # Whether this kernel can add network delay at all (tc netem in a throwaway namespace): the
 # federated lookup's latency target is set with 2 ms in front of each provider.
@@ -484,6 +522,16 @@ for contract in "${parts[@]}"; do
   fi
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+delayed_p50=$(field delayed-federated-half p50_us)
+delayed_slowest_p50=0
+delayed_slowest=
+for contract in "${parts[@]}"; do
+  p50=$(field "delayed-part-$contract-half" p50_us)
+  if (($(ge "$p50" "$delayed_slowest_p50"))); then
+    delayed_slowest_p50=$p50
+    delayed_slowest=$contract
+  fi
+done
 
 section=$work/section.md
 {
@@ -546,8 +594,13 @@ section=$work/section.md
   echo "  \`person.protection-profile/1\` (four parts: citizenship at Dukcapil, placement at BP2MI,"
   echo "  insurance at BPJSTK, residence at Kemlu) for NIK $all_four, which all four registers"
   echo "  hold, then each part alone for the same NIK (so the parts' sum counts the local face four"
-  echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay"
-  echo "  (tc netem $netem)."
+  echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay."
+  echo "- **$delay_label**: the same again after \`simpul up\` restarted with every member's gateway"
+  echo "  URL in the manifest pointing at \`gateway/examples/delay_proxy.rs\` (on the generator's"
+  echo "  core), which holds every byte $delay_us µs in each direction (tokio's timer rounds up to"
+  echo "  the next millisecond) before passing it to the gateway's federation listener: every"
+  echo "  provider, Kemlu's own included, is that far from the consumer. A userspace proxy, not"
+  echo "  \`tc netem\` in a network namespace: tc netem $netem."
   echo "- **a full handshake per exchange**: the same server, the generator with \`--handshake-each\`"
   echo "  (a new connection for every exchange, no TLS session resumption on either side): its"
   echo "  exchanges/s are full mTLS handshakes/s, each latency includes a handshake."
@@ -565,13 +618,12 @@ section=$work/section.md
   echo "- provider face, p99 at half load under 2 ms: $(verdict "$(lt "$hit_p99" 2000)" "cache hit $(ms "$hit_p99")"); $(verdict "$(lt "$miss_p99" 2000)" "cache miss $(ms "$miss_p99")")"
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
   echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
-  echo "- federated lookup, latency at most 1.3 × its slowest part with 2 ms of delay before each provider: **not measured**, no delay added (tc netem $netem). Without delay, with the four gateways on one core, p50 at half load $(ms "$federated_p50") against $(ms "$slowest_part_p50") for the slowest part alone ($slowest_part): $(ratio "$federated_p50" "$slowest_part_p50") ×"
+  echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"
   echo "- end to end through the local face, p99 at half load under 5 ms: $(verdict "$(lt "$local_p99" 5000)" "$(ms "$local_p99")"); maximum under 20 ms: $(verdict "$(lt "$local_max" 20000)" "$(ms "$local_max")")"
   echo
-  echo "Not in this table yet (TODO in the script's header): the federated lookup with each"
-  echo "provider behind 2 ms of \`tc netem\` delay (its latency target). The audit store's targets"
-  echo "(20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer, a 10 GB log) are measured"
-  echo "by \`cargo bench -p simpul-audit-store\` (above), not here. Whether memory and handshakes"
+  echo "The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer,"
+  echo "a 10 GB log) are measured by \`cargo bench -p simpul-audit-store\` (above), not here."
+  echo "Whether memory and handshakes"
   echo "are \"no worse than today\" is for a comparison with an earlier run of this script (this"
   echo "section in the file's history)."
 } >"$section"

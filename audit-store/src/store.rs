@@ -220,8 +220,10 @@ impl Dialect {
                     log TEXT NOT NULL, seq INTEGER NOT NULL, exchange_id TEXT NOT NULL,
                     ts INTEGER NOT NULL, request TEXT NOT NULL, response TEXT,
                     PRIMARY KEY (log, seq))",
-                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_exchange
-                    ON simpul_audit_evidence (log, exchange_id)",
+                // Evidence is found by exchange id through the records' index (their seq
+                // is the evidence's): a second index of the same ids cost every append a
+                // write into another random B-tree page. Stores made before 2026-12-04 had it.
+                "DROP INDEX IF EXISTS simpul_audit_evidence_exchange",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
                     ON simpul_audit_evidence (log, ts)",
             ],
@@ -267,8 +269,10 @@ impl Dialect {
                     log TEXT NOT NULL, seq BIGINT NOT NULL, exchange_id TEXT NOT NULL,
                     ts BIGINT NOT NULL, request TEXT NOT NULL, response TEXT,
                     PRIMARY KEY (log, seq))",
-                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_exchange
-                    ON simpul_audit_evidence (log, exchange_id)",
+                // Evidence is found by exchange id through the records' index (their seq
+                // is the evidence's): a second index of the same ids cost every append a
+                // write into another random B-tree page. Stores made before 2026-12-04 had it.
+                "DROP INDEX IF EXISTS simpul_audit_evidence_exchange",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
                     ON simpul_audit_evidence (log, ts)",
             ],
@@ -1132,7 +1136,7 @@ where
         let batch = Batch::assign(batch, &mut f, now_ms).map_err(|(seq, e)| {
             self.corrupt(Some(seq), format!("the record cannot be serialised: {e}"))
         })?;
-        self.write_rows(&mut tx, &batch).await?;
+        self.write_rows(&mut tx, &[&batch]).await?;
         tx.commit().await.map_err(self.err("committing"))?;
         conn.committed();
         *frontier = f;
@@ -1162,6 +1166,7 @@ where
         let mut conn = self.write_conn().await?;
         let mut tx = self.begin_write(&mut conn).await?;
         let (mut size, mut root) = self.locked_state(&mut tx).await?;
+        let mut fresh = Vec::with_capacity(batches.len());
         for b in batches {
             if b.size < size || (b.size == size && b.root == root) {
                 continue;
@@ -1177,27 +1182,36 @@ where
                     ),
                 });
             }
-            self.write_rows(&mut tx, b).await?;
+            fresh.push(&**b);
             (size, root) = (b.size, b.root);
+        }
+        if !fresh.is_empty() {
+            self.write_rows(&mut tx, &fresh).await?;
         }
         tx.commit().await.map_err(self.err("committing"))?;
         conn.committed();
         Ok(size)
     }
 
-    /// Writes `batch`'s records, tree nodes and evidence and sets the state to the tree
-    /// after it, inside `tx`.
+    /// Writes the records, tree nodes and evidence of `batches` (consecutive, in seq order,
+    /// at least one) with as few multi-row statements as the bounds allow, and sets the
+    /// state to the tree after the last, inside `tx`.
     async fn write_rows(
         &self,
         tx: &mut Transaction<'_, DB>,
-        batch: &Batch,
+        batches: &[&Batch],
     ) -> Result<(), AuditError> {
-        let records = &batch.records;
-        let nodes = &batch.nodes;
-        let evidence = &batch.evidence;
-        let now_ms = batch.ts;
+        let Some(last) = batches.last() else {
+            return Ok(());
+        };
+        let records: Vec<&AuditRecord> = batches.iter().flat_map(|b| &b.records).collect();
+        let nodes: Vec<&(u64, Hash)> = batches.iter().flat_map(|b| &b.nodes).collect();
+        let evidence: Vec<(i64, &(u64, StoredEvidence))> = batches
+            .iter()
+            .flat_map(|b| b.evidence.iter().map(|e| (b.ts, e)))
+            .collect();
         let max_bytes = self.dialect.max_statement_bytes();
-        let record_size = |r: &AuditRecord| {
+        let record_size = |r: &&AuditRecord| {
             96 + r.exchange_id.len()
                 + r.consumer.len()
                 + r.provider.len()
@@ -1207,7 +1221,7 @@ where
                 + r.outcome.len()
                 + 3 * 44
         };
-        for chunk in runs(records, INSERT_CHUNK, max_bytes, record_size) {
+        for chunk in runs(&records, INSERT_CHUNK, max_bytes, record_size) {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
             ));
@@ -1241,7 +1255,7 @@ where
                 .await
                 .map_err(self.err("inserting records"))?;
         }
-        for chunk in runs(nodes, INSERT_CHUNK, max_bytes, |_| 64 + self.log.len()) {
+        for chunk in runs(&nodes, INSERT_CHUNK, max_bytes, |_| 64 + self.log.len()) {
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO simpul_audit_nodes (log, node, hash) ");
             q.push_values(chunk, |mut row, (id, hash)| {
@@ -1255,18 +1269,18 @@ where
                 .await
                 .map_err(self.err("inserting tree nodes"))?;
         }
-        let evidence_size = |(_, e): &(u64, StoredEvidence)| {
+        let evidence_size = |(_, (_, e)): &(i64, &(u64, StoredEvidence))| {
             64 + e.exchange_id.len() + e.request.len() + e.response.as_ref().map_or(0, String::len)
         };
-        for chunk in runs(evidence, 32, max_bytes, evidence_size) {
+        for chunk in runs(&evidence, 32, max_bytes, evidence_size) {
             let mut q = QueryBuilder::<DB>::new(
                 "INSERT INTO simpul_audit_evidence (log, seq, exchange_id, ts, request, response) ",
             );
-            q.push_values(chunk, |mut row, (seq, ev)| {
+            q.push_values(chunk, |mut row, (ts, (seq, ev))| {
                 row.push_bind(self.log.clone())
                     .push_bind(to_i64(*seq))
                     .push_bind(ev.exchange_id.clone())
-                    .push_bind(now_ms)
+                    .push_bind(*ts)
                     .push_bind(ev.request.clone())
                     .push_bind(ev.response.clone());
             });
@@ -1279,8 +1293,8 @@ where
         sqlx::query::<DB>(
             "UPDATE simpul_audit_state SET tree_size = $1, root_hash = $2 WHERE log = $3",
         )
-        .bind(to_i64(batch.size))
-        .bind(batch.root.to_vec())
+        .bind(to_i64(last.size))
+        .bind(last.root.to_vec())
         .bind(self.log.clone())
         .execute(&mut **tx)
         .await
@@ -1503,8 +1517,10 @@ where
 
     async fn evidence(&self, exchange_id: &str) -> Result<Vec<StoredEvidence>, AuditError> {
         let rows = sqlx::query::<DB>(
-            "SELECT exchange_id, request, response FROM simpul_audit_evidence
-             WHERE log = $1 AND exchange_id = $2 ORDER BY seq LIMIT 64",
+            "SELECT e.exchange_id, e.request, e.response
+             FROM simpul_audit_records r
+             JOIN simpul_audit_evidence e ON e.log = r.log AND e.seq = r.seq
+             WHERE r.log = $1 AND r.exchange_id = $2 ORDER BY r.seq LIMIT 64",
         )
         .bind(self.log.clone())
         .bind(exchange_id.to_owned())
