@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use pin::PinFile;
 use seal::{EvidenceKey, Side};
 use store::{Access, Store, StoreTarget};
-pub use store::{Fork, Witnessed};
+pub use store::{Fork, JOURNAL_KEEP_UP, Witnessed};
 
 /// Most records [`AuditLog::records`] returns per call.
 pub const MAX_RECORDS_PER_CALL: u64 = 10_000;

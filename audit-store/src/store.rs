@@ -453,6 +453,7 @@ mod journaled;
 mod manifest;
 mod witness;
 pub(crate) use batch::Batch;
+pub use journaled::KEEP_UP as JOURNAL_KEEP_UP;
 use journaled::{Journaled, journal_dir};
 pub use witness::{Fork, Witnessed};
 

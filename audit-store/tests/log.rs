@@ -6,6 +6,7 @@
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use audit::merkle;
@@ -13,7 +14,7 @@ use audit::{
     AuditRecord, ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind,
     check_consistency_proof, check_proof_bundle, reconcile, verify_export,
 };
-use audit_store::{AuditConfig, AuditError, AuditLog};
+use audit_store::{AuditConfig, AuditError, AuditLog, JOURNAL_KEEP_UP};
 use contracts::canonical::{b64url, sha256, sha256_b64url};
 use contracts::{Algorithm, SigningKey, VerifyingKey};
 use serde_json::json;
@@ -1099,6 +1100,76 @@ async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catc
     assert_eq!(next.seq, 4);
     let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
     assert_eq!(report.records, 5);
+}
+
+/// Back-pressure: while the tables refuse writes, the journal runs at most
+/// `JOURNAL_KEEP_UP` records ahead of them; the next group commit waits for the tables, and
+/// when they do not advance (5 s) its appends are refused as not durable (the exchanges'
+/// 503), with nothing of them written. Once the tables take writes, appends go on gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_writer_keep_up_records_ahead_of_the_tables_waits_for_them_then_is_refused() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    log.append(exchange(0, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    log.records(0, 1).await.unwrap();
+    store
+        .tamper(
+            "CREATE TRIGGER no_more BEFORE INSERT ON simpul_audit_records \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+        )
+        .await;
+    let next = Arc::new(AtomicU64::new(1));
+    let writers: Vec<_> = (0..64)
+        .map(|_| {
+            let (log, next) = (log.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n > 2 * JOURNAL_KEEP_UP {
+                        return None;
+                    }
+                    if let Err(e) = log
+                        .append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
+                        .await
+                    {
+                        return Some(e);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for w in writers {
+        refused.extend(w.await.unwrap());
+    }
+    assert_eq!(refused.len(), 64, "every writer is refused in the end");
+    for e in &refused {
+        assert!(
+            matches!(e, AuditError::NotDurable { reason, .. } if reason.contains("have not advanced for 5 s")),
+            "{e}"
+        );
+    }
+    // One record in the tables, then group commits of at most batch_max (64) until the
+    // journal was more than JOURNAL_KEEP_UP ahead.
+    let answered = log.tree_size();
+    assert!(
+        answered > JOURNAL_KEEP_UP + 1 && answered <= JOURNAL_KEEP_UP + 1 + 64,
+        "{answered} answered"
+    );
+    store.tamper("DROP TRIGGER no_more").await;
+    let r = log
+        .append(
+            exchange(3 * JOURNAL_KEEP_UP, Role::Consumer, KEMLU, DUKCAPIL),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.seq, answered);
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!(report.records, answered + 1);
 }
 
 /// What the journal held beyond the tables when the process ended — here the tables were

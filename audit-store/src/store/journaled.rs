@@ -22,8 +22,16 @@ use audit::{AuditRecord, NewRecord, StoredEvidence};
 const GATHER: Duration = Duration::from_millis(20);
 /// How long a read waits for the tables to take what was answered.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
-/// Records answered but not yet in the tables above which appends are refused: the tables
-/// cannot be written (a full or locked disk), and the journal must not grow without bound.
+/// Records answered but not yet in the tables above which the writer waits for the indexer
+/// before it commits more: a writer faster than the indexer is slowed to the indexer's pace
+/// (back-pressure) instead of running ahead, so that a read, which waits for the tables to
+/// hold everything answered, waits a fraction of [`SETTLE_WAIT`].
+pub const KEEP_UP: u64 = 10_000;
+/// How long the writer, held back by [`KEEP_UP`], waits for the tables to advance at all
+/// before it refuses appends: they cannot be written (a full or locked disk).
+const STALL: Duration = Duration::from_secs(5);
+/// A hard bound on records answered but not in the tables (never reached while
+/// [`KEEP_UP`] holds the writer back): the journal must not grow without bound.
 const MAX_BEHIND: u64 = 200_000;
 
 /// Where the journal of `log` in the SQLite store at `db` lives: `<db>.journal/<log>/`, the
@@ -168,6 +176,7 @@ impl Journaled {
         appends: Vec<(NewRecord, Option<StoredEvidence>)>,
         now_ms: i64,
     ) -> Result<(Vec<AuditRecord>, Frontier), AuditError> {
+        self.keep_up().await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.commit_blocking(appends, now_ms))
             .await
@@ -175,6 +184,42 @@ impl Journaled {
                 store: self.label.clone(),
                 reason: format!("the journal writer stopped: {e}"),
             })?
+    }
+
+    /// Waits while the tables are more than [`KEEP_UP`] records behind the journal (the
+    /// indexer is hurried meanwhile); fails when they do not advance for [`STALL`]. Nothing
+    /// is written before it returns, so a caller that stops waiting loses nothing.
+    async fn keep_up(&self) -> Result<(), AuditError> {
+        let mut held = self.indexed.subscribe();
+        loop {
+            let indexed = *held.borrow_and_update();
+            let behind = self
+                .committed
+                .load(Ordering::Acquire)
+                .saturating_sub(indexed);
+            if behind <= KEEP_UP || self.broken.get().is_some() {
+                // A broken store is refused by the commit itself.
+                return Ok(());
+            }
+            self.urgent.store(true, Ordering::Release);
+            self.wake.notify_one();
+            match tokio::time::timeout(STALL, held.changed()).await {
+                Ok(Ok(())) => {}
+                // The indexer is gone: the commit says why.
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    return Err(AuditError::NotDurable {
+                        store: self.label.clone(),
+                        reason: format!(
+                            "{behind} answered records are not yet in the store's tables, which \
+                             have not advanced for {} s (is its disk full or locked?); appends \
+                             resume once they do",
+                            STALL.as_secs()
+                        ),
+                    });
+                }
+            }
+        }
     }
 
     fn commit_blocking(
