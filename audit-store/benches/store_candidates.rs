@@ -593,12 +593,28 @@ struct Run {
     elapsed: Duration,
     p50_us: u64,
     p99_us: u64,
+    /// Bytes this process caused to be written to storage during the row (`write_bytes` of
+    /// /proc/self/io: the journal, the WAL, checkpoints), per append.
+    written_per_append: f64,
+}
+
+/// `write_bytes` of /proc/self/io (0 where there is none).
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 async fn measure(store: &Store, writers: usize, length: Duration, base: u64) -> Run {
     for n in 0..50 {
         store.append(base + (1 << 40) + n).await;
     }
+    let written = written_bytes();
     let started = Instant::now();
     let deadline = started + length;
     let mut tasks = Vec::new();
@@ -640,6 +656,8 @@ async fn measure(store: &Store, writers: usize, length: Duration, base: u64) -> 
         elapsed,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        written_per_append: written_bytes().saturating_sub(written) as f64
+            / all.len().max(1) as f64,
     }
 }
 
@@ -732,11 +750,12 @@ async fn close(store: Store, threads: Option<ProtoThreads>) -> Option<(u64, u64,
 
 fn print_row(name: &str, size: &str, writers: usize, run: &Run, batch: &str) {
     println!(
-        "{name:<9} {size:>9} {writers:>7} {:>8} {:>10.0} {:>8.3} {:>8.3} {batch:>14}",
+        "{name:<9} {size:>9} {writers:>7} {:>8} {:>10.0} {:>8.3} {:>8.3} {batch:>14} {:>11.0}",
         run.appends,
         run.appends as f64 / run.elapsed.as_secs_f64(),
         run.p50_us as f64 / 1000.0,
         run.p99_us as f64 / 1000.0,
+        run.written_per_append,
     );
 }
 
@@ -904,8 +923,9 @@ fn main() {
             grown_bytes >> 20
         );
         println!(
-            "{:<9} {:>9} {:>7} {:>8} {:>10} {:>8} {:>8} {:>14}",
-            "candidate", "store", "writers", "appends", "appends/s", "p50 ms", "p99 ms", "batch / syncs"
+            "{:<9} {:>9} {:>7} {:>8} {:>10} {:>8} {:>8} {:>14} {:>11}",
+            "candidate", "store", "writers", "appends", "appends/s", "p50 ms", "p99 ms", "batch / syncs",
+            "written B/a"
         );
         for name in ["A journal", "B sqlite", "C file"] {
             if !name.chars().next().is_some_and(letters_include) {

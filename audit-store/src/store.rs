@@ -796,7 +796,7 @@ where
         }
         // Immediate for SQLite: the set-up reads the records table's columns, then may write.
         let mut conn = self.write_conn().await?;
-        let mut tx = self.begin_write(&mut conn).await?;
+        let mut tx = self.begin_write(&mut conn.conn).await?;
         for ddl in self
             .dialect
             .ddl()
@@ -1073,9 +1073,8 @@ where
     /// Begins a write transaction on `conn`.
     async fn begin_write<'c>(
         &self,
-        conn: &'c mut WriteConn<'_, DB>,
+        conn: &'c mut DB::Connection,
     ) -> Result<Transaction<'c, DB>, AuditError> {
-        let conn = &mut *conn.conn;
         match self.dialect {
             // Take the write lock now: a deferred transaction that reads first could fail to
             // upgrade when another connection wrote in between. A `SqlStr`, not the literal:
@@ -1105,7 +1104,7 @@ where
             file.unchanged(&self.label)?;
         }
         let mut conn = self.write_conn().await?;
-        let mut tx = self.begin_write(&mut conn).await?;
+        let mut tx = self.begin_write(&mut conn.conn).await?;
         let (size, root) = self.locked_state(&mut tx).await?;
         let mut f = if frontier.size() == size && frontier.root() == root {
             frontier.clone()
@@ -1156,16 +1155,28 @@ where
         self.state_of(&row)
     }
 
-    /// Writes, in one transaction, those of the journal's `batches` (in seq order) that the
-    /// tables do not hold yet; returns the size the tables hold after it. The first batch
-    /// not held must extend exactly the stored tree: anything else means someone else wrote
-    /// the tables ([`AuditError::Tampered`]).
+    /// [`Backend::apply_on`] a connection of the pool.
     async fn apply(&self, batches: &[Arc<Batch>]) -> Result<u64, AuditError> {
+        let mut conn = self.write_conn().await?;
+        let held = self.apply_on(&mut conn.conn, batches).await?;
+        conn.committed();
+        Ok(held)
+    }
+
+    /// Writes on `conn`, in one transaction, those of the journal's `batches` (in seq
+    /// order) that the tables do not hold yet; returns the size the tables hold after it.
+    /// The first batch not held must extend exactly the stored tree: anything else means
+    /// someone else wrote the tables ([`AuditError::Tampered`]). After an error `conn` may
+    /// still count a transaction: the caller closes it.
+    async fn apply_on(
+        &self,
+        conn: &mut DB::Connection,
+        batches: &[Arc<Batch>],
+    ) -> Result<u64, AuditError> {
         if let Some(file) = &self.file {
             file.unchanged(&self.label)?;
         }
-        let mut conn = self.write_conn().await?;
-        let mut tx = self.begin_write(&mut conn).await?;
+        let mut tx = self.begin_write(conn).await?;
         let (mut size, mut root) = self.locked_state(&mut tx).await?;
         let mut fresh = Vec::with_capacity(batches.len());
         for b in batches {
@@ -1190,7 +1201,6 @@ where
             self.write_rows(&mut tx, &fresh).await?;
         }
         tx.commit().await.map_err(self.err("committing"))?;
-        conn.committed();
         Ok(size)
     }
 
@@ -1310,7 +1320,7 @@ where
     ) -> Result<Option<SignedTreeHead>, AuditError> {
         let e = self.err("storing a tree head");
         let mut conn = self.write_conn().await?;
-        let mut tx = self.begin_write(&mut conn).await?;
+        let mut tx = self.begin_write(&mut conn.conn).await?;
         sqlx::query::<DB>(self.dialect.lock_state())
             .bind(self.log.clone())
             .fetch_optional(&mut *tx)

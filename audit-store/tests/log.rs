@@ -1172,6 +1172,41 @@ async fn sqlite_a_writer_keep_up_records_ahead_of_the_tables_waits_for_them_then
     assert_eq!(report.records, answered + 1);
 }
 
+/// The indexer writes the tables from a thread at a low CPU priority (nice 10), so that
+/// on a busy core the exchanges' work goes first (BENCHMARKS.md, "Where the provider's CPU
+/// goes"); the pool's connections, which serve reads, keep the process's priority.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_indexer_writes_at_a_low_cpu_priority() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    log.append(exchange(0, Role::Consumer, KEMLU, DUKCAPIL), None)
+        .await
+        .unwrap();
+    log.records(0, 1).await.unwrap();
+    // A thread's name and nice value (field 19 of its stat file, counted after the name's
+    // closing parenthesis).
+    let stat = |path: PathBuf| -> Option<(String, i64)> {
+        let stat = std::fs::read_to_string(path).ok()?;
+        let (name, rest) = stat.split_once(") ")?;
+        Some((name.to_owned(), rest.split(' ').nth(16)?.parse().ok()?))
+    };
+    let (_, ours) = stat(PathBuf::from("/proc/self/stat")).unwrap();
+    if ours >= 10 {
+        eprintln!("skipped: this test process already runs at nice {ours}");
+        return;
+    }
+    let sqlite: Vec<i64> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| stat(t.ok()?.path().join("stat")))
+        .filter(|(name, _)| name.ends_with("sqlx-sqlite-wor"))
+        .map(|(_, nice)| nice)
+        .collect();
+    assert!(sqlite.contains(&10), "the indexer's thread: {sqlite:?}");
+    assert!(sqlite.contains(&ours), "the pool's threads: {sqlite:?}");
+}
+
 /// What the journal held beyond the tables when the process ended — here the tables were
 /// locked by another process until after it had gone — is in the tables once the log is
 /// opened again, before anything else is read or appended.

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::SqliteConnection;
+use tokio::sync::{Notify, oneshot, watch};
 
 use super::journal::{self, Journal, Releaser};
 use super::{Backend, Batch};
@@ -20,6 +22,9 @@ use audit::{AuditRecord, NewRecord, StoredEvidence};
 
 /// How long the indexer lets batches gather before writing them, unless a reader waits.
 const GATHER: Duration = Duration::from_millis(20);
+/// Records the indexer writes in one transaction, at most (plus the rest of the group
+/// commit that crosses it).
+const APPLY_MAX: usize = 500;
 /// How long a read waits for the tables to take what was answered.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
 /// Records answered but not yet in the tables above which the writer waits for the indexer
@@ -389,10 +394,54 @@ fn recomputed(mut b: Batch, frontier: &mut Frontier) -> Result<Batch, String> {
     Ok(b)
 }
 
+/// The nice value of the indexer's SQLite thread (unless the process runs lower still): a
+/// low CPU priority. On a core the exchanges keep busy, the tables are written mostly while
+/// they wait (for the network, for the journal's sync) rather than in the middle of their
+/// work, and in larger transactions; should the indexer fall [`KEEP_UP`] behind, the
+/// writer waits for it, and the core is its. Not the lowest (19): on a host whose other
+/// work keeps the cores busy, the indexer still gets about a tenth of a core's share.
+const INDEXER_NICE: i32 = 10;
+
+/// A connection of its own for the indexer, outside the pool, whose SQLite worker thread
+/// runs at [`INDEXER_NICE`]: it is opened from a thread that lowered its own priority, and
+/// Linux gives a new thread the priority of the thread that starts it. Where the priority
+/// cannot be lowered (not Linux), the connection is opened as it is.
+async fn indexer_connection(
+    backend: &Backend<sqlx::Sqlite>,
+) -> Result<SqliteConnection, AuditError> {
+    let options = backend.pool.connect_options();
+    let (tx, rx) = oneshot::channel();
+    let err = |reason: String| AuditError::Journal {
+        store: backend.label.clone(),
+        reason,
+    };
+    std::thread::Builder::new()
+        .name("simpul-audit-indexer-open".into())
+        .spawn(move || {
+            let current = rustix::process::getpriority_process(None).unwrap_or(0);
+            if current < INDEXER_NICE
+                && let Err(e) = rustix::process::setpriority_process(None, INDEXER_NICE)
+            {
+                tracing::debug!(error = %e, "the audit indexer's priority is not lowered");
+            }
+            let opened = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(options.connect()).map_err(|e| e.to_string()));
+            let _ = tx.send(opened);
+        })
+        .map_err(|e| err(format!("cannot start the indexer's connection: {e}")))?;
+    rx.await
+        .map_err(|_| err("the indexer's connection was not opened".into()))?
+        .map_err(|e| err(format!("cannot open the indexer's connection: {e}")))
+}
+
 /// The indexer: writes answered batches into the tables until the store is dropped.
 async fn index(weak: Weak<Journaled>, wake: Arc<Notify>, backend: Backend<sqlx::Sqlite>) {
     let mut backoff = Duration::from_millis(100);
     let mut failing = false;
+    let mut conn: Option<SqliteConnection> = None;
     loop {
         // Woken by a commit, or every second to see whether the store is gone.
         let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
@@ -402,17 +451,43 @@ async fn index(weak: Weak<Journaled>, wake: Arc<Notify>, backend: Backend<sqlx::
         if !j.urgent.swap(false, Ordering::AcqRel) {
             tokio::time::sleep(GATHER).await;
         }
-        let batches: Vec<Arc<Batch>> = j
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect();
+        // The oldest group commits, up to about APPLY_MAX records: a transaction short
+        // enough that a writer waiting for the tables (KEEP_UP) waits for one of them only.
+        let (batches, more) = {
+            let pending = j.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut records = 0;
+            let batches: Vec<Arc<Batch>> = pending
+                .iter()
+                .take_while(|b| {
+                    let take = records < APPLY_MAX;
+                    records += b.records.len();
+                    take
+                })
+                .cloned()
+                .collect();
+            let more = pending.len() > batches.len();
+            (batches, more)
+        };
         if batches.is_empty() {
             continue;
         }
-        match backend.apply(&batches).await {
+        if more {
+            // Straight on with the rest.
+            j.urgent.store(true, Ordering::Release);
+            wake.notify_one();
+        }
+        let applied = match conn.as_mut() {
+            Some(c) => backend.apply_on(c, &batches).await,
+            None => match indexer_connection(&backend).await {
+                Ok(c) => backend.apply_on(conn.insert(c), &batches).await,
+                Err(e) => Err(e),
+            },
+        };
+        if applied.is_err() {
+            // Its transaction may still be counted open: the next pass opens another.
+            conn = None;
+        }
+        match applied {
             Ok(held) => {
                 j.pending
                     .lock()
