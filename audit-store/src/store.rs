@@ -269,10 +269,11 @@ impl Dialect {
                     log TEXT NOT NULL, seq BIGINT NOT NULL, exchange_id TEXT NOT NULL,
                     ts BIGINT NOT NULL, request TEXT NOT NULL, response TEXT,
                     PRIMARY KEY (log, seq))",
-                // Evidence is found by exchange id through the records' index (their seq
-                // is the evidence's): a second index of the same ids cost every append a
-                // write into another random B-tree page. Stores made before 2026-12-04 had it.
-                "DROP INDEX IF EXISTS simpul_audit_evidence_exchange",
+                // Not used (evidence is found through the records' index), but not dropped
+                // here either: DROP INDEX waits for an exclusive lock on a table replicas
+                // share while they run. A DBA may drop it.
+                "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_exchange
+                    ON simpul_audit_evidence (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
                     ON simpul_audit_evidence (log, ts)",
             ],
