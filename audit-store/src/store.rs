@@ -1198,15 +1198,13 @@ where
             fresh.push(&**b);
             (size, root) = (b.size, b.root);
         }
-        if !fresh.is_empty() {
-            self.write_rows(&mut tx, &fresh).await?;
-        }
+        self.write_rows(&mut tx, &fresh).await?;
         tx.commit().await.map_err(self.err("committing"))?;
         Ok(size)
     }
 
-    /// Writes the records, tree nodes and evidence of `batches` (consecutive, in seq order,
-    /// at least one) with as few multi-row statements as the bounds allow, and sets the
+    /// Writes the records, tree nodes and evidence of `batches` (consecutive, in seq order;
+    /// none: nothing) with as few multi-row statements as the bounds allow, and sets the
     /// state to the tree after the last, inside `tx`.
     async fn write_rows(
         &self,

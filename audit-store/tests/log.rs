@@ -1065,15 +1065,14 @@ async fn seqs(log: &AuditLog, to: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The tables refusing writes (a trigger here; a broken database or a disk that takes the
-/// journal's preallocated frames but nothing else): appends go on, durable in the journal;
-/// reads wait for the tables and fail, saying why; once the tables take writes again they
-/// catch up, gap-free, with nothing half-written.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catch_up() {
-    let store = TestStore::sqlite();
-    let k = key(KEMLU);
-    let log = store.open(KEMLU, &k).await;
+/// Kemlu's log on `store` with one record in its tables, then a trigger that makes the
+/// tables refuse every further record (as a broken database would); `DROP TRIGGER no_more`
+/// lifts it.
+async fn one_record_then_tables_refusing_writes(
+    store: &TestStore,
+    k: &Arc<SigningKey>,
+) -> AuditLog {
+    let log = store.open(KEMLU, k).await;
     log.append(exchange(0, Role::Consumer, KEMLU, DUKCAPIL), None)
         .await
         .unwrap();
@@ -1084,6 +1083,18 @@ async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catc
              BEGIN SELECT RAISE(ABORT, 'disk full'); END",
         )
         .await;
+    log
+}
+
+/// The tables refusing writes (a trigger here; a broken database or a disk that takes the
+/// journal's preallocated frames but nothing else): appends go on, durable in the journal;
+/// reads wait for the tables and fail, saying why; once the tables take writes again they
+/// catch up, gap-free, with nothing half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catch_up() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = one_record_then_tables_refusing_writes(&store, &k).await;
     for n in 1..4 {
         let r = log
             .append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
@@ -1115,17 +1126,7 @@ async fn sqlite_appends_go_on_while_the_tables_refuse_writes_and_the_tables_catc
 async fn sqlite_a_writer_keep_up_records_ahead_of_the_tables_waits_for_them_then_is_refused() {
     let store = TestStore::sqlite();
     let k = key(KEMLU);
-    let log = store.open(KEMLU, &k).await;
-    log.append(exchange(0, Role::Consumer, KEMLU, DUKCAPIL), None)
-        .await
-        .unwrap();
-    log.records(0, 1).await.unwrap();
-    store
-        .tamper(
-            "CREATE TRIGGER no_more BEFORE INSERT ON simpul_audit_records \
-             BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
-        .await;
+    let log = one_record_then_tables_refusing_writes(&store, &k).await;
     let next = Arc::new(AtomicU64::new(1));
     let writers: Vec<_> = (0..64)
         .map(|_| {
