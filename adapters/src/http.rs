@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use contracts::trace::{self, TraceContext};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -329,7 +330,12 @@ impl HttpAdapter {
             .map_err(|e| AdapterError::Failed(format!("the filled URL is invalid: {e}")))
     }
 
-    fn request(&self, uri: &Uri, body: &Bytes) -> Result<Request<Full<Bytes>>, AdapterError> {
+    fn request(
+        &self,
+        uri: &Uri,
+        body: &Bytes,
+        trace: Option<&TraceContext>,
+    ) -> Result<Request<Full<Bytes>>, AdapterError> {
         let (method, content) = match self.spec.method {
             HttpMethod::Get => (Method::GET, Bytes::new()),
             HttpMethod::Post => (Method::POST, body.clone()),
@@ -346,6 +352,17 @@ impl HttpAdapter {
             .map_err(|e| AdapterError::Failed(format!("cannot build the request: {e}")))?;
         req.headers_mut()
             .extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // Each attempt is a span of its own in the exchange's trace.
+        if let Some(t) = trace.map(TraceContext::child) {
+            let parent = HeaderValue::from_str(&t.traceparent());
+            let state = t.tracestate().map(HeaderValue::from_str);
+            if let Ok(parent) = parent {
+                req.headers_mut().insert(trace::TRACEPARENT, parent);
+                if let Some(Ok(state)) = state {
+                    req.headers_mut().insert(trace::TRACESTATE, state);
+                }
+            }
+        }
         Ok(req)
     }
 
@@ -415,7 +432,12 @@ impl HttpAdapter {
         Ok(Value::Object(answer))
     }
 
-    async fn run(&self, query: &Value, deadline: Instant) -> Result<Value, AdapterError> {
+    async fn run(
+        &self,
+        query: &Value,
+        trace: Option<&TraceContext>,
+        deadline: Instant,
+    ) -> Result<Value, AdapterError> {
         let uri = self.url(query)?;
         let body = match self.spec.method {
             HttpMethod::Get => Bytes::new(),
@@ -429,7 +451,7 @@ impl HttpAdapter {
             HttpMethod::Post => 0,
         };
         loop {
-            match self.attempt(self.request(&uri, &body)?).await {
+            match self.attempt(self.request(&uri, &body, trace)?).await {
                 Ok(answer) => return Ok(answer),
                 Err(f) if f.retryable && retries_left > 0 => {
                     // A retry that could not finish before the deadline only turns a clear
@@ -450,10 +472,18 @@ impl HttpAdapter {
 
 impl Adapter for HttpAdapter {
     fn answer<'a>(&'a self, query: &'a Value) -> AnswerFuture<'a> {
+        self.answer_traced(query, None)
+    }
+
+    fn answer_traced<'a>(
+        &'a self,
+        query: &'a Value,
+        trace: Option<&'a TraceContext>,
+    ) -> AnswerFuture<'a> {
         Box::pin(async move {
             let limit = Duration::from_millis(self.spec.timeout_ms);
             let deadline = Instant::now() + limit;
-            match tokio::time::timeout_at(deadline, self.run(query, deadline)).await {
+            match tokio::time::timeout_at(deadline, self.run(query, trace, deadline)).await {
                 Ok(result) => result,
                 Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
             }

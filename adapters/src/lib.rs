@@ -11,6 +11,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use contracts::trace::TraceContext;
 use serde_json::Value;
 
 pub mod http;
@@ -84,6 +85,18 @@ pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdapterErr
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The answer to `query`, or why there is none.
     fn answer<'a>(&'a self, query: &'a Value) -> AnswerFuture<'a>;
+
+    /// [`Adapter::answer`] within `trace`, the W3C trace context the exchange came with
+    /// (PROTOCOL.md §3.8): an adapter that calls out over HTTP sends it on from a span of
+    /// its own; the others have no call to send it with.
+    fn answer_traced<'a>(
+        &'a self,
+        query: &'a Value,
+        trace: Option<&'a TraceContext>,
+    ) -> AnswerFuture<'a> {
+        let _ = trace;
+        self.answer(query)
+    }
 }
 
 /// Why an adapter gave no answer. Each maps to one protocol problem.

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod manifest_diff;
 pub mod member;
 pub mod problem;
+pub mod trace;
 
 pub use catalog::{CatalogError, embedded_catalog, load_catalog};
 pub use contract::{Contract, ContractDoc, ContractError, ContractRef, SchemaViolation};
@@ -32,4 +33,39 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// `secs` since the Unix epoch as an RFC 3339 UTC time, `2026-12-04T23:59:59Z`, for people
+/// (the wire keeps seconds).
+pub fn utc(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant, "chrono-Compatible Low-Level Date
+    // Algorithms", days_from_civil's inverse).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_gives_the_civil_date_and_time() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc(1_796_428_799), "2026-12-04T23:59:59Z");
+        assert_eq!(super::utc(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(super::utc(-1), "1969-12-31T23:59:59Z");
+    }
 }

@@ -57,6 +57,7 @@ problem_codes! {
     BadTreeHead => "bad-tree-head", 400, "Tree head not valid";
     LogForked => "log-forked", 409, "Audit log forked";
     ManifestExpired => "manifest-expired", 503, "The gateway's manifest has expired";
+    NotReady => "not-ready", 503, "The gateway is not ready";
 }
 
 impl ProblemCode {

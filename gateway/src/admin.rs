@@ -2,10 +2,14 @@
 //! audit log for its auditors, over mutual TLS against the member's own trust anchor (no
 //! exchange ever goes through it). Operators and auditors are their own kind of identity
 //! (`operator:<member>:<name>`, `auditor:<member>:<name>`): a subsystem's or a gateway's
-//! certificate is refused here with 403 `identity-kind`.
+//! certificate is refused here with 403 `identity-kind`. `GET /healthz` and `GET /readyz`,
+//! which say nothing but whether the gateway runs and can answer, are served to any
+//! certificate the listener's handshake accepted, so that a load balancer's or a
+//! supervisor's probe needs no operator identity.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use contracts::envelope::MAX_REQUEST_BYTES;
 use contracts::{Identity, Problem, ProblemCode};
@@ -85,6 +89,49 @@ pub async fn serve(
     listener::serve(listening, listener, tls, shutdown, service_for).await;
 }
 
+/// How long `GET /readyz` waits for the audit store to answer.
+const READY_STORE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// `GET /readyz`: 200 when the gateway can answer exchanges now — its manifest has not
+/// expired, its audit log was not found tampered with, the store answers within
+/// [`READY_STORE_DEADLINE`], and an SQLite store's tables are not so far behind its journal
+/// that appends wait — else 503 `not-ready` naming every check that failed.
+async fn ready(gw: &Gateway) -> Reply {
+    let mut failed = Vec::new();
+    let manifest = gw.snapshot().manifest.doc().expires_at;
+    if manifest <= contracts::unix_now() {
+        failed.push(format!(
+            "manifest: expired at {}: every exchange is refused",
+            contracts::utc(manifest)
+        ));
+    }
+    if let Some(why) = gw.audit.tampered() {
+        failed.push(format!("audit: the store was found tampered with: {why}"));
+    }
+    match tokio::time::timeout(READY_STORE_DEADLINE, gw.audit.store_size()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => failed.push(format!("audit: the store cannot be read: {e}")),
+        Err(_) => failed.push(format!(
+            "audit: the store did not answer within {} s",
+            READY_STORE_DEADLINE.as_secs()
+        )),
+    }
+    let behind = gw.audit.tables_behind();
+    if behind > audit_store::JOURNAL_KEEP_UP {
+        failed.push(format!(
+            "audit: the tables are {behind} records behind the journal: appends wait for them"
+        ));
+    }
+    if failed.is_empty() {
+        json(&json!({"ready": true, "member": gw.member.as_str()}))
+    } else {
+        problem(&Problem::new(
+            ProblemCode::NotReady,
+            format!("not ready: {}", failed.join("; ")),
+        ))
+    }
+}
+
 /// What a client of the admin listener may do, from its certificate's identity.
 #[derive(Clone, Copy)]
 struct Access {
@@ -107,6 +154,13 @@ async fn route(
         auditor,
         evidence,
     } = access;
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/healthz" => return json(&json!({"status": "ok", "member": gw.member.as_str()})),
+            "/readyz" => return ready(gw).await,
+            _ => {}
+        }
+    }
     if let Some(Identity::Subsystem(id) | Identity::Member(id)) = &peer {
         return problem(&Problem::new(
             ProblemCode::IdentityKind,

@@ -341,7 +341,7 @@ impl Gateway {
             audit_size: AuditSize::new(&labels, mc.audit.size_alarm_bytes),
             audit,
             witness,
-            labels,
+            labels: Arc::new(labels),
             admin: mc.admin.clone(),
             local_listen: mc.local.as_ref().map(|l| l.listen),
             connections: mc.connections,

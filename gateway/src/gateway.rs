@@ -59,7 +59,7 @@ pub struct Gateway {
     /// Refreshing: one at a time, its series, the hints of newer manifests from peers.
     pub(crate) refresh: crate::refresh::Refresh,
     pub(crate) catalog: Arc<BTreeMap<ContractRef, Contract>>,
-    pub(crate) labels: Labels,
+    pub(crate) labels: Arc<Labels>,
     /// The audit log both sides record to.
     pub(crate) audit: AuditLog,
     /// What it witnessed of its partners' logs.

@@ -154,7 +154,13 @@ pub(crate) async fn serve<T, F, S>(
         let watcher = graceful.watcher();
         let handshakes = handshakes.clone();
         let refused_handshakes = counters.refused_handshakes.clone();
+        let handshake_counters = (
+            counters.handshakes_completed.clone(),
+            counters.handshakes_failed.clone(),
+            counters.handshakes_timed_out.clone(),
+        );
         let handshake = async move {
+            let (completed, failed, timed_out) = handshake_counters;
             let tls = async {
                 let start =
                     LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
@@ -169,12 +175,17 @@ pub(crate) async fn serve<T, F, S>(
                 start.into_stream(config).await
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls).await {
-                Ok(Ok(tls)) => Some(tls),
+                Ok(Ok(tls)) => {
+                    completed.increment(1);
+                    Some(tls)
+                }
                 Ok(Err(e)) => {
+                    failed.increment(1);
                     tracing::debug!(%remote, what, error = %e, "TLS handshake refused");
                     None
                 }
                 Err(_) => {
+                    timed_out.increment(1);
                     tracing::debug!(%remote, what, "TLS handshake timed out");
                     None
                 }

@@ -1,22 +1,329 @@
-//! Counters and gauges in the Prometheus text format, served on the admin listener. Every
-//! series carries `member` and `instance` (the gateway's listen address), so replicas — and
-//! several gateways in one process, as `simpul up` runs them — never mix.
+//! Counters, gauges and histograms in the Prometheus text format, served on the admin
+//! listener. Every series carries `member` and `instance` (the gateway's listen address), so
+//! replicas — and several gateways in one process, as `simpul up` runs them — never mix.
+//! [`SERIES`] is the one list of what the gateway exports: each family's type, its labels
+//! besides those two and its `# HELP` text; OPERATIONS.md §3.8 lists the same (a test holds
+//! the two together, and the spine's scrape test holds the list against a running gateway).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use audit::Role;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process's Prometheus recorder (once); `None` if another recorder was
-/// installed first.
+/// What kind of series a family is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Observations in buckets ([`LATENCY_BUCKETS`]), with their sum and count.
+    Histogram,
+}
+
+impl Kind {
+    /// The name of the kind in the text format's `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One family of series the gateway exports.
+#[derive(Clone, Copy, Debug)]
+pub struct Series {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Its labels besides `member` and `instance`.
+    pub labels: &'static [&'static str],
+    /// Its `# HELP` text.
+    pub help: &'static str,
+}
+
+const fn series(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Series {
+    Series {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+/// Every family the gateway exports.
+pub const SERIES: &[Series] = &[
+    series(
+        "simpul_exchanges_total",
+        Counter,
+        &["contract", "peer", "role", "outcome"],
+        "Exchanges recorded in the audit log, by contract, the other side, this gateway's role and outcome (ok or the problem code).",
+    ),
+    series(
+        "simpul_exchange_duration_seconds",
+        Histogram,
+        &["contract", "role"],
+        "Time from an exchange's start on this gateway to its record, by contract and role.",
+    ),
+    series(
+        "simpul_refused_before_authentication_total",
+        Counter,
+        &["outcome"],
+        "Requests to the exchange face refused before their signature verified, by problem code (counted into aggregate audit records).",
+    ),
+    series(
+        "simpul_audit_append_seconds",
+        Histogram,
+        &[],
+        "Time for an exchange's audit record to become durable.",
+    ),
+    series(
+        "simpul_audit_append_failures_total",
+        Counter,
+        &[],
+        "Audit records that could not be made durable: their exchanges failed closed with 503.",
+    ),
+    series(
+        "simpul_tls_handshakes_total",
+        Counter,
+        &["listener", "result"],
+        "TLS handshakes on a listener by result: completed, failed or timed-out.",
+    ),
+    series(
+        "simpul_rate_admitted_total",
+        Counter,
+        &["contract"],
+        "Exchanges within their consumer's rate.",
+    ),
+    series(
+        "simpul_rate_limited_total",
+        Counter,
+        &["contract", "consumer"],
+        "Exchanges refused with 429 over their consumer's rate.",
+    ),
+    series(
+        "simpul_rate_backend_errors_total",
+        Counter,
+        &[],
+        "Shared rate-limit store (Redis) unreachable: the local limiter was used.",
+    ),
+    series(
+        "simpul_replay_backend_errors_total",
+        Counter,
+        &[],
+        "Shared replay window (Redis) unreachable: the exchange was refused with 503.",
+    ),
+    series(
+        "simpul_cache_hits_total",
+        Counter,
+        &["contract"],
+        "Answers served from the response cache.",
+    ),
+    series(
+        "simpul_cache_misses_total",
+        Counter,
+        &["contract"],
+        "Cache lookups that went on to the backend.",
+    ),
+    series(
+        "simpul_cache_evictions_total",
+        Counter,
+        &[],
+        "Cached answers evicted for space.",
+    ),
+    series(
+        "simpul_adapter_calls_total",
+        Counter,
+        &["contract"],
+        "Calls to the backend through the contract's adapter.",
+    ),
+    series(
+        "simpul_bulkhead_rejected_total",
+        Counter,
+        &["contract"],
+        "Exchanges refused with 503 by a full bulkhead.",
+    ),
+    series(
+        "simpul_breaker_state",
+        Gauge,
+        &["provider"],
+        "Circuit breaker towards a provider: 0 closed, 1 open, 2 half-open.",
+    ),
+    series(
+        "simpul_breaker_fail_fast_total",
+        Counter,
+        &["provider"],
+        "Local exchanges refused at once by an open breaker.",
+    ),
+    series(
+        "simpul_audit_tampered",
+        Gauge,
+        &[],
+        "1 once the audit store was found rewritten or cut back behind the gateway.",
+    ),
+    series(
+        "simpul_witness_forked",
+        Gauge,
+        &["peer"],
+        "1 once this gateway caught the peer's audit log forked or cut back.",
+    ),
+    series(
+        "simpul_witness_tree_size",
+        Gauge,
+        &["peer"],
+        "Size of the peer's newest tree head held, proven consistent with the one before.",
+    ),
+    series(
+        "simpul_connections_open",
+        Gauge,
+        &["listener"],
+        "Connections the listener holds open, those in the TLS handshake included.",
+    ),
+    series(
+        "simpul_connections_refused_total",
+        Counter,
+        &["listener", "limit"],
+        "Connections closed at once over a connection or handshake bound.",
+    ),
+    series(
+        "simpul_accept_errors_total",
+        Counter,
+        &["listener"],
+        "Accepts that failed (out of file descriptors, say).",
+    ),
+    series(
+        "simpul_admission_refused_total",
+        Counter,
+        &["limit"],
+        "Requests refused with 429 before their body was read, over an admission limit.",
+    ),
+    series(
+        "simpul_preauth_refusals_dropped_total",
+        Counter,
+        &[],
+        "Refusals before authentication beyond every bound of the aggregate counts: counted here only.",
+    ),
+    series(
+        "simpul_audit_store_bytes",
+        Gauge,
+        &[],
+        "Bytes the audit store takes on disk.",
+    ),
+    series(
+        "simpul_audit_records",
+        Gauge,
+        &[],
+        "Records in this member's audit log (its committed tree size).",
+    ),
+    series(
+        "simpul_audit_tables_behind",
+        Gauge,
+        &[],
+        "Records durable in the SQLite store's journal that its tables do not hold yet.",
+    ),
+    series(
+        "simpul_audit_size_alarm",
+        Gauge,
+        &[],
+        "1 while the audit store is over audit.size_alarm_bytes.",
+    ),
+    series(
+        "simpul_audit_size_alarm_bytes",
+        Gauge,
+        &[],
+        "The configured audit.size_alarm_bytes (0: none).",
+    ),
+    series(
+        "simpul_audit_size_errors_total",
+        Counter,
+        &[],
+        "Measurements of the audit store's size that failed.",
+    ),
+    series(
+        "simpul_manifest_serial",
+        Gauge,
+        &[],
+        "Serial of the federation manifest held.",
+    ),
+    series(
+        "simpul_manifest_expires_seconds",
+        Gauge,
+        &[],
+        "Seconds until the held manifest expires (0 or less: every exchange refused).",
+    ),
+    series(
+        "simpul_certificate_expires_seconds",
+        Gauge,
+        &[],
+        "Seconds until this gateway's own certificate expires.",
+    ),
+    series(
+        "simpul_manifest_refused_total",
+        Counter,
+        &["reason"],
+        "Manifests a refresh or a peer offered that the gateway refused, by reason.",
+    ),
+    series(
+        "simpul_refresh_errors_total",
+        Counter,
+        &["part"],
+        "Parts of a refresh that failed and kept what was held.",
+    ),
+];
+
+/// The buckets of every histogram, in seconds: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Installs the process's Prometheus recorder (once), with the buckets and help text of
+/// [`SERIES`]; `None` if another recorder was installed first.
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics recorder not installed");
-                None
+        .get_or_init(|| {
+            let mut builder = PrometheusBuilder::new();
+            for s in SERIES.iter().filter(|s| s.kind == Histogram) {
+                builder = match builder
+                    .set_buckets_for_metric(Matcher::Full(s.name.to_owned()), LATENCY_BUCKETS)
+                {
+                    Ok(b) => b,
+                    // Only for an empty list of buckets, which LATENCY_BUCKETS is not.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics recorder not installed");
+                        return None;
+                    }
+                };
+            }
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    for s in SERIES {
+                        match s.kind {
+                            Counter => metrics::describe_counter!(s.name, s.help),
+                            Gauge => metrics::describe_gauge!(s.name, s.help),
+                            Histogram => metrics::describe_histogram!(s.name, s.help),
+                        }
+                    }
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
             }
         })
         .as_ref()
@@ -82,19 +389,59 @@ pub(crate) struct ListenerCounters {
     pub refused_handshakes: metrics::Counter,
     /// Accepts that failed (out of file descriptors, say).
     pub accept_errors: metrics::Counter,
+    /// TLS handshakes completed.
+    pub handshakes_completed: metrics::Counter,
+    /// TLS handshakes that failed: refused by either side, or closed over `max_handshakes`.
+    pub handshakes_failed: metrics::Counter,
+    /// TLS handshakes that did not finish within the handshake deadline.
+    pub handshakes_timed_out: metrics::Counter,
 }
 
 impl ListenerCounters {
     /// Registers the series of the listener `what` (the recorder must be installed first).
     pub fn new(labels: &Labels, what: &'static str) -> Self {
         let refused = |limit: &'static str| metrics::counter!("simpul_connections_refused_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what, "limit" => limit);
+        let handshakes = |result: &'static str| metrics::counter!("simpul_tls_handshakes_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what, "result" => result);
         ListenerCounters {
             open: metrics::gauge!("simpul_connections_open", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
             refused_full: refused("max_connections"),
             refused_address: refused("max_connections_per_address"),
             refused_handshakes: refused("max_handshakes"),
             accept_errors: metrics::counter!("simpul_accept_errors_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "listener" => what),
+            handshakes_completed: handshakes("completed"),
+            handshakes_failed: handshakes("failed"),
+            handshakes_timed_out: handshakes("timed-out"),
         }
+    }
+}
+
+/// Counts one recorded exchange: its contract (`id/version`; empty for a path that names no
+/// contract of the catalog), the other side (empty when it is not known yet), this
+/// gateway's role, its outcome, and how long it took to its record.
+pub(crate) fn exchange(
+    labels: &Labels,
+    contract: String,
+    peer: String,
+    role: Role,
+    outcome: &str,
+    took: Duration,
+) {
+    let role = role.as_str();
+    metrics::histogram!("simpul_exchange_duration_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract.clone(), "role" => role)
+        .record(took.as_secs_f64());
+    metrics::counter!("simpul_exchanges_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract, "peer" => peer, "role" => role, "outcome" => outcome.to_owned())
+        .increment(1);
+}
+
+/// Counts one append of an exchange's record: how long it took to be durable, or that it
+/// could not be made durable.
+pub(crate) fn append(labels: &Labels, took: Duration, durable: bool) {
+    if durable {
+        metrics::histogram!("simpul_audit_append_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone())
+            .record(took.as_secs_f64());
+    } else {
+        metrics::counter!("simpul_audit_append_failures_total", "member" => labels.member.clone(), "instance" => labels.instance.clone())
+            .increment(1);
     }
 }
 
@@ -104,3 +451,51 @@ macro_rules! count {
     };
 }
 pub(crate) use count;
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// OPERATIONS.md's table of metrics: each name with its type and labels.
+    fn documented() -> BTreeMap<String, (String, Vec<String>)> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/OPERATIONS.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let ticked = |cell: &str| -> Vec<String> {
+            cell.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("| `simpul_")) {
+            // `|` inside a cell is written `\|`; none of these columns holds one.
+            let cells: Vec<&str> = line.split('|').skip(1).collect();
+            for name in ticked(cells[0]) {
+                out.insert(name, (cells[1].trim().to_owned(), ticked(cells[2])));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operations_md_lists_every_series_with_its_type_and_labels_and_no_other() {
+        let docs = documented();
+        for s in SERIES {
+            let (kind, labels) = docs
+                .get(s.name)
+                .unwrap_or_else(|| panic!("{} is not in OPERATIONS.md's table", s.name));
+            assert_eq!(kind, s.kind.as_str(), "{}", s.name);
+            assert_eq!(labels, &s.labels.to_vec(), "{}", s.name);
+            assert!(!s.help.is_empty() && !s.help.contains('\n'), "{}", s.name);
+        }
+        for name in docs.keys() {
+            assert!(
+                SERIES.iter().any(|s| s.name == name),
+                "OPERATIONS.md lists {name}, which the gateway does not export"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! short, the gateway shut down — is still recorded, with outcome `cancelled` and whatever
 //! was sent and received until then.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use audit::{NewRecord, Role, StoredEvidence};
@@ -13,12 +14,15 @@ use contracts::canonical::sha256_b64url;
 use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
 use serde_json::Value;
 
+use crate::metrics::Labels;
+
 /// The outcome of an exchange abandoned before it completed.
 pub const CANCELLED: &str = "cancelled";
 
 /// What one side has seen of one exchange so far.
 pub struct Trail {
     log: AuditLog,
+    labels: Arc<Labels>,
     record: NewRecord,
     request_jws: Option<String>,
     response_jws: Option<String>,
@@ -31,10 +35,12 @@ pub struct Trail {
 }
 
 impl Trail {
-    /// A trail of an exchange of `contract` on this gateway's `role` side, started now.
-    pub fn new(log: &AuditLog, role: Role, contract: &ContractRef) -> Trail {
+    /// A trail of an exchange of `contract` on this gateway's `role` side, started now,
+    /// counted under the gateway's `labels` when it is recorded.
+    pub fn new(log: &AuditLog, labels: &Arc<Labels>, role: Role, contract: &ContractRef) -> Trail {
         Trail {
             log: log.clone(),
+            labels: labels.clone(),
             record: blank(role, contract.id.clone(), contract.version.clone()),
             request_jws: None,
             response_jws: None,
@@ -145,13 +151,26 @@ impl Trail {
         self.recorded = true;
     }
 
-    /// The record and its evidence, with `outcome`; the trail counts as recorded after this.
+    /// The record and its evidence, with `outcome`, counted in `simpul_exchanges_total`; the
+    /// trail counts as recorded after this.
     fn finish(&mut self, outcome: &str) -> (NewRecord, Option<StoredEvidence>) {
         self.recorded = true;
         let blank = blank(self.record.role, String::new(), String::new());
         let mut record = std::mem::replace(&mut self.record, blank);
         record.outcome = outcome.to_owned();
-        record.latency_us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let took = self.started.elapsed();
+        record.latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let contract = if record.contract.is_empty() {
+            String::new()
+        } else {
+            format!("{}/{}", record.contract, record.version)
+        };
+        // The other side: who asked, on the provider; whom this gateway asked, on the consumer.
+        let peer = match record.role {
+            Role::Provider => record.consumer.clone(),
+            Role::Consumer => record.provider.clone(),
+        };
+        crate::metrics::exchange(&self.labels, contract, peer, record.role, outcome, took);
         record.request_hash = self
             .request_jws
             .as_deref()
@@ -180,12 +199,15 @@ impl Trail {
         let (record, evidence) = self.finish(outcome_of(outcome));
         let exchange_id = record.exchange_id.clone();
         let log = self.log.clone();
+        let started = Instant::now();
         let appended = tokio::spawn(async move { log.append(record, evidence).await }).await;
-        match appended {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(not_durable(&exchange_id, &e)),
-            Err(e) => Err(not_durable(&exchange_id, &e)),
-        }
+        let failed = match appended {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(not_durable(&exchange_id, &e)),
+            Err(e) => Some(not_durable(&exchange_id, &e)),
+        };
+        crate::metrics::append(&self.labels, started.elapsed(), failed.is_none());
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -249,7 +271,6 @@ fn not_durable(exchange_id: &str, e: &dyn std::fmt::Display) -> Problem {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use audit::AuditRecord;
@@ -277,7 +298,11 @@ mod tests {
     }
 
     fn trail(log: &AuditLog, id: &str) -> Trail {
-        let mut t = Trail::new(log, Role::Consumer, &contract());
+        let labels = Arc::new(Labels {
+            member: "ID:GOV:KEMLU".into(),
+            instance: "127.0.0.1:0".into(),
+        });
+        let mut t = Trail::new(log, &labels, Role::Consumer, &contract());
         t.set_exchange_id(id);
         t.set_consumer(&MemberId::parse("ID:GOV:KEMLU").unwrap());
         t.set_purpose("citizen-protection");

@@ -25,8 +25,22 @@ struct Cli {
     /// The configuration file (default: ./config.toml, else the embedded demo federation).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// How log lines are written to standard error: `text` for people, `json` (one JSON
+    /// object per line, with the fields of the exchange's span) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of log lines.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per event, with the current span's fields (an exchange's id) and its
+    /// parents'.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -74,13 +88,19 @@ fn main() -> ExitCode {
         Command::Up(_) | Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     // One TLS crypto provider for the whole process (sqlx and rustls would each pick one).
     gateway::tls::install_crypto_provider();
     let result = tokio::runtime::Runtime::new()

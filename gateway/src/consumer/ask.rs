@@ -8,9 +8,8 @@ use contracts::canonical::sha256_b64url;
 use contracts::envelope::{
     ANSWER_TYP, Evidence, JOSE_MEDIA_TYPE, LocalAnswer, MAX_VALIDITY_S, REQUEST_TYP,
 };
-use contracts::{
-    ContractRef, ExchangeAnswer, ExchangeRequest, MemberId, ParsedJws, Problem, ProblemCode,
-};
+use contracts::trace::{self, TraceContext};
+use contracts::{ContractRef, ExchangeAnswer, ExchangeRequest, ParsedJws, Problem, ProblemCode};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -74,7 +73,7 @@ pub(crate) async fn ask(
     } else {
         ContractRef::new("", "")
     };
-    let mut trail = Trail::new(&gw.audit, Role::Consumer, &recorded_as);
+    let mut trail = Trail::new(&gw.audit, &gw.labels, Role::Consumer, &recorded_as);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
     trail.set_subsystem(&caller.subsystem);
@@ -87,15 +86,7 @@ pub(crate) async fn ask(
         trail.set_lookup_id(lookup);
     }
     let result = exchange(
-        gw,
-        snap,
-        &caller.subsystem,
-        contract,
-        purpose,
-        query.0,
-        deadline,
-        &id,
-        &mut trail,
+        gw, snap, caller, contract, purpose, query.0, deadline, &id, &mut trail,
     )
     .await
     .map_err(|p| p.with_exchange_id(Some(&id)));
@@ -107,7 +98,7 @@ pub(crate) async fn ask(
 async fn exchange(
     gw: &Gateway,
     snap: &Snapshot,
-    subsystem: &MemberId,
+    caller: &Caller,
     contract: &ContractRef,
     purpose: &str,
     query: Value,
@@ -153,7 +144,7 @@ async fn exchange(
         v: 1,
         id: id.to_owned(),
         iss: gw.member.clone(),
-        sub: Some(subsystem.clone()),
+        sub: Some(caller.subsystem.clone()),
         aud: provider.clone(),
         contract: contract.id.clone(),
         version: contract.version.clone(),
@@ -162,7 +153,12 @@ async fn exchange(
         exp: now + REQUEST_VALIDITY_S.min(MAX_VALIDITY_S),
         query,
     };
-    let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider);
+    let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider, trace_id = tracing::field::Empty);
+    // The member system's trace goes on to the provider from a span of this exchange's own.
+    let trace = caller.trace.as_ref().map(TraceContext::child);
+    if let Some(t) = &trace {
+        span.record("trace_id", t.trace_id());
+    }
     // Entered only around each log line: a span guard must not be held across an await.
     let fail = |p: Problem| {
         let mut p = p.with_exchange_id(Some(id));
@@ -215,11 +211,19 @@ async fn exchange(
     // And the serial of the manifest it holds (PROTOCOL.md §2.3).
     let head = gw.audit.newest_head_jws();
     let serial = snap.serial().to_string();
+    let traceparent = trace.as_ref().map(TraceContext::traceparent);
     let headers: Vec<(&str, &str)> = head
         .as_deref()
         .map(|h| (TREE_HEAD_HEADER, h))
         .into_iter()
         .chain([(MANIFEST_SERIAL_HEADER, serial.as_str())])
+        .chain(traceparent.as_deref().map(|t| (trace::TRACEPARENT, t)))
+        .chain(
+            trace
+                .as_ref()
+                .and_then(TraceContext::tracestate)
+                .map(|t| (trace::TRACESTATE, t)),
+        )
         .collect();
     let reply = client
         .call_with(

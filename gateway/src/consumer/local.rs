@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use contracts::envelope::{LocalQuery, MAX_REQUEST_BYTES};
+use contracts::trace::{self, TraceContext};
 use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
@@ -70,7 +71,7 @@ pub async fn handle(
     } else {
         ContractRef::new("", "")
     };
-    let mut trail = Trail::new(&gw.audit, Role::Consumer, &recorded_as);
+    let mut trail = Trail::new(&gw.audit, &gw.labels, Role::Consumer, &recorded_as);
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
     // The authenticated subsystem, a value from here on: every trail of this query (this
@@ -116,7 +117,15 @@ async fn run(
     if let Some(user) = &user {
         trail.set_user(user);
     }
-    let caller = Caller { subsystem, user };
+    let trace = TraceContext::from_headers(
+        headers.get(trace::TRACEPARENT).map(|v| v.as_bytes()),
+        headers.get(trace::TRACESTATE).map(|v| v.as_bytes()),
+    );
+    let caller = Caller {
+        subsystem,
+        user,
+        trace,
+    };
     let bytes = read_body(headers, body, MAX_REQUEST_BYTES).await?;
     require_media_type(headers, "application/json")?;
     let local: LocalQuery = contracts::json::from_slice(&bytes).map_err(|e| {

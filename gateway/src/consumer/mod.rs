@@ -22,4 +22,6 @@ pub struct Caller {
     pub subsystem: MemberId,
     /// The end user's id as the member system gave it.
     pub user: Option<String>,
+    /// The member system's W3C trace context, if it sent one (PROTOCOL.md §3.8).
+    pub trace: Option<contracts::trace::TraceContext>,
 }

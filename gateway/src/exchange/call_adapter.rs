@@ -2,6 +2,7 @@
 
 use adapters::AdapterError;
 use contracts::ExchangeRequest;
+use contracts::trace::TraceContext;
 use serde_json::Value;
 
 use super::refusal::Refusal;
@@ -10,6 +11,7 @@ use crate::gateway::Provided;
 pub(super) async fn call_adapter(
     provided: &Provided,
     request: &ExchangeRequest,
+    trace: Option<&TraceContext>,
 ) -> Result<Value, Refusal> {
     let Ok(_slot) = provided.bulkhead.enter().await else {
         provided.counters.bulkhead_rejected.increment(1);
@@ -18,12 +20,16 @@ pub(super) async fn call_adapter(
         });
     };
     provided.counters.adapter_calls.increment(1);
-    provided.adapter.answer(&request.query).await.map_err(|e| {
-        tracing::warn!(error = %e, "adapter failed");
-        match e {
-            AdapterError::Timeout(_) => Refusal::AdapterTimeout(e.to_string()),
-            AdapterError::Unavailable(_) => Refusal::BackendUnavailable,
-            AdapterError::Failed(_) => Refusal::BackendFailed,
-        }
-    })
+    provided
+        .adapter
+        .answer_traced(&request.query, trace)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "adapter failed");
+            match e {
+                AdapterError::Timeout(_) => Refusal::AdapterTimeout(e.to_string()),
+                AdapterError::Unavailable(_) => Refusal::BackendUnavailable,
+                AdapterError::Failed(_) => Refusal::BackendFailed,
+            }
+        })
 }

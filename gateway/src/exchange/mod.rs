@@ -33,6 +33,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use contracts::envelope::MAX_REQUEST_BYTES;
+use contracts::trace::{self, TraceContext};
 use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
@@ -93,8 +94,7 @@ async fn respond(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Reply {
-    let span =
-        tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty);
+    let span = tracing::info_span!("exchange", member = %gw.member, exchange_id = tracing::field::Empty, trace_id = tracing::field::Empty);
     let started = Instant::now();
     // A path that names no contract of the catalog is not copied into the permanent record:
     // the refusal is recorded against an empty contract reference.
@@ -109,13 +109,13 @@ async fn respond(
     if let Err(over) = gw.provider.admission.admit(peer, remote) {
         count!(gw.labels, "simpul_admission_refused_total", "limit" => over.limit());
         let p = Refusal::OverAdmission(over).into_problem(None);
-        return refused_unauthenticated(unauthenticated, &path, &p, 0, started, &span);
+        return refused_unauthenticated(gw, unauthenticated, &path, &p, 0, started, &span);
     }
     // Row 0: no exchange under an expired manifest (fail closed until a current one is
     // adopted).
     if let Err(r) = check_manifest::check_manifest(&snap.manifest, contracts::unix_now()) {
         let p = r.into_problem(None);
-        return refused_unauthenticated(unauthenticated, &path, &p, 0, started, &span);
+        return refused_unauthenticated(gw, unauthenticated, &path, &p, 0, started, &span);
     }
     let envelope = match authenticate(snap, headers, body)
         .instrument(span.clone())
@@ -124,11 +124,19 @@ async fn respond(
         Ok(envelope) => envelope,
         Err((refusal, body_bytes)) => {
             let p = refusal.into_problem(None);
-            return refused_unauthenticated(unauthenticated, &path, &p, body_bytes, started, &span);
+            return refused_unauthenticated(
+                gw,
+                unauthenticated,
+                &path,
+                &p,
+                body_bytes,
+                started,
+                &span,
+            );
         }
     };
     unauthenticated.authenticated();
-    let mut trail = Trail::new(&gw.audit, Role::Provider, &recorded_as);
+    let mut trail = Trail::new(&gw.audit, &gw.labels, Role::Provider, &recorded_as);
     trail.set_started(started);
     trail.set_provider(&gw.member);
     // Who asked, as TLS authenticated them: the record names it whatever the request claims.
@@ -181,6 +189,7 @@ async fn respond(
 /// aggregate record (PROTOCOL.md §5.1), not recorded on its own, and logged at most once a
 /// second (every one at debug level).
 fn refused_unauthenticated(
+    gw: &Gateway,
     unauthenticated: Unauthenticated<'_>,
     path: &ContractRef,
     p: &Problem,
@@ -189,6 +198,7 @@ fn refused_unauthenticated(
     span: &tracing::Span,
 ) -> Reply {
     let outcome = p.code().map_or("internal", ProblemCode::code);
+    count!(gw.labels, "simpul_refused_before_authentication_total", "outcome" => outcome);
     let logged = unauthenticated.refused(outcome, body_bytes);
     let latency_us = started.elapsed().as_micros() as u64;
     let _enter = span.enter();
@@ -282,6 +292,15 @@ async fn run(
     trail.set_purpose(&request.purpose);
     trail.set_query(&request.query, gw.catalog.get(path));
     span.record("exchange_id", request.id.as_str());
+    // The consumer's trace context (outside the signature, PROTOCOL.md §3.8): named in the
+    // logs and sent on to an HTTP backend, never recorded.
+    let trace = TraceContext::from_headers(
+        headers.get(trace::TRACEPARENT).map(|v| v.as_bytes()),
+        headers.get(trace::TRACESTATE).map(|v| v.as_bytes()),
+    );
+    if let Some(t) = &trace {
+        span.record("trace_id", t.trace_id());
+    }
     let id = Some(request.id.as_str());
     let refused = |r: Refusal| r.into_problem(id);
     let request = &request;
@@ -368,7 +387,7 @@ async fn run(
     let result = match hit {
         Some(result) => result,
         None => {
-            let result = call_adapter::call_adapter(provided, request)
+            let result = call_adapter::call_adapter(provided, request, trace.as_ref())
                 .await
                 .map_err(refused)?;
             check_answer::check_answer(found.contract, &result).map_err(refused)?;

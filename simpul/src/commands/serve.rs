@@ -122,7 +122,7 @@ impl Bound {
             )));
         }
         wait_for_stop_signal().await;
-        eprintln!("simpul: stopping");
+        tracing::info!("stopping");
         let _ = stop.send(true);
         for t in tasks {
             let _ = t.await;

@@ -45,7 +45,7 @@ pub async fn run(mut config: Config, args: Args) -> Result<ExitCode, CliError> {
     let population = plan.population();
     let prepared = demo::prepare(&config, &plan, &population).await?;
     for note in &prepared.notes {
-        eprintln!("simpul: {note}");
+        tracing::info!("{note}");
     }
     let mut gateways = Vec::new();
     for m in &config.members {

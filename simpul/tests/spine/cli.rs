@@ -819,3 +819,73 @@ async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_excha
         child.wait().unwrap();
     }
 }
+
+#[tokio::test]
+async fn log_format_json_writes_json_lines_naming_the_exchange_and_its_trace_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    let population = plan.population();
+    demo::prepare(&config, &plan, &population).await.unwrap();
+    let json_serve = |member: &str| {
+        let log = std::fs::File::create(dir.path().join(format!("{member}.log"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_simpul"))
+            .current_dir(dir.path())
+            .args(["serve", "--member", member, "--log-format", "json"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let mut kemlu = json_serve(KEMLU);
+    let mut dukcapil = json_serve(DUKCAPIL);
+    listening(config.member(&id(KEMLU)).unwrap().listen).await;
+    listening(config.member(&id(DUKCAPIL)).unwrap().listen).await;
+    let (client, url) = citizenship_asker(&config, KEMLU, PEDULI);
+    let body = serde_json::json!({"purpose": "citizen-protection", "query": {"nik": population.sample_in_all_four()}});
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let reply = client
+        .call_with(
+            http::Method::POST,
+            &url,
+            "application/json",
+            &[("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01"))],
+            body.to_string().into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let exchange_id = answer["exchange_id"].as_str().unwrap();
+    for child in [&mut kemlu, &mut dukcapil] {
+        Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        child.wait().unwrap();
+    }
+    for member in [KEMLU, DUKCAPIL] {
+        let log = std::fs::read_to_string(dir.path().join(format!("{member}.log"))).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{member}: not a JSON line ({e}): {l}"))
+            })
+            .collect();
+        // The line of the answer names the exchange and the trace in its span.
+        let answered = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "answered")
+            .unwrap_or_else(|| panic!("{member} logged no answer:\n{log}"));
+        assert_eq!(
+            answered["span"]["exchange_id"], exchange_id,
+            "{member}: {answered}"
+        );
+        assert_eq!(answered["span"]["trace_id"], trace, "{member}: {answered}");
+    }
+}

@@ -20,6 +20,7 @@ mod rotation;
 mod runtime;
 mod startup;
 mod strict;
+mod telemetry;
 mod trail;
 mod transport;
 mod witness;

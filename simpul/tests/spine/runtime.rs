@@ -314,10 +314,31 @@ async fn a_manifest_that_expires_while_running_fails_closed() {
         .counter(DUKCAPIL, "simpul_manifest_expires_seconds", &[])
         .await;
     assert!(expires <= 0.0, "{expires}");
+    // A load balancer's probe takes the gateway out of service, and hears why.
+    let ops = format!("operator:{DUKCAPIL}:OPS");
+    let ready = f
+        .admin_call(DUKCAPIL, &ops, http::Method::GET, "/readyz", Bytes::new())
+        .await;
+    let p = assert_problem(&ready, 503, "not-ready");
+    assert!(
+        p.detail.contains("manifest: expired at 20")
+            && p.detail.ends_with("every exchange is refused"),
+        "{}",
+        p.detail
+    );
+    // Alive all the same.
+    let alive = f
+        .admin_call(DUKCAPIL, &ops, http::Method::GET, "/healthz", Bytes::new())
+        .await;
+    assert_ok(&alive);
     // A current manifest ends it.
     publish(&f, &doc(&f, 3));
     assert!(f.gateway(DUKCAPIL).reload().await.adopted);
     assert!(f.gateway(KEMLU).reload().await.adopted);
+    assert_ok(
+        &f.admin_call(DUKCAPIL, &ops, http::Method::GET, "/readyz", Bytes::new())
+            .await,
+    );
     assert_ok(&f.ask_citizenship_reply().await);
 }
 
