@@ -94,9 +94,9 @@ impl std::fmt::Display for KeyWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.not_before, self.not_after) {
             (None, None) => write!(f, "always"),
-            (Some(b), None) => write!(f, "from {b}"),
-            (None, Some(a)) => write!(f, "until {a}"),
-            (Some(b), Some(a)) => write!(f, "from {b} until {a}"),
+            (Some(b), None) => write!(f, "from {}", crate::utc(b)),
+            (None, Some(a)) => write!(f, "until {}", crate::utc(a)),
+            (Some(b), Some(a)) => write!(f, "from {} until {}", crate::utc(b), crate::utc(a)),
         }
     }
 }
@@ -112,7 +112,7 @@ pub enum KeyRefused {
         kid: String,
     },
     /// The key is listed, but may not sign at the signature's time.
-    #[error("key `{kid}` may sign {window}, not at {at} (Unix seconds)")]
+    #[error("key `{kid}` may sign {window}, not at {}", crate::utc(*at))]
     OutsideWindow {
         /// The `kid`.
         kid: String,
@@ -566,8 +566,8 @@ impl Manifest {
             "federation {} serial {} issued {} expires {}\n{} CA certificate(s)\nmembers:\n",
             d.federation,
             d.serial,
-            d.issued_at,
-            d.expires_at,
+            crate::utc(d.issued_at),
+            crate::utc(d.expires_at),
             d.ca.len()
         );
         for m in &d.members {
@@ -768,7 +768,7 @@ mod tests {
         assert_eq!(m.key_window(old.kid()).unwrap().not_after, Some(500));
         let refused = m.key_at(old.kid(), 600).unwrap_err().to_string();
         assert!(
-            refused.contains("may sign until 500, not at 600"),
+            refused.contains("may sign until 1970-01-01T00:08:20Z, not at 1970-01-01T00:10:00Z"),
             "{refused}"
         );
     }

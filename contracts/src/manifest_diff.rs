@@ -335,8 +335,8 @@ mod tests {
                 ),
                 "~ member.gateway ID:GOV:A: https://a:1 -> https://a:2",
                 "+ member ID:GOV:B: B at https://b:1",
-                "~ key.window ID:GOV:A#1: signs always -> signs until 150",
-                "+ key ID:GOV:A#2: signs from 140",
+                "~ key.window ID:GOV:A#1: signs always -> signs until 1970-01-01T00:02:30Z",
+                "+ key ID:GOV:A#2: signs from 1970-01-01T00:02:20Z",
                 "+ key ID:GOV:B#1: signs always",
                 "~ contract.digest c/1: d1 -> d2",
                 "~ rate c/1: 5/s burst 5 -> 9/s burst 5",
@@ -347,7 +347,7 @@ mod tests {
         // And backwards: what was added is removed.
         let back: Vec<String> = diff(&new, &old).iter().map(|c| c.to_string()).collect();
         assert!(back.contains(&"- member ID:GOV:B: B at https://b:1".to_owned()));
-        assert!(back.contains(&"- key ID:GOV:A#2: signs from 140".to_owned()));
+        assert!(back.contains(&"- key ID:GOV:A#2: signs from 1970-01-01T00:02:20Z".to_owned()));
         assert!(back.contains(&"- grant c/1 ID:GOV:B: for p".to_owned()));
     }
 }

@@ -216,17 +216,42 @@ async fn route(
                     "body must be {\"contract\", \"version\"?}",
                 ));
             };
-            match gw
+            // A purge of what this gateway does not provide is a mistake to hear of, not
+            // an empty success.
+            let known = gw.provider.provided.keys().any(|c| {
+                c.id == purge.contract && purge.version.as_ref().is_none_or(|v| &c.version == v)
+            });
+            if !known {
+                let asked = match &purge.version {
+                    Some(v) => format!("{}/{v}", purge.contract),
+                    None => purge.contract.clone(),
+                };
+                let mut provided: Vec<String> = gw
+                    .provider
+                    .provided
+                    .keys()
+                    .map(ToString::to_string)
+                    .collect();
+                provided.sort();
+                return problem(&Problem::new(
+                    ProblemCode::UnknownContract,
+                    format!(
+                        "{} provides no contract {asked} (it provides: {})",
+                        gw.member,
+                        if provided.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            provided.join(", ")
+                        }
+                    ),
+                ));
+            }
+            let dropped = gw
                 .provider
                 .cache
-                .purge(&purge.contract, purge.version.as_deref())
-            {
-                Ok(()) => {
-                    tracing::info!(member = %gw.member, contract = %purge.contract, version = ?purge.version, "cache purged");
-                    json(&json!({"purged": purge.contract, "version": purge.version}))
-                }
-                Err(e) => problem(&Problem::new(ProblemCode::Internal, e)),
-            }
+                .purge(&purge.contract, purge.version.as_deref());
+            tracing::info!(member = %gw.member, contract = %purge.contract, version = ?purge.version, dropped, "cache purged");
+            json(&json!({"purged": purge.contract, "version": purge.version, "entries": dropped}))
         }
         _ => {
             let mut r = problem(&Problem::new(

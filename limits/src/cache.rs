@@ -101,20 +101,23 @@ impl ResponseCache {
         );
     }
 
-    /// Drops every entry of one contract (all versions when `version` is `None`).
-    pub fn purge(&self, id: &str, version: Option<&str>) -> Result<(), String> {
-        let (id, version) = (id.to_owned(), version.map(str::to_owned));
-        self.cache
-            .invalidate_entries_if(move |_k, v| {
-                v.contract.id == id
-                    && version
-                        .as_ref()
-                        .is_none_or(|ver| &v.contract.version == ver)
+    /// Drops every entry of one contract (all versions when `version` is `None`) and says
+    /// how many it dropped. An answer cached while the purge runs may stay.
+    pub fn purge(&self, id: &str, version: Option<&str>) -> usize {
+        let doomed: Vec<Arc<[u8; 32]>> = self
+            .cache
+            .iter()
+            .filter(|(_, v)| {
+                v.contract.id == id && version.is_none_or(|ver| v.contract.version == ver)
             })
-            .map(|_| ())
-            .map_err(|e| e.to_string())?;
+            .map(|(k, _)| k)
+            .collect();
+        let dropped = doomed
+            .iter()
+            .filter(|k| self.cache.remove(k.as_ref()).is_some())
+            .count();
         self.cache.run_pending_tasks();
-        Ok(())
+        dropped
     }
 
     /// Entries held now (after pending maintenance).
@@ -176,9 +179,11 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(cache.get(&a).as_deref(), Some(&json!({"ok": true})));
-        cache.purge("a", None).unwrap();
+        assert_eq!(cache.purge("a", Some("2")), 0, "no entry of a/2");
+        assert_eq!(cache.purge("a", None), 1);
         assert!(cache.get(&a).is_none());
         assert!(cache.get(&b).is_some());
+        assert_eq!(cache.purge("a", None), 0, "purged already");
     }
 
     #[test]

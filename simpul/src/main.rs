@@ -105,7 +105,13 @@ fn main() -> ExitCode {
     gateway::tls::install_crypto_provider();
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| CliError::Process(format!("cannot start the runtime: {e}")))
-        .and_then(|runtime| runtime.block_on(run(cli)));
+        .and_then(|runtime| {
+            let result = runtime.block_on(run(cli));
+            // A stop while `up` generates its population leaves that thread running: it is
+            // not waited for (the gateways have drained and recorded by now).
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            result
+        });
     match result {
         Ok(code) => code,
         Err(e) => {

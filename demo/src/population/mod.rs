@@ -50,3 +50,38 @@ pub use nik::nik_is_valid;
 pub use people::{Population, generate};
 pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
 pub use sqlite::{SeedError, write_dataset};
+
+/// Says how far a long seed has got, at most every [`Progress::EVERY`], at INFO: a million
+/// people take tens of seconds, which must not look like a hang.
+pub(crate) struct Progress {
+    what: String,
+    total: usize,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    /// How often it speaks.
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// Progress of writing `total` rows of `what`.
+    pub(crate) fn new(what: impl Into<String>, total: usize) -> Self {
+        Progress {
+            what: what.into(),
+            total,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// `done` rows are written.
+    pub(crate) fn at(&mut self, done: usize) {
+        if self.last.elapsed() >= Self::EVERY {
+            self.last = std::time::Instant::now();
+            tracing::info!(
+                "seeding {}: {done} of {} rows ({}%)",
+                self.what,
+                self.total,
+                done * 100 / self.total.max(1)
+            );
+        }
+    }
+}

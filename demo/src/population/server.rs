@@ -345,8 +345,10 @@ where
         columns.join(", ")
     );
     sqlx::query(sql("BEGIN".into())).execute(&mut *conn).await?;
+    let mut progress = super::Progress::new(format!("{schema}.{table}"), rows);
     let mut start = 0;
     while start < rows {
+        progress.at(start);
         let end = (start + per_batch).min(rows);
         let mut insert = sqlx::QueryBuilder::<DB>::new(prefix.as_str());
         insert.push_values(start..end, |mut b, i| {

@@ -254,8 +254,14 @@ where
 {
     let per_batch = MAX_PARAMS / columns;
     let full: Arc<str> = insert_sql(prefix, columns, per_batch).into();
+    let table = prefix
+        .strip_prefix("INSERT INTO ")
+        .and_then(|t| t.split(' ').next())
+        .unwrap_or(prefix);
+    let mut progress = super::Progress::new(table, rows);
     let mut start = 0;
     while start < rows {
+        progress.at(start);
         let count = per_batch.min(rows - start);
         let sql: Arc<str> = if count == per_batch {
             Arc::clone(&full)

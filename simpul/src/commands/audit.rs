@@ -255,6 +255,18 @@ async fn open_audit_log(config: &Config, member: &MemberId) -> Result<AuditLog, 
 /// Reads a public JWK file.
 fn read_verifying_key(path: &Path) -> Result<VerifyingKey, CliError> {
     let bytes = std::fs::read(path).map_err(CliError::file(path))?;
+    // The commonest slip: the member's private key file beside the public one.
+    if bytes.starts_with(b"-----BEGIN") {
+        let jwk = path.with_extension("jwk");
+        return Err(CliError::file(path)(format!(
+            "a PEM file, not a public JWK: pass the member's public key, e.g. {} (never the private key)",
+            if jwk.exists() {
+                jwk.display().to_string()
+            } else {
+                "certs/<MEMBER>/signing.jwk".to_owned()
+            }
+        )));
+    }
     let jwk = contracts::json::value_from_slice(&bytes)
         .map_err(|e| CliError::file(path)(format!("not a JWK: {e}")))?;
     VerifyingKey::from_jwk(&jwk).map_err(CliError::file(path))

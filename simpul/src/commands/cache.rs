@@ -75,6 +75,25 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
         admin.listen.port()
     );
     let reply = super::post_json(&client, url, body, Duration::from_secs(10)).await?;
-    println!("{}", String::from_utf8_lossy(&reply.body));
+    let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if reply.status.is_success() {
+        let what = match &version {
+            Some(v) => format!("{contract}/{v}"),
+            None => format!("{contract} (every version)"),
+        };
+        println!(
+            "{member}: dropped {} cached answers of {what}",
+            answer["entries"].as_u64().unwrap_or(0)
+        );
+    } else {
+        eprintln!(
+            "simpul: {member} refused the purge ({}): {}",
+            reply.status,
+            answer["detail"].as_str().map_or_else(
+                || String::from_utf8_lossy(&reply.body).into_owned(),
+                str::to_owned
+            )
+        );
+    }
     Ok(super::exit_code(&reply))
 }

@@ -43,6 +43,18 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             config.source
         ))
     })?;
+    let Some(own) = mc.subsystems.iter().find(|s| &s.id == subsystem) else {
+        let known: Vec<String> = mc.subsystems.iter().map(|s| s.id.to_string()).collect();
+        return Err(CliError::Usage(format!(
+            "--as {subsystem}: {member} has no such subsystem in {} ({}): add a [[members.subsystems]] table, or ask as one of its own",
+            config.source,
+            if known.is_empty() {
+                "it has none".to_owned()
+            } else {
+                format!("its subsystems: {}", known.join(", "))
+            }
+        )));
+    };
     let local = mc.local.as_ref().ok_or_else(|| {
         CliError::Usage(format!(
             "{}: {member} has no local listener: add [members.local] with listen and member_ca",
@@ -56,17 +68,38 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
     let text = std::fs::read_to_string(manifest_path).map_err(CliError::file(manifest_path))?;
     let manifest = Manifest::verify(&text, &key, contracts::unix_now())
         .map_err(CliError::file(manifest_path))?;
+    // A contract nobody defines is a typo, not a permission problem.
+    let federated = mc.federated.iter().any(|f| f.reference == contract);
+    if !federated && manifest.contract(&contract).is_none() {
+        let mut known: Vec<String> = manifest
+            .doc()
+            .contracts
+            .iter()
+            .map(|c| format!("{} {}", c.id, c.version))
+            .chain(
+                mc.federated
+                    .iter()
+                    .map(|f| format!("{} {}", f.reference.id, f.reference.version)),
+            )
+            .collect();
+        known.sort();
+        return Err(CliError::Usage(format!(
+            "{} {}: no such contract in this federation; the contracts are: {}",
+            contract.id,
+            contract.version,
+            known.join(", ")
+        )));
+    }
     let purpose = match args.purpose {
         Some(p) => p,
         None => match mc.federated.iter().find(|f| f.reference == contract) {
             Some(f) => f.purpose.clone(),
             None => {
                 // The subsystem's own grant, as the gateway will check it.
-                let granted = mc
-                    .subsystems
+                let granted = own
+                    .grants
                     .iter()
-                    .find(|s| &s.id == subsystem)
-                    .and_then(|s| s.grants.iter().find(|g| g.contract == contract))
+                    .find(|g| g.contract == contract)
                     .map(|g| g.purposes.as_slice())
                     .unwrap_or_default();
                 match granted {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use gateway::config::{AdminConfig, Config};
 use gateway::gateway::Gateway;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 
 use contracts::MemberId;
@@ -21,8 +22,15 @@ pub struct Args {
 }
 
 pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
-    let gw = Gateway::from_config(&config, &args.member).await?;
-    bind(vec![Arc::new(gw)]).await?.serve().await
+    let mut stop_signal = StopSignal::install()?;
+    let gw = tokio::select! {
+        gw = Gateway::from_config(&config, &args.member) => gw?,
+        () = stop_signal.received() => {
+            tracing::info!("stopped before the gateway was serving");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    bind(vec![Arc::new(gw)]).await?.serve(stop_signal).await
 }
 
 /// One gateway with its listeners bound.
@@ -84,7 +92,7 @@ pub async fn bind(gateways: Vec<Arc<Gateway>>) -> Result<Bound, CliError> {
 impl Bound {
     /// Serves until SIGINT or SIGTERM, then drains open connections and returns. On SIGHUP
     /// every gateway reads its manifest, CRLs and keys again ([`Gateway::reload`]).
-    pub async fn serve(self) -> Result<ExitCode, CliError> {
+    pub async fn serve(self, mut stop_signal: StopSignal) -> Result<ExitCode, CliError> {
         gateway::metrics::install();
         // Before any listener accepts: every connection it holds is a descriptor.
         let connections = self
@@ -121,7 +129,7 @@ impl Bound {
                 stopped.clone(),
             )));
         }
-        wait_for_stop_signal().await;
+        stop_signal.received().await;
         tracing::info!("stopping");
         let _ = stop.send(true);
         for t in tasks {
@@ -156,17 +164,33 @@ async fn reload_on_hangup(gateways: Vec<Arc<Gateway>>, mut stopped: watch::Recei
     }
 }
 
-async fn wait_for_stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment it is installed: a command installs
+/// it first thing, so that a stop while it prepares is a stop too, never a kill.
+pub(crate) struct StopSignal {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl StopSignal {
+    /// Catches SIGINT and SIGTERM from now on.
+    ///
+    /// # Errors
+    /// The signal handlers cannot be installed.
+    pub(crate) fn install() -> Result<Self, CliError> {
+        let catch = |kind: SignalKind| {
+            signal(kind).map_err(|e| CliError::Process(format!("cannot catch stop signals: {e}")))
+        };
+        Ok(StopSignal {
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for either.
+    pub(crate) async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
     }
 }

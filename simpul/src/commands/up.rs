@@ -35,15 +35,62 @@ enum DemoBackend {
     Postgres,
 }
 
-pub async fn run(mut config: Config, args: Args) -> Result<ExitCode, CliError> {
+pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
+    // From the first moment: preparing (seeding above all) can take a while.
+    let mut stop_signal = serve::StopSignal::install()?;
+    let bound = tokio::select! {
+        prepared = prepare(config, args) => prepared?,
+        () = stop_signal.received() => {
+            tracing::info!("stopped before the federation was up");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let (bound, config, population) = bound;
+    print_demo(&config, &population);
+    bound.serve(stop_signal).await
+}
+
+/// Makes what is missing and binds every member's listeners.
+async fn prepare(
+    mut config: Config,
+    args: Args,
+) -> Result<(serve::Bound, Config, Population), CliError> {
     let mut plan = DemoPlan::from_config(&config)?;
+    let mut server = None;
     if args.backend == DemoBackend::Postgres {
         let url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.into());
         demo::use_database_server(&mut config, &mut plan, &url)?;
+        server = Some(url);
     }
     // Generated once: for seeding (when some dataset is missing) and for the examples.
-    let population = plan.population();
-    let prepared = demo::prepare(&config, &plan, &population).await?;
+    tracing::info!(
+        "generating the synthetic population: {} residents",
+        plan.data.people
+    );
+    // On a thread of its own, so that a stop signal is heard while it runs.
+    let population = {
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || plan.population())
+            .await
+            .map_err(|e| CliError::Process(format!("generating the population: {e}")))?
+    };
+    let prepared = match demo::prepare(&config, &plan, &population).await {
+        Ok(p) => p,
+        // Seeding is the first use of the server: say which server, and where its URL came from.
+        Err(e @ demo::PrepareError::Seed(_)) if server.is_some() => {
+            let url = server.as_deref().unwrap_or_default();
+            return Err(CliError::Usage(format!(
+                "--backend postgres: {e}; the server is {} ({}): start it, or set {PG_URL_VAR} to a PostgreSQL URL",
+                without_password(url),
+                if std::env::var_os(PG_URL_VAR).is_some() {
+                    format!("from {PG_URL_VAR}")
+                } else {
+                    format!("the default; {PG_URL_VAR} is not set")
+                }
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     for note in &prepared.notes {
         tracing::info!("{note}");
     }
@@ -52,8 +99,21 @@ pub async fn run(mut config: Config, args: Args) -> Result<ExitCode, CliError> {
         gateways.push(Arc::new(Gateway::from_config(&config, &m.id).await?));
     }
     let bound = serve::bind(gateways).await?;
-    print_demo(&config, &population);
-    bound.serve().await
+    Ok((bound, config, population))
+}
+
+/// `url` with any password replaced by `***`, to be shown.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 /// Says that the federation is up and prints two ready-to-paste curl commands, each to the
@@ -112,4 +172,18 @@ fn print_demo(config: &Config, population: &Population) {
     println!("and for a person known only to Dukcapil:\n");
     println!("{}\n", curl(population.sample_dukcapil_only()));
     println!("Ctrl-C stops the federation.");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_shown_url_keeps_everything_but_the_password() {
+        assert_eq!(
+            super::without_password("postgres://simpul:s3cret@db:5432/demo"),
+            "postgres://simpul:***@db:5432/demo"
+        );
+        for kept in ["postgres://postgres@127.0.0.1:5432/x", "not a url"] {
+            assert_eq!(super::without_password(kept), kept);
+        }
+    }
 }

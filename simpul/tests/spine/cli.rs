@@ -126,6 +126,18 @@ fn pki_init_refuses_to_overwrite_without_force_and_manifest_verify_catches_tampe
         shown.contains("citizenship.status/1 by ID:GOV:DUKCAPIL"),
         "{shown}"
     );
+    // Dates a person reads, not Unix seconds.
+    let dated = shown
+        .lines()
+        .find(|l| l.starts_with("federation "))
+        .unwrap_or_default();
+    let is_date = |w: &str| w.len() == 20 && w.starts_with("20") && w.ends_with('Z');
+    let words: Vec<&str> = dated.split(' ').collect();
+    assert!(
+        words.windows(2).any(|w| w[0] == "issued" && is_date(w[1]))
+            && words.windows(2).any(|w| w[0] == "expires" && is_date(w[1])),
+        "{dated}"
+    );
 
     let text = std::fs::read_to_string(dir.path().join("data/manifest.jws")).unwrap();
     let mut chars: Vec<char> = text.trim().chars().collect();
@@ -205,6 +217,45 @@ fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl
     );
     assert!(!q.status.success());
     assert!(String::from_utf8_lossy(&q.stdout).contains("urn:simpul:error:invalid-query"));
+    // The schema's 400-character NIK pattern is named, not printed.
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("the pattern at /properties/nik/pattern"),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+    // A subsystem the member does not have, and a contract nobody defines, are named as
+    // such, with what there is.
+    for (args, says) in [
+        (
+            [
+                "query",
+                "--as",
+                "ID:GOV:KEMLU:PEDULI",
+                "citizenship.status",
+                "1",
+                "{}",
+            ],
+            vec![
+                "no such subsystem",
+                "its subsystems: ID:GOV:KEMLU:PEDULI-WNI",
+            ],
+        ),
+        (
+            ["query", "--as", PEDULI, "citizenship.statu", "1", "{}"],
+            vec![
+                "citizenship.statu 1: no such contract",
+                "citizenship.status 1",
+            ],
+        ),
+    ] {
+        let out = simpul(dir.path(), &args);
+        assert!(!out.status.success());
+        let said = stderr(&out);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        for s in says {
+            assert!(said.contains(s), "{said}");
+        }
+    }
 
     // The admin listener through the CLI: purge one contract's cached answers.
     let purge = simpul(
@@ -224,7 +275,28 @@ fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl
         String::from_utf8_lossy(&purge.stdout),
         stderr(&purge)
     );
-    assert!(String::from_utf8_lossy(&purge.stdout).contains("citizenship.status"));
+    assert!(
+        String::from_utf8_lossy(&purge.stdout).contains("dropped"),
+        "{}",
+        String::from_utf8_lossy(&purge.stdout)
+    );
+    let unknown = simpul(
+        dir.path(),
+        &[
+            "cache",
+            "purge",
+            "--member",
+            DUKCAPIL,
+            "--contract",
+            "citizenship.statu",
+        ],
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("provides no contract citizenship.statu"),
+        "{}",
+        stderr(&unknown)
+    );
 
     Command::new("kill")
         .arg("-INT")
@@ -315,6 +387,18 @@ fn verified_ids(
         "{member}: {}{}",
         String::from_utf8_lossy(&verify.stdout),
         stderr(&verify)
+    );
+    // The private key beside it is refused, pointing at the public one.
+    let private = config.federation.pki.signing_key(&id(member));
+    let wrong = simpul(
+        dir,
+        &["audit", "verify", &out, "--key", private.to_str().unwrap()],
+    );
+    assert!(!wrong.status.success());
+    let said = stderr(&wrong);
+    assert!(
+        said.lines().count() == 1 && said.contains(key.to_str().unwrap()),
+        "{said}"
     );
     exported_ids(&std::fs::read_to_string(dir.join(&out)).unwrap(), role)
 }
@@ -888,4 +972,70 @@ async fn log_format_json_writes_json_lines_naming_the_exchange_and_its_trace_on_
         );
         assert_eq!(answered["span"]["trace_id"], trace, "{member}: {answered}");
     }
+}
+
+#[test]
+fn up_on_an_unreachable_postgres_names_the_url_and_its_variable_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir.path())
+        .args(["up", "--backend", "postgres"])
+        .env(
+            "SIMPUL_PG_URL",
+            "postgres://demo:hunter2@127.0.0.1:1/simpul_demo",
+        )
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(
+        said.contains("postgres://demo:***@127.0.0.1:1/simpul_demo")
+            && said.contains("from SIMPUL_PG_URL")
+            && !said.contains("hunter2"),
+        "{said}"
+    );
+}
+
+#[test]
+fn up_stopped_while_it_prepares_ends_cleanly_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    // A million people: seconds of generating and seeding to stop in the middle of.
+    let config = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let people = text
+        .lines()
+        .find(|l| l.starts_with("people = "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&config, text.replacen(&people, "people = 1000000", 1)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .current_dir(dir.path())
+        .arg("up")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{:?}: {said}", out.status);
+    assert!(
+        said.contains("stopped before the federation was up"),
+        "{said}"
+    );
 }

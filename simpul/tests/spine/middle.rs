@@ -8,7 +8,7 @@ use bytes::Bytes;
 use contracts::canonical::sha256_b64url;
 use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE};
 use contracts::{ExchangeAnswer, ParsedJws};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -329,6 +329,11 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
         )
         .await;
     assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    let done: Value = ok_json(&done);
+    assert_eq!(
+        done["entries"], 1,
+        "the one answer the two asks cached: {done}"
+    );
     ask().await;
     assert_eq!(
         f.counter(
@@ -339,6 +344,28 @@ async fn cache_purge_on_the_admin_listener_empties_one_contract_for_allowed_iden
         .await,
         2.0
     );
+    // A contract this gateway does not provide, or a version it does not, is an error
+    // naming what it provides.
+    for body in [
+        r#"{"contract":"citizenship.statu"}"#,
+        r#"{"contract":"citizenship.status","version":"2"}"#,
+    ] {
+        let refused = f
+            .admin_call(
+                DUKCAPIL,
+                "operator:ID:GOV:DUKCAPIL:OPS",
+                http::Method::POST,
+                "/admin/cache/purge",
+                Bytes::from(body),
+            )
+            .await;
+        let p = assert_problem(&refused, 404, "unknown-contract");
+        assert!(
+            p.detail.contains("it provides: citizenship.status/1"),
+            "{}",
+            p.detail
+        );
+    }
 }
 
 #[tokio::test]
