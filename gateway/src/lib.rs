@@ -29,6 +29,7 @@ pub mod layout;
 mod listener;
 pub mod local_server;
 pub mod metrics;
+pub mod openapi;
 pub mod refresh;
 mod refusals;
 pub mod revocation;

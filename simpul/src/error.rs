@@ -73,6 +73,9 @@ pub enum CliError {
         /// Why.
         source: std::io::Error,
     },
+    /// No OpenAPI document can be made for the member and face asked.
+    #[error(transparent)]
+    OpenApi(#[from] gateway::openapi::OpenApiError),
     /// An argument is wrong; the message names it and says what to do.
     #[error("{0}")]
     Usage(String),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gateway::config::Config;
 
-use crate::commands::{audit, cache, manifest, pki, query, serve, up};
+use crate::commands::{audit, cache, manifest, openapi, pki, query, serve, up};
 use crate::error::CliError;
 
 #[derive(Parser)]
@@ -66,6 +66,8 @@ enum Command {
     },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query(query::Args),
+    /// Print the OpenAPI 3.1 document of a member's local face or federation face.
+    Openapi(openapi::Args),
     /// The audit log: export it, verify an export, prove an exchange, reconcile two logs.
     Audit {
         #[command(subcommand)]
@@ -130,6 +132,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Manifest { command } => manifest::run(config, command),
         Command::Cache { command } => cache::run(&load_config(config)?, command).await,
         Command::Query(args) => query::run(&load_config(config)?, args).await,
+        Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Audit { command } => audit::run(config, command).await,
     }
 }

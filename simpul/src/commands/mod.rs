@@ -4,6 +4,7 @@ pub mod audit;
 pub mod cache;
 pub mod join;
 pub mod manifest;
+pub mod openapi;
 pub mod pki;
 pub mod query;
 pub mod rotate;
