@@ -9,10 +9,10 @@ mod error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
-use crate::commands::{audit, cache, manifest, openapi, pki, query, serve, up};
+use crate::commands::{audit, cache, completions, man, manifest, openapi, pki, query, serve, up};
 use crate::error::CliError;
 
 #[derive(Parser)]
@@ -73,6 +73,10 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Print the shell completion script for SHELL.
+    Completions(completions::Args),
+    /// The manual pages: simpul.1 on standard output, or every page into --out DIR.
+    Man(man::Args),
 }
 
 /// The configuration named by `--config`, else `./config.toml`, else the embedded demo.
@@ -134,5 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Query(args) => query::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Audit { command } => audit::run(config, command).await,
+        Command::Completions(args) => completions::run(Cli::command(), args),
+        Command::Man(args) => man::run(Cli::command(), args),
     }
 }

@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod cache;
+pub mod completions;
 pub mod join;
+pub mod man;
 pub mod manifest;
 pub mod openapi;
 pub mod pki;
