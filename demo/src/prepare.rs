@@ -279,6 +279,13 @@ mod tests {
         let nik = population.sample_in_all_four();
         let answer = on_server.answer(&json!({ "nik": nik })).await.unwrap();
         assert_eq!(answer["registered"], true, "{answer}");
+        // What `up` suggests asking is read back from the server's schemas.
+        let sample = crate::population::read_sample(&plan).await.unwrap();
+        for nik in [&sample.in_all_four, &sample.dukcapil_only] {
+            let nik = nik.as_deref().expect("a sample from the server");
+            let answer = on_server.answer(&json!({ "nik": nik })).await.unwrap();
+            assert_eq!(answer["registered"], true, "{nik}: {answer}");
+        }
 
         drop((on_server, config));
         let mut admin = options.database("postgres").connect().await.unwrap();

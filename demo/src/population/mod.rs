@@ -34,6 +34,7 @@ mod nik;
 mod people;
 mod places;
 mod random;
+mod sample;
 mod server;
 mod sqlite;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use config::{Dataset, SeedConfig};
 pub use nik::nik_is_valid;
 pub use people::{Population, generate};
 pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
+pub use sample::{Sample, read_sample};
 pub use sqlite::{SeedError, write_dataset};
 
 /// Says how far a long seed has got, at most every [`Progress::EVERY`], at INFO: a million

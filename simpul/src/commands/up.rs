@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use demo::DemoPlan;
-use demo::population::Population;
+use demo::population::Sample;
 use gateway::config::Config;
 use gateway::gateway::Gateway;
 
@@ -45,8 +45,8 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let (bound, config, population) = bound;
-    print_demo(&config, &population);
+    let (bound, config, sample) = bound;
+    print_demo(&config, &sample);
     bound.serve(stop_signal).await
 }
 
@@ -54,7 +54,7 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
 async fn prepare(
     mut config: Config,
     args: Args,
-) -> Result<(serve::Bound, Config, Population), CliError> {
+) -> Result<(serve::Bound, Config, Sample), CliError> {
     let mut plan = DemoPlan::from_config(&config)?;
     let mut server = None;
     if args.backend == DemoBackend::Postgres {
@@ -99,7 +99,11 @@ async fn prepare(
         gateways.push(Arc::new(Gateway::from_config(&config, &m.id).await?));
     }
     let bound = serve::bind(gateways).await?;
-    Ok((bound, config, population))
+    // Whom to ask about: people the seeded databases hold, whatever `[data]` says now.
+    let sample = demo::population::read_sample(&plan)
+        .await
+        .map_err(demo::PrepareError::from)?;
+    Ok((bound, config, sample))
 }
 
 /// `url` with any password replaced by `***`, to be shown.
@@ -118,7 +122,7 @@ fn without_password(url: &str) -> String {
 
 /// Says that the federation is up and prints two ready-to-paste curl commands, each to the
 /// local listener of the member that defines a federated contract.
-fn print_demo(config: &Config, population: &Population) {
+fn print_demo(config: &Config, sample: &Sample) {
     println!(
         "\nSimpul demo federation is up: {} gateways.",
         config.members.len()
@@ -164,13 +168,22 @@ fn print_demo(config: &Config, population: &Population) {
             version = fc.reference.version,
         )
     };
+    let whom = [
+        ("a person known to all four ministries", &sample.in_all_four),
+        ("a person known only to Dukcapil", &sample.dukcapil_only),
+    ];
     println!(
-        "\nAsk the {} as {subsystem}, on {member}'s local listener, for a person known to all four ministries:\n",
+        "\nAsk the {} as {subsystem}, on {member}'s local listener:",
         fc.reference.id
     );
-    println!("{}\n", curl(population.sample_in_all_four()));
-    println!("and for a person known only to Dukcapil:\n");
-    println!("{}\n", curl(population.sample_dukcapil_only()));
+    for (who, nik) in whom {
+        match nik {
+            Some(nik) => println!("\nfor {who}:\n\n{}", curl(nik)),
+            // Databases seeded by hand, or under a population that has nobody who fits.
+            None => println!("\n(the databases in use hold no {who}; ask about any NIK they hold)"),
+        }
+    }
+    println!();
     println!("Ctrl-C stops the federation.");
 }
 
