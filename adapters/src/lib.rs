@@ -65,7 +65,7 @@ pub fn resolve_env(value: &str, field: &str) -> Result<String, AdapterConfigErro
         ));
     }
     std::env::var(name).map_err(|e| {
-        AdapterConfigError::new(
+        let mut err = AdapterConfigError::new(
             field,
             format!(
                 "environment variable {name} is {}",
@@ -74,7 +74,11 @@ pub fn resolve_env(value: &str, field: &str) -> Result<String, AdapterConfigErro
                     std::env::VarError::NotUnicode(_) => "not valid UTF-8",
                 }
             ),
-        )
+        );
+        if matches!(e, std::env::VarError::NotPresent) {
+            err.unset_variable = Some(name.to_owned());
+        }
+        err
     })
 }
 
@@ -121,6 +125,9 @@ pub struct AdapterConfigError {
     pub field: String,
     /// What is wrong.
     pub reason: String,
+    /// The `env:` variable that is not set, when that is all that is wrong: a secret of
+    /// the machine that runs this binding, which another member's machine does not have.
+    pub unset_variable: Option<String>,
 }
 
 impl AdapterConfigError {
@@ -134,6 +141,7 @@ impl AdapterConfigError {
         Self {
             field: field.into(),
             reason: reason.into(),
+            unset_variable: None,
         }
     }
 }

@@ -230,6 +230,10 @@ impl Gateway {
             )
         })?;
 
+        // A binding's `env:` secret is needed by the machine that serves it, and only there.
+        if let Some(unset) = mc.provides.iter().find_map(|p| p.unresolved.as_ref()) {
+            return Err(StartError::Config(ConfigError::clone(unset)));
+        }
         let mut provided: HashMap<ContractRef, Provided> = HashMap::new();
         for p in &mc.provides {
             let r = p.contract.clone();

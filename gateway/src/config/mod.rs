@@ -28,7 +28,7 @@ pub use grants::check_subsystem_grants;
 use crate::layout::PkiLayout;
 
 /// A configuration file that cannot be used, with the file and the field at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{path}: {field}: {reason}")]
 pub struct ConfigError {
     /// The file.
@@ -354,6 +354,12 @@ pub struct Provision {
     pub spec: AdapterSpec,
     /// The adapter built from `spec`, once, when the configuration was validated.
     pub adapter: Arc<dyn Adapter>,
+    /// Why `adapter` could not be built when only an `env:` variable of the binding is not
+    /// set: a secret of the machine that serves this member, which the configuration is
+    /// read without (a command about another member, or about this member's PKI, needs
+    /// none). `adapter` then answers nothing, and `Gateway::from_config` refuses to start
+    /// this member with this error.
+    pub unresolved: Option<Arc<ConfigError>>,
 }
 
 /// A federated contract, defined locally at one gateway: one query fanned out to several
@@ -385,6 +391,7 @@ impl Provision {
     ) -> Result<(), adapters::AdapterConfigError> {
         self.adapter = adapters::build(&spec, base_dir)?;
         self.spec = spec;
+        self.unresolved = None;
         Ok(())
     }
 }

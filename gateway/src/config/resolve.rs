@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use adapters::AdapterSpec;
@@ -690,8 +691,18 @@ impl Context<'_> {
                 ));
             }
         };
-        let adapter = adapters::build(&spec, self.base_dir)
-            .map_err(|e| refuse.at(Rejection::Binding, format!("{at}.{}", e.field), e.reason))?;
+        let (adapter, unresolved) = match adapters::build(&spec, self.base_dir) {
+            Ok(adapter) => (adapter, None),
+            // Only the serving machine has the secret: refused when this member starts.
+            Err(e) if e.unset_variable.is_some() => {
+                let why = refuse.at(Rejection::Binding, format!("{at}.{}", e.field), e.reason);
+                let adapter: Arc<dyn adapters::Adapter> = Arc::new(Unresolved);
+                (adapter, Some(Arc::new(why)))
+            }
+            Err(e) => {
+                return Err(refuse.at(Rejection::Binding, format!("{at}.{}", e.field), e.reason));
+            }
+        };
         Ok(Provision {
             contract: r,
             consumers: p.consumers,
@@ -700,6 +711,7 @@ impl Context<'_> {
             queue: Duration::from_millis(p.queue_ms),
             spec,
             adapter,
+            unresolved,
         })
     }
 
@@ -806,4 +818,19 @@ fn publication_url(url: &str) -> bool {
         && !url.contains(['@', '#'])
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
         && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some())
+}
+
+/// The adapter of a binding whose `env:` secret is not set where the configuration was read
+/// ([`Provision::unresolved`]): no gateway starts with it, so it is never asked.
+#[derive(Debug)]
+struct Unresolved;
+
+impl adapters::Adapter for Unresolved {
+    fn answer<'a>(&'a self, _query: &'a serde_json::Value) -> adapters::AnswerFuture<'a> {
+        Box::pin(async {
+            Err(adapters::AdapterError::Unavailable(
+                "the binding's environment variable is not set".into(),
+            ))
+        })
+    }
 }

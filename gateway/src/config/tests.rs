@@ -511,3 +511,27 @@ fn an_unknown_signing_field_is_refused() {
     let e = parse(&[("name = \"Dukcapil\"", &bad)]).unwrap_err();
     assert_eq!(e.kind, Rejection::Syntax, "{e}");
 }
+
+#[test]
+fn another_members_unset_secret_is_kept_for_its_own_start_and_a_bad_one_is_refused_at_once() {
+    // Dukcapil's database URL is a secret of Dukcapil's machine: Kemlu's reads without it.
+    let unset = "SIMPUL_TEST_SURELY_UNSET_DUKCAPIL_DB";
+    let config = parse(&[(
+        "database = \"data/dukcapil.db\"",
+        &format!("database = \"env:{unset}\""),
+    )])
+    .unwrap();
+    let dukcapil = config
+        .member(&MemberId::parse("ID:GOV:DUKCAPIL").unwrap())
+        .unwrap();
+    let why = dukcapil.provides[0].unresolved.as_deref().unwrap();
+    assert_eq!(why.field, "members[1].provides[0].sql.database");
+    assert!(
+        why.reason.contains(unset) && why.reason.contains("not set"),
+        "{why}"
+    );
+    assert_eq!(why.kind, Rejection::Binding);
+    // `env:` with no name is a mistake in the file, refused whoever reads it.
+    let err = parse(&[("database = \"data/dukcapil.db\"", "database = \"env:\"")]).unwrap_err();
+    assert_eq!(err.field, "members[1].provides[0].sql.database");
+}

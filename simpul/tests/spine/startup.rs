@@ -179,3 +179,25 @@ async fn a_subsystem_granted_what_the_manifest_does_not_grant_its_member_is_refu
         other => panic!("expected a configuration refusal, got {other}"),
     }
 }
+
+#[tokio::test]
+async fn a_binding_secret_is_needed_only_by_the_gateway_that_serves_it() {
+    let unset = "SIMPUL_TEST_SURELY_UNSET_DUKCAPIL_DB";
+    let f = Federation::start_with(Options {
+        edits: vec![(
+            "  database = \"data/dukcapil.db\"\n  statement = \"SELECT citizenship".into(),
+            format!("  database = \"env:{unset}\"\n  statement = \"SELECT citizenship"),
+        )],
+        not_started: vec![DUKCAPIL],
+        ..Options::default()
+    })
+    .await;
+    // Every other member started from the same file without Dukcapil's secret…
+    assert!(f.gateways.contains_key(&id(KEMLU)));
+    // …and Dukcapil's gateway refuses to start, naming the variable and the field.
+    let err = start_error(&f).await;
+    assert!(
+        err.contains(unset) && err.contains("sql.database") && err.contains("not set"),
+        "{err}"
+    );
+}
