@@ -690,23 +690,11 @@ async fn audit_witness(log: &AuditLog, json: bool) -> Result<ExitCode, CliError>
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 fn format_ms(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let seconds = contracts::utc(ms.div_euclid(1000));
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
+        "{}.{:03}Z",
+        seconds.trim_end_matches('Z'),
+        ms.rem_euclid(1000)
     )
 }
 
@@ -832,4 +820,16 @@ async fn audit_subject(
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod format_tests {
+    #[test]
+    fn milliseconds_are_a_utc_time_with_three_decimals() {
+        assert_eq!(
+            super::format_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(super::format_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 }

@@ -317,6 +317,32 @@ fn up_prints_a_curl_command_that_returns_the_four_part_profile_and_stops_on_ctrl
     }
 }
 
+/// Stops `child` as Ctrl-C would, and waits for it.
+fn interrupt(child: &mut std::process::Child) {
+    Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// A demo configuration on free ports in a new directory, prepared as `simpul up` would
+/// (PKI, manifest, seeded databases), with its population.
+async fn prepared() -> (
+    tempfile::TempDir,
+    gateway::config::Config,
+    demo::population::Population,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
+    let plan = demo::DemoPlan::from_config(&config).unwrap();
+    let population = plan.population();
+    demo::prepare(&config, &plan, &population).await.unwrap();
+    (dir, config, population)
+}
+
 /// The `simpul` binary serving one member from the config in `dir`.
 fn serve(dir: &Path, member: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_simpul"))
@@ -420,12 +446,7 @@ fn exported_ids(export: &str, role: &str) -> std::collections::HashSet<String> {
 
 #[tokio::test]
 async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
-    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    let plan = demo::DemoPlan::from_config(&config).unwrap();
-    let population = plan.population();
-    demo::prepare(&config, &plan, &population).await.unwrap();
+    let (dir, config, population) = prepared().await;
     let kemlu_addr = config.member(&id(KEMLU)).unwrap().listen;
     let dukcapil_addr = config.member(&id(DUKCAPIL)).unwrap().listen;
     let mut kemlu = serve(dir.path(), KEMLU);
@@ -475,12 +496,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
         answered.extend(d.await.unwrap());
     }
     for child in [&mut kemlu, &mut dukcapil] {
-        Command::new("kill")
-            .arg("-INT")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        child.wait().unwrap();
+        interrupt(child);
     }
     assert!(
         answered.len() > 10,
@@ -502,13 +518,7 @@ async fn killing_the_provider_mid_traffic_loses_no_record_and_both_logs_verify()
 
 #[tokio::test]
 async fn serve_refuses_to_start_when_its_connection_bounds_exceed_the_open_file_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
-    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    let plan = demo::DemoPlan::from_config(&config).unwrap();
-    demo::prepare(&config, &plan, &plan.population())
-        .await
-        .unwrap();
+    let (dir, config, _) = prepared().await;
     // Dukcapil's listeners may hold 2 × 256 + 64 connections; with the margin of 1,024 that
     // is 1,600: more than a hard limit of 1,500, less than one of 1,700.
     let run = |hard: u32| {
@@ -755,12 +765,7 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
         failed_after_kill.extend(f);
     }
     for child in children.iter_mut().chain([&mut replica_b]) {
-        Command::new("kill")
-            .arg("-INT")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        child.wait().unwrap();
+        interrupt(child);
     }
     proxy.kill().unwrap();
     proxy.wait().unwrap();
@@ -803,12 +808,7 @@ async fn two_replicas_behind_haproxy_lose_nothing_when_one_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_exchanges_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
-    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    let plan = demo::DemoPlan::from_config(&config).unwrap();
-    let population = plan.population();
-    demo::prepare(&config, &plan, &population).await.unwrap();
+    let (dir, config, population) = prepared().await;
     let kemlu = config.member(&id(KEMLU)).unwrap();
     let dukcapil_addr = config.member(&id(DUKCAPIL)).unwrap().listen;
     // Dukcapil starts with the soft limit services commonly get, 1,024 (the hard one as the
@@ -895,23 +895,13 @@ async fn eleven_hundred_reconnecting_sockets_under_a_1024_soft_limit_leave_excha
         "Dukcapil's gateway exited under the flood"
     );
     for child in [&mut kemlu_gw, &mut dukcapil] {
-        Command::new("kill")
-            .arg("-INT")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        child.wait().unwrap();
+        interrupt(child);
     }
 }
 
 #[tokio::test]
 async fn log_format_json_writes_json_lines_naming_the_exchange_and_its_trace_on_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path());
-    let config = gateway::config::Config::load(&dir.path().join("config.toml")).unwrap();
-    let plan = demo::DemoPlan::from_config(&config).unwrap();
-    let population = plan.population();
-    demo::prepare(&config, &plan, &population).await.unwrap();
+    let (dir, config, population) = prepared().await;
     let json_serve = |member: &str| {
         let log = std::fs::File::create(dir.path().join(format!("{member}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_simpul"))
@@ -945,12 +935,7 @@ async fn log_format_json_writes_json_lines_naming_the_exchange_and_its_trace_on_
     let answer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     let exchange_id = answer["exchange_id"].as_str().unwrap();
     for child in [&mut kemlu, &mut dukcapil] {
-        Command::new("kill")
-            .arg("-INT")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        child.wait().unwrap();
+        interrupt(child);
     }
     for member in [KEMLU, DUKCAPIL] {
         let log = std::fs::read_to_string(dir.path().join(format!("{member}.log"))).unwrap();
