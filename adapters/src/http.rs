@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, ENV_PREFIX, resolve_env};
+use crate::{
+    Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, ENV_PREFIX, resolve_env,
+};
 
 /// Everything but RFC 3986's unreserved characters is encoded, so a value can never add a
 /// path segment (`/`), a query (`?`, `&`, `=`) or a fragment (`#`) to the URL.
@@ -112,6 +114,10 @@ pub struct HttpAdapter {
     template: Vec<Piece>,
     headers: HeaderMap,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The client's connector, for [`Adapter::check`]: a connection without a request.
+    connector: HttpsConnector<HttpConnector>,
+    /// `scheme://host[:port]/` of the URL: where every request goes.
+    origin: Uri,
 }
 
 /// Why one attempt failed, and whether another may help.
@@ -133,6 +139,29 @@ impl Failure {
             retryable: false,
         }
     }
+}
+
+/// `scheme://host[:port]/` of a URL template [`parse_template`] accepted (the scheme and the
+/// host are never templated).
+fn origin(pieces: &[Piece]) -> Result<Uri, AdapterConfigError> {
+    let sample: String = pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Literal(s) => s.as_str(),
+            Piece::Field(_) => "x",
+        })
+        .collect();
+    let bad =
+        |e: &dyn std::fmt::Display| AdapterConfigError::new("url", format!("not a valid URL: {e}"));
+    let parts = sample.parse::<Uri>().map_err(|e| bad(&e))?.into_parts();
+    let mut builder = Uri::builder().path_and_query("/");
+    if let Some(scheme) = parts.scheme {
+        builder = builder.scheme(scheme);
+    }
+    if let Some(authority) = parts.authority {
+        builder = builder.authority(authority);
+    }
+    builder.build().map_err(|e| bad(&e))
 }
 
 fn parse_template(url: &str) -> Result<Vec<Piece>, AdapterConfigError> {
@@ -235,6 +264,7 @@ impl HttpAdapter {
     /// `ca_file` are refused here.
     pub fn new(spec: HttpSpec, base_dir: &Path) -> Result<Self, AdapterConfigError> {
         let template = parse_template(&spec.url)?;
+        let origin = origin(&template)?;
         if spec.answer.is_empty() {
             return Err(AdapterConfigError::new(
                 "answer",
@@ -297,12 +327,14 @@ impl HttpAdapter {
             .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+            .build(https.clone());
         Ok(HttpAdapter {
             spec,
             template,
             headers,
             client,
+            connector: https,
+            origin,
         })
     }
 
@@ -489,6 +521,48 @@ impl Adapter for HttpAdapter {
             }
         })
     }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            use tower_service::Service;
+            // The connector the requests use: the same resolver, connect timeout and TLS
+            // roots; the connection is dropped with no request sent.
+            let mut connector = self.connector.clone();
+            let connect = async {
+                std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+                connector.call(self.origin.clone()).await
+            };
+            let limit = Duration::from_millis(self.spec.timeout_ms);
+            let reached = match tokio::time::timeout(limit, connect).await {
+                Err(_) => return Err(AdapterError::Timeout(self.spec.timeout_ms)),
+                Ok(Err(e)) => {
+                    return Err(AdapterError::Unavailable(format!(
+                        "cannot connect to {}: {}",
+                        self.origin,
+                        error_chain(e.as_ref())
+                    )));
+                }
+                Ok(Ok(stream)) => stream,
+            };
+            let how = match reached {
+                hyper_rustls::MaybeHttpsStream::Https(_) => "connected, TLS handshake done",
+                hyper_rustls::MaybeHttpsStream::Http(_) => "connected (plain HTTP)",
+            };
+            Ok(Some(format!("API {}: {how}", self.origin)))
+        })
+    }
+}
+
+/// An error and its sources on one line (the connector's own message says little).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]

@@ -85,6 +85,12 @@ pub fn resolve_env(value: &str, field: &str) -> Result<String, AdapterConfigErro
 /// The future an adapter returns.
 pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdapterError>> + Send + 'a>>;
 
+/// The future [`Adapter::check`] returns: what was reached, as a phrase for an operator
+/// with no secret in it (`SQLite file data/dukcapil.db: statement prepared`), or `None`
+/// when the adapter has nothing it can check.
+pub type CheckFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<String>, AdapterError>> + Send + 'a>>;
+
 /// Answers one contract.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The answer to `query`, or why there is none.
@@ -100,6 +106,15 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     ) -> AnswerFuture<'a> {
         let _ = trace;
         self.answer(query)
+    }
+
+    /// Checks that the backend could answer now, without asking it about anyone: the SQL
+    /// adapter connects and prepares its statement (never runs it), the HTTP adapter
+    /// connects to the API's host (with the TLS handshake for `https://`) and sends no
+    /// request. `simpul doctor` calls it; the exchange path never does. The default has
+    /// nothing to check.
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async { Ok(None) })
     }
 }
 

@@ -23,11 +23,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{
     AssertSqlSafe, Column, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
-    Row, Type, TypeInfo, ValueRef,
+    Row, SqlSafeStr, Statement, Type, TypeInfo, ValueRef,
 };
 
 use crate::statement::{Dialect, PreparedText, prepare};
-use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, resolve_env};
+use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, resolve_env};
 
 /// How many rows make an answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -380,6 +380,77 @@ impl SqlAdapter {
         Ok(Value::Object(answer))
     }
 
+    /// Where the data is, for an operator: the SQLite file, or the server and database
+    /// (never the user or the password of a URL).
+    pub fn target(&self) -> String {
+        match &self.target {
+            Target::Sqlite(o) => format!("SQLite file {}", o.get_filename().display()),
+            Target::Postgres(o) => format!(
+                "PostgreSQL {}:{}/{}",
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("")
+            ),
+            Target::MySql(o) => format!(
+                "MySQL/MariaDB {}:{}/{}",
+                o.get_host(),
+                o.get_port(),
+                o.get_database().unwrap_or("")
+            ),
+        }
+    }
+
+    /// Connects and prepares the statement, without running it, and checks that it returns
+    /// every column the binding maps: the names of its result columns.
+    async fn probe(&self) -> Result<String, AdapterError> {
+        if let Target::Sqlite(o) = &self.target {
+            // Opened read-only and never created: say so plainly, not as SQLITE_CANTOPEN.
+            let file = o.get_filename();
+            if !file.is_file() {
+                return Err(AdapterError::Unavailable(format!(
+                    "{} does not exist",
+                    file.display()
+                )));
+            }
+        }
+        let classify = |e| self.classify(e);
+        let sql = &self.sql;
+        let returned = match self.pool() {
+            Pools::Sqlite(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                prepare_on::<sqlx::Sqlite>(&mut conn, sql).await
+            }
+            Pools::Postgres(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                prepare_on::<sqlx::Postgres>(&mut conn, sql).await
+            }
+            Pools::MySql(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                prepare_on::<sqlx::MySql>(&mut conn, sql).await
+            }
+        }
+        .map_err(classify)?;
+        let missing: Vec<&str> = self
+            .spec
+            .columns
+            .keys()
+            .filter(|c| !returned.iter().any(|r| r == *c))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(AdapterError::Failed(format!(
+                "the statement returns no column `{}` (it returns {})",
+                missing.join("`, `"),
+                if returned.is_empty() {
+                    "none".to_owned()
+                } else {
+                    returned.join(", ")
+                }
+            )));
+        }
+        Ok(format!("{}: statement prepared", self.target()))
+    }
+
     /// Connection-level failures are the backend being unavailable; a server-side statement
     /// timeout is a timeout; anything else is an error in what the backend answered.
     fn classify(&self, e: sqlx::Error) -> AdapterError {
@@ -608,6 +679,27 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
     }
 }
 
+/// Prepares the statement on any of the three backends (the server parses and plans it;
+/// nothing runs): the names of the columns it returns.
+async fn prepare_on<DB>(
+    conn: &mut DB::Connection,
+    sql: &Arc<str>,
+) -> Result<Vec<String>, sqlx::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    // The statement text comes from the operator's configuration, as in `fetch_rows`.
+    let statement = (&mut *conn)
+        .prepare(AssertSqlSafe(Arc::clone(sql)).into_sql_str())
+        .await?;
+    Ok(statement
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect())
+}
+
 /// Runs the statement on any of the three backends and maps each row to an answer object:
 /// at most one row with `one`. The outer error is the database's; the inner one a row that
 /// does not fit the binding's columns.
@@ -756,6 +848,17 @@ impl Adapter for SqlAdapter {
             let deadline = Duration::from_millis(self.spec.timeout_ms);
             match tokio::time::timeout(deadline, self.run(query)).await {
                 Ok(result) => result,
+                Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
+            }
+        })
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            // Within the deadline an answer has: a backend slower than that fails exchanges.
+            let deadline = Duration::from_millis(self.spec.timeout_ms);
+            match tokio::time::timeout(deadline, self.probe()).await {
+                Ok(result) => result.map(Some),
                 Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
             }
         })

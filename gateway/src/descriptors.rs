@@ -80,6 +80,16 @@ pub struct Shortfall {
     pub soft: u64,
 }
 
+/// The most connections a member's listeners hold open at once: the member listener's
+/// bound `max` (`limits.max_connections`), the local listener's (the same bound) when it
+/// has one, and the admin listener's (`admin.max_connections`) when it has one.
+pub fn listener_connections(max: usize, local: bool, admin: Option<usize>) -> u64 {
+    let local = if local { max } else { 0 };
+    (max as u64)
+        .saturating_add(local as u64)
+        .saturating_add(admin.unwrap_or(0) as u64)
+}
+
 /// The process's open-file limit now.
 pub fn open_file_limit() -> OpenFileLimit {
     let Rlimit { current, maximum } = getrlimit(Resource::Nofile);

@@ -179,10 +179,10 @@ impl Gateway {
     /// The most connections its listeners hold open at once: the member listener's bound,
     /// the local listener's (the same bound), and the admin listener's, if it has them.
     pub fn max_open_connections(&self) -> u64 {
-        let admin = self.admin.as_ref().map_or(0, |a| a.max_connections);
-        let local = self.local_listen.map_or(0, |_| self.connections.max);
-        (self.connections.max as u64)
-            .saturating_add(local as u64)
-            .saturating_add(admin as u64)
+        crate::descriptors::listener_connections(
+            self.connections.max,
+            self.local_listen.is_some(),
+            self.admin.as_ref().map(|a| a.max_connections),
+        )
     }
 }

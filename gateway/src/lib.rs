@@ -19,6 +19,7 @@ pub mod client;
 pub mod config;
 mod consumer;
 pub mod descriptors;
+pub mod doctor;
 mod escaped;
 mod exchange;
 mod fault;

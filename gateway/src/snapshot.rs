@@ -256,62 +256,8 @@ pub(crate) fn build(
     own: OwnKeys,
     prior: Option<&Snapshot>,
 ) -> Result<Snapshot, StartError> {
+    check_fit(src, catalog, &manifest, own.signing.kid())?;
     let member = &src.member;
-    let serial = manifest.doc().serial;
-    if manifest.doc().federation != src.federation {
-        return Err(StartError::Inconsistent(format!(
-            "the manifest (serial {serial}) is federation `{}`'s, this gateway is in `{}`",
-            manifest.doc().federation,
-            src.federation
-        )));
-    }
-    if manifest.member(member).is_none() {
-        return Err(StartError::Inconsistent(format!(
-            "{member} is not in the manifest (serial {serial}): sign a new one with `simpul manifest sign`"
-        )));
-    }
-    // Listed under this member, and inside its validity window now.
-    match manifest.key_at(own.signing.kid(), contracts::unix_now()) {
-        Ok((owner, _)) if owner == member => {}
-        Ok(_) => {
-            return Err(StartError::Inconsistent(format!(
-                "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}): sign a new manifest",
-                own.signing.kid(),
-                src.signing
-            )));
-        }
-        Err(refused) => {
-            return Err(StartError::Inconsistent(format!(
-                "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}), or may not sign now ({refused}): sign a new manifest",
-                own.signing.kid(),
-                src.signing
-            )));
-        }
-    }
-    // Every contract the manifest pins must match the catalog's document exactly.
-    for c in &manifest.doc().contracts {
-        let r = ContractRef::new(&c.id, &c.version);
-        if let Some(doc) = catalog.get(&r)
-            && doc.digest() != c.digest
-        {
-            return Err(StartError::Inconsistent(format!(
-                "contract {r}: the catalog's document has digest {}, the manifest (serial {serial}) pins {}: \
-                 the document changed without a new manifest",
-                doc.digest(),
-                c.digest
-            )));
-        }
-    }
-    for r in &src.provides {
-        match manifest.contract(r) {
-            Some(c) if &c.provider == member => {}
-            _ => {
-                return Err(StartError::Inconsistent(format!(
-                    "{member} is configured to provide {r} but the manifest (serial {serial}) does not list it as {member}'s"
-                )));
-            }
-        }
-    }
     refuse_a_revoked_self(&trust, &own.chain, &src.cert, &src.crl)?;
     let tls = tls::server_config(
         &trust,
@@ -359,6 +305,73 @@ pub(crate) fn build(
         chain: own.chain,
         key: Arc::new(own.key),
     })
+}
+
+/// Checks that a verified manifest fits this gateway: it is this federation's, lists this
+/// member with the key `signing_kid` among its keys and inside its window now, pins the
+/// catalog's digests, and lists every contract configured here as this member's. What
+/// [`build`] checks of a manifest, for `simpul doctor` too.
+pub(crate) fn check_fit(
+    src: &Sources,
+    catalog: &BTreeMap<ContractRef, Contract>,
+    manifest: &Manifest,
+    signing_kid: &str,
+) -> Result<(), StartError> {
+    let member = &src.member;
+    let serial = manifest.doc().serial;
+    if manifest.doc().federation != src.federation {
+        return Err(StartError::Inconsistent(format!(
+            "the manifest (serial {serial}) is federation `{}`'s, this gateway is in `{}`",
+            manifest.doc().federation,
+            src.federation
+        )));
+    }
+    if manifest.member(member).is_none() {
+        return Err(StartError::Inconsistent(format!(
+            "{member} is not in the manifest (serial {serial}): sign a new one with `simpul manifest sign`"
+        )));
+    }
+    // Listed under this member, and inside its validity window now.
+    match manifest.key_at(signing_kid, contracts::unix_now()) {
+        Ok((owner, _)) if owner == member => {}
+        Ok(_) => {
+            return Err(StartError::Inconsistent(format!(
+                "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}): sign a new manifest",
+                signing_kid, src.signing
+            )));
+        }
+        Err(refused) => {
+            return Err(StartError::Inconsistent(format!(
+                "the signing key {} ({}) is not among {member}'s keys in the manifest (serial {serial}), or may not sign now ({refused}): sign a new manifest",
+                signing_kid, src.signing
+            )));
+        }
+    }
+    // Every contract the manifest pins must match the catalog's document exactly.
+    for c in &manifest.doc().contracts {
+        let r = ContractRef::new(&c.id, &c.version);
+        if let Some(doc) = catalog.get(&r)
+            && doc.digest() != c.digest
+        {
+            return Err(StartError::Inconsistent(format!(
+                "contract {r}: the catalog's document has digest {}, the manifest (serial {serial}) pins {}: \
+                 the document changed without a new manifest",
+                doc.digest(),
+                c.digest
+            )));
+        }
+    }
+    for r in &src.provides {
+        match manifest.contract(r) {
+            Some(c) if &c.provider == member => {}
+            _ => {
+                return Err(StartError::Inconsistent(format!(
+                    "{member} is configured to provide {r} but the manifest (serial {serial}) does not list it as {member}'s"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn rate_limits(

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
-use crate::commands::{audit, cache, completions, man, manifest, openapi, pki, query, serve, up};
+use crate::commands::{
+    audit, cache, completions, doctor, man, manifest, openapi, pki, query, serve, up,
+};
 use crate::error::CliError;
 
 #[derive(Parser)]
@@ -73,6 +75,8 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Check a member's deployment and print what to fix, one line per check.
+    Doctor(doctor::Args),
     /// Print the shell completion script for SHELL.
     Completions(completions::Args),
     /// The manual pages: simpul.1 on standard output, or every page into --out DIR.
@@ -138,6 +142,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Query(args) => query::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Audit { command } => audit::run(config, command).await,
+        Command::Doctor(args) => doctor::run(&load_config(config)?, args).await,
         Command::Completions(args) => completions::run(Cli::command(), args),
         Command::Man(args) => man::run(Cli::command(), args),
     }

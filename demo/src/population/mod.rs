@@ -49,8 +49,8 @@ use random::*;
 pub use config::{Dataset, SeedConfig};
 pub use nik::nik_is_valid;
 pub use people::{Population, generate};
-pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
 pub use sample::{Sample, read_sample};
+pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
 pub use sqlite::{SeedError, write_dataset};
 
 /// Says how far a long seed has got, at most every [`Progress::EVERY`], at INFO: a million

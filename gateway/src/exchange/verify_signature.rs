@@ -134,7 +134,10 @@ mod tests {
                 Ok(_) => assert!(ok, "{window:?}"),
                 Err(Refusal::BadSignature(why)) => {
                     assert!(!ok, "{window:?}");
-                    assert!(why.contains(&format!("not at {iat}")), "{why}");
+                    assert!(
+                        why.contains(&format!("not at {}", contracts::utc(iat))),
+                        "{why}"
+                    );
                 }
                 Err(other) => panic!("{other:?}"),
             }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod cache;
 pub mod completions;
+pub mod doctor;
 pub mod join;
 pub mod man;
 pub mod manifest;

@@ -200,4 +200,20 @@ async fn a_binding_secret_is_needed_only_by_the_gateway_that_serves_it() {
         err.contains(unset) && err.contains("sql.database") && err.contains("not set"),
         "{err}"
     );
+    // `simpul doctor` on Dukcapil's machine says the same, as a failed binding.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .arg("--config")
+        .arg(&f.config_file)
+        .args(["doctor", "--member", DUKCAPIL])
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("FAIL binding") && l.contains(unset)),
+        "{said}"
+    );
 }
