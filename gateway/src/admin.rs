@@ -5,7 +5,8 @@
 //! certificate is refused here with 403 `identity-kind`. `GET /healthz` and `GET /readyz`,
 //! which say nothing but whether the gateway runs and can answer, are served to any
 //! certificate the listener's handshake accepted, so that a load balancer's or a
-//! supervisor's probe needs no operator identity.
+//! supervisor's probe needs no operator identity. The command centre (`/console/`,
+//! [`crate::console`]) is served to operators and auditors both.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -174,21 +175,38 @@ async fn route(
             ),
         ));
     }
-    // The audit log has its own allow-list: reading it is not operating the gateway.
-    let is_audit = req.uri().path().starts_with("/audit/");
-    if !(if is_audit { auditor } else { operator }) {
+    // The audit log has its own allow-list: reading it is not operating the gateway. The
+    // command centre is for both lists: its search goes to the auditor face on its own.
+    let path = req.uri().path();
+    let is_audit = path.starts_with("/audit/");
+    let is_console = path == "/console" || path.starts_with("/console/");
+    let (allowed, list) = if is_console {
+        (operator || auditor, "operator or auditor")
+    } else if is_audit {
+        (auditor, "auditor")
+    } else {
+        (operator, "operator")
+    };
+    if !allowed {
         return problem(&Problem::new(
             ProblemCode::Forbidden,
             format!(
-                "{} is not on this gateway's {} allow-list",
+                "{} is not on this gateway's {list} allow-list",
                 peer.map(|p| p.to_string())
                     .unwrap_or_else(|| "a certificate without a single Simpul identity".into()),
-                if is_audit { "auditor" } else { "operator" }
             ),
         ));
     }
     if is_audit {
         return crate::audit_api::route(gw, req, evidence).await;
+    }
+    if is_console {
+        let viewer = crate::console::Viewer {
+            identity: peer.map(|p| p.to_string()).unwrap_or_default(),
+            operator,
+            auditor,
+        };
+        return crate::console::route(gw, viewer, req).await;
     }
     let (parts, body) = req.into_parts();
     match (parts.method.clone(), parts.uri.path()) {

@@ -17,6 +17,7 @@ mod audit_size;
 pub mod authority;
 pub mod client;
 pub mod config;
+mod console;
 mod consumer;
 pub mod descriptors;
 pub mod doctor;

@@ -369,7 +369,7 @@ impl Witness {
 
 /// `jws` as a tree head `member` signed with a key the manifest lists for it, inside the
 /// key's window at the head's timestamp, naming its log; with its root.
-fn verified(
+pub(crate) fn verified(
     manifest: &Manifest,
     member: &MemberId,
     jws: &str,

@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
 use crate::commands::{
-    audit, cache, completions, doctor, man, manifest, openapi, pki, query, serve, up,
+    audit, cache, completions, console, doctor, man, manifest, openapi, pki, query, serve, up,
 };
 use crate::error::CliError;
 
@@ -68,6 +68,8 @@ enum Command {
     },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query(query::Args),
+    /// Open a member's command centre: a local proxy to its admin listener, with a one-time URL.
+    Console(console::Args),
     /// Print the OpenAPI 3.1 document of a member's local face or federation face.
     Openapi(openapi::Args),
     /// The audit log: export it, verify an export, prove an exchange, reconcile two logs.
@@ -140,6 +142,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Manifest { command } => manifest::run(config, command),
         Command::Cache { command } => cache::run(&load_config(config)?, command).await,
         Command::Query(args) => query::run(&load_config(config)?, args).await,
+        Command::Console(args) => console::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Audit { command } => audit::run(config, command).await,
         Command::Doctor(args) => doctor::run(&load_config(config)?, args).await,

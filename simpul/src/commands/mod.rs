@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod cache;
 pub mod completions;
+pub mod console;
 pub mod doctor;
 pub mod join;
 pub mod man;

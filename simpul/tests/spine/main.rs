@@ -8,6 +8,7 @@ mod cancel;
 mod cli;
 mod common;
 mod connections;
+mod console;
 mod doctor;
 mod exchange;
 mod flood;
