@@ -10,9 +10,9 @@
 //! line and a count in `simpul_refresh_errors_total`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use contracts::envelope::JOSE_MEDIA_TYPE;
@@ -75,6 +75,8 @@ pub(crate) struct Refresh {
     one_at_a_time: tokio::sync::Mutex<()>,
     /// The highest serial each peer was asked for: at most one fetch per peer and serial.
     asked: Mutex<HashMap<MemberId, u64>>,
+    /// The serial each peer last stated, and when: what the command centre shows of it.
+    heard: std::sync::RwLock<HashMap<MemberId, Arc<Heard>>>,
     hints: mpsc::Sender<(MemberId, u64)>,
     waiting: Mutex<Option<mpsc::Receiver<(MemberId, u64)>>>,
     serial: metrics::Gauge,
@@ -89,6 +91,7 @@ impl Refresh {
         Refresh {
             one_at_a_time: tokio::sync::Mutex::new(()),
             asked: Mutex::new(HashMap::new()),
+            heard: std::sync::RwLock::new(HashMap::new()),
             hints,
             waiting: Mutex::new(Some(waiting)),
             serial: metrics::gauge!("simpul_manifest_serial", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
@@ -139,6 +142,60 @@ fn not_after(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<i64> {
     x509_parser::parse_x509_certificate(cert.as_ref())
         .ok()
         .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
+/// The manifest serial a peer last stated, and when (Unix milliseconds).
+#[derive(Default)]
+pub(crate) struct Heard {
+    serial: AtomicU64,
+    at_ms: AtomicI64,
+}
+
+impl Refresh {
+    /// Notes that `peer` stated `serial` now: on every exchange with it, so without a write
+    /// lock once the peer is known.
+    fn heard(&self, peer: &MemberId, serial: u64) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let known = self
+            .heard
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(peer)
+            .cloned();
+        let heard = match known {
+            Some(h) => h,
+            None => self
+                .heard
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(peer.clone())
+                .or_default()
+                .clone(),
+        };
+        heard.serial.store(serial, Ordering::Relaxed);
+        heard.at_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Each peer heard from, with the serial it last stated and when (Unix milliseconds).
+    pub(crate) fn heard_from(&self) -> Vec<(MemberId, u64, i64)> {
+        let mut all: Vec<_> = self
+            .heard
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(m, h)| {
+                (
+                    m.clone(),
+                    h.serial.load(Ordering::Relaxed),
+                    h.at_ms.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        all
+    }
 }
 
 /// The serial a peer states in [`MANIFEST_SERIAL_HEADER`]: one header, decimal digits.
@@ -199,6 +256,7 @@ impl Gateway {
     /// one and `peer` was not asked for it yet, the refresher fetches it (never on the
     /// request's own path).
     pub(crate) fn hint(&self, peer: &MemberId, serial: u64, held: u64) {
+        self.refresh.heard(peer, serial);
         if serial <= held {
             return;
         }

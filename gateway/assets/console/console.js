@@ -306,11 +306,13 @@
   function members(s) {
     const breakers = new Map(s.breakers.map((b) => [b.provider, b]));
     const witnessed = new Map((s.witness.partners || []).map((p) => [p.member, p]));
+    const heard = new Map((s.federation.heard || []).map((h) => [h.member, h]));
     for (const row of $("members").tBodies[0].rows) {
       const id = row.getAttribute("data-member");
       const cell = (col) => row.querySelector('[data-col="' + col + '"]');
       if (id === s.member) {
         cell("breaker").textContent = "–";
+        cell("manifest").textContent = "serial " + s.federation.serial + " (this gateway's)";
         cell("witnessed").textContent = fmt.n(s.audit.records) + " records (its own)";
         cell("traffic").textContent = "–";
         continue;
@@ -318,6 +320,11 @@
       const b = breakers.get(id);
       const state = b ? b.state : "none";
       cell("breaker").replaceChildren(el("span", { class: "tag breaker-" + state }, state), b && b.fail_fast ? " " + fmt.n(b.fail_fast) + " failed fast" : "");
+      const h = heard.get(id);
+      cell("manifest").replaceChildren(h
+        ? el("span", { class: h.serial === s.federation.serial ? "good" : "warn" },
+            "serial " + h.serial + (h.serial === s.federation.serial ? "" : h.serial > s.federation.serial ? " (newer)" : " (older)") + ", heard " + fmt.time(h.at_ms))
+        : "not heard from yet");
       const p = witnessed.get(id);
       cell("witnessed").textContent = p ? (p.forked ? "✗ forked" : fmt.n(p.tree_size) + " records, received " + fmt.time(p.received_at_ms)) : "no head held yet";
       const ok = sum(s.exchanges, (r) => r.peer === id && r.outcome === "ok");

@@ -174,7 +174,7 @@ fn page(gw: &Gateway, viewer: &Viewer) -> String {
         };
         members.push_str(&format!(
             "<tr data-member=\"{id}\"><td><b>{name}</b>{own}<br><code>{id}</code></td><td><code>{url}</code></td>\
-             <td data-col=\"breaker\">–</td><td data-col=\"witnessed\">–</td><td data-col=\"traffic\">–</td></tr>\n",
+             <td data-col=\"breaker\">–</td><td data-col=\"manifest\">–</td><td data-col=\"witnessed\">–</td><td data-col=\"traffic\">–</td></tr>\n",
             id = escape(m.id.as_str()),
             name = escape(&m.name),
             url = escape(&m.gateway),
@@ -282,7 +282,7 @@ fn page(gw: &Gateway, viewer: &Viewer) -> String {
 </section>
 <section class="grid">
   <article class="card"><h2>Federation <span class="muted">{federation}, manifest serial <span id="serial">{serial}</span>, issued {issued}, expires <span id="expires">{expires}</span></span></h2>
-    <table id="members"><thead><tr><th>member</th><th>gateway</th><th>breaker</th><th>its log, witnessed</th><th>exchanges with it</th></tr></thead><tbody>
+    <table id="members"><thead><tr><th>member</th><th>gateway</th><th>breaker</th><th>manifest it last stated</th><th>its log, witnessed</th><th>exchanges with it</th></tr></thead><tbody>
 {members}</tbody></table>
     <h3>Contracts and grants</h3>
     <table id="contracts"><thead><tr><th>contract</th><th>provider</th><th>who may ask, for what</th><th class="num">rate per consumer</th></tr></thead><tbody>

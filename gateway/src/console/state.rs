@@ -246,6 +246,8 @@ fn federation(gw: &Gateway) -> Value {
         "issued_at": doc.issued_at,
         "expires_at": doc.expires_at,
         "members": doc.members.iter().map(|m| json!({"id": m.id.as_str(), "name": m.name, "gateway": m.gateway})).collect::<Vec<_>>(),
+        // The serial each peer last stated in an exchange with this gateway, and when.
+        "heard": gw.refresh.heard_from().into_iter().map(|(m, serial, at_ms)| json!({"member": m.as_str(), "serial": serial, "at_ms": at_ms})).collect::<Vec<_>>(),
         "contracts": doc.contracts.iter().map(|c| json!({
             "contract": format!("{}/{}", c.id, c.version),
             "provider": c.provider.as_str(),

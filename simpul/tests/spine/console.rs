@@ -106,6 +106,19 @@ async fn the_page_and_its_state_are_served_to_operators_and_auditors_with_a_stri
     assert_eq!(exchanges(&state, KEMLU, "provider", None), 3);
     assert_eq!(state["federation"]["members"].as_array().unwrap().len(), 4);
     assert_eq!(state["audit"]["tampered"], Value::Null);
+    // Kemlu stated its manifest serial on every request: the one both hold.
+    let heard = state["federation"]["heard"].as_array().unwrap();
+    let serial = state["federation"]["serial"].as_u64().unwrap();
+    assert!(
+        heard.iter().any(|h| h["member"] == KEMLU
+            && h["serial"].as_u64() == Some(serial)
+            && h["at_ms"].as_i64().unwrap_or_default() > 0),
+        "{heard:?}"
+    );
+    assert!(
+        heard.iter().all(|h| h["member"] != BP2MI),
+        "never heard from: {heard:?}"
+    );
 
     let kemlu: Value = ok_json(
         &f.admin_call(
