@@ -384,8 +384,8 @@ impl HttpAdapter {
             .map_err(|e| AdapterError::Failed(format!("cannot build the request: {e}")))?;
         req.headers_mut()
             .extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        // Each attempt is a span of its own in the exchange's trace.
-        if let Some(t) = trace.map(TraceContext::child) {
+        // As the gateway hands it on: its parent is the gateway's span of the exchange.
+        if let Some(t) = trace {
             let parent = HeaderValue::from_str(&t.traceparent());
             let state = t.tracestate().map(HeaderValue::from_str);
             if let Ok(parent) = parent {

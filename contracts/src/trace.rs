@@ -60,6 +60,34 @@ impl TraceContext {
         }
     }
 
+    /// The same trace, flags and state with `span_id` as the sender's span: the span of the
+    /// gateway that sends it on, when a tracing system gave that span an id. An id of zeros
+    /// is not valid: a fresh random one is taken instead.
+    pub fn with_span_id(&self, span_id: [u8; 8]) -> TraceContext {
+        if span_id == [0; 8] {
+            return self.child();
+        }
+        TraceContext {
+            parent_id: span_id,
+            ..self.clone()
+        }
+    }
+
+    /// The trace id's 16 bytes.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The sender's span id's 8 bytes.
+    pub fn parent_id_bytes(&self) -> [u8; 8] {
+        self.parent_id
+    }
+
+    /// Whether the sender sampled the trace (the `sampled` flag).
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+
     /// The trace id, 32 lower-case hexadecimal digits.
     pub fn trace_id(&self) -> String {
         hex(&self.trace_id)
@@ -163,6 +191,21 @@ mod tests {
         assert_eq!(p[52..], q[52..], "same flags");
         assert_eq!(c.tracestate(), Some("congo=t61rcWkgMzE"));
         assert!(read(&p).is_some(), "the child's header reads back: {p}");
+    }
+
+    #[test]
+    fn a_span_id_given_is_sent_and_zeros_are_not() {
+        let t = read(GOOD).unwrap();
+        let given = t.with_span_id([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            given.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"
+        );
+        assert_eq!(given.parent_id_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(given.sampled());
+        let zeros = t.with_span_id([0; 8]);
+        assert_ne!(zeros.parent_id_bytes(), [0; 8]);
+        assert_eq!(zeros.trace_id_bytes(), t.trace_id_bytes());
     }
 
     #[test]

@@ -38,5 +38,6 @@ pub mod revocation;
 pub mod server;
 pub mod snapshot;
 pub mod tls;
+mod tracectx;
 mod trail;
 pub mod witness;

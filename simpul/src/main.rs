@@ -5,6 +5,8 @@
 
 mod commands;
 mod error;
+#[cfg(feature = "otel")]
+mod otel;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -102,17 +104,14 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init(),
-    }
+    // Held to the end of `main`: dropped, it sends the spans still in the exporter's batch.
+    let _export = match logging(filter, cli.log_format) {
+        Ok(export) => export,
+        Err(e) => {
+            eprintln!("simpul: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // One TLS crypto provider for the whole process (sqlx and rustls would each pick one).
     gateway::tls::install_crypto_provider();
     let result = tokio::runtime::Runtime::new()
@@ -130,6 +129,49 @@ fn main() -> ExitCode {
             eprintln!("simpul: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What an OpenTelemetry export needs kept until the end (nothing without the feature).
+struct Export {
+    #[cfg(feature = "otel")]
+    _flush: Option<otel::Export>,
+}
+
+/// Log lines to standard error in `format`, through `filter`; and, in a build with the
+/// `otel` feature and an `OTEL_EXPORTER_OTLP_*ENDPOINT` set, the spans to OpenTelemetry.
+fn logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) -> Result<Export, CliError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(lines);
+    #[cfg(feature = "otel")]
+    {
+        let (layer, export) = match otel::layer()? {
+            Some((layer, export)) => (Some(layer), Some(export)),
+            None => (None, None),
+        };
+        registry.with(layer).init();
+        Ok(Export { _flush: export })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+            tracing::warn!(
+                "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this simpul was built without the otel feature: no spans are exported"
+            );
+        }
+        Ok(Export {})
     }
 }
 

@@ -155,7 +155,10 @@ async fn exchange(
     };
     let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider, trace_id = tracing::field::Empty);
     // The member system's trace goes on to the provider from a span of this exchange's own.
-    let trace = caller.trace.as_ref().map(TraceContext::child);
+    let trace = caller
+        .trace
+        .as_ref()
+        .map(|t| crate::tracectx::join(&span, t));
     if let Some(t) = &trace {
         span.record("trace_id", t.trace_id());
     }

@@ -301,112 +301,121 @@ async fn run(
     if let Some(t) = &trace {
         span.record("trace_id", t.trace_id());
     }
-    let id = Some(request.id.as_str());
-    let refused = |r: Refusal| r.into_problem(id);
-    let request = &request;
+    // From here the exchange is a verified consumer's: its span joins the consumer's trace
+    // (exported with the `otel` feature), and the context sent on to an HTTP backend names it.
+    let answer =
+        tracing::info_span!(parent: span, "answer", exchange_id = %request.id, contract = %path);
+    let onward = trace.as_ref().map(|t| crate::tracectx::join(&answer, t));
+    async {
+        let id = Some(request.id.as_str());
+        let refused = |r: Refusal| r.into_problem(id);
+        let request = &request;
 
-    unless_off(
-        Check::Identity,
-        require_identity::require_identity(peer, &signer, request),
-    )
-    .map_err(refused)?;
-    trail.set_consumer(&request.iss);
-    // Right after the identity: the head is the consumer's, and a member whose log forked
-    // is refused before anything else is asked of this gateway.
-    match witness_head::witness_head(
-        &gw.witness,
-        &snap.manifest,
-        snap.peers.get(&request.iss),
-        &request.iss,
-        headers,
-    )
-    .await
-    {
-        Err(Refusal::Witness(crate::witness::WitnessError::BadHead(_))) if off(Check::TreeHead) => {
-        }
-        other => other.map_err(refused)?,
-    }
-    unless_off(
-        Check::Audience,
-        check_audience::check_audience(&gw.member, request),
-    )
-    .map_err(refused)?;
-    unless_off(Check::PathMatch, check_path::check_path(path, request)).map_err(refused)?;
-    unless_off(
-        Check::Freshness,
-        check_freshness::check_freshness(request, contracts::unix_now()),
-    )
-    .map_err(refused)?;
-    // Replay after the signature: only verified ids take room in the window.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    unless_off(
-        Check::Replay,
-        check_replay::check_replay(&gw.provider.replay, request, exchange_id, now).await,
-    )
-    .map_err(refused)?;
-    let mut asked = ContractRef::new(&request.contract, &request.version);
-    if off(Check::Contract) && !gw.provider.provided.contains_key(&asked) {
-        // Faults builds only: answer an unknown contract with one that is provided here.
-        if let Some(any) = gw.provider.provided.keys().next() {
-            asked = any.clone();
-        }
-    }
-    let found = authorize::find_contract(
-        &snap.manifest,
-        &gw.catalog,
-        &gw.provider.provided,
-        &gw.member,
-        &asked,
-    )
-    .map_err(refused)?;
-    unless_off(
-        Check::Authorization,
-        authorize::authorize(&snap.manifest, found.listed, request),
-    )
-    .map_err(refused)?;
-    let provided = found.provided;
-    // Rate after authorisation: a consumer that may not ask spends no quota.
-    match limit_rate::limit_rate(&snap.rates, &provided.reference, request).await {
-        Ok(()) => provided.counters.rate_admitted.increment(1),
-        Err(r) if off(Check::RateLimit) => drop(r),
-        Err(r) => {
-            count!(gw.labels, "simpul_rate_limited_total", "contract" => provided.reference.to_string(), "consumer" => request.iss.to_string());
-            return Err(refused(r));
-        }
-    }
-    unless_off(
-        Check::QuerySchema,
-        validate_query::validate_query(found.contract, request),
-    )
-    .map_err(refused)?;
-    // The cache after every check: a cached answer never reaches a consumer that could
-    // not have asked, and is signed afresh for this request.
-    let (key, hit) = cache_lookup::cache_lookup(&gw.provider.cache, provided, request);
-    let result = match hit {
-        Some(result) => result,
-        None => {
-            let result = call_adapter::call_adapter(provided, request, trace.as_ref())
-                .await
-                .map_err(refused)?;
-            check_answer::check_answer(found.contract, &result).map_err(refused)?;
-            let result = std::sync::Arc::new(result);
-            if let (Some(key), Some(ttl)) = (key, provided.cache_ttl) {
-                gw.provider
-                    .cache
-                    .insert(key, provided.reference.clone(), result.clone(), ttl);
+        unless_off(
+            Check::Identity,
+            require_identity::require_identity(peer, &signer, request),
+        )
+        .map_err(refused)?;
+        trail.set_consumer(&request.iss);
+        // Right after the identity: the head is the consumer's, and a member whose log forked
+        // is refused before anything else is asked of this gateway.
+        match witness_head::witness_head(
+            &gw.witness,
+            &snap.manifest,
+            snap.peers.get(&request.iss),
+            &request.iss,
+            headers,
+        )
+        .await
+        {
+            Err(Refusal::Witness(crate::witness::WitnessError::BadHead(_))) if off(Check::TreeHead) => {
             }
-            result
+            other => other.map_err(refused)?,
         }
-    };
-    sign_answer::sign_answer(
-        &snap.signing,
-        &gw.member,
-        request,
-        trail.request(),
-        &result,
-        contracts::unix_now(),
-    )
-    .map_err(refused)
+        unless_off(
+            Check::Audience,
+            check_audience::check_audience(&gw.member, request),
+        )
+        .map_err(refused)?;
+        unless_off(Check::PathMatch, check_path::check_path(path, request)).map_err(refused)?;
+        unless_off(
+            Check::Freshness,
+            check_freshness::check_freshness(request, contracts::unix_now()),
+        )
+        .map_err(refused)?;
+        // Replay after the signature: only verified ids take room in the window.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        unless_off(
+            Check::Replay,
+            check_replay::check_replay(&gw.provider.replay, request, exchange_id, now).await,
+        )
+        .map_err(refused)?;
+        let mut asked = ContractRef::new(&request.contract, &request.version);
+        if off(Check::Contract) && !gw.provider.provided.contains_key(&asked) {
+            // Faults builds only: answer an unknown contract with one that is provided here.
+            if let Some(any) = gw.provider.provided.keys().next() {
+                asked = any.clone();
+            }
+        }
+        let found = authorize::find_contract(
+            &snap.manifest,
+            &gw.catalog,
+            &gw.provider.provided,
+            &gw.member,
+            &asked,
+        )
+        .map_err(refused)?;
+        unless_off(
+            Check::Authorization,
+            authorize::authorize(&snap.manifest, found.listed, request),
+        )
+        .map_err(refused)?;
+        let provided = found.provided;
+        // Rate after authorisation: a consumer that may not ask spends no quota.
+        match limit_rate::limit_rate(&snap.rates, &provided.reference, request).await {
+            Ok(()) => provided.counters.rate_admitted.increment(1),
+            Err(r) if off(Check::RateLimit) => drop(r),
+            Err(r) => {
+                count!(gw.labels, "simpul_rate_limited_total", "contract" => provided.reference.to_string(), "consumer" => request.iss.to_string());
+                return Err(refused(r));
+            }
+        }
+        unless_off(
+            Check::QuerySchema,
+            validate_query::validate_query(found.contract, request),
+        )
+        .map_err(refused)?;
+        // The cache after every check: a cached answer never reaches a consumer that could
+        // not have asked, and is signed afresh for this request.
+        let (key, hit) = cache_lookup::cache_lookup(&gw.provider.cache, provided, request);
+        let result = match hit {
+            Some(result) => result,
+            None => {
+                let result = call_adapter::call_adapter(provided, request, onward.as_ref())
+                    .await
+                    .map_err(refused)?;
+                check_answer::check_answer(found.contract, &result).map_err(refused)?;
+                let result = std::sync::Arc::new(result);
+                if let (Some(key), Some(ttl)) = (key, provided.cache_ttl) {
+                    gw.provider
+                        .cache
+                        .insert(key, provided.reference.clone(), result.clone(), ttl);
+                }
+                result
+            }
+        };
+        sign_answer::sign_answer(
+            &snap.signing,
+            &gw.member,
+            request,
+            trail.request(),
+            &result,
+            contracts::unix_now(),
+        )
+        .map_err(refused)
+    }
+    .instrument(answer.clone())
+    .await
 }
