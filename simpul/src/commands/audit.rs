@@ -706,31 +706,11 @@ async fn audit_subject(
     as_auditor: Option<StaffId>,
     json: bool,
 ) -> Result<ExitCode, CliError> {
-    let mc = config.member(member).ok_or_else(|| {
-        CliError::Usage(format!(
-            "--member {member}: not a member in {}",
-            config.source
-        ))
-    })?;
-    let admin = mc.admin.as_ref().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{member} has no admin listener in {} (members.admin)",
-            config.source
-        ))
-    })?;
+    let admin = super::admin_listener(config, member)?;
     let identity = as_auditor
         .or_else(|| admin.auditors.first().cloned())
         .ok_or_else(|| CliError::Usage(format!("{member}'s admin.auditors is empty: pass --as")))?;
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
-    let client = gateway::client::PeerClient::from_files(
-        &trust,
-        &layout.staff_cert(&identity),
-        &layout.staff_key(&identity),
-        member.clone(),
-        64 << 20,
-    )?;
+    let client = super::staff_client(config, member, &identity, 64 << 20)?;
     let body = serde_json::to_vec(&serde_json::json!({ "nik": nik }))
         .map_err(|e| CliError::Process(format!("subject request: {e}")))?;
     let url = format!("https://localhost:{}/audit/subject", admin.listen.port());

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use contracts::{MemberId, StaffId};
-use gateway::client::PeerClient;
 use gateway::config::Config;
 
 use crate::error::CliError;
@@ -38,18 +37,7 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
         version,
         as_admin,
     } = command;
-    let mc = config.member(&member).ok_or_else(|| {
-        CliError::Usage(format!(
-            "--member {member}: not a member in {}",
-            config.source
-        ))
-    })?;
-    let admin = mc.admin.as_ref().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{member} has no admin listener in {} (members.admin)",
-            config.source
-        ))
-    })?;
+    let admin = super::admin_listener(config, &member)?;
     let identity = as_admin
         .or_else(|| admin.operators.first().cloned())
         .ok_or_else(|| {
@@ -58,16 +46,7 @@ pub async fn run(config: &Config, command: CacheCommand) -> Result<ExitCode, Cli
                 config.source
             ))
         })?;
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
-    let client = PeerClient::from_files(
-        &trust,
-        &layout.staff_cert(&identity),
-        &layout.staff_key(&identity),
-        member.clone(),
-        1 << 20,
-    )?;
+    let client = super::staff_client(config, &member, &identity, 1 << 20)?;
     let body = serde_json::to_vec(&serde_json::json!({"contract": contract, "version": version}))
         .map_err(|e| CliError::Process(format!("purge request: {e}")))?;
     let url = format!(

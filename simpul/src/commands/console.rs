@@ -67,18 +67,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         as_staff,
         port,
     } = args;
-    let mc = config.member(&member).ok_or_else(|| {
-        CliError::Usage(format!(
-            "--member {member}: not a member in {}",
-            config.source
-        ))
-    })?;
-    let admin = mc.admin.as_ref().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{member} has no admin listener in {} (members.admin)",
-            config.source
-        ))
-    })?;
+    let admin = super::admin_listener(config, &member)?;
     let identity = as_staff
         .or_else(|| admin.operators.first().cloned())
         .or_else(|| admin.auditors.first().cloned())
@@ -94,16 +83,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             config.source
         )));
     }
-    let layout = &config.federation.pki;
-    let trust =
-        gateway::tls::FederationTrust::from_files(&layout.ca_cert(), &config.federation.crl)?;
-    let client = PeerClient::from_files(
-        &trust,
-        &layout.staff_cert(&identity),
-        &layout.staff_key(&identity),
-        member.clone(),
-        MAX_ANSWER,
-    )?;
+    let client = super::staff_client(config, &member, &identity, MAX_ANSWER)?;
     let host = match admin.listen.ip() {
         ip if ip.is_loopback() || ip.is_unspecified() => "localhost".to_owned(),
         IpAddr::V4(ip) => ip.to_string(),
