@@ -444,26 +444,15 @@ fn local_face(config: &Config, manifest: &ManifestDoc, m: &Member, local: &Local
             skipped.join("; ")
         ));
     }
-    let mut doc = Map::new();
-    doc.insert("openapi".into(), json!("3.1.0"));
-    doc.insert(
-        "info".into(),
-        json!({
-            "title": format!("Simpul local face of {}", m.id),
-            "version": "1",
-            "description": description,
-        }),
+    let doc = skeleton(
+        format!("Simpul local face of {}", m.id),
+        description,
+        json!(local.url()),
+        format!("The local listener of {} ({})", m.id, local.listen),
+        &m.id,
+        Face::Local,
+        manifest.serial,
     );
-    doc.insert(
-        "servers".into(),
-        json!([{
-            "url": local.url(),
-            "description": format!("The local listener of {} ({})", m.id, local.listen)
-        }]),
-    );
-    doc.insert("x-simpul-member".into(), json!(m.id));
-    doc.insert("x-simpul-face".into(), json!(Face::Local.as_str()));
-    doc.insert("x-simpul-manifest-serial".into(), json!(manifest.serial));
     b.finish(
         doc,
         json!({
@@ -823,26 +812,15 @@ fn peer_face(config: &Config, manifest: &ManifestDoc, m: &Member) -> Value {
             skipped.join("; ")
         ));
     }
-    let mut doc = Map::new();
-    doc.insert("openapi".into(), json!("3.1.0"));
-    doc.insert(
-        "info".into(),
-        json!({
-            "title": format!("Simpul federation face of {}", m.id),
-            "version": "1",
-            "description": description,
-        }),
+    let doc = skeleton(
+        format!("Simpul federation face of {}", m.id),
+        description,
+        json!(url.trim_end_matches('/')),
+        format!("The gateway URL of {} in the manifest", m.id),
+        &m.id,
+        Face::Peer,
+        manifest.serial,
     );
-    doc.insert(
-        "servers".into(),
-        json!([{
-            "url": url.trim_end_matches('/'),
-            "description": format!("The gateway URL of {} in the manifest", m.id)
-        }]),
-    );
-    doc.insert("x-simpul-member".into(), json!(m.id));
-    doc.insert("x-simpul-face".into(), json!(Face::Peer.as_str()));
-    doc.insert("x-simpul-manifest-serial".into(), json!(manifest.serial));
     b.finish(
         doc,
         json!({
@@ -1124,6 +1102,33 @@ fn get_routes(b: &mut Builder, m: &Member) {
             "responses": proof_answers
         }}),
     );
+}
+
+/// The parts every face's document starts with: the version, `info`, the one server and
+/// the `x-simpul-*` extensions naming the member, the face and the manifest's serial.
+fn skeleton(
+    title: String,
+    description: String,
+    url: Value,
+    server: String,
+    member: &MemberId,
+    face: Face,
+    serial: u64,
+) -> Map<String, Value> {
+    let mut doc = Map::new();
+    doc.insert("openapi".into(), json!("3.1.0"));
+    doc.insert(
+        "info".into(),
+        json!({"title": title, "version": "1", "description": description}),
+    );
+    doc.insert(
+        "servers".into(),
+        json!([{"url": url, "description": server}]),
+    );
+    doc.insert("x-simpul-member".into(), json!(member));
+    doc.insert("x-simpul-face".into(), json!(face.as_str()));
+    doc.insert("x-simpul-manifest-serial".into(), json!(serial));
+    doc
 }
 
 #[cfg(test)]
