@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod manifest;
 pub mod manifest_diff;
 pub mod member;
+pub mod names;
 pub mod problem;
 pub mod trace;
 
