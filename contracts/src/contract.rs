@@ -64,8 +64,37 @@ pub struct ContractDoc {
     pub purposes: Vec<String>,
     /// Caching allowed, or null.
     pub cache: Option<CachePolicy>,
-    /// JSON pointers into `query` that hold personal identifiers.
+    /// JSON pointers into `query` that hold personal identifiers; in a batch contract, into
+    /// each item.
     pub personal_data: Vec<String>,
+    /// Present in a batch contract (PROTOCOL.md §2.5): where the query's items are, and how
+    /// many one exchange may carry. Absent, not `null`, in any other, so documents written
+    /// before the field existed keep their digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
+    /// The largest request body this contract takes, when more than the protocol's 65,536
+    /// bytes (PROTOCOL.md §3.5); at most [`MAX_REQUEST_BYTES`]. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
+}
+
+/// The request body limit of a contract that does not set its own (PROTOCOL.md §3.5).
+pub const DEFAULT_REQUEST_BYTES: u64 = 65_536;
+
+/// The largest `max_request_bytes` a contract may set: 4 MiB.
+pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The most items a batch contract may allow in one exchange.
+pub const MAX_BATCH_ITEMS: u32 = 10_000;
+
+/// What makes a contract a batch contract: many items asked and answered in one exchange.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// JSON pointer into `query` of the array of items (`/items`).
+    pub items: String,
+    /// The most items one exchange carries; the request schema bounds the array by it.
+    pub max_items: u32,
 }
 
 /// Why a contract document was refused.
@@ -190,6 +219,17 @@ impl Contract {
                 "each entry must be a JSON pointer starting with `/`",
             ));
         }
+        if let Some(batch) = &doc.batch {
+            check_batch(batch, &doc.request)?;
+        }
+        if let Some(max) = doc.max_request_bytes
+            && !(DEFAULT_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&max)
+        {
+            return Err(field(
+                "max_request_bytes",
+                "must be from 65536 to 4194304 (4 MiB)",
+            ));
+        }
         let request = compile("request", &doc.request)?;
         let response = compile("response", &doc.response)?;
         let digest = sha256_b64url(&canonical_json(&doc)?);
@@ -216,6 +256,48 @@ impl Contract {
         &self.digest
     }
 
+    /// The most bytes a request body to this contract may have (PROTOCOL.md §3.5).
+    pub fn max_request_bytes(&self) -> u64 {
+        self.doc.max_request_bytes.unwrap_or(DEFAULT_REQUEST_BYTES)
+    }
+
+    /// The items of a batch query: the array at the batch's pointer, when this is a batch
+    /// contract and the query has one there.
+    pub fn items<'q>(&self, query: &'q Value) -> Option<&'q [Value]> {
+        let batch = self.doc.batch.as_ref()?;
+        query.pointer(&batch.items)?.as_array().map(Vec::as_slice)
+    }
+
+    /// How many items `query` asks about, for a rate limit that counts items: the length of
+    /// a batch query's array, at most the batch's `max_items` (a longer array is refused by
+    /// the schema), and at least 1; 1 for any other contract.
+    pub fn item_count(&self, query: &Value) -> u32 {
+        match (&self.doc.batch, self.items(query)) {
+            (Some(batch), Some(items)) => {
+                u32::try_from(items.len()).map_or(batch.max_items, |n| n.clamp(1, batch.max_items))
+            }
+            _ => 1,
+        }
+    }
+
+    /// The values at the personal-data pointers, one list per person the query is about:
+    /// one list for an ordinary contract, one per item for a batch contract. A list is empty
+    /// when the query holds none of them.
+    pub fn personal_values(&self, query: &Value) -> Vec<Vec<Value>> {
+        let pick = |v: &Value| -> Vec<Value> {
+            self.doc
+                .personal_data
+                .iter()
+                .filter_map(|p| v.pointer(p).cloned())
+                .collect()
+        };
+        match (&self.doc.batch, self.items(query)) {
+            (Some(_), Some(items)) => items.iter().map(pick).collect(),
+            (Some(_), None) => Vec::new(),
+            (None, _) => vec![pick(query)],
+        }
+    }
+
     /// Checks a query against the request schema; violations point into the query
     /// prefixed with `prefix` (the protocol reports `/query/nik`).
     pub fn check_request(&self, query: &Value, prefix: &str) -> Result<(), Vec<SchemaViolation>> {
@@ -226,6 +308,42 @@ impl Contract {
     pub fn check_response(&self, result: &Value, prefix: &str) -> Result<(), Vec<SchemaViolation>> {
         check(&self.response, result, prefix)
     }
+}
+
+/// A batch's pointer is a plain path of object properties, and the request schema bounds
+/// the array there by `maxItems` no larger than `max_items`: the schema, which every
+/// partner's validator enforces, is what holds a batch to its size.
+fn check_batch(batch: &Batch, request: &Value) -> Result<(), ContractError> {
+    let refuse = |reason: &str| ContractError::Field {
+        field: "batch",
+        reason: reason.to_owned(),
+    };
+    if !(1..=MAX_BATCH_ITEMS).contains(&batch.max_items) {
+        return Err(refuse("`max_items` must be from 1 to 10000"));
+    }
+    let Some(path) = batch.items.strip_prefix('/') else {
+        return Err(refuse("`items` must be a JSON pointer starting with `/`"));
+    };
+    let mut schema = request;
+    for segment in path.split('/') {
+        if segment.is_empty() || segment.contains('~') {
+            return Err(refuse("`items` must name object properties, plainly"));
+        }
+        schema = schema
+            .get("properties")
+            .and_then(|p| p.get(segment))
+            .ok_or_else(|| refuse("the request schema has no property at `items`"))?;
+    }
+    let bounded = schema
+        .get("maxItems")
+        .and_then(Value::as_u64)
+        .is_some_and(|m| m <= u64::from(batch.max_items));
+    if schema.get("type").and_then(Value::as_str) != Some("array") || !bounded {
+        return Err(refuse(
+            "the request schema must make `items` an array with `maxItems` at most `max_items`",
+        ));
+    }
+    Ok(())
 }
 
 fn check(
