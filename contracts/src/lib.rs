@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod manifest_diff;
 pub mod member;
 pub mod names;
+pub mod nik;
 pub mod problem;
 pub mod trace;
 

@@ -62,43 +62,10 @@ pub(super) fn province_name(code: u8) -> &'static str {
         .expect("residents only get known province codes")
 }
 
-/// Checks a NIK (Nomor Induk Kependudukan) against its structural rules: 16 digits
-/// `PP RR DD DDMMYY SSSS` with a known province code `PP`, regency `RR` and district `DD`
-/// other than 00, a real calendar date of birth `DDMMYY` (40 added to the day for women) and a
-/// serial `SSSS` other than 0000.
-///
-/// The century of the birth year is not in the NIK, so 29 February is accepted whenever
-/// `YY` is divisible by 4 (for `00` that is 2000, a leap year). A structurally valid NIK need
-/// not belong to anyone: this is the check a gateway can make before asking Dukcapil.
+/// Whether `nik` is well-formed by the catalog's NIK rule ([`contracts::nik::check`]): a
+/// structurally valid NIK need not belong to anyone.
 pub fn nik_is_valid(nik: &str) -> bool {
-    let b = nik.as_bytes();
-    if b.len() != 16 || !b.iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    let two = |i: usize| u32::from(b[i] - b'0') * 10 + u32::from(b[i + 1] - b'0');
-    let province = two(0);
-    if !PROVINCES.iter().any(|p| u32::from(p.0) == province) {
-        return false;
-    }
-    if two(2) == 0 || two(4) == 0 {
-        return false;
-    }
-    let day = match two(6) {
-        d @ 41..=71 => d - 40,
-        d => d,
-    };
-    let month = two(8);
-    let yy = two(10);
-    if !(1..=12).contains(&month) || day == 0 {
-        return false;
-    }
-    let max_day = match month {
-        2 if yy % 4 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    day <= max_day && &nik[12..] != "0000"
+    contracts::nik::check(nik).is_ok()
 }
 
 pub(super) fn make_nik(
