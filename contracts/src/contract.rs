@@ -73,16 +73,17 @@ pub struct ContractDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<Batch>,
     /// The largest request body this contract takes, when more than the protocol's 65,536
-    /// bytes (PROTOCOL.md §3.5); at most [`MAX_REQUEST_BYTES`]. Absent otherwise.
+    /// bytes ([`crate::envelope::MAX_REQUEST_BYTES`], PROTOCOL.md §3.5); at most
+    /// [`MAX_REQUEST_BYTES`]. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<u64>,
 }
 
-/// The request body limit of a contract that does not set its own (PROTOCOL.md §3.5).
-pub const DEFAULT_REQUEST_BYTES: u64 = 65_536;
-
 /// The largest `max_request_bytes` a contract may set: 4 MiB.
 pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The protocol's request body limit, which a contract may raise (PROTOCOL.md §3.5).
+const DEFAULT_REQUEST_BYTES: u64 = crate::envelope::MAX_REQUEST_BYTES as u64;
 
 /// The most items a batch contract may allow in one exchange.
 pub const MAX_BATCH_ITEMS: u32 = 10_000;
@@ -257,8 +258,11 @@ impl Contract {
     }
 
     /// The most bytes a request body to this contract may have (PROTOCOL.md §3.5).
-    pub fn max_request_bytes(&self) -> u64 {
-        self.doc.max_request_bytes.unwrap_or(DEFAULT_REQUEST_BYTES)
+    pub fn max_request_bytes(&self) -> usize {
+        self.doc
+            .max_request_bytes
+            .and_then(|m| usize::try_from(m).ok())
+            .unwrap_or(crate::envelope::MAX_REQUEST_BYTES)
     }
 
     /// The items of a batch query: the array at the batch's pointer, when this is a batch
@@ -468,6 +472,91 @@ mod tests {
                 .unwrap_err();
             assert_eq!(errs[0].pointer, "/query/nik", "{nik:?}");
         }
+    }
+
+    fn batch_doc() -> ContractDoc {
+        let mut d = doc();
+        d.request = json!({"type": "object", "properties": {"items": {"type": "array", "maxItems": 3,
+            "items": {"type": "object", "properties": {"nik": {"type": "string"}}}}}});
+        d.batch = Some(Batch {
+            items: "/items".into(),
+            max_items: 3,
+        });
+        d
+    }
+
+    #[test]
+    fn a_batch_counts_its_items_and_reads_personal_data_in_each() {
+        let c = Contract::new(batch_doc()).unwrap();
+        let q = json!({"items": [{"nik": "a"}, {"nik": "b"}, {"other": 1}]});
+        assert_eq!(c.item_count(&q), 3);
+        assert_eq!(
+            c.personal_values(&q),
+            vec![vec![json!("a")], vec![json!("b")], vec![]]
+        );
+        // Longer than max_items: counted as max_items (the schema refuses it next); none: 1.
+        let long = json!({"items": vec![json!({"nik": "x"}); 50]});
+        assert_eq!(c.item_count(&long), 3);
+        assert_eq!(c.item_count(&json!({"items": []})), 1);
+        assert_eq!(c.item_count(&json!({"nik": "x"})), 1);
+        // An ordinary contract: one person, one unit.
+        let one = Contract::new(doc()).unwrap();
+        assert_eq!(one.item_count(&q), 1);
+        assert_eq!(
+            one.personal_values(&json!({"nik": "a"})),
+            vec![vec![json!("a")]]
+        );
+        assert_eq!(one.max_request_bytes(), crate::envelope::MAX_REQUEST_BYTES);
+    }
+
+    #[test]
+    fn a_batch_the_schema_does_not_bound_is_refused() {
+        let refused = |d: ContractDoc| {
+            matches!(
+                Contract::new(d),
+                Err(ContractError::Field { field: "batch", .. })
+            )
+        };
+        let mut d = batch_doc();
+        d.request["properties"]["items"]["maxItems"] = json!(4);
+        assert!(refused(d), "maxItems above max_items");
+        let mut d = batch_doc();
+        d.request["properties"]["items"]
+            .as_object_mut()
+            .unwrap()
+            .remove("maxItems");
+        assert!(refused(d), "no maxItems");
+        let mut d = batch_doc();
+        d.batch.as_mut().unwrap().items = "/rows".into();
+        assert!(refused(d), "no such property");
+        let mut d = batch_doc();
+        d.batch.as_mut().unwrap().max_items = 0;
+        assert!(refused(d), "max_items 0");
+        let mut d = batch_doc();
+        d.batch.as_mut().unwrap().items = "items".into();
+        assert!(refused(d), "not a pointer");
+        assert!(Contract::new(batch_doc()).is_ok());
+    }
+
+    #[test]
+    fn a_body_limit_outside_its_range_is_refused_and_absent_fields_keep_the_digest() {
+        for bad in [1_000, 4 * 1024 * 1024 + 1] {
+            let mut d = doc();
+            d.max_request_bytes = Some(bad);
+            assert!(matches!(
+                Contract::new(d),
+                Err(ContractError::Field {
+                    field: "max_request_bytes",
+                    ..
+                })
+            ));
+        }
+        let mut d = doc();
+        d.max_request_bytes = Some(1_048_576);
+        assert_eq!(Contract::new(d).unwrap().max_request_bytes(), 1_048_576);
+        // Absent, not null: a document without them is what it was before they existed.
+        let text = serde_json::to_string(&doc()).unwrap();
+        assert!(!text.contains("batch") && !text.contains("max_request_bytes"));
     }
 
     #[test]

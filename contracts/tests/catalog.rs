@@ -1,4 +1,4 @@
-//! The shipped contract catalog: the four documents, their NIK rule and their answers.
+//! The shipped contract catalog: the five documents, their NIK rule and their answers.
 
 use std::path::Path;
 
@@ -11,6 +11,14 @@ fn catalog() -> Vec<Contract> {
     load_catalog(Path::new(CATALOG)).expect("the shipped catalog loads")
 }
 
+/// The contracts about one person: every one but the batch contract.
+fn one_person() -> Vec<Contract> {
+    catalog()
+        .into_iter()
+        .filter(|c| c.doc().batch.is_none())
+        .collect()
+}
+
 fn contract(id: &str) -> Contract {
     catalog()
         .into_iter()
@@ -19,7 +27,7 @@ fn contract(id: &str) -> Contract {
 }
 
 #[test]
-fn the_four_contracts_with_their_providers() {
+fn the_five_contracts_with_their_providers() {
     let found: Vec<_> = catalog()
         .iter()
         .map(|c| {
@@ -54,6 +62,13 @@ fn the_four_contracts_with_their_providers() {
                 "ID:GOV:BP2MI".into(),
                 s(&["citizen-protection", "social-security"]),
                 Some(60)
+            ),
+            (
+                "identity.verify".into(),
+                "1".into(),
+                "ID:GOV:DUKCAPIL".into(),
+                s(&["citizen-protection", "election-roll"]),
+                None
             ),
             (
                 "insurance.status".into(),
@@ -102,7 +117,6 @@ fn schemas_are_closed_local_and_2020_12() {
             _ => {}
         }
     }
-    let first_request = catalog()[0].doc().request.clone();
     for c in catalog() {
         let d = c.doc();
         for (name, schema) in [("request", &d.request), ("response", &d.response)] {
@@ -113,18 +127,22 @@ fn schemas_are_closed_local_and_2020_12() {
             );
             walk(schema, &format!("{}/{name}", d.id));
         }
+        assert_eq!(d.personal_data, ["/nik"]);
+        assert!(d.description.contains("deliberately"), "{}", d.id);
+    }
+    let first_request = one_person()[0].doc().request.clone();
+    for c in one_person() {
+        let d = c.doc();
         assert_eq!(
             d.request, first_request,
             "{}: the same request schema",
             d.id
         );
-        assert_eq!(d.personal_data, ["/nik"]);
         assert!(
             d.request["properties"]["nik"]["description"]
                 .as_str()
                 .is_some_and(|s| s.contains("PP RR DD DDMMYY SSSS"))
         );
-        assert!(d.description.contains("deliberately"), "{}", d.id);
     }
 }
 
@@ -211,7 +229,7 @@ const REFUSED: &[(&str, &str)] = &[
 
 #[test]
 fn nik_accepted() {
-    for c in catalog() {
+    for c in one_person() {
         for (nik, why) in ACCEPTED {
             assert_eq!(
                 c.check_request(&json!({ "nik": nik }), "/query"),
@@ -225,7 +243,7 @@ fn nik_accepted() {
 
 #[test]
 fn nik_refused_at_query_nik() {
-    for c in catalog() {
+    for c in one_person() {
         for (nik, why) in REFUSED {
             let errs = c
                 .check_request(&json!({ "nik": nik }), "/query")
@@ -245,7 +263,7 @@ fn nik_refused_at_query_nik() {
 
 #[test]
 fn query_shape_refused() {
-    for c in catalog() {
+    for c in one_person() {
         let id = &c.doc().id;
         // Both violations are about the query object itself, so they point at it.
         for (query, why) in [
@@ -530,4 +548,78 @@ fn nik_pattern_matches_the_rules_exhaustively() {
             "serial {serial:04}"
         );
     }
+}
+
+/// The digests PROTOCOL.md §2.2 prints are the catalog's own.
+#[test]
+fn the_protocols_digest_table_is_the_catalogs() {
+    let protocol =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
+            .unwrap();
+    for c in catalog() {
+        let d = c.doc();
+        let row = format!("| `{}` {} | `{}` |", d.id, d.version, c.digest());
+        assert!(protocol.contains(&row), "PROTOCOL.md §2.2 lacks {row}");
+    }
+}
+
+fn verify_item(i: usize) -> Value {
+    json!({"ref": i.to_string(), "nik": "3171011701900001", "full_name": "Siti Aminah",
+           "birth_date": "1990-01-17", "sex": "F"})
+}
+
+#[test]
+fn identity_verify_takes_up_to_1000_items_and_names_the_bad_one() {
+    let c = contract("identity.verify");
+    let items = |n: usize| json!({"items": (0..n).map(verify_item).collect::<Vec<_>>()});
+    assert_eq!(c.check_request(&items(1), "/query"), Ok(()));
+    assert_eq!(c.check_request(&items(1_000), "/query"), Ok(()));
+    assert_eq!(c.item_count(&items(1_000)), 1_000);
+    let errs = c.check_request(&items(1_001), "/query").unwrap_err();
+    assert!(errs.iter().all(|e| e.pointer == "/query/items"), "{errs:?}");
+    let errs = c.check_request(&items(0), "/query").unwrap_err();
+    assert!(errs.iter().all(|e| e.pointer == "/query/items"), "{errs:?}");
+    // One malformed item among good ones: the pointer names it and its field.
+    let mut q = items(3);
+    q["items"][1]["birth_date"] = json!("17-01-1990");
+    q["items"][2]["sex"] = json!("X");
+    let errs = c.check_request(&q, "/query").unwrap_err();
+    let pointers: Vec<&str> = errs.iter().map(|e| e.pointer.as_str()).collect();
+    assert_eq!(
+        pointers,
+        ["/query/items/1/birth_date", "/query/items/2/sex"]
+    );
+    // A malformed NIK is a verdict, not a refusal; a missing one is a refusal.
+    let mut q = items(1);
+    q["items"][0]["nik"] = json!("12345");
+    assert_eq!(c.check_request(&q, "/query"), Ok(()));
+    q["items"][0].as_object_mut().unwrap().remove("nik");
+    let errs = c.check_request(&q, "/query").unwrap_err();
+    assert!(
+        errs.iter().all(|e| e.pointer == "/query/items/0"),
+        "{errs:?}"
+    );
+    // Only the item's five fields.
+    let mut q = items(1);
+    q["items"][0]["address"] = json!("Jl. Merdeka 1");
+    assert!(c.check_request(&q, "/query").is_err());
+}
+
+#[test]
+fn identity_verify_answers_verdicts_only() {
+    let c = contract("identity.verify");
+    let found = json!({"ref": "2", "nik_valid": true, "found": true, "name": "close",
+        "name_similarity": 0.93, "birth_date": "match", "sex": "match",
+        "citizenship": "WNI", "deceased": false});
+    let unknown = json!({"ref": "3", "nik_valid": false, "found": false,
+        "name": "not_checked", "birth_date": "not_checked", "sex": "not_checked",
+        "citizenship": "unknown", "deceased": false});
+    accepted(&c, json!({"items": [found.clone(), unknown]}));
+    // Nothing of the record itself may be answered.
+    let mut leaky = found.clone();
+    leaky["full_name"] = json!("Siti Aminah");
+    refused(&c, json!({"items": [leaky]}), "/result/items/0");
+    let mut bad = found;
+    bad["name"] = json!("similar");
+    refused(&c, json!({"items": [bad]}), "/result/items/0/name");
 }

@@ -39,7 +39,7 @@ fn rate(c: &mut Criterion) {
     )]);
     let consumer = MemberId::parse("ID:GOV:KEMLU").unwrap();
     c.bench_function("rate check (admitted)", |b| {
-        b.iter(|| black_box(limits.check(&contract, &consumer)))
+        b.iter(|| black_box(limits.check(&contract, &consumer, 1)))
     });
 }
 

@@ -41,9 +41,9 @@ fn quota(rate: &Rate) -> Quota {
     Quota::per_second(per_second).allow_burst(burst)
 }
 
-/// The local limiter: one keyed GCRA per contract.
+/// The local limiter: one keyed GCRA per contract, with its burst.
 pub struct LocalLimits {
-    limiters: HashMap<ContractRef, DefaultKeyedRateLimiter<MemberId>>,
+    limiters: HashMap<ContractRef, (DefaultKeyedRateLimiter<MemberId>, NonZeroU32)>,
     clock: DefaultClock,
 }
 
@@ -53,28 +53,37 @@ impl LocalLimits {
         LocalLimits {
             limiters: rates
                 .iter()
-                .map(|(r, rate)| (r.clone(), RateLimiter::keyed(quota(rate))))
+                .map(|(r, rate)| {
+                    let quota = quota(rate);
+                    (r.clone(), (RateLimiter::keyed(quota), quota.burst_size()))
+                })
                 .collect(),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Spends one unit of `consumer`'s quota on `contract`.
-    pub fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
-        let Some(limiter) = self.limiters.get(contract) else {
+    /// Spends `cost` units of `consumer`'s quota on `contract` (one per exchange, or one per
+    /// item of a batch), at most the burst: a batch larger than the burst costs the burst.
+    pub fn check(&self, contract: &ContractRef, consumer: &MemberId, cost: u32) -> RateDecision {
+        let Some((limiter, burst)) = self.limiters.get(contract) else {
             return RateDecision::Admit;
         };
-        match limiter.check_key(consumer) {
-            Ok(()) => RateDecision::Admit,
-            Err(not_until) => RateDecision::Limit {
+        let cost = NonZeroU32::new(cost).unwrap_or(NonZeroU32::MIN).min(*burst);
+        match limiter.check_key_n(consumer, cost) {
+            Ok(Ok(())) => RateDecision::Admit,
+            Ok(Err(not_until)) => RateDecision::Limit {
                 wait: not_until.wait_time_from(self.clock.now()),
+            },
+            // Not reached: the cost is clamped to the burst above.
+            Err(_) => RateDecision::Limit {
+                wait: Duration::from_secs(1),
             },
         }
     }
 }
 
 /// GCRA in one atomic step. KEYS[1] the consumer's key for the contract; ARGV[1] the emission
-/// interval and ARGV[2] the burst. Times in microseconds from Redis's own clock, so every
+/// interval, ARGV[2] the burst and ARGV[3] the cost (at most the burst). Times in microseconds from Redis's own clock, so every
 /// replica agrees. Returns {1, 0} when admitted, {0, wait} when not.
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
@@ -83,7 +92,7 @@ local interval = tonumber(ARGV[1])
 local tau = interval * tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * tonumber(ARGV[3])
 if new_tat - now > tau then
   return {0, new_tat - now - tau}
 end
@@ -137,11 +146,17 @@ impl RateLimits {
         })))
     }
 
-    /// Spends one unit of `consumer`'s quota on `contract`.
-    pub async fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
+    /// Spends `cost` units of `consumer`'s quota on `contract`: one per exchange, or one per
+    /// item of a batch contract (PROTOCOL.md §3.7), at most the burst.
+    pub async fn check(
+        &self,
+        contract: &ContractRef,
+        consumer: &MemberId,
+        cost: u32,
+    ) -> RateDecision {
         match self {
-            RateLimits::Local(local) => local.check(contract, consumer),
-            RateLimits::Redis(shared) => shared.check(contract, consumer).await,
+            RateLimits::Local(local) => local.check(contract, consumer, cost),
+            RateLimits::Redis(shared) => shared.check(contract, consumer, cost).await,
         }
     }
 }
@@ -162,16 +177,18 @@ pub(crate) fn redis_pool(url: &str) -> Result<deadpool_redis::Pool, RedisConfigE
 }
 
 impl RedisLimits {
-    async fn check(&self, contract: &ContractRef, consumer: &MemberId) -> RateDecision {
+    async fn check(&self, contract: &ContractRef, consumer: &MemberId, cost: u32) -> RateDecision {
         let Some(rate) = self.rates.get(contract) else {
             return RateDecision::Admit;
         };
+        let burst = rate.burst.max(1);
+        let cost = cost.clamp(1, burst);
         let interval_us = 1_000_000 / u64::from(rate.per_second.max(1));
         let key = format!("{}:{contract}:{consumer}", self.prefix);
         let outcome: Result<(i64, i64), String> = async {
             let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
             let mut invocation = self.script.key(&key);
-            invocation.arg(interval_us).arg(rate.burst.max(1));
+            invocation.arg(interval_us).arg(burst).arg(cost);
             tokio::time::timeout(
                 Duration::from_millis(500),
                 invocation.invoke_async(&mut conn),
@@ -189,7 +206,7 @@ impl RedisLimits {
             Err(e) => {
                 tracing::warn!(member = %self.member, error = %e, "Redis rate limiter unreachable: using the local limiter");
                 self.backend_errors.increment(1);
-                self.fallback.check(contract, consumer)
+                self.fallback.check(contract, consumer, cost)
             }
         }
     }
@@ -213,9 +230,9 @@ mod tests {
         let limits = LocalLimits::new(&[(c.clone(), rate)]);
         let (a, b) = (m("ID:GOV:A"), m("ID:GOV:B"));
         for _ in 0..3 {
-            assert_eq!(limits.check(&c, &a), RateDecision::Admit);
+            assert_eq!(limits.check(&c, &a, 1), RateDecision::Admit);
         }
-        let RateDecision::Limit { wait } = limits.check(&c, &a) else {
+        let RateDecision::Limit { wait } = limits.check(&c, &a, 1) else {
             panic!("the fourth at once must be limited");
         };
         assert!(
@@ -224,8 +241,36 @@ mod tests {
         );
         // B's quota is untouched by A's flood.
         for _ in 0..3 {
-            assert_eq!(limits.check(&c, &b), RateDecision::Admit);
+            assert_eq!(limits.check(&c, &b, 1), RateDecision::Admit);
         }
+    }
+
+    #[test]
+    fn a_batch_spends_one_unit_per_item_and_at_most_the_burst() {
+        let c = ContractRef::new("identity.verify", "1");
+        let rate = Rate {
+            per_second: 100,
+            burst: 1_000,
+        };
+        let limits = LocalLimits::new(&[(c.clone(), rate)]);
+        let a = m("ID:GOV:A");
+        assert_eq!(limits.check(&c, &a, 600), RateDecision::Admit);
+        // 400 left: 500 more items must wait for 100 of them, a second at 100/s.
+        let RateDecision::Limit { wait } = limits.check(&c, &a, 500) else {
+            panic!("600 + 500 items at once are over a burst of 1,000");
+        };
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_millis(1_000),
+            "{wait:?}"
+        );
+        assert_eq!(limits.check(&c, &a, 400), RateDecision::Admit);
+        // A batch larger than the burst costs the burst: admitted once the bucket is full.
+        let b = m("ID:GOV:B");
+        assert_eq!(limits.check(&c, &b, 5_000), RateDecision::Admit);
+        assert!(matches!(
+            limits.check(&c, &b, 1),
+            RateDecision::Limit { .. }
+        ));
     }
 
     #[test]

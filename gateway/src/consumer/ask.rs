@@ -204,6 +204,17 @@ async fn exchange(
         ))
     })?;
     trail.set_request(&jws);
+    // A request the provider would refuse for its size is not sent (PROTOCOL.md §3.5).
+    if jws.len() > doc.max_request_bytes() {
+        return Err(fail(Problem::new(
+            ProblemCode::PayloadTooLarge,
+            format!(
+                "the signed request would be {} bytes, over the {} bytes {contract} takes: ask about fewer items at once",
+                jws.len(),
+                doc.max_request_bytes()
+            ),
+        )));
+    }
     let url = format!(
         "{}/v1/exchange/{}/{}",
         peer.gateway.trim_end_matches('/'),

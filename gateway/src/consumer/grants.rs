@@ -17,6 +17,7 @@ use crate::config::Subsystem;
 struct Granted {
     contracts: HashMap<ContractRef, Vec<String>>,
     limiter: DefaultDirectRateLimiter,
+    burst: NonZeroU32,
 }
 
 /// Every configured subsystem of this member, by id.
@@ -75,6 +76,7 @@ impl SubsystemGrants {
                         .map(|g| (g.contract.clone(), g.purposes.clone()))
                         .collect(),
                     limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+                    burst,
                 };
                 (s.id.clone(), granted)
             })
@@ -117,15 +119,25 @@ impl SubsystemGrants {
         }
     }
 
-    /// Spends one unit of `subsystem`'s own quota.
-    pub(crate) fn admit(&self, subsystem: &MemberId) -> Result<(), OverRate> {
+    /// Spends `cost` units of `subsystem`'s own quota: one per question, or one per item of
+    /// a batch contract, at most the burst.
+    pub(crate) fn admit(&self, subsystem: &MemberId, cost: u32) -> Result<(), OverRate> {
         let Some(g) = self.by_id.get(subsystem) else {
             return Ok(());
         };
-        g.limiter.check().map_err(|not_until| OverRate {
+        let cost = NonZeroU32::new(cost)
+            .unwrap_or(NonZeroU32::MIN)
+            .min(g.burst);
+        let over = |wait| OverRate {
             subsystem: subsystem.clone(),
-            wait: not_until.wait_time_from(self.clock.now()),
-        })
+            wait,
+        };
+        match g.limiter.check_n(cost) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(over(not_until.wait_time_from(self.clock.now()))),
+            // Not reached: the cost is clamped to the burst above.
+            Err(_) => Err(over(Duration::from_secs(1))),
+        }
     }
 }
 
@@ -179,9 +191,9 @@ mod tests {
     fn a_subsystem_over_its_burst_waits() {
         let g = grants();
         let app = MemberId::parse("ID:GOV:KEMLU:APP").unwrap();
-        assert_eq!(g.admit(&app), Ok(()));
-        assert_eq!(g.admit(&app), Ok(()));
-        let over = g.admit(&app).unwrap_err();
+        assert_eq!(g.admit(&app, 1), Ok(()));
+        assert_eq!(g.admit(&app, 1), Ok(()));
+        let over = g.admit(&app, 1).unwrap_err();
         assert!(over.wait > Duration::ZERO && over.wait <= Duration::from_secs(1));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use contracts::envelope::{LocalQuery, MAX_REQUEST_BYTES};
 use contracts::trace::{self, TraceContext};
-use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
+use contracts::{Contract, ContractRef, Identity, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 
@@ -126,7 +126,10 @@ async fn run(
         user,
         trace,
     };
-    let bytes = read_body(headers, body, MAX_REQUEST_BYTES).await?;
+    // A contract may take larger bodies than the protocol's default (PROTOCOL.md §3.5).
+    let contract = gw.catalog.get(&path);
+    let limit = contract.map_or(MAX_REQUEST_BYTES, Contract::max_request_bytes);
+    let bytes = read_body(headers, body, limit).await?;
     require_media_type(headers, "application/json")?;
     let local: LocalQuery = contracts::json::from_slice(&bytes).map_err(|e| {
         Problem::new(
@@ -135,18 +138,23 @@ async fn run(
         )
     })?;
     trail.set_purpose(&local.purpose);
-    trail.set_query(&local.query, gw.catalog.get(&path));
+    trail.set_query(&local.query, contract);
     // The subsystem's own grant, then its own rate: authorise before spending quota, so a
     // refused question costs the caller nothing, and a flood spends only its own quota.
     gw.consumer
         .grants
         .authorize(&caller.subsystem, &path, &local.purpose)
         .map_err(|e| Problem::new(ProblemCode::NotGranted, e.to_string()))?;
-    gw.consumer.grants.admit(&caller.subsystem).map_err(|e| {
-        let mut p = Problem::new(ProblemCode::SubsystemRateLimited, e.to_string());
-        p.retry_after = Some(limits::rate::RateDecision::retry_after_s(e.wait));
-        p
-    })?;
+    // A batch spends one unit per item of the subsystem's own rate, as at the provider.
+    let cost = contract.map_or(1, |c| c.item_count(&local.query));
+    gw.consumer
+        .grants
+        .admit(&caller.subsystem, cost)
+        .map_err(|e| {
+            let mut p = Problem::new(ProblemCode::SubsystemRateLimited, e.to_string());
+            p.retry_after = Some(limits::rate::RateDecision::retry_after_s(e.wait));
+            p
+        })?;
     if let Some(fc) = gw.consumer.federated.get(&path).cloned() {
         if local.purpose != fc.purpose {
             return Err(Problem::new(

@@ -1,18 +1,20 @@
 //! The consumer's rate on this contract is not exceeded (429 `rate-limited`, with
-//! `Retry-After` from the limiter's own wait).
+//! `Retry-After` from the limiter's own wait); a batch contract's rate counts items.
 
 use contracts::{ContractRef, ExchangeRequest};
 use limits::rate::{RateDecision, RateLimits};
 
 use super::refusal::Refusal;
 
-/// Spends one unit of `request.iss`'s quota on `contract`, or refuses.
+/// Spends `cost` units of `request.iss`'s quota on `contract` (one, or the items of a
+/// batch), or refuses.
 pub(super) async fn limit_rate(
     rates: &RateLimits,
     contract: &ContractRef,
     request: &ExchangeRequest,
+    cost: u32,
 ) -> Result<(), Refusal> {
-    match rates.check(contract, &request.iss).await {
+    match rates.check(contract, &request.iss, cost).await {
         RateDecision::Admit => Ok(()),
         RateDecision::Limit { wait } => Err(Refusal::RateLimited {
             consumer: request.iss.clone(),
@@ -36,8 +38,12 @@ mod tests {
             burst: 1,
         };
         let rates = RateLimits::Local(LocalLimits::new(&[(citizenship(), rate)]));
-        assert!(limit_rate(&rates, &citizenship(), &request()).await.is_ok());
-        match limit_rate(&rates, &citizenship(), &request()).await {
+        assert!(
+            limit_rate(&rates, &citizenship(), &request(), 1)
+                .await
+                .is_ok()
+        );
+        match limit_rate(&rates, &citizenship(), &request(), 1).await {
             Err(Refusal::RateLimited { wait, consumer, .. }) => {
                 assert_eq!(consumer, id(KEMLU));
                 assert!(wait > std::time::Duration::ZERO);

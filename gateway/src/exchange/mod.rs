@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use contracts::envelope::MAX_REQUEST_BYTES;
 use contracts::trace::{self, TraceContext};
-use contracts::{ContractRef, MemberId, Problem, ProblemCode};
+use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -117,7 +117,13 @@ async fn respond(
         let p = r.into_problem(None);
         return refused_unauthenticated(gw, unauthenticated, &path, &p, 0, started, &span);
     }
-    let envelope = match authenticate(snap, headers, body)
+    // A contract may take larger bodies than the protocol's default (PROTOCOL.md §3.5); the
+    // path names it before a byte of the body is read.
+    let body_limit = gw
+        .catalog
+        .get(&path)
+        .map_or(MAX_REQUEST_BYTES, Contract::max_request_bytes);
+    let envelope = match authenticate(snap, headers, body, body_limit)
         .instrument(span.clone())
         .await
     {
@@ -231,11 +237,12 @@ async fn authenticate(
     snap: &Snapshot,
     headers: &HeaderMap,
     body: Incoming,
+    limit: usize,
 ) -> Result<Envelope, (Refusal, u64)> {
     let body_limit = if off(Check::BodyLimit) {
         usize::MAX
     } else {
-        MAX_REQUEST_BYTES
+        limit
     };
     let body = read_envelope::read_envelope(headers, body, body_limit)
         .await
@@ -373,8 +380,11 @@ async fn run(
         )
         .map_err(refused)?;
         let provided = found.provided;
-        // Rate after authorisation: a consumer that may not ask spends no quota.
-        match limit_rate::limit_rate(&snap.rates, &provided.reference, request).await {
+        // Rate after authorisation: a consumer that may not ask spends no quota. A batch
+        // spends one unit per item (at most its `max_items`: a longer array is refused by
+        // the schema next).
+        let cost = found.contract.item_count(&request.query);
+        match limit_rate::limit_rate(&snap.rates, &provided.reference, request, cost).await {
             Ok(()) => provided.counters.rate_admitted.increment(1),
             Err(r) if off(Check::RateLimit) => drop(r),
             Err(r) => {
