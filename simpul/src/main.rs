@@ -81,6 +81,11 @@ enum Command {
     },
     /// Check a member's deployment and print what to fix, one line per check.
     Doctor(doctor::Args),
+    /// The demo federation's data: self-reports for `simpul cleanse`.
+    Demo {
+        #[command(subcommand)]
+        command: commands::demo_data::DemoCommand,
+    },
     /// Print the shell completion script for SHELL.
     Completions(completions::Args),
     /// The manual pages: simpul.1 on standard output, or every page into --out DIR.
@@ -186,6 +191,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Query(args) => query::run(&load_config(config)?, args).await,
         Command::Console(args) => console::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
+        Command::Demo { command } => commands::demo_data::run(&load_config(config)?, command).await,
         Command::Audit { command } => audit::run(config, command).await,
         Command::Doctor(args) => doctor::run(&load_config(config)?, args).await,
         Command::Completions(args) => completions::run(Cli::command(), args),

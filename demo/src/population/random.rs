@@ -31,6 +31,7 @@ pub(super) mod stream {
     pub const PLACEMENTS: u64 = 3;
     pub const INSURANCE: u64 = 4;
     pub const REPORTS: u64 = 5;
+    pub const SELF_REPORTS: u64 = 6;
 }
 
 impl SplitMix64 {

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod cache;
 pub mod completions;
 pub mod console;
+pub mod demo_data;
 pub mod doctor;
 pub mod join;
 pub mod man;
