@@ -83,6 +83,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             subsystem: None,
             user: None,
             aggregate: None,
+            subjects: None,
         },
         StoredEvidence {
             exchange_id: id,

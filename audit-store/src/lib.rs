@@ -28,8 +28,8 @@ use std::time::Duration;
 use audit::merkle::{self, NodeRef, encode_hash};
 use audit::tree_head::{self, TreeHeadError};
 use audit::{
-    AuditRecord, ConsistencyProof, Hash, InclusionProof, NewRecord, PROOF_FORMAT, ProofBundle,
-    ProofError, SignedTreeHead, StoredEvidence, empty_root,
+    AuditRecord, ConsistencyProof, Hash, InclusionProof, MAX_SUBJECTS, NewRecord, PROOF_FORMAT,
+    ProofBundle, ProofError, SignedTreeHead, StoredEvidence, empty_root,
 };
 use aws_lc_rs::hmac;
 use contracts::canonical::{b64url, canonical_json};
@@ -268,6 +268,17 @@ pub enum AuditError {
         exchange_id: String,
         /// What does not match.
         reason: String,
+    },
+    /// A record names more item subjects than a record holds (no batch contract carries
+    /// that many items): it would not fit an export line.
+    #[error(
+        "the record of exchange {exchange_id} names {count} item subjects; a record holds at most {MAX_SUBJECTS}"
+    )]
+    TooManySubjects {
+        /// The record's exchange id.
+        exchange_id: String,
+        /// How many it names.
+        count: usize,
     },
     /// No record has this exchange id.
     #[error("no audit record of exchange `{0}`")]
@@ -625,6 +636,19 @@ impl AuditLog {
         Some(b64url(hmac::sign(&self.inner.secret, &bytes).as_ref()))
     }
 
+    /// The item subjects of a batch exchange ([`AuditRecord::subjects`]): `personal` holds,
+    /// for each item, the JSON values at the contract's `personal_data` pointers
+    /// (`Contract::personal_values`), and each item's subject is [`AuditLog::subject`] of
+    /// them — so a person has the same subject in a batch as in an exchange about them
+    /// alone. Sorted and without duplicates, so the items' order is not kept; `None` when no
+    /// item had personal data.
+    pub fn subjects(&self, personal: &[Vec<Value>]) -> Option<Vec<String>> {
+        let mut subjects: Vec<String> = personal.iter().filter_map(|p| self.subject(p)).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        (!subjects.is_empty()).then_some(subjects)
+    }
+
     /// Appends `record` in a task of its own, for a caller that cannot wait (a trail
     /// dropped with its exchange); [`AuditLog::settle`] waits for every such append. Err
     /// when there is no runtime to run it on.
@@ -686,13 +710,23 @@ impl AuditLog {
     /// sync. `Err` means NOT durable — the caller fails the exchange closed (503). (When a
     /// COMMIT itself fails the outcome can be unknown; the record may then exist although
     /// the exchange was failed, never the other way round.) Evidence must carry the
-    /// record's exchange id and hash to its `request_hash` and `response_hash`.
+    /// record's exchange id and hash to its `request_hash` and `response_hash`; a record
+    /// naming more than [`MAX_SUBJECTS`] item subjects is refused
+    /// ([`AuditError::TooManySubjects`]).
     pub async fn append(
         &self,
         record: NewRecord,
         evidence: Option<StoredEvidence>,
     ) -> Result<AuditRecord, AuditError> {
         self.inner.tampered.check(self.inner.store.label())?;
+        if let Some(subjects) = &record.subjects
+            && subjects.len() > MAX_SUBJECTS
+        {
+            return Err(AuditError::TooManySubjects {
+                exchange_id: record.exchange_id,
+                count: subjects.len(),
+            });
+        }
         let evidence = match evidence {
             Some(ev) => {
                 check_evidence(&record, &ev)?;
@@ -885,10 +919,11 @@ impl AuditLog {
 
     /// Every record of this log about one person — whose personal identifiers, in the
     /// contract's `personal_data` order, are `personal` (for the demo's contracts, the NIK
-    /// alone) — oldest first, at most [`MAX_RECORDS_PER_SUBJECT`], each with an inclusion
-    /// proof against the returned head (signed now if the latest does not cover them).
-    /// What a member's data-protection officer answers a citizen with; the identifiers are
-    /// only hashed with this log's secret, never stored or returned.
+    /// alone): those whose `subject` is theirs, and those of batch exchanges whose
+    /// `subjects` hold it — oldest first, at most [`MAX_RECORDS_PER_SUBJECT`], each with an
+    /// inclusion proof against the returned head (signed now if the latest does not cover
+    /// them). What a member's data-protection officer answers a citizen with; the
+    /// identifiers are only hashed with this log's secret, never stored or returned.
     pub async fn subject_history(
         &self,
         personal: &[Value],

@@ -11,6 +11,7 @@
 //! | `simpul_audit_nodes` | the hash of every complete subtree (leaves included), by in-order node id |
 //! | `simpul_audit_tree_heads` | signed tree heads |
 //! | `simpul_audit_evidence` | signed envelopes by `(log, seq)`, deleted after the retention |
+//! | `simpul_audit_subjects` | every item subject of a batch exchange's record, by `(log, subject, seq)`: what finds a person's records among the batches |
 //!
 //! A proof of any size reads O(log n) rows of `simpul_audit_nodes` by primary key; appending
 //! writes the leaf and the (amortised one) interior node it completes.
@@ -40,7 +41,7 @@ use audit::merkle::{
 use audit::{Aggregate, AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
-/// parameters with the records' 19 columns.
+/// parameters with the records' 23 columns.
 const INSERT_CHUNK: usize = 500;
 
 /// Splits `items` into runs of at most `max_rows` whose estimated sizes add up to at most
@@ -204,11 +205,17 @@ impl Dialect {
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     aggregate_minute INTEGER, aggregate_count INTEGER, aggregate_bytes INTEGER,
+                    subjects TEXT,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
                     ON simpul_audit_records (log, subject)",
+                // A batch record's item subjects, one row each (the record keeps them too,
+                // as they were hashed); a store made before it gains it when opened.
+                "CREATE TABLE IF NOT EXISTS simpul_audit_subjects (
+                    log TEXT NOT NULL, subject TEXT NOT NULL, seq INTEGER NOT NULL,
+                    PRIMARY KEY (log, subject, seq)) WITHOUT ROWID",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
                     log TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,
                     PRIMARY KEY (log, node)) WITHOUT ROWID",
@@ -243,6 +250,7 @@ impl Dialect {
                     outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     aggregate_minute BIGINT, aggregate_count BIGINT, aggregate_bytes BIGINT,
+                    subjects TEXT,
                     PRIMARY KEY (log, seq))",
                 // Stores made before records had these columns.
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
@@ -254,10 +262,15 @@ impl Dialect {
                     ADD COLUMN IF NOT EXISTS aggregate_minute BIGINT,
                     ADD COLUMN IF NOT EXISTS aggregate_count BIGINT,
                     ADD COLUMN IF NOT EXISTS aggregate_bytes BIGINT",
+                // Stores made before batch records.
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS subjects TEXT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
                     ON simpul_audit_records (log, subject)",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_subjects (
+                    log TEXT NOT NULL, subject TEXT NOT NULL, seq BIGINT NOT NULL,
+                    PRIMARY KEY (log, subject, seq))",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
                     log TEXT NOT NULL, node BIGINT NOT NULL, hash BYTEA NOT NULL,
                     PRIMARY KEY (log, node))",
@@ -314,11 +327,11 @@ impl Dialect {
 
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
      version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id, \
-     peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes";
+     peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes, subjects";
 
 /// Columns of the records table added after its first version, with their SQLite types, in
 /// the order they were added: a store made before one of them gains it when opened.
-const LATER_RECORD_COLUMNS: [(&str, &str); 7] = [
+const LATER_RECORD_COLUMNS: [(&str, &str); 8] = [
     ("lookup_id", "TEXT"),
     ("peer", "TEXT"),
     ("subsystem", "TEXT"),
@@ -326,6 +339,7 @@ const LATER_RECORD_COLUMNS: [(&str, &str); 7] = [
     ("aggregate_minute", "INTEGER"),
     ("aggregate_count", "INTEGER"),
     ("aggregate_bytes", "INTEGER"),
+    ("subjects", "TEXT"),
 ];
 
 /// Which indexed column a seq lookup goes by.
@@ -712,7 +726,8 @@ impl Store {
         dispatch!(self, b => b.seqs_where(Lookup::Exchange, exchange_id, limit).await)
     }
 
-    /// Seqs of the records whose `subject` is `subject`, oldest first, at most `limit`.
+    /// Seqs of the records whose `subject` is `subject` or whose item `subjects` hold it,
+    /// oldest first, at most `limit`.
     pub(crate) async fn seqs_of_subject(
         &self,
         subject: &str,
@@ -1221,7 +1236,15 @@ where
             .flat_map(|b| b.evidence.iter().map(|e| (b.ts, e)))
             .collect();
         let max_bytes = self.dialect.max_statement_bytes();
-        let record_size = |r: &&AuditRecord| {
+        // A batch record's item subjects are kept with it as the JSON array it was hashed
+        // with, and one row each in `simpul_audit_subjects`, which finds it by any of them.
+        let subjects_json = records
+            .iter()
+            .map(|r| r.subjects.as_ref().map(serde_json::to_string).transpose())
+            .collect::<Result<Vec<Option<String>>, _>>()?;
+        let rows: Vec<(&AuditRecord, Option<String>)> =
+            records.iter().copied().zip(subjects_json).collect();
+        let record_size = |(r, subjects): &(&AuditRecord, Option<String>)| {
             96 + r.exchange_id.len()
                 + r.consumer.len()
                 + r.provider.len()
@@ -1230,12 +1253,13 @@ where
                 + r.purpose.len()
                 + r.outcome.len()
                 + 3 * 44
+                + subjects.as_ref().map_or(0, String::len)
         };
-        for chunk in runs(&records, INSERT_CHUNK, max_bytes, record_size) {
+        for chunk in runs(&rows, INSERT_CHUNK, max_bytes, record_size) {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
             ));
-            q.push_values(chunk, |mut row, r| {
+            q.push_values(chunk, |mut row, (r, subjects)| {
                 row.push_bind(self.log.clone())
                     .push_bind(to_i64(r.seq))
                     .push_bind(r.ts)
@@ -1257,13 +1281,41 @@ where
                     .push_bind(r.user.clone())
                     .push_bind(r.aggregate.map(|a| a.minute))
                     .push_bind(r.aggregate.map(|a| to_i64(a.count)))
-                    .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)));
+                    .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)))
+                    .push_bind(subjects.clone());
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
                 .execute(&mut **tx)
                 .await
                 .map_err(self.err("inserting records"))?;
+        }
+        let subjects: Vec<(u64, &str)> = records
+            .iter()
+            .flat_map(|r| {
+                r.subjects
+                    .iter()
+                    .flatten()
+                    .map(move |s| (r.seq, s.as_str()))
+            })
+            .collect();
+        let subject_size = |(_, s): &(u64, &str)| 24 + self.log.len() + s.len();
+        for chunk in runs(&subjects, INSERT_CHUNK, max_bytes, subject_size) {
+            let mut q =
+                QueryBuilder::<DB>::new("INSERT INTO simpul_audit_subjects (log, subject, seq) ");
+            q.push_values(chunk, |mut row, (seq, subject)| {
+                row.push_bind(self.log.clone())
+                    .push_bind((*subject).to_owned())
+                    .push_bind(to_i64(*seq));
+            });
+            // A record's subjects are distinct (`NewRecord::into_record`); a frame edited to
+            // repeat one still indexes its record once.
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build()
+                .persistent(self.dialect.cache_batch_statements())
+                .execute(&mut **tx)
+                .await
+                .map_err(self.err("inserting item subjects"))?;
         }
         for chunk in runs(&nodes, INSERT_CHUNK, max_bytes, |_| 64 + self.log.len()) {
             let mut q =
@@ -1439,7 +1491,23 @@ where
             subsystem: row.try_get(16).map_err(&e)?,
             user: row.try_get(17).map_err(&e)?,
             aggregate: self.aggregate_of(row, seq)?,
+            subjects: self.subjects_of(row, seq)?,
         })
+    }
+
+    /// Column 21 of a record row: a batch record's item subjects, kept as the JSON array
+    /// they were hashed as.
+    fn subjects_of(&self, row: &DB::Row, seq: u64) -> Result<Option<Vec<String>>, AuditError> {
+        let text: Option<String> = row.try_get(21).map_err(self.err("reading records"))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                self.corrupt(
+                    Some(seq),
+                    format!("its item subjects are not a JSON array of strings: {e}"),
+                )
+            })
+        })
+        .transpose()
     }
 
     /// Columns 18–20 of a record row: its aggregate, when it is one (all three set) or
@@ -1471,7 +1539,7 @@ where
         let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
                    r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
                    r.latency_us, r.subject, r.lookup_id, r.peer, r.subsystem, r.end_user, \
-                   r.aggregate_minute, r.aggregate_count, r.aggregate_bytes, n.hash \
+                   r.aggregate_minute, r.aggregate_count, r.aggregate_bytes, r.subjects, n.hash \
                    FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
                    ON n.log = r.log AND n.node = 2 * r.seq \
                    WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
@@ -1485,7 +1553,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = self.record_of(row)?;
-            let leaf: Option<Vec<u8>> = row.try_get(21).map_err(self.err("reading records"))?;
+            let leaf: Option<Vec<u8>> = row.try_get(22).map_err(self.err("reading records"))?;
             let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
             out.push((record, leaf));
         }
@@ -1504,9 +1572,18 @@ where
                  ORDER BY seq LIMIT $3",
                 "finding an exchange's records",
             ),
+            // A single person's records by `subject`, and batch records by any of their
+            // item subjects; each side read in seq order only as far as the limit.
             Lookup::Subject => (
-                "SELECT seq FROM simpul_audit_records WHERE log = $1 AND subject = $2
-                 ORDER BY seq LIMIT $3",
+                "SELECT seq FROM (
+                    SELECT seq FROM (
+                        SELECT seq FROM simpul_audit_records WHERE log = $1 AND subject = $2
+                        ORDER BY seq LIMIT $3) AS by_subject
+                    UNION
+                    SELECT seq FROM (
+                        SELECT seq FROM simpul_audit_subjects WHERE log = $1 AND subject = $2
+                        ORDER BY seq LIMIT $3) AS by_item
+                 ) AS found ORDER BY seq LIMIT $3",
                 "finding a subject's records",
             ),
         };

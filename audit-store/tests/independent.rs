@@ -66,7 +66,8 @@ fn script(dir: &Path) -> PathBuf {
 }
 
 /// A log of 30 exchanges on a real SQLite file, with heads at 10, 25 and 30; some records
-/// are parts of a federated lookup, so both record shapes are hashed.
+/// are parts of a federated lookup and some of batch exchanges (with item subjects), so
+/// every record shape is hashed. Exchange 12 is of a batch.
 async fn log(dir: &Path, key: &Arc<SigningKey>) -> AuditLog {
     let config = AuditConfig {
         store: dir.join("audit.db").display().to_string(),
@@ -80,6 +81,14 @@ async fn log(dir: &Path, key: &Arc<SigningKey>) -> AuditLog {
         let mut record = exchange(n, Role::Consumer, KEMLU, DUKCAPIL);
         if n % 3 == 0 {
             record.lookup_id = Some(format!("lookup-{n}"));
+        }
+        if n % 5 == 2 {
+            record.contract = "identity.verify".into();
+            record.subject = None;
+            let people: Vec<Vec<serde_json::Value>> = (0..3)
+                .map(|i| vec![serde_json::json!(format!("317123456789{n:02}0{i}"))])
+                .collect();
+            record.subjects = log.subjects(&people);
         }
         log.append(record, None).await.unwrap();
         if [9, 24, 29].contains(&n) {

@@ -985,6 +985,269 @@ async fn postgres_aggregates_are_kept_and_old_stores_gain_their_columns() {
     store.cleanup().await;
 }
 
+// ---------------------------------------------------------------------------------------
+// Item subjects: a batch exchange's record found in each of its people's history.
+
+/// The NIK of made-up person `n`.
+fn nik(n: u64) -> serde_json::Value {
+    json!(format!("3171{n:012}"))
+}
+
+/// A provider's record of exchange `n`, of `citizenship.status`, about person `person`.
+fn about_one(log: &AuditLog, n: u64, person: u64) -> audit::NewRecord {
+    let mut record = exchange(n, Role::Provider, DUKCAPIL, KEMLU);
+    record.subject = log.subject(&[nik(person)]);
+    record
+}
+
+/// A provider's record of exchange `n`, of the batch contract `identity.verify`, about
+/// `people` (one item each, in this order).
+fn about_many(log: &AuditLog, n: u64, people: &[u64]) -> audit::NewRecord {
+    let mut record = exchange(n, Role::Provider, DUKCAPIL, KEMLU);
+    record.contract = "identity.verify".into();
+    record.subject = None;
+    let items: Vec<Vec<serde_json::Value>> = people.iter().map(|p| vec![nik(*p)]).collect();
+    record.subjects = log.subjects(&items);
+    record
+}
+
+/// The seqs of person `person`'s history, every proof checked against the head returned.
+async fn history(log: &AuditLog, k: &SigningKey, person: u64) -> Vec<u64> {
+    let (head, proofs) = log.subject_history(&[nik(person)]).await.unwrap();
+    if proofs.is_empty() {
+        return Vec::new();
+    }
+    let (_, root) = audit::verify_tree_head(&head.unwrap(), &public(k)).unwrap();
+    for p in &proofs {
+        audit::check_inclusion_proof(p, &root).unwrap();
+    }
+    proofs.iter().map(|p| p.seq).collect()
+}
+
+/// A batch exchange's record holds the subject of each of its people — the same subject an
+/// exchange about that person alone carries — sorted and distinct; a person's history finds
+/// it beside their single exchanges, before and after the store is reopened, and the export
+/// holding it verifies offline.
+async fn a_batch_records_item_subjects_find_it_in_each_persons_history(store: &TestStore) {
+    let k = key(DUKCAPIL);
+    let log = store.open(DUKCAPIL, &k).await;
+    // Items without personal data name nobody.
+    assert_eq!(log.subjects(&[vec![], vec![]]), None);
+    assert_eq!(log.subjects(&[]), None);
+    assert_eq!(
+        log.subjects(&[vec![nik(1)], vec![]]),
+        Some(vec![log.subject(&[nik(1)]).unwrap()])
+    );
+
+    let mut appended = Vec::new();
+    for record in [
+        about_one(&log, 0, 1),
+        about_one(&log, 1, 9),
+        // Person 1 twice: one subject.
+        about_many(&log, 2, &[3, 1, 2, 1]),
+        // A full batch of 1,000: person 2 and 999 others.
+        about_many(
+            &log,
+            3,
+            &std::iter::once(2).chain(1_000..1_999).collect::<Vec<_>>(),
+        ),
+        about_one(&log, 4, 2),
+    ] {
+        appended.push(log.append(record, None).await.unwrap());
+    }
+
+    let batch = &appended[2];
+    assert_eq!(batch.subject, None);
+    let mut each: Vec<String> = [1, 2, 3]
+        .iter()
+        .map(|p| log.subject(&[nik(*p)]).unwrap())
+        .collect();
+    each.sort();
+    assert_eq!(batch.subjects.as_ref(), Some(&each), "sorted and distinct");
+    assert_eq!(appended[3].subjects.as_ref().map(Vec::len), Some(1_000));
+    assert_eq!(appended[0].subjects, None);
+    assert_eq!(
+        appended[0].subject.as_ref(),
+        Some(&log.subject(&[nik(1)]).unwrap())
+    );
+
+    holds_the_batch_histories(&log, &k, &appended).await;
+    drop(log);
+    let log = store.open(DUKCAPIL, &k).await;
+    holds_the_batch_histories(&log, &k, &appended).await;
+    let bundle = log.prove(&exchange_id(3)).await.unwrap();
+    check_proof_bundle(&bundle, &public(&k)).unwrap();
+    assert_eq!(bundle.proofs[0].record, appended[3]);
+}
+
+/// What [`a_batch_records_item_subjects_find_it_in_each_persons_history`] appended, found
+/// in each person's history, read back exactly, and exported in a log that verifies.
+async fn holds_the_batch_histories(log: &AuditLog, k: &SigningKey, appended: &[AuditRecord]) {
+    assert_eq!(history(log, k, 1).await, [0, 2]);
+    assert_eq!(history(log, k, 2).await, [2, 3, 4]);
+    assert_eq!(history(log, k, 3).await, [2]);
+    assert_eq!(history(log, k, 9).await, [1]);
+    assert_eq!(history(log, k, 1_500).await, [3]);
+    assert_eq!(history(log, k, 77).await, Vec::<u64>::new());
+    // Read back exactly as appended, so every leaf hash recomputes.
+    assert_eq!(log.records(0, 5).await.unwrap(), appended);
+    let text = export(log).await;
+    let report = verify_export(Cursor::new(text.clone()), &public(k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (5, 5));
+    let lines = String::from_utf8(text).unwrap();
+    // Absent, not null, on the records that are not of batches.
+    assert_eq!(lines.matches("\"subjects\"").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_batch_records_item_subjects_find_it_in_each_persons_history() {
+    a_batch_records_item_subjects_find_it_in_each_persons_history(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_batch_records_item_subjects_find_it_in_each_persons_history() {
+    let Some(store) = TestStore::postgres(
+        "postgres_a_batch_records_item_subjects_find_it_in_each_persons_history",
+    )
+    .await
+    else {
+        return;
+    };
+    a_batch_records_item_subjects_find_it_in_each_persons_history(&store).await;
+    store.cleanup().await;
+}
+
+/// A person in more records than a history holds: the oldest
+/// [`audit_store::MAX_RECORDS_PER_SUBJECT`], in seq order, whether they were found by
+/// `subject` or among a batch's item subjects.
+async fn a_persons_history_is_its_oldest_records_up_to_the_bound(store: &TestStore) {
+    let k = key(DUKCAPIL);
+    let log = store.open(DUKCAPIL, &k).await;
+    let bound = u64::from(audit_store::MAX_RECORDS_PER_SUBJECT);
+    let n = bound + 10;
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(16) {
+                // Half alone, half in a batch with someone else.
+                let record = if i % 2 == 0 {
+                    about_one(&log, i, 1)
+                } else {
+                    about_many(&log, i, &[1_000_000 + i, 1])
+                };
+                log.append(record, None).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(log.tree_size(), n);
+    assert_eq!(history(&log, &k, 1).await, (0..bound).collect::<Vec<_>>());
+    // Exchange 1's batch was the only one about person 1,000,001.
+    assert_eq!(history(&log, &k, 1_000_001).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_persons_history_is_its_oldest_records_up_to_the_bound() {
+    a_persons_history_is_its_oldest_records_up_to_the_bound(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_persons_history_is_its_oldest_records_up_to_the_bound() {
+    let Some(store) =
+        TestStore::postgres("postgres_a_persons_history_is_its_oldest_records_up_to_the_bound")
+            .await
+    else {
+        return;
+    };
+    a_persons_history_is_its_oldest_records_up_to_the_bound(&store).await;
+    store.cleanup().await;
+}
+
+/// A store made before batch records existed (no `subjects` column, no item subjects'
+/// table) gains both when opened: its old records keep their bytes, and a batch record
+/// appended after is found in a history beside them.
+async fn a_store_made_before_item_subjects_gains_their_table_and_still_verifies(store: &TestStore) {
+    let k = key(DUKCAPIL);
+    let log = store.open(DUKCAPIL, &k).await;
+    let first = log.append(about_one(&log, 0, 1), None).await.unwrap();
+    log.sign_tree_head().await.unwrap();
+    drop(log);
+    store
+        .tamper(
+            "DROP TABLE simpul_audit_subjects; \
+             ALTER TABLE simpul_audit_records DROP COLUMN subjects",
+        )
+        .await;
+    let log = store.open(DUKCAPIL, &k).await;
+    assert_eq!(log.records(0, 1).await.unwrap(), [first]);
+    log.append(about_many(&log, 1, &[2, 1]), None)
+        .await
+        .unwrap();
+    assert_eq!(history(&log, &k, 1).await, [0, 1]);
+    assert_eq!(history(&log, &k, 2).await, [1]);
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!(report.records, 2);
+    drop(log);
+    let log = store.open(DUKCAPIL, &k).await;
+    assert_eq!(history(&log, &k, 2).await, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_store_made_before_item_subjects_gains_their_table_and_still_verifies() {
+    a_store_made_before_item_subjects_gains_their_table_and_still_verifies(&TestStore::sqlite())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_store_made_before_item_subjects_gains_their_table_and_still_verifies() {
+    let Some(store) = TestStore::postgres(
+        "postgres_a_store_made_before_item_subjects_gains_their_table_and_still_verifies",
+    )
+    .await
+    else {
+        return;
+    };
+    a_store_made_before_item_subjects_gains_their_table_and_still_verifies(&store).await;
+    store.cleanup().await;
+}
+
+/// A record holds as many item subjects as a batch contract may carry items, and its export
+/// verifies; one more is refused before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_with_more_item_subjects_than_a_batch_carries_is_refused() {
+    let store = TestStore::sqlite();
+    let k = key(DUKCAPIL);
+    let log = store.open(DUKCAPIL, &k).await;
+    let people: Vec<u64> = (0..audit::MAX_SUBJECTS as u64).collect();
+    let full = log
+        .append(about_many(&log, 0, &people), None)
+        .await
+        .unwrap();
+    assert_eq!(full.subjects.map(|s| s.len()), Some(audit::MAX_SUBJECTS));
+    assert_eq!(history(&log, &k, 4_321).await, [0]);
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!(report.records, 1);
+
+    let mut over = about_many(&log, 1, &people);
+    over.subjects
+        .as_mut()
+        .unwrap()
+        .push(log.subject(&[nik(u64::MAX)]).unwrap());
+    match log.append(over, None).await {
+        Err(AuditError::TooManySubjects {
+            exchange_id: id,
+            count,
+        }) => {
+            assert_eq!((id, count), (exchange_id(1), audit::MAX_SUBJECTS + 1));
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(log.tree_size(), 1);
+}
+
 /// The store's size is measured on its engine, and grows with what is appended.
 async fn the_store_size_is_measured_and_grows(store: &TestStore) {
     let k = key(KEMLU);

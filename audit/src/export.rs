@@ -32,7 +32,9 @@ pub const EXPORT_FORMAT: &str = "simpul-audit-export/3";
 /// The formats a reader accepts: 3, and 2 (the same without manifest lines).
 pub const EXPORT_FORMATS: [&str; 2] = [EXPORT_FORMAT, "simpul-audit-export/2"];
 
-/// Longest export line a reader accepts (a record is well under 2 KiB).
+/// Longest export line a reader accepts. A record is well under 2 KiB, but for the record of
+/// a batch exchange, whose item subjects take about 46 bytes each: about 46 KB for 1,000,
+/// 460 KB for [`crate::record::MAX_SUBJECTS`], which the log refuses to exceed.
 pub const MAX_LINE: usize = 1 << 20;
 
 /// One line of an export.

@@ -3,12 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Most item subjects one record holds ([`AuditRecord::subjects`]): the most items a batch
+/// contract may carry in one exchange. A record with that many is about 460 KB of JSON,
+/// within an export line ([`crate::export::MAX_LINE`]).
+pub const MAX_SUBJECTS: usize = contracts::contract::MAX_BATCH_ITEMS as usize;
+
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
 /// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
 /// present in its JSON form (`null` for an absent option) but the later ones (`lookup_id`,
-/// `peer`, `subsystem`, `user`, `aggregate`), which are left out when absent, so the
-/// canonical bytes are fixed by the values alone and records written before a field existed
-/// hash as they did.
+/// `peer`, `subsystem`, `user`, `aggregate`, `subjects`), which are left out when absent, so
+/// the canonical bytes are fixed by the values alone and records written before a field
+/// existed hash as they did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditRecord {
@@ -66,6 +71,14 @@ pub struct AuditRecord {
     /// `null`) on the record of one exchange, so such records hash as before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<Aggregate>,
+    /// On the record of an exchange of a batch contract (one whose document has `batch`:
+    /// many people in one exchange): the subject of every item, each computed as `subject`
+    /// is for one person, sorted and without duplicates — the items' order is not kept, as
+    /// it would say which row of the exchange was whom. `subject` is then `None`. Absent
+    /// (not `null`) on every other record, and when no item had personal data, so such
+    /// records hash as before it existed. At most [`MAX_SUBJECTS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<Vec<String>>,
 }
 
 /// What one aggregate record of refusals before authentication counts: every refusal of
@@ -149,10 +162,14 @@ pub struct NewRecord {
     pub user: Option<String>,
     /// See [`AuditRecord::aggregate`].
     pub aggregate: Option<Aggregate>,
+    /// See [`AuditRecord::subjects`]: sorted and stripped of duplicates when the record is
+    /// made ([`NewRecord::into_record`]), and left out when empty.
+    pub subjects: Option<Vec<String>>,
 }
 
 impl NewRecord {
-    /// The record this becomes at `seq`, appended at `ts`.
+    /// The record this becomes at `seq`, appended at `ts`; its `subjects` sorted, without
+    /// duplicates, and `None` when there are none.
     pub fn into_record(self, seq: u64, ts: i64) -> AuditRecord {
         AuditRecord {
             seq,
@@ -174,6 +191,11 @@ impl NewRecord {
             subsystem: self.subsystem,
             user: self.user,
             aggregate: self.aggregate,
+            subjects: self.subjects.and_then(|mut subjects| {
+                subjects.sort_unstable();
+                subjects.dedup();
+                (!subjects.is_empty()).then_some(subjects)
+            }),
         }
     }
 }
@@ -188,4 +210,137 @@ pub struct StoredEvidence {
     pub request: String,
     /// The answer JWS, if there was one.
     pub response: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::{ExportLine, ExportedRecord, MAX_LINE, read_line, write_line};
+    use crate::merkle::leaf_hash;
+    use contracts::canonical::canonical_json;
+
+    /// A provider's record of one `citizenship.status` exchange, as a gateway wrote it before
+    /// `subjects` existed.
+    fn single() -> AuditRecord {
+        AuditRecord {
+            seq: 7,
+            ts: 1_796_236_012_331,
+            exchange_id: "0193a6f2-5b7c-4d2e-9f10-6a8b3c4d5e6f".into(),
+            role: Role::Provider,
+            consumer: "ID:GOV:KEMLU".into(),
+            provider: "ID:GOV:DUKCAPIL".into(),
+            contract: "citizenship.status".into(),
+            version: "1".into(),
+            purpose: "citizen-protection".into(),
+            request_hash: Some("q0xxIhF0V1WrOFaMIZmjTUdGykz3YWvr0DjGbbOMhlI".into()),
+            response_hash: None,
+            outcome: "ok".into(),
+            latency_us: 1840,
+            subject: Some("hXr5ZJzq9lU2lMYs4m5oF9RzKX1mNQFQb7d9v6o7A5E".into()),
+            lookup_id: None,
+            peer: Some("ID:GOV:KEMLU".into()),
+            subsystem: None,
+            user: None,
+            aggregate: None,
+            subjects: None,
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A subject-like value: 43 characters of base64url.
+    fn subject(n: usize) -> String {
+        format!("{n:0>43}")
+    }
+
+    fn new_record(subjects: Option<Vec<String>>) -> NewRecord {
+        let r = single();
+        NewRecord {
+            exchange_id: r.exchange_id,
+            role: r.role,
+            consumer: r.consumer,
+            provider: r.provider,
+            contract: "identity.verify".into(),
+            version: r.version,
+            purpose: r.purpose,
+            request_hash: r.request_hash,
+            response_hash: r.response_hash,
+            outcome: r.outcome,
+            latency_us: r.latency_us,
+            subject: None,
+            lookup_id: None,
+            peer: r.peer,
+            subsystem: None,
+            user: None,
+            aggregate: None,
+            subjects,
+        }
+    }
+
+    #[test]
+    fn a_record_without_subjects_keeps_its_canonical_bytes_and_leaf_hash() {
+        let record = single();
+        let bytes = canonical_json(&record).unwrap();
+        // Both fixed independently of this code (Python's sorted, compact JSON and SHA-256).
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"consumer":"ID:GOV:KEMLU","contract":"citizenship.status","exchange_id":"0193a6f2-5b7c-4d2e-9f10-6a8b3c4d5e6f","latency_us":1840,"outcome":"ok","peer":"ID:GOV:KEMLU","provider":"ID:GOV:DUKCAPIL","purpose":"citizen-protection","request_hash":"q0xxIhF0V1WrOFaMIZmjTUdGykz3YWvr0DjGbbOMhlI","response_hash":null,"role":"provider","seq":7,"subject":"hXr5ZJzq9lU2lMYs4m5oF9RzKX1mNQFQb7d9v6o7A5E","ts":1796236012331,"version":"1"}"#
+        );
+        assert_eq!(
+            hex(&leaf_hash(&record).unwrap()),
+            "cc097ac39a89ee0d6b9f4fc4eb31c626d04e19fb2c6f6ca7f9a6ec7d0c2b9370"
+        );
+        // Read back from JSON written before the field existed, it is the same record.
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(!text.contains("subjects"), "{text}");
+        let read: AuditRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(read, record);
+    }
+
+    #[test]
+    fn a_new_records_item_subjects_are_sorted_and_distinct_and_absent_when_there_are_none() {
+        let asked = vec![subject(3), subject(1), subject(2), subject(1), subject(3)];
+        let record = new_record(Some(asked)).into_record(0, 1);
+        assert_eq!(
+            record.subjects,
+            Some(vec![subject(1), subject(2), subject(3)])
+        );
+        assert_eq!(
+            new_record(Some(Vec::new())).into_record(0, 1).subjects,
+            None
+        );
+        assert_eq!(new_record(None).into_record(0, 1).subjects, None);
+        // They are hashed: a record that names other people is another leaf.
+        let other = new_record(Some(vec![subject(1), subject(2)])).into_record(0, 1);
+        assert_ne!(leaf_hash(&record).unwrap(), leaf_hash(&other).unwrap());
+        let text = String::from_utf8(canonical_json(&record).unwrap()).unwrap();
+        assert!(
+            text.contains(&format!(
+                r#""subjects":["{}","{}","{}"]"#,
+                subject(1),
+                subject(2),
+                subject(3)
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_record_of_the_most_item_subjects_fits_an_export_line_and_reads_back() {
+        let subjects = (0..MAX_SUBJECTS).map(subject).collect();
+        let record = new_record(Some(subjects)).into_record(9, 1);
+        let line = ExportLine::Record(ExportedRecord {
+            record: record.clone(),
+            leaf_hash: None,
+        });
+        let mut out = Vec::new();
+        write_line(&mut out, &line).unwrap();
+        assert!(out.len() < MAX_LINE, "{} bytes", out.len());
+        let mut buf = Vec::new();
+        assert!(read_line(&mut out.as_slice(), &mut buf).unwrap());
+        let read: ExportLine = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(read, line);
+    }
 }

@@ -136,6 +136,7 @@ mod tests {
             subsystem: None,
             user: None,
             aggregate: None,
+            subjects: None,
         }
     }
 

@@ -191,6 +191,7 @@ impl PreAuthRefusals {
                 count: tally.count,
                 body_bytes: tally.body_bytes,
             }),
+            subjects: None,
         }
     }
 

@@ -248,6 +248,7 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
         subsystem: None,
         user: None,
         aggregate: None,
+        subjects: None,
     }
 }
 

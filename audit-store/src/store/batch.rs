@@ -181,6 +181,7 @@ mod tests {
             subsystem: None,
             user: None,
             aggregate: None,
+            subjects: None,
         }
     }
 
@@ -214,5 +215,24 @@ mod tests {
                 .unwrap_err()
                 .contains("after the evidence")
         );
+    }
+
+    #[test]
+    fn a_batch_records_item_subjects_travel_in_its_journal_frame() {
+        let mut f = Frontier::default();
+        let mut bulk = new(0);
+        bulk.contract = "identity.verify".into();
+        bulk.subject = None;
+        bulk.subjects = Some((0..1_000).rev().map(|n| format!("{n:0>43}")).collect());
+        let batch = Batch::assign(vec![(bulk, None), (new(1), None)], &mut f, 5).unwrap();
+        let mut bytes = Vec::new();
+        batch.encode(&mut bytes).unwrap();
+        assert!(bytes.len() > 46_000, "{} bytes", bytes.len());
+        let read = Batch::decode(&bytes).unwrap();
+        assert_eq!(read, batch);
+        let subjects = read.records[0].subjects.as_ref().unwrap();
+        assert_eq!(subjects.len(), 1_000);
+        assert!(subjects.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert_eq!(read.records[1].subjects, None);
     }
 }

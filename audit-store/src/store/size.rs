@@ -8,12 +8,13 @@ use super::{Backend, Dialect, Engine, Journaled, Store};
 use crate::AuditError;
 
 /// The tables of a store, every log's.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 6] = [
     "simpul_audit_state",
     "simpul_audit_records",
     "simpul_audit_nodes",
     "simpul_audit_tree_heads",
     "simpul_audit_evidence",
+    "simpul_audit_subjects",
 ];
 
 impl Store {

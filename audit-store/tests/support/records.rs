@@ -42,5 +42,6 @@ pub fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         subsystem: None,
         user: None,
         aggregate: None,
+        subjects: None,
     }
 }
