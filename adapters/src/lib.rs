@@ -19,9 +19,12 @@ pub mod sql;
 /// The `:name` rewriter, public only for the fuzz targets of `fuzz/` (it is not an API).
 #[doc(hidden)]
 pub mod statement;
+mod verdicts;
 
 pub use http::{HttpAdapter, HttpMethod, HttpSpec};
-pub use sql::{ColumnType, DatabaseTls, RowMode, SqlAdapter, SqlBackend, SqlSpec};
+pub use sql::{
+    BatchAnswer, ColumnType, DatabaseTls, RowMode, SqlAdapter, SqlBackend, SqlBatch, SqlSpec,
+};
 
 /// How one contract is answered: the backend a binding in `config.toml` names.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,10 @@
 //! distinctions we want to map explicitly), needs a process-wide driver registry, and hides
 //! the typed connect options this module uses for statement timeouts, schemas and TLS. What
 //! really differs per backend — connect options, placeholders, which error codes mean
-//! "unavailable" or "timed out" — is small and explicit below.
+//! "unavailable" or "timed out" — is small and explicit below. The batch mode, which looks
+//! many keys up with a few statements, is in `sql/batch.rs`.
+
+mod batch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,8 +29,10 @@ use sqlx::{
     Row, SqlSafeStr, Statement, Type, TypeInfo, ValueRef,
 };
 
-use crate::statement::{Dialect, PreparedText, prepare};
+use crate::statement::{Dialect, PreparedText, prepare, prepare_list};
 use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, resolve_env};
+
+pub use batch::{BatchAnswer, MAX_CHUNK, SqlBatch};
 
 /// How many rows make an answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +43,9 @@ pub enum RowMode {
     One,
     /// Every row is one element of the list named by `list_field`.
     Many,
+    /// The query holds a list of items; their keys are looked up together, in chunks, and
+    /// each item is answered by a rule from its row (the `batch` table).
+    Batch,
 }
 
 /// How a column's value becomes JSON. The same JSON on every backend: the decoder accepts
@@ -103,6 +111,10 @@ pub struct SqlSpec {
     /// With `rows = "many"`: the answer field holding the list of rows.
     #[serde(default)]
     pub list_field: Option<String>,
+    /// With `rows = "batch"`: where the items are, what they are looked up by, and the rule
+    /// that answers each.
+    #[serde(default)]
+    pub batch: Option<SqlBatch>,
     /// Deadline for one answer, in milliseconds. On PostgreSQL and MySQL/MariaDB it is also
     /// the server-side statement timeout, so a statement that overruns is cancelled there.
     #[serde(default = "default_timeout_ms")]
@@ -192,6 +204,22 @@ impl SqlAdapter {
                 "map at least one column to an answer field",
             ));
         }
+        match (spec.rows, &spec.batch) {
+            (RowMode::Batch, None) => {
+                return Err(AdapterConfigError::new(
+                    "batch",
+                    "required with rows = \"batch\": a table with `items`, `key` and `answer`",
+                ));
+            }
+            (RowMode::One | RowMode::Many, Some(_)) => {
+                return Err(AdapterConfigError::new(
+                    "batch",
+                    "only with rows = \"batch\"",
+                ));
+            }
+            (RowMode::Batch, Some(b)) => batch::check(&spec, b)?,
+            _ => {}
+        }
         match (spec.rows, &spec.list_field) {
             (RowMode::Many, None) => {
                 return Err(AdapterConfigError::new(
@@ -241,7 +269,15 @@ impl SqlAdapter {
             Target::Postgres(_) => Dialect::Postgres,
             Target::MySql(_) => Dialect::MySql,
         };
-        let prepared = prepare(&spec.statement, dialect)?;
+        let prepared = match &spec.batch {
+            Some(b) => prepare_list(
+                &spec.statement,
+                dialect,
+                &b.key,
+                usize::try_from(b.chunk).unwrap_or(1),
+            )?,
+            None => prepare(&spec.statement, dialect)?,
+        };
         Ok(SqlAdapter {
             spec,
             sql: prepared.sql.as_str().into(),
@@ -260,7 +296,8 @@ impl SqlAdapter {
         }
     }
 
-    /// The statement as sent to the database, with the backend's placeholders.
+    /// The statement as sent to the database, with the backend's placeholders (in batch
+    /// mode, `IN (:key)` expanded to one chunk's placeholders).
     pub fn prepared_sql(&self) -> &str {
         &self.sql
     }
@@ -364,18 +401,16 @@ impl SqlAdapter {
             return Ok(nf.clone());
         }
         let mut answer = self.spec.found.clone();
-        match self.spec.rows {
-            RowMode::One => {
-                // Not empty: a missing not_found is refused in `new` for rows = "one".
-                answer.extend(rows.into_iter().next().unwrap_or_default());
-            }
-            RowMode::Many => {
-                let field = self.spec.list_field.clone().unwrap_or_default();
-                answer.insert(
-                    field,
-                    Value::Array(rows.into_iter().map(Value::Object).collect()),
-                );
-            }
+        if one {
+            // Not empty: a missing not_found is refused in `new` for rows = "one".
+            answer.extend(rows.into_iter().next().unwrap_or_default());
+        } else {
+            // rows = "many" (a batch is answered by `run_batch`).
+            let field = self.spec.list_field.clone().unwrap_or_default();
+            answer.insert(
+                field,
+                Value::Array(rows.into_iter().map(Value::Object).collect()),
+            );
         }
         Ok(Value::Object(answer))
     }
@@ -846,7 +881,12 @@ impl Adapter for SqlAdapter {
             // The outer deadline covers waiting for a connection too; the server-side
             // statement timeout (same length) makes sure an abandoned statement stops.
             let deadline = Duration::from_millis(self.spec.timeout_ms);
-            match tokio::time::timeout(deadline, self.run(query)).await {
+            let result = match &self.spec.batch {
+                // The whole batch, every chunk's statement, within the one deadline.
+                Some(batch) => tokio::time::timeout(deadline, self.run_batch(batch, query)).await,
+                None => tokio::time::timeout(deadline, self.run(query)).await,
+            };
+            match result {
                 Ok(result) => result,
                 Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
             }
@@ -1069,6 +1109,175 @@ mod tests {
             assert_eq!(a.backend(), backend, "{url}");
             assert_eq!(a.prepared_sql(), sql);
         }
+    }
+
+    fn batch_spec() -> SqlSpec {
+        serde_json::from_value(json!({
+            "database": "t.db",
+            "rows": "batch",
+            "statement": "SELECT nik, full_name, birth_date, sex, citizenship, deceased FROM residents WHERE nik IN (:nik)",
+            "columns": {
+                "nik": "text", "full_name": "text", "birth_date": "text", "sex": "text",
+                "citizenship": "text", "deceased": "bool"
+            },
+            "batch": {"items": "items", "key": "nik", "answer": "identity-verdicts"}
+        }))
+        .unwrap()
+    }
+
+    fn refused_field(s: SqlSpec) -> String {
+        SqlAdapter::new(s, Path::new(".")).unwrap_err().field
+    }
+
+    #[test]
+    fn a_batch_binding_expands_its_key_to_one_chunk_of_placeholders() {
+        let a = SqlAdapter::new(batch_spec(), Path::new(".")).unwrap();
+        let sql = a.prepared_sql();
+        assert_eq!(sql.matches('?').count(), 500, "{sql}");
+        assert!(sql.ends_with(", ?)"), "{sql}");
+        assert!(sql.contains("WHERE nik IN (?, ?, "), "{sql}");
+        let mut s = batch_spec();
+        s.database = "postgres://u@h/db".into();
+        s.batch.as_mut().unwrap().chunk = 3;
+        let a = SqlAdapter::new(s, Path::new(".")).unwrap();
+        assert!(a.prepared_sql().ends_with("WHERE nik IN ($1, $2, $3)"));
+    }
+
+    #[test]
+    fn rows_batch_without_a_batch_table_is_refused() {
+        let mut s = batch_spec();
+        s.batch = None;
+        assert_eq!(refused_field(s), "batch");
+    }
+
+    #[test]
+    fn a_batch_table_without_rows_batch_is_refused() {
+        for rows in [RowMode::One, RowMode::Many] {
+            let mut s = batch_spec();
+            s.rows = rows;
+            s.not_found = Some(json!({}));
+            s.list_field = Some("x".into());
+            assert_eq!(refused_field(s), "batch", "{rows:?}");
+        }
+    }
+
+    #[test]
+    fn found_is_refused_with_batch() {
+        let mut s = batch_spec();
+        s.found.insert("registered".into(), json!(true));
+        assert_eq!(refused_field(s), "found");
+    }
+
+    #[test]
+    fn not_found_is_refused_with_batch() {
+        let mut s = batch_spec();
+        s.not_found = Some(json!({"registered": false}));
+        assert_eq!(refused_field(s), "not_found");
+    }
+
+    #[test]
+    fn list_field_is_refused_with_batch() {
+        let mut s = batch_spec();
+        s.list_field = Some("items".into());
+        assert_eq!(refused_field(s), "list_field");
+    }
+
+    #[test]
+    fn a_batch_statement_must_use_only_its_key_once_inside_in() {
+        let select = "SELECT nik, full_name, birth_date, sex, citizenship, deceased FROM residents";
+        for clause in [
+            "WHERE nik = :nik",
+            "WHERE nik IN (:nik) AND province = :province",
+            "WHERE nik IN (:nik) OR old_nik IN (:nik)",
+            "WHERE nik IN (:nik, '3171011701900001')",
+            "WHERE nik IN ('3171011701900001')",
+            "WHERE nik IN (:id)",
+        ] {
+            let mut s = batch_spec();
+            s.statement = format!("{select} {clause}");
+            assert_eq!(refused_field(s), "statement", "{clause}");
+        }
+    }
+
+    #[test]
+    fn the_identity_verdicts_rule_needs_its_six_columns_of_their_kinds() {
+        let mut s = batch_spec();
+        s.columns.remove("sex");
+        assert_eq!(refused_field(s), "columns");
+        let mut s = batch_spec();
+        s.columns.insert("deceased".into(), ColumnType::Integer);
+        assert_eq!(refused_field(s), "columns");
+        let mut s = batch_spec();
+        s.columns.insert("birth_date".into(), ColumnType::List);
+        let e = SqlAdapter::new(s, Path::new(".")).unwrap_err();
+        assert_eq!(e.field, "columns");
+        assert!(
+            e.reason.contains("reads `birth_date` as text")
+                && e.reason.contains("deceased = \"bool\""),
+            "{}",
+            e.reason
+        );
+        // A column the rule does not read is refused too: nothing is fetched for nothing.
+        let mut s = batch_spec();
+        s.columns.insert("province".into(), ColumnType::Text);
+        assert_eq!(refused_field(s), "columns");
+    }
+
+    #[test]
+    fn the_identity_verdicts_rule_matches_items_by_nik() {
+        let mut s = batch_spec();
+        s.batch.as_mut().unwrap().key = "id".into();
+        s.statement = s.statement.replace(":nik", ":id");
+        assert_eq!(refused_field(s), "batch.key");
+    }
+
+    #[test]
+    fn a_chunk_outside_1_to_1000_is_refused() {
+        for chunk in [0, 1_001] {
+            let mut s = batch_spec();
+            s.batch.as_mut().unwrap().chunk = chunk;
+            assert_eq!(refused_field(s), "batch.chunk", "{chunk}");
+        }
+    }
+
+    #[test]
+    fn batch_items_must_be_a_plain_field_name() {
+        for items in ["", "/items", "a.b"] {
+            let mut s = batch_spec();
+            s.batch.as_mut().unwrap().items = items.into();
+            assert_eq!(refused_field(s), "batch.items", "{items}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_answer_rule_or_batch_field_is_refused_naming_the_choices() {
+        let mut v = serde_json::to_value(batch_spec()).unwrap();
+        v["batch"]["answer"] = json!("citizenship-verdicts");
+        let e = serde_json::from_value::<SqlSpec>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`identity-verdicts`"), "{e}");
+        let mut v = serde_json::to_value(batch_spec()).unwrap();
+        v["batch"]["size"] = json!(10);
+        let e = serde_json::from_value::<SqlSpec>(v)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `size`"), "{e}");
+    }
+
+    #[test]
+    fn statements_for_is_one_per_chunk_of_keys() {
+        let a = SqlAdapter::new(batch_spec(), Path::new(".")).unwrap();
+        for (keys, statements) in [(0, 0), (1, 1), (500, 1), (501, 2), (1_000, 2)] {
+            assert_eq!(a.statements_for(keys), statements, "{keys}");
+        }
+        let mut s = batch_spec();
+        s.batch.as_mut().unwrap().chunk = 7;
+        let a = SqlAdapter::new(s, Path::new(".")).unwrap();
+        assert_eq!(a.statements_for(1_000), 143);
+        // Outside batch mode an answer is one statement.
+        let a = SqlAdapter::new(spec(), Path::new(".")).unwrap();
+        assert_eq!(a.statements_for(1), 1);
     }
 
     #[test]

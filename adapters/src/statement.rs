@@ -1,5 +1,6 @@
 //! Named parameters (`:nik`) in a configured statement, turned into the positional
-//! placeholders of the backend's dialect.
+//! placeholders of the backend's dialect — a batch's list parameter into a fixed number of
+//! them.
 //!
 //! Values are always bound, never spliced into SQL: the statement text is fixed at
 //! configuration time and only the parameter list varies.
@@ -69,6 +70,71 @@ fn dollar_tag(statement: &str, start: usize) -> Option<&str> {
 /// quoted identifiers and comments, and leaving `::` (a PostgreSQL cast) alone. Positional
 /// placeholders written by hand are refused: a binding names what it binds.
 pub fn prepare(statement: &str, dialect: Dialect) -> Result<PreparedText, AdapterConfigError> {
+    rewrite(statement, dialect, None)
+}
+
+/// A list parameter expanded in place: its name, and how many placeholders it stands for.
+#[derive(Clone, Copy)]
+struct List<'a> {
+    name: &'a str,
+    count: usize,
+}
+
+/// [`prepare`] for a statement whose one parameter, `:list`, is the whole list of an
+/// `IN (…)`: it becomes `count` placeholders (`?, ?, …` or `$1, $2, …`), and `params` names
+/// `list` once per placeholder. Any other parameter, `:list` used more than once or not
+/// alone between the parentheses of an `IN`, is refused.
+pub fn prepare_list(
+    statement: &str,
+    dialect: Dialect,
+    list: &str,
+    count: usize,
+) -> Result<PreparedText, AdapterConfigError> {
+    if count == 0 {
+        return Err(refuse("a list parameter stands for at least one value"));
+    }
+    let prepared = rewrite(statement, dialect, Some(List { name: list, count }))?;
+    if let Some(other) = prepared.params.iter().find(|p| *p != list) {
+        return Err(refuse(&format!(
+            "a batch statement has one parameter, `:{list}`, and no other (`:{other}`)"
+        )));
+    }
+    match prepared.params.len() / count {
+        1 => Ok(prepared),
+        0 => Err(refuse(&format!(
+            "a batch statement looks its keys up with `IN (:{list})`"
+        ))),
+        _ => Err(refuse(&format!(
+            "a batch statement uses `:{list}` once, in `IN (:{list})`"
+        ))),
+    }
+}
+
+/// Whether the `:name` at `rest` stands alone inside `IN (…)`: `sql`, the text before it,
+/// ends with `IN (` (the `IN` a word of its own), and `rest`, the text after it, starts with
+/// `)`; spaces and line breaks may come between.
+fn alone_in_in_list(sql: &str, rest: &str) -> bool {
+    let Some(before) = sql.trim_end().strip_suffix('(') else {
+        return false;
+    };
+    let before = before.trim_end();
+    let Some(in_at) = before.len().checked_sub(2) else {
+        return false;
+    };
+    before.is_char_boundary(in_at)
+        && before[in_at..].eq_ignore_ascii_case("in")
+        && before[..in_at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        && rest.trim_start().starts_with(')')
+}
+
+fn rewrite(
+    statement: &str,
+    dialect: Dialect,
+    list: Option<List<'_>>,
+) -> Result<PreparedText, AdapterConfigError> {
     let bytes = statement.as_bytes();
     let mut sql = String::with_capacity(statement.len());
     let mut params: Vec<String> = Vec::new();
@@ -148,6 +214,29 @@ pub fn prepare(statement: &str, dialect: Dialect) -> Result<PreparedText, Adapte
                     end += 1;
                 }
                 let name = &statement[start..end];
+                if let Some(list) = list.filter(|l| l.name == name) {
+                    if !alone_in_in_list(&sql, &statement[end..]) {
+                        return Err(refuse(&format!(
+                            "`:{name}` is a list: write it alone inside `IN (…)`"
+                        )));
+                    }
+                    let first = params.len() + 1;
+                    for k in 0..list.count {
+                        if k > 0 {
+                            sql.push_str(", ");
+                        }
+                        params.push(name.to_owned());
+                        match dialect {
+                            Dialect::Sqlite | Dialect::MySql => sql.push('?'),
+                            Dialect::Postgres => {
+                                sql.push('$');
+                                sql.push_str(&(first + k).to_string());
+                            }
+                        }
+                    }
+                    i = end;
+                    continue;
+                }
                 match dialect {
                     Dialect::Sqlite | Dialect::MySql => {
                         params.push(name.to_owned());
@@ -230,6 +319,57 @@ mod tests {
         // SQLite has no backslash escapes: 'it\' ends the string and :a is a parameter.
         let p = prepare("SELECT 'it\\' || :a", Dialect::Sqlite).unwrap();
         assert_eq!(p.params, ["a"]);
+    }
+
+    #[test]
+    fn a_list_parameter_becomes_a_fixed_number_of_placeholders() {
+        let text = "SELECT nik FROM t WHERE x = ':nik' AND nik IN ( :nik\n) -- :nik";
+        for (dialect, list) in [
+            (Dialect::Sqlite, "?, ?, ?"),
+            (Dialect::MySql, "?, ?, ?"),
+            (Dialect::Postgres, "$1, $2, $3"),
+        ] {
+            let p = prepare_list(text, dialect, "nik", 3).unwrap();
+            assert_eq!(
+                p.sql,
+                format!("SELECT nik FROM t WHERE x = ':nik' AND nik IN ( {list}\n) -- :nik")
+            );
+            assert_eq!(p.params, ["nik", "nik", "nik"]);
+        }
+        let p = prepare_list("SELECT 1 FROM t WHERE k in(:k)", Dialect::Sqlite, "k", 1).unwrap();
+        assert_eq!(p.sql, "SELECT 1 FROM t WHERE k in(?)");
+    }
+
+    #[test]
+    fn a_list_parameter_must_be_the_one_parameter_used_once_inside_in() {
+        for (dialect, text) in [
+            (
+                Dialect::Sqlite,
+                "SELECT 1 FROM t WHERE k IN (:k) AND x = :x",
+            ),
+            (
+                Dialect::Postgres,
+                "SELECT 1 FROM t WHERE k IN (:k) AND x = :x",
+            ),
+            (Dialect::Sqlite, "SELECT 1 FROM t WHERE k = 1"),
+            (
+                Dialect::Sqlite,
+                "SELECT 1 FROM t WHERE k IN (:k) OR j IN (:k)",
+            ),
+            (
+                Dialect::Postgres,
+                "SELECT 1 FROM t WHERE k IN (:k) OR j IN (:k)",
+            ),
+            (Dialect::Sqlite, "SELECT 1 FROM t WHERE k = :k"),
+            (Dialect::Sqlite, "SELECT 1 FROM t WHERE k IN (:k, 'x')"),
+            (Dialect::Sqlite, "SELECT 1 FROM t WHERE k IN ('x', :k)"),
+            (Dialect::Sqlite, "SELECT 1 FROM t WHERE k JOIN (:k)"),
+            (Dialect::MySql, "SELECT 1 FROM t WHERE k IN :k"),
+        ] {
+            let e = prepare_list(text, dialect, "k", 4).unwrap_err();
+            assert_eq!(e.field, "statement", "{text}");
+        }
+        assert!(prepare_list("SELECT 1 FROM t WHERE k IN (:k)", Dialect::Sqlite, "k", 0).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! needs one says it is skipped when its variable is not set), and HTTP servers the tests
 //! start on loopback. Every test makes its own uniquely named schema or database and drops it.
 
+mod batch;
 mod check;
 mod common;
 mod contracts;
