@@ -100,19 +100,25 @@ impl Trail {
     }
 
     /// Sets the `subject`: a keyed hash of the values at `contract`'s personal-data pointers
-    /// in `query`, never the values themselves. A query to a contract this gateway has no
+    /// in `query`, never the values themselves — or, for a batch contract, `subjects`, one
+    /// such hash per item (PROTOCOL.md §2.5). A query to a contract this gateway has no
     /// document for is treated as personal as a whole.
     pub fn set_query(&mut self, query: &Value, contract: Option<&Contract>) {
-        let personal: Vec<Value> = match contract {
-            Some(c) => c
-                .doc()
-                .personal_data
-                .iter()
-                .filter_map(|pointer| query.pointer(pointer).cloned())
-                .collect(),
-            None => vec![query.clone()],
-        };
-        self.record.subject = self.log.subject(&personal);
+        match contract {
+            Some(c) if c.doc().batch.is_some() => {
+                self.record.subject = None;
+                self.record.subjects = self.log.subjects(&c.personal_values(query));
+            }
+            Some(c) => {
+                let personal = c
+                    .personal_values(query)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
+                self.record.subject = self.log.subject(&personal);
+            }
+            None => self.record.subject = self.log.subject(std::slice::from_ref(query)),
+        }
     }
 
     /// The request JWS exactly as sent or received.
@@ -474,6 +480,39 @@ mod tests {
         assert_eq!(
             Some(subject),
             log.subject(&[json!({"nik": "3171011701900001"})])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_records_one_subject_per_person_and_the_same_as_asked_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let catalog = contracts::embedded_catalog().unwrap();
+        let find = |id: &str| catalog.iter().find(|c| c.doc().id == id).unwrap();
+        let (a, b) = ("3171011701900001", "5111371406750199");
+        let mut t = trail(&log, "id-7");
+        t.set_query(
+            &json!({"items": [{"ref": "1", "nik": a}, {"ref": "2", "nik": b}, {"ref": "3", "nik": a}]}),
+            Some(find("identity.verify")),
+        );
+        t.record(None).await.unwrap();
+        let mut alone = trail(&log, "id-8");
+        alone.set_query(&json!({"nik": b}), Some(find("citizenship.status")));
+        alone.record(None).await.unwrap();
+        let all = records(&log, 2).await;
+        let mut expected = vec![
+            log.subject(&[json!(a)]).unwrap(),
+            log.subject(&[json!(b)]).unwrap(),
+        ];
+        expected.sort();
+        assert_eq!(all[0].subject, None);
+        assert_eq!(all[0].subjects, Some(expected));
+        assert!(
+            all[0]
+                .subjects
+                .as_ref()
+                .unwrap()
+                .contains(all[1].subject.as_ref().unwrap())
         );
     }
 }

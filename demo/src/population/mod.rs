@@ -51,7 +51,9 @@ pub use config::{Dataset, SeedConfig};
 pub use nik::nik_is_valid;
 pub use people::{Population, generate};
 pub use sample::{Sample, read_sample};
-pub use selfreports::{HEADER as SELF_REPORT_HEADER, SEED_ROWS, SelfReportError, SelfReportMix, write_self_reports};
+pub use selfreports::{
+    HEADER as SELF_REPORT_HEADER, SEED_ROWS, SelfReportError, SelfReportMix, write_self_reports,
+};
 pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
 pub use sqlite::{SeedError, write_dataset};
 

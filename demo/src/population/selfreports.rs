@@ -394,7 +394,9 @@ mod tests {
             ..SeedConfig::default()
         });
         let path = dir.join("dukcapil.db");
-        write_dataset(&pop, Dataset::Residents, &path).await.unwrap();
+        write_dataset(&pop, Dataset::Residents, &path)
+            .await
+            .unwrap();
         path
     }
 
@@ -417,12 +419,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = registry(dir.path(), 6_000).await;
         let mut a = Vec::new();
-        let mix = write_self_reports(&path, 7, 4_000, &mut a, |_| {}).await.unwrap();
+        let mix = write_self_reports(&path, 7, 4_000, &mut a, |_| {})
+            .await
+            .unwrap();
         let mut b = Vec::new();
-        write_self_reports(&path, 7, 4_000, &mut b, |_| {}).await.unwrap();
+        write_self_reports(&path, 7, 4_000, &mut b, |_| {})
+            .await
+            .unwrap();
         assert_eq!(a, b, "deterministic from the seed and the registry");
         let mut c = Vec::new();
-        write_self_reports(&path, 8, 4_000, &mut c, |_| {}).await.unwrap();
+        write_self_reports(&path, 8, 4_000, &mut c, |_| {})
+            .await
+            .unwrap();
         assert_ne!(a, c, "another seed, other rows");
 
         let text = String::from_utf8(a).unwrap();

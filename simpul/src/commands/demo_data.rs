@@ -56,23 +56,17 @@ pub async fn run(config: &Config, command: DemoCommand) -> Result<ExitCode, CliE
     let mut last = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let rows = args.rows;
-    let mix = write_self_reports(
-        &registry.database,
-        plan.data.seed,
-        rows,
-        &mut out,
-        |done| {
-            if last.elapsed().as_secs() >= 2 || done == rows {
-                last = Instant::now();
-                let line = format!("{done} of {rows} rows ({}%)", done * 100 / rows.max(1));
-                if terminal {
-                    eprint!("\r{line}");
-                } else {
-                    eprintln!("{line}");
-                }
+    let mix = write_self_reports(&registry.database, plan.data.seed, rows, &mut out, |done| {
+        if last.elapsed().as_secs() >= 2 || done == rows {
+            last = Instant::now();
+            let line = format!("{done} of {rows} rows ({}%)", done * 100 / rows.max(1));
+            if terminal {
+                eprint!("\r{line}");
+            } else {
+                eprintln!("{line}");
             }
-        },
-    )
+        }
+    })
     .await
     .map_err(|e| CliError::Process(e.to_string()))?;
     if terminal {

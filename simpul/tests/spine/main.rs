@@ -4,6 +4,7 @@
 //! federated lookup on the member's own listener.
 
 mod apart;
+mod batch;
 mod cancel;
 mod cli;
 mod common;

@@ -509,10 +509,6 @@ async fn a_providers_signing_key_and_certificate_rotate_under_load_without_a_fai
     let f = Arc::new(
         Federation::start_with(Options {
             edits: vec![
-                (
-                    "rate = { per_second = 50, burst = 100 }".into(),
-                    fast.into(),
-                ),
                 ("rate = { per_second = 20, burst = 40 }".into(), fast.into()),
                 ("rate = { per_second = 20, burst = 40 }".into(), fast.into()),
             ],
