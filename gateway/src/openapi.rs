@@ -6,9 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use contracts::envelope::{
-    ANSWER_TYP, JOSE_MEDIA_TYPE, MAX_REQUEST_BYTES, PROBLEM_MEDIA_TYPE, REQUEST_TYP,
-};
+use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, REQUEST_TYP};
 use contracts::manifest::{ManifestContract, ManifestDoc};
 use contracts::{Contract, ContractRef, MemberId, ProblemCode};
 use serde_json::{Map, Value, json};
@@ -888,8 +886,9 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         })
     };
     let mut request = jws(&format!("{base}.request-payload"), REQUEST_TYP);
-    // Only the request has this bound (PROTOCOL.md §3.5); ASCII, so characters are bytes.
-    request["maxLength"] = json!(MAX_REQUEST_BYTES);
+    // Only the request has this bound (PROTOCOL.md §3.5), the contract's own when it sets
+    // one; ASCII, so characters are bytes.
+    request["maxLength"] = json!(contract.max_request_bytes());
     let answer = jws(&format!("{base}.answer-payload"), ANSWER_TYP);
     let mut responses = Map::new();
     responses.insert(

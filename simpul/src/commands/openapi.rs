@@ -183,8 +183,8 @@ mod tests {
                 seen += 1;
             }
         }
-        // Kemlu's five, BP2MI's two, BPJSTK's two; Dukcapil's SIAK asks nothing.
-        assert_eq!(seen, 9);
+        // Kemlu's six, BP2MI's two, BPJSTK's two; Dukcapil's SIAK asks nothing.
+        assert_eq!(seen, 10);
     }
 
     #[test]
