@@ -50,19 +50,20 @@ const LOAD_CHUNK: usize = 5_000;
 pub struct Args {
     /// The subsystem you ask as, e.g. ID:GOV:KEMLU:PEDULI-WNI: its certificate is presented to
     /// your own gateway's local face.
-    #[arg(long = "as")]
+    #[arg(long = "as", value_name = "SUBSYSTEM")]
     as_subsystem: MemberId,
     /// The CSV file of self-reports (a header line, then one report per row).
+    #[arg(value_name = "INPUT.csv")]
     input: PathBuf,
     /// Where the kept rows go (CSV, the input's columns).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: PathBuf,
     /// Where the rejected rows go, with `reason` and `detail` (default: beside --out,
     /// `<name>.rejects.csv`).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     rejects: Option<PathBuf>,
     /// Where the summary goes, as JSON (default: beside --out, `<name>.summary.json`).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
     /// Count the kept rows that reach this age by --on, by sex.
     #[arg(long, value_name = "AGE", requires = "on")]
@@ -82,11 +83,12 @@ pub struct Args {
     /// The purpose (default: the one purpose your subsystem is granted for identity.verify).
     #[arg(long)]
     purpose: Option<String>,
-    /// Rows per batch, 1 to 1000 (at most what the contract allows).
-    #[arg(long, default_value_t = MAX_BATCH, value_parser = clap::value_parser!(u16).range(1..=1000).map(usize::from))]
+    /// Kept rows per batch, one exchange each: 1 to 1000, and at most what the contract
+    /// allows; a resumed run keeps the size it started with.
+    #[arg(long, value_name = "N", default_value_t = MAX_BATCH, value_parser = clap::value_parser!(u16).range(1..=1000).map(usize::from))]
     batch_size: usize,
-    /// Batches in flight at most (the run starts at 2 and adapts to the provider's answers).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
+    /// Batches in flight at most (the run starts at 2 and adapts to the answers).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
     max_concurrency: usize,
     /// The NIK's column (default: `nik`).
     #[arg(long, value_name = "NAME")]

@@ -4,7 +4,12 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// The bar of a step whose rows are counted in advance.
+const BAR: &str = "{prefix:>6} [{bar:30}] {pos}/{len} rows, {rate}, {eta} left";
+/// The bar of a step whose rows are not (reading the file, writing the outputs).
+const SPINNER: &str = "{prefix:>6} {spinner} {pos} rows, {rate}";
 
 /// How progress is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,11 +44,17 @@ impl Progress {
         let bar = match self {
             Progress::Bar => {
                 let template = match total {
-                    Some(_) => "{prefix:>6} [{bar:30}] {pos}/{len} rows, {per_sec}, {eta} left",
-                    None => "{prefix:>6} {spinner} {pos} rows, {per_sec}",
+                    Some(_) => BAR,
+                    None => SPINNER,
                 };
                 let style = ProgressStyle::with_template(template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .with_key(
+                        "rate",
+                        |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                            let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                        },
+                    )
                     .progress_chars("=> ");
                 let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr())
                     .with_style(style)
@@ -135,5 +146,40 @@ impl Meter {
             line.push_str(&format!(", about {left:.0} s left"));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bars_templates_are_indicatifs() {
+        for template in [BAR, SPINNER] {
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+        }
+    }
+
+    #[test]
+    fn a_plain_line_gives_the_rows_the_rate_and_the_time_left() {
+        let mut meter = Progress::Lines {
+            every: Duration::from_secs(3600),
+        }
+        .meter("verify", Some(1000), 200);
+        meter.advance(300);
+        let later = meter.started + Duration::from_secs(10);
+        assert_eq!(
+            meter.line(later),
+            "verify: 500 of 1000 rows (50%), 30 rows/s, about 17 s left"
+        );
+        let mut meter = Progress::Lines {
+            every: Duration::from_secs(3600),
+        }
+        .meter("load", None, 0);
+        meter.advance(5000);
+        assert_eq!(
+            meter.line(meter.started + Duration::from_secs(2)),
+            "load: 5000 rows, 2500 rows/s"
+        );
     }
 }
