@@ -276,12 +276,31 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Refuses a work directory that is there without `--resume`.
-    fn check_work_dir(&self) -> Result<(), CleanseError> {
+    /// Refuses a work directory that is there without `--resume`, and one file named for
+    /// two purposes (an output that would overwrite the input, or another output).
+    fn check(&self) -> Result<(), CleanseError> {
         if !self.resume && self.work_dir.exists() {
             return Err(CleanseError::WorkExists {
                 dir: self.work_dir.clone(),
             });
+        }
+        let o = &self.outputs;
+        let named = [
+            (&self.input, "the input"),
+            (&o.cleansed, "--out"),
+            (&o.rejects, "--rejects"),
+            (&o.summary, "--summary"),
+        ];
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        for (i, (a, what_a)) in named.iter().enumerate() {
+            for (b, what_b) in &named[i + 1..] {
+                if absolute(a) == absolute(b) {
+                    return Err(CleanseError::Output {
+                        path: b.to_path_buf(),
+                        reason: format!("named as {what_a} and as {what_b}: name each file apart"),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -338,8 +357,8 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
         load_chunk: LOAD_CHUNK,
     };
     // What can be refused without the federation is refused first: the work directory, the
-    // input's columns.
-    plan.check_work_dir()?;
+    // files named, the input's columns.
+    plan.check()?;
     Reports::open(&plan.input)?.map(&plan.columns)?;
     let manifest = super::verified_manifest(config)?;
     if manifest.contract(&contract).is_none() {
@@ -401,6 +420,7 @@ pub async fn cleanse<V: Verifier>(
     verifier: Arc<V>,
     progress: &Progress,
 ) -> Result<Summary, CleanseError> {
+    plan.check()?;
     let mut reports = Reports::open(&plan.input)?;
     let columns = reports.map(&plan.columns)?;
     let meta = Meta {
@@ -438,7 +458,6 @@ pub async fn cleanse<V: Verifier>(
 /// The run's work directory: made afresh, or, with `--resume`, the one there if it was made
 /// for the same input and columns.
 async fn open_work(plan: &Plan, meta: &Meta) -> Result<Work, CleanseError> {
-    plan.check_work_dir()?;
     let dir = &plan.work_dir;
     if !(plan.resume && Work::db_path(dir).exists()) {
         if plan.resume {

@@ -580,3 +580,48 @@ async fn resume_without_a_work_directory_starts_afresh() {
     .unwrap();
     assert_eq!(files(&plan)[0], read(&fixture("expected-cleansed.csv")));
 }
+
+#[tokio::test]
+async fn a_work_directory_of_your_own_keeps_its_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = plan(dir.path(), &fixture("reports.csv"), 4);
+    plan.work_dir = dir.path().join("mine");
+    std::fs::create_dir(&plan.work_dir).unwrap();
+    std::fs::write(plan.work_dir.join("notes.txt"), "keep me").unwrap();
+    plan.resume = true;
+    cleanse(
+        &plan,
+        Arc::new(TableRegistry::new(registered())),
+        &Progress::Quiet,
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = std::fs::read_dir(&plan.work_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+}
+
+#[tokio::test]
+async fn an_output_named_as_the_input_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("reports.csv");
+    std::fs::copy(fixture("reports.csv"), &input).unwrap();
+    let mut plan = plan(dir.path(), &input, 4);
+    plan.outputs.rejects = input.clone();
+    let err = cleanse(
+        &plan,
+        Arc::new(TableRegistry::new(registered())),
+        &Progress::Quiet,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("reports.csv") && err.contains("the input and as --rejects"),
+        "{err}"
+    );
+    assert_eq!(read(&input), read(&fixture("reports.csv")));
+    assert!(!plan.work_dir.exists());
+}

@@ -197,8 +197,8 @@ impl Work {
             for statement in SCHEMA {
                 sqlx::query(*statement).execute(&mut *tx).await?;
             }
-            let columns = serde_json::to_string(&meta.columns).unwrap_or_default();
-            let header = serde_json::to_string(&meta.header).unwrap_or_default();
+            let columns = serde_json::to_string(&meta.columns).map_err(encode)?;
+            let header = serde_json::to_string(&meta.header).map_err(encode)?;
             for (key, value) in [
                 ("format", FORMAT.to_owned()),
                 ("input_sha256", meta.input_sha256.clone()),
@@ -321,7 +321,7 @@ impl Work {
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(line_i64(r.line))
-                .bind(serde_json::to_string(&r.fields).unwrap_or_default())
+                .bind(serde_json::to_string(&r.fields).map_err(encode)?)
                 .bind(&r.nik)
                 .bind(nik_fault)
                 .bind(name)
@@ -522,14 +522,34 @@ impl Work {
         read().map_err(|e| CleanseError::work(&self.dir, e))
     }
 
-    /// Closes the database and removes the work directory.
+    /// Closes the database and removes the work directory: the files a run makes there, then
+    /// the directory if nothing else is in it (a `--work` directory that held other files
+    /// keeps them).
     pub async fn remove(self) -> Result<(), CleanseError> {
-        let dir = self.dir;
-        self.conn
-            .close()
+        let Work {
+            dir,
+            conn,
+            _lock: lock,
+        } = self;
+        conn.close()
             .await
             .map_err(|e| CleanseError::work(&dir, e))?;
-        std::fs::remove_dir_all(&dir).map_err(|e| CleanseError::work_io(&dir, e))
+        let io = |e| CleanseError::work_io(&dir, e);
+        remove_db_files(&Self::db_path(&dir)).map_err(io)?;
+        remove_leftovers(&dir).map_err(io)?;
+        match std::fs::remove_file(dir.join(LOCK_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        drop(lock);
+        match std::fs::remove_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                tracing::warn!("{}: left in place, it holds other files", dir.display());
+                Ok(())
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Closes the database, keeping the directory.
@@ -578,6 +598,11 @@ pub async fn advance_phase(conn: &mut SqliteConnection, to: Phase) -> Result<(),
             .await?;
     }
     Ok(())
+}
+
+/// A value that cannot be stored as JSON.
+fn encode(e: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::Encode(Box::new(e))
 }
 
 /// A line number as SQLite stores it.
