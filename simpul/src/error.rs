@@ -76,6 +76,9 @@ pub enum CliError {
     /// No OpenAPI document can be made for the member and face asked.
     #[error(transparent)]
     OpenApi(#[from] gateway::openapi::OpenApiError),
+    /// A cleanse cannot go on (`simpul cleanse`).
+    #[error(transparent)]
+    Cleanse(#[from] crate::commands::cleanse::CleanseError),
     /// An argument is wrong; the message names it and says what to do.
     #[error("{0}")]
     Usage(String),

@@ -1,5 +1,6 @@
 //! `simpul`: run a gateway or the demo federation, make the dev PKI, sign and verify the
-//! manifest, ask the federation, operate the cache, audit the log. One file per command
+//! manifest, ask the federation, cleanse a file of self-reports, operate the cache, audit the
+//! log. One file per command
 //! under `commands/`; this file parses the arguments, sets up logging and the runtime, and
 //! prints the error of a failed command on one line.
 
@@ -15,7 +16,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
 use crate::commands::{
-    audit, cache, completions, console, doctor, man, manifest, openapi, pki, query, serve, up,
+    audit, cache, cleanse, completions, console, doctor, man, manifest, openapi, pki, query, serve,
+    up,
 };
 use crate::error::CliError;
 
@@ -70,6 +72,9 @@ enum Command {
     },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query(query::Args),
+    /// Cleanse a CSV file of self-reports: malformed NIKs refused, duplicates grouped, the
+    /// kept rows verified against the civil registry through your own gateway.
+    Cleanse(cleanse::Args),
     /// Open a member's command centre: a local proxy to its admin listener, with a one-time URL.
     Console(console::Args),
     /// Print the OpenAPI 3.1 document of a member's local face or federation face.
@@ -189,6 +194,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Manifest { command } => manifest::run(config, command),
         Command::Cache { command } => cache::run(&load_config(config)?, command).await,
         Command::Query(args) => query::run(&load_config(config)?, args).await,
+        Command::Cleanse(args) => cleanse::run(&load_config(config)?, args).await,
         Command::Console(args) => console::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Demo { command } => commands::demo_data::run(&load_config(config)?, command).await,

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Every top-level command of `simpul`.
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "up",
     "serve",
     "pki",
     "manifest",
     "cache",
     "query",
+    "cleanse",
     "openapi",
     "audit",
     "completions",

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use contracts::envelope::{LocalQuery, MAX_ANSWER_BYTES};
-use contracts::{ContractRef, Manifest, MemberId};
-use gateway::assemble::load_authority_key;
-use gateway::client::PeerClient;
+use contracts::{ContractRef, MemberId};
 use gateway::config::Config;
 
 use crate::error::CliError;
@@ -31,43 +29,11 @@ pub struct Args {
 pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
     let subsystem = &args.as_subsystem;
     let contract = ContractRef::new(args.contract, args.version);
-    if !subsystem.is_subsystem() {
-        return Err(CliError::Usage(format!(
-            "--as {subsystem}: must be a subsystem id (four parts)"
-        )));
-    }
-    let member = subsystem.member();
-    let mc = config.member(&member).ok_or_else(|| {
-        CliError::Usage(format!(
-            "--as {subsystem}: {member} is not a member in {}",
-            config.source
-        ))
-    })?;
-    let Some(own) = mc.subsystems.iter().find(|s| &s.id == subsystem) else {
-        let known: Vec<String> = mc.subsystems.iter().map(|s| s.id.to_string()).collect();
-        return Err(CliError::Usage(format!(
-            "--as {subsystem}: {member} has no such subsystem in {} ({}): add a [[members.subsystems]] table, or ask as one of its own",
-            config.source,
-            if known.is_empty() {
-                "it has none".to_owned()
-            } else {
-                format!("its subsystems: {}", known.join(", "))
-            }
-        )));
-    };
-    let local = mc.local.as_ref().ok_or_else(|| {
-        CliError::Usage(format!(
-            "{}: {member} has no local listener: add [members.local] with listen and member_ca",
-            config.source
-        ))
-    })?;
+    let caller = super::local_caller(config, subsystem)?;
+    let mc = caller.member;
     let query: serde_json::Value = serde_json::from_str(&args.query)
         .map_err(|e| CliError::Usage(format!("query: not JSON: {e}")))?;
-    let key = load_authority_key(&config.federation.authority_key)?;
-    let manifest_path = config.federation.manifest.as_path();
-    let text = std::fs::read_to_string(manifest_path).map_err(CliError::file(manifest_path))?;
-    let manifest = Manifest::verify(&text, &key, contracts::unix_now())
-        .map_err(CliError::file(manifest_path))?;
+    let manifest = super::verified_manifest(config)?;
     // A contract nobody defines is a typo, not a permission problem.
     let federated = mc.federated.iter().any(|f| f.reference == contract);
     if !federated && manifest.contract(&contract).is_none() {
@@ -90,50 +56,13 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             known.join(", ")
         )));
     }
-    let purpose = match args.purpose {
-        Some(p) => p,
-        None => match mc.federated.iter().find(|f| f.reference == contract) {
-            Some(f) => f.purpose.clone(),
-            None => {
-                // The subsystem's own grant, as the gateway will check it.
-                let granted = own
-                    .grants
-                    .iter()
-                    .find(|g| g.contract == contract)
-                    .map(|g| g.purposes.as_slice())
-                    .unwrap_or_default();
-                match granted {
-                    [one] => one.clone(),
-                    [] => {
-                        return Err(CliError::Usage(format!(
-                            "{}: {subsystem} is not granted {contract} (members.subsystems.grants)",
-                            config.source
-                        )));
-                    }
-                    many => {
-                        return Err(CliError::Usage(format!(
-                            "--purpose: choose one of {}",
-                            many.join(", ")
-                        )));
-                    }
-                }
-            }
-        },
-    };
-    let trust = gateway::tls::FederationTrust::load(&manifest.doc().ca, &config.federation.crl)?;
-    let layout = &config.federation.pki;
-    let client = PeerClient::from_files(
-        &trust,
-        &layout.client_cert(subsystem),
-        &layout.client_key(subsystem),
-        member.clone(),
-        MAX_ANSWER_BYTES,
-    )?;
+    let purpose = caller.purpose(config, &contract, args.purpose)?;
+    let client = caller.client(config, &manifest, MAX_ANSWER_BYTES)?;
     let body = serde_json::to_vec(&LocalQuery { purpose, query })
         .map_err(|e| CliError::Process(format!("query: {e}")))?;
     let url = format!(
         "{}/v1/query/{}/{}",
-        local.url(),
+        caller.local.url(),
         contract.id,
         contract.version
     );
