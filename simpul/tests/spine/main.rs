@@ -6,6 +6,7 @@
 mod apart;
 mod batch;
 mod cancel;
+mod cleanse;
 mod cli;
 mod common;
 mod connections;
