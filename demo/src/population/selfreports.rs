@@ -232,7 +232,7 @@ pub async fn write_self_reports(
                 continue;
             };
             let mut nik = who.nik.clone();
-            let mut name = messy_name(&mut rng, &who.full_name);
+            let mut name = typed_name(&mut rng, &who.full_name, who.sex == "F");
             let mut birth = who.birth_date.clone();
             match p.kind {
                 Kind::Truthful => {}
@@ -327,6 +327,36 @@ async fn read_residents(
         );
     }
     Ok(out)
+}
+
+/// A name as people type it on a form: mostly as registered, in capitals or lower case, now
+/// and then with a title (`H.`, `Hj.`, `, S.Kom.`), in the old spelling (`dj`, `tj`, `oe`),
+/// or only its first part — the variants the name rule of PROTOCOL.md §2.5 sets aside, and
+/// a few it does not.
+fn typed_name(rng: &mut SplitMix64, name: &str, female: bool) -> String {
+    match rng.below(100) {
+        0..55 => name.to_owned(),
+        55..75 => name.to_uppercase(),
+        75..85 => name.to_lowercase(),
+        85..91 => match rng.below(3) {
+            0 if female => format!("Hj. {name}"),
+            0 => format!("H. {name}"),
+            1 => format!("Drs. {name}"),
+            _ => format!("{name}, S.Kom."),
+        },
+        91..97 => {
+            let old = name.replacen('J', "Dj", 1).replacen('C', "Tj", 1);
+            if old == name {
+                name.replacen('u', "oe", 1)
+            } else {
+                old
+            }
+        }
+        _ => match name.split_once(' ') {
+            Some((first, _)) => first.to_owned(),
+            None => name.to_owned(),
+        },
+    }
 }
 
 /// One digit of a well-formed NIK typed wrong, in the serial so the result is still
