@@ -209,6 +209,16 @@ fn files(plan: &Plan) -> [String; 3] {
     [read(&o.cleansed), read(&o.rejects), read(&o.summary)]
 }
 
+/// A whole run against the in-test registry of [`registered`], quietly.
+async fn cleanse_against_the_table(plan: &Plan) -> Result<Summary, CleanseError> {
+    cleanse(
+        plan,
+        Arc::new(TableRegistry::new(registered())),
+        &Progress::Quiet,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn the_hand_made_file_gives_every_reason_and_exactly_the_expected_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,13 +498,7 @@ async fn a_batch_never_answered_fails_the_run_and_a_resume_finishes_it() {
     );
     assert!(!plan.outputs.cleansed.exists());
     plan.resume = true;
-    cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap();
+    cleanse_against_the_table(&plan).await.unwrap();
     assert_eq!(files(&plan)[0], read(&fixture("expected-cleansed.csv")));
 }
 
@@ -525,22 +529,12 @@ async fn a_work_directory_is_refused_without_resume_and_for_another_input() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path(), &fixture("reports.csv"), 4);
     plan.keep_work = true;
-    cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap();
+    cleanse_against_the_table(&plan).await.unwrap();
     assert!(plan.work_dir.join("work.db").exists());
-    let err = cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = cleanse_against_the_table(&plan)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("--resume") && err.contains("out.csv.work"),
         "{err}"
@@ -552,14 +546,10 @@ async fn a_work_directory_is_refused_without_resume_and_for_another_input() {
     std::fs::write(&other, text).unwrap();
     plan.input = other;
     plan.resume = true;
-    let err = cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = cleanse_against_the_table(&plan)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("another input") && err.contains("SHA-256"),
         "{err}"
@@ -571,13 +561,7 @@ async fn resume_without_a_work_directory_starts_afresh() {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = plan(dir.path(), &fixture("reports.csv"), 4);
     plan.resume = true;
-    cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap();
+    cleanse_against_the_table(&plan).await.unwrap();
     assert_eq!(files(&plan)[0], read(&fixture("expected-cleansed.csv")));
 }
 
@@ -589,13 +573,7 @@ async fn a_work_directory_of_your_own_keeps_its_other_files() {
     std::fs::create_dir(&plan.work_dir).unwrap();
     std::fs::write(plan.work_dir.join("notes.txt"), "keep me").unwrap();
     plan.resume = true;
-    cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap();
+    cleanse_against_the_table(&plan).await.unwrap();
     let left: Vec<String> = std::fs::read_dir(&plan.work_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -610,14 +588,10 @@ async fn an_output_named_as_the_input_is_refused_before_anything_is_written() {
     std::fs::copy(fixture("reports.csv"), &input).unwrap();
     let mut plan = plan(dir.path(), &input, 4);
     plan.outputs.rejects = input.clone();
-    let err = cleanse(
-        &plan,
-        Arc::new(TableRegistry::new(registered())),
-        &Progress::Quiet,
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = cleanse_against_the_table(&plan)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("reports.csv") && err.contains("the input and as --rejects"),
         "{err}"
