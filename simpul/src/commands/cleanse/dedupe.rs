@@ -40,16 +40,57 @@ const KEEP: &str = "UPDATE rows SET kept_line = k.line
              WHERE rank = 1) AS k
      WHERE rows.nik_fault IS NULL AND rows.person = k.person";
 
-/// Kept rows, in line order, cut into batches of `?` rows.
+/// The rows sent to the registry, in line order, cut into batches of `?` rows: of each
+/// person's rows, one per NIK — the first by the keep rule among that NIK's rows — so that
+/// a person reported under a mistyped NIK as well as their own is verified under both, and
+/// [`choose`] can keep the row the registry confirms. The row kept so far is one of them.
 const BATCHES: &[&str] = &[
     "UPDATE rows SET batch = (b.n - 1) / ?
-       FROM (SELECT line, ROW_NUMBER() OVER (ORDER BY line) AS n FROM rows
-              WHERE nik_fault IS NULL AND kept_line = line) AS b
+       FROM (SELECT line, ROW_NUMBER() OVER (ORDER BY line) AS n FROM (
+               SELECT line, ROW_NUMBER() OVER (
+                        PARTITION BY person, nik
+                        ORDER BY reported_on IS NULL, reported_on DESC, complete DESC, line
+                      ) AS rank
+                 FROM rows WHERE nik_fault IS NULL)
+              WHERE rank = 1) AS b
       WHERE rows.line = b.line",
     "INSERT INTO batches (id, rows)
        SELECT batch, COUNT(*) FROM rows WHERE batch IS NOT NULL GROUP BY batch",
     "CREATE INDEX IF NOT EXISTS rows_batch ON rows (batch) WHERE batch IS NOT NULL",
 ];
+
+/// The row kept for each person once every verdict is in: the first by the keep rule among
+/// the person's verified rows that the registry confirms (well-formed and registered, alive,
+/// a citizen, no name or birth-date mismatch); a person with none keeps the row the rule
+/// chose. It reads only what is stored, so running it again changes nothing.
+const CHOOSE: &str = "UPDATE rows SET kept_line = c.line
+      FROM (SELECT person, line FROM (
+              SELECT person, line, ROW_NUMBER() OVER (
+                       PARTITION BY person
+                       ORDER BY reported_on IS NULL, reported_on DESC, complete DESC, line
+                     ) AS rank
+                FROM rows
+               WHERE batch IS NOT NULL AND nik_valid = 1 AND found = 1 AND deceased = 0
+                 AND citizenship = 'WNI' AND name_verdict != 'mismatch'
+                 AND birth_date_verdict != 'mismatch')
+             WHERE rank = 1) AS c
+     WHERE rows.nik_fault IS NULL AND rows.person = c.person";
+
+/// Moves the run from [`Phase::Verify`] to [`Phase::Output`], each person's kept row chosen
+/// again by the verdicts ([`CHOOSE`]), in one transaction.
+pub async fn choose(work: &mut Work) -> Result<(), CleanseError> {
+    let dir = work.dir().to_owned();
+    let chosen = async {
+        let mut tx = begin(work.conn()).await?;
+        if current_phase(&mut tx).await? != Some(Phase::Verify) {
+            return tx.commit().await;
+        }
+        sqlx::query(CHOOSE).execute(&mut *tx).await?;
+        advance_phase(&mut tx, Phase::Output).await?;
+        tx.commit().await
+    };
+    chosen.await.map_err(|e| CleanseError::work(&dir, e))
+}
 
 /// Groups the loaded rows by person, marks the row kept for each, cuts the kept rows into
 /// batches of `batch_size` and moves the run to [`Phase::Verify`], in one transaction: a run

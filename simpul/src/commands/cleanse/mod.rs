@@ -441,7 +441,7 @@ pub async fn cleanse<V: Verifier>(
             Phase::Dedupe => dedupe::dedupe(&mut work, meta.batch_size).await?,
             Phase::Verify => {
                 verify::verify_batches(&mut work, verifier.clone(), &plan.pacing, progress).await?;
-                work.set_phase(Phase::Output).await?;
+                dedupe::choose(&mut work).await?;
             }
             Phase::Output => break,
         }

@@ -256,7 +256,9 @@ async fn only_the_kept_rows_with_a_well_formed_nik_are_sent_with_their_line_as_r
     let refs: Vec<&str> = sent.iter().map(|i| i.reference.as_str()).collect();
     assert_eq!(
         refs,
-        ["3", "4", "7", "8", "9", "10", "11", "12", "13", "16", "18"]
+        [
+            "3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "16", "18"
+        ]
     );
     // Row 3 as read: the name as written, the date and the sex in the contract's forms.
     assert_eq!(
@@ -271,7 +273,7 @@ async fn only_the_kept_rows_with_a_well_formed_nik_are_sent_with_their_line_as_r
     );
     // Row 18: no birth date was written, so none is sent.
     assert_eq!(
-        sent[10],
+        sent[11],
         Item {
             reference: "18".into(),
             nik: "3201010707870011".into(),
@@ -522,6 +524,36 @@ async fn a_refused_batch_fails_the_run_with_the_problem() {
         err.contains("identity.verify, the batch of rows") && err.contains("403 not-granted"),
         "{err}"
     );
+}
+
+/// A person whose most recent report has a mistyped NIK is kept under the NIK the registry
+/// confirms, not rejected with their good rows as duplicates of the bad one.
+#[tokio::test]
+async fn a_probable_duplicate_is_kept_under_the_nik_the_registry_confirms() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("typo.csv");
+    std::fs::write(
+        &input,
+        "nik,full_name,birth_date,sex,reported_on\n\
+         3201015507950002,Siti Aminah,1995-07-15,F,2023-01-01\n\
+         3201015507950092,SITI AMINAH,1995-07-15,F,2024-06-01\n\
+         3201015507950093,Siti Aminah,1995-07-15,F,2024-01-01\n",
+    )
+    .unwrap();
+    let plan = plan(dir.path(), &input, 4);
+    let summary = cleanse_against_the_table(&plan).await.unwrap();
+    let [cleansed, rejects, _] = files(&plan);
+    assert_eq!(
+        cleansed,
+        "nik,full_name,birth_date,sex,reported_on\n3201015507950002,Siti Aminah,1995-07-15,F,2023-01-01\n"
+    );
+    assert!(
+        rejects.contains("3201015507950092,SITI AMINAH,1995-07-15,F,2024-06-01,duplicate,\"duplicate of row 2 (same name and birth date, another NIK)\""),
+        "{rejects}"
+    );
+    assert_eq!(summary.reasons.get(classify::Reason::Duplicate), 2);
+    // Every NIK of the person was asked about, once.
+    assert_eq!(summary.verified, 3);
 }
 
 #[tokio::test]
