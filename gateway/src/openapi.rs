@@ -1006,7 +1006,19 @@ fn get_routes(b: &mut Builder, m: &Member) {
                          "properties": {"ttl_s": {"type": "integer", "minimum": 0}}}
                     ]
                 },
-                "personal_data": {"type": "array", "items": {"type": "string"}}
+                "personal_data": {"type": "array", "items": {"type": "string"}},
+                "batch": {
+                    "type": "object", "description": "A batch contract's items (PROTOCOL.md §2.5); absent in any other.",
+                    "required": ["items", "max_items"], "additionalProperties": false,
+                    "properties": {
+                        "items": {"type": "string"},
+                        "max_items": {"type": "integer", "minimum": 1, "maximum": contracts::contract::MAX_BATCH_ITEMS}
+                    }
+                },
+                "max_request_bytes": {
+                    "type": "integer", "minimum": contracts::envelope::MAX_REQUEST_BYTES, "maximum": contracts::contract::MAX_REQUEST_BYTES,
+                    "description": "The contract's own request body limit (PROTOCOL.md §3.5); absent: 65,536."
+                }
             }
         }),
     );
