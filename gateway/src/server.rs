@@ -203,10 +203,11 @@ async fn route(
             r
         }
         ["v1", "contracts"] if parts.method == Method::GET => {
-            let list: Vec<_> = gw
-                .provider
-                .provided
-                .keys()
+            // In the order of their references, the same on every call and every replica.
+            let mut provided: Vec<&ContractRef> = gw.provider.provided.keys().collect();
+            provided.sort();
+            let list: Vec<_> = provided
+                .into_iter()
                 .filter_map(|r| gw.catalog.get(r))
                 .map(|c| json!({"id": c.doc().id, "version": c.doc().version, "title": c.doc().title, "digest": c.digest()}))
                 .collect();
