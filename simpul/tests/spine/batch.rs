@@ -228,3 +228,24 @@ async fn a_batch_spends_one_unit_of_the_rate_per_item() {
     assert!(p.retry_after.is_some_and(|s| s >= 200), "{p:?}");
     assert_ok(&f.send_signed(KEMLU, &ask(300)).await);
 }
+
+#[tokio::test]
+async fn a_query_whose_signed_request_would_pass_the_contracts_limit_is_refused_with_413_unsent() {
+    let f = Federation::start().await;
+    // Control characters are six bytes each in JSON: 1,000 such names fit the local face's
+    // 1 MiB as JSON, and not the exchange's once signed (base64 adds a third).
+    let name: String = "\u{1}".repeat(128);
+    let items: Vec<Value> = (0..1_000)
+        .map(|i| json!({"ref": format!("{i:064}"), "nik": "3".repeat(32), "full_name": name}))
+        .collect();
+    let reply = f
+        .local_query(PEDULI, KEMLU, VERIFY, election_roll(items))
+        .await;
+    let p = assert_problem(&reply, 413, "payload-too-large");
+    assert!(p.detail.contains("1048576"), "{}", p.detail);
+    // Recorded as refused on Kemlu's side; Dukcapil never saw it.
+    let id = p.exchange_id.clone().unwrap();
+    let records = f.records(KEMLU, &id).await;
+    assert_eq!(records[0]["outcome"], "payload-too-large");
+    assert!(f.records(DUKCAPIL, &id).await.is_empty());
+}
