@@ -74,13 +74,13 @@ pub struct ContractDoc {
     pub batch: Option<Batch>,
     /// The largest request body this contract takes, when more than the protocol's 65,536
     /// bytes ([`crate::envelope::MAX_REQUEST_BYTES`], PROTOCOL.md §3.5); at most
-    /// [`MAX_REQUEST_BYTES`]. Absent otherwise.
+    /// [`MAX_RAISED_REQUEST_BYTES`]. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<u64>,
 }
 
 /// The largest `max_request_bytes` a contract may set: 4 MiB.
-pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
+pub const MAX_RAISED_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The protocol's request body limit, which a contract may raise (PROTOCOL.md §3.5).
 const DEFAULT_REQUEST_BYTES: u64 = crate::envelope::MAX_REQUEST_BYTES as u64;
@@ -224,7 +224,7 @@ impl Contract {
             check_batch(batch, &doc.request)?;
         }
         if let Some(max) = doc.max_request_bytes
-            && !(DEFAULT_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&max)
+            && !(DEFAULT_REQUEST_BYTES..=MAX_RAISED_REQUEST_BYTES).contains(&max)
         {
             return Err(field(
                 "max_request_bytes",

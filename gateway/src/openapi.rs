@@ -1016,7 +1016,7 @@ fn get_routes(b: &mut Builder, m: &Member) {
                     }
                 },
                 "max_request_bytes": {
-                    "type": "integer", "minimum": contracts::envelope::MAX_REQUEST_BYTES, "maximum": contracts::contract::MAX_REQUEST_BYTES,
+                    "type": "integer", "minimum": contracts::envelope::MAX_REQUEST_BYTES, "maximum": contracts::contract::MAX_RAISED_REQUEST_BYTES,
                     "description": "The contract's own request body limit (PROTOCOL.md §3.5); absent: 65,536."
                 }
             }
