@@ -98,7 +98,8 @@ async fn respond(
     let started = Instant::now();
     // A path that names no contract of the catalog is not copied into the permanent record:
     // the refusal is recorded against an empty contract reference.
-    let recorded_as = if gw.catalog.contains_key(&path) {
+    let known = gw.catalog.get(&path);
+    let recorded_as = if known.is_some() {
         path.clone()
     } else {
         ContractRef::new("", "")
@@ -119,10 +120,7 @@ async fn respond(
     }
     // A contract may take larger bodies than the protocol's default (PROTOCOL.md §3.5); the
     // path names it before a byte of the body is read.
-    let body_limit = gw
-        .catalog
-        .get(&path)
-        .map_or(MAX_REQUEST_BYTES, Contract::max_request_bytes);
+    let body_limit = known.map_or(MAX_REQUEST_BYTES, Contract::max_request_bytes);
     let envelope = match authenticate(snap, headers, body, body_limit)
         .instrument(span.clone())
         .await
