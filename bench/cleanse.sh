@@ -2,9 +2,9 @@
 # `simpul cleanse` end to end through the demo federation (issue #15 item 5; docs/BENCHMARKS.md,
 # "Cleansing self-reports: bench/cleanse.sh"): a civil registry large enough, ROWS self-reports
 # drawn from it (`simpul demo reports`), then the cleanse — Kemlu's gateway, mTLS, both
-# signatures per batch, Dukcapil's lookups, durable audit on both sides, all four gateways in
-# one `simpul up` process on SQLite — timed, with the command's peak memory and the gateways'
-# CPU and peak memory from /proc.
+# signatures per batch, Dukcapil's lookups, durable audit on both sides, each gateway its own
+# `simpul serve --member` process on SQLite — timed, with the command's CPU and peak memory
+# and each gateway's CPU and peak memory from /proc.
 #
 #   bash bench/cleanse.sh              # 2,406,163 rows, as the seed's portal held
 #   bash bench/cleanse.sh 200000       # fewer
@@ -29,11 +29,17 @@ bench_build
 bench_federation "$work" "$digit"
 local_port=${digit}641
 
-say "simpul up (four gateways, one process), registry of $bench_people people"
-(cd "$work" && RUST_LOG=warn exec "$simpul" up >up.log 2>&1) &
-up_pid=$!
-trap 'kill $up_pid 2>/dev/null || true' EXIT
-wait_port "$local_port" 1200 "$up_pid" || die "simpul up did not start (see $work/up.log)"
+consumer=ID:GOV:KEMLU
+serve() { # MEMBER: that member's gateway alone, in the background; its pid in served_pid
+  (cd "$work" && RUST_LOG=warn exec "$simpul" serve --member "$1" >"serve-${1//:/_}.log" 2>&1) &
+  served_pid=$!
+}
+say "simpul serve: $consumer and $provider, each its own process (registry of $bench_people people)"
+serve "$consumer" && consumer_pid=$served_pid
+serve "$provider" && provider_pid=$served_pid
+trap 'kill $consumer_pid $provider_pid 2>/dev/null || true' EXIT
+wait_port "$local_port" 600 "$consumer_pid" || die "$consumer did not start (see $work/serve-*.log)"
+wait_port "$gateway_port" 600 "$provider_pid" || die "$provider did not start (see $work/serve-*.log)"
 
 say "simpul demo reports --rows $rows"
 (cd "$work" && "$simpul" demo reports --rows "$rows" --out reports.csv >reports.log 2>&1)
@@ -41,27 +47,30 @@ cat "$work/reports.log" | tail -1 >&2
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
-before=$(ticks "$up_pid")
+consumer_before=$(ticks "$consumer_pid")
+provider_before=$(ticks "$provider_pid")
 say "simpul cleanse"
 start=$(date +%s.%N)
 (cd "$work" && /usr/bin/time -v -o cleanse.time "$simpul" cleanse --as ID:GOV:KEMLU:PEDULI-WNI \
   reports.csv --out cleansed.csv --age-at 17 --on 2024-02-14 >cleanse.out 2>cleanse.err)
 end=$(date +%s.%N)
-after=$(ticks "$up_pid")
-gateways_rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$up_pid/status")
+consumer_cpu=$(echo "($(ticks "$consumer_pid") - $consumer_before) / $hz" | bc -l)
+provider_cpu=$(echo "($(ticks "$provider_pid") - $provider_before) / $hz" | bc -l)
+peak_rss() { echo $(($(awk '/^VmHWM/ { print $2 }' "/proc/$1/status") / 1024)); }
 command_rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$work/cleanse.time")
 command_cpu=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { print u + s }' "$work/cleanse.time")
 seconds=$(echo "$end - $start" | bc -l)
 sent=$(awk '/^sent to the registry/ { print $NF }' "$work/cleanse.out")
 batches=$(( (sent + 999) / 1000 ))
-gateway_cpu=$(echo "($after - $before) / $hz" | bc -l)
 
-printf '\n| rows | kept | wall s | rows/s | batches | batches/s | gateways CPU s per 1,000 rows | command CPU s per 1,000 rows | peak RSS: command | peak RSS: the four gateways |\n'
-printf '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
-printf '| %s | %s | %.1f | %.0f | %s | %.1f | %.3f | %.3f | %s MB | %s MB |\n' \
+per1000() { echo "$1 * 1000 / $rows" | bc -l; }
+printf '\n| rows | kept | wall s | rows/s | batches | batches/s |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n'
+printf '| %s | %s | %.1f | %.0f | %s | %.1f |\n' \
   "$rows" "$(awk '/^rows out/ { print $NF }' "$work/cleanse.out")" "$seconds" \
-  "$(echo "$rows / $seconds" | bc -l)" "$batches" "$(echo "$batches / $seconds" | bc -l)" \
-  "$(echo "$gateway_cpu * 1000 / $rows" | bc -l)" "$(echo "$command_cpu * 1000 / $rows" | bc -l)" \
-  "$((command_rss / 1024))" "$((gateways_rss / 1024))"
+  "$(echo "$rows / $seconds" | bc -l)" "$batches" "$(echo "$batches / $seconds" | bc -l)"
+printf '\n| process | CPU s | CPU s per 1,000 rows | peak RSS |\n| --- | ---: | ---: | ---: |\n'
+printf '| `simpul cleanse` | %.1f | %.3f | %s MB |\n' "$command_cpu" "$(per1000 "$command_cpu")" "$((command_rss / 1024))"
+printf '| %s gateway (consumer) | %.1f | %.3f | %s MB |\n' "$consumer" "$consumer_cpu" "$(per1000 "$consumer_cpu")" "$(peak_rss "$consumer_pid")"
+printf '| %s gateway (provider) | %.1f | %.3f | %s MB |\n' "$provider" "$provider_cpu" "$(per1000 "$provider_cpu")" "$(peak_rss "$provider_pid")"
 printf '\n(%s; work directory %s)\n' "$(nproc) cores, $(date -u +%Y-%m-%d)" "$work"
 cat "$work/cleanse.out"

@@ -517,7 +517,7 @@ async fn a_cleanse_over_its_subsystems_rate_slows_down_and_still_finishes() {
     // PEDULI-WNI may ask two exchanges a second.
     let fed = Federation::start_with(Options {
         edits: vec![(
-            "rate = { per_second = 10000, burst = 20000 }".into(),
+            "rate = { per_second = 20000, burst = 20000 }".into(),
             "rate = { per_second = 2, burst = 2 }".into(),
         )],
         ..Options::default()

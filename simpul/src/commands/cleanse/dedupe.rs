@@ -1,17 +1,17 @@
 //! Grouping the rows of one person and keeping one: exact duplicates share a NIK, probable
-//! ones a canonical name and birth date under different NIKs; the rule that keeps a row, and
-//! the batches the kept rows are verified in — all in the work database, in one transaction.
+//! ones a canonical name and birth date under different NIKs; the batches the rows to verify
+//! are sent in; and, once the verdicts are in, the row each person keeps — all in the work
+//! database, each step in one transaction.
 
 use super::CleanseError;
 use super::work::{Phase, Work, advance_phase, begin, current_phase};
 
-/// Statements run before the grouping: the indexes it reads through, and every well-formed
-/// row its own person to start with.
+/// Statements run before the grouping: the indexes it reads through. Every well-formed row
+/// was loaded as its own person (`person` = its line; `Work::load`).
 const PREPARE: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS rows_nik ON rows (nik, person) WHERE nik_fault IS NULL",
     "CREATE INDEX IF NOT EXISTS rows_name_birth ON rows (name_key, birth_date, person)
         WHERE nik_fault IS NULL AND name_key IS NOT NULL AND birth_date IS NOT NULL",
-    "UPDATE rows SET person = line WHERE nik_fault IS NULL",
 ];
 
 /// Rows of one NIK take the smallest `person` among them.
@@ -27,33 +27,32 @@ const SAME_NAME_AND_BIRTH: &str = "UPDATE rows SET person = g.p
      WHERE rows.nik_fault IS NULL AND rows.name_key = g.name_key
        AND rows.birth_date = g.birth_date AND rows.person > g.p";
 
-/// The keep rule: of one person's rows, the most recent report (a row without a readable
-/// report date is the least recent), then the most complete row (most of the five values
-/// read), then the earliest line.
-const KEEP: &str = "UPDATE rows SET kept_line = k.line
-      FROM (SELECT person, line FROM (
-              SELECT person, line, ROW_NUMBER() OVER (
-                       PARTITION BY person
-                       ORDER BY reported_on IS NULL, reported_on DESC, complete DESC, line
-                     ) AS rank
-                FROM rows WHERE nik_fault IS NULL)
-             WHERE rank = 1) AS k
-     WHERE rows.nik_fault IS NULL AND rows.person = k.person";
+/// The keep rule, in the order of an `ORDER BY`: of one person's rows, the most recent
+/// report (a row without a readable report date is the least recent), then the most complete
+/// row (most of the five values read), then the earliest line.
+macro_rules! keep_rule {
+    () => {
+        "reported_on IS NULL, reported_on DESC, complete DESC, line"
+    };
+}
 
 /// The rows sent to the registry, in line order, cut into batches of `?` rows: of each
 /// person's rows, one per NIK — the first by the keep rule among that NIK's rows — so that
 /// a person reported under a mistyped NIK as well as their own is verified under both, and
 /// [`choose`] can keep the row the registry confirms. The row kept so far is one of them.
 const BATCHES: &[&str] = &[
-    "UPDATE rows SET batch = (b.n - 1) / ?
+    concat!(
+        "UPDATE rows SET batch = (b.n - 1) / ?
        FROM (SELECT line, ROW_NUMBER() OVER (ORDER BY line) AS n FROM (
                SELECT line, ROW_NUMBER() OVER (
-                        PARTITION BY person, nik
-                        ORDER BY reported_on IS NULL, reported_on DESC, complete DESC, line
+                        PARTITION BY person, nik ORDER BY ",
+        keep_rule!(),
+        "
                       ) AS rank
                  FROM rows WHERE nik_fault IS NULL)
               WHERE rank = 1) AS b
-      WHERE rows.line = b.line",
+      WHERE rows.line = b.line"
+    ),
     "INSERT INTO batches (id, rows)
        SELECT batch, COUNT(*) FROM rows WHERE batch IS NOT NULL GROUP BY batch",
     "CREATE INDEX IF NOT EXISTS rows_batch ON rows (batch) WHERE batch IS NOT NULL",
@@ -61,23 +60,27 @@ const BATCHES: &[&str] = &[
 
 /// The row kept for each person once every verdict is in: the first by the keep rule among
 /// the person's verified rows that the registry confirms (well-formed and registered, alive,
-/// a citizen, no name or birth-date mismatch); a person with none keeps the row the rule
-/// chose. It reads only what is stored, so running it again changes nothing.
-const CHOOSE: &str = "UPDATE rows SET kept_line = c.line
+/// a citizen, no name or birth-date mismatch); a person with none keeps the first of all
+/// their rows by the rule. It reads only what is stored, so running it again changes nothing.
+const CHOOSE: &str = concat!(
+    "UPDATE rows SET kept_line = c.line
       FROM (SELECT person, line FROM (
               SELECT person, line, ROW_NUMBER() OVER (
                        PARTITION BY person
-                       ORDER BY reported_on IS NULL, reported_on DESC, complete DESC, line
+                       ORDER BY IFNULL(batch IS NOT NULL AND nik_valid = 1 AND found = 1
+                                       AND deceased = 0 AND citizenship = 'WNI'
+                                       AND name_verdict != 'mismatch'
+                                       AND birth_date_verdict != 'mismatch', 0) DESC, ",
+    keep_rule!(),
+    "
                      ) AS rank
-                FROM rows
-               WHERE batch IS NOT NULL AND nik_valid = 1 AND found = 1 AND deceased = 0
-                 AND citizenship = 'WNI' AND name_verdict != 'mismatch'
-                 AND birth_date_verdict != 'mismatch')
+                FROM rows WHERE nik_fault IS NULL)
              WHERE rank = 1) AS c
-     WHERE rows.nik_fault IS NULL AND rows.person = c.person";
+     WHERE rows.nik_fault IS NULL AND rows.person = c.person"
+);
 
 /// Moves the run from [`Phase::Verify`] to [`Phase::Output`], each person's kept row chosen
-/// again by the verdicts ([`CHOOSE`]), in one transaction.
+/// by the verdicts ([`CHOOSE`]), in one transaction.
 pub async fn choose(work: &mut Work) -> Result<(), CleanseError> {
     let dir = work.dir().to_owned();
     let chosen = async {
@@ -92,9 +95,10 @@ pub async fn choose(work: &mut Work) -> Result<(), CleanseError> {
     chosen.await.map_err(|e| CleanseError::work(&dir, e))
 }
 
-/// Groups the loaded rows by person, marks the row kept for each, cuts the kept rows into
-/// batches of `batch_size` and moves the run to [`Phase::Verify`], in one transaction: a run
-/// stopped here does it again from the start.
+/// Groups the loaded rows by person, cuts the rows to verify into batches of `batch_size`
+/// and moves the run to [`Phase::Verify`], in one transaction: a run stopped here does it
+/// again from the start. The row kept for each person is chosen after the verdicts
+/// ([`choose`]).
 ///
 /// Two rows are one person when they share a NIK, or share a canonical name
 /// (`contracts::names::canonical`, words joined by a space) and a birth date; and so, in
@@ -121,7 +125,6 @@ pub async fn dedupe(work: &mut Work, batch_size: usize) -> Result<(), CleanseErr
                 break;
             }
         }
-        sqlx::query(KEEP).execute(&mut *tx).await?;
         sqlx::query(BATCHES[0]).bind(size).execute(&mut *tx).await?;
         for statement in &BATCHES[1..] {
             sqlx::query(*statement).execute(&mut *tx).await?;
@@ -169,6 +172,9 @@ mod tests {
         work.set_phase(Phase::Dedupe).await.unwrap();
         dedupe(&mut work, batch_size).await.unwrap();
         assert_eq!(work.phase().await.unwrap(), Phase::Verify);
+        // No verdicts: each person keeps the first of their rows by the keep rule.
+        choose(&mut work).await.unwrap();
+        assert_eq!(work.phase().await.unwrap(), Phase::Output);
         let kept = work
             .rows_after(0, 1000)
             .await

@@ -438,10 +438,18 @@ pub async fn cleanse<V: Verifier>(
                 load(&mut work, &mut reports, &meta, plan.load_chunk, progress).await?;
                 work.set_phase(Phase::Dedupe).await?;
             }
-            Phase::Dedupe => dedupe::dedupe(&mut work, meta.batch_size).await?,
+            Phase::Dedupe => {
+                let what = "grouping the rows of each person, cutting the batches";
+                progress
+                    .timed("group", what, dedupe::dedupe(&mut work, meta.batch_size))
+                    .await?;
+            }
             Phase::Verify => {
                 verify::verify_batches(&mut work, verifier.clone(), &plan.pacing, progress).await?;
-                dedupe::choose(&mut work).await?;
+                let what = "keeping each person's row the registry confirms";
+                progress
+                    .timed("choose", what, dedupe::choose(&mut work))
+                    .await?;
             }
             Phase::Output => break,
         }

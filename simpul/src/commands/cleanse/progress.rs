@@ -38,6 +38,30 @@ impl Progress {
         }
     }
 
+    /// Runs `work`, a step whose rows are not counted as it goes (`group`, `choose`), with a
+    /// line saying what it does before and how long it took after.
+    pub async fn timed<T>(
+        &self,
+        step: &'static str,
+        what: &str,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let shown = match self {
+            Progress::Bar | Progress::Lines { .. } => true,
+            #[cfg(test)]
+            Progress::Quiet => false,
+        };
+        if shown {
+            eprintln!("{step}: {what}");
+        }
+        let started = Instant::now();
+        let out = work.await;
+        if shown {
+            eprintln!("{step}: done in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        out
+    }
+
     /// A meter of the step `step` (`load`, `verify`, `write`), counting rows: `total` when
     /// known, `done` already before this run.
     pub fn meter(&self, step: &'static str, total: Option<u64>, done: u64) -> Meter {

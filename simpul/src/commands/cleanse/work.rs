@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 
 use super::CleanseError;
 use super::input::{ColumnMap, Report};
@@ -295,47 +295,40 @@ impl Work {
     }
 
     /// Adds `reports` and records `loaded` rows as loaded, in one transaction. A row already
-    /// there is left as it is (it was read from the same line of the same file).
+    /// there is left as it is (it was read from the same line of the same file). A row with a
+    /// well-formed NIK starts as its own person (`person` = its line), which the grouping
+    /// then merges.
     pub async fn load(&mut self, reports: &[Report], loaded: u64) -> Result<(), CleanseError> {
         let written = async {
+            let rows = reports
+                .iter()
+                .map(LoadRow::of)
+                .collect::<Result<Vec<_>, _>>()?;
             let mut tx = begin(&mut self.conn).await?;
-            for r in reports {
-                let name = r.name.read();
-                let name_key = name
-                    .map(|n| contracts::names::canonical(n).join(" "))
-                    .filter(|k| !k.is_empty());
-                let complete = u8::from(!r.nik.is_empty())
-                    + u8::from(name.is_some())
-                    + u8::from(r.birth_date.read().is_some())
-                    + u8::from(r.sex.read().is_some())
-                    + u8::from(r.reported_on.read().is_some());
-                let nik_fault = match contracts::nik::check(&r.nik) {
-                    Ok(_) => None,
-                    Err(_) if r.nik.is_empty() => Some("no NIK".to_owned()),
-                    Err(fault) => Some(fault.to_string()),
-                };
-                sqlx::query(
-                    "INSERT OR IGNORE INTO rows (line, fields, nik, nik_fault, name, name_unreadable, name_key,
-                        birth_date, birth_date_unreadable, sex, sex_unreadable, reported_on,
-                        reported_on_unreadable, complete)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(line_i64(r.line))
-                .bind(serde_json::to_string(&r.fields).map_err(encode)?)
-                .bind(&r.nik)
-                .bind(nik_fault)
-                .bind(name)
-                .bind(r.name.unreadable())
-                .bind(name_key)
-                .bind(r.birth_date.read().map(|d| d.to_string()))
-                .bind(r.birth_date.unreadable())
-                .bind(r.sex.read().map(|s| s.as_str()))
-                .bind(r.sex.unreadable())
-                .bind(r.reported_on.read().map(|d| d.to_string()))
-                .bind(r.reported_on.unreadable())
-                .bind(complete)
-                .execute(&mut *tx)
-                .await?;
+            for chunk in rows.chunks(INSERT_ROWS) {
+                let mut insert = QueryBuilder::<Sqlite>::new(
+                    "INSERT OR IGNORE INTO rows (line, fields, nik, nik_fault, name, name_unreadable,
+                        name_key, birth_date, birth_date_unreadable, sex, sex_unreadable,
+                        reported_on, reported_on_unreadable, complete, person) ",
+                );
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.line)
+                        .push_bind(r.fields.clone())
+                        .push_bind(r.nik.clone())
+                        .push_bind(r.nik_fault.clone())
+                        .push_bind(r.name.clone())
+                        .push_bind(r.name_unreadable)
+                        .push_bind(r.name_key.clone())
+                        .push_bind(r.birth_date.clone())
+                        .push_bind(r.birth_date_unreadable)
+                        .push_bind(r.sex)
+                        .push_bind(r.sex_unreadable)
+                        .push_bind(r.reported_on.clone())
+                        .push_bind(r.reported_on_unreadable)
+                        .push_bind(r.complete)
+                        .push_bind(r.nik_fault.is_none().then_some(r.line));
+                });
+                insert.build().execute(&mut *tx).await?;
             }
             sqlx::query(
                 "UPDATE meta SET value = CAST(MAX(CAST(value AS INTEGER), ?) AS TEXT)
@@ -598,6 +591,64 @@ pub async fn advance_phase(conn: &mut SqliteConnection, to: Phase) -> Result<(),
             .await?;
     }
     Ok(())
+}
+
+/// Rows per INSERT while loading: a statement is a round trip to sqlx's SQLite thread, so
+/// one per 64 rows rather than one per row; 64 × 15 parameters stays far below SQLite's
+/// limit of 32,766.
+const INSERT_ROWS: usize = 64;
+
+/// One report as its row is stored.
+struct LoadRow {
+    line: i64,
+    fields: String,
+    nik: String,
+    nik_fault: Option<String>,
+    name: Option<String>,
+    name_unreadable: bool,
+    name_key: Option<String>,
+    birth_date: Option<String>,
+    birth_date_unreadable: bool,
+    sex: Option<&'static str>,
+    sex_unreadable: bool,
+    reported_on: Option<String>,
+    reported_on_unreadable: bool,
+    complete: u8,
+}
+
+impl LoadRow {
+    fn of(r: &Report) -> Result<LoadRow, sqlx::Error> {
+        let name = r.name.read();
+        let name_key = name
+            .map(|n| contracts::names::canonical(n).join(" "))
+            .filter(|k| !k.is_empty());
+        let complete = u8::from(!r.nik.is_empty())
+            + u8::from(name.is_some())
+            + u8::from(r.birth_date.read().is_some())
+            + u8::from(r.sex.read().is_some())
+            + u8::from(r.reported_on.read().is_some());
+        let nik_fault = match contracts::nik::check(&r.nik) {
+            Ok(_) => None,
+            Err(_) if r.nik.is_empty() => Some("no NIK".to_owned()),
+            Err(fault) => Some(fault.to_string()),
+        };
+        Ok(LoadRow {
+            line: line_i64(r.line),
+            fields: serde_json::to_string(&r.fields).map_err(encode)?,
+            nik: r.nik.clone(),
+            nik_fault,
+            name: name.cloned(),
+            name_unreadable: r.name.unreadable(),
+            name_key,
+            birth_date: r.birth_date.read().map(|d| d.to_string()),
+            birth_date_unreadable: r.birth_date.unreadable(),
+            sex: r.sex.read().map(|s| s.as_str()),
+            sex_unreadable: r.sex.unreadable(),
+            reported_on: r.reported_on.read().map(|d| d.to_string()),
+            reported_on_unreadable: r.reported_on.unreadable(),
+            complete,
+        })
+    }
 }
 
 /// A value that cannot be stored as JSON.
