@@ -10,7 +10,7 @@ use contracts::canonical::{b64url_decode, sha256_b64url};
 use contracts::envelope::{
     ANSWER_TYP, JOSE_MEDIA_TYPE, MANIFEST_SERIAL_HEADER, TREE_HEAD_HEADER, TREE_HEAD_TYP,
 };
-use contracts::{Algorithm, ExchangeAnswer, ExchangeRequest, ParsedJws};
+use contracts::{Algorithm, Contract, ExchangeAnswer, ExchangeRequest, ParsedJws};
 use serde_json::Value;
 
 use super::{CaseFailure, CaseResult, Context, failed};
@@ -109,34 +109,36 @@ pub(super) async fn answered(cx: &Context) -> CaseResult {
 }
 
 pub(super) async fn signed_by_provider(cx: &Context) -> CaseResult {
+    judge(cx, |_, reply| provider_signature(cx, &parsed(reply)?)).await
+}
+
+/// Checks that `jws` is signed by a key the manifest gives the target, inside the key's
+/// window at the answer's `iat`.
+fn provider_signature(cx: &Context, jws: &ParsedJws<'_>) -> Result<String, String> {
     let target = &cx.config.target.member;
-    judge(cx, |_, reply| {
-        let jws = parsed(reply)?;
-        let kid = jws.header.kid.clone().unwrap_or_default();
-        let (owner, key) = cx
-            .config
+    let kid = jws.header.kid.clone().unwrap_or_default();
+    let (owner, key) = cx
+        .config
+        .manifest
+        .key(&kid)
+        .ok_or_else(|| format!("kid `{kid}` names no key in the manifest"))?;
+    if owner != target {
+        return Err(format!("kid `{kid}` is a key of {owner}, not of {target}"));
+    }
+    key.verify(jws)
+        .map_err(|e| format!("the signature does not verify with {kid}: {e}"))?;
+    // Signed inside the key's window (PROTOCOL.md §1.5): the answer's `iat`.
+    if let Some(iat) = contracts::envelope::signed_at(&jws.payload) {
+        cx.config
             .manifest
-            .key(&kid)
-            .ok_or_else(|| format!("kid `{kid}` names no key in the manifest"))?;
-        if owner != target {
-            return Err(format!("kid `{kid}` is a key of {owner}, not of {target}"));
-        }
-        key.verify(&jws)
-            .map_err(|e| format!("the signature does not verify with {kid}: {e}"))?;
-        // Signed inside the key's window (PROTOCOL.md §1.5): the answer's `iat`.
-        if let Some(iat) = contracts::envelope::signed_at(&jws.payload) {
-            cx.config
-                .manifest
-                .key_at(&kid, iat)
-                .map_err(|e| format!("the answer's iat is outside its key's window: {e}"))?;
-        }
-        let alg = match jws.alg {
-            Algorithm::ES256 => "ES256",
-            Algorithm::EdDSA => "EdDSA",
-        };
-        Ok(format!("{alg} by {kid}"))
-    })
-    .await
+            .key_at(&kid, iat)
+            .map_err(|e| format!("the answer's iat is outside its key's window: {e}"))?;
+    }
+    let alg = match jws.alg {
+        Algorithm::ES256 => "ES256",
+        Algorithm::EdDSA => "EdDSA",
+    };
+    Ok(format!("{alg} by {kid}"))
 }
 
 pub(super) async fn typ(cx: &Context) -> CaseResult {
@@ -148,45 +150,105 @@ pub(super) async fn typ(cx: &Context) -> CaseResult {
 }
 
 pub(super) async fn bound(cx: &Context) -> CaseResult {
-    let target = &cx.config.target.member;
     judge(cx, |s, reply| {
-        let jws = parsed(reply)?;
-        let answer: ExchangeAnswer = serde_json::from_slice(&jws.payload)
-            .map_err(|e| format!("the payload is not an exchange answer: {e}"))?;
-        let r = &s.request;
-        let mut wrong = Vec::new();
-        if answer.v != 1 {
-            wrong.push(format!("v is {}", answer.v));
-        }
-        if answer.id != r.id {
-            wrong.push(format!("id is {}, the request's {}", answer.id, r.id));
-        }
-        if &answer.iss != target {
-            wrong.push(format!("iss is {}", answer.iss));
-        }
-        if answer.aud != r.iss {
-            wrong.push(format!("aud is {}, the consumer is {}", answer.aud, r.iss));
-        }
-        if answer.contract != r.contract || answer.version != r.version {
-            wrong.push(format!(
-                "contract is {}/{}",
-                answer.contract, answer.version
-            ));
-        }
-        let hash = sha256_b64url(s.request_jws.as_bytes());
-        if answer.request_hash != hash {
-            wrong.push(format!(
-                "request_hash is {}, the request's is {hash}",
-                answer.request_hash
-            ));
-        }
-        if wrong.is_empty() {
-            Ok("id, iss, aud, contract, version, request_hash bound".into())
-        } else {
-            Err(wrong.join("; "))
-        }
+        binding(cx, &s.request, &s.request_jws, &answer_of(&parsed(reply)?)?)
     })
     .await
+}
+
+/// The exchange answer a JWS carries.
+fn answer_of(jws: &ParsedJws<'_>) -> Result<ExchangeAnswer, String> {
+    serde_json::from_slice(&jws.payload)
+        .map_err(|e| format!("the payload is not an exchange answer: {e}"))
+}
+
+/// Checks that `answer` is bound to `request`, sent as `request_jws`.
+fn binding(
+    cx: &Context,
+    r: &ExchangeRequest,
+    request_jws: &str,
+    answer: &ExchangeAnswer,
+) -> Result<String, String> {
+    let target = &cx.config.target.member;
+    let mut wrong = Vec::new();
+    if answer.v != 1 {
+        wrong.push(format!("v is {}", answer.v));
+    }
+    if answer.id != r.id {
+        wrong.push(format!("id is {}, the request's {}", answer.id, r.id));
+    }
+    if &answer.iss != target {
+        wrong.push(format!("iss is {}", answer.iss));
+    }
+    if answer.aud != r.iss {
+        wrong.push(format!("aud is {}, the consumer is {}", answer.aud, r.iss));
+    }
+    if answer.contract != r.contract || answer.version != r.version {
+        wrong.push(format!(
+            "contract is {}/{}",
+            answer.contract, answer.version
+        ));
+    }
+    let hash = sha256_b64url(request_jws.as_bytes());
+    if answer.request_hash != hash {
+        wrong.push(format!(
+            "request_hash is {}, the request's is {hash}",
+            answer.request_hash
+        ));
+    }
+    if wrong.is_empty() {
+        Ok("id, iss, aud, contract, version, request_hash bound".into())
+    } else {
+        Err(wrong.join("; "))
+    }
+}
+
+/// Checks that `answer`'s result is valid against `contract`'s response schema.
+fn result_against(contract: &Contract, answer: &ExchangeAnswer) -> Result<String, String> {
+    contract
+        .check_response(&answer.result, "/result")
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.pointer, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    Ok(format!(
+        "result valid against {}/{}",
+        contract.doc().id,
+        contract.doc().version
+    ))
+}
+
+/// Judges one answer as the answer cases judge each sample: 200 with a compact JWS of the
+/// answer `typ`, signed by the target, bound to `request` (sent as `request_jws`), its
+/// result valid against `contract`.
+pub(super) fn judge_answer(
+    cx: &Context,
+    contract: &Contract,
+    request: &ExchangeRequest,
+    request_jws: &str,
+    reply: &Reply,
+) -> Result<String, String> {
+    if reply.status.as_u16() != 200 {
+        return Err(format!(
+            "answered {}: {}",
+            reply.summary(),
+            reply.body_excerpt()
+        ));
+    }
+    if reply.media_type() != JOSE_MEDIA_TYPE {
+        return Err(format!("Content-Type is `{}`", reply.media_type()));
+    }
+    let jws = parsed(reply)?;
+    let signed = provider_signature(cx, &jws)?;
+    let answer = answer_of(&jws)?;
+    binding(cx, request, request_jws, &answer)?;
+    result_against(contract, &answer)?;
+    Ok(format!(
+        "answered 200, signed {signed}, bound, result valid"
+    ))
 }
 
 pub(super) async fn result_valid(cx: &Context) -> CaseResult {
@@ -203,27 +265,12 @@ pub(super) async fn result_valid(cx: &Context) -> CaseResult {
         contracts.push(doc);
     }
     judge(cx, |s, reply| {
-        let jws = parsed(reply)?;
-        let answer: ExchangeAnswer = serde_json::from_slice(&jws.payload)
-            .map_err(|e| format!("the payload is not an exchange answer: {e}"))?;
+        let answer = answer_of(&parsed(reply)?)?;
         let contract = contracts
             .iter()
             .find(|c| c.doc().id == s.request.contract && c.doc().version == s.request.version)
             .ok_or_else(|| "no contract document".to_owned())?;
-        contract
-            .check_response(&answer.result, "/result")
-            .map_err(|errors| {
-                errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.pointer, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })?;
-        Ok(format!(
-            "result valid against {}/{}",
-            contract.doc().id,
-            contract.doc().version
-        ))
+        result_against(contract, &answer)
     })
     .await
 }

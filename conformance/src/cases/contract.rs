@@ -8,7 +8,7 @@ use contracts::canonical::{canonical_json, sha256_b64url};
 use contracts::{Contract, ContractRef, Manifest, ProblemCode};
 use serde_json::Value;
 
-use super::{CaseFailure, CaseResult, Context, expect_problem, failed};
+use super::{CaseFailure, CaseResult, Context, error_pointers, expect_problem, failed};
 
 pub(super) async fn manifest_served(cx: &Context) -> CaseResult {
     let reply = cx.get("/v1/manifest").await?;
@@ -43,7 +43,7 @@ pub(super) async fn manifest_served(cx: &Context) -> CaseResult {
 }
 
 /// The contracts the manifest says the target provides.
-fn provided(cx: &Context) -> BTreeSet<ContractRef> {
+pub(super) fn provided(cx: &Context) -> BTreeSet<ContractRef> {
     cx.config
         .manifest
         .provided_by(&cx.config.target.member)
@@ -247,16 +247,7 @@ pub(super) async fn invalid_query(cx: &Context) -> CaseResult {
         let (_, reply) = cx.send(&request).await?;
         let (problem, line) = expect_problem(&reply, ProblemCode::InvalidQuery)
             .map_err(|e| failed(format!("{}: {e}", c.reference)))?;
-        let pointers: Vec<&str> = problem
-            .get("errors")
-            .and_then(Value::as_array)
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e.get("pointer").and_then(Value::as_str))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pointers = error_pointers(&problem);
         if !pointers.contains(&invalid.pointer.as_str()) {
             return Err(failed(format!(
                 "{}: the problem's errors point at {pointers:?}, not {}",
@@ -294,15 +285,7 @@ pub(super) async fn trailing_newline(cx: &Context) -> CaseResult {
             let label = format!("{}: a NIK followed by {suffix:?}", c.reference);
             let (problem, line) = expect_problem(&reply, ProblemCode::InvalidQuery)
                 .map_err(|e| failed(format!("{label}: {e}")))?;
-            let points = problem
-                .get("errors")
-                .and_then(Value::as_array)
-                .is_some_and(|errors| {
-                    errors
-                        .iter()
-                        .any(|e| e.get("pointer").and_then(Value::as_str) == Some("/query/nik"))
-                });
-            if !points {
+            if !error_pointers(&problem).contains(&"/query/nik") {
                 return Err(failed(format!(
                     "{label}: the problem's errors do not point at /query/nik"
                 )));

@@ -55,39 +55,52 @@ async fn all_refused(
 }
 
 pub(super) async fn body_too_large(cx: &Context) -> CaseResult {
-    // A genuine, correctly signed request that is simply too big: padding in the query.
-    let mut request = cx.request(cx.primary());
+    oversize_refused(
+        cx,
+        &path(cx),
+        cx.request(cx.primary()),
+        contracts::envelope::MAX_REQUEST_BYTES,
+    )
+    .await
+}
+
+/// Sends `request` (a genuine, correctly signed request, valid but for its size) padded so
+/// that its body exceeds `limit` bytes, once with `Content-Length` and once chunked (where
+/// the server must count, not trust), and expects 413 `payload-too-large` for both.
+pub(super) async fn oversize_refused(
+    cx: &Context,
+    path: &ContractRef,
+    mut request: ExchangeRequest,
+    limit: usize,
+) -> CaseResult {
+    // The padding alone is longer than the limit; base64url makes the body longer still.
+    let padding = Value::String("x".repeat(limit + 2 * 1024));
     if let Value::Object(q) = &mut request.query {
-        q.insert("padding".into(), Value::String("x".repeat(66 * 1024)));
+        q.insert("padding".into(), padding);
     } else {
-        request.query = json!({ "padding": "x".repeat(66 * 1024) });
+        request.query = json!({ "padding": padding });
     }
     let jws = cx.sign(&cx.config.tester, &request)?;
     let declared = cx
         .post(
             cx.tester_tls(),
-            &path(cx),
+            path,
             Some(JOSE_MEDIA_TYPE),
             full(jws.clone()),
         )
         .await?;
     let (_, with_length) = expect_problem(&declared, ProblemCode::PayloadTooLarge)
         .map_err(|e| failed(format!("with Content-Length: {e}")))?;
-    // Without a declared length the server must count, not trust.
     let bytes = Bytes::from(jws);
     let parts = bytes.chunks(8 * 1024).map(Bytes::copy_from_slice).collect();
     let streamed = cx
-        .post(
-            cx.tester_tls(),
-            &path(cx),
-            Some(JOSE_MEDIA_TYPE),
-            chunked(parts),
-        )
+        .post(cx.tester_tls(), path, Some(JOSE_MEDIA_TYPE), chunked(parts))
         .await?;
     let (_, with_chunks) = expect_problem(&streamed, ProblemCode::PayloadTooLarge)
         .map_err(|e| failed(format!("chunked: {e}")))?;
     Ok(format!(
-        "with Content-Length: {with_length}; chunked: {with_chunks}"
+        "{} bytes with Content-Length: {with_length}; chunked: {with_chunks}",
+        bytes.len()
     ))
 }
 

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use contracts::envelope::{JOSE_MEDIA_TYPE, REQUEST_TYP};
-use contracts::{ExchangeRequest, ProblemCode, SigningKey};
+use contracts::manifest::Rate;
+use contracts::{ContractRef, ExchangeRequest, ProblemCode, SigningKey};
 use hyper::Method;
 use tokio::sync::Mutex;
 
-use super::{CaseResult, Context, expect_problem, failed};
+use super::{CaseFailure, CaseResult, Context, expect_problem, failed};
 use crate::client::{self, Reply, full};
 
 /// The longest `Retry-After` the case waits out.
@@ -26,19 +27,20 @@ struct Shared {
     other: Mutex<Option<String>>,
 }
 
-pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
-    let primary = cx.primary().clone();
-    let rate = cx
-        .config
-        .manifest
-        .contract(&primary.reference)
-        .map(|c| c.rate.clone())
-        .ok_or_else(|| failed("the primary contract is not in the manifest"))?;
+/// What a flood of one request, signed afresh each time, observed.
+struct Flood {
+    admitted: u64,
+    elapsed: Duration,
+    limited: Option<Reply>,
+    other: Option<String>,
+}
+
+/// Sends `template`, with a fresh exchange id and times each time, over the configured
+/// connections, until the first 429, an unexpected answer, or the configured bounds.
+async fn flood(cx: &Context, template: &ExchangeRequest) -> Flood {
     let limits = cx.config.limits.clone();
-    let tester = &cx.config.tester;
     // Each worker task owns its key: the tasks outlive no borrow.
-    let key = Arc::new(tester.signing.clone());
-    let template = cx.request(&primary);
+    let key = Arc::new(cx.config.tester.signing.clone());
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         sent: AtomicU64::new(0),
@@ -47,10 +49,7 @@ pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
         other: Mutex::new(None),
     });
     let started = Instant::now();
-    let path = format!(
-        "/v1/exchange/{}/{}",
-        primary.reference.id, primary.reference.version
-    );
+    let path = format!("/v1/exchange/{}/{}", template.contract, template.version);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..limits.connections {
         let (shared, key, template, path, limits) = (
@@ -117,29 +116,40 @@ pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
     }
     while tasks.join_next().await.is_some() {}
     let elapsed = started.elapsed();
-    let admitted = shared.admitted.load(Ordering::Relaxed);
-    let allowed =
-        u64::from(rate.burst) + (u64::from(rate.per_second) as f64 * elapsed.as_secs_f64()) as u64;
-    let Some(reply) = shared.limited.lock().await.take() else {
-        if let Some(other) = shared.other.lock().await.take() {
+    Flood {
+        admitted: shared.admitted.load(Ordering::Relaxed),
+        elapsed,
+        limited: shared.limited.lock().await.take(),
+        other: shared.other.lock().await.take(),
+    }
+}
+
+impl Flood {
+    /// The first 429, or the failure of a flood that met none; `what` names what was sent.
+    fn limited(&mut self, what: &str, allowed: &str) -> Result<Reply, CaseFailure> {
+        if let Some(reply) = self.limited.take() {
+            return Ok(reply);
+        }
+        if let Some(other) = self.other.take() {
             return Err(failed(format!(
                 "stopped by an unexpected answer before any 429: {other}"
             )));
         }
-        return Err(failed(format!(
-            "no 429 after {admitted} admitted exchanges in {:.1} s; the manifest allows burst {} + {}/s, at most {allowed} in that time",
-            elapsed.as_secs_f64(),
-            rate.burst,
-            rate.per_second
-        )));
-    };
-    let (_, line) = expect_problem(&reply, ProblemCode::RateLimited)?;
-    if admitted < u64::from(rate.burst) / 2 {
-        return Err(failed(format!(
-            "limited after only {admitted} exchanges; the manifest grants a burst of {}",
-            rate.burst
-        )));
+        Err(failed(format!(
+            "no 429 after {} admitted {what} in {:.1} s; {allowed}",
+            self.admitted,
+            self.elapsed.as_secs_f64(),
+        )))
     }
+}
+
+/// Checks that the 429 `reply` carries a `Retry-After` a consumer can act on: waited out,
+/// `template` (signed afresh) is answered. Returns the number of seconds.
+async fn retry_after_usable(
+    cx: &Context,
+    reply: &Reply,
+    template: &ExchangeRequest,
+) -> Result<u64, CaseFailure> {
     let retry_after = reply
         .headers
         .get(hyper::header::RETRY_AFTER)
@@ -163,7 +173,11 @@ pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
     }
     // Usable means: wait as told, and be answered.
     tokio::time::sleep(wait + Duration::from_millis(250)).await;
-    let (_, after) = cx.send(&cx.request(&primary)).await?;
+    let mut again = template.clone();
+    again.id = uuid::Uuid::new_v4().to_string();
+    again.iat = contracts::unix_now();
+    again.exp = again.iat + 60;
+    let (_, after) = cx.send(&again).await?;
     if after.status.as_u16() != 200 {
         return Err(failed(format!(
             "after waiting Retry-After ({} s) the next request was answered {}",
@@ -171,12 +185,109 @@ pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
             after.summary()
         )));
     }
+    Ok(wait.as_secs())
+}
+
+/// The manifest's rate for `reference`.
+fn rate_of(cx: &Context, reference: &ContractRef) -> Result<Rate, CaseFailure> {
+    cx.config
+        .manifest
+        .contract(reference)
+        .map(|c| c.rate.clone())
+        .ok_or_else(|| failed(format!("{reference} is not in the manifest")))
+}
+
+pub(super) async fn rate_limited(cx: &Context) -> CaseResult {
+    let primary = cx.primary();
+    let rate = rate_of(cx, &primary.reference)?;
+    let template = cx.request(primary);
+    let mut flood = flood(cx, &template).await;
+    let allowed = u64::from(rate.burst)
+        + (u64::from(rate.per_second) as f64 * flood.elapsed.as_secs_f64()) as u64;
+    let reply = flood.limited(
+        "exchanges",
+        &format!(
+            "the manifest allows burst {} + {}/s, at most {allowed} in that time",
+            rate.burst, rate.per_second
+        ),
+    )?;
+    let (_, line) = expect_problem(&reply, ProblemCode::RateLimited)?;
+    if flood.admitted < u64::from(rate.burst) / 2 {
+        return Err(failed(format!(
+            "limited after only {} exchanges; the manifest grants a burst of {}",
+            flood.admitted, rate.burst
+        )));
+    }
+    let wait = retry_after_usable(cx, &reply, &template).await?;
     Ok(format!(
-        "{line} after {admitted} admitted in {:.1} s (burst {} + {}/s); Retry-After {} s, then answered 200",
-        elapsed.as_secs_f64(),
+        "{line} after {} admitted in {:.1} s (burst {} + {}/s); Retry-After {wait} s, then answered 200",
+        flood.admitted,
+        flood.elapsed.as_secs_f64(),
         rate.burst,
         rate.per_second,
-        wait.as_secs()
+    ))
+}
+
+/// PROTOCOL.md §2.5 and §3.7: an exchange of n items spends n units. Batches of as many
+/// items as fit are sent until the first 429; the items admitted must stay within what the
+/// manifest's rate allows in that time (give or take one batch per connection, in flight
+/// when the time was read), where counting exchanges would admit about n times as many.
+pub(super) async fn items_counted(cx: &Context) -> CaseResult {
+    let batches = super::batch::batch_contracts(cx).await?;
+    let Some(b) = batches.first() else {
+        return Ok("not applicable: the target provides no batch contract".into());
+    };
+    let rate = rate_of(cx, &b.contract.reference)?;
+    let n = b.fitting(cx)?;
+    if n < 2 {
+        return Err(CaseFailure::Skipped(format!(
+            "{}: two copies of the first configured item do not fit the body limit",
+            b.contract.reference
+        )));
+    }
+    let (template, _) = b.signed(cx, n)?;
+    let mut flood = flood(cx, &template).await;
+    let items = flood.admitted * n as u64;
+    let allowed = u64::from(rate.burst)
+        + (u64::from(rate.per_second) as f64 * flood.elapsed.as_secs_f64()) as u64;
+    let slack = (cx.config.limits.connections * n) as u64;
+    let answered_per_second = items as f64 / flood.elapsed.as_secs_f64().max(0.001);
+    if flood.limited.is_none()
+        && flood.other.is_none()
+        && answered_per_second < f64::from(rate.per_second)
+    {
+        return Err(CaseFailure::Skipped(format!(
+            "{}: the target answered {answered_per_second:.0} items/s, fewer than the {} a second \
+             its rate grants, so the rate could not be exceeded: run LIM-02 against a manifest \
+             with a lower rate for the contract",
+            b.contract.reference, rate.per_second
+        )));
+    }
+    let reply = flood.limited(
+        &format!("batches of {n} items"),
+        &format!(
+            "{items} items: the manifest allows burst {} + {}/s items, at most {allowed} in that time",
+            rate.burst, rate.per_second
+        ),
+    )?;
+    let (_, line) = expect_problem(&reply, ProblemCode::RateLimited)?;
+    if items > allowed + slack {
+        return Err(failed(format!(
+            "{} batches of {n} items ({items} items) admitted in {:.1} s, where the manifest              allows burst {} + {}/s items, at most {allowed}: the rate counts exchanges, not items",
+            flood.admitted,
+            flood.elapsed.as_secs_f64(),
+            rate.burst,
+            rate.per_second
+        )));
+    }
+    let wait = retry_after_usable(cx, &reply, &template).await?;
+    Ok(format!(
+        "{}: {line} after {} batches of {n} items ({items} items) in {:.1} s (burst {} + {}/s          items); Retry-After {wait} s, then answered 200",
+        b.contract.reference,
+        flood.admitted,
+        flood.elapsed.as_secs_f64(),
+        rate.burst,
+        rate.per_second
     ))
 }
 

@@ -7,6 +7,7 @@
 //! in one table, [`CASES`]; ids are stable: a case that is withdrawn leaves a gap.
 
 mod answers;
+mod batch;
 mod contract;
 mod envelope;
 mod errors;
@@ -41,6 +42,8 @@ pub enum Group {
     Answers,
     /// Problem documents.
     Errors,
+    /// Batch contracts: their item bound and their own body limit.
+    Batches,
     /// Rate limits.
     Limits,
 }
@@ -54,6 +57,7 @@ impl Group {
             Group::Contracts => "Contracts",
             Group::Answers => "Answers",
             Group::Errors => "Errors",
+            Group::Batches => "Batches",
             Group::Limits => "Limits",
         }
     }
@@ -168,7 +172,11 @@ catalogue! {
     "ERR-03", Errors, true, "an unknown path is 404 not-found, a wrong method 405, as problems", [] => errors::unknown_resource;
     "ERR-04", Errors, true, "GET /v1/audit/consistency answers proofs within the log, 400 malformed beyond it", [] => errors::consistency_route;
     "ERR-05", Errors, true, "the local face is not served on the federation listener: POST /v1/query is 404 wrong-listener", ["local-face-apart"] => errors::local_face_elsewhere;
+    "BAT-01", Batches, true, "a batch of more items than its contract's max_items is refused with 400 invalid-query at the items array", ["query-schema"] => batch::too_many_items;
+    "BAT-02", Batches, true, "a batch body over 64 KiB within its contract's max_request_bytes is answered", [] => batch::large_body_answered;
+    "BAT-03", Batches, true, "a body over its batch contract's max_request_bytes is refused with 413 payload-too-large", ["body-limit"] => batch::over_contract_limit;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
+    "LIM-02", Limits, false, "a batch spends one unit of the rate per item: 429 comes after the burst's worth of items, not of exchanges", ["rate-limit"] => limits::items_counted;
 }
 
 /// The cases `only` names (ids or group names, any case); all of them when `only` is empty.
@@ -386,6 +394,20 @@ pub fn expect_problem(reply: &Reply, code: ProblemCode) -> Result<(Value, String
     ))
 }
 
+/// The JSON pointers of a problem document's `errors` (PROTOCOL.md §3.4), in order.
+pub fn error_pointers(problem: &Value) -> Vec<&str> {
+    problem
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e.get("pointer").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The fields every problem document must carry (RFC 9457 as PROTOCOL.md §3 profiles it).
 pub fn problem_shape(reply: &Reply, problem: &Value) -> Result<(), CaseFailure> {
     if reply.media_type() != PROBLEM_MEDIA_TYPE {
@@ -476,6 +498,7 @@ mod tests {
             Group::Contracts,
             Group::Answers,
             Group::Errors,
+            Group::Batches,
             Group::Limits,
         ];
         let mut last = 0;
