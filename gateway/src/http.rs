@@ -6,7 +6,6 @@ use contracts::envelope::{JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE};
 use contracts::{Problem, ProblemCode};
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use serde::Serialize;
 
 /// Every response the gateway gives.
@@ -80,31 +79,38 @@ pub fn require_media_type(headers: &http::HeaderMap, expected: &str) -> Result<(
     }
 }
 
-/// How much of a refused, oversized body is read and dropped before the 413 is sent; a body
-/// declared larger than this is refused without reading.
+/// How far past its bound a refused, oversized body is read and dropped before the 413 is
+/// sent; a body declared longer than its bound and this is refused without reading.
 pub const DRAIN_LIMIT: usize = 1024 * 1024;
 
 /// How long a client has to send a whole request body once its headers have arrived.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads a whole body of at most `max` bytes within [`BODY_TIMEOUT`]. An oversized body up to
-/// [`DRAIN_LIMIT`] is read to its end and dropped, so the client reads the 413; one declared
-/// or found larger than that is refused without reading on.
-pub async fn read_body(
+/// [`DRAIN_LIMIT`] past `max` is read to its end and dropped, so the client reads the 413; one
+/// declared or found longer than that is refused without reading on.
+pub async fn read_body<B>(
     headers: &http::HeaderMap,
-    mut body: Incoming,
+    mut body: B,
     max: usize,
-) -> Result<Bytes, Problem> {
+) -> Result<Bytes, Problem>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    // Relative to the bound, which a contract may raise past the drain limit itself
+    // (PROTOCOL.md §3.5).
+    let drain = max.saturating_add(DRAIN_LIMIT);
     let too_large = Problem::new(
         ProblemCode::PayloadTooLarge,
         format!("the body exceeds {max} bytes"),
     );
     // A body far over the bound is refused unread, and its connection closed.
-    if declared.is_some_and(|len| len > DRAIN_LIMIT as u64) {
+    if declared.is_some_and(|len| len > drain as u64) {
         return Err(too_large);
     }
     let read = async {
@@ -118,7 +124,7 @@ pub async fn read_body(
                 continue;
             };
             seen += data.len();
-            if seen > DRAIN_LIMIT {
+            if seen > drain {
                 break;
             }
             // Over the bound the rest is still read, and dropped: a client that is still
@@ -144,4 +150,74 @@ pub async fn read_body(
                 ),
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper::body::{Body, Frame};
+
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    /// A body arriving in frames of 64 KiB, as a chunked request does.
+    struct Frames(VecDeque<Bytes>);
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn frames(len: usize) -> Frames {
+        Frames(
+            (0..len)
+                .step_by(64 * 1024)
+                .map(|at| Bytes::from(vec![b'a'; (len - at).min(64 * 1024)]))
+                .collect(),
+        )
+    }
+
+    fn declaring(len: usize) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_bound_raised_past_the_drain_limit_reads_a_body_under_it_whole() {
+        // A contract may raise its limit to 4 MiB: a body of 1.5 MiB under a 2 MiB bound is
+        // read whole, declared or chunked.
+        let len = 3 * MIB / 2;
+        for headers in [http::HeaderMap::new(), declaring(len)] {
+            let body = read_body(&headers, frames(len), 2 * MIB).await.unwrap();
+            assert_eq!(body.len(), len);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_its_bound_is_refused_413_whether_drained_or_not() {
+        for (len, max) in [
+            (64 * 1024 + 1, 64 * 1024),
+            (2 * MIB + 10, 2 * MIB),
+            (4 * MIB, 2 * MIB),
+            (8 * MIB, 64 * 1024),
+        ] {
+            for headers in [http::HeaderMap::new(), declaring(len)] {
+                let refused = read_body(&headers, frames(len), max).await.unwrap_err();
+                assert_eq!(refused.code(), Some(ProblemCode::PayloadTooLarge), "{len}");
+                assert!(refused.detail.contains(&max.to_string()), "{len}");
+            }
+        }
+    }
 }
