@@ -130,9 +130,10 @@ pub fn config(data: &[u8]) {
     );
 }
 
-/// The SQL named-parameter rewriter, in every dialect.
+/// The SQL named-parameter rewriter, in every dialect, for a one-person statement and for a
+/// batch statement whose `:keys` list stands for one and for three values.
 pub fn sql(data: &[u8]) {
-    use adapters::statement::{Dialect, prepare};
+    use adapters::statement::{Dialect, prepare, prepare_list};
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
@@ -141,6 +142,13 @@ pub fn sql(data: &[u8]) {
             // Every name bound must be a name of the statement.
             for name in &prepared.params {
                 assert!(text.contains(name.as_str()), "{name} not in the statement");
+            }
+        }
+        for count in [1, 3] {
+            if let Ok(prepared) = prepare_list(text, dialect, "keys", count) {
+                // Exactly one placeholder per value of the list, and nothing else bound.
+                assert_eq!(prepared.params.len(), count, "{text:?}");
+                assert!(prepared.params.iter().all(|p| p == "keys"), "{text:?}");
             }
         }
     }
