@@ -19,6 +19,7 @@ pub mod member;
 pub mod names;
 pub mod nik;
 pub mod problem;
+pub mod psi;
 pub mod trace;
 
 pub use catalog::{CatalogError, embedded_catalog, load_catalog};
