@@ -1,0 +1,417 @@
+//! What a published table reveals: the range of values each suppressed figure can take among
+//! the tables that agree with everything published, by linear programming (`microlp`) over the
+//! table's line equations.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+
+use super::lattice::Lattice;
+use super::{Figure, MAX_DIMENSIONS, PublishedTable, Suppression, unrounded_range};
+
+/// How far from an integer an LP value may be and still count as that integer.
+const EPSILON: f64 = 1e-6;
+
+/// Why a published table could not be audited.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// No dimension, or more than [`MAX_DIMENSIONS`].
+    #[error("a published table has 1 to {MAX_DIMENSIONS} dimensions, this one {0}")]
+    Dimensions(usize),
+    /// A dimension without values or with a value twice.
+    #[error("dimension `{0}` has no values or a value twice")]
+    Values(String),
+    /// Not one figure per cell and marginal total.
+    #[error("{found} figures where the dimensions make {expected}")]
+    FigureCount {
+        /// Cells and totals of the dimensions.
+        expected: usize,
+        /// Figures in the table.
+        found: usize,
+    },
+    /// A figure out of the fixed order, or with a key that is not the table's.
+    #[error("figure {0} is not where the table's order puts it")]
+    Order(usize),
+    /// The published figures contradict each other: no table of nonnegative counts has them.
+    #[error("no table of nonnegative counts agrees with the published figures")]
+    Inconsistent,
+    /// The LP solver failed.
+    #[error("the LP solver failed: {0}")]
+    Solver(String),
+}
+
+/// The values a suppressed figure can take, given only the published table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FeasibleRange {
+    /// The figure's key (`None`: total over that dimension).
+    pub key: Vec<Option<String>>,
+    /// Why it is suppressed.
+    pub suppression: Suppression,
+    /// The least value it can take.
+    pub lo: u64,
+    /// The greatest, `None` if nothing published bounds it.
+    pub hi: Option<u64>,
+}
+
+impl FeasibleRange {
+    /// Whether the range meets the guarantee of the module documentation for a table
+    /// protected at `min_cell`: not a single value, and for a primary figure reaching
+    /// `min_cell`.
+    pub fn protected(&self, min_cell: u64) -> bool {
+        match self.hi {
+            None => true,
+            Some(hi) => {
+                hi > self.lo && (self.suppression != Suppression::Primary || hi >= min_cell)
+            }
+        }
+    }
+}
+
+/// Every suppressed figure's range of values among the tables of nonnegative counts that
+/// agree with `published` — its published counts exactly or, if rounded, to within the
+/// rounding — in the table's order. The ranges are those of the linear relaxation, rounded
+/// inward to integers: exact for tables of 1 or 2 dimensions, possibly wider than the integer
+/// range for more.
+///
+/// # Errors
+///
+/// [`AuditError`]: the table is malformed, its figures contradict each other, or the solver
+/// failed.
+pub fn feasible_ranges(published: &PublishedTable) -> Result<Vec<FeasibleRange>, AuditError> {
+    let lattice = structure(published)?;
+    let base = published.round_to.filter(|b| b.get() > 1);
+    let model = Model::build(&lattice, |f| match published.figures[f].figure {
+        Figure::Suppressed(_) => Known::Unknown,
+        Figure::Count(v) => match base {
+            Some(base) => {
+                let (lo, hi) = unrounded_range(v, base);
+                Known::Between(lo, hi)
+            }
+            None => Known::Exact(v),
+        },
+    })?;
+    // A variable seen at its lower bound in any solution needs no minimisation of its own.
+    let mut at_lower = vec![false; model.figure_of.len()];
+    let mut ranges = Vec::new();
+    for (f, figure) in published.figures.iter().enumerate() {
+        let Figure::Suppressed(suppression) = figure.figure else {
+            continue;
+        };
+        let var = model.var_of[f];
+        let hi = match model.extreme(var, Direction::Max)? {
+            Extreme::Unbounded => None,
+            Extreme::Optimum { value, point } => {
+                model.note_lower(&point, &mut at_lower);
+                Some(floor(value))
+            }
+        };
+        let lo = if at_lower[var] {
+            ceil(model.bounds[var].0)
+        } else {
+            match model.extreme(var, Direction::Min)? {
+                Extreme::Optimum { value, point } => {
+                    model.note_lower(&point, &mut at_lower);
+                    ceil(value)
+                }
+                // Bounded below by zero: only a solver fault gets here.
+                Extreme::Unbounded => return Err(AuditError::Solver("unbounded minimum".into())),
+            }
+        };
+        ranges.push(FeasibleRange {
+            key: figure.key.clone(),
+            suppression,
+            lo,
+            hi,
+        });
+    }
+    Ok(ranges)
+}
+
+/// The lattice of `published`, once its dimensions and the order of its figures are checked.
+fn structure(published: &PublishedTable) -> Result<Lattice, AuditError> {
+    let n = published.dimensions.len();
+    if n == 0 || n > MAX_DIMENSIONS {
+        return Err(AuditError::Dimensions(n));
+    }
+    for dim in &published.dimensions {
+        let mut values: Vec<&String> = dim.values.iter().collect();
+        values.sort();
+        values.dedup();
+        if values.is_empty() || values.len() != dim.values.len() {
+            return Err(AuditError::Values(dim.name.clone()));
+        }
+    }
+    let sizes: Vec<usize> = published.dimensions.iter().map(|d| d.values.len()).collect();
+    let found = published.figures.len();
+    let lattice = Lattice::new(&sizes)
+        .filter(|l| l.len() == found)
+        .ok_or_else(|| AuditError::FigureCount {
+            expected: sizes
+                .iter()
+                .fold(1usize, |acc, k| acc.saturating_mul(k.saturating_add(1))),
+            found,
+        })?;
+    for (f, figure) in published.figures.iter().enumerate() {
+        let in_place = figure.key.len() == n
+            && figure.key.iter().enumerate().all(|(d, value)| {
+                value.as_ref() == published.dimensions[d].values.get(lattice.digit(f, d))
+            });
+        if !in_place {
+            return Err(AuditError::Order(f));
+        }
+    }
+    Ok(lattice)
+}
+
+/// An LP value as the least integer it allows.
+fn ceil(value: f64) -> u64 {
+    (value - EPSILON * value.abs().max(1.0)).ceil().max(0.0) as u64
+}
+
+/// An LP value as the greatest integer it allows.
+fn floor(value: f64) -> u64 {
+    (value + EPSILON * value.abs().max(1.0)).floor().max(0.0) as u64
+}
+
+/// What is known of a figure.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Known {
+    /// Published exactly.
+    Exact(u64),
+    /// Published rounded: somewhere in this range.
+    Between(u64, u64),
+    /// Suppressed.
+    Unknown,
+}
+
+/// Which way to optimise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Min,
+    Max,
+}
+
+/// An optimum of one variable.
+#[derive(Debug)]
+pub(crate) enum Extreme {
+    /// No bound in that direction.
+    Unbounded,
+    /// The optimum and a solution reaching it, as `(variable, value)` over the variable's
+    /// component.
+    Optimum {
+        value: f64,
+        point: Vec<(usize, f64)>,
+    },
+}
+
+/// One line equation with the known figures moved to the right: the sum of `terms` is `rhs`.
+#[derive(Debug)]
+struct Row {
+    terms: Vec<(usize, f64)>,
+    rhs: f64,
+}
+
+/// The linear system of a table's line equations over its figures that are not known exactly,
+/// split into independent components (variables that share no equation).
+#[derive(Debug)]
+pub(crate) struct Model {
+    /// The variable of each figure (`usize::MAX` for a figure known exactly).
+    pub(crate) var_of: Vec<usize>,
+    /// The figure of each variable.
+    pub(crate) figure_of: Vec<usize>,
+    /// Each variable's bounds.
+    bounds: Vec<(f64, f64)>,
+    rows: Vec<Row>,
+    /// Each variable's component.
+    component_of: Vec<usize>,
+    /// Each component's variables and rows.
+    components: Vec<(Vec<usize>, Vec<usize>)>,
+}
+
+impl Model {
+    /// The system of `lattice`'s lines given what is known of each figure.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Inconsistent`] if a line of known figures does not add up.
+    pub(crate) fn build(lattice: &Lattice, known: impl Fn(usize) -> Known) -> Result<Model, AuditError> {
+        let mut var_of = vec![usize::MAX; lattice.len()];
+        let mut figure_of = Vec::new();
+        let mut bounds = Vec::new();
+        let mut exact = vec![0u64; lattice.len()];
+        for (f, slot) in var_of.iter_mut().enumerate() {
+            let range = match known(f) {
+                Known::Exact(v) => {
+                    exact[f] = v;
+                    continue;
+                }
+                Known::Between(lo, hi) => (lo as f64, hi as f64),
+                Known::Unknown => (0.0, f64::INFINITY),
+            };
+            *slot = figure_of.len();
+            figure_of.push(f);
+            bounds.push(range);
+        }
+        let mut rows = Vec::new();
+        let mut sets = UnionFind::new(figure_of.len());
+        for (parent, d) in lattice.lines() {
+            // children - parent = 0, the known ones moved to the right.
+            let mut terms = Vec::new();
+            let mut rhs: i128 = 0;
+            for (f, sign) in lattice.children(parent, d).map(|c| (c, 1i128)).chain([(parent, -1)]) {
+                match var_of[f] {
+                    usize::MAX => rhs -= sign * i128::from(exact[f]),
+                    var => terms.push((var, sign as f64)),
+                }
+            }
+            if terms.is_empty() {
+                if rhs != 0 {
+                    return Err(AuditError::Inconsistent);
+                }
+                continue;
+            }
+            for pair in terms.windows(2) {
+                sets.union(pair[0].0, pair[1].0);
+            }
+            rows.push(Row {
+                terms,
+                rhs: rhs as f64,
+            });
+        }
+        let mut component_of = vec![usize::MAX; figure_of.len()];
+        let mut components: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+        let mut root_component = vec![usize::MAX; figure_of.len()];
+        for (var, slot) in component_of.iter_mut().enumerate() {
+            let root = sets.find(var);
+            if root_component[root] == usize::MAX {
+                root_component[root] = components.len();
+                components.push((Vec::new(), Vec::new()));
+            }
+            *slot = root_component[root];
+            components[*slot].0.push(var);
+        }
+        for (r, row) in rows.iter().enumerate() {
+            components[component_of[row.terms[0].0]].1.push(r);
+        }
+        Ok(Model {
+            var_of,
+            figure_of,
+            bounds,
+            rows,
+            component_of,
+            components,
+        })
+    }
+
+    /// The least or greatest value of variable `target` over its component's equations.
+    ///
+    /// # Errors
+    ///
+    /// [`AuditError::Inconsistent`] if the equations have no solution,
+    /// [`AuditError::Solver`] if the solver fails (or panics).
+    pub(crate) fn extreme(&self, target: usize, direction: Direction) -> Result<Extreme, AuditError> {
+        self.extreme_sum(&[target], direction)
+    }
+
+    /// The component of variable `var`, as a number.
+    pub(crate) fn component(&self, var: usize) -> usize {
+        self.component_of[var]
+    }
+
+    /// The least or greatest sum of the variables `targets` (of one component, not empty)
+    /// over their component's equations.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::extreme`].
+    pub(crate) fn extreme_sum(&self, targets: &[usize], direction: Direction) -> Result<Extreme, AuditError> {
+        let Some(&first) = targets.first() else {
+            return Err(AuditError::Solver("nothing to optimise".into()));
+        };
+        let (vars, rows) = &self.components[self.component_of[first]];
+        let mut local = std::collections::HashMap::with_capacity(vars.len());
+        let mut problem = microlp::Problem::new(match direction {
+            Direction::Min => microlp::OptimizationDirection::Minimize,
+            Direction::Max => microlp::OptimizationDirection::Maximize,
+        });
+        let mut handles = Vec::with_capacity(vars.len());
+        for &var in vars {
+            let coeff = if targets.contains(&var) { 1.0 } else { 0.0 };
+            let handle = problem.add_var(coeff, self.bounds[var]);
+            local.insert(var, handle);
+            handles.push(handle);
+        }
+        for &r in rows {
+            let row = &self.rows[r];
+            let terms: Vec<(microlp::Variable, f64)> = row
+                .terms
+                .iter()
+                .filter_map(|(var, coeff)| local.get(var).map(|h| (*h, *coeff)))
+                .collect();
+            problem.add_constraint(terms, microlp::ComparisonOp::Eq, row.rhs);
+        }
+        // The solver is young and documents that it may panic on hard problems: a panic is
+        // a failure to audit, not a crash of the gateway.
+        let solved = catch_unwind(AssertUnwindSafe(|| problem.solve()))
+            .map_err(|_| AuditError::Solver("the solver panicked".into()))?;
+        match solved.map(microlp::SolveOutcome::into_solution) {
+            // No time limit is set, so every outcome is a solution.
+            Ok(Err(_)) => Err(AuditError::Solver("the solve was interrupted".into())),
+            Ok(Ok(solution)) => {
+                let point = vars
+                    .iter()
+                    .zip(&handles)
+                    .map(|(&var, &h)| (var, solution[h]))
+                    .collect();
+                Ok(Extreme::Optimum {
+                    value: solution.objective(),
+                    point,
+                })
+            }
+            Err(microlp::Error::Unbounded) => Ok(Extreme::Unbounded),
+            Err(microlp::Error::Infeasible) => Err(AuditError::Inconsistent),
+            Err(e) => Err(AuditError::Solver(e.to_string())),
+        }
+    }
+
+    /// Marks the variables `point` has at their lower bound.
+    fn note_lower(&self, point: &[(usize, f64)], at_lower: &mut [bool]) {
+        for &(var, value) in point {
+            let lo = self.bounds[var].0;
+            if value <= lo + EPSILON * lo.max(1.0) {
+                at_lower[var] = true;
+            }
+        }
+    }
+}
+
+/// Disjoint sets of variables, for the components.
+struct UnionFind {
+    parent: Vec<usize>,
+}
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        UnionFind {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            // The smaller root wins, so the components do not depend on the order of unions.
+            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+            self.parent[hi] = lo;
+        }
+    }
+}
