@@ -105,25 +105,16 @@ pub fn feasible_ranges(published: &PublishedTable) -> Result<Vec<FeasibleRange>,
     }
     let mut hi = vec![None; model.figure_of.len()];
     let mut lo = vec![0; model.figure_of.len()];
-    // A variable seen at its lower bound in any solution needs no minimisation of its own.
-    let mut at_lower = vec![false; model.figure_of.len()];
+    let mut seen = Seen::new(&model);
     for targets in by_component.values() {
-        let maxima = model.extremes(targets, Direction::Max, |point| {
-            model.note_lower(point, &mut at_lower)
-        })?;
+        let maxima = model.extremes(targets, Direction::Max, &mut seen)?;
         for (&var, max) in targets.iter().zip(maxima) {
             hi[var] = max.map(floor);
         }
-        let open: Vec<usize> = targets.iter().copied().filter(|&v| !at_lower[v]).collect();
-        let minima = model.extremes(&open, Direction::Min, |_| {})?;
-        for (&var, min) in open.iter().zip(minima) {
+        let minima = model.extremes(targets, Direction::Min, &mut seen)?;
+        for (&var, min) in targets.iter().zip(minima) {
             // Bounded below by zero: only a solver fault has no minimum.
             lo[var] = ceil(min.ok_or_else(|| AuditError::Solver("unbounded minimum".into()))?);
-        }
-        for &var in targets {
-            if at_lower[var] {
-                lo[var] = ceil(model.bounds[var].0);
-            }
         }
     }
     let ranges = published
@@ -419,8 +410,9 @@ impl Model {
     }
 
     /// The greatest (or least) value of each of `targets` (variables of one component), one
-    /// after another on one simplex basis, each solution passed to `on_point`; `None` where
-    /// nothing bounds it. A fresh program per target costs its whole simplex again (0.7 s
+    /// after another on one simplex basis; `None` where nothing bounds it. A target whose
+    /// bound a solution already reached (`seen`) needs no program; every solution is noted
+    /// there. A fresh program per target costs its whole simplex again (0.7 s
     /// for a part of 2,300 figures); here one extra variable `z` is the objective, tied to
     /// every target `t` by `z = x_t + s_t` with `s_t` in `[-BIG, BIG]`, and to one target
     /// at a time by fixing its `s_t` at 0, so a change of target costs a few pivots. Exact
@@ -434,29 +426,32 @@ impl Model {
         &self,
         targets: &[usize],
         direction: Direction,
-        mut on_point: impl FnMut(&[(usize, f64)]),
+        seen: &mut Seen,
     ) -> Result<Vec<Option<f64>>, AuditError> {
         let Some(&first) = targets.first() else {
             return Ok(Vec::new());
         };
         let incremental = catch_unwind(AssertUnwindSafe(|| {
-            self.extremes_on_one_basis(first, targets, direction)
+            let mut trial = seen.clone();
+            self.extremes_on_one_basis(first, targets, direction, &mut trial)
+                .map(|values| (values, trial))
         }));
-        if let Ok(Ok(found)) = incremental {
-            let mut values = Vec::with_capacity(found.len());
-            for (value, point) in found {
-                on_point(&point);
-                values.push(value);
-            }
+        if let Ok(Ok((values, trial))) = incremental {
+            *seen = trial;
             return Ok(values);
         }
         targets
             .iter()
-            .map(|&var| match self.extreme(var, direction)? {
-                Extreme::Unbounded => Ok(None),
-                Extreme::Optimum { value, point } => {
-                    on_point(&point);
-                    Ok(Some(value))
+            .map(|&var| {
+                if let Some(value) = seen.settled(var, direction) {
+                    return Ok(Some(value));
+                }
+                match self.extreme(var, direction)? {
+                    Extreme::Unbounded => Ok(None),
+                    Extreme::Optimum { value, point } => {
+                        seen.note(&point);
+                        Ok(Some(value))
+                    }
                 }
             })
             .collect()
@@ -468,7 +463,8 @@ impl Model {
         first: usize,
         targets: &[usize],
         direction: Direction,
-    ) -> Result<Vec<(Option<f64>, Point)>, microlp::Error> {
+        seen: &mut Seen,
+    ) -> Result<Vec<Option<f64>>, microlp::Error> {
         /// Far beyond any count, far within f64's exact integers.
         const BIG: f64 = 1e9;
         let (vars, rows) = &self.components[self.component_of[first]];
@@ -507,23 +503,30 @@ impl Model {
             slacks.push(s);
         }
         let interrupted = || microlp::Error::InternalError("interrupted".into());
+        let point = |solution: &microlp::Solution| -> Point {
+            vars.iter()
+                .zip(&handles)
+                .map(|(&var, &h)| (var, solution[h]))
+                .collect()
+        };
         let mut solution = problem
             .solve()?
             .into_solution()
             .map_err(|_| interrupted())?;
+        seen.note(&point(&solution));
         let mut found = Vec::with_capacity(targets.len());
-        for &s in &slacks {
+        for (&var, &s) in targets.iter().zip(&slacks) {
+            if let Some(value) = seen.settled(var, direction) {
+                found.push(Some(value));
+                continue;
+            }
             solution = solution
                 .fix_var(s, 0.0)?
                 .into_solution()
                 .map_err(|_| interrupted())?;
             let value = solution.objective();
-            let point = vars
-                .iter()
-                .zip(&handles)
-                .map(|(&var, &h)| (var, solution[h]))
-                .collect();
-            found.push(((value.abs() < BIG / 2.0).then_some(value), point));
+            seen.note(&point(&solution));
+            found.push((value.abs() < BIG / 2.0).then_some(value));
             solution = solution
                 .unfix_var(s)?
                 .0
@@ -532,13 +535,63 @@ impl Model {
         }
         Ok(found)
     }
+}
 
-    /// Marks the variables `point` has at their lower bound.
-    fn note_lower(&self, point: &[(usize, f64)], at_lower: &mut [bool]) {
-        for &(var, value) in point {
-            let lo = self.bounds[var].0;
-            if value <= lo + EPSILON * lo.max(1.0) {
-                at_lower[var] = true;
+/// What the solutions found so far show: for each variable the greatest and least value
+/// seen, and the bounds its own equations give it (its bounds; below, for a part of a
+/// published total, the total less the least of its other parts). A value seen at such a
+/// bound is the variable's extreme, with no program of its own.
+#[derive(Clone, Debug)]
+pub(crate) struct Seen {
+    upper: Vec<f64>,
+    lower: Vec<f64>,
+    highest: Vec<f64>,
+    lowest: Vec<f64>,
+}
+
+impl Seen {
+    /// Nothing seen yet, and the bounds of `model`'s variables.
+    pub(crate) fn new(model: &Model) -> Seen {
+        let mut upper: Vec<f64> = model.bounds.iter().map(|b| b.1).collect();
+        let lower: Vec<f64> = model.bounds.iter().map(|b| b.0).collect();
+        for row in &model.rows {
+            // Only a published total's row: all parts, each at least its lower bound.
+            if row.terms.iter().all(|&(_, c)| c == 1.0) {
+                let least: f64 = row.terms.iter().map(|&(v, _)| lower[v]).sum();
+                for &(v, _) in &row.terms {
+                    upper[v] = upper[v].min(row.rhs - (least - lower[v]));
+                }
+            }
+        }
+        let n = model.figure_of.len();
+        Seen {
+            upper,
+            lower,
+            highest: vec![f64::NEG_INFINITY; n],
+            lowest: vec![f64::INFINITY; n],
+        }
+    }
+
+    /// Notes a solution.
+    pub(crate) fn note(&mut self, point: &[(usize, f64)]) {
+        for &(v, x) in point {
+            self.highest[v] = self.highest[v].max(x);
+            self.lowest[v] = self.lowest[v].min(x);
+        }
+    }
+
+    /// Variable `var`'s extreme in `direction`, if a solution reached its bound.
+    pub(crate) fn settled(&self, var: usize, direction: Direction) -> Option<f64> {
+        // Before any solution `a` is infinite, and near nothing.
+        let near = |a: f64, b: f64| a.is_finite() && (a - b).abs() <= EPSILON * b.abs().max(1.0);
+        match direction {
+            Direction::Max => {
+                let bound = self.upper[var];
+                (bound.is_finite() && near(self.highest[var], bound)).then_some(bound)
+            }
+            Direction::Min => {
+                let bound = self.lower[var];
+                near(self.lowest[var], bound).then_some(bound)
             }
         }
     }
