@@ -190,25 +190,25 @@ impl<'a> Protection<'a> {
                     }
                 }
                 let cube = self.search(f, false).unwrap_or_else(|| self.chain(f));
-                for &(g, _) in &cube.members {
-                    if self.reason[g].is_none() {
-                        self.reason[g] = Some(Suppression::Complementary);
-                    }
-                }
-                self.prove_members(&cube);
+                self.make(&cube);
                 // A cheapest move is chosen because it proves `f`; should it not, the chain
                 // does, so each round proves every figure it found exposed.
                 if !self.proved[f] {
-                    let chain = self.chain(f);
-                    for &(g, _) in &chain.members {
-                        if self.reason[g].is_none() {
-                            self.reason[g] = Some(Suppression::Complementary);
-                        }
-                    }
-                    self.prove_members(&chain);
+                    self.make(&self.chain(f));
                 }
             }
         }
+    }
+
+    /// Suppresses the members of `cube` not yet suppressed (complementary), and marks
+    /// proved those its moves protect.
+    fn make(&mut self, cube: &Cube) {
+        for &(g, _) in &cube.members {
+            if self.reason[g].is_none() {
+                self.reason[g] = Some(Suppression::Complementary);
+            }
+        }
+        self.prove_members(cube);
     }
 
     /// The suppressed figures without a witness yet.
@@ -231,10 +231,10 @@ impl<'a> Protection<'a> {
 
     /// How far a move's `+δ` (bounded by its least odd member, `None`: unbounded) and `-δ`
     /// (its least even member) can go.
-    fn reach(&self, cube: &Cube) -> (Option<u64>, u64) {
+    fn reach(&self, members: &[(usize, bool)]) -> (Option<u64>, u64) {
         let mut up: Option<u64> = None;
         let mut down = u64::MAX;
-        for &(g, odd) in &cube.members {
+        for &(g, odd) in members {
             let v = self.values[g];
             if odd {
                 up = Some(up.map_or(v, |u| u.min(v)));
@@ -247,7 +247,7 @@ impl<'a> Protection<'a> {
 
     /// Marks proved the suppressed members of `cube` (all suppressed) that its moves protect.
     fn prove_members(&mut self, cube: &Cube) {
-        let (up, down) = self.reach(cube);
+        let (up, down) = self.reach(&cube.members);
         for &(g, odd) in &cube.members {
             let v = self.values[g];
             let (hi, lo) = if odd {
@@ -272,6 +272,10 @@ impl<'a> Protection<'a> {
         let fixed: Vec<usize> = (0..n).filter(|&d| !lattice.is_total(f, d)).collect();
         let digits: Vec<usize> = (0..n).map(|d| lattice.digit(f, d)).collect();
         let mut best: Option<((u64, usize), Cube)> = None;
+        // Buffers reused by every candidate.
+        let mut coords = digits.clone();
+        let mut members = Vec::with_capacity(1 << n);
+        let mut key = vec![0usize; n];
         for subset in 0..(1usize << fixed.len()) {
             let varied: Vec<usize> = (0..fixed.len())
                 .filter(|i| subset >> i & 1 == 1)
@@ -300,21 +304,30 @@ impl<'a> Protection<'a> {
             if choices.iter().any(|(_, values)| values.is_empty()) {
                 continue;
             }
+            coords.copy_from_slice(&digits);
             let mut odometer = vec![0usize; choices.len()];
             for _ in 0..SEARCH_BUDGET {
-                let mut coords = digits.clone();
                 for ((d, values), &o) in choices.iter().zip(&odometer) {
                     coords[*d] = values[o];
                 }
                 let bound = best.as_ref().map_or(u64::MAX, |((cost, _), _)| *cost);
-                if let Some(found) = self.candidate(f, &varied, &digits, &coords, free_only, bound)
-                {
-                    let key = (found.0, n - varied.len());
-                    if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                let found = self.candidate(
+                    f,
+                    (&varied, &digits, &coords),
+                    free_only,
+                    bound,
+                    (&mut members, &mut key),
+                );
+                if let Some(cost) = found {
+                    let rank = (cost, n - varied.len());
+                    if best.as_ref().is_none_or(|(k, _)| rank < *k) {
+                        let cube = Cube {
+                            members: members.clone(),
+                        };
                         if free_only {
-                            return Some(found.1);
+                            return Some(cube);
                         }
-                        best = Some((key, found.1));
+                        best = Some((rank, cube));
                     }
                 }
                 // Next choice; done when the odometer wraps.
@@ -341,18 +354,16 @@ impl<'a> Protection<'a> {
     fn candidate(
         &self,
         f: usize,
-        varied: &[usize],
-        digits: &[usize],
-        coords: &[usize],
+        (varied, digits, coords): (&[usize], &[usize], &[usize]),
         free_only: bool,
         bound: u64,
-    ) -> Option<(u64, Cube)> {
+        (members, key): (&mut Vec<(usize, bool)>, &mut [usize]),
+    ) -> Option<u64> {
         let lattice = self.lattice;
         let n = lattice.dims();
         let varied_mask = varied.iter().fold(0usize, |m, &d| m | 1 << d);
-        let mut members = Vec::with_capacity(1 << n);
+        members.clear();
         let mut cost = 0u64;
-        let mut key = vec![0usize; n];
         // The finest levels first: in a search among suppressed figures, a published cell
         // rules a candidate out soonest.
         for level in (0..(1usize << n)).rev() {
@@ -372,7 +383,7 @@ impl<'a> Protection<'a> {
                         key[d] = digits[d];
                     }
                 }
-                let g = lattice.figure(&key);
+                let g = lattice.figure(key);
                 if self.reason[g].is_none() {
                     if free_only {
                         return None;
@@ -388,8 +399,7 @@ impl<'a> Protection<'a> {
                 members.push((g, corner.count_ones() % 2 == 1));
             }
         }
-        let cube = Cube { members };
-        let (up, down) = self.reach(&cube);
+        let (up, down) = self.reach(members);
         let v = self.values[f];
         let hi = up.map(|u| v.saturating_add(u));
         let lo = v - down.min(v);
@@ -398,7 +408,7 @@ impl<'a> Protection<'a> {
             Some(_) => self.protected_by(f, hi, lo),
             None => hi.is_none_or(|hi| hi > v) || lo < v,
         };
-        judged.then_some((cost, cube))
+        judged.then_some(cost)
     }
 
     /// The move that always exists: one cell under `f` (the first value of each dimension
