@@ -9,6 +9,7 @@ pub mod canonical;
 pub mod catalog;
 pub mod checks;
 pub mod contract;
+pub mod disclosure;
 pub mod envelope;
 pub mod json;
 pub mod jws;
