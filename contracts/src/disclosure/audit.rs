@@ -349,6 +349,24 @@ impl Model {
         self.component_of[var]
     }
 
+    /// Adds the equations `rows` to `problem`, over the variables `local` maps to its own.
+    fn add_equations(
+        &self,
+        problem: &mut microlp::Problem,
+        rows: &[usize],
+        local: &std::collections::HashMap<usize, microlp::Variable>,
+    ) {
+        for &r in rows {
+            let row = &self.rows[r];
+            let terms: Vec<(microlp::Variable, f64)> = row
+                .terms
+                .iter()
+                .filter_map(|(var, coeff)| local.get(var).map(|h| (*h, *coeff)))
+                .collect();
+            problem.add_constraint(terms, microlp::ComparisonOp::Eq, row.rhs);
+        }
+    }
+
     /// The least or greatest sum of the variables `targets` (of one component, not empty)
     /// over their component's equations.
     ///
@@ -376,15 +394,7 @@ impl Model {
             local.insert(var, handle);
             handles.push(handle);
         }
-        for &r in rows {
-            let row = &self.rows[r];
-            let terms: Vec<(microlp::Variable, f64)> = row
-                .terms
-                .iter()
-                .filter_map(|(var, coeff)| local.get(var).map(|h| (*h, *coeff)))
-                .collect();
-            problem.add_constraint(terms, microlp::ComparisonOp::Eq, row.rhs);
-        }
+        self.add_equations(&mut problem, rows, &local);
         // The solver is young and documents that it may panic on hard problems: a panic is
         // a failure to audit, not a crash of the gateway.
         let solved = catch_unwind(AssertUnwindSafe(|| problem.solve()))
@@ -480,15 +490,7 @@ impl Model {
             handles.push(handle);
         }
         let z = problem.add_var(1.0, (-2.0 * BIG, 2.0 * BIG));
-        for &r in rows {
-            let row = &self.rows[r];
-            let terms: Vec<(microlp::Variable, f64)> = row
-                .terms
-                .iter()
-                .filter_map(|(var, coeff)| local.get(var).map(|h| (*h, *coeff)))
-                .collect();
-            problem.add_constraint(terms, microlp::ComparisonOp::Eq, row.rhs);
-        }
+        self.add_equations(&mut problem, rows, &local);
         let mut slacks = Vec::with_capacity(targets.len());
         for var in targets {
             let x = *local
