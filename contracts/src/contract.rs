@@ -77,6 +77,10 @@ pub struct ContractDoc {
     /// [`MAX_RAISED_REQUEST_BYTES`]. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<u64>,
+    /// Present in a statistics contract (PROTOCOL.md §2.6): the dimensions a question may
+    /// name and the disclosure rules of its answer. Absent, not `null`, in any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<crate::statistics::Statistics>,
 }
 
 /// The largest `max_request_bytes` a contract may set: 4 MiB.
@@ -223,6 +227,24 @@ impl Contract {
         if let Some(batch) = &doc.batch {
             check_batch(batch, &doc.request)?;
         }
+        if let Some(stats) = &doc.statistics {
+            crate::statistics::check(stats).map_err(|reason| ContractError::Field {
+                field: "statistics",
+                reason,
+            })?;
+            if doc.batch.is_some() {
+                return Err(field(
+                    "statistics",
+                    "a contract is a statistics contract or a batch contract, not both",
+                ));
+            }
+            if !doc.personal_data.is_empty() {
+                return Err(field(
+                    "personal_data",
+                    "a statistics question names no person: the list must be empty",
+                ));
+            }
+        }
         if let Some(max) = doc.max_request_bytes
             && !(DEFAULT_REQUEST_BYTES..=MAX_RAISED_REQUEST_BYTES).contains(&max)
         {
@@ -263,6 +285,11 @@ impl Contract {
             .max_request_bytes
             .and_then(|m| usize::try_from(m).ok())
             .unwrap_or(crate::envelope::MAX_REQUEST_BYTES)
+    }
+
+    /// The dimensions and disclosure rules of a statistics contract; `None` for any other.
+    pub fn statistics(&self) -> Option<&crate::statistics::Statistics> {
+        self.doc.statistics.as_ref()
     }
 
     /// The items of a batch query: the array at the batch's pointer, when this is a batch

@@ -21,6 +21,7 @@ pub mod names;
 pub mod nik;
 pub mod problem;
 pub mod psi;
+pub mod statistics;
 pub mod trace;
 
 pub use catalog::{CatalogError, embedded_catalog, load_catalog};

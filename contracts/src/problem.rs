@@ -47,6 +47,8 @@ problem_codes! {
     RateLimited => "rate-limited", 429, "Rate limit exceeded";
     SubsystemRateLimited => "subsystem-rate-limited", 429, "Subsystem rate limit exceeded";
     InvalidQuery => "invalid-query", 400, "Query does not match the contract";
+    PopulationTooSmall => "population-too-small", 422, "The question selects too few people to answer";
+    TableTooLarge => "table-too-large", 422, "The table asked for has too many cells";
     ProviderTimeout => "provider-timeout", 504, "Provider timed out";
     ProviderUnavailable => "provider-unavailable", 503, "Provider unavailable";
     ProviderError => "provider-error", 502, "Provider error";
