@@ -703,6 +703,9 @@ impl Context<'_> {
                 return Err(refuse.at(Rejection::Binding, format!("{at}.{}", e.field), e.reason));
             }
         };
+        if unresolved.is_none() {
+            self.check_table(at, contract, &spec, adapter.as_ref())?;
+        }
         Ok(Provision {
             contract: r,
             consumers: p.consumers,
@@ -713,6 +716,44 @@ impl Context<'_> {
             adapter,
             unresolved,
         })
+    }
+
+    /// A statistics contract is bound to an aggregate (`rows = "table"`) with a column for
+    /// each of its dimensions; an aggregate answers nothing else.
+    fn check_table(
+        &self,
+        at: &str,
+        contract: &Contract,
+        spec: &AdapterSpec,
+        adapter: &dyn adapters::Adapter,
+    ) -> Result<(), ConfigError> {
+        let r = contract.reference();
+        let field = match spec {
+            AdapterSpec::Sql(_) => format!("{at}.sql.rows"),
+            AdapterSpec::Http(_) => format!("{at}.http"),
+        };
+        let binding = |why: String| self.refuse.at(Rejection::Binding, field.clone(), why);
+        match (contract.statistics(), adapter.table_dimensions()) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(binding(format!(
+                "{r} is a statistics contract: bind it to an aggregate, a `sql` table with rows = \"table\" (docs/ADAPTERS.md)"
+            ))),
+            (None, Some(_)) => Err(binding(format!(
+                "rows = \"table\" answers statistics contracts only, and {r} is not one"
+            ))),
+            (Some(stats), Some(columns)) => match stats
+                .dimensions
+                .iter()
+                .find(|d| !columns.contains(d))
+            {
+                Some(missing) => Err(self.refuse.at(
+                    Rejection::Binding,
+                    format!("{at}.sql.columns"),
+                    format!("the aggregate has no column for `{missing}`, a dimension of {r}"),
+                )),
+                None => Ok(()),
+            },
+        }
     }
 
     /// One contract a subsystem of `member` may ask: a catalog contract for purposes its

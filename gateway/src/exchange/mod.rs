@@ -395,15 +395,25 @@ async fn run(
             validate_query::validate_query(found.contract, request),
         )
         .map_err(refused)?;
+        // A statistics question is read after its schema: it names only the contract's
+        // dimensions, whatever the schema allows.
+        let statistics =
+            validate_query::read_statistics(found.contract, request).map_err(refused)?;
         // The cache after every check: a cached answer never reaches a consumer that could
         // not have asked, and is signed afresh for this request.
         let (key, hit) = cache_lookup::cache_lookup(&gw.provider.cache, provided, request);
         let result = match hit {
             Some(result) => result,
             None => {
-                let result = call_adapter::call_adapter(provided, request, onward.as_ref())
-                    .await
-                    .map_err(refused)?;
+                let result = match (found.contract.statistics(), &statistics) {
+                    // The disclosure rules are applied here, before the answer is checked,
+                    // cached or signed: no path to a signature skips them.
+                    (Some(stats), Some(question)) => {
+                        call_adapter::call_table(provided, stats, question).await
+                    }
+                    _ => call_adapter::call_adapter(provided, request, onward.as_ref()).await,
+                }
+                .map_err(refused)?;
                 check_answer::check_answer(found.contract, &result).map_err(refused)?;
                 let result = std::sync::Arc::new(result);
                 if let (Some(key), Some(ttl)) = (key, provided.cache_ttl) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use contracts::manifest::NotGranted;
+use contracts::statistics::StatisticsError;
 use contracts::{ContractRef, MemberId, Problem, ProblemCode, SchemaViolation};
 use limits::rate::RateDecision;
 
@@ -132,6 +133,18 @@ pub(crate) enum Refusal {
     /// The query violates the request schema.
     #[error("the query violates the contract's request schema")]
     InvalidQuery(Vec<SchemaViolation>),
+    /// A statistics question whose filters select fewer people than the contract's minimum
+    /// (the population itself is not told).
+    #[error(transparent)]
+    PopulationTooSmall(contracts::disclosure::PopulationTooSmall),
+    /// A statistics question whose table would have more cells than the contract allows.
+    #[error("the table asked for has {cells} cells, the contract allows {limit}: name fewer dimensions or filter")]
+    TableTooLarge {
+        /// Cells of the table asked for.
+        cells: u64,
+        /// The contract's `max_cells`.
+        limit: usize,
+    },
     /// The contract's adapter is at its concurrency limit.
     #[error("{contract} is at its concurrency limit")]
     AtCapacity {
@@ -179,6 +192,30 @@ pub(crate) enum Refusal {
     },
 }
 
+impl From<StatisticsError> for Refusal {
+    /// A statistics question the contract does not allow is `invalid-query`; one selecting too
+    /// few people or too many cells is refused with its own code; an aggregate that cannot
+    /// answer is the backend's failure, its reason kept in the provider's log.
+    fn from(e: StatisticsError) -> Self {
+        match e {
+            StatisticsError::Query { pointer, reason } => {
+                Refusal::InvalidQuery(vec![SchemaViolation {
+                    pointer,
+                    message: reason,
+                }])
+            }
+            StatisticsError::PopulationTooSmall(p) => Refusal::PopulationTooSmall(p),
+            StatisticsError::TooManyCells { cells, limit } => {
+                Refusal::TableTooLarge { cells, limit }
+            }
+            StatisticsError::Aggregate(why) => {
+                tracing::warn!(error = %why, "the binding's aggregate cannot answer the contract");
+                Refusal::BackendFailed
+            }
+        }
+    }
+}
+
 impl Refusal {
     /// The problem code on the wire.
     fn code(&self) -> ProblemCode {
@@ -206,6 +243,8 @@ impl Refusal {
             Refusal::NotGranted(_) => ProblemCode::Forbidden,
             Refusal::RateLimited { .. } | Refusal::OverAdmission(_) => ProblemCode::RateLimited,
             Refusal::InvalidQuery(_) => ProblemCode::InvalidQuery,
+            Refusal::PopulationTooSmall(_) => ProblemCode::PopulationTooSmall,
+            Refusal::TableTooLarge { .. } => ProblemCode::TableTooLarge,
             Refusal::AdapterTimeout(_) => ProblemCode::ProviderTimeout,
             Refusal::BackendFailed | Refusal::AnswerViolatesSchema | Refusal::AnswerNotIJson => {
                 ProblemCode::ProviderError
@@ -294,6 +333,20 @@ mod tests {
             p.detail.contains("limits.admission_per_address"),
             "{}",
             p.detail
+        );
+    }
+
+    #[test]
+    fn a_too_narrow_statistics_question_is_422_with_the_minimum_and_not_the_population() {
+        let p = Refusal::PopulationTooSmall(contracts::disclosure::PopulationTooSmall {
+            minimum: 100,
+        })
+        .into_problem(Some("x"));
+        assert_eq!(p.code(), Some(ProblemCode::PopulationTooSmall));
+        assert_eq!(p.status, 422);
+        assert_eq!(
+            p.detail,
+            "the population the filters select is below the contract's minimum of 100"
         );
     }
 
