@@ -3,7 +3,9 @@
 //! An adapter receives a query that has already been authorised and checked against the
 //! contract's request schema, and returns the contract's answer as JSON. It knows nothing of
 //! signatures, certificates or the federation; the gateway checks the answer against the
-//! response schema after it.
+//! response schema after it. For a statistics contract an adapter instead returns the
+//! aggregate the answers are made from ([`Adapter::table`]), which
+//! `contracts::statistics::answer` filters, adds up and protects.
 
 use std::fmt;
 use std::future::Future;
@@ -11,6 +13,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use contracts::statistics::AggregateRows;
 use contracts::trace::TraceContext;
 use serde_json::Value;
 
@@ -94,6 +97,10 @@ pub type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, AdapterErr
 pub type CheckFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<String>, AdapterError>> + Send + 'a>>;
 
+/// The future [`Adapter::table`] returns.
+pub type TableFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<AggregateRows, AdapterError>> + Send + 'a>>;
+
 /// Answers one contract.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The answer to `query`, or why there is none.
@@ -119,6 +126,24 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async { Ok(None) })
     }
+
+    /// The aggregate a statistics contract is answered from: one row per combination of the
+    /// binding's dimensions seen in the data, with its count, read whole from the backend
+    /// (the SQL adapter with `rows = "table"`). `contracts::statistics::answer`, on the
+    /// gateway's side, filters it, adds it up and applies the contract's disclosure rules;
+    /// the adapter applies none of them. The default, for a binding that answers one question
+    /// at a time, fails with [`AdapterError::Failed`].
+    fn table(&self) -> TableFuture<'_> {
+        Box::pin(async { Err(AdapterError::no_statistics()) })
+    }
+
+    /// The dimensions of the aggregate [`Adapter::table`] returns, in the order of each
+    /// row's values, known without reaching the backend: the gateway checks at configuration
+    /// time that they cover a statistics contract's `dimensions`. `None` (the default) for a
+    /// binding that answers no statistics.
+    fn table_dimensions(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Why an adapter gave no answer. Each maps to one protocol problem.
@@ -133,6 +158,13 @@ pub enum AdapterError {
     /// The backend answered, but not in a form the binding can map (502 `provider-error`).
     #[error("backend error: {0}")]
     Failed(String),
+}
+
+impl AdapterError {
+    /// What [`Adapter::table`] gives for a binding that answers one question at a time.
+    pub(crate) fn no_statistics() -> Self {
+        AdapterError::Failed("this binding answers no statistics".into())
+    }
 }
 
 /// A binding that cannot be built.

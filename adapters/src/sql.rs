@@ -9,9 +9,11 @@
 //! the typed connect options this module uses for statement timeouts, schemas and TLS. What
 //! really differs per backend — connect options, placeholders, which error codes mean
 //! "unavailable" or "timed out" — is small and explicit below. The batch mode, which looks
-//! many keys up with a few statements, is in `sql/batch.rs`.
+//! many keys up with a few statements, is in `sql/batch.rs`; the table mode, which reads a
+//! statistics contract's aggregate, in `sql/table.rs`.
 
 mod batch;
+mod table;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,9 @@ use sqlx::{
 };
 
 use crate::statement::{Dialect, PreparedText, prepare, prepare_list};
-use crate::{Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, resolve_env};
+use crate::{
+    Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, TableFuture, resolve_env,
+};
 
 pub use batch::{BatchAnswer, MAX_CHUNK, SqlBatch};
 
@@ -46,6 +50,10 @@ pub enum RowMode {
     /// The query holds a list of items; their keys are looked up together, in chunks, and
     /// each item is answered by a rule from its row (the `batch` table).
     Batch,
+    /// The statement, which takes no parameters, returns a statistics contract's aggregate:
+    /// a `count` column and text dimension columns, one row per combination of the
+    /// dimensions, read whole by [`Adapter::table`].
+    Table,
 }
 
 /// How a column's value becomes JSON. The same JSON on every backend: the decoder accepts
@@ -163,6 +171,13 @@ enum Pools {
     MySql(Pool<sqlx::MySql>),
 }
 
+/// A connection taken from the pool for one answer, however many statements it runs.
+enum Connection {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    MySql(sqlx::pool::PoolConnection<sqlx::MySql>),
+}
+
 /// A [`SqlSpec`] ready to answer: statement prepared, pool opened lazily.
 #[derive(Debug)]
 pub struct SqlAdapter {
@@ -181,6 +196,30 @@ enum Bind {
     Bool(bool),
     Int(i64),
     Real(f64),
+}
+
+/// Why a mode reads none of the fields that only `rows = "one"` and `"many"` read.
+struct Unread {
+    found: &'static str,
+    not_found: &'static str,
+    list_field: &'static str,
+}
+
+/// Refuses the first of `found`, `not_found` and `list_field` that `spec` sets, in a mode
+/// (`rows = "<mode>"`) that does not read them, saying why.
+fn refuse_unread(spec: &SqlSpec, mode: &str, why: Unread) -> Result<(), AdapterConfigError> {
+    let set = [
+        ("found", !spec.found.is_empty(), why.found),
+        ("not_found", spec.not_found.is_some(), why.not_found),
+        ("list_field", spec.list_field.is_some(), why.list_field),
+    ];
+    match set.into_iter().find(|(_, set, _)| *set) {
+        Some((field, _, why)) => Err(AdapterConfigError::new(
+            field,
+            format!("not with rows = \"{mode}\": {why}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -211,13 +250,14 @@ impl SqlAdapter {
                     "required with rows = \"batch\": a table with `items`, `key` and `answer`",
                 ));
             }
-            (RowMode::One | RowMode::Many, Some(_)) => {
+            (RowMode::One | RowMode::Many | RowMode::Table, Some(_)) => {
                 return Err(AdapterConfigError::new(
                     "batch",
                     "only with rows = \"batch\"",
                 ));
             }
             (RowMode::Batch, Some(b)) => batch::check(&spec, b)?,
+            (RowMode::Table, None) => table::check(&spec)?,
             _ => {}
         }
         match (spec.rows, &spec.list_field) {
@@ -269,14 +309,15 @@ impl SqlAdapter {
             Target::Postgres(_) => Dialect::Postgres,
             Target::MySql(_) => Dialect::MySql,
         };
-        let prepared = match &spec.batch {
-            Some(b) => prepare_list(
+        let prepared = match (&spec.batch, spec.rows) {
+            (Some(b), _) => prepare_list(
                 &spec.statement,
                 dialect,
                 &b.key,
                 usize::try_from(b.chunk).unwrap_or(1),
             )?,
-            None => prepare(&spec.statement, dialect)?,
+            (None, RowMode::Table) => table::prepare_aggregate(&spec.statement, dialect)?,
+            (None, _) => prepare(&spec.statement, dialect)?,
         };
         Ok(SqlAdapter {
             spec,
@@ -345,6 +386,40 @@ impl SqlAdapter {
         })
     }
 
+    /// A connection from the pool, its statements to finish by `deadline`. SQLite runs a
+    /// statement in a worker thread that a dropped future does not stop: its progress
+    /// handler is armed with the deadline, so a statement still running then is interrupted
+    /// and frees its connection and its CPU. Every connection taken re-arms it, so a past
+    /// deadline never outlives its answer.
+    async fn connection(&self, deadline: Instant) -> Result<Connection, AdapterError> {
+        let classify = |e| self.classify(e);
+        Ok(match self.pool() {
+            Pools::Sqlite(p) => {
+                let mut conn = p.acquire().await.map_err(classify)?;
+                conn.lock_handle()
+                    .await
+                    .map_err(classify)?
+                    .set_progress_handler(1_000, move || Instant::now() < deadline);
+                Connection::Sqlite(conn)
+            }
+            Pools::Postgres(p) => Connection::Postgres(p.acquire().await.map_err(classify)?),
+            Pools::MySql(p) => Connection::MySql(p.acquire().await.map_err(classify)?),
+        })
+    }
+
+    /// `work` within the binding's deadline, waiting for a connection included: past it, a
+    /// timeout. (The server-side statement timeout, of the same length, makes sure an
+    /// abandoned statement stops.)
+    async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, AdapterError>>,
+    ) -> Result<T, AdapterError> {
+        let deadline = Duration::from_millis(self.spec.timeout_ms);
+        tokio::time::timeout(deadline, work)
+            .await
+            .unwrap_or(Err(AdapterError::Timeout(self.spec.timeout_ms)))
+    }
+
     fn binds(&self, query: &Value) -> Result<Vec<Bind>, AdapterError> {
         self.prepared
             .params
@@ -369,32 +444,15 @@ impl SqlAdapter {
         let one = self.spec.rows == RowMode::One;
         let columns = &self.spec.columns;
         let sql = &self.sql;
-        let classify = |e| self.classify(e);
-        let rows = match self.pool() {
-            Pools::Sqlite(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                // SQLite runs a statement in a worker thread that a dropped future does not
-                // stop: arm its progress handler with this statement's deadline, so a
-                // runaway statement is interrupted and frees its connection and its CPU.
-                // Every statement re-arms it, so a past deadline never outlives its statement.
-                let deadline =
-                    std::time::Instant::now() + Duration::from_millis(self.spec.timeout_ms);
-                conn.lock_handle()
-                    .await
-                    .map_err(classify)?
-                    .set_progress_handler(1_000, move || std::time::Instant::now() < deadline);
-                fetch_rows::<sqlx::Sqlite>(&mut conn, sql, &binds, one, columns).await
+        let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        let rows = match &mut self.connection(deadline).await? {
+            Connection::Sqlite(c) => fetch_rows::<sqlx::Sqlite>(c, sql, &binds, one, columns).await,
+            Connection::Postgres(c) => {
+                fetch_rows::<sqlx::Postgres>(c, sql, &binds, one, columns).await
             }
-            Pools::Postgres(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                fetch_rows::<sqlx::Postgres>(&mut conn, sql, &binds, one, columns).await
-            }
-            Pools::MySql(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                fetch_rows::<sqlx::MySql>(&mut conn, sql, &binds, one, columns).await
-            }
+            Connection::MySql(c) => fetch_rows::<sqlx::MySql>(c, sql, &binds, one, columns).await,
         }
-        .map_err(classify)??;
+        .map_err(|e| self.classify(e))??;
         if rows.is_empty()
             && let Some(nf) = &self.spec.not_found
         {
@@ -448,23 +506,14 @@ impl SqlAdapter {
                 )));
             }
         }
-        let classify = |e| self.classify(e);
         let sql = &self.sql;
-        let returned = match self.pool() {
-            Pools::Sqlite(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                prepare_on::<sqlx::Sqlite>(&mut conn, sql).await
-            }
-            Pools::Postgres(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                prepare_on::<sqlx::Postgres>(&mut conn, sql).await
-            }
-            Pools::MySql(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                prepare_on::<sqlx::MySql>(&mut conn, sql).await
-            }
+        let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        let returned = match &mut self.connection(deadline).await? {
+            Connection::Sqlite(c) => prepare_on::<sqlx::Sqlite>(c, sql).await,
+            Connection::Postgres(c) => prepare_on::<sqlx::Postgres>(c, sql).await,
+            Connection::MySql(c) => prepare_on::<sqlx::MySql>(c, sql).await,
         }
-        .map_err(classify)?;
+        .map_err(|e| self.classify(e))?;
         let missing: Vec<&str> = self
             .spec
             .columns
@@ -804,6 +853,50 @@ where
     T::decode(value).map(|v| Some(Some(v))).map_err(|e| bad(&e))
 }
 
+/// An integer column: the signed integer types backends use, widest first; `Ok(None)` and
+/// `Ok(Some(None))` as in [`try_as`].
+#[allow(clippy::option_option)] // as in `try_as`
+fn try_integer<R>(row: &R, field: &str) -> Result<Option<Option<i64>>, AdapterError>
+where
+    R: Row,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i32: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i16: Decode<'r, R::Database> + Type<R::Database>,
+    for<'a> &'a str: ColumnIndex<R>,
+{
+    if let Some(v) = try_as::<R, i64>(row, field)? {
+        return Ok(Some(v));
+    }
+    if let Some(v) = try_as::<R, i32>(row, field)? {
+        return Ok(Some(v.map(i64::from)));
+    }
+    Ok(try_as::<R, i16>(row, field)?.map(|v| v.map(i64::from)))
+}
+
+/// Column `field` of `row` read as `kind` by `decode` (which tries the column types backends
+/// use for the kind, as [`try_as`] does), `None` for NULL. The statement returning no column
+/// `field`, or one of a type `decode` does not read, is an error naming the column.
+fn read_column<'r, R, T>(
+    row: &'r R,
+    field: &str,
+    kind: ColumnType,
+    decode: impl FnOnce(&'r R, &str) -> Result<Option<Option<T>>, AdapterError>,
+) -> Result<Option<T>, AdapterError>
+where
+    R: Row,
+{
+    if !row.columns().iter().any(|c| c.name() == field) {
+        return Err(AdapterError::Failed(format!(
+            "the statement returns no column `{field}`"
+        )));
+    }
+    decode(row, field)?.ok_or_else(|| {
+        AdapterError::Failed(format!(
+            "column `{field}`: its SQL type cannot be read as {kind:?}"
+        ))
+    })
+}
+
 fn map_row<R>(
     row: &R,
     columns: &BTreeMap<String, ColumnType>,
@@ -821,55 +914,34 @@ where
 {
     let mut out = Map::new();
     for (field, ty) in columns {
-        if !row.columns().iter().any(|c| c.name() == field) {
-            return Err(AdapterError::Failed(format!(
-                "the statement returns no column `{field}`"
-            )));
-        }
-        let f = field.as_str();
         // Each kind tries the column types backends use for it, widest first.
-        let integer = || -> Result<Option<Option<i64>>, AdapterError> {
-            if let Some(v) = try_as::<R, i64>(row, f)? {
-                return Ok(Some(v));
-            }
-            if let Some(v) = try_as::<R, i32>(row, f)? {
-                return Ok(Some(v.map(i64::from)));
-            }
-            Ok(try_as::<R, i16>(row, f)?.map(|v| v.map(i64::from)))
-        };
-        let decoded: Option<Option<Value>> = match ty {
-            ColumnType::Text => try_as::<R, String>(row, f)?.map(|v| v.map(Value::from)),
-            ColumnType::Integer => integer()?.map(|v| v.map(Value::from)),
-            ColumnType::Real => match try_as::<R, f64>(row, f)? {
-                Some(v) => Some(v.map(Value::from)),
-                None => try_as::<R, f32>(row, f)?.map(|v| v.map(|x| Value::from(f64::from(x)))),
-            },
-            ColumnType::Bool => match try_as::<R, bool>(row, f)? {
-                Some(v) => Some(v.map(Value::from)),
-                None => integer()?.map(|v| v.map(|i| Value::from(i != 0))),
-            },
-            ColumnType::List => try_as::<R, String>(row, f)?.map(|v| {
-                v.map(|s| {
-                    Value::Array(
-                        s.split(',')
-                            .map(str::trim)
-                            .filter(|p| !p.is_empty())
-                            .map(Value::from)
-                            .collect(),
-                    )
-                })
-            }),
-        };
-        match decoded {
-            None => {
-                return Err(AdapterError::Failed(format!(
-                    "column `{field}`: its SQL type cannot be read as {ty:?}"
-                )));
-            }
-            Some(Some(v)) => {
-                out.insert(field.clone(), v);
-            }
-            Some(None) => {}
+        let value = read_column(row, field, *ty, |row, f| {
+            Ok(match ty {
+                ColumnType::Text => try_as::<R, String>(row, f)?.map(|v| v.map(Value::from)),
+                ColumnType::Integer => try_integer(row, f)?.map(|v| v.map(Value::from)),
+                ColumnType::Real => match try_as::<R, f64>(row, f)? {
+                    Some(v) => Some(v.map(Value::from)),
+                    None => try_as::<R, f32>(row, f)?.map(|v| v.map(|x| Value::from(f64::from(x)))),
+                },
+                ColumnType::Bool => match try_as::<R, bool>(row, f)? {
+                    Some(v) => Some(v.map(Value::from)),
+                    None => try_integer(row, f)?.map(|v| v.map(|i| Value::from(i != 0))),
+                },
+                ColumnType::List => try_as::<R, String>(row, f)?.map(|v| {
+                    v.map(|s| {
+                        Value::Array(
+                            s.split(',')
+                                .map(str::trim)
+                                .filter(|p| !p.is_empty())
+                                .map(Value::from)
+                                .collect(),
+                        )
+                    })
+                }),
+            })
+        })?;
+        if let Some(v) = value {
+            out.insert(field.clone(), v);
         }
     }
     Ok(out)
@@ -878,30 +950,31 @@ where
 impl Adapter for SqlAdapter {
     fn answer<'a>(&'a self, query: &'a Value) -> AnswerFuture<'a> {
         Box::pin(async move {
-            // The outer deadline covers waiting for a connection too; the server-side
-            // statement timeout (same length) makes sure an abandoned statement stops.
-            let deadline = Duration::from_millis(self.spec.timeout_ms);
-            let result = match &self.spec.batch {
+            match (&self.spec.batch, self.spec.rows) {
                 // The whole batch, every chunk's statement, within the one deadline.
-                Some(batch) => tokio::time::timeout(deadline, self.run_batch(batch, query)).await,
-                None => tokio::time::timeout(deadline, self.run(query)).await,
-            };
-            match result {
-                Ok(result) => result,
-                Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
+                (Some(batch), _) => self.within_deadline(self.run_batch(batch, query)).await,
+                (None, RowMode::Table) => Err(table::not_a_question()),
+                (None, _) => self.within_deadline(self.run(query)).await,
             }
         })
     }
 
     fn check(&self) -> CheckFuture<'_> {
+        // Within the deadline an answer has: a backend slower than that fails exchanges.
+        Box::pin(async move { self.within_deadline(self.probe()).await.map(Some) })
+    }
+
+    fn table(&self) -> TableFuture<'_> {
         Box::pin(async move {
-            // Within the deadline an answer has: a backend slower than that fails exchanges.
-            let deadline = Duration::from_millis(self.spec.timeout_ms);
-            match tokio::time::timeout(deadline, self.probe()).await {
-                Ok(result) => result.map(Some),
-                Err(_) => Err(AdapterError::Timeout(self.spec.timeout_ms)),
+            match self.spec.rows {
+                RowMode::Table => self.within_deadline(self.read_aggregate()).await,
+                RowMode::One | RowMode::Many | RowMode::Batch => Err(AdapterError::no_statistics()),
             }
         })
+    }
+
+    fn table_dimensions(&self) -> Option<Vec<String>> {
+        (self.spec.rows == RowMode::Table).then(|| table::dimensions(&self.spec.columns))
     }
 }
 

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Bind, ColumnType, Pools, SqlAdapter, SqlSpec, fetch_rows, is_identifier};
+use super::{
+    Bind, ColumnType, Connection, SqlAdapter, SqlSpec, Unread, fetch_rows, is_identifier,
+    refuse_unread,
+};
 use crate::{AdapterConfigError, AdapterError, verdicts};
 
 /// The most keys one statement looks up, well within every engine's limit on placeholders
@@ -88,27 +91,15 @@ pub struct SqlBatch {
 /// other modes use, the table's fields, and the columns the rule reads. The statement is
 /// checked where it is rewritten (`statement::prepare_list`).
 pub(super) fn check(spec: &SqlSpec, batch: &SqlBatch) -> Result<(), AdapterConfigError> {
-    let not_with_batch = |field: &str, what: &str| {
-        AdapterConfigError::new(field, format!("not with rows = \"batch\": {what}"))
-    };
-    if !spec.found.is_empty() {
-        return Err(not_with_batch(
-            "found",
-            "the batch's `answer` rule makes each item's answer",
-        ));
-    }
-    if spec.not_found.is_some() {
-        return Err(not_with_batch(
-            "not_found",
-            "the batch's `answer` rule answers an item without a row",
-        ));
-    }
-    if spec.list_field.is_some() {
-        return Err(not_with_batch(
-            "list_field",
-            "the answer's list is named by the batch's `items`",
-        ));
-    }
+    refuse_unread(
+        spec,
+        "batch",
+        Unread {
+            found: "the batch's `answer` rule makes each item's answer",
+            not_found: "the batch's `answer` rule answers an item without a row",
+            list_field: "the answer's list is named by the batch's `items`",
+        },
+    )?;
     if !is_identifier(&batch.items) {
         return Err(AdapterConfigError::new(
             "batch.items",
@@ -173,13 +164,6 @@ fn kind_name(kind: ColumnType) -> &'static str {
         ColumnType::Bool => "bool",
         ColumnType::List => "list",
     }
-}
-
-/// A connection taken from the pool for a whole batch.
-enum Connection {
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
-    MySql(sqlx::pool::PoolConnection<sqlx::MySql>),
 }
 
 impl SqlAdapter {
@@ -257,20 +241,10 @@ impl SqlAdapter {
             return Ok(found);
         }
         let classify = |e| self.classify(e);
-        let mut conn = match self.pool() {
-            Pools::Sqlite(p) => {
-                let mut conn = p.acquire().await.map_err(classify)?;
-                // As in `run`, but armed once with the batch's deadline: a statement still
-                // running when the batch's time is up is interrupted, however late it came.
-                conn.lock_handle()
-                    .await
-                    .map_err(classify)?
-                    .set_progress_handler(1_000, move || Instant::now() < deadline);
-                Connection::Sqlite(conn)
-            }
-            Pools::Postgres(p) => Connection::Postgres(p.acquire().await.map_err(classify)?),
-            Pools::MySql(p) => Connection::MySql(p.acquire().await.map_err(classify)?),
-        };
+        // One connection for the whole batch, armed once with the batch's deadline: on
+        // SQLite a statement still running when the batch's time is up is interrupted,
+        // however late it came.
+        let mut conn = self.connection(deadline).await?;
         let size = usize::try_from(batch.chunk).unwrap_or(1).max(1);
         let (sql, columns) = (&self.sql, &self.spec.columns);
         for (n, chunk) in keys.chunks(size).enumerate() {

@@ -11,4 +11,5 @@ mod http;
 mod injection;
 mod outage;
 mod slow;
+mod table;
 mod tls;
