@@ -1,4 +1,4 @@
-//! The shipped contract catalog: the five documents, their NIK rule and their answers.
+//! The shipped contract catalog: the eight documents, their NIK rule and their answers.
 
 use std::path::Path;
 
@@ -11,11 +11,12 @@ fn catalog() -> Vec<Contract> {
     load_catalog(Path::new(CATALOG)).expect("the shipped catalog loads")
 }
 
-/// The contracts about one person: every one but the batch contract.
+/// The contracts about one person: every one but the batch contract and the statistics
+/// contracts (whose questions name no one; `contracts::statistics`' tests check them).
 fn one_person() -> Vec<Contract> {
     catalog()
         .into_iter()
-        .filter(|c| c.doc().batch.is_none())
+        .filter(|c| c.doc().batch.is_none() && c.statistics().is_none())
         .collect()
 }
 
@@ -27,7 +28,7 @@ fn contract(id: &str) -> Contract {
 }
 
 #[test]
-fn the_five_contracts_with_their_providers() {
+fn the_eight_contracts_with_their_providers() {
     let found: Vec<_> = catalog()
         .iter()
         .map(|c| {
@@ -71,6 +72,13 @@ fn the_five_contracts_with_their_providers() {
                 None
             ),
             (
+                "insurance.counts".into(),
+                "1".into(),
+                "ID:GOV:BPJSTK".into(),
+                s(&["statistics"]),
+                Some(3600)
+            ),
+            (
                 "insurance.status".into(),
                 "1".into(),
                 "ID:GOV:BPJSTK".into(),
@@ -78,11 +86,25 @@ fn the_five_contracts_with_their_providers() {
                 Some(300)
             ),
             (
+                "placement.counts".into(),
+                "1".into(),
+                "ID:GOV:BP2MI".into(),
+                s(&["statistics"]),
+                Some(3600)
+            ),
+            (
                 "residence.abroad".into(),
                 "1".into(),
                 "ID:GOV:KEMLU".into(),
                 s(&["citizen-protection"]),
                 None
+            ),
+            (
+                "selfreport.counts".into(),
+                "1".into(),
+                "ID:GOV:KEMLU".into(),
+                s(&["statistics"]),
+                Some(3600)
             ),
         ]
     );
@@ -127,7 +149,10 @@ fn schemas_are_closed_local_and_2020_12() {
             );
             walk(schema, &format!("{}/{name}", d.id));
         }
-        assert_eq!(d.personal_data, ["/nik"]);
+        // A statistics question names no person (the contract loader holds it to that).
+        if c.statistics().is_none() {
+            assert_eq!(d.personal_data, ["/nik"], "{}", d.id);
+        }
         assert!(d.description.contains("deliberately"), "{}", d.id);
     }
     let first_request = one_person()[0].doc().request.clone();
@@ -550,6 +575,11 @@ fn nik_pattern_matches_the_rules_exhaustively() {
     }
 }
 
+/// The statistics contracts, whose digests join PROTOCOL.md §2.2's table with §2.6, the
+/// section that describes them, written apart from the documents. This list must end empty.
+const NOT_YET_IN_THE_PROTOCOL: &[&str] =
+    &["insurance.counts", "placement.counts", "selfreport.counts"];
+
 /// The digests PROTOCOL.md §2.2 prints are the catalog's own.
 #[test]
 fn the_protocols_digest_table_is_the_catalogs() {
@@ -559,6 +589,14 @@ fn the_protocols_digest_table_is_the_catalogs() {
     for c in catalog() {
         let d = c.doc();
         let row = format!("| `{}` {} | `{}` |", d.id, d.version, c.digest());
+        if NOT_YET_IN_THE_PROTOCOL.contains(&d.id.as_str()) {
+            assert!(
+                !protocol.contains(&row),
+                "PROTOCOL.md §2.2 has {row}: take {} off NOT_YET_IN_THE_PROTOCOL",
+                d.id
+            );
+            continue;
+        }
         assert!(protocol.contains(&row), "PROTOCOL.md §2.2 lacks {row}");
     }
 }

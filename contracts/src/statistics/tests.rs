@@ -205,3 +205,220 @@ fn a_contract_checks_its_statistics() {
     );
     assert!(check(&stats()).is_ok());
 }
+
+/// The catalog's statistics contracts, each with a question its consumers would ask.
+fn catalog_contracts() -> [(crate::Contract, serde_json::Value); 3] {
+    let load = |text: &str| crate::Contract::from_json(text.as_bytes()).unwrap();
+    [
+        (
+            load(include_str!("../../catalog/placement.counts.v1.json")),
+            json!({"dimensions": ["country", "sex"], "filters": {"sector": ["caregiver", "domestic worker"]}}),
+        ),
+        (
+            load(include_str!("../../catalog/selfreport.counts.v1.json")),
+            json!({"dimensions": ["year", "country"], "filters": {"year": ["2024", "2025"]}}),
+        ),
+        (
+            load(include_str!("../../catalog/insurance.counts.v1.json")),
+            json!({"dimensions": ["sex"], "filters": {"country": ["HK", "MY"]}}),
+        ),
+    ]
+}
+
+/// A made-up aggregate over `dimensions`: every combination of a few values each, with
+/// counts from 0 to 59, so that some cells are small and the table needs protecting.
+fn made_up_aggregate(dimensions: &[String]) -> AggregateRows {
+    let values = |dimension: &str| -> &[&str] {
+        match dimension {
+            "country" => &["HK", "MY", "TW"],
+            "sector" => &["caregiver", "domestic worker", "factory worker"],
+            "sex" => &["F", "M"],
+            "year" => &["2023", "2024", "2025"],
+            other => panic!("no made-up values for `{other}`"),
+        }
+    };
+    let mut keys: Vec<Vec<String>> = vec![Vec::new()];
+    for d in dimensions {
+        keys = keys
+            .into_iter()
+            .flat_map(|key| {
+                values(d).iter().map(move |v| {
+                    let mut longer = key.clone();
+                    longer.push(v.to_string());
+                    longer
+                })
+            })
+            .collect();
+    }
+    AggregateRows {
+        dimensions: dimensions.to_vec(),
+        rows: keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| (key, (i as u64 * 37 + 3) % 60))
+            .collect(),
+    }
+}
+
+#[test]
+fn the_catalogs_statistics_contracts_take_their_questions_and_publish_their_tables() {
+    for (contract, example) in catalog_contracts() {
+        let id = &contract.doc().id;
+        let stats = contract
+            .statistics()
+            .expect("a statistics contract")
+            .clone();
+        assert_eq!(contract.doc().purposes, ["statistics"], "{id}");
+        assert!(contract.doc().personal_data.is_empty(), "{id}");
+        assert_eq!(
+            (stats.min_cell, stats.min_population),
+            (Some(10), Some(100)),
+            "{id}"
+        );
+
+        // The example is valid, and reads as the question it is.
+        assert_eq!(contract.check_request(&example, "/query"), Ok(()), "{id}");
+        let question = StatisticsQuery::parse(&example, &stats).unwrap();
+        assert_eq!(json!(question.dimensions), example["dimensions"], "{id}");
+
+        // The schema itself refuses what is not the contract's, so every partner's
+        // validator does too.
+        let refused_at = |query: serde_json::Value, pointer: &str| {
+            let errs = contract
+                .check_request(&query, "/query")
+                .expect_err(&format!("{id}: {query} must be refused"));
+            assert!(
+                errs.iter().any(|e| e.pointer == pointer),
+                "{id}: {query}: expected {pointer}, got {errs:?}"
+            );
+        };
+        refused_at(
+            json!({"dimensions": ["country", "religion"]}),
+            "/query/dimensions/1",
+        );
+        refused_at(
+            json!({"dimensions": ["country"], "filters": {"religion": ["x"]}}),
+            "/query/filters",
+        );
+        refused_at(
+            json!({"dimensions": ["country", "country"]}),
+            "/query/dimensions",
+        );
+        refused_at(json!({"dimensions": []}), "/query/dimensions");
+        refused_at(json!({"filters": {"country": ["MY"]}}), "/query");
+        refused_at(
+            json!({"dimensions": ["country"], "filters": {"country": []}}),
+            "/query/filters/country",
+        );
+        refused_at(
+            json!({"dimensions": ["country"], "filters": {"country": ["x".repeat(129)]}}),
+            "/query/filters/country/0",
+        );
+        refused_at(json!({"dimensions": ["country"], "nik": "x"}), "/query");
+        let too_many: Vec<&String> = stats.dimensions.iter().chain(&stats.dimensions).collect();
+        refused_at(json!({ "dimensions": too_many }), "/query/dimensions");
+
+        // The tables `answer` makes from a binding's aggregate are what the response
+        // schema accepts: the example's, and the full table of every dimension, which has
+        // both kinds of suppression.
+        let aggregate = made_up_aggregate(&stats.dimensions);
+        let every = json!({ "dimensions": stats.dimensions });
+        let (mut primary, mut complementary) = (false, false);
+        for query in [&example, &every] {
+            let question = StatisticsQuery::parse(query, &stats).unwrap();
+            let table = answer(&question, &aggregate, &stats.rules()).unwrap();
+            for (_, why) in table.suppressed() {
+                primary |= why == Suppression::Primary;
+                complementary |= why == Suppression::Complementary;
+            }
+            let result = serde_json::to_value(&table).unwrap();
+            assert_eq!(
+                contract.check_response(&result, "/result"),
+                Ok(()),
+                "{id}: {query}: {result}"
+            );
+        }
+        assert!(
+            primary && complementary,
+            "{id}: both kinds of suppression checked"
+        );
+
+        // And it refuses what is not such a table: a count below zero, not whole or not a
+        // number, a figure both counted and suppressed, a reason of its own, a lower
+        // threshold than the contract's, rounding the contract does not do, a field of its
+        // own, a country that is no code.
+        let question = StatisticsQuery::parse(&every, &stats).unwrap();
+        let table = answer(&question, &aggregate, &stats.rules()).unwrap();
+        let good = serde_json::to_value(&table).unwrap();
+        let counted = table
+            .figures
+            .iter()
+            .position(|f| f.figure.value().is_some());
+        let suppressed = table
+            .figures
+            .iter()
+            .position(|f| f.figure.value().is_none());
+        let (counted, suppressed) = (counted.unwrap(), suppressed.unwrap());
+        let country = stats.dimensions.iter().position(|d| d == "country");
+        let country = format!("/dimensions/{}/values/0", country.unwrap());
+        for (at, value, refused) in [
+            (
+                format!("/figures/{counted}/count"),
+                json!(-1),
+                format!("/figures/{counted}"),
+            ),
+            (
+                format!("/figures/{counted}/count"),
+                json!(1.5),
+                format!("/figures/{counted}"),
+            ),
+            (
+                format!("/figures/{counted}/count"),
+                json!("12"),
+                format!("/figures/{counted}"),
+            ),
+            (
+                format!("/figures/{counted}/suppressed"),
+                json!("primary"),
+                format!("/figures/{counted}"),
+            ),
+            (
+                format!("/figures/{suppressed}/suppressed"),
+                json!("secondary"),
+                format!("/figures/{suppressed}"),
+            ),
+            ("/min_cell".into(), json!(5), "/min_cell".into()),
+            ("/round_to".into(), json!(5), "/round_to".into()),
+            ("/population".into(), json!(1000), String::new()),
+            (country.clone(), json!("Hong Kong"), country.clone()),
+        ] {
+            let mut result = good.clone();
+            put(&mut result, &at, value);
+            let errs = contract
+                .check_response(&result, "/result")
+                .expect_err(&format!("{id}: {at} changed must be refused"));
+            let refused = format!("/result{refused}");
+            assert!(
+                errs.iter().any(|e| e.pointer == refused),
+                "{id}: {at}: expected {refused}, got {errs:?}"
+            );
+        }
+        let grand_total = &good["figures"][table.figures.len() - 1]["key"];
+        assert_eq!(
+            grand_total,
+            &json!(vec![serde_json::Value::Null; stats.dimensions.len()])
+        );
+    }
+}
+
+/// Sets the member or element at JSON pointer `at` of `value`, adding a member if missing.
+fn put(value: &mut serde_json::Value, at: &str, new: serde_json::Value) {
+    let (parent, last) = at.rsplit_once('/').unwrap();
+    match value.pointer_mut(parent).unwrap() {
+        serde_json::Value::Object(members) => {
+            members.insert(last.to_owned(), new);
+        }
+        serde_json::Value::Array(items) => items[last.parse::<usize>().unwrap()] = new,
+        other => panic!("{parent} is {other}"),
+    }
+}

@@ -86,7 +86,9 @@ pub enum Dataset {
     Residents,
     /// BP2MI migrant-worker placements: table `placements`.
     Placements,
-    /// BPJS Ketenagakerjaan insurance membership: table `participants`.
+    /// BPJS Ketenagakerjaan insurance membership: table `participants` (`nik`, `status`,
+    /// `programs`, `paid_until`, and `country`, the destination of the placement a migrant
+    /// worker's membership covers, NULL for everyone else).
     Participants,
     /// Kemlu Peduli WNI self-reports of citizens abroad: table `reports`.
     Reports,

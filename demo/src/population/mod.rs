@@ -2,8 +2,9 @@
 //!
 //! Four ministries hold overlapping records about the same people, the way real registries
 //! do: Dukcapil registers every resident (NIK, name, birth date), BP2MI records migrant-worker
-//! placements abroad, BPJS Ketenagakerjaan records insurance membership, and Kemlu's Peduli WNI
-//! holds self-reported stays abroad, which are messy (duplicates, name variants, mistyped NIKs).
+//! placements abroad, BPJS Ketenagakerjaan records insurance membership (with, for a migrant
+//! worker, the destination of the placement it covers), and Kemlu's Peduli WNI holds
+//! self-reported stays abroad, which are messy (duplicates, name variants, mistyped NIKs).
 //!
 //! [`generate`] builds all four datasets in memory from a [`SeedConfig`]; it is pure and
 //! deterministic, so the same seed gives byte-identical databases on every machine. Then

@@ -38,6 +38,9 @@ pub(super) struct Participant {
     pub(super) active: bool,
     pub(super) programs: &'static str,
     pub(super) paid_until: Day,
+    /// The destination of the placement the membership covers: the country of a placed
+    /// worker's latest stint; `None` for a member who was never placed.
+    pub(super) country: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -445,6 +448,7 @@ pub(super) fn insure(
             active,
             programs,
             paid_until,
+            country: Some(stint.country),
         });
     }
     for &person in &insured_others {
@@ -471,6 +475,7 @@ pub(super) fn insure(
             active,
             programs,
             paid_until,
+            country: None,
         });
     }
     participants.sort_by_key(|p| p.person);

@@ -67,8 +67,8 @@ pub(super) fn server_schema(
             Some("nik"),
         ),
         Dataset::Participants => (
-            "nik VARCHAR(32) PRIMARY KEY, status VARCHAR(16) NOT NULL CHECK (status IN ('active','inactive')), programs VARCHAR(64) NOT NULL, paid_until VARCHAR(10) NOT NULL",
-            &["nik", "status", "programs", "paid_until"],
+            "nik VARCHAR(32) PRIMARY KEY, status VARCHAR(16) NOT NULL CHECK (status IN ('active','inactive')), programs VARCHAR(64) NOT NULL, paid_until VARCHAR(10) NOT NULL, country VARCHAR(2)",
+            &["nik", "status", "programs", "paid_until", "country"],
             None,
         ),
         Dataset::Reports => (
@@ -123,6 +123,7 @@ pub(super) fn server_row(pop: &Population, dataset: Dataset, i: usize) -> Vec<Ce
                 Text(if p.active { "active" } else { "inactive" }.into()),
                 Text(p.programs.into()),
                 Text(p.paid_until.to_string()),
+                OptText(p.country.map(str::to_owned)),
             ]
         }
         Dataset::Reports => {

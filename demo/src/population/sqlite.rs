@@ -44,7 +44,7 @@ pub enum SeedError {
 pub(super) const RESIDENTS_SCHEMA: &str = "CREATE TABLE residents (nik TEXT PRIMARY KEY, full_name TEXT NOT NULL, sex TEXT NOT NULL CHECK (sex IN ('M','F')), birth_date TEXT NOT NULL, province TEXT NOT NULL, citizenship TEXT NOT NULL CHECK (citizenship IN ('WNI','WNA')), deceased INTEGER NOT NULL CHECK (deceased IN (0,1)))";
 pub(super) const PLACEMENTS_SCHEMA: &str = "CREATE TABLE placements (id INTEGER PRIMARY KEY, nik TEXT NOT NULL, country TEXT NOT NULL, agency TEXT NOT NULL, occupation TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('active','completed')), start_date TEXT NOT NULL, end_date TEXT)";
 pub(super) const PLACEMENTS_INDEX: &str = "CREATE INDEX placements_nik ON placements(nik)";
-pub(super) const PARTICIPANTS_SCHEMA: &str = "CREATE TABLE participants (nik TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('active','inactive')), programs TEXT NOT NULL, paid_until TEXT NOT NULL)";
+pub(super) const PARTICIPANTS_SCHEMA: &str = "CREATE TABLE participants (nik TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('active','inactive')), programs TEXT NOT NULL, paid_until TEXT NOT NULL, country TEXT)";
 pub(super) const REPORTS_SCHEMA: &str = "CREATE TABLE reports (id INTEGER PRIMARY KEY, nik TEXT NOT NULL, full_name TEXT NOT NULL, country TEXT NOT NULL, city TEXT NOT NULL, reported_on TEXT NOT NULL)";
 pub(super) const REPORTS_INDEX: &str = "CREATE INDEX reports_nik ON reports(nik)";
 
@@ -199,15 +199,16 @@ pub(super) async fn fill(
             sqlx::query(PARTICIPANTS_SCHEMA).execute(&mut *tx).await?;
             insert(
                 &mut tx,
-                "INSERT INTO participants (nik, status, programs, paid_until)",
-                4,
+                "INSERT INTO participants (nik, status, programs, paid_until, country)",
+                5,
                 pop.participants.len(),
                 |args, i| {
                     let p = &pop.participants[i];
                     args.add(pop.residents[p.person].nik.as_str())?;
                     args.add(if p.active { "active" } else { "inactive" })?;
                     args.add(p.programs)?;
-                    args.add(p.paid_until.to_string())
+                    args.add(p.paid_until.to_string())?;
+                    args.add(p.country)
                 },
             )
             .await?

@@ -132,8 +132,8 @@ fn fingerprint(pop: &Population) -> u64 {
     }
     for p in &pop.participants {
         eat(format!(
-            "{}|{}|{}|{}",
-            pop.residents[p.person].nik, p.active, p.programs, p.paid_until
+            "{}|{}|{}|{}|{:?}",
+            pop.residents[p.person].nik, p.active, p.programs, p.paid_until, p.country
         ));
     }
     for r in &pop.reports {
@@ -159,7 +159,9 @@ fn pinned_output_for_the_default_seed() {
         (pop.sample_in_all_four(), pop.sample_dukcapil_only()),
         ("5111371406750199", "1474035308660093")
     );
-    assert_eq!(format!("{:016x}", fingerprint(&pop)), "d8d770eafd3ac42a");
+    // Changed on purpose when participants gained `country`: no draw changed, and the
+    // fingerprint without the column was still d8d770eafd3ac42a.
+    assert_eq!(format!("{:016x}", fingerprint(&pop)), "143bd932d83f331c");
 }
 
 #[test]
@@ -295,13 +297,19 @@ fn datasets_overlap_as_configured() {
     let women = placed.keys().filter(|&&i| pop.residents[i].female).count() as f64;
     assert!(women / placed_people > 0.55, "women among placed {women}");
 
-    // Participants ⊂ residents.
+    // Participants ⊂ residents; a placed one's membership covers their latest placement
+    // (its country), and the others have none.
     let mut insured_placed = 0;
     for p in &pop.participants {
         assert!(p.person < pop.residents.len());
         assert!(["JKK,JKM", "JKK,JKM,JHT", "JKK,JKM,JP", "JKK,JKM,JHT,JP"].contains(&p.programs));
-        if placed.contains_key(&p.person) {
-            insured_placed += 1;
+        match placed.get(&p.person) {
+            Some(list) => {
+                insured_placed += 1;
+                let latest = list.iter().max_by_key(|q| q.start).unwrap();
+                assert_eq!(p.country, Some(latest.country), "{}", p.person);
+            }
+            None => assert_eq!(p.country, None, "{}", p.person),
         }
     }
     let insured_placed = f64::from(insured_placed);
@@ -501,13 +509,30 @@ async fn writes_all_four_datasets_and_reads_them_back() {
                 assert_eq!(row.get::<Option<String>, _>(1), None);
             }
             Dataset::Participants => {
-                let row = sqlx::query("SELECT status, programs FROM participants WHERE nik = ?")
-                    .bind(nik)
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
+                let row =
+                    sqlx::query("SELECT status, programs, country FROM participants WHERE nik = ?")
+                        .bind(nik)
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap();
                 assert_eq!(row.get::<String, _>(0), "active");
                 assert!(row.get::<String, _>(1).starts_with("JKK,JKM"));
+                let placed = pop
+                    .placements
+                    .iter()
+                    .find(|p| p.person == pop.all_four && p.active);
+                assert_eq!(
+                    row.get::<Option<String>, _>(2).as_deref(),
+                    placed.map(|p| p.country)
+                );
+                let never_placed: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM participants WHERE country IS NULL")
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap();
+                let expected = pop.participants.iter().filter(|p| p.country.is_none());
+                assert_eq!(never_placed as usize, expected.count());
+                assert!(never_placed > 0);
             }
             Dataset::Reports => {
                 let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports WHERE nik = ?")
@@ -605,6 +630,12 @@ async fn seeds_a_database_server(var: &str, drop: &str) {
         );
     }
     let nik = pop.sample_in_all_four();
+    // The members whose membership covers a placement: they have its country.
+    let placed_members = pop
+        .participants
+        .iter()
+        .filter(|p| p.country.is_some())
+        .count() as i64;
     let drop_sql = AssertSqlSafe(drop.replace("{s}", &schema));
     if url.starts_with("postgres") {
         let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -616,6 +647,12 @@ async fn seeds_a_database_server(var: &str, drop: &str) {
             .unwrap();
         assert_eq!(row.get::<String, _>(0), "WNI");
         assert!(!row.get::<bool, _>(1));
+        let sql = format!("SELECT COUNT(country) FROM {schema}.participants");
+        let with_country: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(with_country, placed_members);
         sqlx::raw_sql(drop_sql).execute(&mut c).await.unwrap();
     } else {
         let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
@@ -627,6 +664,12 @@ async fn seeds_a_database_server(var: &str, drop: &str) {
             .unwrap();
         assert_eq!(row.get::<String, _>(0), "WNI");
         assert!(!row.get::<bool, _>(1));
+        let sql = format!("SELECT COUNT(country) FROM {schema}.participants");
+        let with_country: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(with_country, placed_members);
         sqlx::raw_sql(drop_sql).execute(&mut c).await.unwrap();
     }
 }
