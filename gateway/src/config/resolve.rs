@@ -741,18 +741,16 @@ impl Context<'_> {
             (None, Some(_)) => Err(binding(format!(
                 "rows = \"table\" answers statistics contracts only, and {r} is not one"
             ))),
-            (Some(stats), Some(columns)) => match stats
-                .dimensions
-                .iter()
-                .find(|d| !columns.contains(d))
-            {
-                Some(missing) => Err(self.refuse.at(
-                    Rejection::Binding,
-                    format!("{at}.sql.columns"),
-                    format!("the aggregate has no column for `{missing}`, a dimension of {r}"),
-                )),
-                None => Ok(()),
-            },
+            (Some(stats), Some(columns)) => {
+                match stats.dimensions.iter().find(|d| !columns.contains(d)) {
+                    Some(missing) => Err(self.refuse.at(
+                        Rejection::Binding,
+                        format!("{at}.sql.columns"),
+                        format!("the aggregate has no column for `{missing}`, a dimension of {r}"),
+                    )),
+                    None => Ok(()),
+                }
+            }
         }
     }
 

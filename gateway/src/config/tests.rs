@@ -535,3 +535,81 @@ fn another_members_unset_secret_is_kept_for_its_own_start_and_a_bad_one_is_refus
     let err = parse(&[("database = \"data/dukcapil.db\"", "database = \"env:\"")]).unwrap_err();
     assert_eq!(err.field, "members[1].provides[0].sql.database");
 }
+
+/// BP2MI providing `placement.counts` 1 to Kemlu, bound by `binding` (the `sql` table's
+/// lines).
+fn with_statistics(binding: &str) -> Result<Config, ConfigError> {
+    let t = format!(
+        "{}
+[[members]]
+id = \"ID:GOV:BP2MI\"
+name = \"BP2MI\"
+listen = \"127.0.0.1:7443\"
+
+  [[members.provides]]
+  contract = \"placement.counts\"
+  version = \"1\"
+  consumers = [{{ member = \"ID:GOV:KEMLU\", purposes = [\"statistics\"] }}]
+  [members.provides.sql]
+  database = \"data/bp2mi.db\"
+{binding}
+",
+        text(&[])
+    );
+    Config::parse(&t, "test.toml", Path::new("/nonexistent"))
+}
+
+const AGGREGATE: &str = r#"  rows = "table"
+  statement = "SELECT country, occupation AS sector, sex, year, COUNT(*) AS count FROM p GROUP BY 1, 2, 3, 4"
+  columns = { country = "text", sector = "text", sex = "text", year = "text", count = "integer" }"#;
+
+#[test]
+fn a_statistics_contract_is_bound_to_an_aggregate_with_a_column_per_dimension() {
+    assert!(with_statistics(AGGREGATE).is_ok());
+    // One person at a time.
+    let e = with_statistics(
+        r#"  statement = "SELECT country FROM p WHERE nik = :nik"
+  columns = { country = "text" }
+  not_found = {}"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[2].provides[0].sql.rows"),
+        "{e}"
+    );
+    assert!(e.reason.contains("statistics contract"), "{e}");
+    // An aggregate without `year`.
+    let e = with_statistics(
+        &AGGREGATE
+            .replace(", year = \"text\"", "")
+            .replace(", year,", ","),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[2].provides[0].sql.columns"),
+        "{e}"
+    );
+    assert!(e.reason.contains("`year`"), "{e}");
+}
+
+#[test]
+fn an_aggregate_bound_to_a_contract_about_one_person_is_refused() {
+    let e = parse(&[(
+        r#"  statement = "SELECT citizenship, deceased FROM residents WHERE nik = :nik"
+  columns = { citizenship = "text", deceased = "bool" }
+  found = { registered = true }
+  not_found = { registered = false, citizenship = "unknown", deceased = false }"#,
+        r#"  rows = "table"
+  statement = "SELECT citizenship, COUNT(*) AS count FROM residents GROUP BY 1"
+  columns = { citizenship = "text", count = "integer" }"#,
+    )])
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[1].provides[0].sql.rows"),
+        "{e}"
+    );
+    assert!(e.reason.contains("statistics contracts only"), "{e}");
+}

@@ -37,11 +37,12 @@ pub(super) async fn call_table(
     let _slot = enter(provided).await?;
     let aggregate = provided.adapter.table().await.map_err(adapter_failed)?;
     let (question, rules) = (question.clone(), stats.rules());
-    let protected = tokio::task::spawn_blocking(move || {
-        statistics::answer(&question, &aggregate, &rules)
-    })
-    .await
-    .map_err(|e| Refusal::CannotSign(format!("the table's protection did not finish: {e}")))?;
+    let protected =
+        tokio::task::spawn_blocking(move || statistics::answer(&question, &aggregate, &rules))
+            .await
+            .map_err(|e| {
+                Refusal::CannotSign(format!("the table's protection did not finish: {e}"))
+            })?;
     let table = protected.map_err(Refusal::from)?;
     serde_json::to_value(&table).map_err(|e| Refusal::CannotSign(e.to_string()))
 }

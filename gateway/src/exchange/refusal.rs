@@ -138,7 +138,9 @@ pub(crate) enum Refusal {
     #[error(transparent)]
     PopulationTooSmall(contracts::disclosure::PopulationTooSmall),
     /// A statistics question whose table would have more cells than the contract allows.
-    #[error("the table asked for has {cells} cells, the contract allows {limit}: name fewer dimensions or filter")]
+    #[error(
+        "the table asked for has {cells} cells, the contract allows {limit}: name fewer dimensions or filter"
+    )]
     TableTooLarge {
         /// Cells of the table asked for.
         cells: u64,
@@ -338,10 +340,9 @@ mod tests {
 
     #[test]
     fn a_too_narrow_statistics_question_is_422_with_the_minimum_and_not_the_population() {
-        let p = Refusal::PopulationTooSmall(contracts::disclosure::PopulationTooSmall {
-            minimum: 100,
-        })
-        .into_problem(Some("x"));
+        let p =
+            Refusal::PopulationTooSmall(contracts::disclosure::PopulationTooSmall { minimum: 100 })
+                .into_problem(Some("x"));
         assert_eq!(p.code(), Some(ProblemCode::PopulationTooSmall));
         assert_eq!(p.status, 422);
         assert_eq!(

@@ -82,10 +82,14 @@ mod statistics_tests {
 
     #[test]
     fn a_statistics_question_names_only_the_contracts_dimensions_whatever_the_schema_allows() {
-        let ok = request_with(json!({"query": {"dimensions": ["sex"], "filters": {"country": ["MY"]}}}));
+        let ok =
+            request_with(json!({"query": {"dimensions": ["sex"], "filters": {"country": ["MY"]}}}));
         let question = read_statistics(&loose(), &ok).unwrap().unwrap();
         assert_eq!(question.dimensions, ["sex"]);
-        assert_eq!(pointer(json!({"dimensions": ["religion"]})), "/query/dimensions/0");
+        assert_eq!(
+            pointer(json!({"dimensions": ["religion"]})),
+            "/query/dimensions/0"
+        );
         assert_eq!(
             pointer(json!({"dimensions": ["sex"], "filters": {"name": ["x"]}})),
             "/query/filters/name"

@@ -23,6 +23,7 @@ mod revocation;
 mod rotation;
 mod runtime;
 mod startup;
+mod statistics;
 mod strict;
 mod telemetry;
 mod trail;

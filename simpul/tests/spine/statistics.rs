@@ -1,0 +1,159 @@
+//! Statistics contracts end to end (PROTOCOL.md §2.6): a table of counts from BP2MI's own
+//! data, protected by the contract's disclosure rules before BP2MI's gateway signs it,
+//! verified and recorded at both ends; a question too narrow to answer, and one outside the
+//! contract, refused with their codes.
+
+use contracts::disclosure::{Figure, PublishedTable, Suppression, feasible_ranges};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const COUNTS: &str = "placement.counts";
+
+/// Active placements by country and sex, as BP2MI's database has them.
+async fn truth(f: &Federation) -> Vec<(String, String, i64)> {
+    use sqlx::ConnectOptions;
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(f.data_dir().join("bp2mi.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_as(
+        "SELECT country, CASE WHEN substr(nik, 7, 2) > '40' THEN 'F' ELSE 'M' END, COUNT(*)
+           FROM placements WHERE status = 'active' GROUP BY 1, 2",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap()
+}
+
+fn statistics(query: Value) -> Value {
+    json!({"purpose": "statistics", "query": query})
+}
+
+#[tokio::test]
+async fn a_statistics_question_is_answered_with_a_protected_table_signed_and_recorded_at_both_ends()
+{
+    let f = Federation::start().await;
+    let truth = truth(&f).await;
+    let reply = f
+        .local_query(
+            PEDULI,
+            KEMLU,
+            COUNTS,
+            statistics(json!({"dimensions": ["country", "sex"]})),
+        )
+        .await;
+    let body: Value = ok_json(&reply);
+    let table: PublishedTable = serde_json::from_value(body["result"].clone()).unwrap();
+    assert_eq!(table.min_cell, 10);
+    let mut small = 0;
+    for (country, sex, n) in &truth {
+        let n = *n as u64;
+        let figure = table.figure(&[Some(country), Some(sex)]).unwrap();
+        match figure {
+            // Every published count is the true one.
+            Figure::Count(c) => assert_eq!(c, n, "{country} {sex}"),
+            Figure::Suppressed(Suppression::Primary) => {
+                assert!((1..10).contains(&n), "{country} {sex}: {n}");
+                small += 1;
+            }
+            Figure::Suppressed(Suppression::Complementary) => {}
+        }
+        // A count under 10 is never published.
+        if (1..10).contains(&n) {
+            assert_eq!(figure, Figure::Suppressed(Suppression::Primary));
+        }
+    }
+    assert!(small > 0, "the demo's data has small cells to protect");
+    let total: i64 = truth.iter().map(|t| t.2).sum();
+    assert_eq!(
+        table.figure(&[None, None]),
+        Some(Figure::Count(total as u64))
+    );
+    // What the consumer holds reveals no suppressed figure, and none as small.
+    for range in feasible_ranges(&table).unwrap() {
+        assert!(range.protected(table.min_cell), "{range:?}");
+    }
+
+    // One record at each end: the question, no subject (it names no one), the answer.
+    let exchange_id = body["exchange_id"].as_str().unwrap();
+    for member in [KEMLU, BP2MI] {
+        let records = f.records(member, exchange_id).await;
+        assert_eq!(records.len(), 1, "{member}");
+        let r = &records[0];
+        assert_eq!(r["outcome"], "ok", "{member}: {r}");
+        assert_eq!(r["purpose"], "statistics", "{member}: {r}");
+        assert!(r["subject"].is_null(), "{member}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn a_question_selecting_fewer_than_100_people_is_refused_with_422_population_too_small() {
+    let f = Federation::start().await;
+    let truth = truth(&f).await;
+    // The country with the fewest active placements, under the contract's minimum of 100.
+    let mut by_country = std::collections::BTreeMap::<&str, i64>::new();
+    for (country, _, n) in &truth {
+        *by_country.entry(country).or_default() += n;
+    }
+    let (rare, n) = by_country.iter().min_by_key(|(_, n)| **n).unwrap();
+    assert!(
+        *n < 100,
+        "the demo has a country under the minimum: {by_country:?}"
+    );
+    let narrow = json!({"dimensions": ["sex"], "filters": {"country": [rare]}});
+
+    // On the local face, relayed from BP2MI.
+    let reply = f
+        .local_query(PEDULI, KEMLU, COUNTS, statistics(narrow.clone()))
+        .await;
+    let p = assert_problem(&reply, 422, "population-too-small");
+    assert_eq!(
+        p.detail,
+        "the population the filters select is below the contract's minimum of 100"
+    );
+    // At BP2MI's exchange face, from Kemlu's gateway.
+    let request = f.request(KEMLU, BP2MI, COUNTS, "statistics", narrow);
+    assert_problem(
+        &f.send_signed(KEMLU, &request).await,
+        422,
+        "population-too-small",
+    );
+    // The refusal is recorded at the provider with its code, like any refusal after the
+    // signature.
+    let records = f.records(BP2MI, &request.id).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0]["outcome"], "population-too-small",
+        "{}",
+        records[0]
+    );
+
+    // The same country with every other beside it is answered.
+    let all: Vec<&str> = by_country.keys().copied().collect();
+    let wide = json!({"dimensions": ["sex"], "filters": {"country": all}});
+    assert_ok(&f.local_query(PEDULI, KEMLU, COUNTS, statistics(wide)).await);
+}
+
+#[tokio::test]
+async fn a_question_outside_the_contract_is_refused_with_400_invalid_query() {
+    let f = Federation::start().await;
+    for (query, pointer) in [
+        (json!({"dimensions": ["religion"]}), "/query/dimensions/0"),
+        (json!({"dimensions": ["sex", "sex"]}), "/query/dimensions"),
+        (
+            json!({"dimensions": ["sex"], "filters": {"nik": ["3171011701900001"]}}),
+            "/query/filters",
+        ),
+    ] {
+        let request = f.request(KEMLU, BP2MI, COUNTS, "statistics", query.clone());
+        let p = assert_problem(&f.send_signed(KEMLU, &request).await, 400, "invalid-query");
+        assert!(
+            p.errors.iter().any(|e| e.pointer == pointer),
+            "{query}: {:?}",
+            p.errors
+        );
+    }
+}
