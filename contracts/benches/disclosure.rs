@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use contracts::disclosure::{
-    CountTable, DisclosureRules, PublishedTable, Suppression, feasible_ranges, protect,
+    CountTable, DisclosureRules, PublishedTable, feasible_ranges, protect,
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -42,25 +42,32 @@ fn answer(countries: usize) -> CountTable {
     CountTable::new(["destination", "sector", "sex"], rows, 100_000).expect("a valid table")
 }
 
-/// What was suppressed in `published`, for people.
+/// What was suppressed in `published`, for people: the small cells (count from 1 to
+/// `min_cell` - 1) and the others, known from the true `table`.
 fn summary(table: &CountTable, published: &PublishedTable) -> String {
-    let cells = |why| {
+    let small = |key: &[Option<String>]| {
+        let key: Vec<Option<&str>> = key.iter().map(Option::as_deref).collect();
+        table
+            .count(&key)
+            .is_some_and(|v| (1..published.min_cell).contains(&v))
+    };
+    let cells = |want_small: bool| {
         published
             .suppressed()
-            .filter(|(key, w)| *w == why && key.iter().all(Option::is_some))
+            .filter(|key| key.iter().all(Option::is_some) && small(key) == want_small)
             .count()
     };
     let totals = published
         .suppressed()
-        .filter(|(key, _)| key.iter().any(Option::is_none))
+        .filter(|key| key.iter().any(Option::is_none))
         .count();
     format!(
         "{} cells, {} people, {} figures: {} cells primary, {} complementary, {totals} totals",
         table.cell_count(),
         table.population(),
         published.figures.len(),
-        cells(Suppression::Primary),
-        cells(Suppression::Complementary),
+        cells(true),
+        cells(false),
     )
 }
 

@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 
 use super::lattice::Lattice;
-use super::{Figure, MAX_DIMENSIONS, PublishedTable, Suppression, unrounded_range};
+use super::{Figure, MAX_DIMENSIONS, PublishedTable, unrounded_range};
 
 /// How far from an integer an LP value may be and still count as that integer.
 const EPSILON: f64 = 1e-6;
@@ -47,8 +47,6 @@ pub enum AuditError {
 pub struct FeasibleRange {
     /// The figure's key (`None`: total over that dimension).
     pub key: Vec<Option<String>>,
-    /// Why it is suppressed.
-    pub suppression: Suppression,
     /// The least value it can take.
     pub lo: u64,
     /// The greatest, `None` if nothing published bounds it.
@@ -57,15 +55,10 @@ pub struct FeasibleRange {
 
 impl FeasibleRange {
     /// Whether the range meets the guarantee of the module documentation for a table
-    /// protected at `min_cell`: not a single value, and for a primary figure reaching
-    /// `min_cell`.
+    /// protected at `min_cell`: not a single value, and reaching `min_cell` (a reader does not
+    /// know which suppressed figures are the small ones, so none may be shown to be small).
     pub fn protected(&self, min_cell: u64) -> bool {
-        match self.hi {
-            None => true,
-            Some(hi) => {
-                hi > self.lo && (self.suppression != Suppression::Primary || hi >= min_cell)
-            }
-        }
+        self.hi.is_none_or(|hi| hi > self.lo && hi >= min_cell)
     }
 }
 
@@ -80,10 +73,37 @@ impl FeasibleRange {
 /// [`AuditError`]: the table is malformed, its figures contradict each other, or the solver
 /// failed.
 pub fn feasible_ranges(published: &PublishedTable) -> Result<Vec<FeasibleRange>, AuditError> {
+    ranges(published, |_| Known::Unknown)
+}
+
+/// [`feasible_ranges`] for a reader who also knows which suppressed figures are primary
+/// (`primary(f)` for figure `f`), each from 1 to `min_cell` − 1: what the answer would give
+/// away if it said so (the module documentation, and the test that measures it).
+#[cfg(test)]
+pub(crate) fn ranges_knowing_primary(
+    published: &PublishedTable,
+    primary: impl Fn(usize) -> bool,
+) -> Result<Vec<FeasibleRange>, AuditError> {
+    let small = published.min_cell.saturating_sub(1);
+    ranges(published, |f| {
+        if primary(f) {
+            Known::Between(1, small)
+        } else {
+            Known::Unknown
+        }
+    })
+}
+
+/// The ranges of the suppressed figures, each suppressed figure `f` known as `suppressed(f)`
+/// says.
+fn ranges(
+    published: &PublishedTable,
+    suppressed: impl Fn(usize) -> Known,
+) -> Result<Vec<FeasibleRange>, AuditError> {
     let lattice = structure(published)?;
     let base = published.round_to.filter(|b| b.get() > 1);
     let model = Model::build(&lattice, |f| match published.figures[f].figure {
-        Figure::Suppressed(_) => Known::Unknown,
+        Figure::Suppressed => suppressed(f),
         Figure::Count(v) => match base {
             Some(base) => {
                 let (lo, hi) = unrounded_range(v, base);
@@ -95,7 +115,7 @@ pub fn feasible_ranges(published: &PublishedTable) -> Result<Vec<FeasibleRange>,
     // The suppressed figures' variables, by component, in figure order.
     let mut by_component: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (f, figure) in published.figures.iter().enumerate() {
-        if figure.figure.suppression().is_some() {
+        if figure.figure.is_suppressed() {
             let var = model.var_of[f];
             by_component
                 .entry(model.component(var))
@@ -122,11 +142,12 @@ pub fn feasible_ranges(published: &PublishedTable) -> Result<Vec<FeasibleRange>,
         .iter()
         .enumerate()
         .filter_map(|(f, figure)| {
-            let suppression = figure.figure.suppression()?;
+            if !figure.figure.is_suppressed() {
+                return None;
+            }
             let var = model.var_of[f];
             Some(FeasibleRange {
                 key: figure.key.clone(),
-                suppression,
                 lo: lo[var],
                 hi: hi[var],
             })

@@ -222,10 +222,16 @@ impl<'a> Protection<'a> {
     /// height) and one where it can reach `lo`.
     fn protected_by(&self, f: usize, hi: Option<u64>, lo: u64) -> bool {
         let v = self.values[f];
-        match self.reason[f] {
-            Some(Suppression::Primary) => hi.is_none_or(|hi| hi >= self.min_cell.max(v + 1)),
-            Some(Suppression::Complementary) => hi.is_none_or(|hi| hi > v) || lo < v,
-            None => false,
+        if self.reason[f].is_none() {
+            return false;
+        }
+        // A reader cannot tell a primary figure from a complementary one (the answer does not
+        // say), so every suppressed figure under `min_cell` — a primary one, or a zero
+        // suppressed as a complement — needs a table where it reaches `min_cell`.
+        if v < self.min_cell {
+            hi.is_none_or(|hi| hi >= self.min_cell.max(v + 1))
+        } else {
+            hi.is_none_or(|hi| hi > v) || lo < v
         }
     }
 
@@ -483,7 +489,7 @@ impl<'a> Protection<'a> {
             for &var in vars {
                 let f = model.figure_of[var];
                 let mut directions = vec![Direction::Max];
-                if self.reason[f] == Some(Suppression::Complementary) {
+                if self.values[f] >= self.min_cell {
                     directions.push(Direction::Min);
                 }
                 for direction in directions {
