@@ -16,8 +16,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
 use crate::commands::{
-    audit, cache, cleanse, completions, console, doctor, man, manifest, openapi, pki, query, serve,
-    up,
+    audit, cache, cleanse, completions, console, counts, doctor, man, manifest, openapi, pki,
+    query, serve, up,
 };
 use crate::error::CliError;
 
@@ -72,6 +72,9 @@ enum Command {
     },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query(query::Args),
+    /// Each list's count from its statistics contract, through your own gateway, and the
+    /// bounds that follow for the size of their union.
+    Counts(counts::Args),
     /// Cleanse a CSV file of self-reports: malformed NIKs refused, duplicates grouped, the
     /// kept rows verified against the civil registry through your own gateway.
     Cleanse(cleanse::Args),
@@ -195,6 +198,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Cache { command } => cache::run(&load_config(config)?, command).await,
         Command::Query(args) => query::run(&load_config(config)?, args).await,
         Command::Cleanse(args) => cleanse::run(&load_config(config)?, args).await,
+        Command::Counts(args) => counts::run(&load_config(config)?, args).await,
         Command::Console(args) => console::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
         Command::Demo { command } => commands::demo_data::run(&load_config(config)?, command).await,

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod cleanse;
 pub mod completions;
 pub mod console;
+pub mod counts;
 pub mod demo_data;
 pub mod doctor;
 pub mod join;

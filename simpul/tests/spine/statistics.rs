@@ -153,3 +153,92 @@ async fn a_question_outside_the_contract_is_refused_with_400_invalid_query() {
         );
     }
 }
+
+/// `simpul counts` as a person runs it.
+async fn counts(f: &Federation, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--config", f.config_file.to_str().unwrap(), "counts"];
+    all.extend_from_slice(args);
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .args(&all)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_union() {
+    let f = Federation::start().await;
+    let out = counts(&f, &["--as", PEDULI, "--by", "country", "--json"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every statistics contract Peduli WNI is granted, in the grants' order.
+    let lists: Vec<&str> = report["lists"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["contract"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        lists,
+        ["placement.counts", "selfreport.counts", "insurance.counts"]
+    );
+    // BP2MI's count of each country is its database's, exactly or within the range shown.
+    let mut by_country = std::collections::BTreeMap::<String, u64>::new();
+    for (country, _, n) in truth(&f).await {
+        *by_country.entry(country).or_default() += n as u64;
+    }
+    let rows = report["rows"].as_array().unwrap();
+    for row in rows {
+        let placed = &row["lists"][0];
+        let (lo, hi) = (placed["lo"].as_u64().unwrap(), placed["hi"].as_u64());
+        let truth = match row["value"].as_str() {
+            Some(country) => by_country.get(country).copied().unwrap_or(0),
+            None => by_country.values().sum(),
+        };
+        assert!(lo <= truth && hi.is_none_or(|hi| truth <= hi), "{row}");
+        // The union is at least the largest list and at most their sum.
+        let union = &row["union"];
+        let lists = row["lists"].as_array().unwrap();
+        let largest = lists.iter().map(|l| l["lo"].as_u64().unwrap()).max();
+        assert_eq!(union["lo"].as_u64(), largest, "{row}");
+    }
+    assert!(
+        rows.last().unwrap()["value"].is_null(),
+        "the totals come last"
+    );
+    // Each figure's signed answer is recorded at both ends under its exchange id.
+    for list in report["lists"].as_array().unwrap() {
+        let id = list["exchange_id"].as_str().unwrap();
+        let provider = list["provider"].as_str().unwrap();
+        assert!(list["answer"].as_str().unwrap().split('.').count() == 3);
+        for member in [KEMLU, provider] {
+            let records = f.records(member, id).await;
+            assert!(
+                records.iter().any(|r| r["outcome"] == "ok"),
+                "{member} records {id}: {records:?}"
+            );
+        }
+    }
+
+    // As a table for people, and a breakdown not every list has refused with its reason.
+    let out = counts(&f, &["--as", PEDULI]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("UNION") && text.contains("placement.counts/1"),
+        "{text}"
+    );
+    let out = counts(&f, &["--as", PEDULI, "--by", "sector"]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--by sector: selfreport.counts/1 has no such dimension"),
+        "{stderr}"
+    );
+}
