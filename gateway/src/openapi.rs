@@ -903,7 +903,12 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
             "content": {JOSE_MEDIA_TYPE: {"schema": answer}}
         }),
     );
-    responses.extend(problem_responses(EXCHANGE_CODES, true));
+    let mut codes = EXCHANGE_CODES.to_vec();
+    if contract.statistics().is_some() {
+        // Rows 35b and 35c (PROTOCOL.md §2.6).
+        codes.extend([ProblemCode::PopulationTooSmall, ProblemCode::TableTooLarge]);
+    }
+    responses.extend(problem_responses(&codes, true));
     let [traceparent, tracestate] = trace_headers();
     let operation = json!({
         "operationId": format!("exchange.{}.v{}", r.id, r.version),
@@ -1359,6 +1364,27 @@ mod tests {
         );
         let info = at(&doc, "/info/description").as_str().unwrap();
         assert!(info.contains("residence.abroad/1 (no binding"), "{info}");
+    }
+
+    #[test]
+    fn a_statistics_contracts_exchange_documents_its_422_refusals_and_no_other_does() {
+        let config = demo();
+        let m = manifest(&config);
+        let doc = document(&config, &m, "ID:GOV:BP2MI", Face::Peer).unwrap();
+        let counts = at(
+            &doc,
+            "/paths/~1v1~1exchange~1placement.counts~11/post/responses/422",
+        );
+        let types = counts.to_string();
+        assert!(
+            types.contains("population-too-small") && types.contains("table-too-large"),
+            "{types}"
+        );
+        let one_person = at(
+            &doc,
+            "/paths/~1v1~1exchange~1employment.placement~11/post/responses",
+        );
+        assert!(one_person.get("422").is_none());
     }
 
     #[test]
