@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use adapters::{Adapter, SqlAdapter, SqlSpec};
-use contracts::disclosure::{CountTable, PublishedTable, Suppression, protect};
+use contracts::disclosure::{CountTable, PublishedTable, protect};
 use contracts::statistics::{AggregateRows, StatisticsQuery, answer};
 use contracts::{Contract, embedded_catalog};
 use serde_json::{Value, json};
@@ -280,8 +280,8 @@ fn measure(
             measured.aggregate_rows = aggregate.rows.len();
             measured.cells = cells.cell_count();
             measured.figures = table.figures.len();
-            measured.primary = suppressed(&table, Suppression::Primary);
-            measured.complementary = suppressed(&table, Suppression::Complementary);
+            measured.primary = suppressed(&table, &cells, true);
+            measured.complementary = suppressed(&table, &cells, false);
             measured.bytes = json.len();
             measured.first_aggregate = aggregated - started;
             continue;
@@ -327,9 +327,18 @@ fn count_table(question: &StatisticsQuery, aggregate: &AggregateRows) -> CountTa
     .expect("a valid table")
 }
 
-/// How many of `table`'s figures are suppressed for `why`.
-fn suppressed(table: &PublishedTable, why: Suppression) -> usize {
-    table.suppressed().filter(|(_, w)| *w == why).count()
+/// How many of `table`'s figures are suppressed and small in `truth` (primary: from 1 to
+/// `min_cell` - 1), or suppressed and not small (complementary). The answer does not say
+/// which is which; the true table does.
+fn suppressed(table: &PublishedTable, truth: &CountTable, small: bool) -> usize {
+    table
+        .suppressed()
+        .filter(|key| {
+            let key: Vec<Option<&str>> = key.iter().map(Option::as_deref).collect();
+            let v = truth.count(&key).unwrap_or(0);
+            (1..table.min_cell).contains(&v) == small
+        })
+        .count()
 }
 
 /// "median / max" of `times`, in milliseconds.
