@@ -10,16 +10,17 @@ use crate::problem::ProblemCode;
 pub struct CheckSpec {
     /// Its name, as `SIMPUL_FAULT` and a conformance case's `guards` spell it.
     pub name: &'static str,
-    /// The problem code of its refusal; `None` when the refusal is the TLS handshake's.
+    /// The problem code of its refusal; `None` when the refusal is the TLS handshake's, or
+    /// when the check refuses nothing but protects what is answered (`disclosure`).
     pub code: Option<ProblemCode>,
     /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer, `§1.3` for the
-    /// revocation check of client certificates, `§4.1` for the local face kept off the
-    /// federation listener).
+    /// revocation check of client certificates, `§2.6` for the disclosure rules a statistics
+    /// answer is protected by, `§4.1` for the local face kept off the federation listener).
     pub rows: &'static str,
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 17] = [
+pub const CHECKS: [CheckSpec; 18] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
@@ -99,6 +100,11 @@ pub const CHECKS: [CheckSpec; 17] = [
         name: "query-schema",
         code: Some(ProblemCode::InvalidQuery),
         rows: "31",
+    },
+    CheckSpec {
+        name: "disclosure",
+        code: None,
+        rows: "§2.6",
     },
     CheckSpec {
         name: "local-face-apart",

@@ -44,6 +44,8 @@ pub enum Check {
     RateLimit,
     /// The query is valid against the request schema.
     QuerySchema,
+    /// A statistics answer's table is protected by the contract's disclosure rules.
+    Disclosure,
     /// The federation listener refuses the local face.
     LocalFaceApart,
 }
@@ -51,7 +53,7 @@ pub enum Check {
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 17] = [
+    const ALL: [Check; 18] = [
         Check::ClientCertificate,
         Check::Revocation,
         Check::BodyLimit,
@@ -68,6 +70,7 @@ impl Check {
         Check::Authorization,
         Check::RateLimit,
         Check::QuerySchema,
+        Check::Disclosure,
         Check::LocalFaceApart,
     ];
 
@@ -131,6 +134,7 @@ mod tests {
             named(Check::QuerySchema),
             ("query-schema", Some(ProblemCode::InvalidQuery))
         );
+        assert_eq!(named(Check::Disclosure), ("disclosure", None));
         assert_eq!(
             named(Check::RateLimit),
             ("rate-limit", Some(ProblemCode::RateLimited))

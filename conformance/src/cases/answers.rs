@@ -223,14 +223,14 @@ fn result_against(contract: &Contract, answer: &ExchangeAnswer) -> Result<String
 
 /// Judges one answer as the answer cases judge each sample: 200 with a compact JWS of the
 /// answer `typ`, signed by the target, bound to `request` (sent as `request_jws`), its
-/// result valid against `contract`.
+/// result valid against `contract`. Returns the answer so judged, and a line saying so.
 pub(super) fn judge_answer(
     cx: &Context,
     contract: &Contract,
     request: &ExchangeRequest,
     request_jws: &str,
     reply: &Reply,
-) -> Result<String, String> {
+) -> Result<(ExchangeAnswer, String), String> {
     if reply.status.as_u16() != 200 {
         return Err(format!(
             "answered {}: {}",
@@ -246,8 +246,9 @@ pub(super) fn judge_answer(
     let answer = answer_of(&jws)?;
     binding(cx, request, request_jws, &answer)?;
     result_against(contract, &answer)?;
-    Ok(format!(
-        "answered 200, signed {signed}, bound, result valid"
+    Ok((
+        answer,
+        format!("answered 200, signed {signed}, bound, result valid"),
     ))
 }
 

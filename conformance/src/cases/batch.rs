@@ -182,7 +182,7 @@ pub(super) async fn large_body_answered(cx: &Context) -> CaseResult {
         }
         let bytes = jws.len();
         let reply = cx.post_jws(&b.contract.reference, jws.clone()).await?;
-        let line = super::answers::judge_answer(cx, &b.document, &request, &jws, &reply)
+        let (_, line) = super::answers::judge_answer(cx, &b.document, &request, &jws, &reply)
             .map_err(|e| failed(format!("{}: {n} items in {bytes} bytes: {e}", b.label())))?;
         seen.push(format!(
             "{}: {n} items in {bytes} bytes (limit {limit}): {line}",

@@ -12,6 +12,7 @@ mod contract;
 mod envelope;
 mod errors;
 mod limits;
+mod statistics;
 mod tls;
 
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub enum Group {
     Errors,
     /// Batch contracts: their item bound and their own body limit.
     Batches,
+    /// Statistics contracts: their questions, their protected tables, their population
+    /// minimum.
+    Statistics,
     /// Rate limits.
     Limits,
 }
@@ -58,6 +62,7 @@ impl Group {
             Group::Answers => "Answers",
             Group::Errors => "Errors",
             Group::Batches => "Batches",
+            Group::Statistics => "Statistics",
             Group::Limits => "Limits",
         }
     }
@@ -88,6 +93,10 @@ pub enum CaseFailure {
     /// The case could not run: the configuration lacks what it needs.
     #[error("{0}")]
     Skipped(String),
+    /// The case does not apply to this target (a statistics case against a gateway that
+    /// provides no statistics contract): skipped, and not counted as mandatory in this run.
+    #[error("{0}")]
+    NotApplicable(String),
     /// No HTTP answer where one was due.
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -175,6 +184,9 @@ catalogue! {
     "BAT-01", Batches, true, "a batch of more items than its contract's max_items is refused with 400 invalid-query at the items array", ["query-schema"] => batch::too_many_items;
     "BAT-02", Batches, true, "a batch body over 64 KiB within its contract's max_request_bytes is answered", [] => batch::large_body_answered;
     "BAT-03", Batches, true, "a body over its batch contract's max_request_bytes is refused with 413 payload-too-large", ["body-limit"] => batch::over_contract_limit;
+    "STA-01", Statistics, true, "a question naming a dimension its statistics contract does not list is refused with 400 invalid-query at /query/dimensions/0", [] => statistics::undeclared_dimension;
+    "STA-02", Statistics, true, "a statistics answer is a signed table with no count below min_cell published and every suppressed figure protected", ["disclosure"] => statistics::table_protected;
+    "STA-03", Statistics, true, "a question whose filters select fewer people than min_population is refused with 422 population-too-small", [] => statistics::population_too_small;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
     "LIM-02", Limits, false, "a batch spends one unit of the rate per item: 429 comes after the burst's worth of items, not of exchanges", ["rate-limit"] => limits::items_counted;
 }
@@ -218,6 +230,7 @@ pub struct Context {
     tester_tls: Arc<ClientConfig>,
     second_tls: Option<Arc<ClientConfig>>,
     answers: tokio::sync::OnceCell<Vec<answers::Sample>>,
+    tables: tokio::sync::OnceCell<Vec<statistics::Asked>>,
 }
 
 /// The TLS versions the suite speaks when a case does not say otherwise.
@@ -237,6 +250,7 @@ impl Context {
             tester_tls,
             second_tls,
             answers: tokio::sync::OnceCell::new(),
+            tables: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -460,17 +474,23 @@ pub async fn run(cx: &Context, cases: &[&CaseSpec]) -> Vec<CaseReport> {
                     limit.as_secs()
                 )))
             });
+        let mut mandatory = spec.mandatory;
         let (outcome, detail) = match result {
             Ok(seen) => (Outcome::Pass, seen),
             Err(CaseFailure::Failed(why)) => (Outcome::Fail, why),
             Err(CaseFailure::Skipped(why)) => (Outcome::Skip, why),
+            Err(CaseFailure::NotApplicable(why)) => {
+                // A rule about what the target does not do binds it to nothing.
+                mandatory = false;
+                (Outcome::Skip, why)
+            }
             Err(CaseFailure::Client(e)) => (Outcome::Fail, format!("no HTTP answer: {e}")),
         };
         out.push(CaseReport {
             id: spec.id.to_owned(),
             group: spec.group.name().to_owned(),
             title: spec.title.to_owned(),
-            mandatory: spec.mandatory,
+            mandatory,
             outcome,
             detail,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -499,6 +519,7 @@ mod tests {
             Group::Answers,
             Group::Errors,
             Group::Batches,
+            Group::Statistics,
             Group::Limits,
         ];
         let mut last = 0;

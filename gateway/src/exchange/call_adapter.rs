@@ -9,6 +9,7 @@ use contracts::trace::TraceContext;
 use serde_json::Value;
 
 use super::refusal::Refusal;
+use crate::fault::{self, Check};
 use crate::gateway::Provided;
 
 pub(super) async fn call_adapter(
@@ -37,13 +38,23 @@ pub(super) async fn call_table(
     let _slot = enter(provided).await?;
     let aggregate = provided.adapter.table().await.map_err(adapter_failed)?;
     let (question, rules) = (question.clone(), stats.rules());
+    // A faults build with `disclosure` off makes the table under min_cell 1, which suppresses
+    // nothing, and states the contract's min_cell all the same: the table a provider that
+    // skipped the rules would sign.
+    let applied = if fault::off(Check::Disclosure) {
+        rules.with_min_cell(1)
+    } else {
+        rules
+    };
     let protected =
-        tokio::task::spawn_blocking(move || statistics::answer(&question, &aggregate, &rules))
+        tokio::task::spawn_blocking(move || statistics::answer(&question, &aggregate, &applied))
             .await
             .map_err(|e| {
                 Refusal::CannotSign(format!("the table's protection did not finish: {e}"))
             })?;
-    let table = protected.map_err(Refusal::from)?;
+    let mut table = protected.map_err(Refusal::from)?;
+    // The rule the table states is the contract's, whatever was applied.
+    table.min_cell = rules.min_cell();
     serde_json::to_value(&table).map_err(|e| Refusal::CannotSign(e.to_string()))
 }
 
