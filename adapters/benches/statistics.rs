@@ -23,13 +23,12 @@
 //! argument), it builds 20,000 rows and answers each question once, only to check it still
 //! works.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use adapters::{Adapter, SqlAdapter, SqlSpec};
 use contracts::disclosure::{CountTable, PublishedTable, protect};
-use contracts::statistics::{AggregateRows, StatisticsQuery, answer};
+use contracts::statistics::{StatisticsQuery, answer, table as table_asked};
 use contracts::{Contract, embedded_catalog};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -263,7 +262,7 @@ fn measure(
         let json = serde_json::to_vec(&table).expect("the table as JSON");
         let encoded = Instant::now();
 
-        let cells = count_table(question, &aggregate);
+        let cells = table_asked(question, &aggregate, rules).expect("the table asked");
         let protect_started = Instant::now();
         let alone = protect(&cells, rules);
         let protect_time = protect_started.elapsed();
@@ -293,38 +292,6 @@ fn measure(
         measured.schema.push(schema_time);
     }
     measured
-}
-
-/// The table `question` asks of `aggregate`, built as `answer` builds it (the filters kept,
-/// the other dimensions added up), for timing `protect` on its own.
-fn count_table(question: &StatisticsQuery, aggregate: &AggregateRows) -> CountTable {
-    let column = |name: &str| {
-        aggregate
-            .dimensions
-            .iter()
-            .position(|d| d == name)
-            .expect("the aggregate has every dimension")
-    };
-    let picked: Vec<usize> = question.dimensions.iter().map(|d| column(d)).collect();
-    let filters: Vec<(usize, _)> = question
-        .filters
-        .iter()
-        .map(|(d, kept)| (column(d), kept))
-        .collect();
-    let mut cells: BTreeMap<Vec<&str>, u64> = BTreeMap::new();
-    for (key, count) in &aggregate.rows {
-        if *count == 0 || !filters.iter().all(|(c, kept)| kept.contains(&key[*c])) {
-            continue;
-        }
-        let cell = picked.iter().map(|&c| key[c].as_str()).collect();
-        *cells.entry(cell).or_default() += count;
-    }
-    CountTable::new(
-        question.dimensions.iter().map(String::as_str),
-        cells,
-        100_000,
-    )
-    .expect("a valid table")
 }
 
 /// How many of `table`'s figures are suppressed and small in `truth` (primary: from 1 to

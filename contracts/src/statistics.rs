@@ -265,19 +265,33 @@ pub struct AggregateRows {
     pub rows: Vec<(Vec<String>, u64)>,
 }
 
-/// The protected table answering `query`: the rows of `aggregate` that `query`'s filters
-/// keep, added up over the dimensions it does not name, refused below the population minimum,
-/// then protected by `rules` ([`protect`]). The answer is the [`PublishedTable`] as JSON.
+/// The protected table answering `query`: [`table`], then protected by `rules`
+/// ([`protect`]). The answer is the [`PublishedTable`] as JSON.
 ///
 /// # Errors
 ///
-/// [`StatisticsError`]: the population below the minimum, too many cells, or an aggregate
-/// without a dimension the query names or filters on.
+/// [`StatisticsError`], as [`table`].
 pub fn answer(
     query: &StatisticsQuery,
     aggregate: &AggregateRows,
     rules: &DisclosureRules,
 ) -> Result<PublishedTable, StatisticsError> {
+    Ok(protect(&table(query, aggregate, rules)?, rules))
+}
+
+/// The true table `query` asks of `aggregate`, before any protection: the rows its filters
+/// keep, added up over the dimensions it does not name, refused below the population minimum
+/// and over the cell limit.
+///
+/// # Errors
+///
+/// [`StatisticsError`]: the population below the minimum, too many cells, or an aggregate
+/// without a dimension the query names or filters on.
+pub fn table(
+    query: &StatisticsQuery,
+    aggregate: &AggregateRows,
+    rules: &DisclosureRules,
+) -> Result<CountTable, StatisticsError> {
     let column = |name: &str| {
         aggregate
             .dimensions
@@ -330,7 +344,7 @@ pub fn answer(
         *sum = sum.checked_add(*count).ok_or_else(overflow)?;
     }
     check_population(population, rules)?;
-    let table = CountTable::new(
+    CountTable::new(
         query.dimensions.iter().map(String::as_str),
         cells,
         rules.max_cells(),
@@ -338,8 +352,7 @@ pub fn answer(
     .map_err(|e| match e {
         TableError::TooManyCells { cells, limit } => StatisticsError::TooManyCells { cells, limit },
         other => StatisticsError::Aggregate(other.to_string()),
-    })?;
-    Ok(protect(&table, rules))
+    })
 }
 
 #[cfg(test)]
