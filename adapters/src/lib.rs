@@ -5,7 +5,8 @@
 //! signatures, certificates or the federation; the gateway checks the answer against the
 //! response schema after it. For a statistics contract an adapter instead returns the
 //! aggregate the answers are made from ([`Adapter::table`]), which
-//! `contracts::statistics::answer` filters, adds up and protects.
+//! `contracts::statistics::answer` filters, adds up and protects; for an overlap count, the
+//! list of identifiers the gateway blinds ([`Adapter::list`]).
 
 use std::fmt;
 use std::future::Future;
@@ -101,6 +102,26 @@ pub type CheckFuture<'a> =
 pub type TableFuture<'a> =
     Pin<Box<dyn Future<Output = Result<AggregateRows, AdapterError>> + Send + 'a>>;
 
+/// The most rows [`Adapter::list`] reads: past it, the list fails rather than grow further.
+pub const MAX_LIST_ROWS: usize = 10_000_000;
+
+/// The most bytes of one identifier or label in a list [`Adapter::list`] reads.
+pub const MAX_LIST_VALUE_BYTES: usize = 256;
+
+/// A list of people for an overlap count, as the backend gave it: one identifier per row, in
+/// the order of the rows, duplicates kept (the overlap code removes them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListRows {
+    /// Each row's identifier.
+    pub identifiers: Vec<String>,
+    /// Each row's label, in the order of `identifiers` and as many: present exactly when the
+    /// binding has a `label` column.
+    pub labels: Option<Vec<String>>,
+}
+
+/// The future [`Adapter::list`] returns.
+pub type ListFuture<'a> = Pin<Box<dyn Future<Output = Result<ListRows, AdapterError>> + Send + 'a>>;
+
 /// Answers one contract.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The answer to `query`, or why there is none.
@@ -144,6 +165,22 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     fn table_dimensions(&self) -> Option<Vec<String>> {
         None
     }
+
+    /// The list of people an overlap count is made from: each row's identifier and, when the
+    /// binding has one, its label, read whole from the backend (the SQL adapter with
+    /// `rows = "list"`), at most [`MAX_LIST_ROWS`] rows. The gateway blinds and counts it;
+    /// the adapter only reads and checks it. The default, for a binding that is not a list,
+    /// fails with [`AdapterError::Failed`].
+    fn list(&self) -> ListFuture<'_> {
+        Box::pin(async { Err(AdapterError::no_list()) })
+    }
+
+    /// Whether this binding is a list and, if so, whether its rows carry a label, known
+    /// without reaching the backend: `None` (the default) for a binding that gives no list,
+    /// `Some(false)` for a list without a `label` column, `Some(true)` for one with it.
+    fn list_labelled(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Why an adapter gave no answer. Each maps to one protocol problem.
@@ -164,6 +201,11 @@ impl AdapterError {
     /// What [`Adapter::table`] gives for a binding that answers one question at a time.
     pub(crate) fn no_statistics() -> Self {
         AdapterError::Failed("this binding answers no statistics".into())
+    }
+
+    /// What [`Adapter::list`] gives for a binding that is not a list.
+    pub(crate) fn no_list() -> Self {
+        AdapterError::Failed("this binding gives no list".into())
     }
 }
 

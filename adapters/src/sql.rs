@@ -10,9 +10,11 @@
 //! really differs per backend — connect options, placeholders, which error codes mean
 //! "unavailable" or "timed out" — is small and explicit below. The batch mode, which looks
 //! many keys up with a few statements, is in `sql/batch.rs`; the table mode, which reads a
-//! statistics contract's aggregate, in `sql/table.rs`.
+//! statistics contract's aggregate, in `sql/table.rs`; the list mode, which reads the
+//! identifiers of an overlap count, in `sql/list.rs`.
 
 mod batch;
+mod list;
 mod table;
 
 use std::collections::BTreeMap;
@@ -33,7 +35,8 @@ use sqlx::{
 
 use crate::statement::{Dialect, PreparedText, prepare, prepare_list};
 use crate::{
-    Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, TableFuture, resolve_env,
+    Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, ListFuture, TableFuture,
+    resolve_env,
 };
 
 pub use batch::{BatchAnswer, MAX_CHUNK, SqlBatch};
@@ -54,6 +57,10 @@ pub enum RowMode {
     /// a `count` column and text dimension columns, one row per combination of the
     /// dimensions, read whole by [`Adapter::table`].
     Table,
+    /// The statement, which takes no parameters, returns the people of an overlap count: an
+    /// `identifier` text column and optionally a `label` text column, one row per person,
+    /// read whole by [`Adapter::list`].
+    List,
 }
 
 /// How a column's value becomes JSON. The same JSON on every backend: the decoder accepts
@@ -250,7 +257,7 @@ impl SqlAdapter {
                     "required with rows = \"batch\": a table with `items`, `key` and `answer`",
                 ));
             }
-            (RowMode::One | RowMode::Many | RowMode::Table, Some(_)) => {
+            (RowMode::One | RowMode::Many | RowMode::Table | RowMode::List, Some(_)) => {
                 return Err(AdapterConfigError::new(
                     "batch",
                     "only with rows = \"batch\"",
@@ -258,6 +265,7 @@ impl SqlAdapter {
             }
             (RowMode::Batch, Some(b)) => batch::check(&spec, b)?,
             (RowMode::Table, None) => table::check(&spec)?,
+            (RowMode::List, None) => list::check(&spec)?,
             _ => {}
         }
         match (spec.rows, &spec.list_field) {
@@ -317,6 +325,7 @@ impl SqlAdapter {
                 usize::try_from(b.chunk).unwrap_or(1),
             )?,
             (None, RowMode::Table) => table::prepare_aggregate(&spec.statement, dialect)?,
+            (None, RowMode::List) => list::prepare_whole(&spec.statement, dialect)?,
             (None, _) => prepare(&spec.statement, dialect)?,
         };
         Ok(SqlAdapter {
@@ -954,6 +963,7 @@ impl Adapter for SqlAdapter {
                 // The whole batch, every chunk's statement, within the one deadline.
                 (Some(batch), _) => self.within_deadline(self.run_batch(batch, query)).await,
                 (None, RowMode::Table) => Err(table::not_a_question()),
+                (None, RowMode::List) => Err(list::not_a_question()),
                 (None, _) => self.within_deadline(self.run(query)).await,
             }
         })
@@ -968,13 +978,30 @@ impl Adapter for SqlAdapter {
         Box::pin(async move {
             match self.spec.rows {
                 RowMode::Table => self.within_deadline(self.read_aggregate()).await,
-                RowMode::One | RowMode::Many | RowMode::Batch => Err(AdapterError::no_statistics()),
+                RowMode::One | RowMode::Many | RowMode::Batch | RowMode::List => {
+                    Err(AdapterError::no_statistics())
+                }
             }
         })
     }
 
     fn table_dimensions(&self) -> Option<Vec<String>> {
         (self.spec.rows == RowMode::Table).then(|| table::dimensions(&self.spec.columns))
+    }
+
+    fn list(&self) -> ListFuture<'_> {
+        Box::pin(async move {
+            match self.spec.rows {
+                RowMode::List => self.within_deadline(self.read_list()).await,
+                RowMode::One | RowMode::Many | RowMode::Batch | RowMode::Table => {
+                    Err(AdapterError::no_list())
+                }
+            }
+        })
+    }
+
+    fn list_labelled(&self) -> Option<bool> {
+        (self.spec.rows == RowMode::List).then(|| list::labelled(&self.spec.columns))
     }
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod contracts;
 mod http;
 mod injection;
+mod list;
 mod outage;
 mod slow;
 mod table;
