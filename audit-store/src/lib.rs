@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use pin::PinFile;
 use seal::{EvidenceKey, Side};
-use store::{Access, Store, StoreTarget};
+use store::{Access, Answered, Store, StoreTarget};
 pub use store::{Fork, JOURNAL_KEEP_UP, Witnessed};
 
 /// Most records [`AuditLog::records`] returns per call.
@@ -52,6 +52,18 @@ pub const MAX_RECORDS_PER_EXCHANGE: u32 = 64;
 pub const MAX_RECORDS_PER_SUBJECT: u32 = 1_000;
 /// How long one group commit may take before its appends are failed.
 const COMMIT_DEADLINE: Duration = Duration::from_secs(10);
+/// How far a record's `ts` may fall below the `ts` of a record before it in the log: how
+/// much earlier than asked [`AuditLog::count_answered`] starts the range it reads. The
+/// writer stamps each group commit with the wall clock just before committing it, and
+/// commits one at a time, so one writer's stamps rise with seq. Replicas sharing a
+/// PostgreSQL log stamp before they wait for its lock and give a commit up after
+/// [`COMMIT_DEADLINE`], so a commit that overtakes another replica's is stamped at most
+/// that deadline, plus the hosts' clock difference (well under a second with NTP), later
+/// than it. A minute covers both with room; it costs a count the records of one minute
+/// more. A wall clock set back by more than this while records are appended (by hand) can
+/// hide records stamped before the change from a count whose `since_ms` falls after it.
+const STAMP_DISORDER_MS: i64 = 60_000;
+const _: () = assert!(STAMP_DISORDER_MS > COMMIT_DEADLINE.as_millis() as i64);
 /// How often old evidence is deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -985,6 +997,41 @@ impl AuditLog {
             .into_iter()
             .map(|(r, _)| r)
             .collect())
+    }
+
+    /// How many records there are of exchanges this gateway answered as provider (`role`
+    /// provider, outcome "ok") of `contract`/`version` for `consumer` and `purpose`, with
+    /// no `lookup_id`, at or after `since_ms` (ms since the Unix epoch, the records' `ts`):
+    /// what a per-day limit counts (an overlap contract's `runs_per_day`: a run exchange
+    /// has no `lookup_id`; the report of a run carries the run's id there, and a refusal
+    /// has its problem code as outcome).
+    ///
+    /// Reads no more than it must, without an index of its own (appends pay for every index
+    /// of the records): the first seq stamped at or after a minute before `since_ms` is
+    /// found by binary search of point lookups on the primary key `(log, seq)` — seq order
+    /// follows `ts` within that margin (replicas' commits that overtake one another) — and
+    /// the count reads the records from there to the committed size: O(log n) lookups plus
+    /// the records since then, of every consumer and contract. Like every read, it first
+    /// waits until the tables hold every record answered.
+    pub async fn count_answered(
+        &self,
+        contract: &str,
+        version: &str,
+        consumer: &str,
+        purpose: &str,
+        since_ms: i64,
+    ) -> Result<u64, AuditError> {
+        let answered = Answered {
+            contract,
+            version,
+            consumer,
+            purpose,
+        };
+        let from_ms = since_ms.saturating_sub(STAMP_DISORDER_MS);
+        self.inner
+            .store
+            .count_answered(answered, from_ms, since_ms)
+            .await
     }
 
     /// The evidence kept for `exchange_id` (empty once the retention has passed), opened

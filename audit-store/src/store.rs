@@ -329,6 +329,19 @@ const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, co
      version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id, \
      peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes, subjects";
 
+/// The outcome of an exchange answered (the gateway's trail records a refusal's problem
+/// code instead).
+const ANSWERED: &str = "ok";
+
+/// How many records of seq at least `$2` and below `$3` are stamped at or after `$4` and
+/// are exchanges answered ([`Answered`]): a range of the primary key read with the filters,
+/// which no index of the records serves (appends pay for each index; the upper bound also
+/// keeps PostgreSQL's generic plan on the key).
+const COUNT_ANSWERED: &str = "SELECT COUNT(*) FROM simpul_audit_records
+     WHERE log = $1 AND seq >= $2 AND seq < $3 AND ts >= $4
+       AND role = $5 AND outcome = $6 AND lookup_id IS NULL
+       AND contract = $7 AND version = $8 AND consumer = $9 AND purpose = $10";
+
 /// Columns of the records table added after its first version, with their SQLite types, in
 /// the order they were added: a store made before one of them gains it when opened.
 const LATER_RECORD_COLUMNS: [(&str, &str); 8] = [
@@ -347,6 +360,17 @@ const LATER_RECORD_COLUMNS: [(&str, &str); 8] = [
 pub(crate) enum Lookup {
     Exchange,
     Subject,
+}
+
+/// The exchanges [`Store::count_answered`] counts: those this gateway answered as provider,
+/// with outcome `ok`, of one contract version, for one consumer and purpose, that are not
+/// part of another exchange (no `lookup_id`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answered<'a> {
+    pub(crate) contract: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) consumer: &'a str,
+    pub(crate) purpose: &'a str,
 }
 
 /// One engine's pool and the log it holds.
@@ -735,6 +759,19 @@ impl Store {
     ) -> Result<Vec<u64>, AuditError> {
         self.settle().await?;
         dispatch!(self, b => b.seqs_where(Lookup::Subject, subject, limit).await)
+    }
+
+    /// How many records stamped at or after `since_ms` are exchanges `answered`, reading
+    /// only the records from the first stamped at or after `from_ms` on (see
+    /// [`Backend::count_answered`]).
+    pub(crate) async fn count_answered(
+        &self,
+        answered: Answered<'_>,
+        from_ms: i64,
+        since_ms: i64,
+    ) -> Result<u64, AuditError> {
+        self.settle().await?;
+        dispatch!(self, b => b.count_answered(answered, from_ms, since_ms).await)
     }
 
     /// The evidence kept for `exchange_id`.
@@ -1602,6 +1639,68 @@ where
             .collect()
     }
 
+    /// How many records stamped at or after `since_ms` are exchanges `answered`. The range
+    /// read starts at the first seq stamped at or after `from_ms`, found by binary search
+    /// of point lookups on the primary key `(log, seq)`: O(log n) lookups, then the records
+    /// from there to the committed size. Exact when no record's stamp is more than
+    /// `since_ms - from_ms` below the stamp of a record before it: the search ends at a
+    /// seq `p` whose predecessor is stamped below `from_ms`, so every record before `p`
+    /// is stamped below `from_ms` plus that disorder, below `since_ms`.
+    async fn count_answered(
+        &self,
+        answered: Answered<'_>,
+        from_ms: i64,
+        since_ms: i64,
+    ) -> Result<u64, AuditError> {
+        let op = "counting answered exchanges";
+        let mut conn = self.pool.acquire().await.map_err(self.err(op))?;
+        let row = sqlx::query::<DB>("SELECT tree_size FROM simpul_audit_state WHERE log = $1")
+            .bind(self.log.clone())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err(op))?
+            .ok_or_else(|| self.corrupt(None, "the log's state row is missing"))?;
+        let size: i64 = row.try_get(0).map_err(self.err(op))?;
+        let size = u64::try_from(size).map_err(|_| self.corrupt(None, "a negative tree size"))?;
+        let (mut start, mut end) = (0, size);
+        while start < end {
+            let mid = start + (end - start) / 2;
+            let row = sqlx::query::<DB>(
+                "SELECT ts FROM simpul_audit_records WHERE log = $1 AND seq = $2",
+            )
+            .bind(self.log.clone())
+            .bind(to_i64(mid))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.err(op))?
+            .ok_or_else(|| {
+                self.corrupt(Some(mid), "the record is missing below the committed size")
+            })?;
+            let ts: i64 = row.try_get(0).map_err(self.err(op))?;
+            if ts < from_ms {
+                start = mid + 1;
+            } else {
+                end = mid;
+            }
+        }
+        let row = sqlx::query::<DB>(COUNT_ANSWERED)
+            .bind(self.log.clone())
+            .bind(to_i64(start))
+            .bind(to_i64(size))
+            .bind(since_ms)
+            .bind(Role::Provider.as_str().to_owned())
+            .bind(ANSWERED.to_owned())
+            .bind(answered.contract.to_owned())
+            .bind(answered.version.to_owned())
+            .bind(answered.consumer.to_owned())
+            .bind(answered.purpose.to_owned())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.err(op))?;
+        let count: i64 = row.try_get(0).map_err(self.err(op))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn evidence(&self, exchange_id: &str) -> Result<Vec<StoredEvidence>, AuditError> {
         let rows = sqlx::query::<DB>(
             "SELECT e.exchange_id, e.request, e.response
@@ -1647,5 +1746,40 @@ where
                 return Ok(total);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answered count reads a range of the records' primary key: not the whole log, and
+    /// no index of its own.
+    #[tokio::test]
+    async fn the_answered_count_reads_a_range_of_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StoreTarget::Sqlite(dir.path().join("audit.db"));
+        let store = Store::open(&target, "ID:GOV:DUKCAPIL", Access::Read)
+            .await
+            .unwrap();
+        let Engine::Sqlite(b) = &store.engine else {
+            panic!("an SQLite store");
+        };
+        let mut plan = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {COUNT_ANSWERED}"
+        )))
+        .bind("ID:GOV:DUKCAPIL")
+        .bind(0_i64)
+        .bind(10_i64)
+        .bind(0_i64);
+        for text in ["provider", "ok", "c", "1", "ID:GOV:KEMLU", "p"] {
+            plan = plan.bind(text);
+        }
+        let rows = plan.fetch_all(&b.pool).await.unwrap();
+        let steps: Vec<String> = rows.iter().map(|r| r.get::<String, _>(3)).collect();
+        assert_eq!(
+            steps,
+            ["SEARCH simpul_audit_records USING PRIMARY KEY (log=? AND seq>? AND seq<?)"]
+        );
     }
 }

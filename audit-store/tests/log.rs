@@ -1578,6 +1578,171 @@ async fn two_logs_share_one_store_file() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Counting a consumer's answered exchanges since a time (an overlap contract's daily runs).
+
+const BP2MI: &str = "ID:GOV:BP2MI";
+const RUNS: (&str, &str, &str) = ("population.overlap", "1", "migrant-protection");
+/// Every record of [`counted_log`] whose seq is a multiple of this is one it counts.
+const EVERY: u64 = 8;
+/// The `ts` [`counted_log`] gives the record at `seq`: one second apart.
+fn stamp(seq: u64) -> i64 {
+    1_000_000 + i64::try_from(seq).unwrap() * 1_000
+}
+
+/// Record `n` of DUKCAPIL's log: when `n` is a multiple of [`EVERY`] a run of [`RUNS`]
+/// DUKCAPIL answered KEMLU; otherwise the same but for one thing that keeps it from being
+/// counted.
+fn run_or_near_miss(n: u64) -> audit::NewRecord {
+    let mut r = exchange(n, Role::Provider, DUKCAPIL, KEMLU);
+    (r.contract, r.version, r.purpose) = (RUNS.0.into(), RUNS.1.into(), RUNS.2.into());
+    match n % EVERY {
+        0 => {}
+        1 => r.consumer = BP2MI.into(),
+        2 => r.purpose = "consular-protection".into(),
+        3 => r.contract = "citizenship.status".into(),
+        4 => r.version = "2".into(),
+        5 => {
+            r.outcome = "runs-exhausted".into();
+            r.response_hash = None;
+        }
+        // This gateway asked KEMLU (here under KEMLU's consumer id, so only the role differs).
+        6 => {
+            r.role = Role::Consumer;
+            r.provider = KEMLU.into();
+        }
+        // The report of a run carries the run's id.
+        _ => r.lookup_id = Some(exchange_id(n - 1)),
+    }
+    r
+}
+
+async fn count_runs(log: &AuditLog, since_ms: i64) -> u64 {
+    log.count_answered(RUNS.0, RUNS.1, KEMLU, RUNS.2, since_ms)
+        .await
+        .unwrap()
+}
+
+/// DUKCAPIL's log of `n` records [`run_or_near_miss`], stamped [`stamp`] (the stamps
+/// rewritten in the store once the tables hold them all: the count reads `ts`, not the
+/// leaves), beside KEMLU's log in the same store holding records that would count were
+/// they in DUKCAPIL's.
+async fn counted_log(store: &TestStore, n: u64) -> AuditLog {
+    let log = store.open(DUKCAPIL, &key(DUKCAPIL)).await;
+    assert_eq!(count_runs(&log, i64::MIN).await, 0, "an empty log");
+    assert_eq!(count_runs(&log, 0).await, 0, "an empty log");
+    let mut last = None;
+    for i in 0..n {
+        last = Some(log.append(run_or_near_miss(i), None).await.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(last.seq, n - 1);
+    // With the stamps the writer gave.
+    let runs = n.div_ceil(EVERY);
+    assert_eq!(count_runs(&log, 0).await, runs);
+    assert_eq!(count_runs(&log, last.ts + 1).await, 0, "after every record");
+
+    let other = store.open(KEMLU, &key(KEMLU)).await;
+    for i in 0..n {
+        other
+            .append(run_or_near_miss(i * EVERY), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(count_runs(&other, 0).await, n);
+    other.records(0, 1).await.unwrap();
+    log.records(0, 1).await.unwrap();
+    store
+        .tamper(&format!(
+            "UPDATE simpul_audit_records SET ts = 1000000 + seq * 1000 WHERE log = '{DUKCAPIL}'"
+        ))
+        .await;
+    log
+}
+
+/// Exactly the runs DUKCAPIL answered KEMLU for this contract version and purpose at or
+/// after `since_ms`: not another consumer's, purpose's, contract's or version's, not a
+/// refusal, not an exchange DUKCAPIL asked, not a run's report, not one stamped earlier,
+/// not one in another member's log of the same store.
+async fn answered_runs_are_counted_since_a_time(store: &TestStore) {
+    let n = 200;
+    let log = counted_log(store, n).await;
+    let runs_from = |seq: u64| (seq..n).filter(|s| s % EVERY == 0).count() as u64;
+    assert_eq!(runs_from(0), 25);
+    for since in [i64::MIN, 0, stamp(0)] {
+        assert_eq!(count_runs(&log, since).await, 25, "since {since}");
+    }
+    for seq in [1, 95, 96, 97, 100, 150, 191, 192, 193, 199] {
+        assert_eq!(
+            count_runs(&log, stamp(seq)).await,
+            runs_from(seq),
+            "from seq {seq}"
+        );
+        assert_eq!(
+            count_runs(&log, stamp(seq) - 1).await,
+            runs_from(seq),
+            "from just before seq {seq}"
+        );
+        assert_eq!(
+            count_runs(&log, stamp(seq) + 1).await,
+            runs_from(seq + 1),
+            "from just after seq {seq}"
+        );
+    }
+    assert_eq!(count_runs(&log, stamp(192)).await, 1);
+    for since in [stamp(199) + 1, stamp(n + 1_000), i64::MAX] {
+        assert_eq!(count_runs(&log, since).await, 0, "since {since}");
+    }
+    // Another consumer's, purpose's, contract's or version's runs are counted as theirs.
+    let count = |contract: &'static str, version: &'static str, consumer, purpose| {
+        let log = log.clone();
+        async move {
+            log.count_answered(contract, version, consumer, purpose, 0)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(RUNS.0, RUNS.1, BP2MI, RUNS.2).await, 25);
+    assert_eq!(
+        count(RUNS.0, RUNS.1, KEMLU, "consular-protection").await,
+        25
+    );
+    assert_eq!(count("citizenship.status", RUNS.1, KEMLU, RUNS.2).await, 25);
+    assert_eq!(count(RUNS.0, "2", KEMLU, RUNS.2).await, 25);
+    assert_eq!(count(RUNS.0, RUNS.1, DUKCAPIL, RUNS.2).await, 0);
+}
+
+/// A record stamped before an earlier one — a replica's commit that waited for another's,
+/// stamped up to the writer's deadline sooner — still counts when it is at or after
+/// `since_ms`, and the one stamped before it does not.
+async fn a_run_committed_before_one_stamped_earlier_is_counted(store: &TestStore) {
+    let n = 200;
+    let log = counted_log(store, n).await;
+    // Seqs 96..100 stamped after `since`; 100..110 stamped 30 s before it, committed later.
+    let since = stamp(96) - 500;
+    store
+        .tamper(&format!(
+            "UPDATE simpul_audit_records SET ts = {} WHERE log = '{DUKCAPIL}' \
+             AND seq >= 100 AND seq < 110",
+            since - 30_000
+        ))
+        .await;
+    // Runs 96 and 112..200; not 104, stamped before `since`.
+    assert_eq!(count_runs(&log, since).await, 1 + 11);
+    // From 30 s before it: runs 72..200, 104 among them.
+    assert_eq!(count_runs(&log, since - 30_000).await, 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_answered_runs_are_counted_since_a_time() {
+    answered_runs_are_counted_since_a_time(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_run_committed_before_one_stamped_earlier_is_counted() {
+    a_run_committed_before_one_stamped_earlier_is_counted(&TestStore::sqlite()).await;
+}
+
+// ---------------------------------------------------------------------------------------
 // An insider with write access to the store but not the member's key.
 
 /// Replaces the stored tree by the tree of `records` (recomputed, as the algorithm is
@@ -1843,6 +2008,14 @@ on_postgres!(
 on_postgres!(
     postgres_a_replica_refuses_to_adopt_a_rewritten_store,
     a_running_log_refuses_to_adopt_a_rewritten_store
+);
+on_postgres!(
+    postgres_answered_runs_are_counted_since_a_time,
+    answered_runs_are_counted_since_a_time
+);
+on_postgres!(
+    postgres_a_run_committed_before_one_stamped_earlier_is_counted,
+    a_run_committed_before_one_stamped_earlier_is_counted
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
