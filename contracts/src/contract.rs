@@ -81,6 +81,10 @@ pub struct ContractDoc {
     /// name and the disclosure rules of its answer. Absent, not `null`, in any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statistics: Option<crate::statistics::Statistics>,
+    /// Present in an overlap contract (PROTOCOL.md §2.7): what its lists hold and the
+    /// bounds of a run. Absent, not `null`, in any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<crate::psi::wire::OverlapTerms>,
 }
 
 /// The largest `max_request_bytes` a contract may set: 4 MiB.
@@ -245,6 +249,36 @@ impl Contract {
                 ));
             }
         }
+        if let Some(terms) = &doc.overlap {
+            crate::psi::wire::check(terms).map_err(|reason| ContractError::Field {
+                field: "overlap",
+                reason,
+            })?;
+            if doc.batch.is_some() || doc.statistics.is_some() {
+                return Err(field(
+                    "overlap",
+                    "an overlap contract is not also a batch or a statistics contract",
+                ));
+            }
+            if !doc.personal_data.is_empty() {
+                return Err(field(
+                    "personal_data",
+                    "an overlap run names no person in its query: the list must be empty",
+                ));
+            }
+            if doc.cache.is_some() {
+                return Err(field(
+                    "cache",
+                    "every overlap run is answered under keys of its own: `cache` must be null",
+                ));
+            }
+            if doc.max_request_bytes.is_some() {
+                return Err(field(
+                    "max_request_bytes",
+                    "an overlap run's envelope keeps the protocol's limit; its lists follow it (§2.7)",
+                ));
+            }
+        }
         if let Some(max) = doc.max_request_bytes
             && !(DEFAULT_REQUEST_BYTES..=MAX_RAISED_REQUEST_BYTES).contains(&max)
         {
@@ -290,6 +324,12 @@ impl Contract {
     /// The dimensions and disclosure rules of a statistics contract; `None` for any other.
     pub fn statistics(&self) -> Option<&crate::statistics::Statistics> {
         self.doc.statistics.as_ref()
+    }
+
+    /// What the lists of an overlap contract hold and the bounds of a run; `None` for any
+    /// other.
+    pub fn overlap(&self) -> Option<&crate::psi::wire::OverlapTerms> {
+        self.doc.overlap.as_ref()
     }
 
     /// The items of a batch query: the array at the batch's pointer, when this is a batch

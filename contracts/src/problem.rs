@@ -49,6 +49,10 @@ problem_codes! {
     InvalidQuery => "invalid-query", 400, "Query does not match the contract";
     PopulationTooSmall => "population-too-small", 422, "The question selects too few people to answer";
     TableTooLarge => "table-too-large", 422, "The table asked for has too many cells";
+    SetTooSmall => "set-too-small", 422, "A list of the overlap run is below the contract's minimum";
+    RunsExhausted => "runs-exhausted", 429, "No overlap runs left today";
+    BadFrames => "bad-frames", 400, "The lists after the envelope are not the ones it announces";
+    RunMismatch => "run-mismatch", 422, "The report does not match a run this provider answered";
     ProviderTimeout => "provider-timeout", 504, "Provider timed out";
     ProviderUnavailable => "provider-unavailable", 503, "Provider unavailable";
     ProviderError => "provider-error", 502, "Provider error";

@@ -328,6 +328,7 @@ impl Gateway {
                 member,
                 metrics::counter!("simpul_preauth_refusals_dropped_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
             ),
+            overlap_run: Arc::default(),
         };
         let consumer = ConsumerState {
             breakers,
@@ -338,6 +339,11 @@ impl Gateway {
                 .collect(),
             grants: crate::consumer::grants::SubsystemGrants::new(&mc.subsystems),
             query_deadline: mc.query_deadline,
+            lists: mc
+                .lists
+                .iter()
+                .map(|l| (l.name.clone(), l.adapter.clone()))
+                .collect(),
         };
         let refresh = Refresh::new(&labels);
         refresh.publish(&snapshot, &src);

@@ -122,6 +122,32 @@ impl PeerClient {
         body: Bytes,
         deadline: Duration,
     ) -> Result<Reply, CallError> {
+        self.call_bounded(
+            method,
+            url,
+            content_type,
+            headers,
+            body,
+            deadline,
+            self.max_answer,
+        )
+        .await
+    }
+
+    /// [`PeerClient::call_with`] taking an answer of at most `max_answer` bytes instead of
+    /// the client's own bound: an overlap run's answer carries lists whose size the run
+    /// bounds.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call_bounded(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        deadline: Duration,
+        max_answer: usize,
+    ) -> Result<Reply, CallError> {
         let ms = deadline.as_millis() as u64;
         let mut request = Request::builder()
             .method(method)
@@ -143,12 +169,12 @@ impl PeerClient {
                         reason: error_chain(&e),
                     })?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, self.max_answer)
+            let body = Limited::new(body, max_answer)
                 .collect()
                 .await
                 .map_err(|e| {
                     if e.is::<http_body_util::LengthLimitError>() {
-                        CallError::TooLarge(self.max_answer)
+                        CallError::TooLarge(max_answer)
                     } else {
                         CallError::Unreachable {
                             url: url.to_owned(),

@@ -88,6 +88,8 @@ pub(crate) struct ProviderState {
     pub(crate) admission: Admission,
     /// Refusals before authentication, counted until their minute closes.
     pub(crate) refusals: PreAuthRefusals,
+    /// Held by the overlap run being answered, until it is recorded.
+    pub(crate) overlap_run: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The consumer side's run-time state: who may use the local face and what each may ask,
@@ -98,6 +100,8 @@ pub(crate) struct ConsumerState {
     pub(crate) federated: HashMap<ContractRef, FederatedContract>,
     pub(crate) grants: SubsystemGrants,
     pub(crate) query_deadline: Duration,
+    /// The member's own lists, by name, which its overlap runs send blinded.
+    pub(crate) lists: HashMap<String, Arc<dyn Adapter>>,
 }
 
 /// A breaker per provider, kept across snapshots: a member that a new manifest adds gets

@@ -38,6 +38,21 @@ pub fn jose(jws: String) -> Reply {
     respond(StatusCode::OK, JOSE_MEDIA_TYPE, jws.into())
 }
 
+/// A 200 `application/simpul-psi` answer: the signed answer, an LF, and the lists it
+/// announces (PROTOCOL.md §2.7).
+pub fn with_lists(jws: &str, lists: Vec<u8>) -> Reply {
+    let mut body = Vec::with_capacity(jws.len() + 1 + lists.len());
+    body.extend_from_slice(jws.as_bytes());
+    body.push(b'\n');
+    body.extend_from_slice(&lists);
+    drop(lists);
+    respond(
+        StatusCode::OK,
+        contracts::psi::wire::PSI_MEDIA_TYPE,
+        body.into(),
+    )
+}
+
 /// A 200 JSON response.
 pub fn json<T: Serialize>(value: &T) -> Reply {
     match serde_json::to_vec(value) {

@@ -32,6 +32,7 @@ mod listener;
 pub mod local_server;
 pub mod metrics;
 pub mod openapi;
+mod overlap;
 pub mod refresh;
 mod refusals;
 pub mod revocation;

@@ -165,6 +165,22 @@ impl Iterator for Frames<'_> {
 
 impl ExactSizeIterator for Frames<'_> {}
 
+/// The whole length of the frame whose header is `header`, from its kind and record count;
+/// `None` when it is not a header of this protocol's version or names no known kind (the
+/// receiver refuses the frame as [`PsiError::NotAFrame`]).
+pub fn frame_len(header: &[u8; HEADER_LEN]) -> Option<usize> {
+    if &header[..4] != MAGIC || header[4] != VERSION {
+        return None;
+    }
+    let kind = [ListKind::Points, ListKind::Digests]
+        .into_iter()
+        .find(|k| k.byte() == header[5])?;
+    let count = u32::from_be_bytes([header[26], header[27], header[28], header[29]]);
+    (count as usize)
+        .checked_mul(kind.record_len())?
+        .checked_add(HEADER_LEN)
+}
+
 /// The running digest after a frame with header bytes `covered` and `records`.
 fn running(previous: &[u8; 32], covered: &[u8], records: &[u8]) -> [u8; 32] {
     let mut hash = Context::new(&SHA256);
@@ -306,6 +322,16 @@ impl ListReader {
         self.received = received;
         self.next = index + 1;
         Ok(records)
+    }
+
+    /// Whether every frame of the list has been read (the first frame says how many).
+    pub fn is_complete(&self) -> bool {
+        self.frames != 0 && self.next == self.frames
+    }
+
+    /// The list's frames and records as its first frame announced them; `None` before it.
+    pub fn announced(&self) -> Option<(u32, u64)> {
+        (self.frames != 0).then_some((self.frames, self.total))
     }
 
     /// The list's digest (the last frame's running digest), once every frame is read.

@@ -68,9 +68,10 @@
 mod blind;
 mod frame;
 mod overlap;
+pub mod wire;
 
 pub use blind::{BlindingKey, Reblinder, blind, hash_to_group};
-pub use frame::{DEFAULT_FRAME_BYTES, Frames, HEADER_LEN, ListKind, ListReader, frames};
+pub use frame::{DEFAULT_FRAME_BYTES, Frames, HEADER_LEN, ListKind, ListReader, frame_len, frames};
 pub use overlap::{GroupOverlap, Overlap, Query, count};
 
 /// Length of a point on the wire: a ristretto255 point's canonical compressed encoding.
@@ -329,6 +330,35 @@ pub enum PsiError {
         list: u32,
         /// The frame.
         index: u32,
+    },
+    /// A body whose envelope did not end with an LF within
+    /// [`wire::MAX_ENVELOPE_BYTES`], or that ended before it.
+    #[error(
+        "the body does not start with an envelope of at most {} bytes and an LF",
+        wire::MAX_ENVELOPE_BYTES
+    )]
+    Envelope,
+    /// A frame longer than a receiver takes.
+    #[error("a frame of {bytes} bytes, at most {max} taken")]
+    FrameTooLong {
+        /// Its length, as its header says.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Bytes after the last list, or a body that ended inside a frame.
+    #[error("{bytes} bytes that are no frame of an announced list")]
+    Trailing {
+        /// The bytes.
+        bytes: usize,
+    },
+    /// A list that is not what its envelope announced.
+    #[error("list {list}: {reason}")]
+    Announced {
+        /// The list.
+        list: u32,
+        /// What differs.
+        reason: String,
     },
     /// A list whose frames stopped before its last.
     #[error("list {list}: {received} of its {frames} frames received")]

@@ -189,6 +189,8 @@ pub struct Member {
     pub provides: Vec<Provision>,
     /// Federated contracts it defines.
     pub federated: Vec<FederatedContract>,
+    /// Its own lists, which its overlap runs send blinded (PROTOCOL.md §4.4).
+    pub lists: Vec<OwnList>,
     /// Where its signing key lives: `<certs>/<member>/signing.key` unless `signing.pkcs11`
     /// names a PKCS#11 token.
     pub signing: crate::hsm::SigningConfig,
@@ -360,6 +362,16 @@ pub struct Provision {
     /// none). `adapter` then answers nothing, and `Gateway::from_config` refuses to start
     /// this member with this error.
     pub unresolved: Option<Arc<ConfigError>>,
+}
+
+/// One of a member's own lists: an SQL binding with `rows = "list"` that its overlap runs
+/// read, blind and send (docs/COUNTS.md).
+#[derive(Clone, Debug)]
+pub struct OwnList {
+    /// The name a member system asks it by.
+    pub name: String,
+    /// The adapter that reads it.
+    pub adapter: Arc<dyn Adapter>,
 }
 
 /// A federated contract, defined locally at one gateway: one query fanned out to several

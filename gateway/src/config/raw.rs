@@ -115,7 +115,17 @@ pub(super) struct RawMember {
     #[serde(default)]
     pub federated: Vec<RawFederated>,
     #[serde(default)]
+    pub lists: Vec<RawList>,
+    #[serde(default)]
     pub signing: Option<RawSigning>,
+}
+
+/// `[[members.lists]]`: one of the member's own lists, which its overlap runs send blinded.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawList {
+    pub name: String,
+    pub sql: SqlSpec,
 }
 
 /// `members.signing`: where the signing key lives (the key file when absent).

@@ -591,6 +591,7 @@ fn member(
         audit,
         provides: Vec::new(),
         federated: Vec::new(),
+        lists: own_lists(refuse, at, m.lists, base_dir)?,
         signing,
     };
     let pending = Pending {
@@ -600,6 +601,57 @@ fn member(
         grants,
     };
     Ok((member, pending))
+}
+
+/// A member's own lists: each a unique name of `[a-z0-9_-]` and an SQL binding in
+/// `rows = "list"` mode.
+fn own_lists(
+    refuse: &Refuse<'_>,
+    at: &str,
+    raw: Vec<super::raw::RawList>,
+    base_dir: &Path,
+) -> Result<Vec<super::OwnList>, ConfigError> {
+    let mut lists: Vec<super::OwnList> = Vec::with_capacity(raw.len());
+    for (j, l) in raw.into_iter().enumerate() {
+        let at = format!("{at}.lists[{j}]");
+        let valid = (1..=64).contains(&l.name.len())
+            && l.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(refuse.at(
+                Rejection::OutOfRange,
+                format!("{at}.name"),
+                "1 to 64 characters of [a-z0-9_-]",
+            ));
+        }
+        if lists.iter().any(|k| k.name == l.name) {
+            return Err(refuse.at(
+                Rejection::Duplicate,
+                format!("{at}.name"),
+                format!("the list `{}` is named twice", l.name),
+            ));
+        }
+        let adapter = adapters::build(&AdapterSpec::Sql(l.sql), base_dir).map_err(|e| {
+            refuse.at(
+                Rejection::Binding,
+                format!("{at}.sql.{}", e.field),
+                e.reason,
+            )
+        })?;
+        if adapter.list_labelled().is_none() {
+            return Err(refuse.at(
+                Rejection::Binding,
+                format!("{at}.sql.rows"),
+                "a list is read whole: set rows = \"list\" (docs/ADAPTERS.md)",
+            ));
+        }
+        lists.push(super::OwnList {
+            name: l.name,
+            adapter,
+        });
+    }
+    Ok(lists)
 }
 
 /// What a provision and a federated contract are checked against.
@@ -733,6 +785,27 @@ impl Context<'_> {
             AdapterSpec::Http(_) => format!("{at}.http"),
         };
         let binding = |why: String| self.refuse.at(Rejection::Binding, field.clone(), why);
+        match (contract.overlap(), adapter.list_labelled()) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return Err(binding(format!(
+                    "{r} is an overlap contract: bind it to a list, a `sql` table with rows = \"list\" (docs/ADAPTERS.md)"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(binding(format!(
+                    "rows = \"list\" answers overlap contracts only, and {r} is not one"
+                )));
+            }
+            (Some(_), Some(true)) => {
+                return Err(self.refuse.at(
+                    Rejection::Binding,
+                    format!("{at}.sql.columns"),
+                    format!("the provider's list of {r} is counted whole: drop its `label` column"),
+                ));
+            }
+            (Some(_), Some(false)) => return Ok(()),
+        }
         match (contract.statistics(), adapter.table_dimensions()) {
             (None, None) => Ok(()),
             (Some(_), None) => Err(binding(format!(

@@ -2,6 +2,11 @@
 //! gateway's member, send it to the provider's gateway over mutual TLS, and accept the answer
 //! only if it is signed by the provider's key from the manifest and bound to this request.
 
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use contracts::psi::wire::PSI_MEDIA_TYPE;
 use tokio::time::Instant;
 
 use contracts::canonical::sha256_b64url;
@@ -65,6 +70,43 @@ pub(crate) async fn ask(
     lookup: Option<&str>,
 ) -> Result<LocalAnswer, Problem> {
     let id = contracts::ExchangeId::new().to_string();
+    ask_as(
+        gw, snap, caller, contract, purpose, query, deadline, lookup, &id, None,
+    )
+    .await
+}
+
+/// The lists an overlap run sends after its request (PROTOCOL.md §2.7), and what the run
+/// makes of the lists after the answer — before the exchange is recorded, so that an answer
+/// whose lists fail is recorded as failed.
+pub(crate) struct Outgoing {
+    /// The frames of the consumer's groups.
+    pub(crate) lists: Vec<u8>,
+    /// The most bytes the answer may have.
+    pub(crate) max_answer: usize,
+    /// From the verified answer's `result` and the bytes after its LF, the result the
+    /// caller is given, or why the lists are refused.
+    pub(crate) receive: Box<dyn FnOnce(Value, Bytes) -> Receiving + Send>,
+}
+
+/// What [`Outgoing::receive`] returns.
+pub(crate) type Receiving = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
+
+/// [`ask`] as the exchange `id`, with an overlap run's `outgoing` lists.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn ask_as(
+    gw: &Gateway,
+    snap: &Snapshot,
+    caller: &Caller,
+    contract: &ContractRef,
+    purpose: &str,
+    query: CheckedQuery,
+    deadline: Instant,
+    lookup: Option<&str>,
+    id: &str,
+    outgoing: Option<Outgoing>,
+) -> Result<LocalAnswer, Problem> {
+    let id = id.to_owned();
     // A contract neither the catalog nor the manifest knows is a path's text: not copied
     // into the permanent record.
     let known = gw.catalog.contains_key(contract) || snap.manifest.contract(contract).is_some();
@@ -86,7 +128,7 @@ pub(crate) async fn ask(
         trail.set_lookup_id(lookup);
     }
     let result = exchange(
-        gw, snap, caller, contract, purpose, query.0, deadline, &id, &mut trail,
+        gw, snap, caller, contract, purpose, query.0, deadline, &id, &mut trail, outgoing,
     )
     .await
     .map_err(|p| p.with_exchange_id(Some(&id)));
@@ -105,6 +147,7 @@ async fn exchange(
     deadline: Instant,
     id: &str,
     trail: &mut Trail,
+    outgoing: Option<Outgoing>,
 ) -> Result<LocalAnswer, Problem> {
     // No exchange under an expired manifest (fail closed until a current one is adopted).
     if snap.expired(contracts::unix_now()) {
@@ -239,16 +282,49 @@ async fn exchange(
                 .map(|t| (trace::TRACESTATE, t)),
         )
         .collect();
-    let reply = client
-        .call_with(
-            Method::POST,
-            &url,
-            JOSE_MEDIA_TYPE,
-            &headers,
-            jws.clone().into(),
-            deadline.saturating_duration_since(Instant::now()),
-        )
-        .await;
+    // An overlap run's lists follow its envelope after an LF.
+    let (content_type, body, max_answer, receive) = match outgoing {
+        None => (JOSE_MEDIA_TYPE, Bytes::from(jws.clone()), None, None),
+        Some(out) => {
+            let mut body = Vec::with_capacity(jws.len() + 1 + out.lists.len());
+            body.extend_from_slice(jws.as_bytes());
+            body.push(b'\n');
+            body.extend_from_slice(&out.lists);
+            (
+                PSI_MEDIA_TYPE,
+                Bytes::from(body),
+                Some(out.max_answer),
+                Some(out.receive),
+            )
+        }
+    };
+    let reply = match max_answer {
+        None => {
+            client
+                .call_with(
+                    Method::POST,
+                    &url,
+                    content_type,
+                    &headers,
+                    body,
+                    deadline.saturating_duration_since(Instant::now()),
+                )
+                .await
+        }
+        Some(max_answer) => {
+            client
+                .call_bounded(
+                    Method::POST,
+                    &url,
+                    content_type,
+                    &headers,
+                    body,
+                    deadline.saturating_duration_since(Instant::now()),
+                    max_answer,
+                )
+                .await
+        }
+    };
     if let Some(b) = &breaker {
         let ok = reply.as_ref().is_ok_and(|r| !r.status.is_server_error());
         b.breaker.record(ok);
@@ -306,7 +382,20 @@ async fn exchange(
             )
         })));
     }
-    let text = std::str::from_utf8(&reply.body).map_err(|_| {
+    // An overlap run's answer: the signed answer before the first LF, its lists after.
+    let (envelope, lists) = match &receive {
+        None => (reply.body.clone(), Bytes::new()),
+        Some(_) => {
+            let Some(lf) = reply.body.iter().position(|&b| b == b'\n') else {
+                return Err(fail(Problem::new(
+                    ProblemCode::BadAnswer,
+                    "the answer to an overlap run carries no lists after its envelope",
+                )));
+            };
+            (reply.body.slice(..lf), reply.body.slice(lf + 1..))
+        }
+    };
+    let text = std::str::from_utf8(&envelope).map_err(|_| {
         fail(Problem::new(
             ProblemCode::BadAnswer,
             "the answer is not UTF-8",
@@ -316,11 +405,17 @@ async fn exchange(
     trail.set_response(text);
     let answer = verify_answer(snap, &request, &jws, text, doc)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
+    let result = match receive {
+        None => answer.result,
+        Some(receive) => receive(answer.result, lists)
+            .await
+            .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?,
+    };
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
     Ok(LocalAnswer {
         exchange_id: id.to_owned(),
         provider,
-        result: answer.result,
+        result,
         evidence: Evidence {
             request: jws,
             response: text.to_owned(),

@@ -170,6 +170,24 @@ async fn run(
         let answer = fan_out(gw.clone(), snap, caller, &fc, parts).await;
         return Ok(json(&answer));
     }
+    // An overlap run's local question names one of this gateway's lists (PROTOCOL.md §4.4).
+    if let Some(terms) = contract.and_then(Contract::overlap) {
+        let prepared = crate::overlap::consumer::prepare(&gw, &path, terms, local.query).await?;
+        trail.dismiss();
+        return match crate::overlap::consumer::run(
+            &gw,
+            &snap,
+            &caller,
+            &path,
+            &local.purpose,
+            prepared,
+        )
+        .await
+        {
+            Ok(answer) => Ok(json(&answer)),
+            Err(p) => Ok(problem(&p)),
+        };
+    }
     let query = CheckedQuery::check(&gw, &path, local.query)?;
     trail.dismiss();
     // `ask` records its own outcome, refusals included.

@@ -9,7 +9,7 @@ pub(crate) mod grants;
 pub mod local;
 
 pub use ask::CheckedQuery;
-pub(crate) use ask::ask;
+pub(crate) use ask::{Outgoing, Receiving, ask, ask_as};
 
 use contracts::MemberId;
 

@@ -33,6 +33,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use contracts::envelope::MAX_REQUEST_BYTES;
+use contracts::psi::wire::PSI_MEDIA_TYPE;
 use contracts::trace::{self, TraceContext};
 use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
 use http::HeaderMap;
@@ -45,6 +46,7 @@ use crate::fault::{Check, off, unless_off};
 use crate::gateway::Gateway;
 use crate::http::{Reply, jose, problem};
 use crate::metrics::count;
+use crate::overlap::body::Lists;
 use crate::refusals::Unauthenticated;
 use crate::snapshot::Snapshot;
 use crate::trail::Trail;
@@ -121,7 +123,11 @@ async fn respond(
     // A contract may take larger bodies than the protocol's default (PROTOCOL.md §3.5); the
     // path names it before a byte of the body is read.
     let body_limit = known.map_or(MAX_REQUEST_BYTES, Contract::max_request_bytes);
-    let envelope = match authenticate(snap, headers, body, body_limit)
+    // An overlap run's lists follow its envelope (PROTOCOL.md §2.7): only the envelope is
+    // read before the signature is checked.
+    let psi = known.and_then(Contract::overlap).is_some()
+        && crate::http::require_media_type(headers, PSI_MEDIA_TYPE).is_ok();
+    let envelope = match authenticate(snap, headers, body, body_limit, psi)
         .instrument(span.clone())
         .await
     {
@@ -158,14 +164,15 @@ async fn respond(
         headers,
         envelope.payload,
         envelope.signer,
+        envelope.lists,
         &span,
         &mut trail,
     )
     .instrument(span.clone())
     .await;
     let latency_us = started.elapsed().as_micros() as u64;
-    if let Ok(jws) = &outcome {
-        trail.set_response(jws);
+    if let Ok(signed) = &outcome {
+        trail.set_response(&signed.jws);
     }
     // The record is durable before the answer leaves; if it cannot be, nothing leaves.
     let outcome = match trail
@@ -178,9 +185,16 @@ async fn respond(
     };
     let _enter = span.enter();
     match outcome {
-        Ok(jws) => {
+        Ok(Signed { jws, lists: None }) => {
             tracing::info!(contract = %path, latency_us, outcome = "ok", "answered");
             jose(jws)
+        }
+        Ok(Signed {
+            jws,
+            lists: Some((lists, _run_slot)),
+        }) => {
+            tracing::info!(contract = %path, latency_us, outcome = "ok", bytes = lists.len(), "answered with lists");
+            crate::http::with_lists(&jws, lists)
         }
         Err(p) => {
             tracing::info!(contract = %path, latency_us, outcome = %p.type_uri, detail = %Escaped(&p.detail), "refused");
@@ -217,8 +231,16 @@ fn refused_unauthenticated(
     problem(p)
 }
 
+/// A signed answer, and for an overlap run the lists that follow it with the run's slot.
+struct Signed {
+    jws: String,
+    lists: Option<(Vec<u8>, crate::overlap::provider::RunHold)>,
+}
+
 /// A request whose envelope has been read and whose signature verified.
 struct Envelope {
+    /// An overlap run's lists, still to be read.
+    lists: Option<Lists<Incoming>>,
     /// The body as received.
     text: String,
     /// Its payload.
@@ -236,18 +258,29 @@ async fn authenticate(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
+    psi: bool,
 ) -> Result<Envelope, (Refusal, u64)> {
     let body_limit = if off(Check::BodyLimit) {
         usize::MAX
     } else {
         limit
     };
-    let body = read_envelope::read_envelope(headers, body, body_limit)
-        .await
-        .map_err(|r| (r, 0))?;
+    let (body, lists) = if psi {
+        let (envelope, lists) = crate::overlap::body::read_envelope(body)
+            .await
+            .map_err(|(p, read)| (Refusal::Body(p), read))?;
+        (envelope, Some(lists))
+    } else {
+        let body = read_envelope::read_envelope(headers, body, body_limit)
+            .await
+            .map_err(|r| (r, 0))?;
+        (body, None)
+    };
     let read = body.len() as u64;
-    unless_off(Check::MediaType, read_envelope::check_media_type(headers))
-        .map_err(|r| (r, read))?;
+    if !psi {
+        unless_off(Check::MediaType, read_envelope::check_media_type(headers))
+            .map_err(|r| (r, read))?;
+    }
     let text = read_envelope::into_text(body).map_err(|r| (r, read))?;
     let (payload, signer) = match verify_signature::verify_signature(&snap.manifest, &text) {
         Ok(signed) => (signed.0, Some(signed.1)),
@@ -258,6 +291,7 @@ async fn authenticate(
         Err(r) => return Err((r, read)),
     };
     Ok(Envelope {
+        lists,
         text,
         payload,
         signer,
@@ -276,9 +310,10 @@ async fn run(
     headers: &HeaderMap,
     payload: Vec<u8>,
     signer: Option<MemberId>,
+    lists: Option<Lists<Incoming>>,
     span: &tracing::Span,
     trail: &mut Trail,
-) -> Result<String, Problem> {
+) -> Result<Signed, Problem> {
     let refused = |r: Refusal| r.into_problem(None);
     let (request, exchange_id) = match verify_signature::read_request(&payload) {
         Err(Refusal::NotStrictJson(_)) if off(Check::StrictJson) => {
@@ -399,6 +434,35 @@ async fn run(
         // dimensions, whatever the schema allows.
         let statistics =
             validate_query::read_statistics(found.contract, request).map_err(refused)?;
+        // An overlap contract answers a run with lists after the signed answer, and a report
+        // from its own evidence; neither is cached.
+        if let Some(terms) = found.contract.overlap() {
+            let answered = crate::overlap::provider::answer(
+                gw,
+                provided,
+                &provided.reference,
+                terms,
+                request,
+                lists,
+                trail,
+            )
+            .await
+            .map_err(refused)?;
+            check_answer::check_answer(found.contract, &answered.result).map_err(refused)?;
+            let jws = sign_answer::sign_answer(
+                &snap.signing,
+                &gw.member,
+                request,
+                trail.request(),
+                &answered.result,
+                contracts::unix_now(),
+            )
+            .map_err(refused)?;
+            return Ok(Signed {
+                jws,
+                lists: answered.lists,
+            });
+        }
         // The cache after every check: a cached answer never reaches a consumer that could
         // not have asked, and is signed afresh for this request.
         let (key, hit) = cache_lookup::cache_lookup(&gw.provider.cache, provided, request);
@@ -432,6 +496,7 @@ async fn run(
             &result,
             contracts::unix_now(),
         )
+        .map(|jws| Signed { jws, lists: None })
         .map_err(refused)
     }
     .instrument(answer.clone())

@@ -109,6 +109,40 @@ pub(crate) enum Refusal {
         /// When the oldest ages out.
         retry_after: Duration,
     },
+    /// A list of an overlap run below the contract's minimum: one of the consumer's groups
+    /// as its envelope announces it, or the provider's own list (whose size is not said).
+    #[error("{list} holds fewer than the {min} distinct identifiers {contract} requires")]
+    SetTooSmall {
+        /// Which list, in words ("group 3", "the provider's list").
+        list: String,
+        /// The contract's minimum.
+        min: usize,
+        /// The contract.
+        contract: ContractRef,
+    },
+    /// The consumer has made its overlap runs for this purpose today.
+    #[error(
+        "{consumer} has made the {runs} runs of {contract} a day allows for purpose {purpose}; the count starts again at 00:00 UTC"
+    )]
+    RunsExhausted {
+        /// The consumer.
+        consumer: MemberId,
+        /// The contract.
+        contract: ContractRef,
+        /// The purpose.
+        purpose: String,
+        /// The runs a day allows.
+        runs: u32,
+        /// Until the next 00:00 UTC.
+        retry_after: Duration,
+    },
+    /// The lists after an overlap run's envelope are not the ones it announces, or are not
+    /// lists of points.
+    #[error("{0}")]
+    BadFrames(String),
+    /// A report that does not match a run this provider answered for its consumer.
+    #[error("{0}")]
+    RunMismatch(String),
     /// The contract is not provided here.
     #[error("{contract} is not provided by {me}")]
     NotProvided {
@@ -247,6 +281,10 @@ impl Refusal {
             Refusal::InvalidQuery(_) => ProblemCode::InvalidQuery,
             Refusal::PopulationTooSmall(_) => ProblemCode::PopulationTooSmall,
             Refusal::TableTooLarge { .. } => ProblemCode::TableTooLarge,
+            Refusal::SetTooSmall { .. } => ProblemCode::SetTooSmall,
+            Refusal::RunsExhausted { .. } => ProblemCode::RunsExhausted,
+            Refusal::BadFrames(_) => ProblemCode::BadFrames,
+            Refusal::RunMismatch(_) => ProblemCode::RunMismatch,
             Refusal::AdapterTimeout(_) => ProblemCode::ProviderTimeout,
             Refusal::BackendFailed | Refusal::AnswerViolatesSchema | Refusal::AnswerNotIJson => {
                 ProblemCode::ProviderError
@@ -265,6 +303,9 @@ impl Refusal {
                 Some(RateDecision::retry_after_s(*retry_after))
             }
             Refusal::RateLimited { wait, .. } => Some(RateDecision::retry_after_s(*wait)),
+            Refusal::RunsExhausted { retry_after, .. } => {
+                Some(RateDecision::retry_after_s(*retry_after))
+            }
             Refusal::OverAdmission(over) => Some(RateDecision::retry_after_s(over.wait())),
             Refusal::AtCapacity { .. }
             | Refusal::ReplayUnavailable
