@@ -19,6 +19,7 @@ mod hsm;
 mod join;
 mod local;
 mod middle;
+mod overlap;
 mod revocation;
 mod rotation;
 mod runtime;
