@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use contracts::envelope::{ANSWER_TYP, JOSE_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, REQUEST_TYP};
 use contracts::manifest::{ManifestContract, ManifestDoc};
+use contracts::psi::wire::PSI_MEDIA_TYPE;
 use contracts::{Contract, ContractRef, MemberId, ProblemCode};
 use serde_json::{Map, Value, json};
 
@@ -424,6 +425,17 @@ fn local_face(config: &Config, manifest: &ManifestDoc, m: &Member, local: &Local
             skipped.push(format!("{r} (no document in the catalog)"));
             continue;
         };
+        if contract.overlap().is_some() {
+            if m.lists.is_empty() {
+                skipped.push(format!(
+                    "{r} (an overlap contract, and {} has no list)",
+                    m.id
+                ));
+            } else {
+                overlap_operation(&mut b, m, contract, listed, &purposes, &granted);
+            }
+            continue;
+        }
         single_operation(&mut b, contract, listed, &purposes, &granted);
     }
     let mut description = format!(
@@ -597,6 +609,113 @@ fn single_operation(
         "description": format!(
             "{}\n\nAsked of {} through this gateway, which signs the request, sends it over mutual TLS \
              and verifies the signed answer. Contract digest `{}`.",
+            doc.description, listed.provider, contract.digest()
+        ),
+        "parameters": [user_header(), traceparent, tracestate],
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": schema_ref(&format!("{base}.body"))}}
+        },
+        "responses": responses,
+        "x-simpul-provider": listed.provider,
+        "x-simpul-digest": contract.digest(),
+        "x-simpul-subsystems": subsystems_extension(granted),
+    });
+    b.paths.insert(query_path(&r), json!({ "post": operation }));
+}
+
+/// The local face's operation for an overlap contract (PROTOCOL.md §4.4): the query names
+/// one of the member's own lists; the answer is the count.
+fn overlap_operation(
+    b: &mut Builder,
+    m: &Member,
+    contract: &Contract,
+    listed: &ManifestContract,
+    purposes: &[String],
+    granted: &[(MemberId, Vec<String>)],
+) {
+    let r = contract.reference();
+    let doc = contract.doc();
+    let base = format!("local.{}.v{}", r.id, r.version);
+    let lists: Vec<&String> = m.lists.iter().map(|l| &l.name).collect();
+    let count = json!({"type": "integer", "minimum": 0});
+    b.schemas.insert(
+        format!("{base}.body"),
+        local_body(
+            purposes,
+            json!({
+                "type": "object",
+                "description": "Which of this gateway's own lists to count against the provider's, and whether per label of the list (labels under the contract's minimum pooled into `(other)`).",
+                "required": ["list"],
+                "additionalProperties": false,
+                "properties": {
+                    "list": {"type": "string", "enum": lists},
+                    "grouped": {"type": "boolean"}
+                }
+            }),
+        ),
+    );
+    b.schemas.insert(
+        format!("{base}.answer"),
+        json!({
+            "type": "object",
+            "description": "The run's count, with its signed request and answer as evidence (PROTOCOL.md §4.4).",
+            "required": ["exchange_id", "provider", "result", "evidence"],
+            "additionalProperties": false,
+            "properties": {
+                "exchange_id": schema_ref("ExchangeId"),
+                "provider": {"type": "string", "const": listed.provider},
+                "result": {
+                    "type": "object",
+                    "required": ["overlap", "theirs", "identifiers", "groups", "report"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "overlap": count,
+                        "theirs": count,
+                        "identifiers": count,
+                        "groups": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["label", "size", "overlap"],
+                                "additionalProperties": false,
+                                "properties": {"label": {"type": "string"}, "size": count, "overlap": count}
+                            }
+                        },
+                        "report": {
+                            "type": "object",
+                            "required": ["exchange_id", "recorded"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "exchange_id": {"type": ["string", "null"]},
+                                "recorded": {"type": "boolean"},
+                                "problem": {"type": "string"}
+                            }
+                        }
+                    }
+                },
+                "evidence": schema_ref("Evidence")
+            }
+        }),
+    );
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": format!("The count, from {}'s verified answer.", listed.provider),
+            "headers": {"Cache-Control": header_ref("Cache-Control")},
+            "content": {"application/json": {"schema": schema_ref(&format!("{base}.answer"))}}
+        }),
+    );
+    responses.extend(problem_responses(&single_codes(), false));
+    let [traceparent, tracestate] = trace_headers();
+    let operation = json!({
+        "operationId": format!("query.{}.v{}", r.id, r.version),
+        "summary": doc.title,
+        "description": format!(
+            "{}\n\nAn overlap run (PROTOCOL.md §2.7, §4.4): this gateway reads the list named, blinds it, \
+             sends it to {} after the signed request, counts from the signed answer, and reports the count \
+             in a second exchange. Contract digest `{}`.",
             doc.description, listed.provider, contract.digest()
         ),
         "parameters": [user_header(), traceparent, tracestate],
@@ -891,6 +1010,18 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
     request["maxLength"] = json!(contract.max_request_bytes());
     let answer = jws(&format!("{base}.answer-payload"), ANSWER_TYP);
     let mut responses = Map::new();
+    // An overlap run's lists follow its envelope, both ways (PROTOCOL.md §2.7).
+    let lists = json!({
+        "type": "string",
+        "format": "binary",
+        "description": "The compact JWS, one LF byte, then the frames of the lists its payload announces (PROTOCOL.md §2.7)."
+    });
+    let mut answer_content = json!({JOSE_MEDIA_TYPE: {"schema": answer}});
+    let mut request_content = json!({JOSE_MEDIA_TYPE: {"schema": request}});
+    if contract.overlap().is_some() {
+        answer_content[PSI_MEDIA_TYPE] = json!({"schema": lists});
+        request_content[PSI_MEDIA_TYPE] = json!({"schema": lists});
+    }
     responses.insert(
         "200".into(),
         json!({
@@ -900,13 +1031,22 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
                 "Simpul-Tree-Head": header_ref("Simpul-Tree-Head"),
                 "Simpul-Manifest-Serial": header_ref("Simpul-Manifest-Serial")
             },
-            "content": {JOSE_MEDIA_TYPE: {"schema": answer}}
+            "content": answer_content
         }),
     );
     let mut codes = EXCHANGE_CODES.to_vec();
     if contract.statistics().is_some() {
         // Rows 35b and 35c (PROTOCOL.md §2.6).
         codes.extend([ProblemCode::PopulationTooSmall, ProblemCode::TableTooLarge]);
+    }
+    if contract.overlap().is_some() {
+        // A run's and a report's refusals (PROTOCOL.md §2.7).
+        codes.extend([
+            ProblemCode::SetTooSmall,
+            ProblemCode::RunsExhausted,
+            ProblemCode::BadFrames,
+            ProblemCode::RunMismatch,
+        ]);
     }
     responses.extend(problem_responses(&codes, true));
     let [traceparent, tracestate] = trace_headers();
@@ -941,7 +1081,7 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         ],
         "requestBody": {
             "required": true,
-            "content": {JOSE_MEDIA_TYPE: {"schema": request}}
+            "content": request_content
         },
         "responses": responses,
         "x-simpul-digest": contract.digest(),
@@ -1385,6 +1525,39 @@ mod tests {
             "/paths/~1v1~1exchange~1employment.placement~11/post/responses",
         );
         assert!(one_person.get("422").is_none());
+    }
+
+    #[test]
+    fn an_overlap_contract_is_asked_by_list_on_the_local_face_and_takes_lists_on_the_exchange() {
+        let config = demo();
+        let m = manifest(&config);
+        let local = document(&config, &m, "ID:GOV:KEMLU", Face::Local).unwrap();
+        let body = at(
+            &local,
+            "/components/schemas/local.placement.overlap.v1.body",
+        );
+        assert_eq!(
+            body["properties"]["query"]["properties"]["list"]["enum"],
+            json!(["selfreports"])
+        );
+        let peer = document(&config, &m, "ID:GOV:BP2MI", Face::Peer).unwrap();
+        let run = at(&peer, "/paths/~1v1~1exchange~1placement.overlap~11/post");
+        assert!(run["requestBody"]["content"][PSI_MEDIA_TYPE].is_object());
+        assert!(run["responses"]["200"]["content"][PSI_MEDIA_TYPE].is_object());
+        let types = run["responses"].to_string();
+        for code in [
+            "set-too-small",
+            "runs-exhausted",
+            "bad-frames",
+            "run-mismatch",
+        ] {
+            assert!(types.contains(code), "{code}: {types}");
+        }
+        let one_person = at(
+            &peer,
+            "/paths/~1v1~1exchange~1employment.placement~11/post/requestBody/content",
+        );
+        assert!(one_person.get(PSI_MEDIA_TYPE).is_none());
     }
 
     #[test]

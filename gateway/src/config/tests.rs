@@ -613,3 +613,140 @@ fn an_aggregate_bound_to_a_contract_about_one_person_is_refused() {
     );
     assert!(e.reason.contains("statistics contracts only"), "{e}");
 }
+
+/// BP2MI providing `placement.overlap` 1 to Kemlu, bound by `binding` (the `sql` table's
+/// lines).
+fn with_overlap(binding: &str) -> Result<Config, ConfigError> {
+    let t = format!(
+        "{}
+[[members]]
+id = \"ID:GOV:BP2MI\"
+name = \"BP2MI\"
+listen = \"127.0.0.1:7443\"
+
+  [[members.provides]]
+  contract = \"placement.overlap\"
+  version = \"1\"
+  consumers = [{{ member = \"ID:GOV:KEMLU\", purposes = [\"statistics\"] }}]
+  [members.provides.sql]
+  database = \"data/bp2mi.db\"
+{binding}
+",
+        text(&[])
+    );
+    Config::parse(&t, "test.toml", Path::new("/nonexistent"))
+}
+
+const LIST: &str = r#"  rows = "list"
+  statement = "SELECT nik AS identifier FROM placements WHERE status = 'active'"
+  columns = { identifier = "text" }"#;
+
+#[test]
+fn an_overlap_contract_is_bound_to_a_list_without_labels() {
+    assert!(with_overlap(LIST).is_ok());
+    // An aggregate.
+    let e = with_overlap(
+        r#"  rows = "table"
+  statement = "SELECT country, COUNT(*) AS count FROM p GROUP BY 1"
+  columns = { country = "text", count = "integer" }"#,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[2].provides[0].sql.rows"),
+        "{e}"
+    );
+    assert!(e.reason.contains("overlap contract"), "{e}");
+    // A labelled list: the provider's list is counted whole.
+    let e = with_overlap(
+        &LIST
+            .replace("AS identifier", "AS identifier, country AS label")
+            .replace(
+                "identifier = \"text\"",
+                "identifier = \"text\", label = \"text\"",
+            ),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[2].provides[0].sql.columns"),
+        "{e}"
+    );
+    assert!(e.reason.contains("`label`"), "{e}");
+}
+
+#[test]
+fn a_list_bound_to_a_contract_about_one_person_is_refused() {
+    let e = parse(&[(
+        r#"  statement = "SELECT citizenship, deceased FROM residents WHERE nik = :nik"
+  columns = { citizenship = "text", deceased = "bool" }
+  found = { registered = true }
+  not_found = { registered = false, citizenship = "unknown", deceased = false }"#,
+        LIST,
+    )])
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[1].provides[0].sql.rows"),
+        "{e}"
+    );
+    assert!(e.reason.contains("overlap contracts only"), "{e}");
+}
+
+/// Kemlu with `lists` (the `[[members.lists]]` tables) after its federated contract.
+fn with_lists(lists: &str) -> Result<Config, ConfigError> {
+    parse(&[(
+        "{ name = \"insurance\", contract = \"insurance.status\", version = \"1\" },\n  ]\n",
+        &format!(
+            "{{ name = \"insurance\", contract = \"insurance.status\", version = \"1\" }},\n  ]\n{lists}\n"
+        ),
+    )])
+}
+
+const OWN_LIST: &str = r#"
+  [[members.lists]]
+  name = "selfreports"
+  [members.lists.sql]
+  database = "data/kemlu.db"
+  rows = "list"
+  statement = "SELECT nik AS identifier, country AS label FROM reports"
+  columns = { identifier = "text", label = "text" }"#;
+
+#[test]
+fn a_members_own_lists_are_named_once_and_read_whole() {
+    let config = with_lists(OWN_LIST).unwrap();
+    let kemlu = config
+        .member(&MemberId::parse("ID:GOV:KEMLU").unwrap())
+        .unwrap();
+    assert_eq!(kemlu.lists[0].name, "selfreports");
+    assert_eq!(kemlu.lists[0].adapter.list_labelled(), Some(true));
+    let e = with_lists(&format!("{OWN_LIST}{OWN_LIST}")).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Duplicate, "members[0].lists[1].name"),
+        "{e}"
+    );
+    let e = with_lists(&OWN_LIST.replace("\"selfreports\"", "\"Self Reports\"")).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::OutOfRange, "members[0].lists[0].name"),
+        "{e}"
+    );
+    let e = with_lists(
+        &(OWN_LIST
+            .replace("rows = \"list\"\n", "")
+            .replace(", country AS label", "")
+            .replace(
+                "{ identifier = \"text\", label = \"text\" }",
+                "{ identifier = \"text\" }",
+            )
+            .replace("FROM reports", "FROM reports WHERE nik = :nik")
+            + "\n  not_found = {}"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (Rejection::Binding, "members[0].lists[0].sql.rows"),
+        "{e}"
+    );
+}

@@ -382,6 +382,78 @@ mod tests {
         );
     }
 
+    /// A provider's answer to `query` made honestly: its lists and its signed `result`.
+    fn answer_to(query: &Query, theirs: &[String], context: &[u8]) -> (Value, Vec<u8>) {
+        let limits = contracts::psi::Limits {
+            min_set: 1,
+            ..Default::default()
+        };
+        let beta = BlindingKey::generate().unwrap();
+        let answers: Vec<Vec<Digest>> = (0u32..)
+            .zip(query.lists())
+            .map(|(i, points)| {
+                let mut r = Reblinder::new(&beta, i, &limits);
+                r.push(points.as_flattened()).unwrap();
+                r.finish().unwrap()
+            })
+            .collect();
+        let own = contracts::psi::blind(&beta, context, theirs);
+        let mut lists: Vec<(ListKind, u32, &[u8])> = (0u32..)
+            .zip(&answers)
+            .map(|(i, a)| (ListKind::Digests, i, a.as_flattened()))
+            .collect();
+        lists.push((ListKind::Points, 0, own.as_flattened()));
+        let (framed, mut summaries) = frame_lists(&lists, DEFAULT_FRAME_BYTES).unwrap();
+        let theirs = summaries.pop().unwrap();
+        let result = serde_json::to_value(RunAnswer {
+            theirs,
+            answers: summaries,
+        })
+        .unwrap();
+        (result, framed)
+    }
+
+    #[test]
+    fn the_answers_lists_are_counted_only_as_their_signed_result_announces_them() {
+        let limits = contracts::psi::Limits {
+            min_set: 1,
+            ..Default::default()
+        };
+        let nik = |n: u64| format!("{:016}", 3_171_000_000_000_000 + n);
+        let alpha = BlindingKey::generate().unwrap();
+        let rows: Vec<(String, String)> = (0..300).map(|n| (String::new(), nik(n))).collect();
+        let query = Query::blind(&alpha, b"run", rows, &limits).unwrap();
+        let theirs: Vec<String> = (200..700).map(nik).collect();
+        let (result, lists) = answer_to(&query, &theirs, b"run");
+        let counted = count(&alpha, &query, &limits, result.clone(), &lists).unwrap();
+        assert_eq!(counted, json!({"theirs": 500, "overlaps": [100]}));
+        // A byte of the provider's points changed after signing.
+        let mut tampered = lists.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let e = count(&alpha, &query, &limits, result.clone(), &tampered).unwrap_err();
+        assert!(e.contains("running digest"), "{e}");
+        // Cut short.
+        let e = count(
+            &alpha,
+            &query,
+            &limits,
+            result.clone(),
+            &lists[..lists.len() - 32],
+        )
+        .unwrap_err();
+        assert!(e.contains("answer's lists"), "{e}");
+        // An answer that announces another number of digests than points were sent.
+        let mut other = result.clone();
+        other["answers"][0]["size"] = json!(299);
+        let e = count(&alpha, &query, &limits, other, &lists).unwrap_err();
+        assert!(e.contains("299 digests for 300 points"), "{e}");
+        // Under another run's context the provider's points match nothing.
+        let (result, lists) = answer_to(&query, &theirs, b"another run");
+        let counted = count(&alpha, &query, &limits, result, &lists).unwrap();
+        assert_eq!(counted["overlaps"], json!([0]));
+    }
+
     #[test]
     fn the_deadline_grows_with_the_list() {
         assert_eq!(run_deadline(5_000), Duration::from_secs(600));
