@@ -256,6 +256,14 @@ async fn a_list_below_the_minimum_is_refused_with_422_set_too_small() {
     assert!(p.detail.contains("group 0"), "{}", p.detail);
     let records = f.records(BP2MI, &request.id).await;
     assert_eq!(records[0]["outcome"], "set-too-small");
+    // Refused from the envelope while 40 MB of lists are still on their way: the consumer
+    // reads the refusal, not a reset.
+    let (mut request, _) = direct_run(&f, &niks(20));
+    request.query["run"]["groups"][0]["size"] = json!(19);
+    let mut body = f.sign(KEMLU, &request).into_bytes();
+    body.push(b'\n');
+    body.resize(body.len() + 40_000_000, 0);
+    assert_problem(&post_run(&f, body).await, 422, "set-too-small");
     // The provider's own list (19 here): its size is not said.
     let reply = f
         .local_query(PEDULI, KEMLU, PLACEMENTS, run("selfreports", false))
