@@ -16,7 +16,7 @@ fn catalog() -> Vec<Contract> {
 fn one_person() -> Vec<Contract> {
     catalog()
         .into_iter()
-        .filter(|c| c.doc().batch.is_none() && c.statistics().is_none())
+        .filter(|c| c.doc().batch.is_none() && c.statistics().is_none() && c.overlap().is_none())
         .collect()
 }
 
@@ -28,7 +28,7 @@ fn contract(id: &str) -> Contract {
 }
 
 #[test]
-fn the_eight_contracts_with_their_providers() {
+fn the_ten_contracts_with_their_providers() {
     let found: Vec<_> = catalog()
         .iter()
         .map(|c| {
@@ -79,6 +79,13 @@ fn the_eight_contracts_with_their_providers() {
                 Some(3600)
             ),
             (
+                "insurance.overlap".into(),
+                "1".into(),
+                "ID:GOV:BPJSTK".into(),
+                s(&["statistics"]),
+                None
+            ),
+            (
                 "insurance.status".into(),
                 "1".into(),
                 "ID:GOV:BPJSTK".into(),
@@ -91,6 +98,13 @@ fn the_eight_contracts_with_their_providers() {
                 "ID:GOV:BP2MI".into(),
                 s(&["statistics"]),
                 Some(3600)
+            ),
+            (
+                "placement.overlap".into(),
+                "1".into(),
+                "ID:GOV:BP2MI".into(),
+                s(&["statistics"]),
+                None
             ),
             (
                 "residence.abroad".into(),
@@ -149,8 +163,9 @@ fn schemas_are_closed_local_and_2020_12() {
             );
             walk(schema, &format!("{}/{name}", d.id));
         }
-        // A statistics question names no person (the contract loader holds it to that).
-        if c.statistics().is_none() {
+        // A statistics question or an overlap run names no person (the contract loader
+        // holds them to that).
+        if c.statistics().is_none() && c.overlap().is_none() {
             assert_eq!(d.personal_data, ["/nik"], "{}", d.id);
         }
         assert!(d.description.contains("deliberately"), "{}", d.id);
