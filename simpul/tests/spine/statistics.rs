@@ -3,6 +3,8 @@
 //! verified and recorded at both ends; a question too narrow to answer, and one outside the
 //! contract, refused with their codes.
 
+use std::collections::BTreeSet;
+
 use contracts::disclosure::{Figure, PublishedTable, feasible_ranges};
 use serde_json::{Value, json};
 
@@ -169,10 +171,15 @@ async fn counts(f: &Federation, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_union() {
     let f = Federation::start().await;
-    let out = counts(&f, &["--as", PEDULI, "--by", "country", "--json"]).await;
+    let out = counts(
+        &f,
+        &["--as", PEDULI, "--by", "country", "--json", "--no-overlaps"],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["overlaps"], json!([]));
     // Every statistics contract Peduli WNI is granted, in the grants' order.
     let lists: Vec<&str> = report["lists"]
         .as_array()
@@ -223,7 +230,7 @@ async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_unio
     }
 
     // As a table for people, and a breakdown not every list has refused with its reason.
-    let out = counts(&f, &["--as", PEDULI]).await;
+    let out = counts(&f, &["--as", PEDULI, "--no-overlaps"]).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -241,4 +248,306 @@ async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_unio
         stderr.contains("--by sector: selfreport.counts/1 has no such dimension"),
         "{stderr}"
     );
+
+    // The overlaps too: Kemlu's list of a few hundred NIKs is under the contracts' minimum
+    // of 1,000, so each run is refused before it begins. The counts are reported all the
+    // same, and the command fails.
+    let out = counts(&f, &["--as", PEDULI, "--json"]).await;
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["lists"].as_array().unwrap().len(), 3);
+    let refused: Vec<(&str, &str)> = report["overlaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["contract"].as_str().unwrap(),
+                o["refused"]["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("placement.overlap", "urn:simpul:error:set-too-small"),
+            ("insurance.overlap", "urn:simpul:error:set-too-small"),
+        ]
+    );
+    assert!(report["union_of_all"].is_null());
+    let out = counts(&f, &["--as", PEDULI, "--overlap", "insurance.overlap"]).await;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("insurance.overlap/1  ID:GOV:BPJSTK  statistics  refused: HTTP 422 urn:simpul:error:set-too-small: "),
+        "{text}"
+    );
+}
+
+/// A copy of the repository's catalog with the overlap contracts' `min_set` and
+/// `runs_per_day` set, and the edit that points the test's config at it: the test
+/// federation's 3,000 people give lists of a few hundred NIKs.
+fn catalog_with(dir: &std::path::Path, min_set: u64, runs_per_day: u32) -> (String, String) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let from = repo.join("contracts/catalog");
+    let to = dir.join("catalog");
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        if doc.get("overlap").is_some() {
+            doc["overlap"]["min_set"] = json!(min_set);
+            doc["overlap"]["runs_per_day"] = json!(runs_per_day);
+        }
+        std::fs::write(
+            to.join(path.file_name().unwrap()),
+            serde_json::to_vec_pretty(&doc).unwrap(),
+        )
+        .unwrap();
+    }
+    (
+        format!("catalog = {:?}", from.display().to_string()),
+        format!("catalog = {:?}", to.display().to_string()),
+    )
+}
+
+/// The NIKs (and a label) `statement` reads from the member's database `db`.
+async fn niks(f: &Federation, db: &str, statement: &'static str) -> Vec<(String, String)> {
+    use sqlx::ConnectOptions;
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(f.data_dir().join(db))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_as(sqlx::AssertSqlSafe(statement))
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn simpul_counts_measures_each_overlap_with_the_callers_list_and_bounds_the_union_of_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Federation::start_with(Options {
+        edits: vec![catalog_with(dir.path(), 20, 2)],
+        ..Options::default()
+    })
+    .await;
+    // The truth, which no side of a run sees: Kemlu's list as its binding reads it (NIK,
+    // country of the latest report), and the two providers' lists.
+    let kemlu = niks(
+        &f,
+        "kemlu.db",
+        "SELECT nik, country FROM reports r
+          WHERE id = (SELECT id FROM reports l WHERE l.nik = r.nik ORDER BY reported_on DESC, id DESC LIMIT 1)",
+    )
+    .await;
+    let ours: BTreeSet<&str> = kemlu.iter().map(|r| r.0.as_str()).collect();
+    let placed = niks(
+        &f,
+        "bp2mi.db",
+        "SELECT nik, '' FROM placements WHERE status = 'active'",
+    )
+    .await;
+    let placed: BTreeSet<&str> = placed.iter().map(|r| r.0.as_str()).collect();
+    let insured = niks(
+        &f,
+        "bpjstk.db",
+        "SELECT nik, '' FROM participants WHERE status = 'active' AND country IS NOT NULL",
+    )
+    .await;
+    let insured: BTreeSet<&str> = insured.iter().map(|r| r.0.as_str()).collect();
+    let providers = [&placed, &insured];
+    let all: BTreeSet<&str> = ours
+        .iter()
+        .chain(&placed)
+        .chain(&insured)
+        .copied()
+        .collect();
+    // Placed and insured, never self-reported: what the upper bound counts twice.
+    let twice = placed
+        .iter()
+        .filter(|n| insured.contains(*n) && !ours.contains(*n))
+        .count() as u64;
+    assert!(twice > 0, "the demo's providers' lists overlap off Kemlu's");
+
+    let out = counts(&f, &["--as", PEDULI, "--by", "country", "--json"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The statistics rows are still there.
+    assert_eq!(report["lists"].as_array().unwrap().len(), 3);
+    assert_eq!(report["own_list"]["name"], "selfreports");
+    assert_eq!(report["own_list"]["grouped"], true);
+    let overlaps = report["overlaps"].as_array().unwrap();
+    let names: Vec<&str> = overlaps
+        .iter()
+        .map(|o| o["contract"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["placement.overlap", "insurance.overlap"]);
+    // Each overlap is the true one, each union of two exact.
+    let size = |s: &BTreeSet<&str>| s.len() as u64;
+    let mut unions = Vec::new();
+    let mut overlaps_sum = 0;
+    for (o, theirs) in overlaps.iter().zip(providers) {
+        let m = &o["measured"];
+        let both = ours.iter().filter(|n| theirs.contains(*n)).count() as u64;
+        let union = ours.union(theirs).count() as u64;
+        assert_eq!(m["list"], "selfreports");
+        assert_eq!(m["identifiers"], json!(size(&ours)), "{o}");
+        assert_eq!(m["theirs"], json!(size(theirs)), "{o}");
+        assert_eq!(m["overlap"], json!(both), "{o}");
+        assert_eq!(m["union"], json!(union), "{o}");
+        assert!(both > 0 && union > size(&ours).max(size(theirs)), "{o}");
+        unions.push(union);
+        overlaps_sum += both;
+        // Per country of Kemlu's list, the countries under the minimum of 20 pooled.
+        let mut rows = std::collections::BTreeMap::<&str, u64>::new();
+        for (_, country) in &kemlu {
+            *rows.entry(country).or_default() += 1;
+        }
+        let mut truth = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+        for (nik, country) in &kemlu {
+            let label = if rows[country.as_str()] < 20 {
+                "(other)"
+            } else {
+                country
+            };
+            let t = truth.entry(label).or_default();
+            t.0 += 1;
+            t.1 += u64::from(theirs.contains(nik.as_str()));
+        }
+        let got: std::collections::BTreeMap<&str, (u64, u64)> = m["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["label"].as_str().unwrap(),
+                    (g["size"].as_u64().unwrap(), g["overlap"].as_u64().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(got, truth);
+        assert!(got.len() > 1, "{got:?}");
+        // The run and its report are recorded at both ends; the run's signed envelopes
+        // are in the report.
+        assert_eq!(m["report"]["recorded"], true, "{o}");
+        let provider = o["provider"].as_str().unwrap();
+        for id in [&m["exchange_id"], &m["report"]["exchange_id"]] {
+            let id = id.as_str().unwrap();
+            for member in [KEMLU, provider] {
+                let records = f.records(member, id).await;
+                assert!(
+                    records.iter().any(|r| r["outcome"] == "ok"),
+                    "{member} records {id}: {records:?}"
+                );
+            }
+        }
+        for jws in ["request", "response"] {
+            assert_eq!(m["evidence"][jws].as_str().unwrap().split('.').count(), 3);
+        }
+    }
+    // The union of all three lists: at least the larger union of two, at most what counts
+    // twice the people on both providers' lists and not on Kemlu's.
+    let u = &report["union_of_all"];
+    assert_eq!(
+        u["lists"],
+        json!(["selfreports", "placement.overlap/1", "insurance.overlap/1"])
+    );
+    let lo = u["lo"].as_u64().unwrap();
+    let hi = u["hi"].as_u64().unwrap();
+    assert_eq!(lo, unions.iter().copied().max().unwrap());
+    assert_eq!(
+        hi,
+        size(&ours) + size(&placed) + size(&insured) - overlaps_sum
+    );
+    let truth = all.len() as u64;
+    assert!(lo <= truth && truth <= hi, "{lo} ≤ {truth} ≤ {hi}");
+    assert_eq!(hi - truth, twice);
+    // BP2MI's placement count and its list's distinct NIKs are side by side, said to be
+    // two measures.
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("ID:GOV:BP2MI: placement.counts/1 counts ")
+                && n.contains(&format!(
+                    "placement.overlap/1 holds {} distinct NIKs",
+                    size(&placed)
+                ))
+        ),
+        "{notes:?}"
+    );
+
+    // As a table, one overlap named: its union is exact.
+    let out = counts(
+        &f,
+        &[
+            "--as",
+            PEDULI,
+            "--overlap",
+            "placement.overlap/1",
+            "--list",
+            "selfreports",
+        ],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "All lists: selfreports, placement.overlap/1 — exactly {} people",
+            unions[0]
+        )),
+        "{text}"
+    );
+
+    // A day's runs spent at BP2MI (two in this catalog): its run is refused, BPJS TK's
+    // still measured and reported, and the command fails.
+    let out = counts(&f, &["--as", PEDULI, "--json"]).await;
+    assert!(!out.status.success());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let overlaps = report["overlaps"].as_array().unwrap();
+    assert_eq!(
+        overlaps[0]["refused"]["type"],
+        "urn:simpul:error:runs-exhausted"
+    );
+    assert_eq!(overlaps[1]["measured"]["union"], json!(unions[1]));
+    assert_eq!(report["union_of_all"]["lo"], json!(unions[1]));
+    assert_eq!(report["union_of_all"]["hi"], json!(unions[1]));
+
+    // What cannot be asked is refused before anything is.
+    for (args, says) in [
+        (
+            &["--list", "nosuch"][..],
+            "--list nosuch: ID:GOV:KEMLU has no such list",
+        ),
+        (
+            &["--overlap", "placement.counts"][..],
+            "placement.counts: placement.counts/1 is not an overlap contract",
+        ),
+    ] {
+        let mut all = vec!["--as", PEDULI];
+        all.extend_from_slice(args);
+        let out = counts(&f, &all).await;
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }

@@ -1,6 +1,7 @@
-//! The report of `simpul counts`, from the signed tables alone: each list's count (exact
+//! The report of `simpul counts`, from the signed answers alone: each list's count (exact
 //! where it is published, the range the published figures allow where it is suppressed or
-//! rounded), and what follows for the size of their union.
+//! rounded), each overlap of the caller's own list with a provider's, and what follows for
+//! the size of their unions.
 
 use std::collections::BTreeSet;
 
@@ -126,6 +127,104 @@ pub fn rows(tables: &[PublishedTable], by: bool) -> Result<Vec<Row>, AuditError>
     Ok(out)
 }
 
+/// What one overlap run measured: the caller's own list A against one provider's list B,
+/// each as its distinct identifiers. Made by [`Pair::new`] only, so the overlap is never
+/// larger than either list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Pair {
+    /// |A|: the distinct identifiers of the caller's list the run sent.
+    identifiers: u64,
+    /// |B|: the distinct identifiers of the provider's list.
+    theirs: u64,
+    /// |A ∩ B|.
+    overlap: u64,
+}
+
+/// An overlap larger than either list it is the overlap of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an overlap of {overlap} between lists of {identifiers} and {theirs}")]
+pub struct ImpossibleOverlap {
+    identifiers: u64,
+    theirs: u64,
+    overlap: u64,
+}
+
+impl Pair {
+    /// The figures of one run, if they can be the sizes of two sets and their intersection.
+    ///
+    /// # Errors
+    ///
+    /// [`ImpossibleOverlap`]: an overlap larger than one of the lists.
+    pub fn new(identifiers: u64, theirs: u64, overlap: u64) -> Result<Pair, ImpossibleOverlap> {
+        if overlap > identifiers || overlap > theirs {
+            return Err(ImpossibleOverlap {
+                identifiers,
+                theirs,
+                overlap,
+            });
+        }
+        Ok(Pair {
+            identifiers,
+            theirs,
+            overlap,
+        })
+    }
+
+    /// |A|.
+    pub fn identifiers(&self) -> u64 {
+        self.identifiers
+    }
+
+    /// |B|.
+    pub fn theirs(&self) -> u64 {
+        self.theirs
+    }
+
+    /// |A ∩ B|.
+    pub fn overlap(&self) -> u64 {
+        self.overlap
+    }
+
+    /// |A ∪ B| = |A| + |B| − |A ∩ B|, exactly.
+    pub fn union(&self) -> u64 {
+        self.identifiers + self.theirs_only()
+    }
+
+    /// |B \ A| = |B| − |A ∩ B|: the provider's people not on the caller's list.
+    fn theirs_only(&self) -> u64 {
+        self.theirs - self.overlap
+    }
+}
+
+/// What the runs say of the number of people on the caller's list A or on any provider's
+/// list B₁ … Bₖ, each run having measured one |A ∩ Bᵢ|. `None` without a run, or when the
+/// runs sent lists of different sizes (the list changed between runs: they did not measure
+/// the same A).
+///
+/// A ∪ B₁ ∪ … ∪ Bₖ is A and, apart from it, the union of the Bᵢ \ A, each of known size
+/// |Bᵢ| − |A ∩ Bᵢ|. That union is at least its largest part and at most the sum of its
+/// parts, so the union of all is:
+/// - at least |A| + maxᵢ |Bᵢ \ A| = maxᵢ |A ∪ Bᵢ|, the largest union of two, reached when the
+///   Bᵢ \ A are nested;
+/// - at most |A| + Σᵢ |Bᵢ| − Σᵢ |A ∩ Bᵢ|, reached when the Bᵢ \ A are disjoint. It counts a
+///   person on j providers' lists and not on A j times — twice for two — because no run
+///   measures an overlap between two providers' lists; someone on A is counted once, in |A|,
+///   whatever else they are on.
+///
+/// Sets of any such sizes can be nested or disjoint, so no narrower bounds follow from these
+/// figures; with one run both are |A ∪ B₁|.
+pub fn union_of_all(pairs: &[Pair]) -> Option<Range> {
+    let first = pairs.first()?;
+    if pairs.iter().any(|p| p.identifiers != first.identifiers) {
+        return None;
+    }
+    let lo = pairs.iter().map(Pair::union).max()?;
+    let hi = pairs
+        .iter()
+        .try_fold(first.identifiers, |sum, p| sum.checked_add(p.theirs_only()));
+    Some(Range { lo, hi })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +295,83 @@ mod tests {
                 hi: Some(150)
             }
         );
+    }
+
+    fn pair(a: &BTreeSet<u32>, b: &BTreeSet<u32>) -> Pair {
+        let n = |s: &BTreeSet<u32>| s.len() as u64;
+        Pair::new(n(a), n(b), a.intersection(b).count() as u64).unwrap()
+    }
+
+    #[test]
+    fn the_union_of_two_lists_is_exact() {
+        let p = Pair::new(5913, 5153, 3087).unwrap();
+        assert_eq!(p.union(), 7979);
+        assert_eq!(union_of_all(&[p]), Some(Range::exact(7979)));
+        assert!(Pair::new(100, 50, 51).is_err());
+        assert!(Pair::new(50, 100, 51).is_err());
+    }
+
+    #[test]
+    fn the_union_of_all_is_at_least_the_largest_union_of_two_and_at_most_what_counts_the_providers_overlaps_twice()
+     {
+        // The demo's figures: 5,913 self-reports, 5,153 placements (3,087 of them
+        // self-reported), 3,933 memberships (2,352).
+        let pairs = [
+            Pair::new(5913, 5153, 3087).unwrap(),
+            Pair::new(5913, 3933, 2352).unwrap(),
+        ];
+        assert_eq!(
+            union_of_all(&pairs),
+            Some(Range {
+                lo: 7979,
+                hi: Some(5913 + 5153 + 3933 - 3087 - 2352)
+            })
+        );
+        // Runs of a list that changed in between measured two lists, not one.
+        let changed = [pairs[0], Pair::new(5914, 3933, 2352).unwrap()];
+        assert_eq!(union_of_all(&changed), None);
+        assert_eq!(union_of_all(&[]), None);
+    }
+
+    #[test]
+    fn the_bounds_hold_the_true_union_and_meet_it_when_the_providers_lists_do_not_overlap_off_the_callers()
+     {
+        // A small generator, so the sets are the same on every run.
+        struct XorShift(u64);
+        impl XorShift {
+            fn below(&mut self, n: u32) -> u32 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 % u64::from(n)) as u32
+            }
+            fn set(&mut self, most: u32, universe: u32) -> BTreeSet<u32> {
+                let n = self.below(most);
+                (0..n).map(|_| self.below(universe)).collect()
+            }
+        }
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        for round in 0..200u32 {
+            let universe = 20 + rng.below(200);
+            let a = rng.set(60, universe);
+            let bs: Vec<BTreeSet<u32>> =
+                (0..1 + round % 4).map(|_| rng.set(80, universe)).collect();
+            let pairs: Vec<Pair> = bs.iter().map(|b| pair(&a, b)).collect();
+            let all: BTreeSet<u32> = bs.iter().flatten().chain(&a).copied().collect();
+            let truth = all.len() as u64;
+            let Range { lo, hi } = union_of_all(&pairs).unwrap();
+            let hi = hi.unwrap();
+            assert!(lo <= truth && truth <= hi, "{round}: {lo} ≤ {truth} ≤ {hi}");
+            // What the upper bound counts more than once: people on two providers' lists
+            // and not on A, once for each list more than one they are on.
+            let surplus: u64 = all
+                .iter()
+                .filter(|x| !a.contains(x))
+                .map(|x| bs.iter().filter(|b| b.contains(x)).count() as u64 - 1)
+                .sum();
+            assert_eq!(hi - truth, surplus, "{round}");
+            let largest_pair = pairs.iter().map(Pair::union).max().unwrap();
+            assert_eq!(lo, largest_pair, "{round}");
+        }
     }
 }
