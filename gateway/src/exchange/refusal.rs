@@ -120,6 +120,12 @@ pub(crate) enum Refusal {
         /// The contract.
         contract: ContractRef,
     },
+    /// This gateway is answering another overlap run (one at a time).
+    #[error("{me} is answering another overlap run; retry when it is done")]
+    RunInProgress {
+        /// This gateway's member.
+        me: MemberId,
+    },
     /// The consumer has made its overlap runs for this purpose today.
     #[error(
         "{consumer} has made the {runs} runs of {contract} a day allows for purpose {purpose}; the count starts again at 00:00 UTC"
@@ -274,6 +280,7 @@ impl Refusal {
             Refusal::ReplayWindowFull { .. }
             | Refusal::ReplayUnavailable
             | Refusal::AtCapacity { .. }
+            | Refusal::RunInProgress { .. }
             | Refusal::BackendUnavailable => ProblemCode::ProviderUnavailable,
             Refusal::NotProvided { .. } => ProblemCode::UnknownContract,
             Refusal::NotGranted(_) => ProblemCode::Forbidden,
@@ -308,6 +315,7 @@ impl Refusal {
             }
             Refusal::OverAdmission(over) => Some(RateDecision::retry_after_s(over.wait())),
             Refusal::AtCapacity { .. }
+            | Refusal::RunInProgress { .. }
             | Refusal::ReplayUnavailable
             | Refusal::BackendUnavailable
             | Refusal::Witness(crate::witness::WitnessError::Store(_)) => Some(1),

@@ -20,7 +20,7 @@ use crate::http::BODY_TIMEOUT;
 const IN_FLIGHT: usize = 4;
 
 /// How long the lists may take to arrive after the envelope: 30 s, and 1 s more for every
-/// MiB announced (a 1,000,000-point group is 31 MiB: 61 s).
+/// whole MiB announced (a 1,000,000-point group is 30.5 MiB: 60 s).
 pub(crate) fn lists_deadline(announced_bytes: u64) -> Duration {
     Duration::from_secs(30 + announced_bytes / (1 << 20))
 }

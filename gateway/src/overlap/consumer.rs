@@ -3,7 +3,7 @@
 //! request; the provider's answer and list re-blinded and counted before the run is recorded;
 //! then the count reported to the provider in a second exchange, so that both logs hold it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,13 +95,16 @@ pub(crate) async fn prepare(
     let rows = list.list().await.map_err(|e| {
         tracing::warn!(list = %asked.list, error = %e, "list binding failed");
         Problem::new(
-            ProblemCode::ProviderUnavailable,
-            format!("{}'s list `{}` cannot be read", gw.member, asked.list),
+            ProblemCode::Internal,
+            format!(
+                "{}'s own list `{}` cannot be read (its error is in this gateway's log)",
+                gw.member, asked.list
+            ),
         )
     })?;
     let limits = terms.limits();
     let labelled: Vec<(String, String)> = match (asked.grouped, rows.labels) {
-        (true, Some(labels)) => pool_small(labels, limits.min_set)
+        (true, Some(labels)) => pool_small(labels, &rows.identifiers, limits.min_set)
             .into_iter()
             .zip(rows.identifiers)
             .collect(),
@@ -145,6 +148,16 @@ pub(crate) async fn prepare(
                 format!("the list `{}`: {other}", asked.list),
             ),
         })?;
+    let sent: usize = query.lists().iter().map(Vec::len).sum();
+    if sent > limits.max_set {
+        return Err(Problem::new(
+            ProblemCode::InvalidQuery,
+            format!(
+                "the list `{}` holds {sent} distinct identifiers in its groups, {contract} takes at most {}",
+                asked.list, limits.max_set
+            ),
+        ));
+    }
     let lists: Vec<(ListKind, u32, &[u8])> = (0u32..)
         .zip(query.lists())
         .map(|(i, points)| (ListKind::Points, i, points.as_flattened()))
@@ -271,16 +284,20 @@ struct Counted {
     overlaps: Vec<u64>,
 }
 
-/// Labels with fewer than `min_set` rows pooled into [`OTHER`]: a label that could only be
-/// refused is counted with the other small ones instead.
-fn pool_small(labels: Vec<String>, min_set: usize) -> Vec<String> {
-    let mut rows: BTreeMap<&str, usize> = BTreeMap::new();
-    for label in &labels {
-        *rows.entry(label.as_str()).or_default() += 1;
+/// Labels with fewer than `min_set` distinct identifiers pooled into [`OTHER`]: a label that
+/// could only be refused is counted with the other small ones instead (the pool itself may
+/// still be under the minimum, and is then refused).
+fn pool_small(labels: Vec<String>, identifiers: &[String], min_set: usize) -> Vec<String> {
+    let mut distinct: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (label, id) in labels.iter().zip(identifiers) {
+        distinct
+            .entry(label.as_str())
+            .or_default()
+            .insert(id.as_str());
     }
-    let small: std::collections::BTreeSet<String> = rows
+    let small: BTreeSet<String> = distinct
         .into_iter()
-        .filter(|(_, n)| *n < min_set)
+        .filter(|(_, ids)| ids.len() < min_set)
         .map(|(l, _)| l.to_owned())
         .collect();
     labels
@@ -344,6 +361,19 @@ fn count(
         match digests.get_mut(place) {
             Some(list) => {
                 let (whole, _) = records.as_chunks::<DIGEST_LEN>();
+                // Sorted and distinct, as the protocol makes them: a digest repeated would
+                // be counted twice.
+                let mut before = list.last().copied();
+                let ascending = whole.iter().all(|d| {
+                    let above = before.is_none_or(|b| b < *d);
+                    before = Some(*d);
+                    above
+                });
+                if !ascending {
+                    return Err(format!(
+                        "the answer for group {place} holds digests out of order or repeated"
+                    ));
+                }
                 list.extend_from_slice(whole);
             }
             None => theirs
@@ -372,13 +402,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_under_the_minimum_are_pooled() {
-        let labels: Vec<String> = ["MY", "MY", "MY", "SA", "HK", "MY"]
+    fn labels_under_the_minimum_of_distinct_identifiers_are_pooled() {
+        let labels: Vec<String> = ["MY", "MY", "MY", "SA", "HK", "MY", "TW", "TW", "TW"]
+            .map(String::from)
+            .to_vec();
+        // TW has three rows but one identifier.
+        let ids: Vec<String> = ["1", "2", "3", "4", "5", "1", "6", "6", "6"]
             .map(String::from)
             .to_vec();
         assert_eq!(
-            pool_small(labels, 3),
-            ["MY", "MY", "MY", OTHER, OTHER, "MY"]
+            pool_small(labels, &ids, 3),
+            ["MY", "MY", "MY", OTHER, OTHER, "MY", OTHER, OTHER, OTHER]
         );
     }
 
@@ -448,6 +482,31 @@ mod tests {
         other["answers"][0]["size"] = json!(299);
         let e = count(&alpha, &query, &limits, other, &lists).unwrap_err();
         assert!(e.contains("299 digests for 300 points"), "{e}");
+        // A digest of an answer repeated (the frames made again so that they hold together).
+        let mut answer: RunAnswer = serde_json::from_value(result.clone()).unwrap();
+        let frames: Vec<&[u8]> = frames_in(&lists).collect::<Result<_, _>>().unwrap();
+        let mut digests = frames[0][contracts::psi::HEADER_LEN..].to_vec();
+        digests.copy_within(0..DIGEST_LEN, DIGEST_LEN);
+        let points = &frames[1][contracts::psi::HEADER_LEN..];
+        let (remade, summaries) = frame_lists(
+            &[
+                (ListKind::Digests, 0, &digests),
+                (ListKind::Points, 0, points),
+            ],
+            DEFAULT_FRAME_BYTES,
+        )
+        .unwrap();
+        answer.answers[0] = summaries[0].clone();
+        answer.theirs = summaries[1].clone();
+        let e = count(
+            &alpha,
+            &query,
+            &limits,
+            serde_json::to_value(answer).unwrap(),
+            &remade,
+        )
+        .unwrap_err();
+        assert!(e.contains("out of order or repeated"), "{e}");
         // Under another run's context the provider's points match nothing.
         let (result, lists) = answer_to(&query, &theirs, b"another run");
         let counted = count(&alpha, &query, &limits, result, &lists).unwrap();

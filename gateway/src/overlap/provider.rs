@@ -146,12 +146,12 @@ async fn run_answer(
     // One run at a time on this gateway: each is counted before it starts and recorded
     // before the next is counted (a run costs both cores for a while anyway).
     let Ok(one_run) = gw.provider.overlap_run.clone().try_lock_owned() else {
-        return Err(Refusal::AtCapacity {
-            contract: reference.clone(),
+        return Err(Refusal::RunInProgress {
+            me: gw.member.clone(),
         });
     };
-    provided.counters.adapter_calls.increment(1);
     runs_left(gw, reference, terms, request).await?;
+    provided.counters.adapter_calls.increment(1);
 
     let key = Arc::new(BlindingKey::generate().map_err(|e| Refusal::CannotSign(e.to_string()))?);
     let context = run_context(&request.id, reference);
@@ -322,6 +322,7 @@ async fn check_report(
         let asked: ExchangeRequest = payload(&ev.request, REQUEST_TYP)?;
         let answered: ExchangeAnswer = payload(ev.response.as_deref()?, ANSWER_TYP)?;
         (asked.iss == request.iss
+            && asked.purpose == request.purpose
             && asked.aud == gw.member
             && answered.iss == gw.member
             && asked.contract == reference.id
@@ -330,8 +331,8 @@ async fn check_report(
     });
     let Some((asked, answered)) = run else {
         return Err(mismatch(format!(
-            "{} answered no run of {reference} under this id to {} whose evidence it keeps",
-            gw.member, request.iss
+            "{} answered no run of {reference} under this id to {} for purpose {} whose evidence it keeps",
+            gw.member, request.iss, request.purpose
         )));
     };
     let (Ok(OverlapQuery::Run(run)), Ok(answer)) = (

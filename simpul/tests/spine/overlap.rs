@@ -23,7 +23,7 @@ const INSURANCE: &str = "insurance.overlap";
 
 /// A copy of the repository's catalog with the overlap contracts' `min_set` and
 /// `runs_per_day` set, and the edit that points the test's config at it.
-fn catalog_with(dir: &Path, min_set: u64, runs_per_day: u32) -> (String, String) {
+pub(crate) fn catalog_with(dir: &Path, min_set: u64, runs_per_day: u32) -> (String, String) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let from = repo.join("contracts/catalog");
     let to = dir.join("catalog");
@@ -382,4 +382,46 @@ async fn a_report_that_does_not_match_its_run_is_refused_with_422_run_mismatch()
         let p = assert_problem(&f.send_signed(KEMLU, &r).await, 422, "run-mismatch");
         assert!(p.detail.contains(&run), "{}", p.detail);
     }
+}
+
+#[tokio::test]
+async fn a_run_while_another_is_answered_is_refused_with_503_and_the_next_one_is_answered() {
+    use rustls::pki_types::ServerName;
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = federation(dir.path(), &[]).await;
+    let ids = niks(5_000);
+    // A run whose lists stop half way, its connection held open: the provider is answering it.
+    let (_, body) = direct_run(&f, &ids);
+    let (chain, key) = f.gateway_identity(KEMLU);
+    let tls = rustls::ClientConfig::builder_with_provider(gateway::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(f.roots())
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let addr = f.config.member(&id(BP2MI)).unwrap().listen;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stalled = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/exchange/{PLACEMENTS}/1 HTTP/1.1\r\nhost: localhost\r\ncontent-type: {PSI_MEDIA_TYPE}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&body[..body.len() / 2]).await.unwrap();
+    stalled.flush().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let (_, body) = direct_run(&f, &ids);
+    let p = assert_problem(&post_run(&f, body).await, 503, "provider-unavailable");
+    assert!(p.detail.contains("another overlap run"), "{}", p.detail);
+    // The stalled run's connection breaks: its run ends, and the next one is answered.
+    drop(stalled);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, body) = direct_run(&f, &ids);
+    assert_ok(&post_run(&f, body).await);
 }

@@ -284,35 +284,6 @@ async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_unio
     );
 }
 
-/// A copy of the repository's catalog with the overlap contracts' `min_set` and
-/// `runs_per_day` set, and the edit that points the test's config at it: the test
-/// federation's 3,000 people give lists of a few hundred NIKs.
-fn catalog_with(dir: &std::path::Path, min_set: u64, runs_per_day: u32) -> (String, String) {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap();
-    let from = repo.join("contracts/catalog");
-    let to = dir.join("catalog");
-    std::fs::create_dir_all(&to).unwrap();
-    for entry in std::fs::read_dir(&from).unwrap() {
-        let path = entry.unwrap().path();
-        let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        if doc.get("overlap").is_some() {
-            doc["overlap"]["min_set"] = json!(min_set);
-            doc["overlap"]["runs_per_day"] = json!(runs_per_day);
-        }
-        std::fs::write(
-            to.join(path.file_name().unwrap()),
-            serde_json::to_vec_pretty(&doc).unwrap(),
-        )
-        .unwrap();
-    }
-    (
-        format!("catalog = {:?}", from.display().to_string()),
-        format!("catalog = {:?}", to.display().to_string()),
-    )
-}
-
 /// The NIKs (and a label) `statement` reads from the member's database `db`.
 async fn niks(f: &Federation, db: &str, statement: &'static str) -> Vec<(String, String)> {
     use sqlx::ConnectOptions;
@@ -332,7 +303,7 @@ async fn niks(f: &Federation, db: &str, statement: &'static str) -> Vec<(String,
 async fn simpul_counts_measures_each_overlap_with_the_callers_list_and_bounds_the_union_of_all() {
     let dir = tempfile::tempdir().unwrap();
     let f = Federation::start_with(Options {
-        edits: vec![catalog_with(dir.path(), 20, 2)],
+        edits: vec![crate::overlap::catalog_with(dir.path(), 20, 2)],
         ..Options::default()
     })
     .await;
