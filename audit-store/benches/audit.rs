@@ -53,6 +53,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             user: None,
             aggregate: None,
             subjects: None,
+            overlap: None,
         },
         StoredEvidence {
             exchange_id: id,

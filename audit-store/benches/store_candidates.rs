@@ -84,6 +84,7 @@ fn record(n: u64) -> (NewRecord, StoredEvidence) {
             user: None,
             aggregate: None,
             subjects: None,
+            overlap: None,
         },
         StoredEvidence {
             exchange_id: id,

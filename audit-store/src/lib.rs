@@ -292,6 +292,16 @@ pub enum AuditError {
         /// How many it names.
         count: usize,
     },
+    /// A record's overlap figures are out of a reader's bounds
+    /// ([`audit::OverlapFigures::check`]: more groups than a run has): the journal, the
+    /// store and an export's verifier would refuse to read it back.
+    #[error("the record of exchange {exchange_id} has overlap figures a reader refuses: {reason}")]
+    OverlapFigures {
+        /// The record's exchange id.
+        exchange_id: String,
+        /// What is out of bounds.
+        reason: String,
+    },
     /// No record has this exchange id.
     #[error("no audit record of exchange `{0}`")]
     UnknownExchange(String),
@@ -724,7 +734,8 @@ impl AuditLog {
     /// the exchange was failed, never the other way round.) Evidence must carry the
     /// record's exchange id and hash to its `request_hash` and `response_hash`; a record
     /// naming more than [`MAX_SUBJECTS`] item subjects is refused
-    /// ([`AuditError::TooManySubjects`]).
+    /// ([`AuditError::TooManySubjects`]), and one whose overlap figures fail their check
+    /// ([`AuditError::OverlapFigures`]).
     pub async fn append(
         &self,
         record: NewRecord,
@@ -737,6 +748,12 @@ impl AuditLog {
             return Err(AuditError::TooManySubjects {
                 exchange_id: record.exchange_id,
                 count: subjects.len(),
+            });
+        }
+        if let Some(Err(reason)) = record.overlap.as_ref().map(audit::OverlapFigures::check) {
+            return Err(AuditError::OverlapFigures {
+                exchange_id: record.exchange_id,
+                reason,
             });
         }
         let evidence = match evidence {

@@ -38,10 +38,12 @@ use audit::merkle::{
     Frontier, Hash, NodeRef, consistency_ranges, empty_root, fold_subtrees, range_subtrees,
     verify_consistency,
 };
-use audit::{Aggregate, AuditRecord, NewRecord, Role, SignedTreeHead, StoredEvidence};
+use audit::{
+    Aggregate, AuditRecord, NewRecord, OverlapFigures, Role, SignedTreeHead, StoredEvidence,
+};
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
-/// parameters with the records' 23 columns.
+/// parameters with the records' 24 columns.
 const INSERT_CHUNK: usize = 500;
 
 /// Splits `items` into runs of at most `max_rows` whose estimated sizes add up to at most
@@ -205,7 +207,7 @@ impl Dialect {
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     aggregate_minute INTEGER, aggregate_count INTEGER, aggregate_bytes INTEGER,
-                    subjects TEXT,
+                    subjects TEXT, overlap TEXT,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
@@ -250,7 +252,7 @@ impl Dialect {
                     outcome TEXT NOT NULL, latency_us BIGINT NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     aggregate_minute BIGINT, aggregate_count BIGINT, aggregate_bytes BIGINT,
-                    subjects TEXT,
+                    subjects TEXT, overlap TEXT,
                     PRIMARY KEY (log, seq))",
                 // Stores made before records had these columns.
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS lookup_id TEXT",
@@ -264,6 +266,8 @@ impl Dialect {
                     ADD COLUMN IF NOT EXISTS aggregate_bytes BIGINT",
                 // Stores made before batch records.
                 "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS subjects TEXT",
+                // Stores made before overlap runs' figures.
+                "ALTER TABLE simpul_audit_records ADD COLUMN IF NOT EXISTS overlap TEXT",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
@@ -325,9 +329,13 @@ impl Dialect {
     }
 }
 
+/// A record's columns kept as JSON: its item subjects and its overlap figures.
+type JsonColumns = (Option<String>, Option<String>);
+
 const RECORD_COLUMNS: &str = "seq, ts, exchange_id, role, consumer, provider, contract, \
      version, purpose, request_hash, response_hash, outcome, latency_us, subject, lookup_id, \
-     peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes, subjects";
+     peer, subsystem, end_user, aggregate_minute, aggregate_count, aggregate_bytes, subjects, \
+     overlap";
 
 /// The outcome of an exchange answered (the gateway's trail records a refusal's problem
 /// code instead).
@@ -344,7 +352,7 @@ const COUNT_ANSWERED: &str = "SELECT COUNT(*) FROM simpul_audit_records
 
 /// Columns of the records table added after its first version, with their SQLite types, in
 /// the order they were added: a store made before one of them gains it when opened.
-const LATER_RECORD_COLUMNS: [(&str, &str); 8] = [
+const LATER_RECORD_COLUMNS: [(&str, &str); 9] = [
     ("lookup_id", "TEXT"),
     ("peer", "TEXT"),
     ("subsystem", "TEXT"),
@@ -353,6 +361,7 @@ const LATER_RECORD_COLUMNS: [(&str, &str); 8] = [
     ("aggregate_count", "INTEGER"),
     ("aggregate_bytes", "INTEGER"),
     ("subjects", "TEXT"),
+    ("overlap", "TEXT"),
 ];
 
 /// Which indexed column a seq lookup goes by.
@@ -1274,14 +1283,20 @@ where
             .collect();
         let max_bytes = self.dialect.max_statement_bytes();
         // A batch record's item subjects are kept with it as the JSON array it was hashed
-        // with, and one row each in `simpul_audit_subjects`, which finds it by any of them.
-        let subjects_json = records
+        // with, and one row each in `simpul_audit_subjects`, which finds it by any of them;
+        // an overlap run's figures as their JSON object.
+        let json_of = |r: &&AuditRecord| -> Result<JsonColumns, serde_json::Error> {
+            Ok((
+                r.subjects.as_ref().map(serde_json::to_string).transpose()?,
+                r.overlap.as_ref().map(serde_json::to_string).transpose()?,
+            ))
+        };
+        let json = records
             .iter()
-            .map(|r| r.subjects.as_ref().map(serde_json::to_string).transpose())
-            .collect::<Result<Vec<Option<String>>, _>>()?;
-        let rows: Vec<(&AuditRecord, Option<String>)> =
-            records.iter().copied().zip(subjects_json).collect();
-        let record_size = |(r, subjects): &(&AuditRecord, Option<String>)| {
+            .map(json_of)
+            .collect::<Result<Vec<JsonColumns>, _>>()?;
+        let rows: Vec<(&AuditRecord, JsonColumns)> = records.iter().copied().zip(json).collect();
+        let record_size = |(r, (subjects, overlap)): &(&AuditRecord, JsonColumns)| {
             96 + r.exchange_id.len()
                 + r.consumer.len()
                 + r.provider.len()
@@ -1291,12 +1306,13 @@ where
                 + r.outcome.len()
                 + 3 * 44
                 + subjects.as_ref().map_or(0, String::len)
+                + overlap.as_ref().map_or(0, String::len)
         };
         for chunk in runs(&rows, INSERT_CHUNK, max_bytes, record_size) {
             let mut q = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
             ));
-            q.push_values(chunk, |mut row, (r, subjects)| {
+            q.push_values(chunk, |mut row, (r, (subjects, overlap))| {
                 row.push_bind(self.log.clone())
                     .push_bind(to_i64(r.seq))
                     .push_bind(r.ts)
@@ -1319,7 +1335,8 @@ where
                     .push_bind(r.aggregate.map(|a| a.minute))
                     .push_bind(r.aggregate.map(|a| to_i64(a.count)))
                     .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)))
-                    .push_bind(subjects.clone());
+                    .push_bind(subjects.clone())
+                    .push_bind(overlap.clone());
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -1529,7 +1546,23 @@ where
             user: row.try_get(17).map_err(&e)?,
             aggregate: self.aggregate_of(row, seq)?,
             subjects: self.subjects_of(row, seq)?,
+            overlap: self.overlap_of(row, seq)?,
         })
+    }
+
+    /// Column 22 of a record row: an overlap run's figures, kept as their JSON object (and
+    /// read with the bounds an export's reader holds them to).
+    fn overlap_of(&self, row: &DB::Row, seq: u64) -> Result<Option<OverlapFigures>, AuditError> {
+        let text: Option<String> = row.try_get(22).map_err(self.err("reading records"))?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                self.corrupt(
+                    Some(seq),
+                    format!("its overlap figures are not as a record holds them: {e}"),
+                )
+            })
+        })
+        .transpose()
     }
 
     /// Column 21 of a record row: a batch record's item subjects, kept as the JSON array
@@ -1576,7 +1609,8 @@ where
         let sql = "SELECT r.seq, r.ts, r.exchange_id, r.role, r.consumer, r.provider, r.contract, \
                    r.version, r.purpose, r.request_hash, r.response_hash, r.outcome, \
                    r.latency_us, r.subject, r.lookup_id, r.peer, r.subsystem, r.end_user, \
-                   r.aggregate_minute, r.aggregate_count, r.aggregate_bytes, r.subjects, n.hash \
+                   r.aggregate_minute, r.aggregate_count, r.aggregate_bytes, r.subjects, r.overlap, \
+                   n.hash \
                    FROM simpul_audit_records r LEFT JOIN simpul_audit_nodes n \
                    ON n.log = r.log AND n.node = 2 * r.seq \
                    WHERE r.log = $1 AND r.seq >= $2 AND r.seq < $3 ORDER BY r.seq";
@@ -1590,7 +1624,7 @@ where
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let record = self.record_of(row)?;
-            let leaf: Option<Vec<u8>> = row.try_get(22).map_err(self.err("reading records"))?;
+            let leaf: Option<Vec<u8>> = row.try_get(23).map_err(self.err("reading records"))?;
             let leaf = leaf.map(|l| self.hash_of(l, "a leaf hash")).transpose()?;
             out.push((record, leaf));
         }

@@ -66,8 +66,9 @@ fn script(dir: &Path) -> PathBuf {
 }
 
 /// A log of 30 exchanges on a real SQLite file, with heads at 10, 25 and 30; some records
-/// are parts of a federated lookup and some of batch exchanges (with item subjects), so
-/// every record shape is hashed. Exchange 12 is of a batch.
+/// are parts of a federated lookup, some of batch exchanges (with item subjects) and some
+/// of overlap runs (with their figures), so every record shape is hashed. Exchange 12 is of
+/// a batch.
 async fn log(dir: &Path, key: &Arc<SigningKey>) -> AuditLog {
     let config = AuditConfig {
         store: dir.join("audit.db").display().to_string(),
@@ -89,6 +90,14 @@ async fn log(dir: &Path, key: &Arc<SigningKey>) -> AuditLog {
                 .map(|i| vec![serde_json::json!(format!("317123456789{n:02}0{i}"))])
                 .collect();
             record.subjects = log.subjects(&people);
+        }
+        if n % 7 == 4 {
+            record.contract = "placement.overlap".into();
+            record.overlap = Some(audit::OverlapFigures {
+                groups: vec![2_474 + n, 1_079],
+                theirs: (n > 10).then_some(3_933),
+                overlaps: (n > 20).then(|| vec![847, 491]),
+            });
         }
         log.append(record, None).await.unwrap();
         if [9, 24, 29].contains(&n) {

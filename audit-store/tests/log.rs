@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use audit::merkle;
 use audit::{
-    AuditRecord, ProofFailure, Role, SignedTreeHead, StoredEvidence, VerifyFailureKind,
-    check_consistency_proof, check_proof_bundle, reconcile, verify_export,
+    AuditRecord, MAX_OVERLAP_GROUPS, OverlapFigures, ProofFailure, Role, SignedTreeHead,
+    StoredEvidence, VerifyFailureKind, check_consistency_proof, check_proof_bundle, reconcile,
+    verify_export,
 };
 use audit_store::{AuditConfig, AuditError, AuditLog, JOURNAL_KEEP_UP};
 use contracts::canonical::{b64url, sha256, sha256_b64url};
@@ -1246,6 +1247,242 @@ async fn a_record_with_more_item_subjects_than_a_batch_carries_is_refused() {
         other => panic!("not refused: {other:?}"),
     }
     assert_eq!(log.tree_size(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Overlap figures: a run's sizes and counts on its records and its report's, never its points.
+
+/// The figures of a run of two groups: the sizes the envelopes announced (what the provider
+/// knows), and with `overlaps` what the consumer counted (and its report says).
+fn figures(overlaps: bool) -> OverlapFigures {
+    OverlapFigures {
+        groups: vec![2474, 1079],
+        theirs: Some(3933),
+        overlaps: overlaps.then(|| vec![847, 491]),
+    }
+}
+
+/// BP2MI's record, as provider, of exchange `n` of `placement.overlap`, with `figures`.
+fn overlap_record(n: u64, figures: Option<OverlapFigures>) -> audit::NewRecord {
+    let mut r = exchange(n, Role::Provider, BP2MI, KEMLU);
+    r.contract = "placement.overlap".into();
+    r.purpose = "statistics".into();
+    r.overlap = figures;
+    r
+}
+
+/// A store made before overlap figures existed (no `overlap` column) gains the column when
+/// opened, and its older record reads back as it was; a run's figures, its report's and a
+/// refused run's are stored, read back exactly (so their leaves recompute), proven,
+/// exported and verified offline, before and after the store is reopened.
+async fn overlap_figures_are_kept_and_old_stores_gain_their_column(store: &TestStore) {
+    let k = key(BP2MI);
+    let log = store.open(BP2MI, &k).await;
+    let before = log
+        .append(exchange(0, Role::Provider, BP2MI, KEMLU), None)
+        .await
+        .unwrap();
+    log.sign_tree_head().await.unwrap();
+    drop(log);
+    store
+        .tamper("ALTER TABLE simpul_audit_records DROP COLUMN overlap")
+        .await;
+    let log = store.open(BP2MI, &k).await;
+    assert_eq!(
+        log.records(0, 1).await.unwrap(),
+        std::slice::from_ref(&before)
+    );
+
+    let mut report = overlap_record(2, Some(figures(true)));
+    report.lookup_id = Some(exchange_id(1));
+    // Refused before an answer announced the provider's list.
+    let mut refused = overlap_record(
+        3,
+        Some(OverlapFigures {
+            groups: vec![999],
+            theirs: None,
+            overlaps: None,
+        }),
+    );
+    refused.outcome = "set-too-small".into();
+    refused.response_hash = None;
+    let mut appended = vec![before];
+    for record in [
+        overlap_record(1, Some(figures(false))),
+        report,
+        refused,
+        exchange(4, Role::Provider, BP2MI, KEMLU),
+    ] {
+        appended.push(log.append(record, None).await.unwrap());
+    }
+    assert_eq!(appended[1].overlap, Some(figures(false)));
+    assert_eq!(appended[2].overlap, Some(figures(true)));
+    assert_eq!(appended[4].overlap, None);
+    holds_the_overlap_figures(&log, &k, &appended).await;
+    drop(log);
+    let log = store.open(BP2MI, &k).await;
+    holds_the_overlap_figures(&log, &k, &appended).await;
+}
+
+/// What [`overlap_figures_are_kept_and_old_stores_gain_their_column`] appended, read back
+/// exactly, proven, and exported in a log that verifies.
+async fn holds_the_overlap_figures(log: &AuditLog, k: &SigningKey, appended: &[AuditRecord]) {
+    assert_eq!(log.records(0, 10).await.unwrap(), appended);
+    let bundle = log.prove(&exchange_id(2)).await.unwrap();
+    check_proof_bundle(&bundle, &public(k)).unwrap();
+    assert_eq!(bundle.proofs[0].record, appended[2]);
+    let text = export(log).await;
+    let report = verify_export(Cursor::new(text.clone()), &public(k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (5, 5));
+    let lines = String::from_utf8(text).unwrap();
+    // Absent, not null, on the records without figures.
+    assert_eq!(lines.matches("\"overlap\"").count(), 3, "{lines}");
+    for figures in [
+        r#""overlap":{"groups":[2474,1079],"theirs":3933}"#,
+        r#""overlap":{"groups":[2474,1079],"theirs":3933,"overlaps":[847,491]}"#,
+        r#""overlap":{"groups":[999]}"#,
+    ] {
+        assert!(lines.contains(figures), "{figures} in {lines}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_overlap_figures_are_kept_and_old_stores_gain_their_column() {
+    overlap_figures_are_kept_and_old_stores_gain_their_column(&TestStore::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_overlap_figures_are_kept_and_old_stores_gain_their_column() {
+    let Some(store) =
+        TestStore::postgres("postgres_overlap_figures_are_kept_and_old_stores_gain_their_column")
+            .await
+    else {
+        return;
+    };
+    overlap_figures_are_kept_and_old_stores_gain_their_column(&store).await;
+    store.cleanup().await;
+}
+
+/// Records with overlap figures that were only in the journal when the process ended (the
+/// tables locked by another process until after it had gone) are in the tables, exactly,
+/// once the log is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_overlap_figures_only_in_the_journal_are_in_the_tables_after_the_next_open() {
+    use sqlx::Connection;
+    let store = TestStore::sqlite();
+    let k = key(BP2MI);
+    let log = store.open(BP2MI, &k).await;
+    let mut appended = vec![
+        log.append(exchange(0, Role::Provider, BP2MI, KEMLU), None)
+            .await
+            .unwrap(),
+    ];
+    log.records(0, 1).await.unwrap();
+    let Engine::Sqlite(path) = &store.engine else {
+        unreachable!()
+    };
+    let mut other = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+    )
+    .await
+    .unwrap();
+    other.execute("BEGIN EXCLUSIVE").await.unwrap();
+    for n in 1..7 {
+        let record = overlap_record(n, (n % 3 != 0).then(|| figures(n % 2 == 0)));
+        appended.push(log.append(record, None).await.unwrap());
+    }
+    drop(log);
+    // The journal is let go of once the dropped log's tasks have ended.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_tables: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM simpul_audit_records WHERE log = 'ID:GOV:BP2MI'")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+    assert_eq!(in_tables, 1, "the tables were locked");
+    other.execute("COMMIT").await.unwrap();
+    drop(other);
+    let log = store.open(BP2MI, &k).await;
+    assert_eq!(log.records(0, 10).await.unwrap(), appended);
+    assert_eq!(appended[2].overlap, Some(figures(true)));
+    assert_eq!(appended[3].overlap, None);
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!(report.records, 7);
+}
+
+/// Figures of as many groups as a run may have are appended and verify; one group more is
+/// refused before anything is written (a reader would refuse it), and so is an export, or a
+/// store's row, edited to hold one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_figures_of_more_groups_than_a_run_has_are_refused() {
+    let store = TestStore::sqlite();
+    let k = key(BP2MI);
+    let log = store.open(BP2MI, &k).await;
+    let most = |n: usize| OverlapFigures {
+        groups: vec![1_000; n],
+        theirs: Some(1_000),
+        overlaps: Some(vec![10; n]),
+    };
+    let full = log
+        .append(overlap_record(0, Some(most(MAX_OVERLAP_GROUPS))), None)
+        .await
+        .unwrap();
+    assert_eq!(full.overlap, Some(most(MAX_OVERLAP_GROUPS)));
+    let text = export(&log).await;
+    let report = verify_export(Cursor::new(text.clone()), &public(&k)).unwrap();
+    assert_eq!(report.records, 1);
+
+    for over in [
+        most(MAX_OVERLAP_GROUPS + 1),
+        OverlapFigures {
+            overlaps: Some(vec![10; MAX_OVERLAP_GROUPS + 1]),
+            ..most(1)
+        },
+    ] {
+        match log.append(overlap_record(1, Some(over)), None).await {
+            Err(AuditError::OverlapFigures {
+                exchange_id: id,
+                reason,
+            }) => {
+                assert_eq!(id, exchange_id(1));
+                assert!(reason.contains("257"), "{reason}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    assert_eq!(log.tree_size(), 1);
+
+    // An export edited to hold a 257th group.
+    let lines = String::from_utf8(text).unwrap();
+    let groups = format!(
+        "\"groups\":[{}]",
+        vec!["1000"; MAX_OVERLAP_GROUPS].join(",")
+    );
+    assert!(lines.contains(&groups));
+    let edited = lines.replace(&groups, &groups.replace("[1000,", "[1000,1000,"));
+    let failure = verify_export(Cursor::new(edited), &public(&k)).unwrap_err();
+    match failure.kind {
+        VerifyFailureKind::Malformed { reason } => {
+            assert!(reason.contains("more than 256 groups"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A store's row edited so.
+    let over = serde_json::to_string(&most(MAX_OVERLAP_GROUPS + 1)).unwrap();
+    store
+        .tamper(&format!(
+            "UPDATE simpul_audit_records SET overlap = '{over}' WHERE seq = 0"
+        ))
+        .await;
+    match log.records(0, 1).await {
+        Err(AuditError::Corrupt {
+            seq: Some(0),
+            reason,
+            ..
+        }) => assert!(reason.contains("more than 256 groups"), "{reason}"),
+        other => panic!("read: {other:?}"),
+    }
 }
 
 /// The store's size is measured on its engine, and grows with what is appended.

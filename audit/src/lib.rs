@@ -24,7 +24,10 @@ pub use proof::{
     check_consistency_proof, check_inclusion_proof, check_proof_bundle,
 };
 pub use reconcile::{Disagreement, ReconcileError, ReconcileReport, reconcile};
-pub use record::{Aggregate, AuditRecord, MAX_SUBJECTS, NewRecord, Role, StoredEvidence};
+pub use record::{
+    Aggregate, AuditRecord, MAX_OVERLAP_GROUPS, MAX_SUBJECTS, NewRecord, OverlapFigures, Role,
+    StoredEvidence,
+};
 pub use tree_head::{
     EXCHANGE_LOG, SignedTreeHead, TREE_HEAD_TYP, TreeHeadError, kid_member, verify_tree_head,
 };

@@ -1,17 +1,27 @@
 //! The audit record of PROTOCOL.md §5, what a caller hands the log to append, and the
 //! evidence kept beside it.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{Error as _, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Most item subjects one record holds ([`AuditRecord::subjects`]): the most items a batch
 /// contract may carry in one exchange. A record with that many is about 460 KB of JSON,
 /// within an export line ([`crate::export::MAX_LINE`]).
 pub const MAX_SUBJECTS: usize = contracts::contract::MAX_BATCH_ITEMS as usize;
 
+/// Most groups a record's overlap figures name ([`OverlapFigures::groups`], and as many
+/// `overlaps`): the most an overlap run may have (an overlap contract's `max_groups` is at
+/// most 256, PROTOCOL.md §2.7). A record read with more — from an export, a journal frame or
+/// a store's row — is refused as it is read, and the log refuses to append one.
+pub const MAX_OVERLAP_GROUPS: usize = 256;
+
 /// One audit record (PROTOCOL.md §5): a leaf of the log's Merkle tree, whose leaf hash is
 /// `SHA-256(0x00 ‖ JCS(record))` ([`crate::merkle::leaf_hash`]). Every field is always
 /// present in its JSON form (`null` for an absent option) but the later ones (`lookup_id`,
-/// `peer`, `subsystem`, `user`, `aggregate`, `subjects`), which are left out when absent, so
+/// `peer`, `subsystem`, `user`, `aggregate`, `subjects`, `overlap`), which are left out when
+/// absent, so
 /// the canonical bytes are fixed by the values alone and records written before a field
 /// existed hash as they did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +89,98 @@ pub struct AuditRecord {
     /// records hash as before it existed. At most [`MAX_SUBJECTS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subjects: Option<Vec<String>>,
+    /// On the record of an overlap run or of its report (PROTOCOL.md §2.7): the run's
+    /// figures, never its points. Absent (not `null`) on every other record, so such records
+    /// hash as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapFigures>,
+}
+
+/// The figures of an overlap run (PROTOCOL.md §2.7), never its points: on a run's record, the
+/// sizes its envelopes announced (and, at the consumer, the overlaps it counted); on a
+/// report's record, what the report says. Each list holds at most [`MAX_OVERLAP_GROUPS`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlapFigures {
+    /// Distinct identifiers in each of the consumer's groups, in the run's order.
+    #[serde(deserialize_with = "counts")]
+    pub groups: Vec<u64>,
+    /// Distinct identifiers in the provider's list, once its answer announced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theirs: Option<u64>,
+    /// Per group, how many are on the provider's list, where this side knows it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_counts"
+    )]
+    pub overlaps: Option<Vec<u64>>,
+}
+
+impl OverlapFigures {
+    /// Whether a reader of the log takes them: at most [`MAX_OVERLAP_GROUPS`] groups and as
+    /// many overlaps (every reader), and every count below 2^53 (I-JSON, as `simpul audit
+    /// verify` reads an export). The log refuses to append figures that fail this.
+    ///
+    /// # Errors
+    /// What is out of bounds.
+    pub fn check(&self) -> Result<(), String> {
+        let overlaps = self.overlaps.as_deref().unwrap_or_default();
+        for (what, list) in [("groups", self.groups.as_slice()), ("overlaps", overlaps)] {
+            if list.len() > MAX_OVERLAP_GROUPS {
+                return Err(format!(
+                    "{} {what}, more than {MAX_OVERLAP_GROUPS}",
+                    list.len()
+                ));
+            }
+        }
+        let counts = self.groups.iter().chain(overlaps).chain(&self.theirs);
+        match counts.max() {
+            Some(&n) if n > contracts::json::MAX_SAFE_INTEGER => {
+                Err(format!("a count of {n}, beyond 2^53 - 1"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Reads an array of at most [`MAX_OVERLAP_GROUPS`] counts, refusing a longer one as soon as
+/// its next element arrives.
+fn counts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    struct Counts;
+    impl<'de> Visitor<'de> for Counts {
+        type Value = Vec<u64>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "an array of at most {MAX_OVERLAP_GROUPS} counts")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u64>, A::Error> {
+            let hint = seq.size_hint().unwrap_or(0).min(MAX_OVERLAP_GROUPS);
+            let mut out = Vec::with_capacity(hint);
+            while let Some(n) = seq.next_element()? {
+                if out.len() == MAX_OVERLAP_GROUPS {
+                    return Err(A::Error::custom(format_args!(
+                        "more than {MAX_OVERLAP_GROUPS} groups"
+                    )));
+                }
+                out.push(n);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Counts)
+}
+
+/// [`counts`], for an optional array.
+fn some_counts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u64>>, D::Error> {
+    struct Counts(Vec<u64>);
+    impl<'de> Deserialize<'de> for Counts {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            counts(d).map(Counts)
+        }
+    }
+    Ok(Option::<Counts>::deserialize(d)?.map(|c| c.0))
 }
 
 /// What one aggregate record of refusals before authentication counts: every refusal of
@@ -165,6 +267,9 @@ pub struct NewRecord {
     /// See [`AuditRecord::subjects`]: sorted and stripped of duplicates when the record is
     /// made ([`NewRecord::into_record`]), and left out when empty.
     pub subjects: Option<Vec<String>>,
+    /// See [`AuditRecord::overlap`]: figures that fail [`OverlapFigures::check`] (more than
+    /// [`MAX_OVERLAP_GROUPS`] groups) are refused by the log.
+    pub overlap: Option<OverlapFigures>,
 }
 
 impl NewRecord {
@@ -196,6 +301,7 @@ impl NewRecord {
                 subjects.dedup();
                 (!subjects.is_empty()).then_some(subjects)
             }),
+            overlap: self.overlap,
         }
     }
 }
@@ -243,6 +349,7 @@ mod tests {
             user: None,
             aggregate: None,
             subjects: None,
+            overlap: None,
         }
     }
 
@@ -276,6 +383,7 @@ mod tests {
             user: None,
             aggregate: None,
             subjects,
+            overlap: None,
         }
     }
 
@@ -324,6 +432,145 @@ mod tests {
                 subject(3)
             )),
             "{text}"
+        );
+    }
+
+    /// The provider's record of a run of `placement.overlap` with two groups, as BP2MI
+    /// would write it: the sizes the envelopes announced, not the overlaps it cannot know.
+    fn run() -> AuditRecord {
+        AuditRecord {
+            provider: "ID:GOV:BP2MI".into(),
+            contract: "placement.overlap".into(),
+            purpose: "statistics".into(),
+            response_hash: Some("hXr5ZJzq9lU2lMYs4m5oF9RzKX1mNQFQb7d9v6o7A5E".into()),
+            subject: None,
+            overlap: Some(OverlapFigures {
+                groups: vec![2474, 1079],
+                theirs: Some(3933),
+                overlaps: None,
+            }),
+            ..single()
+        }
+    }
+
+    #[test]
+    fn a_runs_overlap_figures_are_hashed_with_its_record_and_read_back() {
+        let provider = run();
+        let mut consumer = run();
+        consumer.role = Role::Consumer;
+        consumer.peer = Some("ID:GOV:BP2MI".into());
+        consumer.overlap.as_mut().unwrap().overlaps = Some(vec![847, 491]);
+        // Fixed independently of this code (Python's sorted, compact JSON and SHA-256).
+        for (record, bytes, hash) in [
+            (
+                &provider,
+                r#"{"consumer":"ID:GOV:KEMLU","contract":"placement.overlap","exchange_id":"0193a6f2-5b7c-4d2e-9f10-6a8b3c4d5e6f","latency_us":1840,"outcome":"ok","overlap":{"groups":[2474,1079],"theirs":3933},"peer":"ID:GOV:KEMLU","provider":"ID:GOV:BP2MI","purpose":"statistics","request_hash":"q0xxIhF0V1WrOFaMIZmjTUdGykz3YWvr0DjGbbOMhlI","response_hash":"hXr5ZJzq9lU2lMYs4m5oF9RzKX1mNQFQb7d9v6o7A5E","role":"provider","seq":7,"subject":null,"ts":1796236012331,"version":"1"}"#,
+                "cf0b8b54cb6de8c201c3abc58191f02ae8bffde4c4bfca29fdad0178d7439c18",
+            ),
+            (
+                &consumer,
+                r#"{"consumer":"ID:GOV:KEMLU","contract":"placement.overlap","exchange_id":"0193a6f2-5b7c-4d2e-9f10-6a8b3c4d5e6f","latency_us":1840,"outcome":"ok","overlap":{"groups":[2474,1079],"overlaps":[847,491],"theirs":3933},"peer":"ID:GOV:BP2MI","provider":"ID:GOV:BP2MI","purpose":"statistics","request_hash":"q0xxIhF0V1WrOFaMIZmjTUdGykz3YWvr0DjGbbOMhlI","response_hash":"hXr5ZJzq9lU2lMYs4m5oF9RzKX1mNQFQb7d9v6o7A5E","role":"consumer","seq":7,"subject":null,"ts":1796236012331,"version":"1"}"#,
+                "7115143759aa23d9aa49932799320e0d890e383cb55138f20faefa7887368f37",
+            ),
+        ] {
+            assert_eq!(
+                String::from_utf8(canonical_json(record).unwrap()).unwrap(),
+                bytes
+            );
+            assert_eq!(hex(&leaf_hash(record).unwrap()), hash);
+            let text = serde_json::to_string(record).unwrap();
+            let read: AuditRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(&read, record);
+        }
+        // Other figures are another leaf.
+        let mut other = run();
+        other.overlap.as_mut().unwrap().groups = vec![2474, 1080];
+        assert_ne!(leaf_hash(&other).unwrap(), leaf_hash(&provider).unwrap());
+        // A new record carries them as they are.
+        let mut new = new_record(None);
+        new.overlap = consumer.overlap.clone();
+        assert_eq!(new.into_record(0, 1).overlap, consumer.overlap);
+    }
+
+    /// `run()`'s JSON with its figures replaced by `figures`.
+    fn with_figures(figures: &str) -> String {
+        let text = serde_json::to_string(&run()).unwrap();
+        let at = text.find(r#""overlap":"#).unwrap();
+        let end = at + text[at..].find('}').unwrap() + 1;
+        format!("{}\"overlap\":{figures}{}", &text[..at], &text[end..])
+    }
+
+    #[test]
+    fn overlap_figures_of_more_groups_than_a_run_has_are_refused_as_they_are_read() {
+        assert_eq!(
+            MAX_OVERLAP_GROUPS,
+            contracts::psi::Limits::default().max_groups,
+            "the most groups an overlap contract allows"
+        );
+        let counts = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| (1_000 + i).to_string()).collect();
+            format!("[{}]", list.join(","))
+        };
+        let most = counts(MAX_OVERLAP_GROUPS);
+        let over = counts(MAX_OVERLAP_GROUPS + 1);
+        let read = |figures: &str| serde_json::from_str::<AuditRecord>(&with_figures(figures));
+        let full = read(&format!(r#"{{"groups":{most},"overlaps":{most}}}"#)).unwrap();
+        let figures = full.overlap.unwrap();
+        assert_eq!(figures.groups.len(), MAX_OVERLAP_GROUPS);
+        assert_eq!(figures.check(), Ok(()));
+        for refused in [
+            format!(r#"{{"groups":{over}}}"#),
+            format!(r#"{{"groups":[1],"overlaps":{over}}}"#),
+        ] {
+            let e = read(&refused).unwrap_err().to_string();
+            assert!(e.contains("more than 256 groups"), "{e}");
+        }
+        // As an export line, whose record is read through its tagged line.
+        let line = |figures: &str| {
+            format!(
+                r#"{{"type":"record","record":{},"leaf_hash":null}}"#,
+                with_figures(figures)
+            )
+        };
+        let exported = line(&format!(r#"{{"groups":{most},"theirs":5}}"#));
+        assert!(serde_json::from_str::<ExportLine>(&exported).is_ok());
+        let e = serde_json::from_str::<ExportLine>(&line(&format!(r#"{{"groups":{over}}}"#)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 256 groups"), "{e}");
+        // Nothing but the three figures; groups are required, counts are whole numbers.
+        for refused in [
+            r#"{"groups":[1],"points":["AAAA"]}"#,
+            r#"{"theirs":1}"#,
+            r#"{"groups":[-1]}"#,
+            r#"{"groups":[1.5]}"#,
+            r#"{"groups":"1"}"#,
+        ] {
+            assert!(read(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn overlap_figures_a_reader_would_refuse_fail_their_check() {
+        let figures = |groups: usize, overlaps: Option<usize>, theirs: u64| OverlapFigures {
+            groups: vec![1_000; groups],
+            theirs: Some(theirs),
+            overlaps: overlaps.map(|n| vec![10; n]),
+        };
+        let most = MAX_OVERLAP_GROUPS;
+        assert_eq!(figures(most, Some(most), 1 << 52).check(), Ok(()));
+        assert_eq!(figures(1, None, 1).check(), Ok(()));
+        assert_eq!(
+            figures(most + 1, None, 1).check(),
+            Err("257 groups, more than 256".into())
+        );
+        assert_eq!(
+            figures(1, Some(most + 1), 1).check(),
+            Err("257 overlaps, more than 256".into())
+        );
+        assert_eq!(
+            figures(1, None, 1 << 53).check(),
+            Err("a count of 9007199254740992, beyond 2^53 - 1".into())
         );
     }
 

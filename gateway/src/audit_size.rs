@@ -137,6 +137,7 @@ mod tests {
             user: None,
             aggregate: None,
             subjects: None,
+            overlap: None,
         }
     }
 

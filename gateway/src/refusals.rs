@@ -192,6 +192,7 @@ impl PreAuthRefusals {
                 body_bytes: tally.body_bytes,
             }),
             subjects: None,
+            overlap: None,
         }
     }
 

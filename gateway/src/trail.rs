@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use audit::{NewRecord, Role, StoredEvidence};
+use audit::{NewRecord, OverlapFigures, Role, StoredEvidence};
 use audit_store::AuditLog;
 use contracts::canonical::sha256_b64url;
 use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
@@ -97,6 +97,19 @@ impl Trail {
     /// The end user the member system named: recorded as a keyed hash, never in clear.
     pub fn set_user(&mut self, user: &str) {
         self.record.user = Some(self.log.user(user));
+    }
+
+    /// The figures of an overlap run, or of its report (PROTOCOL.md §2.7): sizes and counts,
+    /// never a point. Figures a reader of the log would refuse (more than
+    /// [`audit::MAX_OVERLAP_GROUPS`] groups: [`audit::OverlapFigures::check`]) make the append
+    /// fail, and the exchange with 503: set only figures already held to the contract's
+    /// `max_groups`.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "the overlap run's code sets it next (issue #16)")
+    )]
+    pub fn set_overlap(&mut self, figures: OverlapFigures) {
+        self.record.overlap = Some(figures);
     }
 
     /// Sets the `subject`: a keyed hash of the values at `contract`'s personal-data pointers
@@ -255,6 +268,7 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
         user: None,
         aggregate: None,
         subjects: None,
+        overlap: None,
     }
 }
 
@@ -465,6 +479,24 @@ mod tests {
         drop(t);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(log.tree_size(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_runs_overlap_figures_are_on_its_record_and_on_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path()).await;
+        let figures = OverlapFigures {
+            groups: vec![2474, 1079],
+            theirs: Some(3933),
+            overlaps: Some(vec![847, 491]),
+        };
+        let mut run = trail(&log, "id-9");
+        run.set_overlap(figures.clone());
+        run.record(None).await.unwrap();
+        trail(&log, "id-10").record(None).await.unwrap();
+        let all = records(&log, 2).await;
+        assert_eq!(all[0].overlap, Some(figures));
+        assert_eq!(all[1].overlap, None);
     }
 
     #[tokio::test]

@@ -182,6 +182,7 @@ mod tests {
             user: None,
             aggregate: None,
             subjects: None,
+            overlap: None,
         }
     }
 
@@ -234,5 +235,23 @@ mod tests {
         assert_eq!(subjects.len(), 1_000);
         assert!(subjects.windows(2).all(|w| w[0] < w[1]), "sorted");
         assert_eq!(read.records[1].subjects, None);
+    }
+
+    #[test]
+    fn a_runs_overlap_figures_travel_in_its_journal_frame() {
+        let mut f = Frontier::default();
+        let mut run = new(0);
+        run.overlap = Some(audit::OverlapFigures {
+            groups: vec![2474, 1079],
+            theirs: Some(3933),
+            overlaps: Some(vec![847, 491]),
+        });
+        let batch = Batch::assign(vec![(run.clone(), None), (new(1), None)], &mut f, 5).unwrap();
+        let mut bytes = Vec::new();
+        batch.encode(&mut bytes).unwrap();
+        let read = Batch::decode(&bytes).unwrap();
+        assert_eq!(read, batch);
+        assert_eq!(read.records[0].overlap, run.overlap);
+        assert_eq!(read.records[1].overlap, None);
     }
 }

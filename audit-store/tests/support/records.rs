@@ -43,5 +43,6 @@ pub fn exchange(n: u64, role: Role, member: &str, other: &str) -> NewRecord {
         user: None,
         aggregate: None,
         subjects: None,
+        overlap: None,
     }
 }
