@@ -104,10 +104,6 @@ impl Trail {
     /// [`audit::MAX_OVERLAP_GROUPS`] groups: [`audit::OverlapFigures::check`]) make the append
     /// fail, and the exchange with 503: set only figures already held to the contract's
     /// `max_groups`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the overlap run's code sets it next (issue #16)")
-    )]
     pub fn set_overlap(&mut self, figures: OverlapFigures) {
         self.record.overlap = Some(figures);
     }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use audit::record::OverlapFigures;
 use bytes::Bytes;
 use contracts::psi::wire::PSI_MEDIA_TYPE;
 use tokio::time::Instant;
@@ -71,7 +72,7 @@ pub(crate) async fn ask(
 ) -> Result<LocalAnswer, Problem> {
     let id = contracts::ExchangeId::new().to_string();
     ask_as(
-        gw, snap, caller, contract, purpose, query, deadline, lookup, &id, None,
+        gw, snap, caller, contract, purpose, query, deadline, lookup, &id, None, None,
     )
     .await
 }
@@ -85,14 +86,16 @@ pub(crate) struct Outgoing {
     /// The most bytes the answer may have.
     pub(crate) max_answer: usize,
     /// From the verified answer's `result` and the bytes after its LF, the result the
-    /// caller is given, or why the lists are refused.
+    /// caller is given and the run's figures for its record, or why the lists are refused.
     pub(crate) receive: Box<dyn FnOnce(Value, Bytes) -> Receiving + Send>,
 }
 
 /// What [`Outgoing::receive`] returns.
-pub(crate) type Receiving = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
+pub(crate) type Receiving =
+    Pin<Box<dyn Future<Output = Result<(Value, OverlapFigures), String>> + Send>>;
 
-/// [`ask`] as the exchange `id`, with an overlap run's `outgoing` lists.
+/// [`ask`] as the exchange `id`, with an overlap run's `outgoing` lists, its record holding
+/// an overlap run's or report's `figures` (a run's replaced by what it counted).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn ask_as(
     gw: &Gateway,
@@ -105,6 +108,7 @@ pub(crate) async fn ask_as(
     lookup: Option<&str>,
     id: &str,
     outgoing: Option<Outgoing>,
+    figures: Option<OverlapFigures>,
 ) -> Result<LocalAnswer, Problem> {
     let id = id.to_owned();
     // A contract neither the catalog nor the manifest knows is a path's text: not copied
@@ -126,6 +130,9 @@ pub(crate) async fn ask_as(
     trail.set_query(&query.0, gw.catalog.get(contract));
     if let Some(lookup) = lookup {
         trail.set_lookup_id(lookup);
+    }
+    if let Some(figures) = figures {
+        trail.set_overlap(figures);
     }
     let result = exchange(
         gw, snap, caller, contract, purpose, query.0, deadline, &id, &mut trail, outgoing,
@@ -407,9 +414,13 @@ async fn exchange(
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
     let result = match receive {
         None => answer.result,
-        Some(receive) => receive(answer.result, lists)
-            .await
-            .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?,
+        Some(receive) => {
+            let (result, figures) = receive(answer.result, lists)
+                .await
+                .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
+            trail.set_overlap(figures);
+            result
+        }
     };
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
     Ok(LocalAnswer {

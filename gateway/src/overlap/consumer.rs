@@ -21,9 +21,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::consumer::{Caller, CheckedQuery, Outgoing, ask, ask_as};
+use crate::consumer::{Caller, CheckedQuery, Outgoing, ask_as};
 use crate::gateway::Gateway;
 use crate::snapshot::Snapshot;
+use audit::record::OverlapFigures;
 
 /// The label of the group that pools the labels with fewer rows than the contract's
 /// minimum, when a run is grouped.
@@ -206,11 +207,21 @@ pub(crate) async fn run(
     let labels = query.labels().to_vec();
     let receive = {
         let key = key.clone();
+        let sent_sizes = sizes.clone();
         Box::new(move |result: Value, lists: Bytes| {
             Box::pin(async move {
-                tokio::task::spawn_blocking(move || count(&key, &query, &limits, result, &lists))
-                    .await
-                    .map_err(|e| format!("counting did not finish: {e}"))?
+                let counted = tokio::task::spawn_blocking(move || {
+                    count(&key, &query, &limits, result, &lists)
+                })
+                .await
+                .map_err(|e| format!("counting did not finish: {e}"))??;
+                let figures = OverlapFigures {
+                    groups: sent_sizes,
+                    theirs: Some(counted.theirs),
+                    overlaps: Some(counted.overlaps.clone()),
+                };
+                let counted = serde_json::to_value(counted).map_err(|e| e.to_string())?;
+                Ok((counted, figures))
             }) as crate::consumer::Receiving
         })
     };
@@ -230,11 +241,21 @@ pub(crate) async fn run(
             max_answer,
             receive,
         }),
+        Some(OverlapFigures {
+            groups: sizes.clone(),
+            theirs: None,
+            overlaps: None,
+        }),
     )
     .await?;
     let counted: Counted = serde_json::from_value(answer.result.clone())
         .map_err(|e| Problem::new(ProblemCode::Internal, e.to_string()))?;
     // The report: the count on both logs, linked to the run.
+    let figures = OverlapFigures {
+        groups: sizes.clone(),
+        theirs: Some(counted.theirs),
+        overlaps: Some(counted.overlaps.clone()),
+    };
     let report = Report {
         run: id.clone(),
         theirs: counted.theirs,
@@ -250,7 +271,21 @@ pub(crate) async fn run(
     {
         Ok(q) => {
             let deadline = Instant::now() + gw.consumer.query_deadline;
-            ask(gw, snap, caller, contract, purpose, q, deadline, Some(&id)).await
+            let report_id = ExchangeId::new().to_string();
+            ask_as(
+                gw,
+                snap,
+                caller,
+                contract,
+                purpose,
+                q,
+                deadline,
+                Some(&id),
+                &report_id,
+                None,
+                Some(figures),
+            )
+            .await
         }
         Err(p) => Err(p),
     };
@@ -278,7 +313,7 @@ pub(crate) async fn run(
 }
 
 /// What [`count`] gives the exchange as its result, before the caller's answer is made.
-#[derive(serde::Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
 struct Counted {
     theirs: u64,
     overlaps: Vec<u64>,
@@ -320,7 +355,7 @@ fn count(
     limits: &contracts::psi::Limits,
     result: Value,
     lists: &[u8],
-) -> Result<Value, String> {
+) -> Result<Counted, String> {
     let answer: RunAnswer =
         serde_json::from_value(result).map_err(|e| format!("the run's answer: {e}"))?;
     let groups = query.lists();
@@ -390,11 +425,10 @@ fn count(
     let overlap = query
         .overlap(&digests, &theirs)
         .map_err(|e| format!("the answer: {e}"))?;
-    serde_json::to_value(Counted {
+    Ok(Counted {
         theirs: overlap.theirs as u64,
         overlaps: overlap.groups.iter().map(|g| g.overlap as u64).collect(),
     })
-    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -460,7 +494,13 @@ mod tests {
         let theirs: Vec<String> = (200..700).map(nik).collect();
         let (result, lists) = answer_to(&query, &theirs, b"run");
         let counted = count(&alpha, &query, &limits, result.clone(), &lists).unwrap();
-        assert_eq!(counted, json!({"theirs": 500, "overlaps": [100]}));
+        assert_eq!(
+            counted,
+            Counted {
+                theirs: 500,
+                overlaps: vec![100]
+            }
+        );
         // A byte of the provider's points changed after signing.
         let mut tampered = lists.clone();
         let last = tampered.len() - 1;
@@ -510,7 +550,7 @@ mod tests {
         // Under another run's context the provider's points match nothing.
         let (result, lists) = answer_to(&query, &theirs, b"another run");
         let counted = count(&alpha, &query, &limits, result, &lists).unwrap();
-        assert_eq!(counted["overlaps"], json!([0]));
+        assert_eq!(counted.overlaps, [0]);
     }
 
     #[test]

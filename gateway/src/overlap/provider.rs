@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use audit::record::OverlapFigures;
 use contracts::envelope::{ANSWER_TYP, REQUEST_TYP};
 use contracts::psi::wire::{
     ListsReceiver, OverlapQuery, OverlapTerms, Report, RunAnswer, RunQuery, frame_lists,
@@ -58,7 +59,7 @@ pub(crate) async fn answer(
         .map_err(|e| invalid("/query", e.to_string()))?;
     match (query, lists) {
         (OverlapQuery::Run(run), Some(lists)) => {
-            run_answer(gw, provided, reference, terms, request, &run, lists).await
+            run_answer(gw, provided, reference, terms, request, &run, lists, trail).await
         }
         (OverlapQuery::Run(_), None) => Err(Refusal::BadFrames(
             "a run's lists follow its envelope in an application/simpul-psi body; this body has none"
@@ -72,8 +73,15 @@ pub(crate) async fn answer(
                 )
             })?;
             // The report's record names its run: both are found together, and the day's
-            // count of runs leaves reports out.
+            // count of runs leaves reports out. It holds what the report says.
             trail.set_lookup_id(&report.run);
+            if report.groups.len() <= audit::record::MAX_OVERLAP_GROUPS {
+                trail.set_overlap(OverlapFigures {
+                    groups: report.groups.iter().map(|g| g.size).collect(),
+                    theirs: Some(report.theirs),
+                    overlaps: Some(report.groups.iter().map(|g| g.overlap).collect()),
+                });
+            }
             check_report(gw, reference, request, &report).await?;
             Ok(Answered {
                 result: serde_json::json!({ "recorded": report.run }),
@@ -93,6 +101,7 @@ fn invalid(pointer: &str, message: String) -> Refusal {
     }])
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_answer(
     gw: &Gateway,
     provided: &Provided,
@@ -101,6 +110,7 @@ async fn run_answer(
     request: &ExchangeRequest,
     run: &RunQuery,
     lists: Lists<Incoming>,
+    trail: &mut Trail,
 ) -> Result<Answered, Refusal> {
     let limits = terms.limits();
     let groups = run.groups.len();
@@ -110,6 +120,13 @@ async fn run_answer(
             format!("1 to {} groups, not {groups}", limits.max_groups),
         ));
     }
+    // The run's record holds the sizes its envelope announced, whatever becomes of it.
+    let mut figures = OverlapFigures {
+        groups: run.groups.iter().map(|g| g.size).collect(),
+        theirs: None,
+        overlaps: None,
+    };
+    trail.set_overlap(figures.clone());
     let mut total = 0u64;
     for (i, group) in run.groups.iter().enumerate() {
         if group.size < limits.min_set as u64 {
@@ -221,6 +238,8 @@ async fn run_answer(
     }
     let answers = reblinded.map_err(|e| Refusal::BadFrames(e.to_string()))?;
     let own: Vec<Point> = own?;
+    figures.theirs = Some(own.len() as u64);
+    trail.set_overlap(figures);
     if own.len() < limits.min_set {
         return Err(Refusal::SetTooSmall {
             list: "the provider's list".into(),

@@ -154,19 +154,25 @@ async fn an_overlap_run_counts_the_true_intersection_and_both_logs_hold_the_run_
     assert_eq!(result["theirs"], json!(placed.len()));
     assert_eq!(result["report"]["recorded"], json!(true), "{result}");
 
-    // The run and its report, one record each at both ends, linked by the run's id.
+    // The run and its report, one record each at both ends, linked by the run's id, with
+    // the run's figures: the sizes at the provider (which never learns the count from the
+    // run), the count too at the consumer, and what the report says at both.
     let run_id = body["exchange_id"].as_str().unwrap();
     let report_id = result["report"]["exchange_id"].as_str().unwrap();
-    for member in [KEMLU, BP2MI] {
+    let sizes = json!({"groups": [ours.len()], "theirs": placed.len()});
+    let counted = json!({"groups": [ours.len()], "theirs": placed.len(), "overlaps": [both]});
+    for (member, run_figures) in [(KEMLU, &counted), (BP2MI, &sizes)] {
         let runs = f.records(member, run_id).await;
         assert_eq!(runs.len(), 1, "{member}");
         assert_eq!(runs[0]["outcome"], "ok", "{member}: {}", runs[0]);
         assert_eq!(runs[0]["contract"], PLACEMENTS);
         assert!(runs[0]["subject"].is_null(), "{member}: {}", runs[0]);
+        assert_eq!(&runs[0]["overlap"], run_figures, "{member}");
         let reports = f.records(member, report_id).await;
         assert_eq!(reports.len(), 1, "{member}");
         assert_eq!(reports[0]["outcome"], "ok", "{member}: {}", reports[0]);
         assert_eq!(reports[0]["lookup_id"], run_id, "{member}: {}", reports[0]);
+        assert_eq!(reports[0]["overlap"], counted, "{member}");
     }
     // The count is in the report's signed request in both logs; the run's envelopes hold
     // the lists' sizes and digests, never a point.
@@ -256,6 +262,7 @@ async fn a_list_below_the_minimum_is_refused_with_422_set_too_small() {
     assert!(p.detail.contains("group 0"), "{}", p.detail);
     let records = f.records(BP2MI, &request.id).await;
     assert_eq!(records[0]["outcome"], "set-too-small");
+    assert_eq!(records[0]["overlap"], json!({"groups": [19]}));
     // Refused from the envelope while 40 MB of lists are still on their way: the consumer
     // reads the refusal, not a reset.
     let (mut request, _) = direct_run(&f, &niks(20));
