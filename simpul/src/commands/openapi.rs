@@ -152,7 +152,16 @@ mod tests {
                     &doc,
                     &op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
                 );
-                if config.catalog.contains_key(r) {
+                if config.catalog.get(r).is_some_and(|c| c.overlap().is_some()) {
+                    // An overlap contract is asked by list: the member's own lists.
+                    let lists: Vec<&String> = m.lists.iter().map(|l| &l.name).collect();
+                    assert_eq!(
+                        body["properties"]["query"]["properties"]["list"]["enum"],
+                        serde_json::json!(lists),
+                        "{r}"
+                    );
+                    assert!(answer["properties"]["result"]["properties"]["overlap"].is_object());
+                } else if config.catalog.contains_key(r) {
                     assert_eq!(
                         body["properties"]["query"]["$ref"],
                         schema_ref(&request_schema_name(r))
@@ -194,9 +203,9 @@ mod tests {
                 seen += 1;
             }
         }
-        // Kemlu's nine, BP2MI's four, BPJSTK's three (each with its statistics contracts);
-        // Dukcapil's SIAK asks nothing.
-        assert_eq!(seen, 16);
+        // Kemlu's eleven (with its two overlap contracts), BP2MI's four, BPJSTK's three
+        // (each with its statistics contracts); Dukcapil's SIAK asks nothing.
+        assert_eq!(seen, 18);
     }
 
     #[test]
