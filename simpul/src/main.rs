@@ -72,8 +72,9 @@ enum Command {
     },
     /// Ask a contract through your own gateway, as a ministry system would.
     Query(query::Args),
-    /// Each list's count from its statistics contract, through your own gateway, and the
-    /// bounds that follow for the size of their union.
+    /// Each list's count from its statistics contract and your own list's overlap with each
+    /// provider's from its overlap contract, through your own gateway, and what follows for
+    /// the size of their unions.
     Counts(counts::Args),
     /// Cleanse a CSV file of self-reports: malformed NIKs refused, duplicates grouped, the
     /// kept rows verified against the civil registry through your own gateway.
