@@ -50,7 +50,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = embedded_config(dir.path()).unwrap();
         assert_eq!(config.members.len(), 4);
-        assert_eq!(config.catalog.len(), 8);
+        assert_eq!(config.catalog.len(), 10);
         DemoPlan::from_config(&config).unwrap();
     }
 
