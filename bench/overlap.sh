@@ -43,7 +43,7 @@
 # `placement.overlap` binding and Kemlu's `selfreports` list reading two SQLite files this
 # script writes (`data/overlap-bp2mi.db`, `data/overlap-kemlu.db`: one table `ids` of N
 # distinct 16-digit NIK-shaped strings each — region, date of birth with women's day plus
-# 40, serial) with the timeout OVERLAP_LIST_TIMEOUT_MS. PEDULI-WNI's grant, the contract
+# 40, serial), with the demo's `timeout_ms` of 60 s for a list. PEDULI-WNI's grant, the contract
 # (min_set 1,000, runs_per_day 10) and its rate are the demo's. Dukcapil's and BPJS TK's
 # gateways do not run: the run does not touch them. A run counts against runs_per_day (10
 # per consumer and purpose per UTC day, read from BP2MI's audit log): each run of this
@@ -51,10 +51,6 @@
 #
 # Knobs (environment): OVERLAP_N (1000000, at least the contract's min_set of 1000),
 # OVERLAP_PCT (30: the share of each list on both), OVERLAP_CPUS (unset: not pinned),
-# OVERLAP_LIST_TIMEOUT_MS (30000: the `timeout_ms` of both list bindings; empty: the SQL
-# adapter's default of 2 s, as in the demo, which is at the limit for 1,000,000 rows on this
-# machine: Kemlu's binding read 200,000 rows in 0.35–0.4 s with both cores free — 350 ms
-# failed, 400 ms held — and BP2MI reads its list while its cores re-blind Kemlu's),
 # OVERLAP_PORT_DIGIT (the demo's ports 7441… become D441…; default the first free of
 # 6 5 4 3 2), OVERLAP_DIR (default a new /tmp/simpul-overlap.XXXXXX, kept; if given, it must
 # be new or empty), CARGO_TARGET_DIR. Builds release first (cargo build --release -p simpul).
@@ -80,13 +76,11 @@ pct=${OVERLAP_PCT:-30}
 [[ $pct =~ ^[0-9]+$ ]] && ((pct <= 100)) || die "OVERLAP_PCT=$pct: 0 to 100"
 shared=$((n * pct / 100))
 cpus=${OVERLAP_CPUS:-}
-list_timeout=${OVERLAP_LIST_TIMEOUT_MS-30000}
-[ -z "$list_timeout" ] || [[ $list_timeout =~ ^[1-9][0-9]*$ ]] || die "OVERLAP_LIST_TIMEOUT_MS=$list_timeout: milliseconds"
 consumer=ID:GOV:KEMLU
 overlap_provider=ID:GOV:BP2MI
 contract=placement.overlap
 command_line="bash bench/overlap.sh"
-for knob in OVERLAP_CPUS OVERLAP_LIST_TIMEOUT_MS OVERLAP_PCT OVERLAP_N; do
+for knob in OVERLAP_CPUS OVERLAP_PCT OVERLAP_N; do
   [ -z "${!knob+set}" ] || command_line="$knob=${!knob} $command_line"
 done
 
@@ -176,14 +170,13 @@ say "truth (sqlite3): $(thousands "$truth") NIKs on both lists"
 # The two list bindings read the new files: BP2MI's placement.overlap binding (its database
 # and one-line statement) and Kemlu's selfreports list (its database, its statement over
 # several lines, and its columns: no label, the run is not grouped).
-awk -v timeout="$list_timeout" '
+awk '
   skipping { if ($0 ~ /"""$/) skipping = 0; next }
   /^ *\[\[/ { inside = "" }
   /^  contract = "placement\.overlap"$/ { inside = "bp2mi" }
   /^  name = "selfreports"$/ { inside = "kemlu" }
   inside != "" && /^  database = / {
     print "  database = \"data/overlap-" inside ".db\""; edits++
-    if (timeout != "") print "  timeout_ms = " timeout
     next
   }
   inside != "" && /^  statement = / {
@@ -315,8 +308,7 @@ printf '| %s x %s | %s (%s %%) | %s | %.1f | %s / %s | %s / %s | %s / %s | %s / 
   "$(mb $((to_provider + to_consumer)))" "$(mb $((tcp_to + tcp_back)))"
 echo
 echo "Run $started_at at commit $commit on $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -sr);"
-echo "load average $load_start at the start, $load_end at the end${cpus:+; both gateways on CPUs $cpus}; list"
-echo "bindings' timeout_ms ${list_timeout:-2000 (the default)}."
+echo "load average $load_start at the start, $load_end at the end${cpus:+; both gateways on CPUs $cpus}."
 echo "Kemlu -> BP2MI: body $to_provider bytes in $frames_to frames, TCP $tcp_to bytes; BP2MI -> Kemlu:"
 echo "body $to_consumer bytes in $frames_back frames, TCP $tcp_back bytes. Body: the run's signed envelope,"
 echo "LF and lists, 62-byte frame headers included, as the envelopes announce them; TCP: the payload"

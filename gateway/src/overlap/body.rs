@@ -19,10 +19,12 @@ use crate::http::BODY_TIMEOUT;
 /// sender's 1 MiB frames.
 const IN_FLIGHT: usize = 4;
 
-/// How long the lists may take to arrive after the envelope: 30 s, and 1 s more for every
-/// whole MiB announced (a 1,000,000-point group is 30.5 MiB: 60 s).
+/// How long the lists may take to arrive after the envelope: 60 s, and 2 s more for every
+/// whole MiB announced (a 1,000,000-point group is 30.5 MiB: 120 s). They arrive only as
+/// fast as the provider re-blinds them, on cores it shares with blinding its own list: about
+/// 20 s per million points on two quiet cores, so the bound leaves room for a busy host.
 pub(crate) fn lists_deadline(announced_bytes: u64) -> Duration {
-    Duration::from_secs(30 + announced_bytes / (1 << 20))
+    Duration::from_secs(60 + 2 * (announced_bytes / (1 << 20)))
 }
 
 /// The most bytes the answer to a run of groups of `sizes` may have: its envelope, an
