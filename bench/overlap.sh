@@ -24,13 +24,13 @@
 #   BP2MI re-blinds and blinds, Kemlu re-blinds and counts);
 # - peak RSS of each: VmHWM of /proc/PID/status after the run (the process's peak over its
 #   life, start-up included; its resident set before the run is printed below the table);
-# - bytes each way on the wire between the gateways, two ways: **body**, computed from the
-#   signed envelopes' announced lists (in the answer's evidence): Kemlu -> BP2MI is the
-#   request JWS + LF + its groups' size x 32 + frames x 62 (frame headers); BP2MI -> Kemlu the
-#   answer JWS + LF + size x 12 per digest list + BP2MI's size x 32 + frames x 62; and **TCP**,
-#   measured: the payload bytes of Kemlu's connections to BP2MI's federation port (`ss -ti`
-#   bytes_acked and bytes_received, after the run less before), which add TLS records and
-#   HTTP heads and the second exchange (the report). The gateways have no byte counters.
+# - bytes each way of the run's bodies, computed from the signed envelopes' announced lists
+#   (in the answer's evidence), which the receiving gateway holds the lists to exactly:
+#   Kemlu -> BP2MI is the request JWS + LF + its groups' size x 32 + frames x 62 (frame
+#   headers); BP2MI -> Kemlu the answer JWS + LF + size x 12 per digest list + BP2MI's size
+#   x 32 + frames x 62. TLS records, HTTP heads and the report exchange add a few kB. (A
+#   count from `ss` of the connections' bytes was tried and dropped: the run's connection
+#   may close before it is read.) The gateways have no byte counters.
 #
 # The sides are not pinned to separate cores: they work mostly in turn and each spreads its
 # blinding over every core, as each side of the in-process example does. OVERLAP_CPUS pins
@@ -54,7 +54,7 @@
 # OVERLAP_PORT_DIGIT (the demo's ports 7441… become D441…; default the first free of
 # 6 5 4 3 2), OVERLAP_DIR (default a new /tmp/simpul-overlap.XXXXXX, kept; if given, it must
 # be new or empty), CARGO_TARGET_DIR. Builds release first (cargo build --release -p simpul).
-# Needs sqlite3, curl, jq, ss (iproute2). The work directory takes about 70 MB at 1,000,000.
+# Needs sqlite3, curl, jq. The work directory takes about 70 MB at 1,000,000.
 set -euo pipefail
 bench_name=overlap
 # shellcheck source=bench/lib.sh
@@ -84,7 +84,7 @@ for knob in OVERLAP_CPUS OVERLAP_PCT OVERLAP_N; do
   [ -z "${!knob+set}" ] || command_line="$knob=${!knob} $command_line"
 done
 
-for tool in sqlite3:sqlite3 curl:curl jq:jq ss:iproute2 getconf:libc-bin awk:mawk cargo:cargo; do
+for tool in sqlite3:sqlite3 curl:curl jq:jq getconf:libc-bin awk:mawk cargo:cargo; do
   command -v "${tool%%:*}" >/dev/null || die "needs ${tool%%:*}: apt-get install ${tool#*:}"
 done
 [ -z "$cpus" ] || command -v taskset >/dev/null || die "OVERLAP_CPUS needs taskset: apt-get install util-linux"
@@ -209,13 +209,6 @@ wait_port "${digit}441" 60 "$consumer_pid" || die "$consumer's federation listen
 hz=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
-wire() { # the payload bytes sent and received by every connection to BP2MI's federation port
-  ss -Htin state established "( dport = :$provider_port )" |
-    awk '{ for (i = 1; i <= NF; i++) {
-             if ($i ~ /^bytes_acked:/) { sub(/^bytes_acked:/, "", $i); sent += $i }
-             if ($i ~ /^bytes_received:/) { sub(/^bytes_received:/, "", $i); received += $i } } }
-         END { print sent + 0, received + 0 }'
-}
 # sample: every 0.25 s, the time and both processes' CPU ticks, until killed.
 sample() {
   while :; do
@@ -226,7 +219,6 @@ sample() {
 
 consumer_idle_rss=$(status_kib "$consumer_pid" VmRSS)
 provider_idle_rss=$(status_kib "$provider_pid" VmRSS)
-read -r sent_before received_before <<<"$(wire)"
 consumer_before=$(ticks "$consumer_pid")
 provider_before=$(ticks "$provider_pid")
 sample >samples.txt &
@@ -242,7 +234,6 @@ curl_out=$(curl -sS --max-time 3600 --cacert "$certs/ca.pem" --cert "$caller.pem
 
 consumer_after=$(ticks "$consumer_pid")
 provider_after=$(ticks "$provider_pid")
-read -r sent_after received_after <<<"$(wire)"
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=
@@ -268,8 +259,6 @@ to_consumer=$(jq --argjson jws "$(jq -r '.evidence.response | length' answer.jso
 frames_to=$(jq '[.query.run.groups[].frames] | add' request.json)
 frames_back=$(jq '[.result.answers[].frames] | add + 0' response.json)
 frames_back=$((frames_back + $(jq '.result.theirs.frames' response.json)))
-tcp_to=$((sent_after - sent_before))
-tcp_back=$((received_after - received_before))
 
 cpu() { awk -v a="$1" -v b="$2" -v hz="$hz" 'BEGIN { printf "%.1f", (b - a) / hz }'; }
 consumer_cpu=$(cpu "$consumer_before" "$consumer_after")
@@ -298,21 +287,19 @@ echo '```sh'
 echo "$command_line"
 echo '```'
 echo
-echo "| identifiers | on both (true) | count | wall s | CPU s: Kemlu / BP2MI | busy s: Kemlu / BP2MI | peak RSS: Kemlu / BP2MI | Kemlu -> BP2MI: body / TCP | BP2MI -> Kemlu: body / TCP | total body / TCP |"
+echo "| identifiers | on both (true) | count | wall s | CPU s: Kemlu / BP2MI | busy s: Kemlu / BP2MI | peak RSS: Kemlu / BP2MI | Kemlu -> BP2MI | BP2MI -> Kemlu | both ways |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-printf '| %s x %s | %s (%s %%) | %s | %.1f | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s | %s / %s |\n' \
+printf '| %s x %s | %s (%s %%) | %s | %.1f | %s / %s | %s / %s | %s / %s | %s | %s | %s |\n' \
   "$(thousands "$n")" "$(thousands "$n")" "$(thousands "$truth")" "$pct" "$(thousands "$count")" "$wall" \
   "$consumer_cpu" "$provider_cpu" "$consumer_busy" "$provider_busy" \
   "$(mib "$consumer_peak")" "$(mib "$provider_peak")" \
-  "$(mb "$to_provider")" "$(mb "$tcp_to")" "$(mb "$to_consumer")" "$(mb "$tcp_back")" \
-  "$(mb $((to_provider + to_consumer)))" "$(mb $((tcp_to + tcp_back)))"
+  "$(mb "$to_provider")" "$(mb "$to_consumer")" "$(mb $((to_provider + to_consumer)))"
 echo
 echo "Run $started_at at commit $commit on $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(uname -sr);"
 echo "load average $load_start at the start, $load_end at the end${cpus:+; both gateways on CPUs $cpus}."
-echo "Kemlu -> BP2MI: body $to_provider bytes in $frames_to frames, TCP $tcp_to bytes; BP2MI -> Kemlu:"
-echo "body $to_consumer bytes in $frames_back frames, TCP $tcp_back bytes. Body: the run's signed envelope,"
-echo "LF and lists, 62-byte frame headers included, as the envelopes announce them; TCP: the payload"
-echo "of Kemlu's connections to BP2MI's port (ss), TLS, HTTP and the report exchange included."
+echo "Kemlu -> BP2MI: $to_provider bytes in $frames_to frames; BP2MI -> Kemlu: $to_consumer bytes in"
+echo "$frames_back frames: each run's body, its signed envelope, LF and lists, 62-byte frame headers"
+echo "included, as the envelopes announce them (TLS, HTTP and the report exchange add a few kB)."
 echo "Busy s in turn: Kemlu reads and blinds its list $consumer_first, BP2MI re-blinds it and reads and"
 echo "blinds its own $provider_busy, Kemlu re-blinds BP2MI's, counts and reports $consumer_last."
 echo "Resident before the run: Kemlu $(mib "$consumer_idle_rss"), BP2MI $(mib "$provider_idle_rss")."
