@@ -536,9 +536,9 @@ fn another_members_unset_secret_is_kept_for_its_own_start_and_a_bad_one_is_refus
     assert_eq!(err.field, "members[1].provides[0].sql.database");
 }
 
-/// BP2MI providing `placement.counts` 1 to Kemlu, bound by `binding` (the `sql` table's
-/// lines).
-fn with_statistics(binding: &str) -> Result<Config, ConfigError> {
+/// BP2MI providing `contract` 1 to Kemlu for `statistics`, bound by `binding` (the `sql`
+/// table's lines).
+fn bp2mi_providing(contract: &str, binding: &str) -> Result<Config, ConfigError> {
     let t = format!(
         "{}
 [[members]]
@@ -547,7 +547,7 @@ name = \"BP2MI\"
 listen = \"127.0.0.1:7443\"
 
   [[members.provides]]
-  contract = \"placement.counts\"
+  contract = \"{contract}\"
   version = \"1\"
   consumers = [{{ member = \"ID:GOV:KEMLU\", purposes = [\"statistics\"] }}]
   [members.provides.sql]
@@ -557,6 +557,10 @@ listen = \"127.0.0.1:7443\"
         text(&[])
     );
     Config::parse(&t, "test.toml", Path::new("/nonexistent"))
+}
+
+fn with_statistics(binding: &str) -> Result<Config, ConfigError> {
+    bp2mi_providing("placement.counts", binding)
 }
 
 const AGGREGATE: &str = r#"  rows = "table"
@@ -614,27 +618,8 @@ fn an_aggregate_bound_to_a_contract_about_one_person_is_refused() {
     assert!(e.reason.contains("statistics contracts only"), "{e}");
 }
 
-/// BP2MI providing `placement.overlap` 1 to Kemlu, bound by `binding` (the `sql` table's
-/// lines).
 fn with_overlap(binding: &str) -> Result<Config, ConfigError> {
-    let t = format!(
-        "{}
-[[members]]
-id = \"ID:GOV:BP2MI\"
-name = \"BP2MI\"
-listen = \"127.0.0.1:7443\"
-
-  [[members.provides]]
-  contract = \"placement.overlap\"
-  version = \"1\"
-  consumers = [{{ member = \"ID:GOV:KEMLU\", purposes = [\"statistics\"] }}]
-  [members.provides.sql]
-  database = \"data/bp2mi.db\"
-{binding}
-",
-        text(&[])
-    );
-    Config::parse(&t, "test.toml", Path::new("/nonexistent"))
+    bp2mi_providing("placement.overlap", binding)
 }
 
 const LIST: &str = r#"  rows = "list"

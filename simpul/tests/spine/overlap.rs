@@ -59,8 +59,12 @@ async fn federation(dir: &Path, edits: &[(&str, &str)]) -> Federation {
     Federation::start_with(options).await
 }
 
-/// `statement` run on `member`'s database: its first column.
-async fn column(f: &Federation, db: &str, statement: &'static str) -> Vec<(String, String)> {
+/// The rows of two text columns `statement` reads from the member's database `db`.
+pub(crate) async fn column(
+    f: &Federation,
+    db: &str,
+    statement: &'static str,
+) -> Vec<(String, String)> {
     use sqlx::ConnectOptions;
     let mut db = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(f.data_dir().join(db))

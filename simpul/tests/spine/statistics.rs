@@ -284,21 +284,6 @@ async fn simpul_counts_reports_each_list_by_country_and_the_bounds_of_their_unio
     );
 }
 
-/// The NIKs (and a label) `statement` reads from the member's database `db`.
-async fn niks(f: &Federation, db: &str, statement: &'static str) -> Vec<(String, String)> {
-    use sqlx::ConnectOptions;
-    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(f.data_dir().join(db))
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query_as(sqlx::AssertSqlSafe(statement))
-        .fetch_all(&mut db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn simpul_counts_measures_each_overlap_with_the_callers_list_and_bounds_the_union_of_all() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,7 +294,7 @@ async fn simpul_counts_measures_each_overlap_with_the_callers_list_and_bounds_th
     .await;
     // The truth, which no side of a run sees: Kemlu's list as its binding reads it (NIK,
     // country of the latest report), and the two providers' lists.
-    let kemlu = niks(
+    let kemlu = crate::overlap::column(
         &f,
         "kemlu.db",
         "SELECT nik, country FROM reports r
@@ -317,14 +302,14 @@ async fn simpul_counts_measures_each_overlap_with_the_callers_list_and_bounds_th
     )
     .await;
     let ours: BTreeSet<&str> = kemlu.iter().map(|r| r.0.as_str()).collect();
-    let placed = niks(
+    let placed = crate::overlap::column(
         &f,
         "bp2mi.db",
         "SELECT nik, '' FROM placements WHERE status = 'active'",
     )
     .await;
     let placed: BTreeSet<&str> = placed.iter().map(|r| r.0.as_str()).collect();
-    let insured = niks(
+    let insured = crate::overlap::column(
         &f,
         "bpjstk.db",
         "SELECT nik, '' FROM participants WHERE status = 'active' AND country IS NOT NULL",
