@@ -26,8 +26,8 @@ use crate::gateway::Gateway;
 use crate::snapshot::Snapshot;
 use audit::record::OverlapFigures;
 
-/// The label of the group that pools the labels with fewer rows than the contract's
-/// minimum, when a run is grouped.
+/// The label of the group that pools the labels with fewer distinct identifiers than the
+/// contract's minimum, when a run is grouped.
 pub(crate) const OTHER: &str = "(other)";
 
 /// What a member system asks its gateway for an overlap contract (PROTOCOL.md §4.4).
