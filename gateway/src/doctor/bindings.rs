@@ -1,24 +1,54 @@
-//! Each provided contract's backend: the adapter the configuration built for it checks that
-//! it could answer now ([`adapters::Adapter::check`]: the SQL adapter connects and prepares
-//! its statement, the HTTP adapter connects to the API's host), asking nothing about anyone.
+//! Each provided contract's backend, and each of the member's own lists: the adapter the
+//! configuration built for it checks that it could answer now
+//! ([`adapters::Adapter::check`]: the SQL adapter connects and prepares its statement, the
+//! HTTP adapter connects to the API's host), asking nothing about anyone.
+
+use std::sync::Arc;
 
 use super::{Check, Context, Finding, Verdict};
 
+/// One binding to check: where it is in the configuration, what fails while it is broken,
+/// and its adapter — or why the configuration could not build one here.
+struct Binding {
+    field: String,
+    fails: String,
+    adapter: Result<Arc<dyn adapters::Adapter>, String>,
+}
+
 pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
+    let provided = cx.member.provides.iter().map(|p| Binding {
+        field: format!("{} (members.provides)", p.contract),
+        fails: format!("every exchange for {}", p.contract),
+        // An `env:` secret not set here: the gateway would not start (Provision::unresolved).
+        adapter: match &p.unresolved {
+            Some(unset) => Err(unset.to_string()),
+            None => Ok(p.adapter.clone()),
+        },
+    });
+    let lists = cx.member.lists.iter().map(|l| Binding {
+        field: format!("{} (members.lists)", l.name),
+        fails: format!("every overlap run with the list `{}`", l.name),
+        adapter: Ok(l.adapter.clone()),
+    });
+    let bindings: Vec<Binding> = provided.chain(lists).collect();
     let mut set = tokio::task::JoinSet::new();
     let mut done: Vec<(usize, Finding)> = Vec::new();
-    for (n, p) in cx.member.provides.iter().enumerate() {
-        // An `env:` secret not set here: the gateway would not start (Provision::unresolved).
-        if let Some(unset) = &p.unresolved {
-            let field = format!("{} (members.provides)", p.contract);
-            done.push((
+    for (n, b) in bindings.iter().enumerate() {
+        match &b.adapter {
+            Err(unset) => done.push((
                 n,
-                Finding::new(Check::Binding, field, Verdict::Fail, unset.to_string()),
-            ));
-            continue;
+                Finding::new(
+                    Check::Binding,
+                    b.field.clone(),
+                    Verdict::Fail,
+                    unset.clone(),
+                ),
+            )),
+            Ok(adapter) => {
+                let adapter = adapter.clone();
+                set.spawn(async move { (n, adapter.check().await) });
+            }
         }
-        let adapter = p.adapter.clone();
-        set.spawn(async move { (n, adapter.check().await) });
     }
     while let Some(joined) = set.join_next().await {
         let (n, result) = match joined {
@@ -28,7 +58,7 @@ pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
                     usize::MAX,
                     Finding::new(
                         Check::Binding,
-                        "(members.provides)",
+                        "(members.provides, members.lists)",
                         Verdict::Fail,
                         format!("a binding's check did not finish: {e}"),
                     ),
@@ -36,8 +66,8 @@ pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
                 continue;
             }
         };
-        let contract = &cx.member.provides[n].contract;
-        let field = format!("{} (members.provides)", contract);
+        let b = &bindings[n];
+        let field = b.field.clone();
         done.push((
             n,
             match result {
@@ -53,9 +83,8 @@ pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
                     field,
                     Verdict::Fail,
                     format!(
-                        "{e}: every exchange for {contract} fails until it is fixed (the \
-                         binding is in {})",
-                        cx.config.source
+                        "{e}: {} fails until it is fixed (the binding is in {})",
+                        b.fails, cx.config.source
                     ),
                 ),
             },

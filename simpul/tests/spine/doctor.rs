@@ -318,6 +318,30 @@ async fn doctor_names_a_statement_with_a_missing_column_and_a_tampered_audit_sto
     );
     std::fs::write(&f.config_file, &text).unwrap();
 
+    // One of Kemlu's own lists, checked like a provided contract's binding.
+    let out = doctor(&f, KEMLU).await;
+    assert!(
+        line(&out, "ok   binding     selfreports (members.lists): ").contains("SQLite file"),
+        "{out:?}"
+    );
+    let broken = text.replacen(
+        "SELECT nik AS identifier, country AS label",
+        "SELECT nik AS identifier, no_such_column AS label",
+        1,
+    );
+    assert_ne!(broken, text);
+    std::fs::write(&f.config_file, &broken).unwrap();
+    let out = doctor(&f, KEMLU).await;
+    let failed = line(&out, "FAIL binding ");
+    assert!(
+        failed.starts_with("FAIL binding     selfreports (members.lists): backend error: ")
+            && failed.contains("no such column: no_such_column")
+            && failed
+                .contains("every overlap run with the list `selfreports` fails until it is fixed"),
+        "{failed}"
+    );
+    std::fs::write(&f.config_file, &text).unwrap();
+
     // Kemlu's audit store rewritten behind its gateway's back (stopped, as an insider would).
     let mut f = f;
     for _ in 0..3 {
