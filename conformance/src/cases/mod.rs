@@ -12,6 +12,7 @@ mod contract;
 mod envelope;
 mod errors;
 mod limits;
+mod overlap;
 mod statistics;
 mod tls;
 
@@ -187,6 +188,8 @@ catalogue! {
     "STA-01", Statistics, true, "a question naming a dimension its statistics contract does not list is refused with 400 invalid-query at /query/dimensions/0", [] => statistics::undeclared_dimension;
     "STA-02", Statistics, true, "a statistics answer is a signed table with no count below min_cell published and every suppressed figure protected", ["disclosure"] => statistics::table_protected;
     "STA-03", Statistics, true, "a question whose filters select fewer people than min_population is refused with 422 population-too-small", [] => statistics::population_too_small;
+    "OVL-01", Statistics, true, "an overlap run whose list was changed after its envelope was signed is refused with 400 bad-frames", [] => overlap::tampered_list;
+    "OVL-02", Statistics, true, "an overlap run whose group holds fewer than min_set identifiers is refused with 422 set-too-small", [] => overlap::group_below_minimum;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
     "LIM-02", Limits, false, "a batch spends one unit of the rate per item: 429 comes after the burst's worth of items, not of exchanges", ["rate-limit"] => limits::items_counted;
 }
