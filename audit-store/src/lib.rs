@@ -14,7 +14,12 @@
 //! evidence the callers hold anyway); proofs read O(log n) stored nodes; exports, record
 //! ranges and verification stream in chunks of at most 1,000 records (10,000 for
 //! [`AuditLog::records`]).
+//!
+//! Beside the log, in the same engine, [`events::EventStore`] keeps a member's change
+//! notifications: the outbox it delivers to subscribers and the inbox it forwards to its
+//! member system (issue #17).
 
+pub mod events;
 mod export;
 mod pin;
 mod seal;

@@ -73,6 +73,48 @@ fn runs<T>(
 /// How long a connection may be waited for, and SQLite waits on a locked database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The pool of an SQLite file (created if missing): WAL, `synchronous=FULL` so that a
+/// transaction is durable once COMMIT returns, the busy timeout, and no connection back into
+/// the pool inside a transaction. The audit log's and the event store's.
+pub(crate) async fn sqlite_pool(path: &Path) -> Result<Pool<sqlx::Sqlite>, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // An append is durable once COMMIT returns: the WAL is synced on commit.
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(BUSY_TIMEOUT)
+        // No connection goes back into the pool inside a transaction. The ping first runs
+        // the ROLLBACK a dropped transaction queued; one that failed (SQLite had rolled back
+        // already) leaves sqlx counting a transaction.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.ping().await?;
+                Ok(!conn.is_in_transaction())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
+/// The pool of a PostgreSQL database: the acquire timeout, and no connection back into the
+/// pool inside a transaction. The audit log's and the event store's.
+pub(crate) async fn postgres_pool(
+    options: &PgConnectOptions,
+) -> Result<Pool<sqlx::Postgres>, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(BUSY_TIMEOUT)
+        // No connection goes back into the pool inside a transaction (a dropped one has
+        // queued its ROLLBACK and is no longer counted).
+        .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
+        .connect_with(options.clone())
+        .await
+}
+
 /// A pooled connection taken for one write transaction ([`Backend::write_conn`]). It goes
 /// back to the pool only through [`WriteConn::committed`], after a COMMIT that succeeded;
 /// dropped any other way — a statement, COMMIT or ROLLBACK failed, or the commit's future
@@ -528,28 +570,7 @@ impl Store {
                         reason: format!("cannot create {}: {e}", dir.display()),
                     })?;
                 }
-                let options = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    // An append is durable once COMMIT returns: the WAL is synced on commit.
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(BUSY_TIMEOUT);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(BUSY_TIMEOUT)
-                    // No connection goes back into the pool inside a transaction. The ping
-                    // first runs the ROLLBACK a dropped transaction queued; one that failed
-                    // (SQLite had rolled back already) leaves sqlx counting a transaction.
-                    .after_release(|conn, _| {
-                        Box::pin(async move {
-                            conn.ping().await?;
-                            Ok(!conn.is_in_transaction())
-                        })
-                    })
-                    .connect_with(options)
-                    .await
-                    .map_err(open_err)?;
+                let pool = sqlite_pool(path).await.map_err(open_err)?;
                 Engine::Sqlite(Backend {
                     pool,
                     dialect: Dialect::Sqlite,
@@ -559,15 +580,7 @@ impl Store {
                 })
             }
             StoreTarget::Postgres { options, .. } => {
-                let pool = PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(BUSY_TIMEOUT)
-                    // No connection goes back into the pool inside a transaction (a dropped
-                    // one has queued its ROLLBACK and is no longer counted).
-                    .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-                    .connect_with((**options).clone())
-                    .await
-                    .map_err(open_err)?;
+                let pool = postgres_pool(options).await.map_err(open_err)?;
                 Engine::Postgres(Backend {
                     pool,
                     dialect: Dialect::Postgres,
