@@ -41,4 +41,5 @@ pub mod snapshot;
 pub mod tls;
 mod tracectx;
 mod trail;
+pub mod webhook;
 pub mod witness;

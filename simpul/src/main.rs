@@ -90,7 +90,8 @@ enum Command {
     },
     /// Check a member's deployment and print what to fix, one line per check.
     Doctor(doctor::Args),
-    /// The demo federation's data: self-reports for `simpul cleanse`.
+    /// The demo federation's data (self-reports for `simpul cleanse`) and a member system's
+    /// webhook receiver.
     Demo {
         #[command(subcommand)]
         command: commands::demo_data::DemoCommand,
@@ -202,7 +203,9 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Counts(args) => counts::run(&load_config(config)?, args).await,
         Command::Console(args) => console::run(&load_config(config)?, args).await,
         Command::Openapi(args) => openapi::run(&load_config(config)?, args),
-        Command::Demo { command } => commands::demo_data::run(&load_config(config)?, command).await,
+        Command::Demo { command } => {
+            commands::demo_data::run(|| load_config(config), command).await
+        }
         Command::Audit { command } => audit::run(config, command).await,
         Command::Doctor(args) => doctor::run(&load_config(config)?, args).await,
         Command::Completions(args) => completions::run(Cli::command(), args),

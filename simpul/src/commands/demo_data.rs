@@ -1,5 +1,6 @@
 //! `simpul demo reports`: the demo's self-reports of citizens abroad as a CSV of any size,
-//! drawn from Dukcapil's seeded civil registry, for `simpul cleanse` to work through.
+//! drawn from Dukcapil's seeded civil registry, for `simpul cleanse` to work through; and
+//! `simpul demo webhook`, a member system's webhook receiver (in `webhook_receiver`).
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -17,6 +18,10 @@ pub enum DemoCommand {
     /// (`simpul up` seeds it) with duplicates, mistyped and broken NIKs, unknown people,
     /// wrong names and birth dates, foreigners and the deceased among them.
     Reports(ReportsArgs),
+    /// Receive change notifications as a member system would: a plain HTTP server that
+    /// checks each webhook's signature (Standard Webhooks) with the secret the subscriber's
+    /// gateway uses, answers 204 or 401, and prints each verified webhook on one line.
+    Webhook(super::webhook_receiver::Args),
 }
 
 #[derive(clap::Args)]
@@ -30,8 +35,18 @@ pub struct ReportsArgs {
     out: PathBuf,
 }
 
-pub async fn run(config: &Config, command: DemoCommand) -> Result<ExitCode, CliError> {
-    let DemoCommand::Reports(args) = command;
+/// Runs `command`; `config` loads the configuration, which only `reports` needs.
+pub async fn run(
+    config: impl FnOnce() -> Result<Config, CliError>,
+    command: DemoCommand,
+) -> Result<ExitCode, CliError> {
+    match command {
+        DemoCommand::Reports(args) => reports(&config()?, args).await,
+        DemoCommand::Webhook(args) => super::webhook_receiver::run(args).await,
+    }
+}
+
+async fn reports(config: &Config, args: ReportsArgs) -> Result<ExitCode, CliError> {
     let plan = demo::DemoPlan::from_config(config)?;
     let registry = plan
         .targets

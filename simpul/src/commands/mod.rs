@@ -17,6 +17,7 @@ pub mod query;
 pub mod rotate;
 pub mod serve;
 pub mod up;
+pub mod webhook_receiver;
 
 use std::process::ExitCode;
 use std::time::Duration;
