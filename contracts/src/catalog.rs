@@ -111,15 +111,17 @@ fn build(files: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<Contract>, CatalogError> 
 
 /// The demo federation's contract documents, compiled into this crate from its `catalog/`
 /// directory, for a demo run where no catalog directory is at hand.
-const EMBEDDED: [&str; 10] = [
+const EMBEDDED: [&str; 12] = [
     include_str!("../catalog/citizenship.status.v1.json"),
     include_str!("../catalog/employment.placement.v1.json"),
     include_str!("../catalog/identity.verify.v1.json"),
     include_str!("../catalog/insurance.counts.v1.json"),
     include_str!("../catalog/insurance.overlap.v1.json"),
     include_str!("../catalog/insurance.status.v1.json"),
+    include_str!("../catalog/placement.changed.v1.json"),
     include_str!("../catalog/placement.counts.v1.json"),
     include_str!("../catalog/placement.overlap.v1.json"),
+    include_str!("../catalog/placement.record.v1.json"),
     include_str!("../catalog/residence.abroad.v1.json"),
     include_str!("../catalog/selfreport.counts.v1.json"),
 ];

@@ -85,6 +85,11 @@ pub struct ContractDoc {
     /// bounds of a run. Absent, not `null`, in any other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<crate::psi::wire::OverlapTerms>,
+    /// Present in an event contract (PROTOCOL.md §2.8): `request` is then the schema of an
+    /// event's `data`, and these terms say what orders its events and how long an undelivered
+    /// one is kept. Absent, not `null`, in any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::events::EventTerms>,
 }
 
 /// The largest `max_request_bytes` a contract may set: 4 MiB.
@@ -279,6 +284,37 @@ impl Contract {
                 ));
             }
         }
+        if let Some(terms) = &doc.event {
+            crate::events::check(terms, &doc.request).map_err(|reason| ContractError::Field {
+                field: "event",
+                reason,
+            })?;
+            if doc.batch.is_some() || doc.statistics.is_some() || doc.overlap.is_some() {
+                return Err(field(
+                    "event",
+                    "an event contract is not also a batch, statistics or overlap contract",
+                ));
+            }
+            if doc.cache.is_some() {
+                return Err(field(
+                    "cache",
+                    "events are not cached: `cache` must be null",
+                ));
+            }
+            if doc.max_request_bytes.is_some() {
+                return Err(field(
+                    "max_request_bytes",
+                    "a delivery keeps the protocol's limit: each event is at most 8 KiB (§2.8)",
+                ));
+            }
+            // Nothing answers an event but the receipt, whose form is the protocol's.
+            if doc.response != Value::Bool(false) {
+                return Err(field(
+                    "response",
+                    "an event contract's response schema is `false`: a delivery is answered by the protocol's receipt (§2.8)",
+                ));
+            }
+        }
         if let Some(max) = doc.max_request_bytes
             && !(DEFAULT_REQUEST_BYTES..=MAX_RAISED_REQUEST_BYTES).contains(&max)
         {
@@ -330,6 +366,12 @@ impl Contract {
     /// other.
     pub fn overlap(&self) -> Option<&crate::psi::wire::OverlapTerms> {
         self.doc.overlap.as_ref()
+    }
+
+    /// What orders an event contract's events and how long an undelivered one is kept;
+    /// `None` for any other.
+    pub fn event(&self) -> Option<&crate::events::EventTerms> {
+        self.doc.event.as_ref()
     }
 
     /// The items of a batch query: the array at the batch's pointer, when this is a batch

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod contract;
 pub mod disclosure;
 pub mod envelope;
+pub mod events;
 pub mod json;
 pub mod jws;
 pub mod keyfile;
@@ -63,8 +64,62 @@ pub fn utc(secs: i64) -> String {
     )
 }
 
+/// The seconds since the Unix epoch of an RFC 3339 UTC time written as [`utc`] writes it,
+/// `2026-12-04T23:59:59Z`; `None` for any other text or a date that does not exist.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let shape = b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z';
+    if !shape {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (year, month, day) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hour, minute, second) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days from civil (H. Hinnant), then checked by writing it back.
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    (utc(secs) == text).then_some(secs)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_utc_time_reads_back_to_its_seconds_and_nothing_else_reads() {
+        for secs in [0, 951_782_400, 1_796_515_199, 1_796_515_200, 4_102_444_800] {
+            assert_eq!(super::parse_utc(&super::utc(secs)), Some(secs));
+        }
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-12-04T24:00:00Z",
+            "2026-12-04 23:59:59Z",
+            "2026-12-04T23:59:59+07:00",
+            "2026-12-4T23:59:59Z",
+            "",
+        ] {
+            assert_eq!(super::parse_utc(bad), None, "{bad}");
+        }
+    }
+
     #[test]
     fn utc_gives_the_civil_date_and_time() {
         assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");

@@ -53,6 +53,8 @@ problem_codes! {
     RunsExhausted => "runs-exhausted", 429, "No overlap runs left today";
     BadFrames => "bad-frames", 400, "The lists after the envelope are not the ones it announces";
     RunMismatch => "run-mismatch", 422, "The report does not match a run this provider answered";
+    BadEvent => "bad-event", 400, "An event of the delivery failed its checks";
+    EventExpired => "event-expired", 410, "The event expired before it was delivered";
     ProviderTimeout => "provider-timeout", 504, "Provider timed out";
     ProviderUnavailable => "provider-unavailable", 503, "Provider unavailable";
     ProviderError => "provider-error", 502, "Provider error";

@@ -3,6 +3,7 @@
 //! that makes whatever is missing before the gateways start. Nothing here is linked into
 //! a production gateway's library.
 
+pub mod changes;
 pub mod crl;
 pub mod pki;
 mod plan;

@@ -268,6 +268,17 @@ impl Gateway {
         )
         .await
         .map_err(|e| StartError::Inconsistent(format!("audit log: {e}")))?;
+        // The outbox and the inbox of change notifications, in the audit store's engine.
+        let event_store =
+            audit_store::events::EventStore::open(&mc.audit, &config.base_dir, member)
+                .await
+                .map_err(|e| StartError::Inconsistent(format!("event store: {e}")))?;
+        let events = crate::events::Events::new(
+            event_store,
+            &mc.events,
+            &mc.webhooks,
+            mc.local.as_ref().and_then(|l| l.anchor.member_ca.clone()),
+        );
         // No rollback: the bar is the highest serial held in the file and in the store.
         let held = held_serial(&src, &audit).await?;
         manifest
@@ -363,6 +374,7 @@ impl Gateway {
             refresh,
             provider,
             consumer,
+            events,
         })
     }
 }

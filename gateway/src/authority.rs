@@ -80,6 +80,22 @@ pub fn build_manifest_doc(
                 rate: p.rate.clone(),
             });
         }
+        // An event contract's subscribers are its consumers: the grant is the subscription.
+        for e in &m.events {
+            let digest = config
+                .catalog
+                .get(&e.contract)
+                .map(|c| c.digest().to_owned())
+                .unwrap_or_default();
+            contracts.push(ManifestContract {
+                id: e.contract.id.clone(),
+                version: e.contract.version.clone(),
+                provider: m.id.clone(),
+                digest,
+                consumers: e.subscribers.clone(),
+                rate: e.rate.clone(),
+            });
+        }
     }
     Ok(ManifestDoc {
         v: if windowed { 2 } else { 1 },

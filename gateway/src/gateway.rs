@@ -76,6 +76,8 @@ pub struct Gateway {
     pub(crate) provider: ProviderState,
     /// What only asking touches.
     pub(crate) consumer: ConsumerState,
+    /// Change notifications: the outbox and its sender, the inbox and its webhooks.
+    pub(crate) events: crate::events::Events,
 }
 
 /// The provider side's run-time state: the contracts it answers and the limits in front of

@@ -22,6 +22,7 @@ mod consumer;
 pub mod descriptors;
 pub mod doctor;
 mod escaped;
+mod events;
 mod exchange;
 mod fault;
 pub mod gateway;

@@ -1,5 +1,5 @@
 //! The local listener's routes: the local face (`POST /v1/query/{id}/{version}`,
-//! PROTOCOL.md §4) for the member's own systems, on an internal address of its own, over
+//! PROTOCOL.md §4; and `/v1/events/{id}/{version}`, §4.5: events emitted and fetched) for the member's own systems, on an internal address of its own, over
 //! mutual TLS against the member's own trust anchor ([`crate::anchor`]). Nothing of the
 //! federation is served here: the exchange face is refused with 404 `wrong-listener`.
 
@@ -73,6 +73,30 @@ async fn route(gw: Arc<Gateway>, peer: Option<&Identity>, req: Request<Incoming>
                 ));
                 r.headers_mut()
                     .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+                r
+            }
+            _ => not_found(parts.uri.path()),
+        },
+        ["v1", "events", rest @ ..] => match (&parts.method, contract_path(rest)) {
+            (&Method::POST, Some(r)) => {
+                crate::events::emit::handle(gw, peer, r, &parts.headers, body).await
+            }
+            (&Method::GET, Some(r)) => {
+                crate::events::fetch::handle(gw, peer, r, parts.uri.query()).await
+            }
+            (_, Some(_)) => {
+                let mut r = problem(&Problem::new(
+                    ProblemCode::MethodNotAllowed,
+                    format!(
+                        "{} {} is not served; use POST to emit an event, GET to fetch received ones",
+                        parts.method,
+                        parts.uri.path()
+                    ),
+                ));
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("GET, POST"),
+                );
                 r
             }
             _ => not_found(parts.uri.path()),

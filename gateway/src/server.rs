@@ -67,6 +67,8 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
         async move { each_minute(&gw, shutdown).await }
     });
     let refresher = tokio::spawn(gw.clone().refresh_until(shutdown.clone()));
+    // Change notifications: delivering this member's events, posting the ones it received.
+    let events = tokio::spawn(crate::events::run(gw.clone(), shutdown.clone()));
     let tls = {
         let gw = gw.clone();
         move || Some(gw.snapshot().tls.clone())
@@ -74,6 +76,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
     listener::serve(listening, listener, tls, shutdown, service_for).await;
     let _ = minutes.await;
     let _ = refresher.await;
+    let _ = events.await;
     // Drained: no refusal is counted after this, and what was counted is appended now.
     let appended = gw.provider.refusals.flush(&gw.audit, None).await;
     tracing::debug!(member = %gw.member, appended, "refusals before authentication appended at shutdown");

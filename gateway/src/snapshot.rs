@@ -162,7 +162,9 @@ impl Sources {
             key: layout.gateway_key(member),
             anchor: mc.local.as_ref().map(|l| l.anchor.clone()),
             client_auth,
-            provides: mc.provides.iter().map(|p| p.contract.clone()).collect(),
+            provides: (mc.provides.iter().map(|p| p.contract.clone()))
+                .chain(mc.events.iter().map(|e| e.contract.clone()))
+                .collect(),
             rate_store: mc.rates.clone(),
             config_source: config.source.clone(),
             refresh: f.refresh,

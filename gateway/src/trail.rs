@@ -144,6 +144,13 @@ impl Trail {
         self.keep_evidence = false;
     }
 
+    /// The hash of a request this side never held in full — an event that expired before it
+    /// was delivered, named by the hash both sides record (PROTOCOL.md §2.8). A request set
+    /// with [`Trail::set_request`] takes its place.
+    pub fn set_request_hash(&mut self, hash: &str) {
+        self.record.request_hash = Some(hash.to_owned());
+    }
+
     /// The received request's signature verified: it may be kept as evidence.
     pub fn authenticated(&mut self) {
         self.keep_evidence = true;
@@ -189,7 +196,8 @@ impl Trail {
         record.request_hash = self
             .request_jws
             .as_deref()
-            .map(|j| sha256_b64url(j.as_bytes()));
+            .map(|j| sha256_b64url(j.as_bytes()))
+            .or(record.request_hash);
         record.response_hash = self
             .response_jws
             .as_deref()

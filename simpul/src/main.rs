@@ -16,8 +16,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 use gateway::config::Config;
 
 use crate::commands::{
-    audit, cache, cleanse, completions, console, counts, doctor, man, manifest, openapi, pki,
-    query, serve, up,
+    audit, cache, cleanse, completions, console, counts, doctor, events, man, manifest, openapi,
+    pki, query, serve, up,
 };
 use crate::error::CliError;
 
@@ -90,6 +90,9 @@ enum Command {
     },
     /// Check a member's deployment and print what to fix, one line per check.
     Doctor(doctor::Args),
+    /// Change notifications: each subscription a member delivers and each webhook it posts
+    /// to, with backlog and lag; `redeliver` posts a webhook's events again.
+    Events(events::Args),
     /// The demo federation's data (self-reports for `simpul cleanse`) and a member system's
     /// webhook receiver.
     Demo {
@@ -208,6 +211,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Audit { command } => audit::run(config, command).await,
         Command::Doctor(args) => doctor::run(&load_config(config)?, args).await,
+        Command::Events(args) => events::run(&load_config(config)?, args).await,
         Command::Completions(args) => completions::run(Cli::command(), args),
         Command::Man(args) => man::run(Cli::command(), args),
     }

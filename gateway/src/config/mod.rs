@@ -191,6 +191,10 @@ pub struct Member {
     pub federated: Vec<FederatedContract>,
     /// Its own lists, which its overlap runs send blinded (PROTOCOL.md §4.4).
     pub lists: Vec<OwnList>,
+    /// The event contracts it emits (PROTOCOL.md §2.8).
+    pub events: Vec<EventSource>,
+    /// Where it hands the events it receives to its own systems.
+    pub webhooks: Vec<Webhook>,
     /// Where its signing key lives: `<certs>/<member>/signing.key` unless `signing.pkcs11`
     /// names a PKCS#11 token.
     pub signing: crate::hsm::SigningConfig,
@@ -362,6 +366,38 @@ pub struct Provision {
     /// none). `adapter` then answers nothing, and `Gateway::from_config` refuses to start
     /// this member with this error.
     pub unresolved: Option<Arc<ConfigError>>,
+}
+
+/// An event contract a member emits (`[[members.events]]`, PROTOCOL.md §2.8): an event
+/// contract of the catalog that names it the provider.
+#[derive(Clone, Debug)]
+pub struct EventSource {
+    /// The contract.
+    pub contract: ContractRef,
+    /// The members it is delivered to, each for its purposes (written into the manifest as
+    /// the contract's consumers: the grant is the subscription).
+    pub subscribers: Vec<Consumer>,
+    /// The member's subsystems that may emit it through the local face.
+    pub emitters: Vec<MemberId>,
+    /// The manifest's rate for each subscriber: the member's `limits.default_rate`.
+    pub rate: Rate,
+}
+
+/// A webhook of the member's own systems (`[[members.webhooks]]`): the events of `contracts`
+/// this gateway receives are posted to `url` one at a time, in the order received, signed
+/// with the secret in `secret_file` (Standard Webhooks).
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// Its name: `[a-z0-9_-]`, 1 to 64 characters; where its position is kept.
+    pub name: String,
+    /// `http://` or `https://` (verified against the member's own CA).
+    pub url: http::Uri,
+    /// The `whsec_` secret, created (mode 0600) if missing.
+    pub secret_file: PathBuf,
+    /// The event contracts whose events it takes.
+    pub contracts: Vec<ContractRef>,
+    /// How long one post may take.
+    pub timeout: Duration,
 }
 
 /// One of a member's own lists: an SQL binding with `rows = "list"` that its overlap runs

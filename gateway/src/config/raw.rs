@@ -117,7 +117,46 @@ pub(super) struct RawMember {
     #[serde(default)]
     pub lists: Vec<RawList>,
     #[serde(default)]
+    pub events: Vec<RawEvents>,
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    #[serde(default)]
     pub signing: Option<RawSigning>,
+}
+
+/// `[[members.events]]`: an event contract the member emits (PROTOCOL.md §2.8).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    pub contract: String,
+    pub version: String,
+    pub subscribers: Vec<Consumer>,
+    #[serde(default)]
+    pub emitters: Vec<String>,
+}
+
+/// `[[members.webhooks]]`: where the member's gateway hands the events it receives.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWebhook {
+    pub name: String,
+    pub url: String,
+    pub secret_file: PathBuf,
+    pub contracts: Vec<RawContractPin>,
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// A contract named by id and version.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawContractPin {
+    pub contract: String,
+    pub version: String,
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    10_000
 }
 
 /// `[[members.lists]]`: one of the member's own lists, which its overlap runs send blinded.

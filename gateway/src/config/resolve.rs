@@ -176,6 +176,32 @@ pub(super) fn resolve(
             }
             member.provides.push(p);
         }
+        for (j, e) in rest.events.into_iter().enumerate() {
+            let at = format!("{at}.events[{j}]");
+            let e = cx.event_source(&at, member, e, &rest.default_rate)?;
+            let twice = member.events.iter().any(|f| f.contract == e.contract)
+                || member.provides.iter().any(|p| p.contract == e.contract);
+            if twice {
+                return Err(refuse.at(
+                    Rejection::Duplicate,
+                    format!("{at}.contract"),
+                    "emitted twice",
+                ));
+            }
+            member.events.push(e);
+        }
+        for (j, w) in rest.webhooks.into_iter().enumerate() {
+            let at = format!("{at}.webhooks[{j}]");
+            let w = cx.webhook(&at, w)?;
+            if member.webhooks.iter().any(|v| v.name == w.name) {
+                return Err(refuse.at(
+                    Rejection::Duplicate,
+                    format!("{at}.name"),
+                    format!("a webhook named `{}` is configured twice", w.name),
+                ));
+            }
+            member.webhooks.push(w);
+        }
         for (j, f) in rest.federated.into_iter().enumerate() {
             let f = cx.federated(&format!("{at}.federated[{j}]"), f)?;
             member.federated.push(f);
@@ -211,14 +237,20 @@ pub(super) fn resolve(
     // the manifest when the gateway starts.
     for m in &config.members {
         super::check_subsystem_grants(&config, &m.id, |contract, purpose| {
-            let provision = config
-                .members
-                .iter()
-                .flat_map(|p| &p.provides)
-                .find(|p| &p.contract == contract)?;
+            let consumers = config.members.iter().find_map(|p| {
+                p.provides
+                    .iter()
+                    .find(|p| &p.contract == contract)
+                    .map(|p| &p.consumers)
+                    .or_else(|| {
+                        p.events
+                            .iter()
+                            .find(|e| &e.contract == contract)
+                            .map(|e| &e.subscribers)
+                    })
+            })?;
             Some(
-                provision
-                    .consumers
+                consumers
                     .iter()
                     .any(|c| c.member == m.id && c.purposes.iter().any(|p| p == purpose)),
             )
@@ -229,6 +261,8 @@ pub(super) fn resolve(
 
 /// What of a member is validated once every member is known.
 struct Pending {
+    events: Vec<super::raw::RawEvents>,
+    webhooks: Vec<super::raw::RawWebhook>,
     provides: Vec<RawProvision>,
     federated: Vec<RawFederated>,
     default_rate: Rate,
@@ -592,9 +626,13 @@ fn member(
         provides: Vec::new(),
         federated: Vec::new(),
         lists: own_lists(refuse, at, m.lists, base_dir)?,
+        events: Vec::new(),
+        webhooks: Vec::new(),
         signing,
     };
     let pending = Pending {
+        events: m.events,
+        webhooks: m.webhooks,
         provides: m.provides,
         federated: m.federated,
         default_rate: limits.default_rate,
@@ -676,40 +714,15 @@ impl Context<'_> {
     ) -> Result<Provision, ConfigError> {
         let refuse = self.refuse;
         let r = ContractRef::new(&p.contract, &p.version);
-        let Some(contract) = self.catalog.get(&r) else {
+        let contract = self.catalog_contract(at, provider, &r)?;
+        if contract.event().is_some() {
             return Err(refuse.at(
-                Rejection::NotInCatalog,
+                Rejection::Binding,
                 format!("{at}.contract"),
-                format!("{r} is not in the catalog {}", self.catalog_dir.display()),
-            ));
-        };
-        if &contract.doc().provider != provider {
-            return Err(refuse.at(
-                Rejection::WrongProvider,
-                format!("{at}.contract"),
-                format!(
-                    "{r} is provided by {} according to its document",
-                    contract.doc().provider
-                ),
+                format!("{r} is an event contract: it is emitted, not asked; declare it in [[members.events]] (docs/OPERATIONS.md)"),
             ));
         }
-        for (k, c) in p.consumers.iter().enumerate() {
-            if !self.members.contains(&c.member) {
-                return Err(refuse.at(
-                    Rejection::UnknownMember,
-                    format!("{at}.consumers[{k}].member"),
-                    format!("{} is not a configured member", c.member),
-                ));
-            }
-            let purposes = &contract.doc().purposes;
-            if let Some(bad) = c.purposes.iter().find(|x| !purposes.contains(x)) {
-                return Err(refuse.at(
-                    Rejection::UnknownPurpose,
-                    format!("{at}.consumers[{k}].purposes"),
-                    format!("`{bad}` is not a purpose of {r} ({})", purposes.join(", ")),
-                ));
-            }
-        }
+        self.check_consumers(at, "consumers", &r, contract, &p.consumers)?;
         let rate = p.rate.unwrap_or_else(|| default_rate.clone());
         if rate.per_second == 0 || rate.burst == 0 {
             return Err(refuse.at(
@@ -767,6 +780,187 @@ impl Context<'_> {
             spec,
             adapter,
             unresolved,
+        })
+    }
+
+    /// Each consumer (a subscriber, for an event contract) is a configured member, and asks
+    /// only for purposes of the contract.
+    fn check_consumers(
+        &self,
+        at: &str,
+        field: &str,
+        r: &ContractRef,
+        contract: &Contract,
+        consumers: &[contracts::manifest::Consumer],
+    ) -> Result<(), ConfigError> {
+        let refuse = self.refuse;
+        for (k, c) in consumers.iter().enumerate() {
+            if !self.members.contains(&c.member) {
+                return Err(refuse.at(
+                    Rejection::UnknownMember,
+                    format!("{at}.{field}[{k}].member"),
+                    format!("{} is not a configured member", c.member),
+                ));
+            }
+            let purposes = &contract.doc().purposes;
+            if let Some(bad) = c.purposes.iter().find(|x| !purposes.contains(x)) {
+                return Err(refuse.at(
+                    Rejection::UnknownPurpose,
+                    format!("{at}.{field}[{k}].purposes"),
+                    format!("`{bad}` is not a purpose of {r} ({})", purposes.join(", ")),
+                ));
+            }
+            // A delivery is made under the first purpose its subscriber is granted.
+            if c.purposes.is_empty() && field == "subscribers" {
+                return Err(refuse.at(
+                    Rejection::Missing,
+                    format!("{at}.{field}[{k}].purposes"),
+                    format!("name at least one purpose of {r} ({})", purposes.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The contract of `at.contract` in the catalog, with its document's provider
+    /// `provider`.
+    fn catalog_contract(
+        &self,
+        at: &str,
+        provider: &MemberId,
+        r: &ContractRef,
+    ) -> Result<&Contract, ConfigError> {
+        let refuse = self.refuse;
+        let Some(contract) = self.catalog.get(r) else {
+            return Err(refuse.at(
+                Rejection::NotInCatalog,
+                format!("{at}.contract"),
+                format!("{r} is not in the catalog {}", self.catalog_dir.display()),
+            ));
+        };
+        if &contract.doc().provider != provider {
+            return Err(refuse.at(
+                Rejection::WrongProvider,
+                format!("{at}.contract"),
+                format!(
+                    "{r} is provided by {} according to its document",
+                    contract.doc().provider
+                ),
+            ));
+        }
+        Ok(contract)
+    }
+
+    /// An event contract `member` emits: an event contract of the catalog whose document
+    /// names it, delivered to configured members for the contract's purposes, emitted by
+    /// subsystems the member has.
+    fn event_source(
+        &self,
+        at: &str,
+        member: &Member,
+        e: super::raw::RawEvents,
+        default_rate: &Rate,
+    ) -> Result<super::EventSource, ConfigError> {
+        let refuse = self.refuse;
+        let r = ContractRef::new(&e.contract, &e.version);
+        let contract = self.catalog_contract(at, &member.id, &r)?;
+        if contract.event().is_none() {
+            return Err(refuse.at(
+                Rejection::Binding,
+                format!("{at}.contract"),
+                format!("{r} is not an event contract: provide it in [[members.provides]]"),
+            ));
+        }
+        self.check_consumers(at, "subscribers", &r, contract, &e.subscribers)?;
+        let mut emitters = Vec::with_capacity(e.emitters.len());
+        for (k, name) in e.emitters.iter().enumerate() {
+            let known = member
+                .id
+                .subsystem(name)
+                .ok()
+                .filter(|id| member.subsystems.iter().any(|s| &s.id == id));
+            let Some(id) = known else {
+                return Err(refuse.at(
+                    Rejection::UnknownMember,
+                    format!("{at}.emitters[{k}]"),
+                    format!(
+                        "`{name}` is not one of {}'s [[members.subsystems]]",
+                        member.id
+                    ),
+                ));
+            };
+            emitters.push(id);
+        }
+        Ok(super::EventSource {
+            contract: r,
+            subscribers: e.subscribers,
+            emitters,
+            rate: default_rate.clone(),
+        })
+    }
+
+    /// A webhook: a name of `[a-z0-9_-]`, an `http://` or `https://` URL, a timeout of at
+    /// least 1 ms, and event contracts of the catalog.
+    fn webhook(&self, at: &str, w: super::raw::RawWebhook) -> Result<super::Webhook, ConfigError> {
+        let refuse = self.refuse;
+        let valid = (1..=64).contains(&w.name.len())
+            && w.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(refuse.at(
+                Rejection::OutOfRange,
+                format!("{at}.name"),
+                "a webhook's name is 1 to 64 characters of [a-z0-9_-]",
+            ));
+        }
+        let url = w
+            .url
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                refuse.at(
+                    Rejection::OutOfRange,
+                    format!("{at}.url"),
+                    "an http:// or https:// URL with a host, e.g. http://127.0.0.1:7680/events",
+                )
+            })?;
+        if w.timeout_ms == 0 {
+            return Err(refuse.at(
+                Rejection::OutOfRange,
+                format!("{at}.timeout_ms"),
+                "must be at least 1",
+            ));
+        }
+        if w.contracts.is_empty() {
+            return Err(refuse.at(
+                Rejection::Missing,
+                format!("{at}.contracts"),
+                "name the event contracts whose events this webhook takes",
+            ));
+        }
+        let mut contracts = Vec::with_capacity(w.contracts.len());
+        for (k, c) in w.contracts.into_iter().enumerate() {
+            let r = ContractRef::new(c.contract, c.version);
+            if self.catalog.get(&r).and_then(Contract::event).is_none() {
+                return Err(refuse.at(
+                    Rejection::NotInCatalog,
+                    format!("{at}.contracts[{k}]"),
+                    format!(
+                        "{r} is not an event contract of the catalog {}",
+                        self.catalog_dir.display()
+                    ),
+                ));
+            }
+            contracts.push(r);
+        }
+        Ok(super::Webhook {
+            name: w.name,
+            url,
+            secret_file: self.base_dir.join(w.secret_file),
+            contracts,
+            timeout: Duration::from_millis(w.timeout_ms),
         })
     }
 

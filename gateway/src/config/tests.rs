@@ -735,3 +735,73 @@ fn a_members_own_lists_are_named_once_and_read_whole() {
         "{e}"
     );
 }
+
+/// The base with BP2MI emitting `placement.changed` to Kemlu, and a webhook at Kemlu.
+const EVENTS: [(&str, &str); 2] = [
+    (
+        "  ]\n\n[[members]]\nid = \"ID:GOV:DUKCAPIL\"",
+        "  ]\n\n  [[members.webhooks]]\n  name = \"peduli-wni\"\n  url = \"http://127.0.0.1:7680/events\"\n  secret_file = \"certs/webhook.secret\"\n  contracts = [{ contract = \"placement.changed\", version = \"1\" }]\n\n[[members]]\nid = \"ID:GOV:DUKCAPIL\"",
+    ),
+    (
+        "not_found = { registered = false, citizenship = \"unknown\", deceased = false }\n",
+        "not_found = { registered = false, citizenship = \"unknown\", deceased = false }\n\n[[members]]\nid = \"ID:GOV:BP2MI\"\nname = \"BP2MI\"\nlisten = \"127.0.0.1:7443\"\nlocal = { listen = \"127.0.0.1:7643\", member_ca = \"certs/ID_GOV_BP2MI/member-ca.pem\" }\nsubsystems = [{ name = \"SISKOP2MI\" }]\n\n  [[members.events]]\n  contract = \"placement.changed\"\n  version = \"1\"\n  subscribers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]\n  emitters = [\"SISKOP2MI\"]\n",
+    ),
+];
+
+fn parse_events(edits: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut all = EVENTS.to_vec();
+    all.extend_from_slice(edits);
+    parse(&all)
+}
+
+#[test]
+fn an_event_source_and_a_webhook_resolve() {
+    let c = parse_events(&[]).unwrap();
+    let bp2mi = c.member(&MemberId::parse("ID:GOV:BP2MI").unwrap()).unwrap();
+    assert_eq!(bp2mi.events.len(), 1);
+    assert_eq!(
+        bp2mi.events[0].emitters,
+        [MemberId::parse("ID:GOV:BP2MI:SISKOP2MI").unwrap()]
+    );
+    let kemlu = c.member(&MemberId::parse("ID:GOV:KEMLU").unwrap()).unwrap();
+    assert_eq!(kemlu.webhooks[0].name, "peduli-wni");
+    assert_eq!(kemlu.webhooks[0].url.port_u16(), Some(7680));
+    assert!(kemlu.webhooks[0].secret_file.is_absolute());
+}
+
+macro_rules! refused_with_events {
+    ($($name:ident: [$(($from:expr, $to:expr)),*] => $field:expr, $reason:expr, $kind:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            let e = parse_events(&[$(($from, $to)),*]).unwrap_err();
+            assert_eq!(e.kind, Rejection::$kind, "{e}");
+            assert_eq!(e.field, $field, "{e}");
+            assert!(e.reason.contains($reason), "{e}");
+        }
+    )*};
+}
+
+refused_with_events! {
+    an_event_contract_provided_as_a_lookup_is_refused:
+        [("  [[members.events]]", "  [[members.provides]]\n  contract = \"placement.changed\"\n  version = \"1\"\n  consumers = []\n  [members.provides.sql]\n  database = \"data/bp2mi.db\"\n  statement = \"SELECT 1 AS x\"\n  columns = { x = \"integer\" }\n\n  [[members.events]]")] => "members[2].provides[0].contract", "is an event contract", Binding;
+    an_event_source_that_is_not_an_event_contract_is_refused:
+        [("contract = \"placement.changed\"\n  version = \"1\"\n  subscribers", "contract = \"employment.placement\"\n  version = \"1\"\n  subscribers")] => "members[2].events[0].contract", "not an event contract", Binding;
+    an_event_source_of_another_providers_contract_is_refused:
+        [("contract = \"placement.changed\"\n  version = \"1\"\n  subscribers", "contract = \"citizenship.status\"\n  version = \"1\"\n  subscribers")] => "members[2].events[0].contract", "according to its document", WrongProvider;
+    an_emitter_that_is_not_a_subsystem_is_refused:
+        [("emitters = [\"SISKOP2MI\"]", "emitters = [\"SIAK\"]")] => "members[2].events[0].emitters[0]", "not one of ID:GOV:BP2MI's", UnknownMember;
+    a_subscriber_that_is_not_configured_is_refused:
+        [("subscribers = [{ member = \"ID:GOV:KEMLU\"", "subscribers = [{ member = \"ID:GOV:NOBODY\"")] => "members[2].events[0].subscribers[0].member", "not a configured member", UnknownMember;
+    a_subscriber_without_a_purpose_is_refused:
+        [("subscribers = [{ member = \"ID:GOV:KEMLU\", purposes = [\"citizen-protection\"] }]", "subscribers = [{ member = \"ID:GOV:KEMLU\", purposes = [] }]")] => "members[2].events[0].subscribers[0].purposes", "at least one purpose", Missing;
+    a_webhook_that_is_not_http_is_refused:
+        [("url = \"http://127.0.0.1:7680/events\"", "url = \"ftp://127.0.0.1/events\"")] => "members[0].webhooks[0].url", "http://", OutOfRange;
+    a_webhook_with_a_bad_name_is_refused:
+        [("name = \"peduli-wni\"", "name = \"Peduli WNI\"")] => "members[0].webhooks[0].name", "[a-z0-9_-]", OutOfRange;
+    a_webhook_of_a_contract_that_is_not_an_event_contract_is_refused:
+        [("contracts = [{ contract = \"placement.changed\"", "contracts = [{ contract = \"employment.placement\"")] => "members[0].webhooks[0].contracts[0]", "not an event contract", NotInCatalog;
+    a_webhook_of_no_contract_is_refused:
+        [("contracts = [{ contract = \"placement.changed\", version = \"1\" }]", "contracts = []")] => "members[0].webhooks[0].contracts", "name the event contracts", Missing;
+    a_webhook_timeout_of_zero_is_refused:
+        [("secret_file = \"certs/webhook.secret\"", "secret_file = \"certs/webhook.secret\"\n  timeout_ms = 0")] => "members[0].webhooks[0].timeout_ms", "at least 1", OutOfRange;
+}

@@ -15,7 +15,9 @@ use contracts::envelope::{
     ANSWER_TYP, Evidence, JOSE_MEDIA_TYPE, LocalAnswer, MAX_VALIDITY_S, REQUEST_TYP,
 };
 use contracts::trace::{self, TraceContext};
-use contracts::{ContractRef, ExchangeAnswer, ExchangeRequest, ParsedJws, Problem, ProblemCode};
+use contracts::{
+    ContractRef, ExchangeAnswer, ExchangeRequest, MemberId, ParsedJws, Problem, ProblemCode,
+};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -178,12 +180,6 @@ async fn exchange(
     })?;
     let provider = listed.provider.clone();
     trail.set_provider(&provider);
-    let peer = snap.manifest.member(&provider).ok_or_else(|| {
-        Problem::new(
-            ProblemCode::UnknownContract,
-            format!("provider {provider} is not in the manifest"),
-        )
-    })?;
     let client = snap
         .peers
         .get(&provider)
@@ -203,12 +199,57 @@ async fn exchange(
         exp: now + REQUEST_VALIDITY_S.min(MAX_VALIDITY_S),
         query,
     };
+    let check_result = |result: &Value| {
+        doc.check_response(result, "/result")
+            .map_err(|errors| format!("answer result violates the response schema: {errors:?}"))
+    };
+    let to = Recipient {
+        member: &provider,
+        client,
+        trace: caller.trace.as_ref(),
+        max_request: doc.max_request_bytes(),
+        check_result: &check_result,
+    };
+    let (result, evidence) = send(gw, snap, request, to, deadline, trail, outgoing).await?;
+    Ok(LocalAnswer {
+        exchange_id: id.to_owned(),
+        provider,
+        result,
+        evidence,
+    })
+}
+
+/// The member a signed request goes to, and how its answer's `result` is checked.
+pub(crate) struct Recipient<'a> {
+    /// The member that answers.
+    pub(crate) member: &'a MemberId,
+    /// The mutual-TLS client towards its gateway.
+    pub(crate) client: &'a crate::client::PeerClient,
+    /// The member system's trace context, continued from a span of this exchange's own.
+    pub(crate) trace: Option<&'a TraceContext>,
+    /// The most bytes the signed request may have (PROTOCOL.md §3.5).
+    pub(crate) max_request: usize,
+    /// The answer's `result` against what the contract allows.
+    pub(crate) check_result: &'a (dyn Fn(&Value) -> Result<(), String> + Sync),
+}
+
+/// Signs `request`, sends it to `to` by `deadline` (an overlap run's `outgoing` lists after
+/// it), and accepts the answer only if it verifies ([`verify_answer`]); the trail holds both
+/// envelopes as they went and came. The verified `result` and the envelopes.
+pub(crate) async fn send(
+    gw: &Gateway,
+    snap: &Snapshot,
+    request: ExchangeRequest,
+    to: Recipient<'_>,
+    deadline: Instant,
+    trail: &mut Trail,
+    outgoing: Option<Outgoing>,
+) -> Result<(Value, Evidence), Problem> {
+    let (id, provider, client) = (request.id.as_str(), to.member, to.client);
+    let contract = ContractRef::new(&request.contract, &request.version);
     let span = tracing::info_span!("ask", member = %gw.member, exchange_id = %id, contract = %contract, provider = %provider, trace_id = tracing::field::Empty);
     // The member system's trace goes on to the provider from a span of this exchange's own.
-    let trace = caller
-        .trace
-        .as_ref()
-        .map(|t| crate::tracectx::join(&span, t));
+    let trace = to.trace.map(|t| crate::tracectx::join(&span, t));
     if let Some(t) = &trace {
         span.record("trace_id", t.trace_id());
     }
@@ -222,7 +263,7 @@ async fn exchange(
     };
     // Before signing: a request that will not be sent is not signed.
     // A provider that keeps failing is not asked again until its breaker lets a probe through.
-    let breaker = gw.consumer.breakers.get(&provider);
+    let breaker = gw.consumer.breakers.get(provider);
     if let Some(b) = &breaker
         && let Admission::FailFast { retry_after } = b.breaker.admit()
     {
@@ -239,7 +280,7 @@ async fn exchange(
     }
     // A provider whose log was caught forked is not asked (PROTOCOL.md §5.4).
     gw.witness
-        .refuses(&provider)
+        .refuses(provider)
         .map_err(|e| fail(Problem::new(e.code(), e.to_string())))?;
     let payload = serde_json::to_vec(&request).map_err(|e| {
         fail(Problem::new(
@@ -255,16 +296,22 @@ async fn exchange(
     })?;
     trail.set_request(&jws);
     // A request the provider would refuse for its size is not sent (PROTOCOL.md §3.5).
-    if jws.len() > doc.max_request_bytes() {
+    if jws.len() > to.max_request {
         return Err(fail(Problem::new(
             ProblemCode::PayloadTooLarge,
             format!(
                 "the signed request would be {} bytes, over the {} bytes {contract} takes: ask about fewer items at once",
                 jws.len(),
-                doc.max_request_bytes()
+                to.max_request
             ),
         )));
     }
+    let peer = snap.manifest.member(provider).ok_or_else(|| {
+        fail(Problem::new(
+            ProblemCode::UnknownContract,
+            format!("{provider} is not in the manifest"),
+        ))
+    })?;
     let url = format!(
         "{}/v1/exchange/{}/{}",
         peer.gateway.trim_end_matches('/'),
@@ -339,7 +386,7 @@ async fn exchange(
     }
     if reply.is_ok() {
         // The client talks only to a server whose certificate names the provider.
-        trail.set_peer(&provider);
+        trail.set_peer(provider);
     }
     let reply = reply.map_err(|e| {
         fail(match e {
@@ -352,7 +399,7 @@ async fn exchange(
     })?;
     // A provider that holds a newer manifest: fetched aside.
     if let Some(stated) = stated_serial(&reply.headers) {
-        gw.hint(&provider, stated, snap.serial());
+        gw.hint(provider, stated, snap.serial());
     }
     // The provider's head, on an answer and a refusal alike: witnessed before anything of
     // the reply is taken.
@@ -365,7 +412,7 @@ async fn exchange(
         )));
     }
     gw.witness
-        .observe(&snap.manifest, Some(client), &provider, head)
+        .observe(&snap.manifest, Some(client), provider, head)
         .await
         .map_err(|e| {
             let code = match e {
@@ -410,7 +457,7 @@ async fn exchange(
     })?;
     // Kept as evidence even when it fails verification: that is when it matters most.
     trail.set_response(text);
-    let answer = verify_answer(snap, &request, &jws, text, doc)
+    let answer = verify_answer(snap, &request, &jws, text, to.check_result)
         .map_err(|detail| fail(Problem::new(ProblemCode::BadAnswer, detail)))?;
     let result = match receive {
         None => answer.result,
@@ -423,27 +470,25 @@ async fn exchange(
         }
     };
     span.in_scope(|| tracing::info!(outcome = "ok", "answered"));
-    Ok(LocalAnswer {
-        exchange_id: id.to_owned(),
-        provider,
+    Ok((
         result,
-        evidence: Evidence {
+        Evidence {
             request: jws,
             response: text.to_owned(),
         },
-    })
+    ))
 }
 
 /// Accepts an answer only if it is a `simpul-response+jws` signed by a key the manifest
 /// lists for the provider, inside the key's window at the answer's `iat`, for this exchange
 /// id, addressed to this member, for this contract, bound to the exact request bytes, and
-/// valid against the response schema.
+/// whose `result` passes `check_result` (the response schema; a delivery's receipt form).
 fn verify_answer(
     snap: &Snapshot,
     request: &ExchangeRequest,
     request_jws: &str,
     text: &str,
-    contract: &contracts::Contract,
+    check_result: &(dyn Fn(&Value) -> Result<(), String> + Sync),
 ) -> Result<ExchangeAnswer, String> {
     let parsed = ParsedJws::parse(text, ANSWER_TYP).map_err(|e| format!("answer JWS: {e}"))?;
     let kid = parsed.header.kid.as_deref().unwrap_or_default();
@@ -482,8 +527,6 @@ fn verify_answer(
     if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
         return Err(format!("answer {what}"));
     }
-    contract
-        .check_response(&answer.result, "/result")
-        .map_err(|errors| format!("answer result violates the response schema: {errors:?}"))?;
+    check_result(&answer.result)?;
     Ok(answer)
 }

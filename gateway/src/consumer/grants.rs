@@ -92,6 +92,13 @@ impl SubsystemGrants {
         self.by_id.contains_key(id)
     }
 
+    /// Whether `subsystem` is granted `contract` for any purpose.
+    pub(crate) fn granted(&self, subsystem: &MemberId, contract: &ContractRef) -> bool {
+        self.by_id
+            .get(subsystem)
+            .is_some_and(|g| g.contracts.contains_key(contract))
+    }
+
     /// Whether `subsystem` may ask `contract` for `purpose`.
     pub(crate) fn authorize(
         &self,

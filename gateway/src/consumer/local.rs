@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 /// The caller of the local face, as its certificate names it: a configured subsystem of
 /// this gateway's member, or why not.
-fn caller(gw: &Gateway, peer: Option<&Identity>) -> Result<MemberId, Problem> {
+pub(crate) fn caller(gw: &Gateway, peer: Option<&Identity>) -> Result<MemberId, Problem> {
     match peer {
         Some(Identity::Subsystem(id)) if gw.consumer.grants.contains(id) => Ok(id.clone()),
         Some(Identity::Staff(staff)) => Err(Problem::new(

@@ -7,9 +7,10 @@ mod ask;
 pub mod fanout;
 pub(crate) mod grants;
 pub mod local;
+pub(crate) use local::caller;
 
 pub use ask::CheckedQuery;
-pub(crate) use ask::{Outgoing, Receiving, ask, ask_as};
+pub(crate) use ask::{Outgoing, Receiving, Recipient, ask, ask_as, send};
 
 use contracts::MemberId;
 

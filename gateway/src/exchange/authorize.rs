@@ -42,6 +42,32 @@ pub(super) fn find_contract<'g>(
     })
 }
 
+/// A delivery of the event contract `contract` (PROTOCOL.md §2.8), the other way round from
+/// an ordinary exchange: the manifest lists the contract with its sender (`request.iss`) as
+/// the provider, and grants this gateway's member (`me`) — the subscriber — the contract for
+/// `request.purpose`.
+pub(crate) fn authorize_delivery<'g>(
+    manifest: &'g Manifest,
+    me: &MemberId,
+    contract: &Contract,
+    request: &ExchangeRequest,
+) -> Result<&'g ManifestContract, Refusal> {
+    let r = contract.reference();
+    let listed = manifest.contract(&r).ok_or_else(|| Refusal::NotProvided {
+        contract: r.clone(),
+        me: me.clone(),
+    })?;
+    if listed.provider != request.iss {
+        return Err(Refusal::NotEmitter {
+            contract: r,
+            sender: request.iss.clone(),
+            provider: listed.provider.clone(),
+        });
+    }
+    manifest.authorize(listed, me, &request.purpose)?;
+    Ok(listed)
+}
+
 /// The manifest grants `request.iss` the contract for `request.purpose`.
 pub(super) fn authorize(
     manifest: &Manifest,

@@ -393,6 +393,31 @@ async fn run(
         )
         .map_err(refused)?;
         let mut asked = ContractRef::new(&request.contract, &request.version);
+        // A delivery of an event contract (PROTOCOL.md §2.8) is the one exchange that runs
+        // the other way: its provider asks, this gateway — a subscriber — answers with a
+        // receipt. Everything above holds for it as for any exchange.
+        if let Some(contract) = gw.catalog.get(&asked).filter(|c| c.event().is_some()) {
+            // The sender emits the contract, and this member is granted it.
+            unless_off(
+                Check::Authorization,
+                authorize::authorize_delivery(&snap.manifest, &gw.member, contract, request)
+                    .map(drop),
+            )
+            .map_err(refused)?;
+            let receipt = crate::events::receive::receive(gw, snap, contract, request)
+                .await
+                .map_err(refused)?;
+            return sign_answer::sign_answer(
+                &snap.signing,
+                &gw.member,
+                request,
+                trail.request(),
+                &receipt,
+                contracts::unix_now(),
+            )
+            .map(|jws| Signed { jws, lists: None })
+            .map_err(refused);
+        }
         if off(Check::Contract) && !gw.provider.provided.contains_key(&asked) {
             // Faults builds only: answer an unknown contract with one that is provided here.
             if let Some(any) = gw.provider.provided.keys().next() {

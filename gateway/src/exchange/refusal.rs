@@ -149,6 +149,28 @@ pub(crate) enum Refusal {
     /// A report that does not match a run this provider answered for its consumer.
     #[error("{0}")]
     RunMismatch(String),
+    /// A delivery of an event contract from a member that does not emit it (PROTOCOL.md
+    /// §2.8): only the contract's provider delivers its events.
+    #[error(
+        "{contract} is an event contract emitted by {provider}; {sender} cannot deliver its events"
+    )]
+    NotEmitter {
+        /// The event contract.
+        contract: ContractRef,
+        /// Who sent the delivery.
+        sender: MemberId,
+        /// The contract's provider in the manifest.
+        provider: MemberId,
+    },
+    /// A delivery's query is not the protocol's `{events, expired}`, or is out of bounds.
+    #[error("the delivery is not one the protocol allows: {0}")]
+    BadDelivery(String),
+    /// An event of a delivery fails its checks: the whole delivery is refused.
+    #[error(transparent)]
+    BadEvent(contracts::events::EventRefused),
+    /// The event store cannot keep what was delivered: refused, so the sender retries.
+    #[error("the events cannot be kept now; retry")]
+    EventStoreUnavailable,
     /// The contract is not provided here.
     #[error("{contract} is not provided by {me}")]
     NotProvided {
@@ -281,9 +303,12 @@ impl Refusal {
             | Refusal::ReplayUnavailable
             | Refusal::AtCapacity { .. }
             | Refusal::RunInProgress { .. }
+            | Refusal::EventStoreUnavailable
             | Refusal::BackendUnavailable => ProblemCode::ProviderUnavailable,
             Refusal::NotProvided { .. } => ProblemCode::UnknownContract,
-            Refusal::NotGranted(_) => ProblemCode::Forbidden,
+            Refusal::NotGranted(_) | Refusal::NotEmitter { .. } => ProblemCode::Forbidden,
+            Refusal::BadDelivery(_) => ProblemCode::InvalidQuery,
+            Refusal::BadEvent(_) => ProblemCode::BadEvent,
             Refusal::RateLimited { .. } | Refusal::OverAdmission(_) => ProblemCode::RateLimited,
             Refusal::InvalidQuery(_) => ProblemCode::InvalidQuery,
             Refusal::PopulationTooSmall(_) => ProblemCode::PopulationTooSmall,
@@ -316,6 +341,7 @@ impl Refusal {
             Refusal::OverAdmission(over) => Some(RateDecision::retry_after_s(over.wait())),
             Refusal::AtCapacity { .. }
             | Refusal::RunInProgress { .. }
+            | Refusal::EventStoreUnavailable
             | Refusal::ReplayUnavailable
             | Refusal::BackendUnavailable
             | Refusal::Witness(crate::witness::WitnessError::Store(_)) => Some(1),

@@ -8,6 +8,7 @@ pub mod console;
 pub mod counts;
 pub mod demo_data;
 pub mod doctor;
+pub mod events;
 pub mod join;
 pub mod man;
 pub mod manifest;

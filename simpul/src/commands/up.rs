@@ -45,16 +45,34 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let (bound, config, sample) = bound;
-    print_demo(&config, &sample);
-    bound.serve(stop_signal).await
+    let (bound, config, sample, changes) = bound;
+    print_demo(&config, &sample, changes.as_ref().err());
+    // SISKOP2MI at work: placements end and start, and BP2MI emits placement.changed.
+    let (stop_changes, stopped) = tokio::sync::watch::channel(false);
+    if let Ok(changes) = changes {
+        tokio::spawn(changes.run(CHANGE_EVERY, stopped));
+    }
+    let served = bound.serve(stop_signal).await;
+    let _ = stop_changes.send(true);
+    served
 }
+
+/// How often the demo's SISKOP2MI ends or starts a placement.
+const CHANGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Makes what is missing and binds every member's listeners.
 async fn prepare(
     mut config: Config,
     args: Args,
-) -> Result<(serve::Bound, Config, Sample), CliError> {
+) -> Result<
+    (
+        serve::Bound,
+        Config,
+        Sample,
+        Result<demo::changes::Changes, demo::changes::ChangesError>,
+    ),
+    CliError,
+> {
     let mut plan = DemoPlan::from_config(&config)?;
     let mut server = None;
     if args.backend == DemoBackend::Postgres {
@@ -98,12 +116,24 @@ async fn prepare(
     for m in &config.members {
         gateways.push(Arc::new(Gateway::from_config(&config, &m.id).await?));
     }
+    let changes = match gateways.first() {
+        Some(gw) => {
+            let manifest = gw.manifest();
+            match gateway::tls::FederationTrust::load(&manifest.doc().ca, &config.federation.crl) {
+                Ok(trust) => demo::changes::Changes::for_config(&config, &plan, &trust),
+                Err(e) => Err(demo::changes::ChangesError::Unavailable(e.to_string())),
+            }
+        }
+        None => Err(demo::changes::ChangesError::Unavailable(
+            "no gateway".into(),
+        )),
+    };
     let bound = serve::bind(gateways).await?;
     // Whom to ask about: people the seeded databases hold, whatever `[data]` says now.
     let sample = demo::population::read_sample(&plan)
         .await
         .map_err(demo::PrepareError::from)?;
-    Ok((bound, config, sample))
+    Ok((bound, config, sample, changes))
 }
 
 /// `url` with any password replaced by `***`, to be shown.
@@ -121,8 +151,9 @@ fn without_password(url: &str) -> String {
 }
 
 /// Says that the federation is up and prints two ready-to-paste curl commands, each to the
-/// local listener of the member that defines a federated contract.
-fn print_demo(config: &Config, sample: &Sample) {
+/// local listener of the member that defines a federated contract, and how to watch the
+/// change notifications arrive.
+fn print_demo(config: &Config, sample: &Sample, no_changes: Option<&demo::changes::ChangesError>) {
     println!(
         "\nSimpul demo federation is up: {} gateways.",
         config.members.len()
@@ -183,8 +214,44 @@ fn print_demo(config: &Config, sample: &Sample) {
             None => println!("\n(the databases in use hold no {who}; ask about any NIK they hold)"),
         }
     }
+    print_events(config, no_changes, &rel);
     println!();
     println!("Ctrl-C stops the federation.");
+}
+
+/// How to watch Peduli WNI's webhook receive BP2MI's placement.changed events.
+fn print_events(
+    config: &Config,
+    no_changes: Option<&demo::changes::ChangesError>,
+    rel: &dyn Fn(PathBuf) -> String,
+) {
+    let Some((member, hook)) = config
+        .members
+        .iter()
+        .find_map(|m| m.webhooks.first().map(|w| (m, w)))
+    else {
+        return;
+    };
+    match no_changes {
+        None => println!(
+            "\nEvery {} s SISKOP2MI ends or starts a placement and BP2MI emits placement.changed;\n\
+             {} receives each, verified and recorded, and posts it to the webhook `{}`.\n\
+             Watch it arrive, signed, in another terminal:\n\n\
+             simpul demo webhook --listen {} --secret-file {}",
+            CHANGE_EVERY.as_secs(),
+            member.id,
+            hook.name,
+            hook.url
+                .authority()
+                .map_or("127.0.0.1:7680", |a| a.as_str()),
+            rel(hook.secret_file.clone()),
+        ),
+        Some(e) => println!("\n({e}: placement.changed is not emitted by the demo)"),
+    }
+    println!(
+        "\nEach subscription's backlog and lag: simpul events --member {}",
+        member.id
+    );
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod common;
 mod connections;
 mod console;
 mod doctor;
+mod events;
 mod exchange;
 mod flood;
 mod garbage;

@@ -1,0 +1,208 @@
+//! Emitting (PROTOCOL.md §4.5): `POST /v1/events/{id}/{version}` on the local face. A
+//! subsystem named among the event contract's `emitters` sends the event's `data`; the
+//! gateway checks it against the contract, signs the event once, keeps it in the outbox
+//! (durable before the answer) and records it; the sender then delivers it to every
+//! subscriber.
+
+use std::sync::Arc;
+
+use audit::Role;
+use audit_store::events::{Emitted, NewEvent};
+use contracts::events::{EVENT_TYP, Event, MAX_EVENT_BYTES};
+use contracts::{ContractRef, Identity, MemberId, Problem, ProblemCode};
+use http::{HeaderMap, StatusCode};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::gateway::Gateway;
+use crate::http::{Reply, problem, read_body, require_media_type};
+use crate::metrics::count;
+use crate::trail::Trail;
+
+/// The most bytes of an emitted event's body.
+const MAX_EMIT_BYTES: usize = 16 * 1024;
+
+/// What a member system sends to emit an event.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Emit {
+    /// The change, valid against the contract's request schema.
+    data: Value,
+    /// The member system's own number for the change (a row of its change table), at most
+    /// once per contract: a change sent again is answered with the event it made the first
+    /// time, not emitted twice.
+    #[serde(default)]
+    source: Option<i64>,
+}
+
+/// The answer: the event's id and its place in the outbox.
+#[derive(Serialize)]
+struct Emitted202 {
+    event_id: String,
+    seq: i64,
+    /// The change had been emitted before (the same `source`): nothing new was emitted.
+    repeated: bool,
+}
+
+/// Handles `POST /v1/events/{id}/{version}` on the local listener.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: Option<&Identity>,
+    path: ContractRef,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Reply {
+    let id = contracts::ExchangeId::new().to_string();
+    let recorded_as = if gw.events.sources.contains_key(&path) {
+        path.clone()
+    } else {
+        ContractRef::new("", "")
+    };
+    let mut trail = Trail::new(&gw.audit, &gw.labels, Role::Provider, &recorded_as);
+    trail.set_exchange_id(&id);
+    trail.set_consumer(&gw.member);
+    trail.set_provider(&gw.member);
+    let outcome = emit(&gw, peer, &path, headers, body, &id, &mut trail).await;
+    let outcome = match outcome {
+        Ok(emitted) if emitted.repeated => {
+            // Nothing new was emitted: the first emission has its record.
+            trail.dismiss();
+            return crate::http::json(&emitted);
+        }
+        Ok(emitted) => trail.record(None).await.map(|()| emitted),
+        Err(p) => {
+            let p = p.with_exchange_id(Some(&id));
+            match trail.record(Some(&p)).await {
+                Ok(()) => Err(p),
+                Err(not_durable) => Err(not_durable),
+            }
+        }
+    };
+    match outcome {
+        Ok(emitted) => {
+            count!(gw.labels, "simpul_events_emitted_total", "contract" => path.to_string());
+            gw.events.emitted.notify_one();
+            let mut reply = crate::http::json(&emitted);
+            *reply.status_mut() = StatusCode::ACCEPTED;
+            reply
+        }
+        Err(p) => problem(&p),
+    }
+}
+
+/// Emits the event `id` of `path`, durable in the outbox when this returns; `repeated` when
+/// its `source` had been emitted before, and nothing new was.
+async fn emit(
+    gw: &Gateway,
+    peer: Option<&Identity>,
+    path: &ContractRef,
+    headers: &HeaderMap,
+    body: Incoming,
+    id: &str,
+    trail: &mut Trail,
+) -> Result<Emitted202, Problem> {
+    let subsystem: MemberId = crate::consumer::caller(gw, peer)?;
+    trail.set_subsystem(&subsystem);
+    let source = gw.events.sources.get(path).ok_or_else(|| {
+        Problem::new(
+            ProblemCode::UnknownContract,
+            format!("{path} is not an event contract {} emits", gw.member),
+        )
+    })?;
+    if !source.emitters.contains(&subsystem) {
+        return Err(Problem::new(
+            ProblemCode::NotGranted,
+            format!("{subsystem} is not among the emitters of {path}"),
+        ));
+    }
+    let bytes = read_body(headers, body, MAX_EMIT_BYTES).await?;
+    require_media_type(headers, "application/json")?;
+    let emit: Emit = contracts::json::from_slice(&bytes).map_err(|e| {
+        Problem::new(
+            ProblemCode::Malformed,
+            format!("the body is not {{\"data\", \"source\"}}: {e}"),
+        )
+    })?;
+    let contract = gw
+        .catalog
+        .get(path)
+        .ok_or_else(|| Problem::new(ProblemCode::Internal, format!("{path} has no document")))?;
+    let terms = contract.event().ok_or_else(|| {
+        Problem::new(
+            ProblemCode::Internal,
+            format!("{path} is not an event contract"),
+        )
+    })?;
+    trail.set_query(&emit.data, Some(contract));
+    contract
+        .check_request(&emit.data, "/data")
+        .map_err(Problem::invalid_query)?;
+    let snap = gw.snapshot();
+    let now = contracts::unix_now();
+    if snap.expired(now) {
+        return Err(snap.expired_problem());
+    }
+    let event = Event {
+        v: 1,
+        id: id.to_owned(),
+        iss: gw.member.clone(),
+        contract: path.id.clone(),
+        version: path.version.clone(),
+        iat: now,
+        exp: now + terms.retention_s(),
+        data: emit.data,
+    };
+    let subject = event.subject(terms).unwrap_or_default().to_owned();
+    let payload = serde_json::to_vec(&event)
+        .map_err(|e| Problem::new(ProblemCode::Internal, format!("cannot encode: {e}")))?;
+    let jws = snap
+        .signing
+        .sign(EVENT_TYP, &payload)
+        .map_err(|e| Problem::new(ProblemCode::Internal, format!("cannot sign: {e}")))?;
+    if jws.len() > MAX_EVENT_BYTES {
+        return Err(Problem::new(
+            ProblemCode::PayloadTooLarge,
+            format!(
+                "the signed event would be {} bytes, over the {MAX_EVENT_BYTES} an event may have",
+                jws.len()
+            ),
+        ));
+    }
+    trail.set_request(&jws);
+    let stored = gw
+        .events
+        .store
+        .emit(&NewEvent {
+            id: id.to_owned(),
+            contract: path.id.clone(),
+            version: path.version.clone(),
+            subject,
+            emitted_ms: now.saturating_mul(1000),
+            expires_ms: event.exp.saturating_mul(1000),
+            jws,
+            source: emit.source,
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(member = %gw.member, exchange_id = id, error = %e, "the outbox cannot keep an event");
+            let mut p = Problem::new(
+                ProblemCode::ProviderUnavailable,
+                "the event cannot be kept now; send it again",
+            );
+            p.retry_after = Some(1);
+            p
+        })?;
+    Ok(match stored {
+        Emitted::New { seq } => Emitted202 {
+            event_id: id.to_owned(),
+            seq,
+            repeated: false,
+        },
+        Emitted::Existing { seq, id } => Emitted202 {
+            event_id: id,
+            seq,
+            repeated: true,
+        },
+    })
+}

@@ -1,0 +1,122 @@
+//! A delivery received (PROTOCOL.md §2.8): after the rule list has checked it as any
+//! exchange — signature, identity, audience, freshness, replay — and found this gateway a
+//! subscriber of an event contract its sender emits, every event is checked, the new ones
+//! are kept once in the inbox, the expiry notices are recorded, and the receipt is made.
+
+use audit::Role;
+use audit_store::events::{Incoming, Received};
+use contracts::events::{self, Delivery, Receipt, Status};
+use contracts::{Contract, ContractRef, ExchangeRequest};
+use serde_json::Value;
+
+use super::now_ms;
+use crate::exchange::refusal::Refusal;
+use crate::gateway::Gateway;
+use crate::metrics::count;
+use crate::snapshot::Snapshot;
+
+/// The receipt of `request`, a delivery of `contract` this gateway may take: every event
+/// verifies, or the whole delivery is refused (400 `bad-event`); the new ones are durable in
+/// the inbox before the receipt is made, and those already held are answered `duplicate`.
+pub(crate) async fn receive(
+    gw: &Gateway,
+    snap: &Snapshot,
+    contract: &Contract,
+    request: &ExchangeRequest,
+) -> Result<Value, Refusal> {
+    let delivery: Delivery = serde_json::from_value(request.query.clone())
+        .map_err(|e| Refusal::BadDelivery(e.to_string()))?;
+    events::check_delivery(&delivery).map_err(Refusal::BadDelivery)?;
+    let now = now_ms();
+    let checked = delivery
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, jws)| {
+            events::check_event(&snap.manifest, &request.iss, contract, i, jws, now / 1000)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Refusal::BadEvent)?;
+    let terms = contract.event();
+    let incoming: Vec<Incoming> = checked
+        .iter()
+        .map(|c| Incoming {
+            provider: request.iss.to_string(),
+            contract: request.contract.clone(),
+            version: request.version.clone(),
+            event_id: c.event.id.clone(),
+            subject: terms
+                .and_then(|t| c.event.subject(t))
+                .unwrap_or_default()
+                .to_owned(),
+            emitted_ms: c.event.iat.saturating_mul(1000),
+            expires_ms: c.event.exp.saturating_mul(1000),
+            jws: c.jws.clone(),
+            delivery_id: request.id.clone(),
+            received_ms: now,
+        })
+        .collect();
+    let store = &gw.events.store;
+    let fail = |e: audit_store::events::EventStoreError| {
+        tracing::error!(member = %gw.member, exchange_id = %request.id, error = %e, "the inbox cannot keep a delivery");
+        Refusal::EventStoreUnavailable
+    };
+    let received = if incoming.is_empty() {
+        Vec::new()
+    } else {
+        store.receive(&incoming).await.map_err(fail)?
+    };
+    let reference = ContractRef::new(&request.contract, &request.version);
+    let mut expired = 0;
+    for notice in &delivery.expired {
+        let new = store
+            .notice_expired(
+                request.iss.as_str(),
+                &request.contract,
+                &notice.id,
+                &notice.hash,
+                now,
+            )
+            .await
+            .map_err(fail)?;
+        if new {
+            super::record_expiry(
+                gw,
+                Role::Provider,
+                (&request.iss, &gw.member),
+                &reference,
+                &request.purpose,
+                (&notice.id, &notice.hash),
+            )
+            .await
+            .map_err(|_| Refusal::EventStoreUnavailable)?;
+            expired += 1;
+        }
+    }
+    let lines = checked
+        .iter()
+        .zip(&received)
+        .map(|(c, r)| events::Received {
+            id: c.event.id.clone(),
+            status: match r {
+                Received::New { .. } => Status::Accepted,
+                Received::Duplicate { .. } => Status::Duplicate,
+            },
+        })
+        .collect();
+    for r in &received {
+        let status = match r {
+            Received::New { .. } => "accepted",
+            Received::Duplicate { .. } => "duplicate",
+        };
+        count!(gw.labels, "simpul_events_received_total", "contract" => reference.to_string(), "provider" => request.iss.to_string(), "status" => status);
+    }
+    if received.iter().any(|r| matches!(r, Received::New { .. })) {
+        gw.events.received.notify_waiters();
+    }
+    let receipt = Receipt {
+        events: lines,
+        expired,
+    };
+    serde_json::to_value(receipt).map_err(|e| Refusal::CannotSign(e.to_string()))
+}

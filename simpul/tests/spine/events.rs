@@ -1,0 +1,462 @@
+//! Change notifications end to end (PROTOCOL.md §2.8): BP2MI's SISKOP2MI emits
+//! `placement.changed` through its local face; BP2MI's gateway signs it once and delivers it
+//! over mutual TLS to Kemlu's gateway, which checks it, keeps it once and posts it to Peduli
+//! WNI's webhook, signed; each delivery is recorded at both ends. Kemlu down for a while
+//! gets everything in order once it is back, and its webhook sees each event once; BP2MI
+//! stopped before it delivered loses nothing. Deliveries that are not granted, tampered with,
+//! replayed or off the contract's schema are refused with their codes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use contracts::events::{Delivery, EVENT_TYP, Event, Receipt, Status};
+use contracts::{ExchangeRequest, ParsedJws};
+use gateway::webhook::WebhookSecret;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+const CHANGED: &str = "placement.changed";
+
+/// One webhook post as Peduli WNI's system received it.
+#[derive(Clone, Debug)]
+struct Posted {
+    id: String,
+    body: Value,
+}
+
+/// Peduli WNI's webhook: a plain HTTP server on loopback that keeps every post whose
+/// Standard Webhooks signature verifies under the gateway's secret (read once it exists).
+struct Hook {
+    url: String,
+    posted: Arc<Mutex<Vec<Posted>>>,
+    refused: Arc<Mutex<u32>>,
+}
+
+impl Hook {
+    async fn start(secret_file: std::path::PathBuf) -> Hook {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/peduli-wni/events",
+            listener.local_addr().unwrap()
+        );
+        let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
+        let refused: Arc<Mutex<u32>> = Arc::default();
+        let (p, r) = (posted.clone(), refused.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (p, r, file) = (p.clone(), r.clone(), secret_file.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (p, r, file) = (p.clone(), r.clone(), file.clone());
+                        async move {
+                            let header = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_owned()
+                            };
+                            let (id, ts, sig) = (
+                                header("webhook-id"),
+                                header("webhook-timestamp"),
+                                header("webhook-signature"),
+                            );
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let secret =
+                                WebhookSecret::parse(&std::fs::read_to_string(&file).unwrap())
+                                    .unwrap();
+                            let verified = secret.verify(
+                                &id,
+                                ts.parse().unwrap_or(0),
+                                &sig,
+                                &body,
+                                contracts::unix_now(),
+                                300,
+                            );
+                            let status = if verified.is_ok() {
+                                p.lock().unwrap().push(Posted {
+                                    id,
+                                    body: serde_json::from_slice(&body).unwrap(),
+                                });
+                                204
+                            } else {
+                                *r.lock().unwrap() += 1;
+                                401
+                            };
+                            let mut reply = http::Response::new(Full::new(Bytes::new()));
+                            *reply.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(reply)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Hook {
+            url,
+            posted,
+            refused,
+        }
+    }
+
+    fn posted(&self) -> Vec<Posted> {
+        self.posted.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 30 s) until `n` posts arrived.
+    async fn wait_for(&self, n: usize) -> Vec<Posted> {
+        for _ in 0..300 {
+            if self.posted().len() >= n {
+                return self.posted();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{n} webhook posts expected, {} arrived",
+            self.posted().len()
+        )
+    }
+}
+
+/// A federation whose Kemlu posts to `hook` (started first, on a port of its own).
+async fn federation_with_hook(edits: Vec<(String, String)>) -> (Federation, Hook) {
+    let secret = tempfile::tempdir().unwrap().keep().join("webhook.secret");
+    let hook = Hook::start(secret.clone()).await;
+    let mut all = vec![
+        (
+            "url = \"http://127.0.0.1:7680/peduli-wni/events\"".to_owned(),
+            format!("url = {:?}", hook.url),
+        ),
+        (
+            "secret_file = \"certs/ID_GOV_KEMLU/webhook-peduli-wni.secret\"".to_owned(),
+            format!("secret_file = {:?}", secret.display().to_string()),
+        ),
+    ];
+    all.extend(edits);
+    let f = Federation::start_with(Options {
+        edits: all,
+        ..Options::default()
+    })
+    .await;
+    (f, hook)
+}
+
+/// SISKOP2MI emits a change of `placement` through BP2MI's local face.
+async fn emit(f: &Federation, placement: &str, change: &str) -> Value {
+    let reply = emit_raw(
+        f,
+        SISKOP2MI,
+        json!({"data": {"placement": placement, "change": change, "on": "2026-12-06"}}),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        202,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
+async fn emit_raw(f: &Federation, identity: &str, body: Value) -> gateway::client::Reply {
+    let url = format!("{}/v1/events/{CHANGED}/1", f.local_url(BP2MI));
+    f.as_identity(identity, BP2MI)
+        .call(
+            Method::POST,
+            &url,
+            "application/json",
+            serde_json::to_vec(&body).unwrap().into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+}
+
+/// The event a webhook post carries, its signature checked against BP2MI's key.
+fn event_of(f: &Federation, posted: &Posted) -> Event {
+    let jws = posted.body["jws"].as_str().unwrap();
+    let parsed = ParsedJws::parse(jws, EVENT_TYP).unwrap();
+    let kid = parsed.header.kid.as_deref().unwrap();
+    let (owner, key) = f.manifest.key(kid).unwrap();
+    assert_eq!(owner.as_str(), BP2MI);
+    key.verify(&parsed).unwrap();
+    contracts::json::from_slice(&parsed.payload).unwrap()
+}
+
+#[tokio::test]
+async fn an_emitted_event_reaches_the_subscribers_webhook_signed_once_and_recorded_at_both_ends() {
+    let (f, hook) = federation_with_hook(vec![]).await;
+    let emitted = emit(&f, "1", "ended").await;
+    let event_id = emitted["event_id"].as_str().unwrap().to_owned();
+    let posted = hook.wait_for(1).await;
+    assert_eq!(posted.len(), 1);
+    // The member system can check the event against BP2MI's key in the manifest itself.
+    let event = event_of(&f, &posted[0]);
+    assert_eq!(event.id, event_id);
+    assert_eq!(posted[0].id, event_id, "webhook-id is the event's id");
+    assert_eq!(
+        event.data,
+        json!({"placement": "1", "change": "ended", "on": "2026-12-06"})
+    );
+    assert_eq!(posted[0].body["data"], event.data);
+    assert_eq!(posted[0].body["provider"], BP2MI);
+    assert_eq!(*hook.refused.lock().unwrap(), 0);
+
+    // The emission on BP2MI's log; the delivery on both, paired by its exchange id.
+    let emitted = f.records(BP2MI, &event_id).await;
+    assert_eq!(emitted.len(), 1, "{emitted:?}");
+    assert_eq!(emitted[0]["outcome"], "ok");
+    assert_eq!(emitted[0]["subsystem"], SISKOP2MI);
+    assert!(
+        emitted[0]["subject"].is_string(),
+        "the placement is personal data"
+    );
+    let kemlu = f.all_records(KEMLU).await;
+    let received: Vec<&Value> = kemlu
+        .iter()
+        .filter(|r| r["contract"] == CHANGED && r["role"] == "provider")
+        .collect();
+    assert_eq!(received.len(), 1, "{kemlu:?}");
+    let delivery = received[0];
+    assert_eq!(delivery["outcome"], "ok");
+    assert_eq!(delivery["consumer"], BP2MI);
+    assert_eq!(delivery["provider"], KEMLU);
+    assert_eq!(delivery["peer"], BP2MI);
+    let sent = f
+        .records(BP2MI, delivery["exchange_id"].as_str().unwrap())
+        .await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["role"], "consumer");
+    assert_eq!(sent[0]["outcome"], "ok");
+    assert_eq!(sent[0]["request_hash"], delivery["request_hash"]);
+    assert_eq!(sent[0]["response_hash"], delivery["response_hash"]);
+
+    // Peduli WNI may also read it from the inbox, and then ask who it is about.
+    let url = format!("{}/v1/events/{CHANGED}/1?after=0", f.local_url(KEMLU));
+    let reply = f
+        .as_identity(PEDULI, KEMLU)
+        .call(
+            Method::GET,
+            &url,
+            "application/json",
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let fetched: Value = ok_json(&reply);
+    assert_eq!(fetched["events"][0]["id"], event_id);
+    assert_eq!(fetched["next"], 1);
+    let reply = f
+        .local_query(
+            PEDULI,
+            KEMLU,
+            "placement.record",
+            json!({"purpose": "citizen-protection", "query": {"placement": "1"}}),
+        )
+        .await;
+    let answer: Value = ok_json(&reply);
+    assert_eq!(answer["result"]["found"], true);
+    assert!(answer["result"]["nik"].is_string());
+}
+
+#[tokio::test]
+async fn a_subscriber_down_for_a_while_gets_everything_in_order_and_its_webhook_each_event_once() {
+    let (mut f, hook) = federation_with_hook(vec![]).await;
+    f.stop(KEMLU).await;
+    let mut ids = Vec::new();
+    for n in 1..=12 {
+        let change = if n % 2 == 0 { "started" } else { "ended" };
+        let e = emit(&f, &n.to_string(), change).await;
+        ids.push(e["event_id"].as_str().unwrap().to_owned());
+    }
+    // BP2MI tries, fails, backs off; nothing is lost meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(hook.posted().is_empty());
+    f.restart(KEMLU).await;
+    let posted = hook.wait_for(ids.len()).await;
+    // A little longer: nothing arrives twice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let posted_ids: Vec<String> = hook.posted().iter().map(|p| p.id.clone()).collect();
+    assert_eq!(posted_ids, ids, "in the order emitted, each once");
+    for p in &posted {
+        let event = event_of(&f, p);
+        assert_eq!(event.id, p.id);
+    }
+}
+
+#[tokio::test]
+async fn events_emitted_before_the_provider_stopped_are_delivered_after_it_restarts() {
+    let (mut f, hook) = federation_with_hook(vec![]).await;
+    f.stop(KEMLU).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let e = emit(&f, &n.to_string(), "started").await;
+        ids.push(e["event_id"].as_str().unwrap().to_owned());
+    }
+    // BP2MI stops with its events undelivered; they are in its outbox, on disk.
+    f.stop(BP2MI).await;
+    f.restart(KEMLU).await;
+    f.restart(BP2MI).await;
+    let posted = hook.wait_for(3).await;
+    let posted_ids: Vec<String> = posted.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(posted_ids, ids);
+}
+
+/// A delivery of `events` signed by `from`'s key, addressed to `to`.
+fn delivery(f: &Federation, from: &str, to: &str, events: Vec<String>) -> ExchangeRequest {
+    let query = serde_json::to_value(Delivery {
+        events,
+        expired: vec![],
+    })
+    .unwrap();
+    f.request(from, to, CHANGED, "citizen-protection", query)
+}
+
+/// An event of `placement.changed` signed by `member`'s key, with `data`.
+fn signed_event(f: &Federation, member: &str, data: Value) -> String {
+    let now = contracts::unix_now();
+    let event = Event {
+        v: 1,
+        id: contracts::ExchangeId::new().to_string(),
+        iss: id(member),
+        contract: CHANGED.into(),
+        version: "1".into(),
+        iat: now,
+        exp: now + 3600,
+        data,
+    };
+    f.signing_key(member)
+        .sign(EVENT_TYP, &serde_json::to_vec(&event).unwrap())
+        .unwrap()
+}
+
+/// The receipt in a delivery's answer, its signature checked against Kemlu's key.
+fn receipt(f: &Federation, reply: &gateway::client::Reply) -> Receipt {
+    assert_ok(reply);
+    let text = std::str::from_utf8(&reply.body).unwrap();
+    let parsed = ParsedJws::parse(text, contracts::envelope::ANSWER_TYP).unwrap();
+    let (owner, key) = f
+        .manifest
+        .key(parsed.header.kid.as_deref().unwrap())
+        .unwrap();
+    assert_eq!(owner.as_str(), KEMLU);
+    key.verify(&parsed).unwrap();
+    let answer: contracts::ExchangeAnswer = contracts::json::from_slice(&parsed.payload).unwrap();
+    serde_json::from_value(answer.result).unwrap()
+}
+
+fn good_data() -> Value {
+    json!({"placement": "7", "change": "started", "on": "2026-12-06"})
+}
+
+#[tokio::test]
+async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_refused_with_their_codes()
+ {
+    let f = Federation::start().await;
+    // Accepted as a baseline: BP2MI's own event, to Kemlu, which is granted it.
+    let event = signed_event(&f, BP2MI, good_data());
+    let request = delivery(&f, BP2MI, KEMLU, vec![event.clone()]);
+    let jws = f.sign(BP2MI, &request);
+    let reply = f.exchange(BP2MI, jws.clone(), &request).await;
+    let first = receipt(&f, &reply);
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].status, Status::Accepted);
+
+    // The same signed delivery again: a replayed exchange.
+    let reply = f.exchange(BP2MI, jws, &request).await;
+    assert_problem(&reply, 409, "replay");
+
+    // The same event in a fresh delivery: acknowledged, not kept again.
+    let again = delivery(&f, BP2MI, KEMLU, vec![event]);
+    let reply = f.send_signed(BP2MI, &again).await;
+    assert_eq!(receipt(&f, &reply).events[0].status, Status::Duplicate);
+
+    // BPJS TK is not granted placement.changed.
+    let to_bpjstk = delivery(
+        &f,
+        BP2MI,
+        BPJSTK,
+        vec![signed_event(&f, BP2MI, good_data())],
+    );
+    let reply = f.send_signed(BP2MI, &to_bpjstk).await;
+    assert_problem(&reply, 403, "forbidden");
+
+    // Dukcapil does not emit placement.changed, even with an event it signed itself.
+    let from_dukcapil = delivery(
+        &f,
+        DUKCAPIL,
+        KEMLU,
+        vec![signed_event(&f, DUKCAPIL, good_data())],
+    );
+    let reply = f.send_signed(DUKCAPIL, &from_dukcapil).await;
+    assert_problem(&reply, 403, "forbidden");
+
+    // An event whose data was changed after BP2MI signed it.
+    let event = signed_event(&f, BP2MI, good_data());
+    let mut parts: Vec<String> = event.split('.').map(str::to_owned).collect();
+    let mut payload: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    payload["data"]["placement"] = json!("8");
+    parts[1] = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        serde_json::to_vec(&payload).unwrap(),
+    );
+    let tampered = delivery(&f, BP2MI, KEMLU, vec![parts.join(".")]);
+    let reply = f.send_signed(BP2MI, &tampered).await;
+    assert_problem(&reply, 400, "bad-event");
+
+    // An event BP2MI signed whose data the contract's schema refuses.
+    let off = signed_event(
+        &f,
+        BP2MI,
+        json!({"placement": "7", "change": "moved", "on": "2026-12-06"}),
+    );
+    let reply = f
+        .send_signed(BP2MI, &delivery(&f, BP2MI, KEMLU, vec![off]))
+        .await;
+    let p = assert_problem(&reply, 400, "bad-event");
+    assert!(p.detail.contains("/data/change"), "{}", p.detail);
+
+    // Emitting off the schema is refused where it starts, at BP2MI's local face.
+    let reply = emit_raw(
+        &f,
+        SISKOP2MI,
+        json!({"data": {"placement": "7", "change": "moved", "on": "2026-12-06"}}),
+    )
+    .await;
+    let p = assert_problem(&reply, 400, "invalid-query");
+    assert_eq!(p.errors[0].pointer, "/data/change");
+    // A body with a field the local face does not know.
+    let reply = emit_raw(&f, SISKOP2MI, json!({"data": good_data(), "extra": 1})).await;
+    assert_problem(&reply, 400, "malformed");
+}
+
+#[tokio::test]
+async fn a_subsystem_that_is_not_an_emitter_is_refused_with_403_not_granted() {
+    let f = Federation::start_with(Options {
+        edits: vec![(
+            "emitters = [\"SISKOP2MI\"]".to_owned(),
+            "emitters = []".to_owned(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let reply = emit_raw(&f, SISKOP2MI, json!({"data": good_data()})).await;
+    assert_problem(&reply, 403, "not-granted");
+}
