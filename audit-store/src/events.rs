@@ -604,6 +604,20 @@ impl EventStore {
             .await)
     }
 
+    /// Whether replicas may share this store (PostgreSQL), so that a lease another process
+    /// holds may be live; an SQLite store has one gateway at a time.
+    pub fn is_shared(&self) -> bool {
+        matches!(*self.engine, Engine::Postgres(_))
+    }
+
+    /// Frees every lease on this member's cursors: for the one gateway of a store that is
+    /// not shared ([`EventStore::is_shared`]), at start, so that a process killed while it
+    /// delivered does not hold its cursors until their leases run out. Returns how many
+    /// were held.
+    pub async fn release_leases(&self) -> Result<u64, EventStoreError> {
+        on_engine!(self, db => db.release_leases().await)
+    }
+
     /// A delivery failed: attempts + 1, `error` kept as the last error, the next attempt at
     /// `next_attempt_ms`, the lease freed.
     ///

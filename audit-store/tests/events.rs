@@ -125,6 +125,7 @@ on_both_engines!(
     resubscribing_keeps_a_cursors_position_and_takes_the_new_grant,
     a_due_cursor_is_leased_to_one_owner_until_the_lease_expires,
     a_failed_delivery_is_not_due_again_before_its_next_attempt,
+    released_leases_make_a_cursor_due_at_once,
     pending_events_are_read_in_pages_of_one_contract,
     expiry_moves_a_cursor_only_past_the_leading_expired_events,
     a_delivery_never_moves_a_cursor_back,
@@ -495,6 +496,18 @@ mod scenarios {
         let next = s.due(T0 + 31_000, 30_000, "replica-a").await.unwrap();
         assert_eq!(names(&next), names(&first));
         assert_eq!(next[0].delivered_seq, 1);
+    }
+
+    pub async fn released_leases_make_a_cursor_due_at_once(place: &Place) {
+        let s = place.open().await;
+        s.subscribe(&[sub(KEMLU, PLACEMENT)]).await.unwrap();
+        emit_new(&s, &event(1, PLACEMENT, None, T0 + HOUR)).await;
+        assert_eq!(s.due(T0, 30_000, "killed").await.unwrap().len(), 1);
+        assert!(s.due(T0 + 1, 30_000, "restarted").await.unwrap().is_empty());
+        // The process that held it was killed; the one that starts on the store frees it.
+        assert_eq!(s.release_leases().await.unwrap(), 1);
+        assert_eq!(s.due(T0 + 1, 30_000, "restarted").await.unwrap().len(), 1);
+        assert_eq!(s.is_shared(), place.pg.is_some());
     }
 
     pub async fn a_failed_delivery_is_not_due_again_before_its_next_attempt(place: &Place) {

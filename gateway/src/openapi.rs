@@ -425,6 +425,10 @@ fn local_face(config: &Config, manifest: &ManifestDoc, m: &Member, local: &Local
             skipped.push(format!("{r} (no document in the catalog)"));
             continue;
         };
+        if contract.event().is_some() {
+            events_fetch_operation(&mut b, contract, listed, &granted);
+            continue;
+        }
         if contract.overlap().is_some() {
             if m.lists.is_empty() {
                 skipped.push(format!(
@@ -437,6 +441,11 @@ fn local_face(config: &Config, manifest: &ManifestDoc, m: &Member, local: &Local
             continue;
         }
         single_operation(&mut b, contract, listed, &purposes, &granted);
+    }
+    for source in m.events.iter().filter(|e| !e.emitters.is_empty()) {
+        if let Some(contract) = config.catalog.get(&source.contract) {
+            events_emit_operation(&mut b, contract, &source.emitters);
+        }
     }
     let mut description = format!(
         "What the systems of {} ({}) may ask their gateway on its local listener (PROTOCOL.md §4): \
@@ -622,6 +631,164 @@ fn single_operation(
         "x-simpul-subsystems": subsystems_extension(granted),
     });
     b.paths.insert(query_path(&r), json!({ "post": operation }));
+}
+
+/// The path of an event contract on the local face (PROTOCOL.md §4.5).
+pub fn events_path(r: &ContractRef) -> String {
+    format!("/v1/events/{}/{}", r.id, r.version)
+}
+
+/// What the local face's events routes can be refused with (PROTOCOL.md §4.5).
+const EVENTS_CODES: &[ProblemCode] = &[
+    ProblemCode::Malformed,
+    ProblemCode::InvalidQuery,
+    ProblemCode::Forbidden,
+    ProblemCode::NotGranted,
+    ProblemCode::IdentityKind,
+    ProblemCode::UnknownContract,
+    ProblemCode::RequestTimeout,
+    ProblemCode::PayloadTooLarge,
+    ProblemCode::UnsupportedMediaType,
+    ProblemCode::ManifestExpired,
+    ProblemCode::Internal,
+    ProblemCode::ProviderUnavailable,
+];
+
+/// An event as the local face hands it on (PROTOCOL.md §4.5): the webhook's body, and each
+/// item of a fetch with its `seq`.
+fn received_event(contract: &Contract) -> Value {
+    let r = contract.reference();
+    json!({
+        "type": "object",
+        "required": ["type", "version", "id", "provider", "emitted_at", "received_at", "data", "jws"],
+        "additionalProperties": false,
+        "properties": {
+            "type": {"type": "string", "const": r.id},
+            "version": {"type": "string", "const": r.version},
+            "id": schema_ref("ExchangeId"),
+            "provider": {"type": "string", "const": contract.doc().provider},
+            "emitted_at": {"type": "string", "format": "date-time"},
+            "received_at": {"type": "string", "format": "date-time"},
+            "data": schema_ref(&request_schema_name(&r)),
+            "jws": schema_ref("CompactJws"),
+            "seq": {"type": "integer", "minimum": 1}
+        }
+    })
+}
+
+/// `GET /v1/events/{id}/{version}`: the inbox's events of an event contract a subsystem is
+/// granted, after a position the member system keeps.
+fn events_fetch_operation(
+    b: &mut Builder,
+    contract: &Contract,
+    listed: &ManifestContract,
+    granted: &[(MemberId, Vec<String>)],
+) {
+    b.embed(contract);
+    let r = contract.reference();
+    let base = format!("local.{}.v{}", r.id, r.version);
+    b.schemas
+        .insert(format!("{base}.event"), received_event(contract));
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "The events received after `after`, in the order received; `next` is the position to ask after next time.",
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "required": ["events", "next"],
+                "additionalProperties": false,
+                "properties": {
+                    "events": {"type": "array", "maxItems": 500, "items": schema_ref(&format!("{base}.event"))},
+                    "next": {"type": "integer", "minimum": 0}
+                }
+            }}}
+        }),
+    );
+    responses.extend(problem_responses(EVENTS_CODES, false));
+    let operation = json!({
+        "operationId": format!("events.fetch.{}.v{}", r.id, r.version),
+        "summary": format!("Received events of {}", r.id),
+        "description": format!(
+            "{}\n\nThe events {} emitted that this gateway received, verified and recorded (PROTOCOL.md §2.8, §4.5). \
+             Reading them records nothing new. Contract digest `{}`.",
+            contract.doc().description, listed.provider, contract.digest()
+        ),
+        "parameters": [
+            {"name": "after", "in": "query", "required": false, "description": "The last position already read; 0 (the default) reads from the start of the inbox.", "schema": {"type": "integer", "minimum": 0}},
+            {"name": "limit", "in": "query", "required": false, "description": "At most this many events (1 to 500, the default).", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+        ],
+        "responses": responses,
+        "x-simpul-provider": listed.provider,
+        "x-simpul-digest": contract.digest(),
+        "x-simpul-subsystems": subsystems_extension(granted),
+    });
+    let path = b.paths.entry(events_path(&r)).or_insert_with(|| json!({}));
+    path["get"] = operation;
+}
+
+/// `POST /v1/events/{id}/{version}`: an event emitted by one of the contract's emitters.
+fn events_emit_operation(b: &mut Builder, contract: &Contract, emitters: &[MemberId]) {
+    b.embed(contract);
+    let r = contract.reference();
+    let base = format!("local.{}.v{}", r.id, r.version);
+    b.schemas.insert(
+        format!("{base}.emit"),
+        json!({
+            "type": "object",
+            "description": "One change to emit: its data, and optionally the member system's own number for it (a change sent again with the same `source` is not emitted twice).",
+            "required": ["data"],
+            "additionalProperties": false,
+            "properties": {
+                "data": schema_ref(&request_schema_name(&r)),
+                "source": {"type": "integer"}
+            }
+        }),
+    );
+    let emitted = json!({
+        "type": "object",
+        "required": ["event_id", "seq", "repeated"],
+        "additionalProperties": false,
+        "properties": {
+            "event_id": schema_ref("ExchangeId"),
+            "seq": {"type": "integer", "minimum": 1},
+            "repeated": {"type": "boolean"}
+        }
+    });
+    let mut responses = Map::new();
+    responses.insert(
+        "202".into(),
+        json!({
+            "description": "Signed, kept in the outbox and recorded; delivered to every subscriber from now on.",
+            "content": {"application/json": {"schema": emitted.clone()}}
+        }),
+    );
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "Emitted before under the same `source`: the first event, nothing new.",
+            "content": {"application/json": {"schema": emitted}}
+        }),
+    );
+    responses.extend(problem_responses(EVENTS_CODES, false));
+    let operation = json!({
+        "operationId": format!("events.emit.{}.v{}", r.id, r.version),
+        "summary": format!("Emit {}", r.id),
+        "description": format!(
+            "{}\n\nThis gateway checks the data against the contract, signs the event once, keeps it in its outbox \
+             and records it before it answers (PROTOCOL.md §2.8, §4.5). Contract digest `{}`.",
+            contract.doc().description, contract.digest()
+        ),
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": schema_ref(&format!("{base}.emit"))}}
+        },
+        "responses": responses,
+        "x-simpul-digest": contract.digest(),
+        "x-simpul-emitters": emitters,
+    });
+    let path = b.paths.entry(events_path(&r)).or_insert_with(|| json!({}));
+    path["post"] = operation;
 }
 
 /// The local face's operation for an overlap contract (PROTOCOL.md §4.4): the query names

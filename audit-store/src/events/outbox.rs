@@ -465,6 +465,18 @@ where
         tx.commit().await.map_err(self.err("committing a delivery"))
     }
 
+    pub(super) async fn release_leases(&self) -> Result<u64, EventStoreError> {
+        Ok(sqlx::query::<DB>(
+            "UPDATE simpul_event_cursors SET lease_owner = NULL, lease_until_ms = 0
+             WHERE member = $1 AND lease_owner IS NOT NULL",
+        )
+        .bind(self.member.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("releasing the leases"))?
+        .rows_affected())
+    }
+
     pub(super) async fn failed(
         &self,
         subscriber: &str,

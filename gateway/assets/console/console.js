@@ -303,6 +303,32 @@
     ) : [el("tr", {}, el("td", { colspan: "5", class: "empty" }, "No partner's head held yet: heads arrive with exchanges."))]);
   }
 
+  function events(s) {
+    const e = s.events;
+    if (e.error) {
+      fill($("events").tBodies[0], [el("tr", {}, el("td", { colspan: "5", class: "bad" }, e.error))]);
+      return;
+    }
+    const failing = (x) => x.attempts > 0
+      ? el("td", { class: "warn" }, x.attempts + " failed tries: " + (x.last_error || ""))
+      : el("td", { class: "good" }, "✓ up to date");
+    const rows = e.subscriptions.map((c) =>
+      el("tr", { "data-key": "sub " + c.contract + " " + c.subscriber },
+        el("td", {}, el("code", {}, c.contract), " to ", el("code", {}, c.subscriber)),
+        el("td", { class: "num", "data-col": "backlog" }, fmt.n(c.backlog)),
+        el("td", { class: "num", "data-col": "lag" }, c.backlog ? (c.lag_ms / 1000).toFixed(1) + " s" : "–"),
+        el("td", {}, c.last_delivered ? fmt.time(c.last_delivered_at_ms) : "none yet"),
+        failing(c))).concat(e.webhooks.map((h) =>
+      el("tr", { "data-key": "hook " + h.webhook },
+        el("td", {}, "webhook ", el("code", {}, h.webhook)),
+        el("td", { class: "num", "data-col": "backlog" }, fmt.n(h.backlog)),
+        el("td", { class: "num" }, "–"),
+        el("td", {}, h.last_posted_at_ms ? fmt.time(h.last_posted_at_ms) : "none yet"),
+        failing(h))));
+    fill($("events").tBodies[0], rows.length ? rows
+      : [el("tr", {}, el("td", { colspan: "5", class: "empty" }, "This gateway delivers no events and posts to no webhook."))]);
+  }
+
   function members(s) {
     const breakers = new Map(s.breakers.map((b) => [b.provider, b]));
     const witnessed = new Map((s.witness.partners || []).map((p) => [p.member, p]));
@@ -365,6 +391,7 @@
     connections(s);
     audit(s);
     witness(s);
+    events(s);
     members(s);
     charts(s, dt);
     prev = s;

@@ -281,6 +281,11 @@ fn page(gw: &Gateway, viewer: &Viewer) -> String {
   </article>
 </section>
 <section class="grid">
+  <article class="card"><h2>Change notifications <span class="muted">(events this gateway delivers, and the webhooks it posts to)</span></h2>
+    <table id="events"><thead><tr><th>subscription or webhook</th><th class="num">backlog</th><th class="num">lag</th><th>last delivered</th><th>state</th></tr></thead><tbody></tbody></table>
+  </article>
+</section>
+<section class="grid">
   <article class="card"><h2>Federation <span class="muted">{federation}, manifest serial <span id="serial">{serial}</span>, issued {issued}, expires <span id="expires">{expires}</span></span></h2>
     <table id="members"><thead><tr><th>member</th><th>gateway</th><th>breaker</th><th>manifest it last stated</th><th>its log, witnessed</th><th>exchanges with it</th></tr></thead><tbody>
 {members}</tbody></table>

@@ -59,6 +59,7 @@ pub(crate) async fn state(gw: &Gateway, viewer: &Viewer) -> Value {
         "handshakes": rows("simpul_tls_handshakes_total", &["listener", "result"]),
         "audit": audit(gw, &samples).await,
         "witness": witness(gw).await,
+        "events": events(gw).await,
         "federation": federation(gw),
     })
 }
@@ -233,6 +234,43 @@ async fn witness(gw: &Gateway) -> Value {
         entry["fork_detected_at_ms"] = Value::from(f.detected_at);
     }
     json!({"partners": partners.into_values().collect::<Vec<_>>()})
+}
+
+/// Change notifications (PROTOCOL.md §2.8): each subscription this gateway delivers, with
+/// its backlog, lag and last acknowledged event, and each webhook it posts to.
+async fn events(gw: &Gateway) -> Value {
+    let store = &gw.events.store;
+    let names: Vec<String> = gw.events.webhooks.iter().map(|w| w.name.clone()).collect();
+    let read = async {
+        Ok::<_, audit_store::events::EventStoreError>((
+            store.cursors().await?,
+            store.hooks(&names).await?,
+            store.inbox_seq_before(i64::MAX).await?,
+        ))
+    };
+    let Ok(Ok((cursors, hooks, last))) = tokio::time::timeout(STORE_DEADLINE, read).await else {
+        return json!({"error": "the event store cannot be read now"});
+    };
+    let now = audit_store::now_ms();
+    json!({
+        "subscriptions": cursors.iter().filter(|c| c.active).map(|c| json!({
+            "subscriber": c.subscriber,
+            "contract": format!("{}/{}", c.contract, c.version),
+            "backlog": c.backlog,
+            "lag_ms": c.oldest_pending_ms.map_or(0, |t| (now - t).max(0)),
+            "last_delivered": c.last_delivered_id,
+            "last_delivered_at_ms": c.last_delivered_ms,
+            "attempts": c.attempts,
+            "last_error": c.last_error,
+        })).collect::<Vec<_>>(),
+        "webhooks": hooks.iter().map(|h| json!({
+            "webhook": h.name,
+            "backlog": (last - h.delivered_seq).max(0),
+            "last_posted_at_ms": h.last_delivered_ms,
+            "attempts": h.attempts,
+            "last_error": h.last_error,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The manifest this gateway holds: its serial and dates, the members, and each contract

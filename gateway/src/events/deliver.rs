@@ -26,8 +26,8 @@ use crate::metrics::count;
 use crate::snapshot::Snapshot;
 use crate::trail::Trail;
 
-/// How long a cursor is held by the gateway working it.
-const LEASE_MS: i64 = 60_000;
+/// How long a cursor is held by the gateway working it: longer than one delivery may take.
+const LEASE_MS: i64 = 30_000;
 
 /// How long one delivery may take.
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(10);
@@ -42,6 +42,16 @@ const MAX_DELIVERY_EVENT_BYTES: usize = MAX_REQUEST_BYTES / 4 * 3 - 4096;
 /// Until `shutdown`: keeps the subscriptions the manifest grants, and delivers whatever is
 /// due, at once when an event is emitted and otherwise each second.
 pub(crate) async fn run(gw: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    // The store's only gateway: leases left by a process that was killed are its own.
+    if !gw.events.store.is_shared() {
+        match gw.events.store.release_leases().await {
+            Ok(n) if n > 0 => {
+                tracing::info!(member = %gw.member, cursors = n, "leases left by an earlier process released")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(member = %gw.member, error = %e, "leases cannot be released"),
+        }
+    }
     let mut subscribed: Option<u64> = None;
     loop {
         let snap = gw.snapshot();

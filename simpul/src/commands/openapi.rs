@@ -82,7 +82,7 @@ fn generate(config: &Config, member: &str, face: Face) -> Result<Value, CliError
 mod tests {
     use super::*;
     use contracts::{ContractRef, ProblemCode};
-    use gateway::openapi::{query_path, request_schema_name, response_schema_name};
+    use gateway::openapi::{events_path, query_path, request_schema_name, response_schema_name};
 
     /// The embedded demo federation in a scratch directory, with its PKI and a signed
     /// manifest, as `simpul up` makes them.
@@ -132,16 +132,44 @@ mod tests {
                 .flat_map(|s| &s.grants)
                 .map(|g| &g.contract)
                 .collect();
+            // One path per contract granted, and one per event contract the member emits
+            // that none of its subsystems is granted.
+            let emitted_only = m
+                .events
+                .iter()
+                .filter(|e| !e.emitters.is_empty() && !granted.contains(&&e.contract))
+                .count();
             assert_eq!(
                 paths.len(),
                 granted
                     .iter()
                     .collect::<std::collections::BTreeSet<_>>()
-                    .len(),
+                    .len()
+                    + emitted_only,
                 "{}",
                 m.id
             );
+            for e in m.events.iter().filter(|e| !e.emitters.is_empty()) {
+                let op = &paths[&events_path(&e.contract)]["post"];
+                assert!(op["responses"]["202"].is_object(), "{}", e.contract);
+                let body = resolve(
+                    &doc,
+                    &op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                );
+                assert_eq!(
+                    body["properties"]["data"]["$ref"],
+                    schema_ref(&request_schema_name(&e.contract))
+                );
+            }
             for r in granted {
+                // An event contract is fetched from the inbox, not asked.
+                if config.catalog.get(r).is_some_and(|c| c.event().is_some()) {
+                    let op = &paths[&events_path(r)]["get"];
+                    assert!(op["responses"]["200"].is_object(), "{r}");
+                    assert!(op["responses"]["403"].is_object(), "{r}");
+                    seen += 1;
+                    continue;
+                }
                 let op = &paths[&query_path(r)]["post"];
                 let body = resolve(
                     &doc,
@@ -203,9 +231,10 @@ mod tests {
                 seen += 1;
             }
         }
-        // Kemlu's eleven (with its two overlap contracts), BP2MI's four, BPJSTK's three
-        // (each with its statistics contracts); Dukcapil's SIAK asks nothing.
-        assert_eq!(seen, 18);
+        // Kemlu's thirteen (with its two overlap contracts, the event contract it fetches and
+        // placement.record), BP2MI's four, BPJSTK's three (each with its statistics
+        // contracts); Dukcapil's SIAK asks nothing.
+        assert_eq!(seen, 20);
     }
 
     #[test]

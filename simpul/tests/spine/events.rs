@@ -132,6 +132,14 @@ impl Hook {
 
 /// A federation whose Kemlu posts to `hook` (started first, on a port of its own).
 async fn federation_with_hook(edits: Vec<(String, String)>) -> (Federation, Hook) {
+    federation_with_hook_and(edits, vec![]).await
+}
+
+/// [`federation_with_hook`], with the gateways of `not_started` left to the test.
+async fn federation_with_hook_and(
+    edits: Vec<(String, String)>,
+    not_started: Vec<&'static str>,
+) -> (Federation, Hook) {
     let secret = tempfile::tempdir().unwrap().keep().join("webhook.secret");
     let hook = Hook::start(secret.clone()).await;
     let mut all = vec![
@@ -147,6 +155,7 @@ async fn federation_with_hook(edits: Vec<(String, String)>) -> (Federation, Hook
     all.extend(edits);
     let f = Federation::start_with(Options {
         edits: all,
+        not_started,
         ..Options::default()
     })
     .await;
@@ -270,6 +279,49 @@ async fn an_emitted_event_reaches_the_subscribers_webhook_signed_once_and_record
     let answer: Value = ok_json(&reply);
     assert_eq!(answer["result"]["found"], true);
     assert!(answer["result"]["nik"].is_string());
+
+    // The two logs reconcile: the delivery and the lookup paired, nothing on one side only.
+    let dir = tempfile::tempdir().unwrap();
+    let simpul = |args: Vec<String>| {
+        let config = f.config_file.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+                .arg("--config")
+                .arg(config)
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    for m in [BP2MI, KEMLU] {
+        let out = dir.path().join(format!("{}.jsonl", id(m).file_stem()));
+        let o = simpul(vec![
+            "audit".into(),
+            "export".into(),
+            "--member".into(),
+            m.into(),
+            "--out".into(),
+            out.display().to_string(),
+        ])
+        .await;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = simpul(vec![
+        "audit".into(),
+        "reconcile".into(),
+        dir.path().join("ID_GOV_BP2MI.jsonl").display().to_string(),
+        dir.path().join("ID_GOV_KEMLU.jsonl").display().to_string(),
+        "--json".into(),
+    ])
+    .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["only_in_a"], json!([]), "{report}");
+    assert_eq!(report["only_in_b"], json!([]), "{report}");
+    assert_eq!(report["disagreements"], json!([]), "{report}");
+    assert!(report["matched"].as_u64().unwrap() >= 2, "{report}");
 }
 
 #[tokio::test]
@@ -313,6 +365,62 @@ async fn events_emitted_before_the_provider_stopped_are_delivered_after_it_resta
     let posted = hook.wait_for(3).await;
     let posted_ids: Vec<String> = posted.iter().map(|p| p.id.clone()).collect();
     assert_eq!(posted_ids, ids);
+}
+
+/// `simpul serve --member ID:GOV:BP2MI` as a process of its own, once its local listener
+/// takes connections.
+async fn serve_bp2mi(f: &Federation) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_simpul"))
+        .arg("--config")
+        .arg(&f.config_file)
+        .args(["serve", "--member", BP2MI])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let local = f
+        .config
+        .member(&id(BP2MI))
+        .unwrap()
+        .local
+        .as_ref()
+        .unwrap()
+        .listen;
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(local).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("BP2MI's gateway did not listen on {local} within 60 s")
+}
+
+#[tokio::test]
+async fn the_provider_killed_during_delivery_loses_no_event_and_the_webhook_sees_each_once() {
+    let (mut f, hook) = federation_with_hook_and(vec![], vec![BP2MI]).await;
+    let mut bp2mi = serve_bp2mi(&f).await;
+    // A backlog of several deliveries, while Kemlu is down.
+    f.stop(KEMLU).await;
+    let mut ids = Vec::new();
+    for n in 1..=200 {
+        let e = emit(&f, &n.to_string(), "started").await;
+        ids.push(e["event_id"].as_str().unwrap().to_owned());
+    }
+    f.restart(KEMLU).await;
+    // Killed (SIGKILL) once the delivery is under way: some events acknowledged, some not.
+    hook.wait_for(1).await;
+    bp2mi.start_kill().unwrap();
+    bp2mi.wait().await.unwrap();
+    let arrived = hook.posted().len();
+    let _bp2mi = serve_bp2mi(&f).await;
+    hook.wait_for(ids.len()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let posted: Vec<String> = hook.posted().iter().map(|p| p.id.clone()).collect();
+    assert_eq!(
+        posted, ids,
+        "every event, in order, each once ({arrived} had arrived at the kill)"
+    );
 }
 
 /// A delivery of `events` signed by `from`'s key, addressed to `to`.
