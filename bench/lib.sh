@@ -30,8 +30,8 @@ bench_build() {
 
 # bench_federation WORK PORT_DIGIT: the repository's config.toml in WORK with the ports
 # moved (74xx, 75xx, 76xx → PORT_DIGIT 4xx…), Dukcapil's citizenship rate (its only 500/s
-# rate) and replay window raised, the other providers' rates (the 200/s ones, for the
-# federated lookup) too, and with `bench_people` set, that many synthetic people
+# rate) and replay window raised, the other providers' rates (the 200/s ones: the federated
+# lookup's parts and placement.record) too, and with `bench_people` set, that many synthetic people
 # instead of the demo's 100,000; load.toml for the generator; then `simpul up` once, to
 # make the PKI, manifest and data, and stopped. Sets gateway_port and admin_port.
 bench_federation() {
@@ -55,8 +55,8 @@ bench_federation() {
       mine && /^limits = \{ max_connections = 256, max_connections_per_address = 64 \}$/ {
         sub(/ \}$/, ", replay_capacity = 5000000 }"); mine = 0 }
       { print }' >"$work/config.toml"
-  (($(grep -c 'per_second = 1000000' "$work/config.toml") == 4)) ||
-    die "config.toml: not the four provider rate lines expected (Dukcapil's 500/s, three 200/s)"
+  (($(grep -c 'per_second = 1000000' "$work/config.toml") == 5)) ||
+    die "config.toml: not the five provider rate lines expected (Dukcapil's 500/s, four 200/s)"
   grep -q 'replay_capacity = 5000000' "$work/config.toml" || die "config.toml: Dukcapil's limits line not found"
   grep -q "^people = ${bench_people:-100000}\$" "$work/config.toml" || die "config.toml: the [data] people line not found"
   sed 's|^base_dir = .*|base_dir = "."|; s|https://localhost:7442|https://localhost:'"$gateway_port"'|' \
