@@ -84,7 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         member.id.clone(),
         1 << 16,
     )?);
-    let local = member.local.as_ref().ok_or("the emitter has no local listener")?;
+    let local = member
+        .local
+        .as_ref()
+        .ok_or("the emitter has no local listener")?;
     let url = Arc::new(format!(
         "{}/v1/events/{}/{}",
         local.url(),
@@ -148,7 +151,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut received: HashMap<String, i64> = HashMap::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(600);
     while received.len() < n && Instant::now() < deadline {
-        let page = inbox.inbox(None, Some(&source.contract.id), after, 500).await?;
+        let page = inbox
+            .inbox(None, Some(&source.contract.id), after, 500)
+            .await?;
         if page.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
@@ -161,13 +166,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if received.len() < n {
-        return Err(format!("{} of {n} events reached the subscriber in 600 s", received.len()).into());
+        return Err(format!(
+            "{} of {n} events reached the subscriber in 600 s",
+            received.len()
+        )
+        .into());
     }
     let last = received.values().copied().max().unwrap_or(t0);
-    let mut lags: Vec<i64> = received
-        .iter()
-        .map(|(id, r)| r - answered[id])
-        .collect();
+    let mut lags: Vec<i64> = received.iter().map(|(id, r)| r - answered[id]).collect();
     lags.sort_unstable();
     let rate_text = if rate > 0.0 {
         format!("{rate:.0}/s paced")
