@@ -51,7 +51,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = embedded_config(dir.path()).unwrap();
         assert_eq!(config.members.len(), 4);
-        assert_eq!(config.catalog.len(), 10);
+        assert_eq!(config.catalog.len(), 12);
         DemoPlan::from_config(&config).unwrap();
     }
 
