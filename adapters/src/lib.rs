@@ -6,7 +6,8 @@
 //! response schema after it. For a statistics contract an adapter instead returns the
 //! aggregate the answers are made from ([`Adapter::table`]), which
 //! `contracts::statistics::answer` filters, adds up and protects; for an overlap count, the
-//! list of identifiers the gateway blinds ([`Adapter::list`]).
+//! list of identifiers the gateway blinds ([`Adapter::list`]); for an event contract, the
+//! rows of a change table the gateway emits as events ([`Adapter::changes`]).
 
 use std::fmt;
 use std::future::Future;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use contracts::statistics::AggregateRows;
 use contracts::trace::TraceContext;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub mod http;
 pub mod sql;
@@ -122,6 +123,25 @@ pub struct ListRows {
 /// The future [`Adapter::list`] returns.
 pub type ListFuture<'a> = Pin<Box<dyn Future<Output = Result<ListRows, AdapterError>> + Send + 'a>>;
 
+/// The most bytes of one change's `data`, as JSON, that [`Adapter::changes`] reads: a signed
+/// event holding more would be over the protocol's 8,192 bytes anyway.
+pub const MAX_CHANGE_BYTES: usize = contracts::events::MAX_EVENT_BYTES;
+
+/// One row of a change table: the change a member system recorded, to be emitted as one
+/// event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Change {
+    /// The row's number in the change table (its `source` column): greater than every row
+    /// read before it.
+    pub source: i64,
+    /// The event's `data`: every other column of the row, by name; a NULL column is left out.
+    pub data: Map<String, Value>,
+}
+
+/// The future [`Adapter::changes`] returns.
+pub type ChangesFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Change>, AdapterError>> + Send + 'a>>;
+
 /// Answers one contract.
 pub trait Adapter: Send + Sync + fmt::Debug {
     /// The answer to `query`, or why there is none.
@@ -181,6 +201,23 @@ pub trait Adapter: Send + Sync + fmt::Debug {
     fn list_labelled(&self) -> Option<bool> {
         None
     }
+
+    /// The changes of an event contract's change table after row `after`, in the order of
+    /// their `source`, at most `limit` of them (the SQL adapter with `rows = "changes"`):
+    /// each row's `source` greater than `after` and than the row's before it. The gateway
+    /// checks, signs and emits each; the adapter only reads and checks the rows. The default,
+    /// for a binding that is not a change table, fails with [`AdapterError::Failed`].
+    fn changes(&self, after: i64, limit: u32) -> ChangesFuture<'_> {
+        let _ = (after, limit);
+        Box::pin(async { Err(AdapterError::no_changes()) })
+    }
+
+    /// The fields of each change's `data` (every column but `source`, sorted by name), known
+    /// without reaching the backend: the gateway checks them against the event contract at
+    /// configuration time. `None` (the default) for a binding that is not a change table.
+    fn change_fields(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Why an adapter gave no answer. Each maps to one protocol problem.
@@ -206,6 +243,13 @@ impl AdapterError {
     /// What [`Adapter::list`] gives for a binding that is not a list.
     pub(crate) fn no_list() -> Self {
         AdapterError::Failed("this binding gives no list".into())
+    }
+
+    /// What [`Adapter::changes`] gives for a binding that is not a change table.
+    pub(crate) fn no_changes() -> Self {
+        AdapterError::Failed(
+            "this binding reads no change table (it is not in rows = \"changes\" mode)".into(),
+        )
     }
 }
 

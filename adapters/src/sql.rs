@@ -11,9 +11,11 @@
 //! "unavailable" or "timed out" — is small and explicit below. The batch mode, which looks
 //! many keys up with a few statements, is in `sql/batch.rs`; the table mode, which reads a
 //! statistics contract's aggregate, in `sql/table.rs`; the list mode, which reads the
-//! identifiers of an overlap count, in `sql/list.rs`.
+//! identifiers of an overlap count, in `sql/list.rs`; the changes mode, which reads the rows
+//! of an event contract's change table, in `sql/changes.rs`.
 
 mod batch;
+mod changes;
 mod list;
 mod table;
 
@@ -35,8 +37,8 @@ use sqlx::{
 
 use crate::statement::{Dialect, PreparedText, prepare, prepare_list};
 use crate::{
-    Adapter, AdapterConfigError, AdapterError, AnswerFuture, CheckFuture, ListFuture, TableFuture,
-    resolve_env,
+    Adapter, AdapterConfigError, AdapterError, AnswerFuture, ChangesFuture, CheckFuture,
+    ListFuture, TableFuture, resolve_env,
 };
 
 pub use batch::{BatchAnswer, MAX_CHUNK, SqlBatch};
@@ -61,6 +63,11 @@ pub enum RowMode {
     /// `identifier` text column and optionally a `label` text column, one row per person,
     /// read whole by [`Adapter::list`].
     List,
+    /// The statement, which takes exactly `:after` and `:limit`, returns the rows of an event
+    /// contract's change table after row `:after`: an `integer` column `source` and the
+    /// fields of each event's data, at most `:limit` rows in the order of `source`, read by
+    /// [`Adapter::changes`].
+    Changes,
 }
 
 /// How a column's value becomes JSON. The same JSON on every backend: the decoder accepts
@@ -257,7 +264,10 @@ impl SqlAdapter {
                     "required with rows = \"batch\": a table with `items`, `key` and `answer`",
                 ));
             }
-            (RowMode::One | RowMode::Many | RowMode::Table | RowMode::List, Some(_)) => {
+            (
+                RowMode::One | RowMode::Many | RowMode::Table | RowMode::List | RowMode::Changes,
+                Some(_),
+            ) => {
                 return Err(AdapterConfigError::new(
                     "batch",
                     "only with rows = \"batch\"",
@@ -266,6 +276,7 @@ impl SqlAdapter {
             (RowMode::Batch, Some(b)) => batch::check(&spec, b)?,
             (RowMode::Table, None) => table::check(&spec)?,
             (RowMode::List, None) => list::check(&spec)?,
+            (RowMode::Changes, None) => changes::check(&spec)?,
             _ => {}
         }
         match (spec.rows, &spec.list_field) {
@@ -326,6 +337,7 @@ impl SqlAdapter {
             )?,
             (None, RowMode::Table) => table::prepare_aggregate(&spec.statement, dialect)?,
             (None, RowMode::List) => list::prepare_whole(&spec.statement, dialect)?,
+            (None, RowMode::Changes) => changes::prepare_after(&spec.statement, dialect)?,
             (None, _) => prepare(&spec.statement, dialect)?,
         };
         Ok(SqlAdapter {
@@ -517,10 +529,22 @@ impl SqlAdapter {
         }
         let sql = &self.sql;
         let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        // Closed, not returned to the pool: a statement prepared without values keeps the
+        // parameter types the server inferred in the connection's statement cache (an INT4
+        // for `id > $1`, say), which the values an answer binds would then not fit.
         let returned = match &mut self.connection(deadline).await? {
-            Connection::Sqlite(c) => prepare_on::<sqlx::Sqlite>(c, sql).await,
-            Connection::Postgres(c) => prepare_on::<sqlx::Postgres>(c, sql).await,
-            Connection::MySql(c) => prepare_on::<sqlx::MySql>(c, sql).await,
+            Connection::Sqlite(c) => {
+                c.close_on_drop();
+                prepare_on::<sqlx::Sqlite>(c, sql).await
+            }
+            Connection::Postgres(c) => {
+                c.close_on_drop();
+                prepare_on::<sqlx::Postgres>(c, sql).await
+            }
+            Connection::MySql(c) => {
+                c.close_on_drop();
+                prepare_on::<sqlx::MySql>(c, sql).await
+            }
         }
         .map_err(|e| self.classify(e))?;
         let missing: Vec<&str> = self
@@ -821,8 +845,27 @@ where
     for<'r> f32: Decode<'r, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
 {
-    // The statement text comes from the operator's configuration, fixed at start-up; the
-    // request only ever supplies bound values.
+    let q = bound::<DB>(sql, binds);
+    let rows = if one {
+        q.fetch_optional(&mut *conn).await?.into_iter().collect()
+    } else {
+        q.fetch_all(&mut *conn).await?
+    };
+    Ok(rows.iter().map(|r| map_row(r, columns)).collect())
+}
+
+/// The statement with `binds` bound to its placeholders, in order.
+fn bound<'q, DB>(sql: &Arc<str>, binds: &[Bind]) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: Database,
+    for<'b> String: Encode<'b, DB> + Type<DB>,
+    for<'b> Option<String>: Encode<'b, DB>,
+    for<'b> bool: Encode<'b, DB> + Type<DB>,
+    for<'b> i64: Encode<'b, DB> + Type<DB>,
+    for<'b> f64: Encode<'b, DB> + Type<DB>,
+{
+    // The statement text comes from the operator's configuration, fixed at start-up; a
+    // question (or a poller's position) only ever supplies bound values.
     let mut q = sqlx::query::<DB>(AssertSqlSafe(Arc::clone(sql)));
     for b in binds {
         q = match b {
@@ -833,12 +876,7 @@ where
             Bind::Real(v) => q.bind(*v),
         };
     }
-    let rows = if one {
-        q.fetch_optional(&mut *conn).await?.into_iter().collect()
-    } else {
-        q.fetch_all(&mut *conn).await?
-    };
-    Ok(rows.iter().map(|r| map_row(r, columns)).collect())
+    q
 }
 
 /// Decodes `field` as `T`: `Ok(None)` when the column's type is not `T`'s (so the caller
@@ -964,6 +1002,7 @@ impl Adapter for SqlAdapter {
                 (Some(batch), _) => self.within_deadline(self.run_batch(batch, query)).await,
                 (None, RowMode::Table) => Err(table::not_a_question()),
                 (None, RowMode::List) => Err(list::not_a_question()),
+                (None, RowMode::Changes) => Err(changes::not_a_question()),
                 (None, _) => self.within_deadline(self.run(query)).await,
             }
         })
@@ -978,9 +1017,11 @@ impl Adapter for SqlAdapter {
         Box::pin(async move {
             match self.spec.rows {
                 RowMode::Table => self.within_deadline(self.read_aggregate()).await,
-                RowMode::One | RowMode::Many | RowMode::Batch | RowMode::List => {
-                    Err(AdapterError::no_statistics())
-                }
+                RowMode::One
+                | RowMode::Many
+                | RowMode::Batch
+                | RowMode::List
+                | RowMode::Changes => Err(AdapterError::no_statistics()),
             }
         })
     }
@@ -993,15 +1034,32 @@ impl Adapter for SqlAdapter {
         Box::pin(async move {
             match self.spec.rows {
                 RowMode::List => self.within_deadline(self.read_list()).await,
-                RowMode::One | RowMode::Many | RowMode::Batch | RowMode::Table => {
-                    Err(AdapterError::no_list())
-                }
+                RowMode::One
+                | RowMode::Many
+                | RowMode::Batch
+                | RowMode::Table
+                | RowMode::Changes => Err(AdapterError::no_list()),
             }
         })
     }
 
     fn list_labelled(&self) -> Option<bool> {
         (self.spec.rows == RowMode::List).then(|| list::labelled(&self.spec.columns))
+    }
+
+    fn changes(&self, after: i64, limit: u32) -> ChangesFuture<'_> {
+        Box::pin(async move {
+            match self.spec.rows {
+                RowMode::Changes => self.within_deadline(self.read_changes(after, limit)).await,
+                RowMode::One | RowMode::Many | RowMode::Batch | RowMode::Table | RowMode::List => {
+                    Err(AdapterError::no_changes())
+                }
+            }
+        })
+    }
+
+    fn change_fields(&self) -> Option<Vec<String>> {
+        (self.spec.rows == RowMode::Changes).then(|| changes::fields(&self.spec.columns))
     }
 }
 

@@ -112,11 +112,9 @@ pub async fn prepare(
     for target in &demo.targets {
         if let Some(server) = &target.server {
             // One cheap query per member.
-            if population::server_has_dataset(server, target.dataset).await? {
-                continue;
-            }
-            if let Some(rows) =
-                population::write_dataset_server(population, target.dataset, server).await?
+            if !population::server_has_dataset(server, target.dataset).await?
+                && let Some(rows) =
+                    population::write_dataset_server(population, target.dataset, server).await?
             {
                 done.notes.push(format!(
                     "seeded {}.{} with {rows} rows",
@@ -124,15 +122,31 @@ pub async fn prepare(
                     target.dataset.table()
                 ));
             }
+            if target.dataset == population::Dataset::Placements
+                && population::ensure_change_table_server(server).await?
+            {
+                done.notes.push(format!(
+                    "made {}.placement_changes, BP2MI's change table (empty)",
+                    server.schema
+                ));
+            }
             continue;
         }
         let path = target.database.clone();
-        if path.exists() {
-            continue;
+        if !path.exists() {
+            let rows = population::write_dataset(population, target.dataset, &path).await?;
+            done.notes
+                .push(format!("seeded {} with {rows} rows", path.display()));
         }
-        let rows = population::write_dataset(population, target.dataset, &path).await?;
-        done.notes
-            .push(format!("seeded {} with {rows} rows", path.display()));
+        // A database seeded before the demo had a change table gets one.
+        if target.dataset == population::Dataset::Placements
+            && population::ensure_change_table(&path).await?
+        {
+            done.notes.push(format!(
+                "added placement_changes, BP2MI's change table, to {}",
+                path.display()
+            ));
+        }
     }
     Ok(done)
 }
@@ -157,9 +171,11 @@ pub fn member_schema(id: &MemberId) -> String {
 
 /// Points the demo federation at a database server (`simpul up --backend postgres`) instead
 /// of its SQLite files: each member's synthetic data is seeded into its own schema of `url`
-/// (`kemlu.reports`, `dukcapil.residents`, …) and each of its SQL bindings that reads a
-/// SQLite file reads that schema instead, through the binding's `schema` (PostgreSQL's
-/// `search_path`). The statements stay exactly as written in the configuration.
+/// (`kemlu.reports`, `dukcapil.residents`, …, and BP2MI's change table
+/// `bp2mi.placement_changes`, empty) and each of its SQL bindings that reads a SQLite file —
+/// those of provided contracts, and the change tables of its events — reads that schema
+/// instead, through the binding's `schema` (PostgreSQL's `search_path`). The statements stay
+/// exactly as written in the configuration.
 pub fn use_database_server(
     config: &mut Config,
     demo: &mut DemoPlan,
@@ -178,9 +194,7 @@ pub fn use_database_server(
             let adapters::AdapterSpec::Sql(sql) = &p.spec else {
                 continue;
             };
-            let is_sqlite_file =
-                !sql.database.contains("://") && !sql.database.starts_with(adapters::ENV_PREFIX);
-            if !is_sqlite_file {
+            if !is_sqlite_file(sql) {
                 continue;
             }
             let mut sql = sql.clone();
@@ -192,8 +206,30 @@ pub fn use_database_server(
                     reason: format!("{} {}: {e}", m.id, p.contract),
                 })?;
         }
+        for e in &mut m.events {
+            let Some(table) = &mut e.table else {
+                continue;
+            };
+            if !is_sqlite_file(&table.spec) {
+                continue;
+            }
+            let mut sql = table.spec.clone();
+            sql.database = url.to_owned();
+            sql.schema = Some(schema.clone());
+            table
+                .rebind(sql, &base_dir)
+                .map_err(|err| PrepareError::Binding {
+                    path: PathBuf::from(&config.source),
+                    reason: format!("{} {} (members.events): {err}", m.id, e.contract),
+                })?;
+        }
     }
     Ok(())
+}
+
+/// Whether a binding reads a SQLite file: neither a server URL nor one from the environment.
+fn is_sqlite_file(sql: &adapters::SqlSpec) -> bool {
+    !sql.database.contains("://") && !sql.database.starts_with(adapters::ENV_PREFIX)
 }
 
 /// Ids of the subsystem to show in the demo's curl command: the first subsystem of the
@@ -253,7 +289,20 @@ mod tests {
             .adapter
             .clone();
 
+        let bp2mi = MemberId::parse("ID:GOV:BP2MI").unwrap();
+        let change_table = |config: &Config| {
+            let member = config.member(&bp2mi).unwrap();
+            member.events[0].table.as_ref().unwrap().clone()
+        };
+        let table_on_file = change_table(&config);
+
         use_database_server(&mut config, &mut plan, &url).unwrap();
+        let table_on_server = change_table(&config);
+        assert!(
+            !Arc::ptr_eq(&table_on_file.adapter, &table_on_server.adapter),
+            "the change table's binding was rebuilt"
+        );
+        assert_eq!(table_on_server.spec.schema.as_deref(), Some("bp2mi"));
         let on_server = config
             .provision(&dukcapil, &citizenship)
             .unwrap()
@@ -276,6 +325,17 @@ mod tests {
             "{:?}",
             prepared.notes
         );
+        assert!(
+            prepared
+                .notes
+                .iter()
+                .any(|n| n.contains("bp2mi.placement_changes")),
+            "{:?}",
+            prepared.notes
+        );
+        // BP2MI's change table is on the server, empty, and read there.
+        let changes = table_on_server.adapter.changes(0, 100).await.unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
         let nik = population.sample_in_all_four();
         let answer = on_server.answer(&json!({ "nik": nik })).await.unwrap();
         assert_eq!(answer["registered"], true, "{answer}");

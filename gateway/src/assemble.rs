@@ -231,7 +231,16 @@ impl Gateway {
         })?;
 
         // A binding's `env:` secret is needed by the machine that serves it, and only there.
-        if let Some(unset) = mc.provides.iter().find_map(|p| p.unresolved.as_ref()) {
+        let unset = mc
+            .provides
+            .iter()
+            .find_map(|p| p.unresolved.as_ref())
+            .or_else(|| {
+                mc.events
+                    .iter()
+                    .find_map(|e| e.table.as_ref()?.unresolved.as_ref())
+            });
+        if let Some(unset) = unset {
             return Err(StartError::Config(ConfigError::clone(unset)));
         }
         let mut provided: HashMap<ContractRef, Provided> = HashMap::new();

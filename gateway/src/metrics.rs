@@ -257,7 +257,13 @@ pub const SERIES: &[Series] = &[
         "simpul_events_emitted_total",
         Counter,
         &["contract"],
-        "Events emitted through the local face and kept in the outbox, by event contract.",
+        "Events emitted, through the local face or from a change table, and kept in the outbox, by event contract.",
+    ),
+    series(
+        "simpul_events_source_errors_total",
+        Counter,
+        &["contract"],
+        "Rounds of reading an event contract's change table that stopped at an error (logged), by event contract.",
     ),
     series(
         "simpul_events_delivered_total",

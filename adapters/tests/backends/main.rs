@@ -4,6 +4,7 @@
 //! start on loopback. Every test makes its own uniquely named schema or database and drops it.
 
 mod batch;
+mod changes;
 mod check;
 mod common;
 mod contracts;

@@ -55,8 +55,12 @@ pub use sample::{Sample, read_sample};
 pub use selfreports::{
     HEADER as SELF_REPORT_HEADER, SEED_ROWS, SelfReportError, SelfReportMix, write_self_reports,
 };
-pub use server::{ServerTarget, server_has_dataset, write_dataset_server};
-pub use sqlite::{SeedError, write_dataset};
+pub use server::{
+    ServerTarget, ensure_change_table_server, server_has_dataset, write_dataset_server,
+};
+#[cfg(test)]
+pub(crate) use sqlite::{PLACEMENT_CHANGES_SCHEMA, PLACEMENTS_SCHEMA};
+pub use sqlite::{SeedError, ensure_change_table, write_dataset};
 
 /// Says how far a long seed has got, at most every [`Progress::EVERY`], at INFO: a million
 /// people take tens of seconds, which must not look like a hang.

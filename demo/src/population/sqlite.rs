@@ -42,8 +42,16 @@ pub enum SeedError {
 }
 
 pub(super) const RESIDENTS_SCHEMA: &str = "CREATE TABLE residents (nik TEXT PRIMARY KEY, full_name TEXT NOT NULL, sex TEXT NOT NULL CHECK (sex IN ('M','F')), birth_date TEXT NOT NULL, province TEXT NOT NULL, citizenship TEXT NOT NULL CHECK (citizenship IN ('WNI','WNA')), deceased INTEGER NOT NULL CHECK (deceased IN (0,1)))";
-pub(super) const PLACEMENTS_SCHEMA: &str = "CREATE TABLE placements (id INTEGER PRIMARY KEY, nik TEXT NOT NULL, country TEXT NOT NULL, agency TEXT NOT NULL, occupation TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('active','completed')), start_date TEXT NOT NULL, end_date TEXT)";
+pub(crate) const PLACEMENTS_SCHEMA: &str = "CREATE TABLE placements (id INTEGER PRIMARY KEY, nik TEXT NOT NULL, country TEXT NOT NULL, agency TEXT NOT NULL, occupation TEXT NOT NULL, status TEXT NOT NULL CHECK (status IN ('active','completed')), start_date TEXT NOT NULL, end_date TEXT)";
 pub(super) const PLACEMENTS_INDEX: &str = "CREATE INDEX placements_nik ON placements(nik)";
+/// BP2MI's change table (docs/EVENTS.md), empty when seeded: SISKOP2MI writes one row per
+/// placement that starts or ends, in the same transaction as the change, and BP2MI's gateway
+/// emits each row as a `placement.changed` event. AUTOINCREMENT: a row number is never given
+/// twice, even after the newest rows were deleted, so a row written later always comes after
+/// every row emitted.
+pub(crate) const PLACEMENT_CHANGES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS placement_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, placement TEXT NOT NULL, kind TEXT NOT NULL, changed_on TEXT NOT NULL)";
+/// The change table's name.
+pub(super) const CHANGE_TABLE: &str = "placement_changes";
 pub(super) const PARTICIPANTS_SCHEMA: &str = "CREATE TABLE participants (nik TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('active','inactive')), programs TEXT NOT NULL, paid_until TEXT NOT NULL, country TEXT)";
 pub(super) const REPORTS_SCHEMA: &str = "CREATE TABLE reports (id INTEGER PRIMARY KEY, nik TEXT NOT NULL, full_name TEXT NOT NULL, country TEXT NOT NULL, city TEXT NOT NULL, reported_on TEXT NOT NULL)";
 pub(super) const REPORTS_INDEX: &str = "CREATE INDEX reports_nik ON reports(nik)";
@@ -100,6 +108,41 @@ pub async fn write_dataset(
     tokio::fs::rename(&tmp, path).await.map_err(io)?;
     tracing::debug!(dataset = dataset.table(), rows = written, path = %path.display(), "seeded");
     Ok(written)
+}
+
+/// Adds BP2MI's change table, empty, to the placements database at `path` when it has none
+/// (one seeded before the demo had it); whether it was missing. `simpul up` calls it before
+/// the gateways start.
+pub async fn ensure_change_table(path: &Path) -> Result<bool, SeedError> {
+    let err = |source| SeedError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .map_err(err)?;
+    let made = add_change_table(&mut conn).await;
+    let closed = conn.close().await;
+    let made = made.map_err(err)?;
+    closed.map_err(err)?;
+    Ok(made)
+}
+
+async fn add_change_table(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let there: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(CHANGE_TABLE)
+            .fetch_one(&mut *conn)
+            .await?;
+    if there > 0 {
+        return Ok(false);
+    }
+    sqlx::query(PLACEMENT_CHANGES_SCHEMA)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
 }
 
 pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -193,6 +236,9 @@ pub(super) async fn fill(
             .await?;
             // Indexing after the inserts is faster than maintaining the index row by row.
             sqlx::query(PLACEMENTS_INDEX).execute(&mut *tx).await?;
+            sqlx::query(PLACEMENT_CHANGES_SCHEMA)
+                .execute(&mut *tx)
+                .await?;
             rows
         }
         Dataset::Participants => {

@@ -507,6 +507,13 @@ async fn writes_all_four_datasets_and_reads_them_back() {
                     .unwrap();
                 assert_eq!(row.get::<String, _>(0), "active");
                 assert_eq!(row.get::<Option<String>, _>(1), None);
+                // BP2MI's change table is there, empty, and not added again.
+                let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM placement_changes")
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(changes, 0);
+                assert!(!ensure_change_table(&path).await.unwrap());
             }
             Dataset::Participants => {
                 let row =
@@ -629,6 +636,9 @@ async fn seeds_a_database_server(var: &str, drop: &str) {
             None
         );
     }
+    // BP2MI's change table, made once beside the placements.
+    assert!(ensure_change_table_server(&target).await.unwrap());
+    assert!(!ensure_change_table_server(&target).await.unwrap());
     let nik = pop.sample_in_all_four();
     // The members whose membership covers a placement: they have its country.
     let placed_members = pop

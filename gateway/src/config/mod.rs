@@ -381,6 +381,42 @@ pub struct EventSource {
     pub emitters: Vec<MemberId>,
     /// The manifest's rate for each subscriber: the member's `limits.default_rate`.
     pub rate: Rate,
+    /// The change table the gateway reads and emits from (`sql`, with `rows = "changes"`),
+    /// when there is one.
+    pub table: Option<ChangeTable>,
+}
+
+/// The change table of an event contract (`[members.events.sql]`): an outbox the member's
+/// system writes in the same transaction as each change, which the gateway reads after the
+/// last row it emitted and emits row by row (docs/ADAPTERS.md).
+#[derive(Clone, Debug)]
+pub struct ChangeTable {
+    /// The binding, as configured.
+    pub spec: adapters::SqlSpec,
+    /// The adapter built from `spec`, once, when the configuration was validated.
+    pub adapter: Arc<dyn Adapter>,
+    /// Why `adapter` could not be built when only an `env:` variable of the binding is not
+    /// set, as [`Provision::unresolved`]: `Gateway::from_config` refuses to start this
+    /// member with this error.
+    pub unresolved: Option<Arc<ConfigError>>,
+}
+
+impl ChangeTable {
+    /// Reads the change table through `spec` instead (the demo on a database server);
+    /// relative paths in it resolve against `base_dir`.
+    ///
+    /// # Errors
+    /// The adapter's refusal of `spec`, with the field at fault; the binding is unchanged.
+    pub fn rebind(
+        &mut self,
+        spec: adapters::SqlSpec,
+        base_dir: &Path,
+    ) -> Result<(), adapters::AdapterConfigError> {
+        self.adapter = adapters::build(&AdapterSpec::Sql(spec.clone()), base_dir)?;
+        self.spec = spec;
+        self.unresolved = None;
+        Ok(())
+    }
 }
 
 /// A webhook of the member's own systems (`[[members.webhooks]]`): the events of `contracts`

@@ -133,6 +133,8 @@ pub(super) struct RawEvents {
     pub subscribers: Vec<Consumer>,
     #[serde(default)]
     pub emitters: Vec<String>,
+    #[serde(default)]
+    pub sql: Option<SqlSpec>,
 }
 
 /// `[[members.webhooks]]`: where the member's gateway hands the events it receives.

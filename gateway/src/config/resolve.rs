@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::AdapterSpec;
+use adapters::{AdapterSpec, ColumnType, RowMode, SqlSpec};
 use contracts::manifest::Rate;
 use contracts::{Contract, ContractRef, MemberId, StaffId, StaffRole};
+use serde_json::Value;
 
 use super::raw::{
     RawAdmin, RawConfig, RawFederated, RawGrant, RawLocal, RawMember, RawProvision, RawStateBackend,
@@ -891,11 +892,98 @@ impl Context<'_> {
             };
             emitters.push(id);
         }
+        let table = match e.sql {
+            Some(sql) => Some(self.change_table(at, &r, contract, sql)?),
+            None => None,
+        };
         Ok(super::EventSource {
             contract: r,
             subscribers: e.subscribers,
             emitters,
             rate: default_rate.clone(),
+            table,
+        })
+    }
+
+    /// The change table an event contract is emitted from: a binding with `rows =
+    /// "changes"` whose columns but `source` are properties of the contract's request schema,
+    /// each of a type the schema allows there, with a column for every property it requires
+    /// (checked from the binding as written, so also where its `env:` secret is not set).
+    fn change_table(
+        &self,
+        at: &str,
+        r: &ContractRef,
+        contract: &Contract,
+        sql: SqlSpec,
+    ) -> Result<super::ChangeTable, ConfigError> {
+        let refuse = self.refuse;
+        let columns_at = format!("{at}.sql.columns");
+        if sql.rows != RowMode::Changes {
+            return Err(refuse.at(
+                Rejection::Binding,
+                format!("{at}.sql.rows"),
+                "an event contract is emitted from a change table: set rows = \"changes\" (docs/ADAPTERS.md)",
+            ));
+        }
+        let request = &contract.doc().request;
+        let properties = request.get("properties").and_then(Value::as_object);
+        for (name, kind) in sql.columns.iter().filter(|(name, _)| *name != "source") {
+            let Some(property) = properties.and_then(|p| p.get(name)) else {
+                return Err(refuse.at(
+                    Rejection::Binding,
+                    columns_at,
+                    format!(
+                        "`{name}` is not a property of {r}'s events (the `properties` of its request schema): every column but `source` is a field of the event's data"
+                    ),
+                ));
+            };
+            let allowed = schema_types(property);
+            if !allowed.is_empty() && !allowed.iter().any(|t| column_gives(*kind, t)) {
+                return Err(refuse.at(
+                    Rejection::Binding,
+                    columns_at,
+                    format!(
+                        "`{name}` is read as \"{}\", but {r}'s events take {} there: convert it in the statement and map it as such",
+                        column_kind(*kind),
+                        allowed.join(" or ")
+                    ),
+                ));
+            }
+        }
+        let required = request.get("required").and_then(Value::as_array);
+        if let Some(missing) = required
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .find(|p| !sql.columns.contains_key(*p))
+        {
+            return Err(refuse.at(
+                Rejection::Binding,
+                columns_at,
+                format!("{r}'s events require `{missing}`: add a column of that name"),
+            ));
+        }
+        let (adapter, unresolved) =
+            match adapters::build(&AdapterSpec::Sql(sql.clone()), self.base_dir) {
+                Ok(adapter) => (adapter, None),
+                // Only the serving machine has the secret: refused when this member starts.
+                Err(e) if e.unset_variable.is_some() => {
+                    let why = refuse.at(Rejection::Binding, format!("{at}.{}", e.field), e.reason);
+                    let adapter: Arc<dyn adapters::Adapter> = Arc::new(Unresolved);
+                    (adapter, Some(Arc::new(why)))
+                }
+                Err(e) => {
+                    return Err(refuse.at(
+                        Rejection::Binding,
+                        format!("{at}.{}", e.field),
+                        e.reason,
+                    ));
+                }
+            };
+        Ok(super::ChangeTable {
+            spec: sql,
+            adapter,
+            unresolved,
         })
     }
 
@@ -1114,6 +1202,37 @@ impl Context<'_> {
             deadline: Duration::from_millis(f.deadline_ms),
             parts,
         })
+    }
+}
+
+/// The JSON types a property's schema names in its `type` (none when it names none).
+fn schema_types(property: &Value) -> Vec<&str> {
+    match property.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a column of `kind` gives a value of the JSON type `json_type`.
+fn column_gives(kind: ColumnType, json_type: &str) -> bool {
+    match kind {
+        ColumnType::Text => json_type == "string",
+        ColumnType::Integer => matches!(json_type, "integer" | "number"),
+        ColumnType::Real => json_type == "number",
+        ColumnType::Bool => json_type == "boolean",
+        ColumnType::List => json_type == "array",
+    }
+}
+
+/// A column type as `columns` writes it.
+fn column_kind(kind: ColumnType) -> &'static str {
+    match kind {
+        ColumnType::Text => "text",
+        ColumnType::Integer => "integer",
+        ColumnType::Real => "real",
+        ColumnType::Bool => "bool",
+        ColumnType::List => "list",
     }
 }
 

@@ -805,3 +805,71 @@ refused_with_events! {
     a_webhook_timeout_of_zero_is_refused:
         [("secret_file = \"certs/webhook.secret\"", "secret_file = \"certs/webhook.secret\"\n  timeout_ms = 0")] => "members[0].webhooks[0].timeout_ms", "at least 1", OutOfRange;
 }
+
+/// The emitters line of the `EVENTS` base, and the same with a change table after it.
+const EMITTERS: &str = "emitters = [\"SISKOP2MI\"]\n";
+const WITH_TABLE: &str = r#"emitters = ["SISKOP2MI"]
+  [members.events.sql]
+  database = "data/bp2mi.db"
+  rows = "changes"
+  statement = """
+    SELECT id AS source, placement, kind AS "change", changed_on AS "on"
+      FROM placement_changes WHERE id > :after ORDER BY id LIMIT :limit"""
+  columns = { source = "integer", placement = "text", change = "text", on = "text" }
+"#;
+
+#[test]
+fn an_event_source_with_a_change_table_resolves() {
+    let c = parse_events(&[(EMITTERS, WITH_TABLE)]).unwrap();
+    let bp2mi = c.member(&MemberId::parse("ID:GOV:BP2MI").unwrap()).unwrap();
+    let table = bp2mi.events[0].table.as_ref().unwrap();
+    assert!(table.unresolved.is_none());
+    assert_eq!(table.spec.rows, adapters::RowMode::Changes);
+    assert_eq!(
+        table.adapter.change_fields(),
+        Some(vec![
+            "change".to_owned(),
+            "on".to_owned(),
+            "placement".to_owned()
+        ])
+    );
+    // The local face stays open to its emitters beside the table.
+    assert_eq!(bp2mi.events[0].emitters.len(), 1);
+    // Without `sql`, no table.
+    let c = parse_events(&[]).unwrap();
+    let bp2mi = c.member(&MemberId::parse("ID:GOV:BP2MI").unwrap()).unwrap();
+    assert!(bp2mi.events[0].table.is_none());
+}
+
+#[test]
+fn a_change_table_whose_variable_is_not_set_is_read_but_not_started() {
+    let c = parse_events(&[
+        (EMITTERS, WITH_TABLE),
+        (
+            "database = \"data/bp2mi.db\"\n  rows = \"changes\"",
+            "database = \"env:SIMPUL_TEST_SURELY_UNSET_VARIABLE\"\n  rows = \"changes\"",
+        ),
+    ])
+    .unwrap();
+    let bp2mi = c.member(&MemberId::parse("ID:GOV:BP2MI").unwrap()).unwrap();
+    let unresolved = bp2mi.events[0].table.as_ref().unwrap().unresolved.as_ref();
+    let e = unresolved.expect("refused when the member starts");
+    assert_eq!(e.field, "members[2].events[0].sql.database", "{e}");
+    assert!(
+        e.reason.contains("SIMPUL_TEST_SURELY_UNSET_VARIABLE"),
+        "{e}"
+    );
+}
+
+refused_with_events! {
+    a_change_table_that_is_not_in_changes_mode_is_refused:
+        [(EMITTERS, WITH_TABLE), ("rows = \"changes\"", "rows = \"many\"\n  list_field = \"changes\"")] => "members[2].events[0].sql.rows", "set rows = \"changes\"", Binding;
+    a_change_table_column_that_is_not_a_property_of_the_event_is_refused:
+        [(EMITTERS, WITH_TABLE), ("on = \"text\" }", "on = \"text\", country = \"text\" }")] => "members[2].events[0].sql.columns", "`country` is not a property of placement.changed/1's events", Binding;
+    a_change_table_column_of_a_type_the_event_does_not_take_is_refused:
+        [(EMITTERS, WITH_TABLE), ("placement = \"text\"", "placement = \"integer\"")] => "members[2].events[0].sql.columns", "`placement` is read as \"integer\", but placement.changed/1's events take string there", Binding;
+    a_change_table_without_a_column_the_event_requires_is_refused:
+        [(EMITTERS, WITH_TABLE), (", on = \"text\" }", " }")] => "members[2].events[0].sql.columns", "placement.changed/1's events require `on`", Binding;
+    a_change_table_the_adapter_refuses_is_refused_naming_its_field:
+        [(EMITTERS, WITH_TABLE), ("WHERE id > :after ", "")] => "members[2].events[0].sql.statement", "uses `:after`", Binding;
+}

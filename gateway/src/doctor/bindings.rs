@@ -1,5 +1,6 @@
-//! Each provided contract's backend, and each of the member's own lists: the adapter the
-//! configuration built for it checks that it could answer now
+//! Each provided contract's backend, each of the member's own lists and each change table
+//! its events are emitted from: the adapter the configuration built for it checks that it
+//! could answer now
 //! ([`adapters::Adapter::check`]: the SQL adapter connects and prepares its statement, the
 //! HTTP adapter connects to the API's host), asking nothing about anyone.
 
@@ -30,7 +31,18 @@ pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
         fails: format!("every overlap run with the list `{}`", l.name),
         adapter: Ok(l.adapter.clone()),
     });
-    let bindings: Vec<Binding> = provided.chain(lists).collect();
+    let tables = cx.member.events.iter().filter_map(|e| {
+        let table = e.table.as_ref()?;
+        Some(Binding {
+            field: format!("{} (members.events)", e.contract),
+            fails: format!("emitting {} from its change table", e.contract),
+            adapter: match &table.unresolved {
+                Some(unset) => Err(unset.to_string()),
+                None => Ok(table.adapter.clone()),
+            },
+        })
+    });
+    let bindings: Vec<Binding> = provided.chain(lists).chain(tables).collect();
     let mut set = tokio::task::JoinSet::new();
     let mut done: Vec<(usize, Finding)> = Vec::new();
     for (n, b) in bindings.iter().enumerate() {
@@ -58,7 +70,7 @@ pub(super) async fn check(cx: &Context<'_>) -> Vec<Finding> {
                     usize::MAX,
                     Finding::new(
                         Check::Binding,
-                        "(members.provides, members.lists)",
+                        "(members.provides, members.lists, members.events)",
                         Verdict::Fail,
                         format!("a binding's check did not finish: {e}"),
                     ),

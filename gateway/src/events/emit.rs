@@ -2,7 +2,8 @@
 //! subsystem named among the event contract's `emitters` sends the event's `data`; the
 //! gateway checks it against the contract, signs the event once, keeps it in the outbox
 //! (durable before the answer) and records it; the sender then delivers it to every
-//! subscriber.
+//! subscriber. [`sign_and_keep`] and [`record_emitted`] are the part the change-table
+//! poller (`events/changes.rs`) shares.
 
 use std::sync::Arc;
 
@@ -64,35 +65,40 @@ pub async fn handle(
     trail.set_consumer(&gw.member);
     trail.set_provider(&gw.member);
     let outcome = emit(&gw, peer, &path, headers, body, &id, &mut trail).await;
-    let outcome = match outcome {
-        Ok(emitted) if emitted.repeated => {
+    match outcome {
+        Ok(Emitted::Existing { seq, id }) => {
             // Nothing new was emitted: the first emission has its record.
             trail.dismiss();
-            return crate::http::json(&emitted);
+            crate::http::json(&Emitted202 {
+                event_id: id,
+                seq,
+                repeated: true,
+            })
         }
-        Ok(emitted) => trail.record(None).await.map(|()| emitted),
+        Ok(Emitted::New { seq }) => match record_emitted(&gw, &path, trail).await {
+            Ok(()) => {
+                let mut reply = crate::http::json(&Emitted202 {
+                    event_id: id,
+                    seq,
+                    repeated: false,
+                });
+                *reply.status_mut() = StatusCode::ACCEPTED;
+                reply
+            }
+            Err(not_durable) => problem(&not_durable),
+        },
         Err(p) => {
             let p = p.with_exchange_id(Some(&id));
             match trail.record(Some(&p)).await {
-                Ok(()) => Err(p),
-                Err(not_durable) => Err(not_durable),
+                Ok(()) => problem(&p),
+                Err(not_durable) => problem(&not_durable),
             }
         }
-    };
-    match outcome {
-        Ok(emitted) => {
-            count!(gw.labels, "simpul_events_emitted_total", "contract" => path.to_string());
-            gw.events.emitted.notify_one();
-            let mut reply = crate::http::json(&emitted);
-            *reply.status_mut() = StatusCode::ACCEPTED;
-            reply
-        }
-        Err(p) => problem(&p),
     }
 }
 
-/// Emits the event `id` of `path`, durable in the outbox when this returns; `repeated` when
-/// its `source` had been emitted before, and nothing new was.
+/// Emits the event `id` of `path` from the body a member system sent, after the local face's
+/// own checks (its emitter, its body).
 async fn emit(
     gw: &Gateway,
     peer: Option<&Identity>,
@@ -101,7 +107,7 @@ async fn emit(
     body: Incoming,
     id: &str,
     trail: &mut Trail,
-) -> Result<Emitted202, Problem> {
+) -> Result<Emitted, Problem> {
     let subsystem: MemberId = crate::consumer::caller(gw, peer)?;
     trail.set_subsystem(&subsystem);
     let source = gw.events.sources.get(path).ok_or_else(|| {
@@ -124,6 +130,22 @@ async fn emit(
             format!("the body is not {{\"data\", \"source\"}}: {e}"),
         )
     })?;
+    sign_and_keep(gw, path, emit.data, emit.source, id, trail).await
+}
+
+/// Emits `data` as the event `id` of `path`, an event contract this member emits: checks it
+/// against the contract's request schema, signs the event once and keeps it in the outbox,
+/// durable when this returns, filling `trail` (subject, request) as it goes;
+/// [`Emitted::Existing`] when an event of the same `source` was emitted before, and nothing
+/// new was. The caller records the trail: [`record_emitted`] for a new event.
+pub(crate) async fn sign_and_keep(
+    gw: &Gateway,
+    path: &ContractRef,
+    data: Value,
+    source: Option<i64>,
+    id: &str,
+    trail: &mut Trail,
+) -> Result<Emitted, Problem> {
     let contract = gw
         .catalog
         .get(path)
@@ -134,9 +156,9 @@ async fn emit(
             format!("{path} is not an event contract"),
         )
     })?;
-    trail.set_query(&emit.data, Some(contract));
+    trail.set_query(&data, Some(contract));
     contract
-        .check_request(&emit.data, "/data")
+        .check_request(&data, "/data")
         .map_err(Problem::invalid_query)?;
     let snap = gw.snapshot();
     let now = contracts::unix_now();
@@ -151,7 +173,7 @@ async fn emit(
         version: path.version.clone(),
         iat: now,
         exp: now + terms.retention_s(),
-        data: emit.data,
+        data,
     };
     let subject = event.subject(terms).unwrap_or_default().to_owned();
     let payload = serde_json::to_vec(&event)
@@ -170,8 +192,7 @@ async fn emit(
         ));
     }
     trail.set_request(&jws);
-    let stored = gw
-        .events
+    gw.events
         .store
         .emit(&NewEvent {
             id: id.to_owned(),
@@ -181,7 +202,7 @@ async fn emit(
             emitted_ms: now.saturating_mul(1000),
             expires_ms: event.exp.saturating_mul(1000),
             jws,
-            source: emit.source,
+            source,
         })
         .await
         .map_err(|e| {
@@ -192,17 +213,18 @@ async fn emit(
             );
             p.retry_after = Some(1);
             p
-        })?;
-    Ok(match stored {
-        Emitted::New { seq } => Emitted202 {
-            event_id: id.to_owned(),
-            seq,
-            repeated: false,
-        },
-        Emitted::Existing { seq, id } => Emitted202 {
-            event_id: id,
-            seq,
-            repeated: true,
-        },
-    })
+        })
+}
+
+/// Records the emission of a new event (its trail, durable before anyone is told of the
+/// event), counts it and wakes the sender.
+pub(crate) async fn record_emitted(
+    gw: &Gateway,
+    path: &ContractRef,
+    trail: Trail,
+) -> Result<(), Problem> {
+    trail.record(None).await?;
+    count!(gw.labels, "simpul_events_emitted_total", "contract" => path.to_string());
+    gw.events.emitted.notify_one();
+    Ok(())
 }

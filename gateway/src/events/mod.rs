@@ -1,9 +1,11 @@
 //! Change notifications (PROTOCOL.md §2.8): the events this member emits — signed once
-//! through the local face ([`emit`]), kept in the outbox of the event store and delivered to
-//! every subscriber the manifest grants, in order, by signed exchanges ([`deliver`]) — and
-//! the events it receives: checked, kept once in the inbox ([`receive`]), handed to its own
-//! systems by webhook ([`hooks`]) or fetched by them ([`fetch`]).
+//! through the local face ([`emit`]) or from the rows of a change table ([`changes`]), kept
+//! in the outbox of the event store and delivered to every subscriber the manifest grants,
+//! in order, by signed exchanges ([`deliver`]) — and the events it receives: checked, kept
+//! once in the inbox ([`receive`]), handed to its own systems by webhook ([`hooks`]) or
+//! fetched by them ([`fetch`]).
 
+pub(crate) mod changes;
 pub(crate) mod deliver;
 pub(crate) mod emit;
 pub(crate) mod fetch;
@@ -83,12 +85,22 @@ pub(crate) const DELIVERY_BACKOFF: Duration = Duration::from_secs(300);
 /// system that comes back gets its events within a minute.
 pub(crate) const WEBHOOK_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Runs, until `shutdown`, the delivery of this member's events to their subscribers, each
-/// webhook, and the purge of what no one is owed any more.
+/// Runs, until `shutdown`, the reading of each change table, the delivery of this member's
+/// events to their subscribers, each webhook, and the purge of what no one is owed any more.
 pub(crate) async fn run(gw: Arc<Gateway>, shutdown: watch::Receiver<bool>) {
     let mut tasks = tokio::task::JoinSet::new();
     if !gw.events.sources.is_empty() {
         tasks.spawn(deliver::run(gw.clone(), shutdown.clone()));
+    }
+    for source in gw.events.sources.values() {
+        if let Some(table) = &source.table {
+            tasks.spawn(changes::run(
+                gw.clone(),
+                source.contract.clone(),
+                table.adapter.clone(),
+                shutdown.clone(),
+            ));
+        }
     }
     for i in 0..gw.events.webhooks.len() {
         tasks.spawn(hooks::run(gw.clone(), i, shutdown.clone()));

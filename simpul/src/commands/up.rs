@@ -47,7 +47,8 @@ pub async fn run(config: Config, args: Args) -> Result<ExitCode, CliError> {
     };
     let (bound, config, sample, changes) = bound;
     print_demo(&config, &sample, changes.as_ref().err());
-    // SISKOP2MI at work: placements end and start, and BP2MI emits placement.changed.
+    // SISKOP2MI at work: placements end and start, each with its row of BP2MI's change
+    // table, which BP2MI's gateway emits as placement.changed.
     let (stop_changes, stopped) = tokio::sync::watch::channel(false);
     if let Ok(changes) = changes {
         tokio::spawn(changes.run(CHANGE_EVERY, stopped));
@@ -116,18 +117,7 @@ async fn prepare(
     for m in &config.members {
         gateways.push(Arc::new(Gateway::from_config(&config, &m.id).await?));
     }
-    let changes = match gateways.first() {
-        Some(gw) => {
-            let manifest = gw.manifest();
-            match gateway::tls::FederationTrust::load(&manifest.doc().ca, &config.federation.crl) {
-                Ok(trust) => demo::changes::Changes::for_config(&config, &plan, &trust),
-                Err(e) => Err(demo::changes::ChangesError::Unavailable(e.to_string())),
-            }
-        }
-        None => Err(demo::changes::ChangesError::Unavailable(
-            "no gateway".into(),
-        )),
-    };
+    let changes = demo::changes::Changes::for_config(&config, &plan);
     let bound = serve::bind(gateways).await?;
     // Whom to ask about: people the seeded databases hold, whatever `[data]` says now.
     let sample = demo::population::read_sample(&plan)
@@ -234,7 +224,8 @@ fn print_events(
     };
     match no_changes {
         None => println!(
-            "\nEvery {} s SISKOP2MI ends or starts a placement and BP2MI emits placement.changed;\n\
+            "\nEvery {} s SISKOP2MI ends or starts a placement and, in the same transaction, writes\n\
+             a row of BP2MI's change table; BP2MI's gateway emits each row as placement.changed.\n\
              {} receives each, verified and recorded, and posts it to the webhook `{}`.\n\
              Watch it arrive, signed, in another terminal:\n\n\
              simpul demo webhook --listen {} --secret-file {}",

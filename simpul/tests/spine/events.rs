@@ -4,7 +4,9 @@
 //! WNI's webhook, signed; each delivery is recorded at both ends. Kemlu down for a while
 //! gets everything in order once it is back, and its webhook sees each event once; BP2MI
 //! stopped before it delivered loses nothing. Deliveries that are not granted, tampered with,
-//! replayed or off the contract's schema are refused with their codes.
+//! replayed or off the contract's schema are refused with their codes. The rows SISKOP2MI
+//! writes into BP2MI's change table are emitted in order, each once across a restart, and a
+//! row the contract refuses holds back the rows behind it until it is fixed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -567,4 +569,130 @@ async fn a_subsystem_that_is_not_an_emitter_is_refused_with_403_not_granted() {
     .await;
     let reply = emit_raw(&f, SISKOP2MI, json!({"data": good_data()})).await;
     assert_problem(&reply, 403, "not-granted");
+}
+
+/// BP2MI's database, where SISKOP2MI writes its change table.
+async fn bp2mi_database(f: &Federation) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(f.data_dir().join("bp2mi.db"))
+        .busy_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// SISKOP2MI records that `placement` changed (`kind`, which the contract may refuse): the
+/// row's number in the change table.
+async fn write_change(db: &mut sqlx::SqliteConnection, placement: &str, kind: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO placement_changes (placement, kind, changed_on) VALUES (?, ?, '2026-12-06')
+         RETURNING id",
+    )
+    .bind(placement)
+    .bind(kind)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// The placements the webhook posts name, in the order posted.
+fn placements(posted: &[Posted]) -> Vec<String> {
+    posted
+        .iter()
+        .map(|p| p.body["data"]["placement"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn rows_of_the_change_table_reach_the_webhook_in_order_each_once_and_a_refused_row_holds_back_the_rest_until_it_is_fixed()
+ {
+    let (mut f, hook) = federation_with_hook(vec![]).await;
+    let mut db = bp2mi_database(&f).await;
+    let mut rows = Vec::new();
+    for (placement, kind) in [("11", "started"), ("12", "ended"), ("13", "started")] {
+        rows.push(write_change(&mut db, placement, kind).await);
+    }
+    let posted = hook.wait_for(3).await;
+    assert_eq!(placements(&posted), ["11", "12", "13"]);
+    let first = event_of(&f, &posted[0]);
+    assert_eq!(
+        first.data,
+        json!({"placement": "11", "change": "started", "on": "2026-12-06"})
+    );
+    // Each emission is on BP2MI's log as the local face records one, with no subsystem: the
+    // gateway read the row itself.
+    for p in &posted {
+        let records = f.records(BP2MI, &p.id).await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        let r = &records[0];
+        assert_eq!(
+            (&r["role"], &r["outcome"], &r["consumer"], &r["provider"]),
+            (
+                &json!("provider"),
+                &json!("ok"),
+                &json!(BP2MI),
+                &json!(BP2MI)
+            ),
+            "{r}"
+        );
+        assert!(r["subsystem"].is_null(), "{r}");
+        assert!(r["subject"].is_string(), "the placement is personal data");
+    }
+
+    // The row number is the event's `source`: sent again through the local face, it is
+    // answered with the event the row made, and nothing new is emitted.
+    let reply = emit_raw(
+        &f,
+        SISKOP2MI,
+        json!({"data": {"placement": "11", "change": "started", "on": "2026-12-06"}, "source": rows[0]}),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let repeated: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(repeated["repeated"], true);
+    assert_eq!(repeated["event_id"], posted[0].id.as_str());
+
+    // Restarted, BP2MI's gateway resumes after the last row it emitted: nothing twice.
+    f.stop(BP2MI).await;
+    f.restart(BP2MI).await;
+    write_change(&mut db, "14", "ended").await;
+    hook.wait_for(4).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(placements(&hook.posted()), ["11", "12", "13", "14"]);
+
+    // A row the contract refuses stops the reading there: neither it nor the rows behind it
+    // are emitted, and the stop is counted, while it stays wrong.
+    let refused = write_change(&mut db, "15", "moved").await;
+    write_change(&mut db, "16", "started").await;
+    write_change(&mut db, "17", "ended").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(hook.posted().len(), 4, "{:?}", placements(&hook.posted()));
+    let stops = f
+        .counter(BP2MI, "simpul_events_source_errors_total", &[])
+        .await;
+    assert!(stops >= 1.0, "{stops}");
+
+    // SISKOP2MI fixes its row: it and the rows behind it go out, in order.
+    sqlx::query("UPDATE placement_changes SET kind = 'ended' WHERE id = ?")
+        .bind(refused)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    hook.wait_for(7).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let posted = hook.posted();
+    assert_eq!(
+        placements(&posted),
+        ["11", "12", "13", "14", "15", "16", "17"]
+    );
+    assert_eq!(posted[4].body["data"]["change"], "ended");
+    let ids: std::collections::HashSet<&str> = posted.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids.len(), 7, "each event once");
+    assert_eq!(*hook.refused.lock().unwrap(), 0);
 }
