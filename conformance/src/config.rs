@@ -1,5 +1,6 @@
 //! The run configuration: one TOML file naming the target gateway, the tester's identity and
-//! keys, the manifest, and the contracts and sample queries to use.
+//! keys, the manifest, and the contracts and sample queries to use — and, when the target
+//! subscribes to an event contract the tester provides, that contract and an event's data.
 //!
 //! Everything is read and checked against the manifest when the file is loaded — keys are in
 //! the manifest, certificates name their member, purposes are (or for the refusal cases, are
@@ -9,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use contracts::{Algorithm, ContractRef, Manifest, MemberId, SigningKey, VerifyingKey};
+use contracts::{Algorithm, Contract, ContractRef, Manifest, MemberId, SigningKey, VerifyingKey};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
@@ -62,6 +63,8 @@ struct RawConfig {
     contracts: Vec<RawContract>,
     #[serde(default)]
     forbidden: Vec<RawForbidden>,
+    #[serde(default)]
+    events: Vec<RawEvent>,
     limits: Option<RawLimits>,
 }
 
@@ -120,6 +123,16 @@ struct RawForbidden {
     purpose: String,
     #[serde(default, rename = "as")]
     by: Who,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvent {
+    id: String,
+    version: String,
+    document: Option<PathBuf>,
+    data: Value,
+    invalid_data: Value,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +209,21 @@ pub struct Forbidden {
     pub by: Who,
 }
 
+/// An event contract the tester provides and the manifest grants the target (PROTOCOL.md
+/// §2.8): the tester delivers its events as the provider's gateway would, the target
+/// answers as their subscriber.
+#[derive(Clone, Debug)]
+pub struct EventContract {
+    /// Its document, the one the manifest pins.
+    pub contract: Contract,
+    /// The purpose a delivery names: the first the manifest grants the target.
+    pub purpose: String,
+    /// An event's data the contract's request schema accepts.
+    pub data: Value,
+    /// An event's data the schema refuses.
+    pub invalid_data: Value,
+}
+
 /// Bounds of the rate-limit case.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -234,6 +262,8 @@ pub struct RunConfig {
     pub contracts: Vec<ContractUnderTest>,
     /// Requests the manifest does not grant.
     pub forbidden: Vec<Forbidden>,
+    /// Event contracts the tester provides and the target subscribes to.
+    pub events: Vec<EventContract>,
     /// Bounds of the rate-limit case.
     pub limits: Limits,
 }
@@ -301,6 +331,103 @@ impl Loader<'_> {
                 )
             })?;
         Ok(identity)
+    }
+
+    /// An `[[events]]` entry: an event contract of the tester's, granted to the target, its
+    /// document the one the manifest pins (the file given, or the catalog compiled into the
+    /// suite), `data` valid against its request schema and `invalid_data` not.
+    fn event(
+        &self,
+        at: &str,
+        raw: &RawEvent,
+        manifest: &Manifest,
+        tester: &MemberId,
+        target: &MemberId,
+    ) -> Result<EventContract, ConfigError> {
+        let reference = ContractRef::new(&raw.id, &raw.version);
+        let listed = manifest
+            .contract(&reference)
+            .ok_or_else(|| self.field(at, format!("{reference} is not in the manifest")))?;
+        if &listed.provider != tester {
+            return Err(self.field(
+                at,
+                format!(
+                    "{reference} is provided by {}: the Events cases deliver its events as its \
+                     provider, so tester.member must be {}",
+                    listed.provider, listed.provider
+                ),
+            ));
+        }
+        let purpose = manifest
+            .grant(listed, target)
+            .and_then(|p| p.first().cloned())
+            .ok_or_else(|| {
+                self.field(
+                    at,
+                    format!(
+                        "the manifest does not grant {target} {reference}: it is not a subscriber"
+                    ),
+                )
+            })?;
+        let contract = match &raw.document {
+            Some(file) => {
+                let field = format!("{at}.document");
+                Contract::from_json(&self.read(&field, file)?)
+                    .map_err(|e| self.field(&field, e.to_string()))?
+            }
+            None => contracts::embedded_catalog()
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.reference() == reference && c.digest() == listed.digest)
+                .ok_or_else(|| {
+                    self.field(
+                        format!("{at}.document"),
+                        format!(
+                            "give the file of {reference}: the manifest's is not among the \
+                             documents compiled into the suite"
+                        ),
+                    )
+                })?,
+        };
+        if contract.reference() != reference || contract.digest() != listed.digest {
+            return Err(self.field(
+                format!("{at}.document"),
+                format!(
+                    "is {} hashing to {}, not the {reference} the manifest pins ({})",
+                    contract.reference(),
+                    contract.digest(),
+                    listed.digest
+                ),
+            ));
+        }
+        if contract.event().is_none() {
+            return Err(self.field(at, format!("{reference} is not an event contract")));
+        }
+        if let Err(errors) = contract.check_request(&raw.data, "/data") {
+            let said: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.pointer, e.message))
+                .collect();
+            return Err(self.field(
+                format!("{at}.data"),
+                format!(
+                    "the contract's request schema refuses it: {}",
+                    said.join("; ")
+                ),
+            ));
+        }
+        if contract.check_request(&raw.invalid_data, "/data").is_ok() {
+            return Err(self.field(
+                format!("{at}.invalid_data"),
+                "the contract's request schema accepts it: give data it refuses",
+            ));
+        }
+        Ok(EventContract {
+            contract,
+            purpose,
+            data: raw.data.clone(),
+            invalid_data: raw.invalid_data.clone(),
+        })
     }
 
     fn party(&self, at: &str, raw: &RawParty, manifest: &Manifest) -> Result<Party, ConfigError> {
@@ -530,6 +657,17 @@ impl RunConfig {
             });
         }
 
+        let mut events = Vec::new();
+        for (i, e) in raw.events.iter().enumerate() {
+            events.push(l.event(
+                &format!("events[{i}]"),
+                e,
+                &manifest,
+                &tester.member,
+                &target.member,
+            )?);
+        }
+
         let limits = raw.limits.as_ref();
         let limits = Limits {
             max_requests: limits.and_then(|l| l.max_requests).unwrap_or(20_000),
@@ -549,6 +687,7 @@ impl RunConfig {
             revoked,
             contracts,
             forbidden,
+            events,
             limits,
         })
     }

@@ -5,7 +5,7 @@
 
 use crate::problem::ProblemCode;
 
-/// One check of the provider's pipeline.
+/// One check of the provider's pipeline (or of a subscriber's, for a delivery of events).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CheckSpec {
     /// Its name, as `SIMPUL_FAULT` and a conformance case's `guards` spell it.
@@ -15,12 +15,13 @@ pub struct CheckSpec {
     pub code: Option<ProblemCode>,
     /// The rows of PROTOCOL.md §3.3 it covers (`§2` for the TLS layer, `§1.3` for the
     /// revocation check of client certificates, `§2.6` for the disclosure rules a statistics
-    /// answer is protected by, `§4.1` for the local face kept off the federation listener).
+    /// answer is protected by, `§2.8 E…` for the rows a delivery of events is checked by in
+    /// place of 27–37, `§4.1` for the local face kept off the federation listener).
     pub rows: &'static str,
 }
 
 /// Every check a `faults` build can switch off, in the pipeline's order.
-pub const CHECKS: [CheckSpec; 18] = [
+pub const CHECKS: [CheckSpec; 19] = [
     CheckSpec {
         name: "client-certificate",
         code: None,
@@ -89,7 +90,7 @@ pub const CHECKS: [CheckSpec; 18] = [
     CheckSpec {
         name: "authorization",
         code: Some(ProblemCode::Forbidden),
-        rows: "28-29",
+        rows: "28-29, §2.8 E2-E3",
     },
     CheckSpec {
         name: "rate-limit",
@@ -99,7 +100,12 @@ pub const CHECKS: [CheckSpec; 18] = [
     CheckSpec {
         name: "query-schema",
         code: Some(ProblemCode::InvalidQuery),
-        rows: "31",
+        rows: "31, §2.8 E4",
+    },
+    CheckSpec {
+        name: "event",
+        code: Some(ProblemCode::BadEvent),
+        rows: "§2.8 E5",
     },
     CheckSpec {
         name: "disclosure",

@@ -38,12 +38,15 @@ pub enum Check {
     Replay,
     /// The contract is provided here.
     Contract,
-    /// The manifest grants the consumer and purpose.
+    /// The manifest grants the consumer and purpose; a delivery's sender provides the event
+    /// contract, and this member is granted it.
     Authorization,
     /// The consumer's rate is not exceeded.
     RateLimit,
-    /// The query is valid against the request schema.
+    /// The query is valid against the request schema; a delivery's is a delivery.
     QuerySchema,
+    /// Every event of a delivery is signed by its provider, its own, current and valid.
+    Event,
     /// A statistics answer's table is protected by the contract's disclosure rules.
     Disclosure,
     /// The federation listener refuses the local face.
@@ -53,7 +56,7 @@ pub enum Check {
 impl Check {
     /// Every check, in the order of the table of checks ([`CHECKS`]).
     #[cfg_attr(not(feature = "faults"), allow(dead_code))]
-    const ALL: [Check; 18] = [
+    const ALL: [Check; 19] = [
         Check::ClientCertificate,
         Check::Revocation,
         Check::BodyLimit,
@@ -70,6 +73,7 @@ impl Check {
         Check::Authorization,
         Check::RateLimit,
         Check::QuerySchema,
+        Check::Event,
         Check::Disclosure,
         Check::LocalFaceApart,
     ];
@@ -134,6 +138,7 @@ mod tests {
             named(Check::QuerySchema),
             ("query-schema", Some(ProblemCode::InvalidQuery))
         );
+        assert_eq!(named(Check::Event), ("event", Some(ProblemCode::BadEvent)));
         assert_eq!(named(Check::Disclosure), ("disclosure", None));
         assert_eq!(
             named(Check::RateLimit),

@@ -207,8 +207,14 @@ async fn route(
         }
         ["v1", "contracts"] if parts.method == Method::GET => {
             // In the order of their references, the same on every call and every replica.
-            let mut provided: Vec<&ContractRef> = gw.provider.provided.keys().collect();
+            let mut provided: Vec<&ContractRef> = gw
+                .provider
+                .provided
+                .keys()
+                .chain(gw.events.sources.keys())
+                .collect();
             provided.sort();
+            provided.dedup();
             let list: Vec<_> = provided
                 .into_iter()
                 .filter_map(|r| gw.catalog.get(r))
@@ -218,11 +224,11 @@ async fn route(
         }
         ["v1", "contracts", id, version] if parts.method == Method::GET => {
             let r = ContractRef::new(*id, *version);
-            match gw
-                .catalog
-                .get(&r)
-                .filter(|_| gw.provider.provided.contains_key(&r))
-            {
+            // An event contract is provided by the member that emits it (PROTOCOL.md §2.8):
+            // its document is served like any other.
+            let provided =
+                gw.provider.provided.contains_key(&r) || gw.events.sources.contains_key(&r);
+            match gw.catalog.get(&r).filter(|_| provided) {
                 // The RFC 8785 form: its SHA-256 is the digest the manifest pins.
                 Some(c) => match contracts::canonical::canonical_json(c.doc()) {
                     Ok(bytes) => json_bytes(bytes),

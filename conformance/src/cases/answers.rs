@@ -221,12 +221,11 @@ fn result_against(contract: &Contract, answer: &ExchangeAnswer) -> Result<String
     ))
 }
 
-/// Judges one answer as the answer cases judge each sample: 200 with a compact JWS of the
-/// answer `typ`, signed by the target, bound to `request` (sent as `request_jws`), its
-/// result valid against `contract`. Returns the answer so judged, and a line saying so.
-pub(super) fn judge_answer(
+/// Judges one answer as the answer cases judge each sample, but for its result: 200 with a
+/// compact JWS of the answer `typ`, signed by the target, bound to `request` (sent as
+/// `request_jws`). Returns the answer so judged, and a line saying so.
+pub(super) fn judge_signed(
     cx: &Context,
-    contract: &Contract,
     request: &ExchangeRequest,
     request_jws: &str,
     reply: &Reply,
@@ -245,11 +244,21 @@ pub(super) fn judge_answer(
     let signed = provider_signature(cx, &jws)?;
     let answer = answer_of(&jws)?;
     binding(cx, request, request_jws, &answer)?;
+    Ok((answer, format!("answered 200, signed {signed}, bound")))
+}
+
+/// Judges one answer as the answer cases judge each sample: [`judge_signed`], and its result
+/// valid against `contract`.
+pub(super) fn judge_answer(
+    cx: &Context,
+    contract: &Contract,
+    request: &ExchangeRequest,
+    request_jws: &str,
+    reply: &Reply,
+) -> Result<(ExchangeAnswer, String), String> {
+    let (answer, line) = judge_signed(cx, request, request_jws, reply)?;
     result_against(contract, &answer)?;
-    Ok((
-        answer,
-        format!("answered 200, signed {signed}, bound, result valid"),
-    ))
+    Ok((answer, format!("{line}, result valid")))
 }
 
 pub(super) async fn result_valid(cx: &Context) -> CaseResult {

@@ -11,6 +11,7 @@ mod batch;
 mod contract;
 mod envelope;
 mod errors;
+mod events;
 mod limits;
 mod overlap;
 mod statistics;
@@ -49,6 +50,8 @@ pub enum Group {
     /// Statistics contracts: their questions, their protected tables, their population
     /// minimum.
     Statistics,
+    /// Event contracts: deliveries to a subscriber, their receipts and refusals.
+    Events,
     /// Rate limits.
     Limits,
 }
@@ -64,6 +67,7 @@ impl Group {
             Group::Errors => "Errors",
             Group::Batches => "Batches",
             Group::Statistics => "Statistics",
+            Group::Events => "Events",
             Group::Limits => "Limits",
         }
     }
@@ -95,7 +99,8 @@ pub enum CaseFailure {
     #[error("{0}")]
     Skipped(String),
     /// The case does not apply to this target (a statistics case against a gateway that
-    /// provides no statistics contract): skipped, and not counted as mandatory in this run.
+    /// provides no statistics contract, an event case against one that subscribes to no event
+    /// contract of the tester's): skipped, and not counted as mandatory in this run.
     #[error("{0}")]
     NotApplicable(String),
     /// No HTTP answer where one was due.
@@ -190,6 +195,14 @@ catalogue! {
     "STA-03", Statistics, true, "a question whose filters select fewer people than min_population is refused with 422 population-too-small", [] => statistics::population_too_small;
     "OVL-01", Statistics, true, "an overlap run whose list was changed after its envelope was signed is refused with 400 bad-frames", [] => overlap::tampered_list;
     "OVL-02", Statistics, true, "an overlap run whose group holds fewer than min_set identifiers is refused with 422 set-too-small", [] => overlap::group_below_minimum;
+    "EVT-01", Events, true, "a delivery of a valid event is answered 200 with a receipt signed by the subscriber and bound to it, the event accepted, and duplicate in a fresh delivery", [] => events::accepted_then_duplicate;
+    "EVT-02", Events, true, "a delivery sent twice is refused with 409 replay", ["replay"] => events::replayed;
+    "EVT-03", Events, true, "an event whose payload was changed after it was signed is refused with 400 bad-event", ["event"] => events::tampered_event;
+    "EVT-04", Events, true, "an event whose data breaks its contract's request schema is refused with 400 bad-event", ["event"] => events::off_schema;
+    "EVT-05", Events, true, "an event past its exp is refused with 400 bad-event", ["event"] => events::expired_event;
+    "EVT-06", Events, true, "an event naming another iss or contract than its delivery is refused with 400 bad-event", ["event"] => events::foreign_event;
+    "EVT-07", Events, true, "a delivery whose query is not {events, expired} within bounds is refused with 400 invalid-query", ["query-schema"] => events::not_a_delivery;
+    "EVT-08", Events, true, "a delivery for a purpose the subscriber is not granted, or from a member that does not provide the contract, is refused with 403 forbidden", ["authorization"] => events::not_granted;
     "LIM-01", Limits, false, "exceeding the manifest rate gives 429 rate-limited with a usable Retry-After", ["rate-limit"] => limits::rate_limited;
     "LIM-02", Limits, false, "a batch spends one unit of the rate per item: 429 comes after the burst's worth of items, not of exchanges", ["rate-limit"] => limits::items_counted;
 }
@@ -523,6 +536,7 @@ mod tests {
             Group::Errors,
             Group::Batches,
             Group::Statistics,
+            Group::Events,
             Group::Limits,
         ];
         let mut last = 0;

@@ -558,6 +558,44 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
 }
 
 #[tokio::test]
+async fn an_event_contracts_provider_lists_it_and_serves_its_pinned_document() {
+    let f = Federation::start().await;
+    let client = f.as_gateway(KEMLU, BP2MI);
+    let get = |path: &str| {
+        let url = format!("{}{path}", f.url(BP2MI));
+        let client = client.clone();
+        async move {
+            client
+                .call(
+                    Method::GET,
+                    &url,
+                    "application/json",
+                    Bytes::new(),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let list: Value = ok_json(&get("/v1/contracts").await);
+    let ids: Vec<&str> = list["contracts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&CHANGED), "{ids:?}");
+    let doc = get(&format!("/v1/contracts/{CHANGED}/1")).await;
+    assert_eq!(doc.status, 200);
+    let pinned = &f
+        .manifest
+        .contract(&contracts::ContractRef::new(CHANGED, "1"))
+        .unwrap()
+        .digest;
+    assert_eq!(&contracts::canonical::sha256_b64url(&doc.body), pinned);
+}
+
+#[tokio::test]
 async fn a_subsystem_that_is_not_an_emitter_is_refused_with_403_not_granted() {
     let f = Federation::start_with(Options {
         edits: vec![(
