@@ -1065,6 +1065,10 @@ fn peer_face(config: &Config, manifest: &ManifestDoc, m: &Member) -> Value {
     let mut skipped = Vec::new();
     for listed in manifest.contracts.iter().filter(|c| c.provider == m.id) {
         let r = ContractRef::new(&listed.id, &listed.version);
+        if m.events.iter().any(|e| e.contract == r) {
+            // Emitted, so delivered from here to its subscribers' faces, never asked here.
+            continue;
+        }
         if !m.provides.iter().any(|p| p.contract == r) {
             skipped.push(format!("{r} (no binding in the configuration)"));
             continue;
@@ -1075,6 +1079,17 @@ fn peer_face(config: &Config, manifest: &ManifestDoc, m: &Member) -> Value {
         };
         exchange_operation(&mut b, m, contract, listed);
     }
+    // The event contracts it subscribes to: their providers deliver here (§2.8).
+    for listed in manifest
+        .contracts
+        .iter()
+        .filter(|c| c.consumers.iter().any(|g| g.member == m.id))
+    {
+        let r = ContractRef::new(&listed.id, &listed.version);
+        if let Some(contract) = config.catalog.get(&r).filter(|c| c.event().is_some()) {
+            delivery_operation(&mut b, m, contract, listed);
+        }
+    }
     get_routes(&mut b, m);
     let url = manifest
         .members
@@ -1084,7 +1099,8 @@ fn peer_face(config: &Config, manifest: &ManifestDoc, m: &Member) -> Value {
     let mut description = format!(
         "The federation listener of {} ({}) as its peers see it: the exchange face, one \
          `POST /v1/exchange/{{id}}/{{version}}` per contract the manifest lists {} as providing \
-         (PROTOCOL.md §3), and the GET routes (§2.3, §5.4). A request body is a compact JWS whose \
+         (PROTOCOL.md §3) and per event contract it subscribes to, where the contract's provider \
+         delivers its events (§2.8), and the GET routes (§2.3, §5.4). A request body is a compact JWS whose \
          payload is described by the schema named in `x-jws-payload`; so is the answer. Every answer \
          of the exchange route, a refusal included, carries `Simpul-Tree-Head` and \
          `Simpul-Manifest-Serial`.",
@@ -1114,68 +1130,130 @@ fn peer_face(config: &Config, manifest: &ManifestDoc, m: &Member) -> Value {
     )
 }
 
+/// Who signs a face's exchange and what its payloads carry: the consumer asks, the provider
+/// answers (or, for a delivery, the event contract's provider asks and the subscriber answers).
+struct Envelopes<'a> {
+    /// The name its schemas go under, `exchange.<id>.v<version>` or `delivery.…`.
+    base: String,
+    /// Who may sign the request (`iss`), and what they ask for.
+    askers: Vec<&'a MemberId>,
+    purposes: BTreeSet<&'a String>,
+    /// Who answers: this member.
+    answerer: &'a MemberId,
+    /// The schemas of `query` and of `result`.
+    query: Value,
+    result: Value,
+    /// The request's bound in bytes (PROTOCOL.md §3.5).
+    max_request_bytes: usize,
+}
+
+impl Envelopes<'_> {
+    /// Embeds the two payload schemas and answers the request's and the answer's JWS schemas.
+    fn embed(&self, b: &mut Builder, r: &ContractRef) -> (Value, Value) {
+        let base = &self.base;
+        b.schemas.insert(
+            format!("{base}.request-payload"),
+            json!({
+                "type": "object",
+                "description": "The payload of the request JWS (`typ` `simpul-request+jws`), signed by a key of `iss` (PROTOCOL.md §3.1).",
+                "required": ["v", "id", "iss", "aud", "contract", "version", "purpose", "iat", "exp", "query"],
+                "additionalProperties": false,
+                "properties": {
+                    "v": {"const": 1},
+                    "id": schema_ref("ExchangeId"),
+                    "iss": {"type": "string", "enum": self.askers, "description": "Who asks: a member the manifest grants this contract."},
+                    "sub": {"type": "string", "description": "The asker's subsystem that asked, four parts, of `iss`; omitted rather than null."},
+                    "aud": {"type": "string", "const": self.answerer},
+                    "contract": {"type": "string", "const": r.id},
+                    "version": {"type": "string", "const": r.version},
+                    "purpose": {"type": "string", "enum": self.purposes, "description": "One the manifest grants (`x-simpul-grants`)."},
+                    "iat": {"type": "integer", "description": "Issued at, Unix seconds, within ±60 s of the answerer's clock."},
+                    "exp": {"type": "integer", "description": "Expires at: after `iat` and now, at most 300 s after `iat`."},
+                    "query": self.query
+                }
+            }),
+        );
+        b.schemas.insert(
+            format!("{base}.answer-payload"),
+            json!({
+                "type": "object",
+                "description": "The payload of the answer JWS (`typ` `simpul-response+jws`), signed by a key of the answering member (PROTOCOL.md §3.2).",
+                "required": ["v", "id", "iss", "aud", "contract", "version", "request_hash", "iat", "result"],
+                "additionalProperties": false,
+                "properties": {
+                    "v": {"const": 1},
+                    "id": schema_ref("ExchangeId"),
+                    "iss": {"type": "string", "const": self.answerer},
+                    "aud": {"type": "string", "enum": self.askers},
+                    "contract": {"type": "string", "const": r.id},
+                    "version": {"type": "string", "const": r.version},
+                    "request_hash": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$", "description": "b64url-sha256 of the exact request body bytes."},
+                    "iat": {"type": "integer"},
+                    "result": self.result
+                }
+            }),
+        );
+        let jws = |payload: &str, typ: &str| {
+            json!({
+                "allOf": [schema_ref("CompactJws")],
+                "description": format!("A compact JWS, `typ` `{typ}`, whose payload is `{payload}`."),
+                "x-jws-header": schema_ref("JwsHeader"),
+                "x-jws-payload": schema_ref(payload),
+            })
+        };
+        let mut request = jws(&format!("{base}.request-payload"), REQUEST_TYP);
+        // Only the request has this bound (PROTOCOL.md §3.5); ASCII, so characters are bytes.
+        request["maxLength"] = json!(self.max_request_bytes);
+        (request, jws(&format!("{base}.answer-payload"), ANSWER_TYP))
+    }
+}
+
+/// The request headers of the exchange route (PROTOCOL.md §3.1).
+fn exchange_parameters() -> Value {
+    let [traceparent, tracestate] = trace_headers();
+    json!([
+        {
+            "name": "Simpul-Tree-Head",
+            "in": "header",
+            "required": false,
+            "description": "The asker's newest signed tree head (compact JWS, `typ` `simpul-tree-head+jws`, at most 2,048 visible ASCII characters), witnessed when present (PROTOCOL.md §5.4).",
+            "schema": {"type": "string", "maxLength": 2048}
+        },
+        {
+            "name": "Simpul-Manifest-Serial",
+            "in": "header",
+            "required": false,
+            "description": "The serial of the manifest the asker holds (PROTOCOL.md §1.8).",
+            "schema": {"type": "integer", "minimum": 0}
+        },
+        traceparent,
+        tracestate
+    ])
+}
+
+/// The headers of every answer of the exchange route.
+fn exchange_answer_headers() -> Value {
+    json!({
+        "Cache-Control": header_ref("Cache-Control"),
+        "Simpul-Tree-Head": header_ref("Simpul-Tree-Head"),
+        "Simpul-Manifest-Serial": header_ref("Simpul-Manifest-Serial")
+    })
+}
+
 fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: &ManifestContract) {
     b.embed(contract);
     let r = contract.reference();
     let doc = contract.doc();
-    let base = format!("exchange.{}.v{}", r.id, r.version);
-    let consumers: Vec<&MemberId> = listed.consumers.iter().map(|c| &c.member).collect();
-    let purposes: BTreeSet<&String> = listed.consumers.iter().flat_map(|c| &c.purposes).collect();
-    b.schemas.insert(
-        format!("{base}.request-payload"),
-        json!({
-            "type": "object",
-            "description": "The payload of the request JWS (`typ` `simpul-request+jws`), signed by a key of the consumer `iss` (PROTOCOL.md §3.1).",
-            "required": ["v", "id", "iss", "aud", "contract", "version", "purpose", "iat", "exp", "query"],
-            "additionalProperties": false,
-            "properties": {
-                "v": {"const": 1},
-                "id": schema_ref("ExchangeId"),
-                "iss": {"type": "string", "enum": consumers, "description": "The consumer: a member the manifest grants this contract."},
-                "sub": {"type": "string", "description": "The consumer's subsystem that asked, four parts, of `iss`; omitted rather than null."},
-                "aud": {"type": "string", "const": m.id},
-                "contract": {"type": "string", "const": r.id},
-                "version": {"type": "string", "const": r.version},
-                "purpose": {"type": "string", "enum": purposes, "description": "One the manifest grants `iss` (`x-simpul-grants`)."},
-                "iat": {"type": "integer", "description": "Issued at, Unix seconds, within ±60 s of the provider's clock."},
-                "exp": {"type": "integer", "description": "Expires at: after `iat` and now, at most 300 s after `iat`."},
-                "query": schema_ref(&request_schema_name(&r))
-            }
-        }),
-    );
-    b.schemas.insert(
-        format!("{base}.answer-payload"),
-        json!({
-            "type": "object",
-            "description": "The payload of the answer JWS (`typ` `simpul-response+jws`), signed by a key of the provider (PROTOCOL.md §3.2).",
-            "required": ["v", "id", "iss", "aud", "contract", "version", "request_hash", "iat", "result"],
-            "additionalProperties": false,
-            "properties": {
-                "v": {"const": 1},
-                "id": schema_ref("ExchangeId"),
-                "iss": {"type": "string", "const": m.id},
-                "aud": {"type": "string", "enum": consumers},
-                "contract": {"type": "string", "const": r.id},
-                "version": {"type": "string", "const": r.version},
-                "request_hash": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$", "description": "b64url-sha256 of the exact request body bytes."},
-                "iat": {"type": "integer"},
-                "result": schema_ref(&response_schema_name(&r))
-            }
-        }),
-    );
-    let jws = |payload: &str, typ: &str| {
-        json!({
-            "allOf": [schema_ref("CompactJws")],
-            "description": format!("A compact JWS, `typ` `{typ}`, whose payload is `{payload}`."),
-            "x-jws-header": schema_ref("JwsHeader"),
-            "x-jws-payload": schema_ref(payload),
-        })
-    };
-    let mut request = jws(&format!("{base}.request-payload"), REQUEST_TYP);
-    // Only the request has this bound (PROTOCOL.md §3.5), the contract's own when it sets
-    // one; ASCII, so characters are bytes.
-    request["maxLength"] = json!(contract.max_request_bytes());
-    let answer = jws(&format!("{base}.answer-payload"), ANSWER_TYP);
+    let (request, answer) = Envelopes {
+        base: format!("exchange.{}.v{}", r.id, r.version),
+        askers: listed.consumers.iter().map(|c| &c.member).collect(),
+        purposes: listed.consumers.iter().flat_map(|c| &c.purposes).collect(),
+        answerer: &m.id,
+        query: schema_ref(&request_schema_name(&r)),
+        result: schema_ref(&response_schema_name(&r)),
+        max_request_bytes: contract.max_request_bytes(),
+    }
+    .embed(b, &r);
     let mut responses = Map::new();
     // An overlap run's lists follow its envelope, both ways (PROTOCOL.md §2.7).
     let lists = json!({
@@ -1193,11 +1271,7 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         "200".into(),
         json!({
             "description": "The signed answer.",
-            "headers": {
-                "Cache-Control": header_ref("Cache-Control"),
-                "Simpul-Tree-Head": header_ref("Simpul-Tree-Head"),
-                "Simpul-Manifest-Serial": header_ref("Simpul-Manifest-Serial")
-            },
+            "headers": exchange_answer_headers(),
             "content": answer_content
         }),
     );
@@ -1216,7 +1290,6 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         ]);
     }
     responses.extend(problem_responses(&codes, true));
-    let [traceparent, tracestate] = trace_headers();
     let operation = json!({
         "operationId": format!("exchange.{}.v{}", r.id, r.version),
         "summary": doc.title,
@@ -1228,24 +1301,7 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
             listed.rate.per_second,
             listed.rate.burst
         ),
-        "parameters": [
-            {
-                "name": "Simpul-Tree-Head",
-                "in": "header",
-                "required": false,
-                "description": "The consumer's newest signed tree head (compact JWS, `typ` `simpul-tree-head+jws`, at most 2,048 visible ASCII characters), witnessed when present (PROTOCOL.md §5.4).",
-                "schema": {"type": "string", "maxLength": 2048}
-            },
-            {
-                "name": "Simpul-Manifest-Serial",
-                "in": "header",
-                "required": false,
-                "description": "The serial of the manifest the consumer holds (PROTOCOL.md §1.8).",
-                "schema": {"type": "integer", "minimum": 0}
-            },
-            traceparent,
-            tracestate
-        ],
+        "parameters": exchange_parameters(),
         "requestBody": {
             "required": true,
             "content": request_content
@@ -1254,6 +1310,165 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         "x-simpul-digest": contract.digest(),
         "x-simpul-grants": listed.consumers,
         "x-simpul-rate": listed.rate,
+    });
+    b.paths
+        .insert(exchange_path(&r), json!({ "post": operation }));
+}
+
+/// What a subscriber's exchange route can refuse a delivery with: rows 1–26 of §3.3 and
+/// E1–E8 of §2.8.
+const DELIVERY_CODES: &[ProblemCode] = &[
+    ProblemCode::PayloadTooLarge,
+    ProblemCode::RequestTimeout,
+    ProblemCode::Malformed,
+    ProblemCode::UnsupportedMediaType,
+    ProblemCode::BadSignature,
+    ProblemCode::IdentityMismatch,
+    ProblemCode::BadTreeHead,
+    ProblemCode::LogForked,
+    ProblemCode::WrongAudience,
+    ProblemCode::Stale,
+    ProblemCode::Replay,
+    ProblemCode::UnknownContract,
+    ProblemCode::Forbidden,
+    ProblemCode::InvalidQuery,
+    ProblemCode::BadEvent,
+    ProblemCode::ProviderUnavailable,
+    ProblemCode::ManifestExpired,
+    ProblemCode::Internal,
+];
+
+/// `POST /v1/exchange/{id}/{version}` of an event contract `m` subscribes to: the contract's
+/// provider delivers its signed events there and `m` answers a signed receipt (PROTOCOL.md
+/// §2.8).
+fn delivery_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: &ManifestContract) {
+    b.embed(contract);
+    let r = contract.reference();
+    let doc = contract.doc();
+    let base = format!("delivery.{}.v{}", r.id, r.version);
+    let purposes: BTreeSet<&String> = listed
+        .consumers
+        .iter()
+        .filter(|c| c.member == m.id)
+        .flat_map(|c| &c.purposes)
+        .collect();
+    b.schemas.insert(
+        format!("{base}.query"),
+        json!({
+            "type": "object",
+            "description": "A delivery (PROTOCOL.md §2.8): signed events of this contract in the order they were emitted, and notices of events that expired undelivered; at least one of either.",
+            "required": ["events"],
+            "additionalProperties": false,
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "maxItems": contracts::events::MAX_EVENTS_PER_DELIVERY,
+                    "items": {
+                        "allOf": [schema_ref("CompactJws")],
+                        "maxLength": contracts::events::MAX_EVENT_BYTES,
+                        "description": format!("A signed event (`typ` `{}`) whose payload is `{base}.event`.", contracts::events::EVENT_TYP),
+                        "x-jws-payload": schema_ref(&format!("{base}.event")),
+                    }
+                },
+                "expired": {
+                    "type": "array",
+                    "maxItems": contracts::events::MAX_NOTICES_PER_DELIVERY,
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "hash"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "id": schema_ref("ExchangeId"),
+                            "hash": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$", "description": "b64url-sha256 of the signed event's bytes."}
+                        }
+                    }
+                }
+            }
+        }),
+    );
+    b.schemas.insert(
+        format!("{base}.event"),
+        json!({
+            "type": "object",
+            "description": "The payload of a signed event, signed once by the contract's provider when it was emitted (PROTOCOL.md §2.8).",
+            "required": ["v", "id", "iss", "contract", "version", "iat", "exp", "data"],
+            "additionalProperties": false,
+            "properties": {
+                "v": {"const": 1},
+                "id": schema_ref("ExchangeId"),
+                "iss": {"type": "string", "const": listed.provider},
+                "contract": {"type": "string", "const": r.id},
+                "version": {"type": "string", "const": r.version},
+                "iat": {"type": "integer", "description": "Emitted at, Unix seconds."},
+                "exp": {"type": "integer", "description": "`iat` plus the contract's retention; in the future when delivered."},
+                "data": schema_ref(&request_schema_name(&r))
+            }
+        }),
+    );
+    b.schemas.insert(
+        format!("{base}.receipt"),
+        json!({
+            "type": "object",
+            "description": "The subscriber's receipt: one line per event of the delivery, in its order, and the count of expiry notices it recorded.",
+            "required": ["events", "expired"],
+            "additionalProperties": false,
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id", "status"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "id": schema_ref("ExchangeId"),
+                            "status": {"enum": ["accepted", "duplicate"], "description": "`accepted`: kept now and handed to the member system; `duplicate`: held already, not handed on again."}
+                        }
+                    }
+                },
+                "expired": {"type": "integer", "minimum": 0}
+            }
+        }),
+    );
+    let (request, answer) = Envelopes {
+        base: base.clone(),
+        askers: vec![&listed.provider],
+        purposes,
+        answerer: &m.id,
+        query: schema_ref(&format!("{base}.query")),
+        result: schema_ref(&format!("{base}.receipt")),
+        max_request_bytes: contract.max_request_bytes(),
+    }
+    .embed(b, &r);
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "The signed receipt.",
+            "headers": exchange_answer_headers(),
+            "content": {JOSE_MEDIA_TYPE: {"schema": answer}}
+        }),
+    );
+    responses.extend(problem_responses(DELIVERY_CODES, true));
+    let operation = json!({
+        "operationId": format!("delivery.{}.v{}", r.id, r.version),
+        "summary": format!("Deliveries of {} from {}", r.id, listed.provider),
+        "description": format!(
+            "{}\n\nAn event contract {} subscribes to: {} delivers its signed events here, and this gateway \
+             answers a signed receipt. Checked in the order of PROTOCOL.md §3.3 up to row 26, then rows E1–E8 of §2.8; \
+             the first failure is answered. Contract digest `{}`.",
+            doc.description,
+            m.id,
+            listed.provider,
+            contract.digest()
+        ),
+        "parameters": exchange_parameters(),
+        "requestBody": {
+            "required": true,
+            "content": {JOSE_MEDIA_TYPE: {"schema": request}}
+        },
+        "responses": responses,
+        "x-simpul-digest": contract.digest(),
+        "x-simpul-grants": listed.consumers.iter().filter(|c| c.member == m.id).collect::<Vec<_>>(),
     });
     b.paths
         .insert(exchange_path(&r), json!({ "post": operation }));
@@ -1489,17 +1704,23 @@ mod tests {
                 .members
                 .iter()
                 .flat_map(|m| {
-                    m.provides.iter().map(|p| ManifestContract {
-                        id: p.contract.id.clone(),
-                        version: p.contract.version.clone(),
-                        provider: m.id.clone(),
-                        digest: String::new(),
-                        consumers: p.consumers.clone(),
-                        rate: Rate {
-                            per_second: 1,
-                            burst: 1,
-                        },
-                    })
+                    // As the authority writes it: an event contract's subscribers are its
+                    // consumers.
+                    let provided = m.provides.iter().map(|p| (&p.contract, &p.consumers));
+                    let emitted = m.events.iter().map(|e| (&e.contract, &e.subscribers));
+                    provided
+                        .chain(emitted)
+                        .map(|(contract, consumers)| ManifestContract {
+                            id: contract.id.clone(),
+                            version: contract.version.clone(),
+                            provider: m.id.clone(),
+                            digest: String::new(),
+                            consumers: consumers.clone(),
+                            rate: Rate {
+                                per_second: 1,
+                                burst: 1,
+                            },
+                        })
                 })
                 .collect(),
         }
@@ -1671,6 +1892,61 @@ mod tests {
         );
         let info = at(&doc, "/info/description").as_str().unwrap();
         assert!(info.contains("residence.abroad/1 (no binding"), "{info}");
+    }
+
+    #[test]
+    fn a_subscribers_peer_face_takes_deliveries_of_its_event_contracts_and_the_emitters_does_not() {
+        let config = demo();
+        let m = manifest(&config);
+        let kemlu = document(&config, &m, "ID:GOV:KEMLU", Face::Peer).unwrap();
+        let post = at(&kemlu, "/paths/~1v1~1exchange~1placement.changed~11/post");
+        assert_eq!(post["operationId"], "delivery.placement.changed.v1");
+        let payload = at(
+            &kemlu,
+            "/components/schemas/delivery.placement.changed.v1.request-payload",
+        );
+        assert_eq!(
+            at(payload, "/properties/iss/enum"),
+            &json!(["ID:GOV:BP2MI"])
+        );
+        assert_eq!(at(payload, "/properties/aud/const"), "ID:GOV:KEMLU");
+        assert_eq!(
+            at(payload, "/properties/purpose/enum"),
+            &json!(["citizen-protection"])
+        );
+        let query = at(
+            &kemlu,
+            "/components/schemas/delivery.placement.changed.v1.query",
+        );
+        assert_eq!(at(query, "/properties/events/maxItems"), 64);
+        let event = at(
+            &kemlu,
+            "/components/schemas/delivery.placement.changed.v1.event",
+        );
+        assert_eq!(
+            at(event, "/properties/data/$ref"),
+            "#/components/schemas/contract.placement.changed.v1.request"
+        );
+        let receipt = at(
+            &kemlu,
+            "/components/schemas/delivery.placement.changed.v1.answer-payload",
+        );
+        assert_eq!(
+            at(receipt, "/properties/result/$ref"),
+            "#/components/schemas/delivery.placement.changed.v1.receipt"
+        );
+        assert!(post["responses"]["400"].to_string().contains("bad-event"));
+        // BPJS TK is not granted it; BP2MI emits it, and is never asked it.
+        for member in ["ID:GOV:BPJSTK", "ID:GOV:BP2MI"] {
+            let doc = document(&config, &m, member, Face::Peer).unwrap();
+            assert!(
+                doc.pointer("/paths/~1v1~1exchange~1placement.changed~11")
+                    .is_none(),
+                "{member}"
+            );
+            let info = at(&doc, "/info/description").as_str().unwrap();
+            assert!(!info.contains("placement.changed"), "{member}: {info}");
+        }
     }
 
     #[test]

@@ -468,6 +468,15 @@ fn receipt(f: &Federation, reply: &gateway::client::Reply) -> Receipt {
     serde_json::from_value(answer.result).unwrap()
 }
 
+/// The outcomes `member` recorded for `exchange_id`, in log order.
+async fn outcomes(f: &Federation, member: &str, exchange_id: &str) -> Vec<String> {
+    f.records(member, exchange_id)
+        .await
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 fn good_data() -> Value {
     json!({"placement": "7", "change": "started", "on": "2026-12-06"})
 }
@@ -485,9 +494,10 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
     assert_eq!(first.events.len(), 1);
     assert_eq!(first.events[0].status, Status::Accepted);
 
-    // The same signed delivery again: a replayed exchange.
+    // The same signed delivery again: a replayed exchange, recorded as such beside the first.
     let reply = f.exchange(BP2MI, jws, &request).await;
     assert_problem(&reply, 409, "replay");
+    assert_eq!(outcomes(&f, KEMLU, &request.id).await, ["ok", "replay"]);
 
     // The same event in a fresh delivery: acknowledged, not kept again.
     let again = delivery(&f, BP2MI, KEMLU, vec![event]);
@@ -503,6 +513,7 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
     );
     let reply = f.send_signed(BP2MI, &to_bpjstk).await;
     assert_problem(&reply, 403, "forbidden");
+    assert_eq!(outcomes(&f, BPJSTK, &to_bpjstk.id).await, ["forbidden"]);
 
     // Dukcapil does not emit placement.changed, even with an event it signed itself.
     let from_dukcapil = delivery(
@@ -513,6 +524,7 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
     );
     let reply = f.send_signed(DUKCAPIL, &from_dukcapil).await;
     assert_problem(&reply, 403, "forbidden");
+    assert_eq!(outcomes(&f, KEMLU, &from_dukcapil.id).await, ["forbidden"]);
 
     // An event whose data was changed after BP2MI signed it.
     let event = signed_event(&f, BP2MI, good_data());
@@ -530,6 +542,7 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
     let tampered = delivery(&f, BP2MI, KEMLU, vec![parts.join(".")]);
     let reply = f.send_signed(BP2MI, &tampered).await;
     assert_problem(&reply, 400, "bad-event");
+    assert_eq!(outcomes(&f, KEMLU, &tampered.id).await, ["bad-event"]);
 
     // An event BP2MI signed whose data the contract's schema refuses.
     let off = signed_event(
@@ -537,11 +550,26 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
         BP2MI,
         json!({"placement": "7", "change": "moved", "on": "2026-12-06"}),
     );
-    let reply = f
-        .send_signed(BP2MI, &delivery(&f, BP2MI, KEMLU, vec![off]))
-        .await;
+    let off = delivery(&f, BP2MI, KEMLU, vec![off]);
+    let reply = f.send_signed(BP2MI, &off).await;
     let p = assert_problem(&reply, 400, "bad-event");
     assert!(p.detail.contains("/data/change"), "{}", p.detail);
+    assert_eq!(outcomes(&f, KEMLU, &off.id).await, ["bad-event"]);
+    // None of the refused deliveries left an event in Kemlu's inbox: only the first.
+    let url = format!("{}/v1/events/{CHANGED}/1?after=0", f.local_url(KEMLU));
+    let reply = f
+        .as_identity(PEDULI, KEMLU)
+        .call(
+            Method::GET,
+            &url,
+            "application/json",
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let inbox: Value = ok_json(&reply);
+    assert_eq!(inbox["events"].as_array().unwrap().len(), 1, "{inbox}");
 
     // Emitting off the schema is refused where it starts, at BP2MI's local face.
     let reply = emit_raw(
