@@ -378,6 +378,11 @@ impl SqlAdapter {
                         SqlitePoolOptions::new()
                             .max_connections(self.spec.pool_size)
                             .acquire_timeout(acquire)
+                            // No ping before each use: for a file it proves nothing that the
+                            // statement itself does not, and it is one more round trip to the
+                            // connection's thread on every answer (`before_acquire` still
+                            // drops connections to a file that was replaced).
+                            .test_before_acquire(false)
                             .before_acquire(move |_, meta| {
                                 let fresh = watch.fresh(meta.age);
                                 Box::pin(async move { Ok(fresh) })
