@@ -5,6 +5,8 @@
 use audit::merkle::{Frontier, Hash, NodeRef, leaf_hash};
 use audit::{AuditRecord, NewRecord, StoredEvidence};
 
+use super::journal::FrameAt;
+
 /// The rows one group commit adds to a log.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Batch {
@@ -22,6 +24,9 @@ pub(crate) struct Batch {
     /// The tree after it.
     pub(crate) size: u64,
     pub(crate) root: Hash,
+    /// Where its journal frame is, once written to a journal: the tables then keep its
+    /// evidence there, not in rows of their own.
+    pub(crate) at: Option<FrameAt>,
 }
 
 impl Batch {
@@ -59,6 +64,7 @@ impl Batch {
             evidence,
             size: frontier.size(),
             root: frontier.root(),
+            at: None,
         })
     }
 
@@ -114,7 +120,24 @@ impl Batch {
             evidence,
             size,
             root,
+            at: None,
         })
+    }
+
+    /// The evidence of the batch [`Batch::encode`] wrote, by seq, read without the rest:
+    /// the records and nodes are skipped over, not parsed.
+    pub(crate) fn decode_evidence(bytes: &[u8]) -> Result<Vec<(u64, StoredEvidence)>, String> {
+        let mut r = Reader(bytes);
+        r.take(8 + 8 + 32 + 8 + 32)?;
+        let records = u32::from_le_bytes(r.array()?) as usize;
+        r.take(records)?;
+        let count = u32::from_le_bytes(r.array()?) as usize;
+        r.take(count.checked_mul(40).ok_or("too many nodes")?)?;
+        let evidence = r.json("evidence")?;
+        if !r.0.is_empty() {
+            return Err(format!("{} bytes after the evidence", r.0.len()));
+        }
+        Ok(evidence)
     }
 }
 
@@ -206,6 +229,7 @@ mod tests {
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         assert_eq!(Batch::decode(&bytes).unwrap(), batch);
+        assert_eq!(Batch::decode_evidence(&bytes).unwrap(), batch.evidence);
         // Cut anywhere, or with a byte more, it does not read.
         for cut in [0, 8, 88, bytes.len() - 1] {
             assert!(Batch::decode(&bytes[..cut]).is_err(), "cut at {cut}");
