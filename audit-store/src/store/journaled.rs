@@ -286,7 +286,7 @@ impl Journaled {
                     store: self.label.clone(),
                     reason: format!("the journal was deleted and cannot begin again: {e}"),
                 })?;
-            tracing::warn!(store = %self.label, tree_size = size, "the audit journal was deleted or replaced while the gateway ran: begun again (every record it held is in the tables)");
+            tracing::error!(store = %self.label, tree_size = size, "the audit journal was deleted or replaced while the gateway ran: begun again (every record it held is in the tables; the evidence its segments kept is not, and reading it fails, naming the segment)");
         }
         let mut frontier = w.frontier.clone();
         let mut batch = Batch::assign(appends, &mut frontier, now_ms).map_err(|(seq, e)| {
