@@ -180,46 +180,47 @@ impl Reader<'_> {
     }
 }
 
+/// A record of exchange `n`, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn sample_record(n: u64) -> NewRecord {
+    NewRecord {
+        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
+        role: audit::Role::Provider,
+        consumer: "ID:GOV:KEMLU".into(),
+        provider: "ID:GOV:DUKCAPIL".into(),
+        contract: "citizenship.check".into(),
+        version: "1".into(),
+        purpose: "citizen-protection".into(),
+        request_hash: Some("r".into()),
+        response_hash: Some("a".into()),
+        outcome: "ok".into(),
+        latency_us: u64::MAX,
+        subject: Some("s".into()),
+        lookup_id: None,
+        peer: None,
+        subsystem: None,
+        user: None,
+        aggregate: None,
+        subjects: None,
+        overlap: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audit::{NewRecord, Role};
-
-    fn new(n: u64) -> NewRecord {
-        NewRecord {
-            exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
-            role: Role::Provider,
-            consumer: "ID:GOV:KEMLU".into(),
-            provider: "ID:GOV:DUKCAPIL".into(),
-            contract: "citizenship.check".into(),
-            version: "1".into(),
-            purpose: "citizen-protection".into(),
-            request_hash: Some("r".into()),
-            response_hash: Some("a".into()),
-            outcome: "ok".into(),
-            latency_us: u64::MAX,
-            subject: Some("s".into()),
-            lookup_id: None,
-            peer: None,
-            subsystem: None,
-            user: None,
-            aggregate: None,
-            subjects: None,
-            overlap: None,
-        }
-    }
 
     #[test]
     fn a_batch_reads_back_as_it_was_written_and_extends_its_tree() {
         let mut f = Frontier::default();
-        let first = Batch::assign(vec![(new(0), None)], &mut f, 5).unwrap();
+        let first = Batch::assign(vec![(sample_record(0), None)], &mut f, 5).unwrap();
         let ev = StoredEvidence {
             exchange_id: "e".into(),
             request: "sealed-request".into(),
             response: None,
         };
         let appends = (1..4)
-            .map(|n| (new(n), (n == 2).then(|| ev.clone())))
+            .map(|n| (sample_record(n), (n == 2).then(|| ev.clone())))
             .collect();
         let batch = Batch::assign(appends, &mut f, 7).unwrap();
         assert_eq!((batch.size_before, batch.root_before), (1, first.root));
@@ -245,11 +246,11 @@ mod tests {
     #[test]
     fn a_batch_records_item_subjects_travel_in_its_journal_frame() {
         let mut f = Frontier::default();
-        let mut bulk = new(0);
+        let mut bulk = sample_record(0);
         bulk.contract = "identity.verify".into();
         bulk.subject = None;
         bulk.subjects = Some((0..1_000).rev().map(|n| format!("{n:0>43}")).collect());
-        let batch = Batch::assign(vec![(bulk, None), (new(1), None)], &mut f, 5).unwrap();
+        let batch = Batch::assign(vec![(bulk, None), (sample_record(1), None)], &mut f, 5).unwrap();
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         assert!(bytes.len() > 46_000, "{} bytes", bytes.len());
@@ -264,13 +265,18 @@ mod tests {
     #[test]
     fn a_runs_overlap_figures_travel_in_its_journal_frame() {
         let mut f = Frontier::default();
-        let mut run = new(0);
+        let mut run = sample_record(0);
         run.overlap = Some(audit::OverlapFigures {
             groups: vec![2474, 1079],
             theirs: Some(3933),
             overlaps: Some(vec![847, 491]),
         });
-        let batch = Batch::assign(vec![(run.clone(), None), (new(1), None)], &mut f, 5).unwrap();
+        let batch = Batch::assign(
+            vec![(run.clone(), None), (sample_record(1), None)],
+            &mut f,
+            5,
+        )
+        .unwrap();
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         let read = Batch::decode(&bytes).unwrap();

@@ -702,6 +702,11 @@ mod tests {
         tempfile::tempdir().unwrap()
     }
 
+    /// The first seqs of the segments in `dir`.
+    fn names(dir: &Path) -> Vec<u64> {
+        segments(dir).unwrap().into_iter().map(|(s, _)| s).collect()
+    }
+
     #[test]
     fn frames_read_back_in_order_and_a_torn_tail_is_cut_off() {
         let d = dir();
@@ -784,13 +789,6 @@ mod tests {
         for seq in 0..4 {
             journal.append(seq, &body, false).unwrap();
         }
-        let names = |p: &Path| {
-            segments(p)
-                .unwrap()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect::<Vec<_>>()
-        };
         assert_eq!(names(d.path()), [0, 2]);
         assert_eq!(scan(d.path(), 0).unwrap().len(), 4);
         journal.releaser().release(1);
@@ -814,14 +812,7 @@ mod tests {
         assert_eq!(last.segment, 3, "a new segment began at seq 3");
         let releaser = journal.releaser();
         releaser.release(4);
-        let names = || {
-            segments(d.path())
-                .unwrap()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(names(), [0, 3], "the segment with evidence stays");
+        assert_eq!(names(d.path()), [0, 3], "the segment with evidence stays");
         assert_eq!(read_frame(d.path(), 0, first.offset).unwrap(), b"evidence");
         // Not at a frame's start, or past the end: refused, never garbage.
         let e = read_frame(d.path(), 0, 1).unwrap_err();
@@ -844,7 +835,7 @@ mod tests {
             .unwrap();
         let keep = HashMap::from([(0, first.len)]);
         let journal = Journal::start(d.path(), lock, 4, &keep).unwrap();
-        assert_eq!(names(), [0, 4]);
+        assert_eq!(names(d.path()), [0, 4]);
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), first.len);
         assert_eq!(read_frame(d.path(), 0, 0).unwrap(), b"evidence");
         journal.releaser().delete(&[0]).unwrap();

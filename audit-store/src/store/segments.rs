@@ -315,35 +315,15 @@ impl Backend<sqlx::Sqlite> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::sample_record;
     use super::super::{Access, Store, StoreTarget};
     use audit::merkle::Frontier;
-    use audit::{NewRecord, Role, StoredEvidence};
+    use audit::{NewRecord, StoredEvidence};
 
     fn appended(n: u64) -> (NewRecord, Option<StoredEvidence>) {
-        let exchange_id = format!("00000000-0000-4000-8000-{n:012}");
-        let record = NewRecord {
-            exchange_id: exchange_id.clone(),
-            role: Role::Provider,
-            consumer: "ID:GOV:KEMLU".into(),
-            provider: "ID:GOV:DUKCAPIL".into(),
-            contract: "citizenship.check".into(),
-            version: "1".into(),
-            purpose: "citizen-protection".into(),
-            request_hash: Some("r".into()),
-            response_hash: None,
-            outcome: "ok".into(),
-            latency_us: 1,
-            subject: None,
-            lookup_id: None,
-            peer: None,
-            subsystem: None,
-            user: None,
-            aggregate: None,
-            subjects: None,
-            overlap: None,
-        };
+        let record = sample_record(n);
         let evidence = StoredEvidence {
-            exchange_id,
+            exchange_id: record.exchange_id.clone(),
             request: format!("sealed request {n}"),
             response: None,
         };
