@@ -663,15 +663,21 @@ async fn measure(store: &Store, writers: usize, length: Duration, base: u64) -> 
     }
 }
 
-/// Bytes the directory's files take on disk.
+/// Bytes the directory's files take on disk, its subdirectories' included (A's journal,
+/// whose segments keep the evidence, is `audit.db.journal/<member>/`).
 fn disk_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.blocks() * 512)
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+                .map(|(path, m)| {
+                    if m.is_dir() {
+                        disk_bytes(&path)
+                    } else {
+                        m.blocks() * 512
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)

@@ -10,7 +10,8 @@
 //! | `simpul_audit_records` | the records, by `(log, seq)`; never deleted |
 //! | `simpul_audit_nodes` | the hash of every complete subtree (leaves included), by in-order node id |
 //! | `simpul_audit_tree_heads` | signed tree heads |
-//! | `simpul_audit_evidence` | signed envelopes by `(log, seq)`, deleted after the retention |
+//! | `simpul_audit_evidence` | signed envelopes by `(log, seq)`, deleted after the retention: PostgreSQL's, and an SQLite store's from before its journal kept them |
+//! | `simpul_audit_segments` | SQLite: the journal segments that keep evidence (a record's row says which, and where its frame is), each with its newest record's time; deleted after the retention |
 //! | `simpul_audit_subjects` | every item subject of a batch exchange's record, by `(log, subject, seq)`: what finds a person's records among the batches |
 //!
 //! A proof of any size reads O(log n) rows of `simpul_audit_nodes` by primary key; appending
@@ -66,6 +67,59 @@ fn runs<T>(
     }
     if start < items.len() {
         out.push(&items[start..]);
+    }
+    out
+}
+
+/// Where each record of `batches` (in order) has its evidence kept in a journal frame:
+/// `Some` for a record with evidence in a batch written to a journal.
+fn located_evidence(batches: &[&Batch]) -> Vec<Option<FrameAt>> {
+    let mut out = Vec::with_capacity(batches.iter().map(|b| b.records.len()).sum());
+    for b in batches {
+        // Both in seq order, as `Batch::assign` made them.
+        let mut with = b.evidence.iter().map(|(seq, _)| *seq).peekable();
+        for r in &b.records {
+            while with.next_if(|seq| *seq < r.seq).is_some() {}
+            let has = with.next_if_eq(&r.seq).is_some();
+            out.push(b.at.filter(|_| has));
+        }
+    }
+    out
+}
+
+/// A journal segment that keeps evidence, as one indexer transaction adds to it.
+#[derive(Debug, PartialEq)]
+struct KeptSegment {
+    segment: u64,
+    /// The newest of its records' times (Unix ms).
+    newest_ts: i64,
+    /// How many records' evidence it holds.
+    evidence: u64,
+    /// The end of its last frame with evidence.
+    end: u64,
+}
+
+/// The segments the evidence of `batches` is kept in.
+fn kept_segments(batches: &[&Batch]) -> Vec<KeptSegment> {
+    let mut out: Vec<KeptSegment> = Vec::new();
+    for b in batches {
+        let Some(at) = b.at.filter(|_| !b.evidence.is_empty()) else {
+            continue;
+        };
+        let n = b.evidence.len() as u64;
+        match out.iter_mut().find(|k| k.segment == at.segment) {
+            Some(k) => {
+                k.newest_ts = k.newest_ts.max(b.ts);
+                k.evidence += n;
+                k.end = k.end.max(at.offset + at.len);
+            }
+            None => out.push(KeptSegment {
+                segment: at.segment,
+                newest_ts: b.ts,
+                evidence: n,
+                end: at.offset + at.len,
+            }),
+        }
     }
     out
 }
@@ -249,7 +303,7 @@ impl Dialect {
                     outcome TEXT NOT NULL, latency_us INTEGER NOT NULL, subject TEXT,
                     lookup_id TEXT, peer TEXT, subsystem TEXT, end_user TEXT,
                     aggregate_minute INTEGER, aggregate_count INTEGER, aggregate_bytes INTEGER,
-                    subjects TEXT, overlap TEXT,
+                    subjects TEXT, overlap TEXT, evidence_segment INTEGER, evidence_offset INTEGER,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
                     ON simpul_audit_records (log, exchange_id)",
@@ -277,6 +331,13 @@ impl Dialect {
                 "DROP INDEX IF EXISTS simpul_audit_evidence_exchange",
                 "CREATE INDEX IF NOT EXISTS simpul_audit_evidence_ts
                     ON simpul_audit_evidence (log, ts)",
+                // The journal segments that keep evidence: a record's evidence is read from
+                // the frame its row points to (`evidence_segment`, `evidence_offset`). One
+                // row per segment (64 MiB of frames): no index per record.
+                "CREATE TABLE IF NOT EXISTS simpul_audit_segments (
+                    log TEXT NOT NULL, segment INTEGER NOT NULL, newest_ts INTEGER NOT NULL,
+                    evidence INTEGER NOT NULL, end_offset INTEGER NOT NULL, deleted_at INTEGER,
+                    PRIMARY KEY (log, segment)) WITHOUT ROWID",
             ],
             Dialect::Postgres => &[
                 // Replicas starting together would race on CREATE … IF NOT EXISTS (it is
@@ -394,7 +455,7 @@ const COUNT_ANSWERED: &str = "SELECT COUNT(*) FROM simpul_audit_records
 
 /// Columns of the records table added after its first version, with their SQLite types, in
 /// the order they were added: a store made before one of them gains it when opened.
-const LATER_RECORD_COLUMNS: [(&str, &str); 9] = [
+const LATER_RECORD_COLUMNS: [(&str, &str); 11] = [
     ("lookup_id", "TEXT"),
     ("peer", "TEXT"),
     ("subsystem", "TEXT"),
@@ -404,6 +465,8 @@ const LATER_RECORD_COLUMNS: [(&str, &str); 9] = [
     ("aggregate_bytes", "INTEGER"),
     ("subjects", "TEXT"),
     ("overlap", "TEXT"),
+    ("evidence_segment", "INTEGER"),
+    ("evidence_offset", "INTEGER"),
 ];
 
 /// Which indexed column a seq lookup goes by.
@@ -499,6 +562,9 @@ impl<DB: Database> Clone for Backend<DB> {
 pub(crate) struct Store {
     engine: Engine,
     journal: Option<Arc<Journaled>>,
+    /// An SQLite store's journal directory, whose segments keep evidence: read by every
+    /// process that reads the store, appended to by the one that holds it.
+    journal_dir: Option<PathBuf>,
     /// An SQLite store whose journal another process holds: it may be read, not appended to.
     read_only: bool,
 }
@@ -541,8 +607,10 @@ mod batch;
 mod journal;
 mod journaled;
 mod manifest;
+mod segments;
 mod witness;
 pub(crate) use batch::Batch;
+use journal::FrameAt;
 pub use journaled::KEEP_UP as JOURNAL_KEEP_UP;
 use journaled::{Journaled, journal_dir};
 pub use witness::{Fork, Witnessed};
@@ -593,11 +661,13 @@ impl Store {
         let mut store = Store {
             engine: store,
             journal: None,
+            journal_dir: None,
             read_only: false,
         };
         dispatch!(&store, b => b.create().await)?;
         if let (Engine::Sqlite(b), StoreTarget::Sqlite(path)) = (&store.engine, target) {
             let dir = journal_dir(path, log);
+            store.journal_dir = Some(dir.clone());
             let wait = match access {
                 Access::Append => JOURNAL_LOCK_WAIT,
                 Access::Read => JOURNAL_LOCK_WAIT_READ,
@@ -796,20 +866,32 @@ impl Store {
         dispatch!(self, b => b.count_answered(answered, from_ms, since_ms).await)
     }
 
-    /// The evidence kept for `exchange_id`.
+    /// The evidence kept for `exchange_id`: an SQLite store's from the journal segments its
+    /// records point to (or its evidence table, for records from before), PostgreSQL's
+    /// from its table.
     pub(crate) async fn evidence(
         &self,
         exchange_id: &str,
     ) -> Result<Vec<StoredEvidence>, AuditError> {
         self.settle().await?;
-        dispatch!(self, b => b.evidence(exchange_id).await)
+        match (&self.engine, &self.journal_dir) {
+            (Engine::Sqlite(b), Some(dir)) => b.evidence_kept(exchange_id, dir).await,
+            _ => dispatch!(self, b => b.evidence(exchange_id).await),
+        }
     }
 
-    /// Deletes evidence appended before `before_ms`, in small transactions; returns how
-    /// many rows went.
+    /// Deletes evidence appended before `before_ms`: rows of the evidence table in small
+    /// transactions, and an SQLite store's journal segments whose records are all older
+    /// (only by the process that holds its journal); returns how many records' evidence
+    /// went.
     pub(crate) async fn delete_evidence_before(&self, before_ms: i64) -> Result<u64, AuditError> {
         self.settle().await?;
-        dispatch!(self, b => b.delete_evidence_before(before_ms).await)
+        let rows = dispatch!(self, b => b.delete_evidence_before(before_ms).await)?;
+        let in_segments = match (&self.engine, &self.journal) {
+            (Engine::Sqlite(b), Some(j)) => j.expire(b, before_ms).await?,
+            _ => 0,
+        };
+        Ok(rows + in_segments)
     }
 }
 
@@ -1279,7 +1361,10 @@ where
 
     /// Writes the records, tree nodes and evidence of `batches` (consecutive, in seq order;
     /// none: nothing) with as few multi-row statements as the bounds allow, and sets the
-    /// state to the tree after the last, inside `tx`.
+    /// state to the tree after the last, inside `tx`. The evidence of a batch whose journal
+    /// frame is kept ([`Batch::at`]) stays in the frame: its records' rows say where, and
+    /// the segment is listed in `simpul_audit_segments`; any other batch's goes into
+    /// `simpul_audit_evidence`.
     async fn write_rows(
         &self,
         tx: &mut Transaction<'_, DB>,
@@ -1292,8 +1377,13 @@ where
         let nodes: Vec<&(u64, Hash)> = batches.iter().flat_map(|b| &b.nodes).collect();
         let evidence: Vec<(i64, &(u64, StoredEvidence))> = batches
             .iter()
+            .filter(|b| b.at.is_none())
             .flat_map(|b| b.evidence.iter().map(|e| (b.ts, e)))
             .collect();
+        let located = located_evidence(batches);
+        // Only an SQLite store's records have the columns (PostgreSQL keeps its evidence in
+        // the table).
+        let locate = self.dialect == Dialect::Sqlite;
         let max_bytes = self.dialect.max_statement_bytes();
         // A batch record's item subjects are kept with it as the JSON array it was hashed
         // with, and one row each in `simpul_audit_subjects`, which finds it by any of them;
@@ -1308,8 +1398,14 @@ where
             .iter()
             .map(json_of)
             .collect::<Result<Vec<JsonColumns>, _>>()?;
-        let rows: Vec<(&AuditRecord, JsonColumns)> = records.iter().copied().zip(json).collect();
-        let record_size = |(r, (subjects, overlap)): &(&AuditRecord, JsonColumns)| {
+        let rows: Vec<(&AuditRecord, JsonColumns, Option<FrameAt>)> = records
+            .iter()
+            .copied()
+            .zip(json)
+            .zip(located)
+            .map(|((r, j), at)| (r, j, at))
+            .collect();
+        let record_size = |(r, (subjects, overlap), _): &(&AuditRecord, JsonColumns, _)| {
             96 + r.exchange_id.len()
                 + r.consumer.len()
                 + r.provider.len()
@@ -1323,9 +1419,14 @@ where
         };
         for chunk in runs(&rows, INSERT_CHUNK, max_bytes, record_size) {
             let mut q = QueryBuilder::<DB>::new(format!(
-                "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}) "
+                "INSERT INTO simpul_audit_records (log, {RECORD_COLUMNS}{}) ",
+                if locate {
+                    ", evidence_segment, evidence_offset"
+                } else {
+                    ""
+                }
             ));
-            q.push_values(chunk, |mut row, (r, (subjects, overlap))| {
+            q.push_values(chunk, |mut row, (r, (subjects, overlap), at)| {
                 row.push_bind(self.log.clone())
                     .push_bind(to_i64(r.seq))
                     .push_bind(r.ts)
@@ -1350,6 +1451,10 @@ where
                     .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)))
                     .push_bind(subjects.clone())
                     .push_bind(overlap.clone());
+                if locate {
+                    row.push_bind(at.map(|at| to_i64(at.segment)))
+                        .push_bind(at.map(|at| to_i64(at.offset)));
+                }
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -1418,6 +1523,25 @@ where
                 .execute(&mut **tx)
                 .await
                 .map_err(self.err("inserting evidence"))?;
+        }
+        for kept in kept_segments(batches) {
+            // SQLite's: only an SQLite store's batches are written to a journal.
+            sqlx::query::<DB>(
+                "INSERT INTO simpul_audit_segments (log, segment, newest_ts, evidence, end_offset)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (log, segment) DO UPDATE SET
+                    newest_ts = MAX(newest_ts, excluded.newest_ts),
+                    evidence = evidence + excluded.evidence,
+                    end_offset = MAX(end_offset, excluded.end_offset)",
+            )
+            .bind(self.log.clone())
+            .bind(to_i64(kept.segment))
+            .bind(kept.newest_ts)
+            .bind(to_i64(kept.evidence))
+            .bind(to_i64(kept.end))
+            .execute(&mut **tx)
+            .await
+            .map_err(self.err("listing a journal segment that keeps evidence"))?;
         }
         sqlx::query::<DB>(
             "UPDATE simpul_audit_state SET tree_size = $1, root_hash = $2 WHERE log = $3",

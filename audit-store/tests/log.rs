@@ -100,14 +100,49 @@ impl TestStore {
             .unwrap()
     }
 
+    /// An SQLite store's journal directory of `member`'s log (`<file>.journal/<member>/`).
+    fn journal_dir(&self, member: &str) -> PathBuf {
+        let Engine::Sqlite(p) = &self.engine else {
+            panic!("a PostgreSQL store has no journal");
+        };
+        let mut dir = p.clone().into_os_string();
+        dir.push(".journal");
+        PathBuf::from(dir).join(member.replace(':', "_"))
+    }
+
+    /// The segment files of `member`'s journal, by name.
+    fn segments(&self, member: &str) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(self.journal_dir(member))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// One number an SQL query on an SQLite store answers.
+    async fn sqlite_count(&self, sql: &str) -> i64 {
+        let Engine::Sqlite(p) = &self.engine else {
+            panic!("an SQLite store");
+        };
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", p.display()))
+            .await
+            .unwrap();
+        let n = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    }
+
     /// Deletes an SQLite store's journal of `member`'s log (`<file>.journal/<member>/`), as
     /// an insider who rewrites the tables with the gateway stopped does too: its frames would
     /// otherwise put the records back.
     fn cut_journal(&self, member: &str) {
-        if let Engine::Sqlite(p) = &self.engine {
-            let mut dir = p.clone().into_os_string();
-            dir.push(".journal");
-            let dir = std::path::PathBuf::from(dir).join(member.replace(':', "_"));
+        if let Engine::Sqlite(_) = &self.engine {
+            let dir = self.journal_dir(member);
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "seg") {
@@ -537,10 +572,31 @@ async fn evidence_is_kept_and_checked(store: &TestStore) {
         log.append(rec.clone(), Some(wrong)).await,
         Err(AuditError::Evidence { .. })
     ));
-    // Past the retention the envelopes go; the record stays.
-    store
-        .tamper("UPDATE simpul_audit_evidence SET ts = ts - 7862400000")
-        .await;
+    // Past the retention the envelopes go; the record stays. SQLite keeps them in its
+    // journal's segments, which go whole once their newest record is past it.
+    let sqlite = matches!(store.engine, Engine::Sqlite(_));
+    if sqlite {
+        assert_eq!(
+            store
+                .sqlite_count("SELECT COUNT(*) FROM simpul_audit_evidence")
+                .await,
+            0,
+            "no evidence row: the journal keeps it"
+        );
+        assert_eq!(
+            store
+                .sqlite_count("SELECT COUNT(*) FROM simpul_audit_segments")
+                .await,
+            1
+        );
+        store
+            .tamper("UPDATE simpul_audit_segments SET newest_ts = newest_ts - 7862400000")
+            .await;
+    } else {
+        store
+            .tamper("UPDATE simpul_audit_evidence SET ts = ts - 7862400000")
+            .await;
+    }
     drop(log);
     let log = store.open(KEMLU, &k).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -552,9 +608,234 @@ async fn evidence_is_kept_and_checked(store: &TestStore) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(log.records(0, 10).await.unwrap().len(), 1);
+    if sqlite {
+        // The segment is deleted, not merely forgotten; the tables say so.
+        let segments = store.segments(KEMLU);
+        assert!(
+            !segments
+                .iter()
+                .any(|p| p.ends_with("00000000000000000000.seg")),
+            "{segments:?}"
+        );
+        assert_eq!(
+            store
+                .sqlite_count(
+                    "SELECT COUNT(*) FROM simpul_audit_segments WHERE deleted_at IS NOT NULL"
+                )
+                .await,
+            1
+        );
+    }
     log.sign_tree_head().await.unwrap();
     let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
     assert_eq!((report.records, report.verified_size), (1, 1));
+}
+
+/// Exchange `n`'s record and evidence whose envelopes hash to it.
+fn with_evidence(n: u64) -> (audit::NewRecord, StoredEvidence) {
+    let mut rec = exchange(n, Role::Provider, KEMLU, DUKCAPIL);
+    let request = format!(
+        "eyJhbGciOiJFUzI1NiJ9.e30.{}",
+        b64url(format!("request {n}").as_bytes())
+    );
+    let answer = format!(
+        "eyJhbGciOiJFUzI1NiJ9.e30.{}",
+        b64url(format!("answer {n}").as_bytes())
+    );
+    rec.request_hash = Some(sha256_b64url(request.as_bytes()));
+    rec.response_hash = Some(sha256_b64url(answer.as_bytes()));
+    let ev = StoredEvidence {
+        exchange_id: rec.exchange_id.clone(),
+        request,
+        response: Some(answer),
+    };
+    (rec, ev)
+}
+
+/// An SQLite store keeps evidence in its journal's segments, not in a table: found right
+/// after the append, once the tables hold the record, after a restart, and after the
+/// segment it was written in was closed and another begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_evidence_is_read_from_the_journal_segment_its_record_points_to() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let mut kept = Vec::new();
+    for n in 0..20 {
+        let (rec, ev) = with_evidence(n);
+        // Every other record without evidence: the rest must not shift.
+        let ev = (n % 2 == 0).then_some(ev);
+        log.append(rec, ev.clone()).await.unwrap();
+        kept.push(ev);
+    }
+    // Read while the segment is still being written.
+    for (n, ev) in kept.iter().enumerate() {
+        let found = log.evidence(&exchange_id(n as u64)).await.unwrap();
+        assert_eq!(
+            found,
+            ev.iter().cloned().collect::<Vec<_>>(),
+            "exchange {n}"
+        );
+    }
+    assert!(log.settle(Duration::from_secs(5)).await);
+    assert_eq!(
+        store
+            .sqlite_count("SELECT COUNT(*) FROM simpul_audit_evidence")
+            .await,
+        0
+    );
+    assert_eq!(
+        store
+            .sqlite_count(
+                "SELECT COUNT(*) FROM simpul_audit_records WHERE evidence_segment IS NOT NULL"
+            )
+            .await,
+        10
+    );
+    assert_eq!(
+        store
+            .sqlite_count("SELECT evidence FROM simpul_audit_segments")
+            .await,
+        10
+    );
+    // After a restart: the segment is kept (cut after its last frame), a new one begun.
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    let segments = store.segments(KEMLU);
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let end = store
+        .sqlite_count("SELECT end_offset FROM simpul_audit_segments")
+        .await;
+    assert_eq!(segments[0].metadata().unwrap().len(), end as u64);
+    for n in 20..30 {
+        let (rec, ev) = with_evidence(n);
+        log.append(rec, Some(ev.clone())).await.unwrap();
+        kept.push(Some(ev));
+    }
+    for (n, ev) in kept.iter().enumerate() {
+        let found = log.evidence(&exchange_id(n as u64)).await.unwrap();
+        assert_eq!(
+            found,
+            ev.iter().cloned().collect::<Vec<_>>(),
+            "exchange {n}"
+        );
+    }
+    // Reopened straight after appends: what the tables had not taken yet is written from
+    // the journal's frames, with their places.
+    for n in 30..40 {
+        let (rec, ev) = with_evidence(n);
+        log.append(rec, Some(ev.clone())).await.unwrap();
+        kept.push(Some(ev));
+    }
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    for (n, ev) in kept.iter().enumerate() {
+        let found = log.evidence(&exchange_id(n as u64)).await.unwrap();
+        assert_eq!(
+            found,
+            ev.iter().cloned().collect::<Vec<_>>(),
+            "exchange {n}"
+        );
+    }
+}
+
+/// An SQLite store made before its journal kept evidence has it in `simpul_audit_evidence`:
+/// still found there, with no migration at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_evidence_of_a_store_made_before_is_still_found_in_its_table() {
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    let (rec, ev) = with_evidence(1);
+    log.append(rec.clone(), None).await.unwrap();
+    let (newer, newer_ev) = with_evidence(2);
+    log.append(newer, Some(newer_ev.clone())).await.unwrap();
+    assert!(log.settle(Duration::from_secs(5)).await);
+    drop(log);
+    // As the old indexer wrote it (envelopes from before sealing are served as stored).
+    store
+        .tamper(&format!(
+            "INSERT INTO simpul_audit_evidence (log, seq, exchange_id, ts, request, response)
+             VALUES ('{KEMLU}', 0, '{}', 0, '{}', '{}')",
+            ev.exchange_id,
+            ev.request,
+            ev.response.clone().unwrap()
+        ))
+        .await;
+    let log = store.open(KEMLU, &k).await;
+    assert_eq!(log.evidence(&rec.exchange_id).await.unwrap(), [ev]);
+    assert_eq!(log.evidence(&exchange_id(2)).await.unwrap(), [newer_ev]);
+}
+
+/// A segment altered or deleted behind the gateway's back: reading the evidence in it is
+/// refused with an error naming the segment, the offset and the exchange, never answered
+/// with what happens to be there; the records and their tree are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_evidence_in_a_damaged_or_deleted_segment_is_refused_by_name() {
+    use std::os::unix::fs::FileExt;
+    let store = TestStore::sqlite();
+    let k = key(KEMLU);
+    let log = store.open(KEMLU, &k).await;
+    for n in 0..3 {
+        let (rec, ev) = with_evidence(n);
+        log.append(rec, Some(ev)).await.unwrap();
+    }
+    assert!(log.settle(Duration::from_secs(5)).await);
+    let segment = store.segments(KEMLU).pop().unwrap();
+    let offset = store
+        .sqlite_count("SELECT evidence_offset FROM simpul_audit_records WHERE seq = 1")
+        .await as u64;
+    // One byte of the frame's body altered under the running gateway.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset + 40).unwrap();
+    file.write_all_at(&[byte[0] ^ 1], offset + 40).unwrap();
+    let e = log.evidence(&exchange_id(1)).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(e, AuditError::Corrupt { seq: Some(1), .. }),
+        "{text}"
+    );
+    for part in [
+        segment.display().to_string(),
+        format!("offset {offset}"),
+        exchange_id(1),
+        "checksum fails".into(),
+    ] {
+        assert!(text.contains(&part), "{part} not in {text}");
+    }
+    // The log goes on: appends, records and the export are not the evidence.
+    let (rec, ev) = with_evidence(3);
+    log.append(rec, Some(ev.clone())).await.unwrap();
+    assert_eq!(log.records(0, 10).await.unwrap().len(), 4);
+    // Restarted on the altered segment: still refused.
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    let e = log.evidence(&exchange_id(1)).await.unwrap_err();
+    assert!(e.to_string().contains("checksum fails"), "{e}");
+    // Deleted: refused as missing (the retention marks what it deletes; this was not it).
+    std::fs::remove_file(&segment).unwrap();
+    let e = log.evidence(&exchange_id(2)).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("is missing"), "{text}");
+    assert!(text.contains(&segment.display().to_string()), "{text}");
+    assert!(text.contains(&exchange_id(2)), "{text}");
+    drop(log);
+    let log = store.open(KEMLU, &k).await;
+    assert!(
+        log.evidence(&exchange_id(2))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("is missing")
+    );
+    log.sign_tree_head().await.unwrap();
+    let report = verify_export(Cursor::new(export(&log).await), &public(&k)).unwrap();
+    assert_eq!((report.records, report.verified_size), (4, 4));
 }
 
 /// The envelopes kept as evidence are sealed: the store's file and its WAL hold neither
@@ -587,7 +868,11 @@ async fn evidence_is_sealed_at_rest() {
         unreachable!()
     };
     let mut scanned = 0;
-    for file in [db.clone(), db.with_extension("db-wal")] {
+    // The journal's segments keep the evidence: sealed there too.
+    let files = [db.clone(), db.with_extension("db-wal")]
+        .into_iter()
+        .chain(store.segments(KEMLU));
+    for file in files {
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };

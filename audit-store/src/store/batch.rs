@@ -5,6 +5,8 @@
 use audit::merkle::{Frontier, Hash, NodeRef, leaf_hash};
 use audit::{AuditRecord, NewRecord, StoredEvidence};
 
+use super::journal::FrameAt;
+
 /// The rows one group commit adds to a log.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Batch {
@@ -22,6 +24,9 @@ pub(crate) struct Batch {
     /// The tree after it.
     pub(crate) size: u64,
     pub(crate) root: Hash,
+    /// Where its journal frame is, once written to a journal: the tables then keep its
+    /// evidence there, not in rows of their own.
+    pub(crate) at: Option<FrameAt>,
 }
 
 impl Batch {
@@ -59,6 +64,7 @@ impl Batch {
             evidence,
             size: frontier.size(),
             root: frontier.root(),
+            at: None,
         })
     }
 
@@ -114,7 +120,24 @@ impl Batch {
             evidence,
             size,
             root,
+            at: None,
         })
+    }
+
+    /// The evidence of the batch [`Batch::encode`] wrote, by seq, read without the rest:
+    /// the records and nodes are skipped over, not parsed.
+    pub(crate) fn decode_evidence(bytes: &[u8]) -> Result<Vec<(u64, StoredEvidence)>, String> {
+        let mut r = Reader(bytes);
+        r.take(8 + 8 + 32 + 8 + 32)?;
+        let records = u32::from_le_bytes(r.array()?) as usize;
+        r.take(records)?;
+        let count = u32::from_le_bytes(r.array()?) as usize;
+        r.take(count.checked_mul(40).ok_or("too many nodes")?)?;
+        let evidence = r.json("evidence")?;
+        if !r.0.is_empty() {
+            return Err(format!("{} bytes after the evidence", r.0.len()));
+        }
+        Ok(evidence)
     }
 }
 
@@ -157,46 +180,47 @@ impl Reader<'_> {
     }
 }
 
+/// A record of exchange `n`, for the store's unit tests.
+#[cfg(test)]
+pub(crate) fn sample_record(n: u64) -> NewRecord {
+    NewRecord {
+        exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
+        role: audit::Role::Provider,
+        consumer: "ID:GOV:KEMLU".into(),
+        provider: "ID:GOV:DUKCAPIL".into(),
+        contract: "citizenship.check".into(),
+        version: "1".into(),
+        purpose: "citizen-protection".into(),
+        request_hash: Some("r".into()),
+        response_hash: Some("a".into()),
+        outcome: "ok".into(),
+        latency_us: u64::MAX,
+        subject: Some("s".into()),
+        lookup_id: None,
+        peer: None,
+        subsystem: None,
+        user: None,
+        aggregate: None,
+        subjects: None,
+        overlap: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use audit::{NewRecord, Role};
-
-    fn new(n: u64) -> NewRecord {
-        NewRecord {
-            exchange_id: format!("00000000-0000-4000-8000-{n:012}"),
-            role: Role::Provider,
-            consumer: "ID:GOV:KEMLU".into(),
-            provider: "ID:GOV:DUKCAPIL".into(),
-            contract: "citizenship.check".into(),
-            version: "1".into(),
-            purpose: "citizen-protection".into(),
-            request_hash: Some("r".into()),
-            response_hash: Some("a".into()),
-            outcome: "ok".into(),
-            latency_us: u64::MAX,
-            subject: Some("s".into()),
-            lookup_id: None,
-            peer: None,
-            subsystem: None,
-            user: None,
-            aggregate: None,
-            subjects: None,
-            overlap: None,
-        }
-    }
 
     #[test]
     fn a_batch_reads_back_as_it_was_written_and_extends_its_tree() {
         let mut f = Frontier::default();
-        let first = Batch::assign(vec![(new(0), None)], &mut f, 5).unwrap();
+        let first = Batch::assign(vec![(sample_record(0), None)], &mut f, 5).unwrap();
         let ev = StoredEvidence {
             exchange_id: "e".into(),
             request: "sealed-request".into(),
             response: None,
         };
         let appends = (1..4)
-            .map(|n| (new(n), (n == 2).then(|| ev.clone())))
+            .map(|n| (sample_record(n), (n == 2).then(|| ev.clone())))
             .collect();
         let batch = Batch::assign(appends, &mut f, 7).unwrap();
         assert_eq!((batch.size_before, batch.root_before), (1, first.root));
@@ -206,6 +230,7 @@ mod tests {
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         assert_eq!(Batch::decode(&bytes).unwrap(), batch);
+        assert_eq!(Batch::decode_evidence(&bytes).unwrap(), batch.evidence);
         // Cut anywhere, or with a byte more, it does not read.
         for cut in [0, 8, 88, bytes.len() - 1] {
             assert!(Batch::decode(&bytes[..cut]).is_err(), "cut at {cut}");
@@ -221,11 +246,11 @@ mod tests {
     #[test]
     fn a_batch_records_item_subjects_travel_in_its_journal_frame() {
         let mut f = Frontier::default();
-        let mut bulk = new(0);
+        let mut bulk = sample_record(0);
         bulk.contract = "identity.verify".into();
         bulk.subject = None;
         bulk.subjects = Some((0..1_000).rev().map(|n| format!("{n:0>43}")).collect());
-        let batch = Batch::assign(vec![(bulk, None), (new(1), None)], &mut f, 5).unwrap();
+        let batch = Batch::assign(vec![(bulk, None), (sample_record(1), None)], &mut f, 5).unwrap();
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         assert!(bytes.len() > 46_000, "{} bytes", bytes.len());
@@ -240,13 +265,18 @@ mod tests {
     #[test]
     fn a_runs_overlap_figures_travel_in_its_journal_frame() {
         let mut f = Frontier::default();
-        let mut run = new(0);
+        let mut run = sample_record(0);
         run.overlap = Some(audit::OverlapFigures {
             groups: vec![2474, 1079],
             theirs: Some(3933),
             overlaps: Some(vec![847, 491]),
         });
-        let batch = Batch::assign(vec![(run.clone(), None), (new(1), None)], &mut f, 5).unwrap();
+        let batch = Batch::assign(
+            vec![(run.clone(), None), (sample_record(1), None)],
+            &mut f,
+            5,
+        )
+        .unwrap();
         let mut bytes = Vec::new();
         batch.encode(&mut bytes).unwrap();
         let read = Batch::decode(&bytes).unwrap();

@@ -3,14 +3,17 @@
 //! writer, and made durable by one `fdatasync`. Overwriting a file whose size does not
 //! change, that sync writes the frame's pages and no file-system metadata (a file that grows
 //! must also commit its new size and extents through the file system's journal). Segments of
-//! [`SEGMENT_BYTES`] are named by the first seq they hold and deleted once the tables hold
-//! all of it.
+//! [`SEGMENT_BYTES`] are named by the first seq they hold. A segment whose frames carry
+//! evidence is kept: the tables point into it, and [`read_frame`] reads a frame back by
+//! where it was written; it goes with the evidence's retention. The others are deleted once
+//! the tables hold all of them.
 //!
 //! A frame is `SAJ1`, the body's length (u32, little-endian), the first seq of its batch
 //! (u64), the body, and the SHA-256 of all before it. Reading stops at the first frame that
 //! is not whole: zeros where the writer has not reached, or a frame torn by a crash, which
 //! held no answered record.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -40,10 +43,94 @@ const SUFFIX: &str = ".seg";
 const SPARE: &str = "spare";
 const LOCK: &str = "lock";
 
-/// One frame as read back: the first seq of its batch and the batch's bytes.
+/// One frame as read back: the first seq of its batch, where it is, and the batch's bytes.
 pub(crate) struct Frame {
     pub(crate) first_seq: u64,
+    pub(crate) at: FrameAt,
     pub(crate) body: Vec<u8>,
+}
+
+/// Where a frame was written: its segment (by the segment's first seq), the offset of its
+/// first byte there, and its length, header and checksum included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameAt {
+    pub(crate) segment: u64,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// A segment of the journal, as the writer knows it.
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// A frame in it carries evidence: it stays after the tables hold it.
+    keep: bool,
+}
+
+/// A frame that cannot be read back where the tables say it is.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The segment is not there.
+    #[error("journal segment {} is missing", path.display())]
+    Missing { path: PathBuf },
+    /// Reading it failed.
+    #[error("journal segment {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// What is there is not a whole frame: cut short, another frame's bytes, or altered.
+    #[error("journal segment {} at offset {offset}: {reason}", path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        reason: &'static str,
+    },
+}
+
+/// The path of the segment whose first seq is `first_seq`.
+pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}{SUFFIX}"))
+}
+
+/// The body of the frame at `offset` of segment `segment` in `dir`, its checksum verified.
+pub(crate) fn read_frame(dir: &Path, segment: u64, offset: u64) -> Result<Vec<u8>, FrameError> {
+    let path = segment_path(dir, segment);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FrameError::Missing { path }),
+        Err(source) => return Err(FrameError::Io { path, source }),
+    };
+    let damaged = |reason| FrameError::Damaged {
+        path: path.clone(),
+        offset,
+        reason,
+    };
+    let mut header = [0u8; HEADER];
+    match file.read_exact_at(&mut header, offset) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(damaged("the segment ends before the frame"));
+        }
+        Err(source) => return Err(FrameError::Io { path, source }),
+    }
+    if header[..4] != MAGIC {
+        return Err(damaged("no frame begins there"));
+    }
+    let body_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let mut rest = vec![0u8; body_len + TRAILER];
+    match file.read_exact_at(&mut rest, offset + HEADER as u64) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(damaged("the segment ends inside the frame"));
+        }
+        Err(source) => return Err(FrameError::Io { path, source }),
+    }
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&header);
+    ctx.update(&rest[..body_len]);
+    if ctx.finish().as_ref() != &rest[body_len..] {
+        return Err(damaged("the frame's checksum fails"));
+    }
+    rest.truncate(body_len);
+    Ok(rest)
 }
 
 /// Takes the journal directory `dir` (creating it) for this process: `Some(lock)` while
@@ -94,15 +181,27 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// The frames in `dir`'s segments that may hold seqs at or beyond `held` (the size the
 /// tables hold), in order: every frame from the last one that begins at or below `held`.
 /// Segments are read frame by frame, so only those frames are kept in memory, never a
-/// whole segment.
+/// whole segment; only the segments from the last one that begins at or below `held` are
+/// read (those before it hold nothing beyond it, and may be many: they keep evidence).
 pub(crate) fn scan(dir: &Path, held: u64) -> io::Result<Vec<Frame>> {
     let mut frames: Vec<Frame> = Vec::new();
-    for (_, path) in segments(dir)? {
+    let mut all = segments(dir)?;
+    let from = all
+        .iter()
+        .rposition(|(first, _)| *first <= held)
+        .unwrap_or(0);
+    for (segment, path) in all.drain(from..) {
         let mut file = io::BufReader::new(File::open(&path)?);
         let len = file.get_ref().metadata()?.len();
         let mut at = 0u64;
-        while let Some(frame) = next_frame(&mut file, len - at)? {
-            at += (HEADER + frame.body.len() + TRAILER) as u64;
+        while let Some(mut frame) = next_frame(&mut file, len - at)? {
+            let frame_len = (HEADER + frame.body.len() + TRAILER) as u64;
+            frame.at = FrameAt {
+                segment,
+                offset: at,
+                len: frame_len,
+            };
+            at += frame_len;
             if frame.first_seq <= held {
                 // Held by the tables, unless it is the last such frame and runs past `held`.
                 frames.clear();
@@ -140,6 +239,11 @@ fn next_frame(file: &mut impl io::Read, left: u64) -> io::Result<Option<Frame>> 
     rest.truncate(body_len as usize);
     Ok(Some(Frame {
         first_seq,
+        at: FrameAt {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        },
         body: rest,
     }))
 }
@@ -175,8 +279,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 struct Shared {
     alloc: Mutex<Alloc>,
     changed: Condvar,
-    /// The segments not yet deleted, by first seq; the last is being written.
-    segments: Mutex<Vec<(u64, PathBuf)>>,
+    /// The segments of this run not yet released, by first seq; the last is being written.
+    segments: Mutex<Vec<Segment>>,
     dir: PathBuf,
 }
 
@@ -278,44 +382,100 @@ pub(crate) struct Journal {
     shared: Arc<Shared>,
     current: Arc<File>,
     current_path: PathBuf,
+    /// The first seq of the segment being written (its name).
+    first_seq: u64,
     offset: u64,
     frame: Vec<u8>,
     /// Held while the journal is open: another process finds the directory taken.
     _lock: File,
 }
 
-/// Deletes the segments the tables hold entirely; shared with the indexer.
+/// Deletes the segments the tables hold entirely and that keep no evidence; shared with the
+/// indexer and the evidence's retention.
 #[derive(Clone)]
 pub(crate) struct Releaser(Arc<Shared>);
 
 impl Releaser {
-    /// Deletes every segment whose records all have seqs below `held`. The segment being
-    /// written stays.
-    pub(crate) fn release(&self, held: u64) {
-        let mut segments = self
-            .0
+    fn segments(&self) -> MutexGuard<'_, Vec<Segment>> {
+        self.0
             .segments
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while segments.len() > 1 && segments[1].0 <= held {
-            let (_, path) = segments.remove(0);
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(segment = %path.display(), error = %e, "audit journal segment not deleted");
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets go of every segment whose records all have seqs below `held`, deleting those
+    /// that keep no evidence. The segment being written stays.
+    pub(crate) fn release(&self, held: u64) {
+        let mut segments = self.segments();
+        while segments.len() > 1 && segments[1].first_seq <= held {
+            let segment = segments.remove(0);
+            if segment.keep {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(segment = %segment.path.display(), error = %e, "audit journal segment not deleted");
             }
         }
+    }
+
+    /// Of `candidates`, the segments that are closed and whose records all have seqs below
+    /// `held`: those whose evidence the retention may delete. A segment of an earlier run
+    /// (not in this run's list) is closed and held.
+    pub(crate) fn deletable(&self, candidates: &[u64], held: u64) -> Vec<u64> {
+        let segments = self.segments();
+        candidates
+            .iter()
+            .copied()
+            .filter(|c| match segments.iter().position(|s| s.first_seq == *c) {
+                None => segments.first().is_none_or(|s| *c < s.first_seq),
+                Some(i) => segments
+                    .get(i + 1)
+                    .is_some_and(|next| next.first_seq <= held),
+            })
+            .collect()
+    }
+
+    /// Deletes the segments `gone` (whose evidence the retention ended), and syncs the
+    /// directory.
+    pub(crate) fn delete(&self, gone: &[u64]) -> io::Result<()> {
+        self.segments().retain(|s| !gone.contains(&s.first_seq));
+        for segment in gone {
+            match std::fs::remove_file(segment_path(&self.0.dir, *segment)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sync_dir(&self.0.dir)
     }
 }
 
 impl Journal {
-    /// Starts the journal in `dir` (held through `lock`) at `next_seq`: deletes every
-    /// segment there — the caller has had the tables take all they hold — and begins a new
-    /// one, filled ahead.
-    pub(crate) fn start(dir: &Path, lock: File, next_seq: u64) -> io::Result<Journal> {
-        for (_, path) in segments(dir)? {
-            std::fs::remove_file(path)?;
+    /// Starts the journal in `dir` (held through `lock`) at `next_seq`: keeps the segments
+    /// of `keep` (by first seq, with the end of the last frame the tables point into, beyond
+    /// which a segment is cut: zeros filled ahead, or frames without evidence), deletes every
+    /// other segment there — the caller has had the tables take all they hold — and begins
+    /// a new one, filled ahead.
+    pub(crate) fn start(
+        dir: &Path,
+        lock: File,
+        next_seq: u64,
+        keep: &HashMap<u64, u64>,
+    ) -> io::Result<Journal> {
+        for (first_seq, path) in segments(dir)? {
+            match keep.get(&first_seq) {
+                Some(&end) if first_seq < next_seq => {
+                    let file = OpenOptions::new().write(true).open(&path)?;
+                    if file.metadata()?.len() > end {
+                        file.set_len(end)?;
+                        file.sync_all()?;
+                    }
+                }
+                _ => std::fs::remove_file(path)?,
+            }
         }
         let (file, allocated) = new_spare(dir)?;
-        let path = dir.join(format!("{next_seq:020}{SUFFIX}"));
+        let path = segment_path(dir, next_seq);
         std::fs::rename(dir.join(SPARE), &path)?;
         sync_dir(dir)?;
         let current = Arc::new(file);
@@ -332,7 +492,11 @@ impl Journal {
                 stop: false,
             }),
             changed: Condvar::new(),
-            segments: Mutex::new(vec![(next_seq, path)]),
+            segments: Mutex::new(vec![Segment {
+                first_seq: next_seq,
+                path,
+                keep: false,
+            }]),
             dir: dir.to_owned(),
         });
         let thread_shared = shared.clone();
@@ -343,6 +507,7 @@ impl Journal {
             shared,
             current,
             current_path,
+            first_seq: next_seq,
             offset: 0,
             frame: Vec::new(),
             _lock: lock,
@@ -354,9 +519,16 @@ impl Journal {
         Releaser(self.shared.clone())
     }
 
-    /// Appends the frame of a batch starting at `first_seq` and returns once it is on disk.
-    /// On `Err` nothing counts as written: the next frame is written at the same place.
-    pub(crate) fn append(&mut self, first_seq: u64, body: &[u8]) -> io::Result<()> {
+    /// Appends the frame of a batch starting at `first_seq` and returns where, once it is on
+    /// disk; a frame that carries `evidence` keeps its segment past the tables (until the
+    /// retention). On `Err` nothing counts as written: the next frame is written at the same
+    /// place.
+    pub(crate) fn append(
+        &mut self,
+        first_seq: u64,
+        body: &[u8],
+        evidence: bool,
+    ) -> io::Result<FrameAt> {
         let body_len = u32::try_from(body.len())
             .map_err(|_| io::Error::other("a group commit of more than 4 GiB"))?;
         self.frame.clear();
@@ -371,8 +543,25 @@ impl Journal {
             self.rotate(first_seq)?;
         }
         self.reserve(self.offset + len)?;
+        if evidence {
+            // Before the frame is written: the indexer, which releases segments, learns of
+            // the frame only after this returns.
+            let mut segments = self
+                .shared
+                .segments
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(s) = segments.last_mut() {
+                s.keep = true;
+            }
+        }
         self.current.write_all_at(&self.frame, self.offset)?;
         self.current.sync_data()?;
+        let at = FrameAt {
+            segment: self.first_seq,
+            offset: self.offset,
+            len,
+        };
         self.offset += len;
         let mut a = self.shared.alloc();
         let ahead = ahead(self.offset);
@@ -384,6 +573,20 @@ impl Journal {
             self.shared.changed.notify_all();
         }
         a.want_spare = spare;
+        Ok(at)
+    }
+
+    /// The first seq of the segment being written.
+    pub(crate) fn segment(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Closes the segment being written, if a frame is in it, and continues in a new one
+    /// named `first_seq` (the next frame's): the retention may then delete the old one.
+    pub(crate) fn close_segment(&mut self, first_seq: u64) -> io::Result<()> {
+        if self.offset > 0 {
+            self.rotate(first_seq)?;
+        }
         Ok(())
     }
 
@@ -445,7 +648,7 @@ impl Journal {
             .segments
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        segments.retain(|(seq, _)| *seq == first_seq);
+        segments.retain(|s| s.first_seq == first_seq);
         Ok(())
     }
 
@@ -457,11 +660,12 @@ impl Journal {
             Some(spare) => spare,
             None => new_spare(dir)?,
         };
-        let path = dir.join(format!("{first_seq:020}{SUFFIX}"));
+        let path = segment_path(dir, first_seq);
         std::fs::rename(dir.join(SPARE), &path)?;
         sync_dir(dir)?;
         self.current = Arc::new(file);
         self.current_path = path.clone();
+        self.first_seq = first_seq;
         self.offset = 0;
         {
             let mut a = self.shared.alloc();
@@ -474,7 +678,11 @@ impl Journal {
             .segments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((first_seq, path));
+            .push(Segment {
+                first_seq,
+                path,
+                keep: false,
+            });
         Ok(())
     }
 }
@@ -494,14 +702,19 @@ mod tests {
         tempfile::tempdir().unwrap()
     }
 
+    /// The first seqs of the segments in `dir`.
+    fn names(dir: &Path) -> Vec<u64> {
+        segments(dir).unwrap().into_iter().map(|(s, _)| s).collect()
+    }
+
     #[test]
     fn frames_read_back_in_order_and_a_torn_tail_is_cut_off() {
         let d = dir();
         let j = d.path().join("j");
         let lock = lock(&j, Duration::ZERO).unwrap().unwrap();
-        let mut journal = Journal::start(&j, lock, 7).unwrap();
-        journal.append(7, b"first").unwrap();
-        journal.append(9, b"second").unwrap();
+        let mut journal = Journal::start(&j, lock, 7, &HashMap::new()).unwrap();
+        journal.append(7, b"first", false).unwrap();
+        journal.append(9, b"second", false).unwrap();
         let frames = scan(&j, 0).unwrap();
         let got: Vec<_> = frames.iter().map(|f| (f.first_seq, &f.body[..])).collect();
         assert_eq!(got, [(7, &b"first"[..]), (9, &b"second"[..])]);
@@ -525,12 +738,12 @@ mod tests {
         // Written again after a failure, the next frame takes the torn one's place.
         drop(journal);
         let lock = super::lock(&j, Duration::from_secs(1)).unwrap().unwrap();
-        let mut journal = Journal::start(&j, lock, 8).unwrap();
+        let mut journal = Journal::start(&j, lock, 8, &HashMap::new()).unwrap();
         assert!(
             scan(&j, 0).unwrap().is_empty(),
             "start deletes what the tables hold"
         );
-        journal.append(8, b"third").unwrap();
+        journal.append(8, b"third", false).unwrap();
         assert_eq!(scan(&j, 0).unwrap()[0].body, b"third");
     }
 
@@ -539,14 +752,14 @@ mod tests {
         let d = dir();
         let j = d.path().join("j");
         let lock = lock(&j, Duration::ZERO).unwrap().unwrap();
-        let mut journal = Journal::start(&j, lock, 0).unwrap();
-        journal.append(0, b"first").unwrap();
+        let mut journal = Journal::start(&j, lock, 0, &HashMap::new()).unwrap();
+        journal.append(0, b"first", false).unwrap();
         assert!(!journal.gone());
         std::fs::remove_dir_all(&j).unwrap();
         assert!(journal.gone());
         journal.begin_again(1).unwrap();
         assert!(!journal.gone());
-        journal.append(1, b"second").unwrap();
+        journal.append(1, b"second", false).unwrap();
         let frames = scan(&j, 0).unwrap();
         assert_eq!((frames.len(), frames[0].first_seq), (1, 1));
         // Its lock is held again.
@@ -571,23 +784,62 @@ mod tests {
     fn segments_roll_over_and_are_released_once_held() {
         let d = dir();
         let lock = lock(d.path(), Duration::ZERO).unwrap().unwrap();
-        let mut journal = Journal::start(d.path(), lock, 0).unwrap();
+        let mut journal = Journal::start(d.path(), lock, 0, &HashMap::new()).unwrap();
         let body = vec![1u8; (SEGMENT_BYTES / 3) as usize];
         for seq in 0..4 {
-            journal.append(seq, &body).unwrap();
+            journal.append(seq, &body, false).unwrap();
         }
-        let names = |p: &Path| {
-            segments(p)
-                .unwrap()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect::<Vec<_>>()
-        };
         assert_eq!(names(d.path()), [0, 2]);
         assert_eq!(scan(d.path(), 0).unwrap().len(), 4);
         journal.releaser().release(1);
         assert_eq!(names(d.path()), [0, 2], "seq 1 is not held yet");
         journal.releaser().release(2);
         assert_eq!(names(d.path()), [2]);
+    }
+
+    #[test]
+    fn a_segment_with_evidence_is_kept_read_back_by_place_and_cut_to_its_frames() {
+        let d = dir();
+        let lock = lock(d.path(), Duration::ZERO).unwrap().unwrap();
+        let mut journal = Journal::start(d.path(), lock, 0, &HashMap::new()).unwrap();
+        let body = vec![1u8; (SEGMENT_BYTES / 3) as usize];
+        let first = journal.append(0, b"evidence", true).unwrap();
+        assert_eq!((first.segment, first.offset), (0, 0));
+        let mut last = first;
+        for seq in 1..4 {
+            last = journal.append(seq, &body, false).unwrap();
+        }
+        assert_eq!(last.segment, 3, "a new segment began at seq 3");
+        let releaser = journal.releaser();
+        releaser.release(4);
+        assert_eq!(names(d.path()), [0, 3], "the segment with evidence stays");
+        assert_eq!(read_frame(d.path(), 0, first.offset).unwrap(), b"evidence");
+        // Not at a frame's start, or past the end: refused, never garbage.
+        let e = read_frame(d.path(), 0, 1).unwrap_err();
+        assert!(e.to_string().contains("no frame begins there"), "{e}");
+        // A byte of the frame altered: its checksum fails.
+        let seg = segment_path(d.path(), 0);
+        let file = OpenOptions::new().write(true).open(&seg).unwrap();
+        file.write_all_at(b"E", (HEADER + 1) as u64).unwrap();
+        let e = read_frame(d.path(), 0, 0).unwrap_err();
+        assert!(matches!(e, FrameError::Damaged { offset: 0, .. }), "{e}");
+        assert!(e.to_string().contains("checksum fails"), "{e}");
+        assert!(e.to_string().contains(&seg.display().to_string()), "{e}");
+        file.write_all_at(b"v", (HEADER + 1) as u64).unwrap();
+        // The retention deletes closed segments only.
+        assert_eq!(releaser.deletable(&[0, 3], 4), [0]);
+        // Started again, the journal keeps the segment, cut after its frame with evidence.
+        drop(journal);
+        let lock = super::lock(d.path(), Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        let keep = HashMap::from([(0, first.len)]);
+        let journal = Journal::start(d.path(), lock, 4, &keep).unwrap();
+        assert_eq!(names(d.path()), [0, 4]);
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), first.len);
+        assert_eq!(read_frame(d.path(), 0, 0).unwrap(), b"evidence");
+        journal.releaser().delete(&[0]).unwrap();
+        let e = read_frame(d.path(), 0, 0).unwrap_err();
+        assert!(matches!(e, FrameError::Missing { .. }), "{e}");
     }
 }

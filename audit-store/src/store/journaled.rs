@@ -2,7 +2,9 @@
 //! each batch to the journal and answers once its frame is synced; an indexer task then
 //! writes the batches into the tables in larger transactions, off the answer's path; every
 //! read of the log first waits until the tables hold all that was answered. At open, what
-//! the journal holds beyond the tables is written into them before anything else.
+//! the journal holds beyond the tables is written into them before anything else. The
+//! segments whose frames carry evidence are kept, the tables pointing into them, until the
+//! evidence's retention deletes them ([`Journaled::expire`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -121,7 +123,8 @@ impl Journaled {
                 seq: Some(frame.first_seq),
                 reason: format!("journal {}: {reason}", dir.display()),
             };
-            let b = Batch::decode(&frame.body).map_err(corrupt)?;
+            let mut b = Batch::decode(&frame.body).map_err(corrupt)?;
+            b.at = Some(frame.at);
             if b.size_before != frame.first_seq {
                 return Err(corrupt(format!(
                     "a frame of seq {} holds a group commit from seq {}",
@@ -146,10 +149,23 @@ impl Journaled {
             tracing::info!(store = %backend.label, records = last.size - batches[0].size_before, tree_size = held, "audit records answered before the last stop written from the journal into the tables");
         }
         let size = frontier.size();
+        let keep = backend.kept_segments().await?;
         let start_dir = dir.to_owned();
-        let journal = blocking(backend, move || Journal::start(&start_dir, lock, size))
-            .await?
-            .map_err(io("starting the journal in"))?;
+        let (journal, missing) = blocking(backend, move || {
+            let missing: Vec<u64> = keep
+                .keys()
+                .copied()
+                .filter(|s| !journal::segment_path(&start_dir, *s).exists())
+                .collect();
+            Journal::start(&start_dir, lock, size, &keep).map(|j| (j, missing))
+        })
+        .await?
+        .map_err(io("starting the journal in"))?;
+        for segment in missing {
+            // Its evidence is gone; the records and the tree are not. Each read of that
+            // evidence fails, naming the segment.
+            tracing::error!(store = %backend.label, segment = %journal::segment_path(dir, segment).display(), "an audit journal segment that keeps evidence is missing: it was deleted outside the gateway");
+        }
         let journaled = Arc::new(Journaled {
             releaser: journal.releaser(),
             writer: Mutex::new(Writer {
@@ -270,10 +286,10 @@ impl Journaled {
                     store: self.label.clone(),
                     reason: format!("the journal was deleted and cannot begin again: {e}"),
                 })?;
-            tracing::warn!(store = %self.label, tree_size = size, "the audit journal was deleted or replaced while the gateway ran: begun again (every record it held is in the tables)");
+            tracing::error!(store = %self.label, tree_size = size, "the audit journal was deleted or replaced while the gateway ran: begun again (every record it held is in the tables; the evidence its segments kept is not, and reading it fails, naming the segment)");
         }
         let mut frontier = w.frontier.clone();
-        let batch = Batch::assign(appends, &mut frontier, now_ms).map_err(|(seq, e)| {
+        let mut batch = Batch::assign(appends, &mut frontier, now_ms).map_err(|(seq, e)| {
             AuditError::Corrupt {
                 store: self.label.clone(),
                 seq: Some(seq),
@@ -283,12 +299,13 @@ impl Journaled {
         let Writer { journal, body, .. } = &mut *w;
         body.clear();
         batch.encode(body)?;
-        journal
-            .append(batch.size_before, body)
+        let at = journal
+            .append(batch.size_before, body, !batch.evidence.is_empty())
             .map_err(|e| AuditError::NotDurable {
                 store: self.label.clone(),
                 reason: format!("journal: {e}"),
             })?;
+        batch.at = Some(at);
         w.frontier = frontier.clone();
         let records = batch.records.clone();
         self.committed.store(batch.size, Ordering::Release);
@@ -339,6 +356,60 @@ impl Journaled {
                 ),
             }),
         }
+    }
+
+    /// Deletes the journal segments whose records are all older than `before_ms`, with the
+    /// evidence they keep (the records and their tree stay in the tables); returns how many
+    /// records' evidence went. The segment being written is closed first if it is one of
+    /// them (a log idle since), so that the next frame begins another. Each segment is
+    /// marked deleted in the tables before its file goes: a listed segment whose file is
+    /// missing was deleted outside the gateway.
+    pub(crate) async fn expire(
+        self: &Arc<Self>,
+        backend: &Backend<sqlx::Sqlite>,
+        before_ms: i64,
+    ) -> Result<u64, AuditError> {
+        let expired = backend.expired_segments(before_ms).await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let candidates: Vec<u64> = expired.iter().map(|(s, _)| *s).collect();
+        let me = self.clone();
+        let deletable = blocking(backend, move || {
+            let mut w = me.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            if candidates.contains(&w.journal.segment()) {
+                let next = w.frontier.size();
+                w.journal.close_segment(next)?;
+            }
+            drop(w);
+            Ok::<_, std::io::Error>(me.releaser.deletable(&candidates, *me.indexed.borrow()))
+        })
+        .await?
+        .map_err(|e| AuditError::Journal {
+            store: self.label.clone(),
+            reason: format!("closing the segment being written for the retention: {e}"),
+        })?;
+        if deletable.is_empty() {
+            return Ok(0);
+        }
+        backend
+            .mark_segments_deleted(&deletable, crate::now_ms())
+            .await?;
+        let releaser = self.releaser.clone();
+        let gone = deletable.clone();
+        blocking(backend, move || releaser.delete(&gone))
+            .await?
+            .map_err(|e| AuditError::Journal {
+                store: self.label.clone(),
+                reason: format!("deleting journal segments past the evidence's retention: {e}"),
+            })?;
+        let evidence = expired
+            .iter()
+            .filter(|(s, _)| deletable.contains(s))
+            .map(|(_, n)| *n)
+            .sum();
+        tracing::info!(store = %self.label, segments = deletable.len(), evidence, "audit journal segments past the evidence's retention deleted");
+        Ok(evidence)
     }
 
     /// The bytes of the journals of every log in the store at `db`.
