@@ -817,6 +817,12 @@ async fn sqlite_evidence_in_a_damaged_or_deleted_segment_is_refused_by_name() {
     let log = store.open(KEMLU, &k).await;
     let e = log.evidence(&exchange_id(1)).await.unwrap_err();
     assert!(e.to_string().contains("checksum fails"), "{e}");
+    // A frame whose length was rewritten to more than the file holds: refused before
+    // anything is allocated for it.
+    file.write_all_at(&0xFFFF_FFF0u32.to_le_bytes(), offset + 4)
+        .unwrap();
+    let e = log.evidence(&exchange_id(1)).await.unwrap_err();
+    assert!(e.to_string().contains("length runs past the end"), "{e}");
     // Deleted: refused as missing (the retention marks what it deletes; this was not it).
     std::fs::remove_file(&segment).unwrap();
     let e = log.evidence(&exchange_id(2)).await.unwrap_err();

@@ -115,6 +115,19 @@ pub(crate) fn read_frame(dir: &Path, segment: u64, offset: u64) -> Result<Vec<u8
         return Err(damaged("no frame begins there"));
     }
     let body_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    // A length the file cannot hold is damage, found before anything is allocated for it.
+    let file_len = file
+        .metadata()
+        .map_err(|source| FrameError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    if offset.saturating_add((HEADER + body_len + TRAILER) as u64) > file_len {
+        return Err(damaged(
+            "the frame's length runs past the end of the segment",
+        ));
+    }
     let mut rest = vec![0u8; body_len + TRAILER];
     match file.read_exact_at(&mut rest, offset + HEADER as u64) {
         Ok(()) => {}
