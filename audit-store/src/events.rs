@@ -28,6 +28,17 @@
 //! store relies on too), except where they differ: the `FOR UPDATE` row locks and the
 //! leasing of due cursors, which PostgreSQL does with `SKIP LOCKED` ([`Dialect`]).
 
+/// The statement text for a read that locks the rows it reads until the transaction ends:
+/// PostgreSQL's `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE` has locked the whole file already.
+macro_rules! for_update {
+    ($dialect:expr, $sql:literal) => {
+        match $dialect {
+            $crate::events::Dialect::Sqlite => $sql,
+            $crate::events::Dialect::Postgres => concat!($sql, " FOR UPDATE"),
+        }
+    };
+}
+
 mod inbox;
 mod outbox;
 mod schema;
@@ -774,6 +785,33 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     }
 }
 
+/// A row's columns, read in the order the statement selects them; a column that cannot be
+/// read is an [`EventStoreError::Store`] naming the store and what was being done.
+struct Cols<'r, DB: Database> {
+    row: &'r DB::Row,
+    at: usize,
+    label: &'r str,
+    op: &'static str,
+}
+
+impl<'r, DB: Database> Cols<'r, DB>
+where
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The next column.
+    fn next<T: Decode<'r, DB> + Type<DB>>(&mut self) -> Result<T, EventStoreError> {
+        let at = self.at;
+        self.at += 1;
+        self.row
+            .try_get(at)
+            .map_err(|source| EventStoreError::Store {
+                store: self.label.to_owned(),
+                op: self.op,
+                source,
+            })
+    }
+}
+
 // The statements of both engines: sqlx's generic `Database` with what they need of it. The
 // files that add methods (`schema`, `outbox`, `inbox`) repeat these bounds.
 
@@ -799,6 +837,28 @@ where
             op,
             source,
         }
+    }
+
+    /// The columns of `row`, to read in order, for `op`.
+    fn cols<'r>(&'r self, row: &'r DB::Row, op: &'static str) -> Cols<'r, DB> {
+        Cols {
+            row,
+            at: 0,
+            label: &self.label,
+            op,
+        }
+    }
+
+    /// Every row of `rows` read by `read`, for `op`.
+    fn read_all<T>(
+        &self,
+        rows: &[DB::Row],
+        op: &'static str,
+        read: impl Fn(&mut Cols<'_, DB>) -> Result<T, EventStoreError>,
+    ) -> Result<Vec<T>, EventStoreError> {
+        rows.iter()
+            .map(|row| read(&mut self.cols(row, op)))
+            .collect()
     }
 
     fn corrupt(&self, what: &'static str, reason: impl Into<String>) -> EventStoreError {
@@ -857,22 +917,17 @@ where
         tx: &mut Transaction<'_, DB>,
         op: &'static str,
     ) -> Result<(i64, i64), EventStoreError> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1"
-            }
-            Dialect::Postgres => {
-                "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1 FOR UPDATE"
-            }
-        };
+        let sql = for_update!(
+            self.dialect,
+            "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1"
+        );
         let row = sqlx::query::<DB>(sql)
             .bind(self.member.as_str())
             .fetch_optional(&mut **tx)
             .await
             .map_err(self.err(op))?
             .ok_or_else(|| self.corrupt("the member's state row", "missing"))?;
-        let outbox: i64 = row.try_get(0).map_err(self.err(op))?;
-        let inbox: i64 = row.try_get(1).map_err(self.err(op))?;
-        Ok((outbox, inbox))
+        let mut c = self.cols(&row, op);
+        Ok((c.next()?, c.next()?))
     }
 }

@@ -218,19 +218,16 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Due {
-                    subscriber: row.try_get(0).map_err(self.err(op))?,
-                    contract: row.try_get(1).map_err(self.err(op))?,
-                    version: row.try_get(2).map_err(self.err(op))?,
-                    purpose: row.try_get(3).map_err(self.err(op))?,
-                    delivered_seq: row.try_get(4).map_err(self.err(op))?,
-                    attempts: self
-                        .unsigned("a cursor's attempts", row.try_get(5).map_err(self.err(op))?)?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(Due {
+                subscriber: c.next()?,
+                contract: c.next()?,
+                version: c.next()?,
+                purpose: c.next()?,
+                delivered_seq: c.next()?,
+                attempts: self.unsigned("a cursor's attempts", c.next()?)?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn pending(
@@ -251,18 +248,16 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutEvent {
-                    seq: row.try_get(0).map_err(self.err(op))?,
-                    id: row.try_get(1).map_err(self.err(op))?,
-                    subject: row.try_get(2).map_err(self.err(op))?,
-                    jws: row.try_get(3).map_err(self.err(op))?,
-                    emitted_ms: row.try_get(4).map_err(self.err(op))?,
-                    expires_ms: row.try_get(5).map_err(self.err(op))?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(OutEvent {
+                seq: c.next()?,
+                id: c.next()?,
+                subject: c.next()?,
+                jws: c.next()?,
+                emitted_ms: c.next()?,
+                expires_ms: c.next()?,
             })
-            .collect()
+        })
     }
 
     /// The cursor's position, its row locked until `tx` ends (on SQLite, the file is).
@@ -273,16 +268,11 @@ where
         contract: &str,
     ) -> Result<i64, EventStoreError> {
         let op = "locking a cursor";
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT delivered_seq FROM simpul_event_cursors
-                 WHERE member = $1 AND subscriber = $2 AND contract = $3"
-            }
-            Dialect::Postgres => {
-                "SELECT delivered_seq FROM simpul_event_cursors
-                 WHERE member = $1 AND subscriber = $2 AND contract = $3 FOR UPDATE"
-            }
-        };
+        let sql = for_update!(
+            self.dialect,
+            "SELECT delivered_seq FROM simpul_event_cursors
+             WHERE member = $1 AND subscriber = $2 AND contract = $3"
+        );
         let row = sqlx::query::<DB>(sql)
             .bind(self.member.as_str())
             .bind(subscriber)
@@ -404,15 +394,13 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Notice {
-                    event_id: row.try_get(0).map_err(self.err(op))?,
-                    hash: row.try_get(1).map_err(self.err(op))?,
-                    seq: row.try_get(2).map_err(self.err(op))?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(Notice {
+                event_id: c.next()?,
+                hash: c.next()?,
+                seq: c.next()?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn delivered(
@@ -525,27 +513,24 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                let get_i64 = |i: usize| row.try_get::<i64, _>(i).map_err(self.err(op));
-                Ok(CursorState {
-                    subscriber: row.try_get(0).map_err(self.err(op))?,
-                    contract: row.try_get(1).map_err(self.err(op))?,
-                    version: row.try_get(2).map_err(self.err(op))?,
-                    purpose: row.try_get(3).map_err(self.err(op))?,
-                    active: row.try_get(4).map_err(self.err(op))?,
-                    delivered_seq: get_i64(5)?,
-                    attempts: self.unsigned("a cursor's attempts", get_i64(6)?)?,
-                    next_attempt_ms: get_i64(7)?,
-                    last_error: row.try_get(8).map_err(self.err(op))?,
-                    last_delivered_id: row.try_get(9).map_err(self.err(op))?,
-                    last_delivered_ms: row.try_get(10).map_err(self.err(op))?,
-                    backlog: self.unsigned("a cursor's backlog", get_i64(11)?)?,
-                    oldest_pending_ms: row.try_get(12).map_err(self.err(op))?,
-                    notices: self.unsigned("a cursor's notices", get_i64(13)?)?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(CursorState {
+                subscriber: c.next()?,
+                contract: c.next()?,
+                version: c.next()?,
+                purpose: c.next()?,
+                active: c.next()?,
+                delivered_seq: c.next()?,
+                attempts: self.unsigned("a cursor's attempts", c.next()?)?,
+                next_attempt_ms: c.next()?,
+                last_error: c.next()?,
+                last_delivered_id: c.next()?,
+                last_delivered_ms: c.next()?,
+                backlog: self.unsigned("a cursor's backlog", c.next()?)?,
+                oldest_pending_ms: c.next()?,
+                notices: self.unsigned("a cursor's notices", c.next()?)?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn purge(&self, now_ms: i64) -> Result<u64, EventStoreError> {
