@@ -39,6 +39,7 @@ macro_rules! for_update {
     };
 }
 
+mod group;
 mod inbox;
 mod outbox;
 mod schema;
@@ -52,6 +53,8 @@ use sqlx::{
     ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlStr,
     Transaction, Type,
 };
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{StoreTarget, postgres_pool, sqlite_pool};
 use crate::{AuditConfig, AuditError};
@@ -120,6 +123,24 @@ pub enum EventStoreError {
         store: String,
         /// The name asked for.
         hook: String,
+    },
+    /// The transaction an emission shared with others ([`EventStore::emit`]'s group commit)
+    /// failed: none of its events is stored.
+    #[error("event store {store}: the group commit of {events} emitted events failed: {source}")]
+    GroupCommit {
+        /// The store.
+        store: String,
+        /// How many emissions the transaction held.
+        events: usize,
+        /// Why it failed (the same for every emission it held).
+        #[source]
+        source: Arc<EventStoreError>,
+    },
+    /// The store's committer of emissions is gone (the runtime is shutting down).
+    #[error("event store {store}: closed, the event is not stored")]
+    Closed {
+        /// The store.
+        store: String,
     },
     /// A redelivery would start inside the part of the inbox that was purged.
     #[error(
@@ -384,12 +405,30 @@ pub struct HookState {
 #[derive(Clone, Debug)]
 pub struct EventStore {
     engine: Arc<Engine>,
+    /// Where [`EventStore::emit`] sends its event to the group commit.
+    emissions: mpsc::Sender<group::Emission>,
 }
 
 #[derive(Debug)]
 enum Engine {
     Sqlite(Db<sqlx::Sqlite>),
     Postgres(Db<sqlx::Postgres>),
+}
+
+impl Engine {
+    fn label(&self) -> &str {
+        match self {
+            Engine::Sqlite(db) => &db.label,
+            Engine::Postgres(db) => &db.label,
+        }
+    }
+
+    async fn emit_batch(&self, events: &[NewEvent]) -> Result<Vec<Emitted>, EventStoreError> {
+        match self {
+            Engine::Sqlite(db) => db.emit_batch(events).await,
+            Engine::Postgres(db) => db.emit_batch(events).await,
+        }
+    }
 }
 
 /// Runs the same generic method on whichever engine the store is.
@@ -506,15 +545,17 @@ impl EventStore {
                 Engine::Postgres(db)
             }
         };
+        let engine = Arc::new(engine);
         Ok(EventStore {
-            engine: Arc::new(engine),
+            emissions: group::start(engine.clone()),
+            engine,
         })
     }
 
     /// How errors and log lines name the store: the SQLite file, or the PostgreSQL URL
     /// without credentials and the member.
     pub fn label(&self) -> &str {
-        on_engine!(self, db => &db.label)
+        self.engine.label()
     }
 
     // ---------- the outbox ----------
@@ -523,8 +564,33 @@ impl EventStore {
     /// When `source` is `Some` and an event of the same contract and source is stored
     /// already (a change-table row read twice), or an event of the same id is, nothing is
     /// written and [`Emitted::Existing`] names it.
+    ///
+    /// Emissions that arrive while an earlier one is being committed share the next
+    /// transaction ([`EventStore::emit_batch`]): each returns once that transaction is
+    /// durable, and all of them fail together ([`EventStoreError::GroupCommit`]) when it
+    /// fails.
     pub async fn emit(&self, ev: &NewEvent) -> Result<Emitted, EventStoreError> {
-        on_engine!(self, db => db.emit(ev).await)
+        let closed = || EventStoreError::Closed {
+            store: self.label().to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.emissions
+            .send(group::Emission {
+                event: ev.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Stores `events` in one transaction, in the given order, durable on return: what
+    /// [`EventStore::emit`] does with each, one answer per event in the same order. An event
+    /// whose source or id is that of an event stored before it, by an earlier call or
+    /// earlier in `events`, is not stored: [`Emitted::Existing`] names the stored one. When
+    /// the transaction fails, nothing of it is stored.
+    pub async fn emit_batch(&self, events: &[NewEvent]) -> Result<Vec<Emitted>, EventStoreError> {
+        self.engine.emit_batch(events).await
     }
 
     /// The highest `source` emitted for `contract` (where an outbox poller resumes), `None`

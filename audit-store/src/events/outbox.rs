@@ -66,12 +66,51 @@ where
     for<'q> bool: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub(super) async fn emit(&self, ev: &NewEvent) -> Result<Emitted, EventStoreError> {
-        let op = "emitting an event";
+    pub(super) async fn emit_batch(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<Emitted>, EventStoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = "emitting events";
         let mut conn = self.pool.acquire().await.map_err(self.err(op))?;
         let mut tx = self.begin(&mut conn, op).await?;
-        let (last_seq, _) = self.lock_state(&mut tx, op).await?;
+        let (mut last_seq, _) = self.lock_state(&mut tx, op).await?;
+        let first_free = last_seq + 1;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            // Rows written earlier in this transaction are seen: a second event of one
+            // source, or of one id, in a batch is the first one's.
+            if let Some(existing) = self.stored_as(&mut tx, ev).await? {
+                out.push(existing);
+                continue;
+            }
+            last_seq += 1;
+            self.store_event(&mut tx, ev, last_seq).await?;
+            out.push(Emitted::New { seq: last_seq });
+        }
+        if last_seq >= first_free {
+            sqlx::query::<DB>("UPDATE simpul_event_state SET outbox_seq = $2 WHERE member = $1")
+                .bind(self.member.as_str())
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("advancing the outbox seq"))?;
+        }
+        tx.commit().await.map_err(self.err("committing events"))?;
+        Ok(out)
+    }
+
+    /// The event stored already in `ev`'s place, if any: one of the same contract and
+    /// source, or else one of the same id.
+    async fn stored_as(
+        &self,
+        tx: &mut sqlx::Transaction<'_, DB>,
+        ev: &NewEvent,
+    ) -> Result<Option<Emitted>, EventStoreError> {
         if let Some(source) = ev.source {
+            let op = "looking for an event of the same source";
             let row = sqlx::query::<DB>(
                 "SELECT seq, id FROM simpul_event_outbox
                  WHERE member = $1 AND contract = $2 AND source = $3",
@@ -79,32 +118,41 @@ where
             .bind(self.member.as_str())
             .bind(ev.contract.as_str())
             .bind(source)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(self.err("looking for an event of the same source"))?;
+            .map_err(self.err(op))?;
             if let Some(row) = row {
-                let seq: i64 = row.try_get(0).map_err(self.err(op))?;
-                let id: String = row.try_get(1).map_err(self.err(op))?;
-                tx.rollback().await.map_err(self.err(op))?;
-                return Ok(Emitted::Existing { seq, id });
+                let mut c = self.cols(&row, op);
+                return Ok(Some(Emitted::Existing {
+                    seq: c.next()?,
+                    id: c.next()?,
+                }));
             }
         }
+        let op = "looking for an event of the same id";
         let row =
             sqlx::query::<DB>("SELECT seq FROM simpul_event_outbox WHERE member = $1 AND id = $2")
                 .bind(self.member.as_str())
                 .bind(ev.id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await
-                .map_err(self.err("looking for an event of the same id"))?;
-        if let Some(row) = row {
-            let seq: i64 = row.try_get(0).map_err(self.err(op))?;
-            tx.rollback().await.map_err(self.err(op))?;
-            return Ok(Emitted::Existing {
-                seq,
+                .map_err(self.err(op))?;
+        row.map(|row| {
+            Ok(Emitted::Existing {
+                seq: self.cols(&row, op).next()?,
                 id: ev.id.clone(),
-            });
-        }
-        let seq = last_seq + 1;
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes `ev` with `seq`, and its source as the contract's last when it is higher.
+    async fn store_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, DB>,
+        ev: &NewEvent,
+        seq: i64,
+    ) -> Result<(), EventStoreError> {
         sqlx::query::<DB>(
             "INSERT INTO simpul_event_outbox (member, seq, id, contract, version, subject,
                  emitted_ms, expires_ms, jws, source)
@@ -120,15 +168,9 @@ where
         .bind(ev.expires_ms)
         .bind(ev.jws.as_str())
         .bind(ev.source)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(self.err("storing an event"))?;
-        sqlx::query::<DB>("UPDATE simpul_event_state SET outbox_seq = $2 WHERE member = $1")
-            .bind(self.member.as_str())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("advancing the outbox seq"))?;
         if let Some(source) = ev.source {
             sqlx::query::<DB>(
                 "INSERT INTO simpul_event_sources (member, contract, last_source)
@@ -140,12 +182,11 @@ where
             .bind(self.member.as_str())
             .bind(ev.contract.as_str())
             .bind(source)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(self.err("keeping the last source"))?;
         }
-        tx.commit().await.map_err(self.err("committing an event"))?;
-        Ok(Emitted::New { seq })
+        Ok(())
     }
 
     pub(super) async fn last_source(&self, contract: &str) -> Result<Option<i64>, EventStoreError> {
