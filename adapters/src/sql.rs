@@ -18,6 +18,8 @@ mod batch;
 mod changes;
 mod list;
 mod table;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -28,6 +28,18 @@
 //! store relies on too), except where they differ: the `FOR UPDATE` row locks and the
 //! leasing of due cursors, which PostgreSQL does with `SKIP LOCKED` ([`Dialect`]).
 
+/// The statement text for a read that locks the rows it reads until the transaction ends:
+/// PostgreSQL's `FOR UPDATE`; SQLite's `BEGIN IMMEDIATE` has locked the whole file already.
+macro_rules! for_update {
+    ($dialect:expr, $sql:literal) => {
+        match $dialect {
+            $crate::events::Dialect::Sqlite => $sql,
+            $crate::events::Dialect::Postgres => concat!($sql, " FOR UPDATE"),
+        }
+    };
+}
+
+mod group;
 mod inbox;
 mod outbox;
 mod schema;
@@ -41,6 +53,8 @@ use sqlx::{
     ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, SqlStr,
     Transaction, Type,
 };
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{StoreTarget, postgres_pool, sqlite_pool};
 use crate::{AuditConfig, AuditError};
@@ -109,6 +123,24 @@ pub enum EventStoreError {
         store: String,
         /// The name asked for.
         hook: String,
+    },
+    /// The transaction an emission shared with others ([`EventStore::emit`]'s group commit)
+    /// failed: none of its events is stored.
+    #[error("event store {store}: the group commit of {events} emitted events failed: {source}")]
+    GroupCommit {
+        /// The store.
+        store: String,
+        /// How many emissions the transaction held.
+        events: usize,
+        /// Why it failed (the same for every emission it held).
+        #[source]
+        source: Arc<EventStoreError>,
+    },
+    /// The store's committer of emissions is gone (the runtime is shutting down).
+    #[error("event store {store}: closed, the event is not stored")]
+    Closed {
+        /// The store.
+        store: String,
     },
     /// A redelivery would start inside the part of the inbox that was purged.
     #[error(
@@ -373,12 +405,30 @@ pub struct HookState {
 #[derive(Clone, Debug)]
 pub struct EventStore {
     engine: Arc<Engine>,
+    /// Where [`EventStore::emit`] sends its event to the group commit.
+    emissions: mpsc::Sender<group::Emission>,
 }
 
 #[derive(Debug)]
 enum Engine {
     Sqlite(Db<sqlx::Sqlite>),
     Postgres(Db<sqlx::Postgres>),
+}
+
+impl Engine {
+    fn label(&self) -> &str {
+        match self {
+            Engine::Sqlite(db) => &db.label,
+            Engine::Postgres(db) => &db.label,
+        }
+    }
+
+    async fn emit_batch(&self, events: &[NewEvent]) -> Result<Vec<Emitted>, EventStoreError> {
+        match self {
+            Engine::Sqlite(db) => db.emit_batch(events).await,
+            Engine::Postgres(db) => db.emit_batch(events).await,
+        }
+    }
 }
 
 /// Runs the same generic method on whichever engine the store is.
@@ -495,15 +545,17 @@ impl EventStore {
                 Engine::Postgres(db)
             }
         };
+        let engine = Arc::new(engine);
         Ok(EventStore {
-            engine: Arc::new(engine),
+            emissions: group::start(engine.clone()),
+            engine,
         })
     }
 
     /// How errors and log lines name the store: the SQLite file, or the PostgreSQL URL
     /// without credentials and the member.
     pub fn label(&self) -> &str {
-        on_engine!(self, db => &db.label)
+        self.engine.label()
     }
 
     // ---------- the outbox ----------
@@ -512,8 +564,33 @@ impl EventStore {
     /// When `source` is `Some` and an event of the same contract and source is stored
     /// already (a change-table row read twice), or an event of the same id is, nothing is
     /// written and [`Emitted::Existing`] names it.
+    ///
+    /// Emissions that arrive while an earlier one is being committed share the next
+    /// transaction ([`EventStore::emit_batch`]): each returns once that transaction is
+    /// durable, and all of them fail together ([`EventStoreError::GroupCommit`]) when it
+    /// fails.
     pub async fn emit(&self, ev: &NewEvent) -> Result<Emitted, EventStoreError> {
-        on_engine!(self, db => db.emit(ev).await)
+        let closed = || EventStoreError::Closed {
+            store: self.label().to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.emissions
+            .send(group::Emission {
+                event: ev.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Stores `events` in one transaction, in the given order, durable on return: what
+    /// [`EventStore::emit`] does with each, one answer per event in the same order. An event
+    /// whose source or id is that of an event stored before it, by an earlier call or
+    /// earlier in `events`, is not stored: [`Emitted::Existing`] names the stored one. When
+    /// the transaction fails, nothing of it is stored.
+    pub async fn emit_batch(&self, events: &[NewEvent]) -> Result<Vec<Emitted>, EventStoreError> {
+        self.engine.emit_batch(events).await
     }
 
     /// The highest `source` emitted for `contract` (where an outbox poller resumes), `None`
@@ -774,6 +851,33 @@ impl RowsAffected for sqlx::postgres::PgQueryResult {
     }
 }
 
+/// A row's columns, read in the order the statement selects them; a column that cannot be
+/// read is an [`EventStoreError::Store`] naming the store and what was being done.
+struct Cols<'r, DB: Database> {
+    row: &'r DB::Row,
+    at: usize,
+    label: &'r str,
+    op: &'static str,
+}
+
+impl<'r, DB: Database> Cols<'r, DB>
+where
+    usize: ColumnIndex<DB::Row>,
+{
+    /// The next column.
+    fn next<T: Decode<'r, DB> + Type<DB>>(&mut self) -> Result<T, EventStoreError> {
+        let at = self.at;
+        self.at += 1;
+        self.row
+            .try_get(at)
+            .map_err(|source| EventStoreError::Store {
+                store: self.label.to_owned(),
+                op: self.op,
+                source,
+            })
+    }
+}
+
 // The statements of both engines: sqlx's generic `Database` with what they need of it. The
 // files that add methods (`schema`, `outbox`, `inbox`) repeat these bounds.
 
@@ -799,6 +903,28 @@ where
             op,
             source,
         }
+    }
+
+    /// The columns of `row`, to read in order, for `op`.
+    fn cols<'r>(&'r self, row: &'r DB::Row, op: &'static str) -> Cols<'r, DB> {
+        Cols {
+            row,
+            at: 0,
+            label: &self.label,
+            op,
+        }
+    }
+
+    /// Every row of `rows` read by `read`, for `op`.
+    fn read_all<T>(
+        &self,
+        rows: &[DB::Row],
+        op: &'static str,
+        read: impl Fn(&mut Cols<'_, DB>) -> Result<T, EventStoreError>,
+    ) -> Result<Vec<T>, EventStoreError> {
+        rows.iter()
+            .map(|row| read(&mut self.cols(row, op)))
+            .collect()
     }
 
     fn corrupt(&self, what: &'static str, reason: impl Into<String>) -> EventStoreError {
@@ -857,22 +983,17 @@ where
         tx: &mut Transaction<'_, DB>,
         op: &'static str,
     ) -> Result<(i64, i64), EventStoreError> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1"
-            }
-            Dialect::Postgres => {
-                "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1 FOR UPDATE"
-            }
-        };
+        let sql = for_update!(
+            self.dialect,
+            "SELECT outbox_seq, inbox_seq FROM simpul_event_state WHERE member = $1"
+        );
         let row = sqlx::query::<DB>(sql)
             .bind(self.member.as_str())
             .fetch_optional(&mut **tx)
             .await
             .map_err(self.err(op))?
             .ok_or_else(|| self.corrupt("the member's state row", "missing"))?;
-        let outbox: i64 = row.try_get(0).map_err(self.err(op))?;
-        let inbox: i64 = row.try_get(1).map_err(self.err(op))?;
-        Ok((outbox, inbox))
+        let mut c = self.cols(&row, op);
+        Ok((c.next()?, c.next()?))
     }
 }

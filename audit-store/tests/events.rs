@@ -82,6 +82,43 @@ impl Place {
         self.open_as(BP2MI).await
     }
 
+    /// Makes the outbox refuse an event of id [`POISON`] (a trigger that aborts its
+    /// INSERT), so that the transaction holding it fails. Call after opening the store.
+    async fn poison(&self) {
+        match &self.pg {
+            Some(_) => {
+                let mut conn = sqlx::PgConnection::connect(&self.store).await.unwrap();
+                conn.execute(
+                    "CREATE FUNCTION simpul_test_poison() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'poisoned by the test'; END $$",
+                )
+                .await
+                .unwrap();
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE TRIGGER simpul_test_poison BEFORE INSERT ON simpul_event_outbox
+                     FOR EACH ROW WHEN (NEW.id = '{POISON}') EXECUTE FUNCTION simpul_test_poison()"
+                )))
+                .await
+                .unwrap();
+                conn.close().await.unwrap();
+            }
+            None => {
+                let file = events_file(&self.dir.path().join(&self.store));
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                        .await
+                        .unwrap();
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "CREATE TRIGGER simpul_test_poison BEFORE INSERT ON simpul_event_outbox
+                     WHEN NEW.id = '{POISON}' BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END"
+                )))
+                .await
+                .unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+
     async fn cleanup(self) {
         if let Some((url, schema)) = &self.pg {
             let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -141,7 +178,13 @@ on_both_engines!(
     two_owners_asking_at_once_never_get_the_same_cursor,
     members_sharing_a_database_see_only_their_own_events,
     an_unknown_cursor_or_hook_is_refused_by_name,
+    concurrent_emissions_each_get_a_distinct_seq_in_commit_order,
+    emissions_of_one_source_in_one_batch_are_stored_once,
+    a_failed_group_commit_fails_every_emission_in_it,
 );
+
+/// The id of the event that [`Place::poison`] makes every transaction fail on.
+const POISON: &str = "evt-poison";
 
 fn event(n: u32, contract: &str, source: Option<i64>, expires_ms: i64) -> NewEvent {
     NewEvent {
@@ -1245,5 +1288,173 @@ mod scenarios {
             );
             assert!(e.to_string().contains("nope"), "{e}");
         }
+    }
+
+    /// Many emissions at once (sharing group commits): each gets its own seq, the seqs are
+    /// 1..=n with no gap, the outbox holds each event at the seq its caller was told, and a
+    /// caller is answered only once its event is committed (readable by another call).
+    pub async fn concurrent_emissions_each_get_a_distinct_seq_in_commit_order(place: &Place) {
+        let s = place.open().await;
+        let n: u32 = 300;
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 1..=n {
+            let s = s.clone();
+            tasks.spawn(async move {
+                let ev = event(i, PLACEMENT, None, T0 + HOUR);
+                let seq = emit_new(&s, &ev).await;
+                let stored = s.pending(PLACEMENT, seq - 1, 1).await.unwrap();
+                assert_eq!(
+                    stored.first().map(|e| (e.seq, e.id.as_str())),
+                    Some((seq, ev.id.as_str())),
+                    "answered before its event was committed"
+                );
+                (seq, ev.id)
+            });
+        }
+        let mut told = std::collections::BTreeMap::new();
+        while let Some(done) = tasks.join_next().await {
+            let (seq, id) = done.unwrap();
+            assert!(told.insert(seq, id).is_none(), "seq {seq} given twice");
+        }
+        assert_eq!(
+            told.keys().copied().collect::<Vec<_>>(),
+            (1..=i64::from(n)).collect::<Vec<_>>()
+        );
+        let stored = s.pending(PLACEMENT, 0, n + 1).await.unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| (e.seq, e.id.clone()))
+                .collect::<Vec<_>>(),
+            told.into_iter().collect::<Vec<_>>(),
+            "each event at the seq its caller was told"
+        );
+        assert_eq!(s.outbox_size().await.unwrap(), (i64::from(n), u64::from(n)));
+    }
+
+    /// Two emissions of one source in one batch: the second is the first's event. And many
+    /// of one source at once, over however many batches: one event.
+    pub async fn emissions_of_one_source_in_one_batch_are_stored_once(place: &Place) {
+        let s = place.open().await;
+        let first = event(1, PLACEMENT, Some(7), T0 + HOUR);
+        let again = event(2, PLACEMENT, Some(7), T0 + HOUR);
+        let other = event(3, PLACEMENT, Some(8), T0 + HOUR);
+        let same_id = NewEvent {
+            source: None,
+            ..other.clone()
+        };
+        assert_eq!(
+            s.emit_batch(&[first.clone(), again, other.clone(), same_id])
+                .await
+                .unwrap(),
+            [
+                Emitted::New { seq: 1 },
+                Emitted::Existing {
+                    seq: 1,
+                    id: first.id.clone()
+                },
+                Emitted::New { seq: 2 },
+                Emitted::Existing {
+                    seq: 2,
+                    id: other.id.clone()
+                },
+            ]
+        );
+        assert_eq!(s.outbox_size().await.unwrap(), (2, 2));
+        assert_eq!(s.last_source(PLACEMENT).await.unwrap(), Some(8));
+
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 10..60 {
+            let s = s.clone();
+            tasks.spawn(async move { s.emit(&event(i, PLACEMENT, Some(9), T0 + HOUR)).await });
+        }
+        let mut new = Vec::new();
+        let mut existing = BTreeSet::new();
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap().unwrap() {
+                Emitted::New { seq } => new.push(seq),
+                Emitted::Existing { seq, id } => {
+                    existing.insert((seq, id));
+                }
+            }
+        }
+        assert_eq!(new, [3], "one emission of source 9 is new");
+        let stored = s.pending(PLACEMENT, 2, 10).await.unwrap();
+        assert_eq!(stored.len(), 1, "source 9 stored once");
+        assert_eq!(
+            existing.into_iter().collect::<Vec<_>>(),
+            [(3, stored[0].id.clone())],
+            "every other emission of source 9 is told of the stored one"
+        );
+    }
+
+    /// A batch whose transaction fails stores none of its events and fails every emission
+    /// it held: no caller is told its event is kept when it is not.
+    pub async fn a_failed_group_commit_fails_every_emission_in_it(place: &Place) {
+        let s = place.open().await;
+        place.poison().await;
+        let poison = NewEvent {
+            id: POISON.into(),
+            ..event(2, PLACEMENT, Some(2), T0 + HOUR)
+        };
+        let batch = [
+            event(1, PLACEMENT, Some(1), T0 + HOUR),
+            poison.clone(),
+            event(3, PLACEMENT, Some(3), T0 + HOUR),
+        ];
+        let e = s.emit_batch(&batch).await.unwrap_err();
+        assert!(e.to_string().contains("poisoned by the test"), "{e}");
+        assert_eq!(s.outbox_size().await.unwrap(), (0, 0), "nothing of it kept");
+        assert_eq!(s.last_source(PLACEMENT).await.unwrap(), None);
+
+        // Through `emit`, at once: the emissions that shared the poisoned transaction all
+        // fail, saying how many they were; every other one is stored.
+        let mut tasks = tokio::task::JoinSet::new();
+        for ev in (10..40)
+            .map(|i| event(i, PLACEMENT, None, T0 + HOUR))
+            .chain([poison])
+        {
+            let s = s.clone();
+            tasks.spawn(async move { (ev.id.clone(), s.emit(&ev).await) });
+        }
+        let mut kept = BTreeSet::new();
+        let mut failed = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done.unwrap() {
+                (id, Ok(Emitted::New { seq })) => {
+                    kept.insert((seq, id));
+                }
+                (id, Ok(other)) => panic!("{id}: {other:?}"),
+                (id, Err(EventStoreError::GroupCommit { events, source, .. })) => {
+                    assert!(
+                        source.to_string().contains("poisoned by the test"),
+                        "{source}"
+                    );
+                    failed.push((id, events));
+                }
+                (id, Err(e)) => panic!("{id}: not a failed group commit: {e}"),
+            }
+        }
+        assert!(
+            failed.iter().any(|(id, _)| id == POISON),
+            "the poisoned emission failed"
+        );
+        for (id, events) in &failed {
+            assert_eq!(*events, failed.len(), "{id}: one failed batch of {events}");
+        }
+        let stored = s.pending(PLACEMENT, 0, 100).await.unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| (e.seq, e.id.clone()))
+                .collect::<BTreeSet<_>>(),
+            kept,
+            "exactly the emissions answered Ok are stored"
+        );
+        assert_eq!(kept.len() + failed.len(), 31);
+
+        // The store goes on: the first batch's events, sent again, are kept.
+        let again = s.emit_batch(&batch[..1]).await.unwrap();
+        assert!(matches!(again[..], [Emitted::New { .. }]), "{again:?}");
     }
 }

@@ -18,17 +18,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use audit_store::events::EventStore;
+use audit_store::now_ms;
 use contracts::Manifest;
 use gateway::client::PeerClient;
 use gateway::config::Config;
 use http::Method;
 use serde_json::json;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {

@@ -473,6 +473,7 @@ async fn read_start(mut body: hyper::body::Incoming) -> Vec<u8> {
 mod tests {
     use std::convert::Infallible;
 
+    use contracts::unix_now as now;
     use http::Response;
     use hyper::body::Incoming;
     use hyper::server::conn::http1;
@@ -801,29 +802,55 @@ mod tests {
         rx
     }
 
+    /// A listener on a free loopback port, and the port.
     async fn local() -> (TcpListener, u16) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         (listener, port)
     }
 
-    fn now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
+    /// A receiver on a free loopback port answering `status`, over TLS from `tls` when
+    /// given: the URL of `path` on it (`https://localhost:…` with TLS, else
+    /// `http://127.0.0.1:…`), and what it receives.
+    async fn receiver(
+        status: StatusCode,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        path: &str,
+    ) -> (Uri, mpsc::UnboundedReceiver<Received>) {
+        let (listener, port) = local().await;
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}{path}"),
+            None => format!("http://127.0.0.1:{port}{path}"),
+        };
+        (url.parse().unwrap(), receive(listener, status, tls))
+    }
+
+    /// The URL of `/` on `port` of the loopback, over HTTP.
+    fn url_of(port: u16) -> Uri {
+        format!("http://127.0.0.1:{port}/").parse().unwrap()
+    }
+
+    /// Sends [`BODY`] as `evt_1` to `url` now, with a fresh secret and no roots of trust,
+    /// waiting `timeout` for the answer.
+    async fn send_one(url: &Uri, timeout: Duration) -> Result<(), WebhookError> {
+        send(
+            &WebhookClient::new(RootCertStore::empty()),
+            url,
+            &WebhookSecret::generate(),
+            "evt_1",
+            now(),
+            Bytes::from(BODY),
+            timeout,
+        )
+        .await
     }
 
     const BODY: &str = r#"{"event":{"type":"placement.changed"},"provider":"ID:GOV:BP2MI"}"#;
 
     #[tokio::test]
     async fn a_sent_webhook_arrives_with_its_headers_and_verifies() {
-        let (listener, port) = local().await;
-        let mut received = receive(listener, StatusCode::NO_CONTENT, None);
+        let (url, mut received) = receiver(StatusCode::NO_CONTENT, None, "/hooks/simpul").await;
         let secret = WebhookSecret::generate();
-        let url: Uri = format!("http://127.0.0.1:{port}/hooks/simpul")
-            .parse()
-            .unwrap();
         let client = WebhookClient::new(RootCertStore::empty());
         let sent_at = now();
         send(
@@ -857,20 +884,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_500_is_an_error_with_the_answers_first_line() {
-        let (listener, port) = local().await;
-        let _received = receive(listener, StatusCode::INTERNAL_SERVER_ERROR, None);
-        let url: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-        let e = send(
-            &WebhookClient::new(RootCertStore::empty()),
-            &url,
-            &WebhookSecret::generate(),
-            "evt_1",
-            now(),
-            Bytes::from(BODY),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let (url, _received) = receiver(StatusCode::INTERNAL_SERVER_ERROR, None, "/").await;
+        let e = send_one(&url, Duration::from_secs(5)).await.unwrap_err();
         assert!(
             matches!(&e, WebhookError::Status { status, answer, .. } if *status == StatusCode::INTERNAL_SERVER_ERROR && answer == "something broke"),
             "{e}"
@@ -881,18 +896,9 @@ mod tests {
     async fn a_receiver_that_does_not_answer_in_time_is_a_timeout() {
         let (listener, port) = local().await;
         // Accepted by the kernel, never answered.
-        let url: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-        let e = send(
-            &WebhookClient::new(RootCertStore::empty()),
-            &url,
-            &WebhookSecret::generate(),
-            "evt_1",
-            now(),
-            Bytes::from(BODY),
-            Duration::from_millis(200),
-        )
-        .await
-        .unwrap_err();
+        let e = send_one(&url_of(port), Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(matches!(e, WebhookError::Timeout { ms: 200, .. }), "{e}");
         drop(listener);
     }
@@ -901,18 +907,9 @@ mod tests {
     async fn a_closed_port_is_unreachable() {
         let (listener, port) = local().await;
         drop(listener);
-        let url: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-        let e = send(
-            &WebhookClient::new(RootCertStore::empty()),
-            &url,
-            &WebhookSecret::generate(),
-            "evt_1",
-            now(),
-            Bytes::from(BODY),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_err();
+        let e = send_one(&url_of(port), Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(matches!(e, WebhookError::Unreachable { .. }), "{e}");
     }
 
@@ -978,9 +975,7 @@ mod tests {
     #[tokio::test]
     async fn https_goes_to_a_server_the_roots_vouch_for_and_not_to_another() {
         let (acceptor, ca) = tls_server();
-        let (listener, port) = local().await;
-        let mut received = receive(listener, StatusCode::OK, Some(acceptor));
-        let url: Uri = format!("https://localhost:{port}/hook").parse().unwrap();
+        let (url, mut received) = receiver(StatusCode::OK, Some(acceptor), "/hook").await;
         let secret = WebhookSecret::generate();
         let mut roots = RootCertStore::empty();
         roots.add(ca).unwrap();

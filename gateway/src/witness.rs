@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use audit::merkle::Hash;
 use audit::tree_head::{TREE_HEAD_TYP, TreeHeadPayload};
 use audit::{ConsistencyProof, SignedTreeHead, check_consistency_proof, verify_tree_head};
-use audit_store::{AuditLog, Fork, Witnessed};
+use audit_store::{AuditLog, Fork, Witnessed, now_ms};
 use contracts::{Manifest, MemberId, ParsedJws, Problem, ProblemCode};
 use http::Method;
 
@@ -455,11 +455,4 @@ async fn fetch_proof(
         )),
         Err(e) => Fetched::Refused(format!("its answer is not a consistency proof: {e}")),
     }
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

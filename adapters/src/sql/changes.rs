@@ -256,8 +256,11 @@ mod tests {
     use sqlx::{Connection as _, SqliteConnection};
 
     use super::*;
+    use crate::Adapter;
     use crate::sql::RowMode;
-    use crate::{Adapter, HttpAdapter, HttpSpec};
+    use crate::sql::test_support::{
+        adapter_with_the_trait_defaults, assert_refused, assert_refused_with_field, sqlite_file,
+    };
 
     fn changes_spec() -> SqlSpec {
         serde_json::from_value(json!({
@@ -268,17 +271,6 @@ mod tests {
             "columns": {"source": "integer", "placement": "text", "change": "text", "on": "text"},
         }))
         .unwrap()
-    }
-
-    /// Asserts that `s` is refused at `field`, the reason saying `says`.
-    #[track_caller]
-    fn assert_refused(s: SqlSpec, field: &str, says: &str) {
-        let e = SqlAdapter::new(s, Path::new(".")).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.reason.contains(says)),
-            (field, true),
-            "{e}"
-        );
     }
 
     #[test]
@@ -388,35 +380,22 @@ mod tests {
 
     #[test]
     fn found_is_refused_with_changes() {
-        let mut s = changes_spec();
-        s.found.insert("kind".into(), json!("placement"));
-        assert_refused(s, "found", "not with rows = \"changes\"");
+        assert_refused_with_field(changes_spec(), "changes", "found");
     }
 
     #[test]
     fn not_found_is_refused_with_changes() {
-        let mut s = changes_spec();
-        s.not_found = Some(json!({}));
-        assert_refused(s, "not_found", "not with rows = \"changes\"");
+        assert_refused_with_field(changes_spec(), "changes", "not_found");
     }
 
     #[test]
     fn list_field_is_refused_with_changes() {
-        let mut s = changes_spec();
-        s.list_field = Some("changes".into());
-        assert_refused(s, "list_field", "not with rows = \"changes\"");
+        assert_refused_with_field(changes_spec(), "changes", "list_field");
     }
 
     #[test]
     fn a_batch_table_is_refused_with_changes() {
-        let mut s = changes_spec();
-        s.batch = Some(
-            serde_json::from_value(
-                json!({"items": "items", "key": "nik", "answer": "identity-verdicts"}),
-            )
-            .unwrap(),
-        );
-        assert_refused(s, "batch", "only with rows = \"batch\"");
+        assert_refused_with_field(changes_spec(), "changes", "batch");
     }
 
     #[tokio::test]
@@ -442,11 +421,7 @@ mod tests {
             "backend error: this binding reads no change table (it is not in rows = \"changes\" mode)"
         );
         // The trait's default, for an adapter that does not override it.
-        let http: HttpSpec = serde_json::from_value(json!({
-            "url": "http://127.0.0.1:9/{nik}", "answer": {"placed": "/placed"},
-        }))
-        .unwrap();
-        let http = HttpAdapter::new(http, Path::new(".")).unwrap();
+        let http = adapter_with_the_trait_defaults();
         assert_eq!(http.change_fields(), None);
         let e = http.changes(0, 10).await.unwrap_err();
         assert!(e.to_string().contains("reads no change table"), "{e}");
@@ -455,18 +430,15 @@ mod tests {
     #[tokio::test]
     async fn a_changes_binding_reads_the_rows_after_the_last_one_from_a_sqlite_file() {
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .create_if_missing(true);
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-        for sql in [
-            "CREATE TABLE placement_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, placement TEXT NOT NULL, change TEXT, changed_on TEXT NOT NULL)",
-            "INSERT INTO placement_changes (placement, change, changed_on) VALUES \
-             ('84211', 'started', '2026-12-06'), ('84212', NULL, '2026-12-06'), ('84211', 'ended', '2026-12-07')",
-        ] {
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        }
-        conn.close().await.unwrap();
+        sqlite_file(
+            dir.path(),
+            &[
+                "CREATE TABLE placement_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, placement TEXT NOT NULL, change TEXT, changed_on TEXT NOT NULL)",
+                "INSERT INTO placement_changes (placement, change, changed_on) VALUES \
+                 ('84211', 'started', '2026-12-06'), ('84212', NULL, '2026-12-06'), ('84211', 'ended', '2026-12-07')",
+            ],
+        )
+        .await;
         let a = SqlAdapter::new(changes_spec(), dir.path()).unwrap();
         let changes = a.changes(0, 100).await.unwrap();
         let data = |v: Value| -> Map<String, Value> { serde_json::from_value(v).unwrap() };

@@ -199,8 +199,11 @@ mod tests {
     use sqlx::{Connection as _, SqliteConnection};
 
     use super::*;
+    use crate::Adapter;
     use crate::sql::RowMode;
-    use crate::{Adapter, HttpAdapter, HttpSpec};
+    use crate::sql::test_support::{
+        adapter_with_the_trait_defaults, assert_refused, assert_refused_with_field, sqlite_file,
+    };
 
     fn list_spec() -> SqlSpec {
         serde_json::from_value(json!({
@@ -210,17 +213,6 @@ mod tests {
             "columns": {"identifier": "text", "label": "text"},
         }))
         .unwrap()
-    }
-
-    /// Asserts that `s` is refused at `field`, the reason saying `says`.
-    #[track_caller]
-    fn assert_refused(s: SqlSpec, field: &str, says: &str) {
-        let e = SqlAdapter::new(s, Path::new(".")).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.reason.contains(says)),
-            (field, true),
-            "{e}"
-        );
     }
 
     #[test]
@@ -295,35 +287,22 @@ mod tests {
 
     #[test]
     fn found_is_refused_with_list() {
-        let mut s = list_spec();
-        s.found.insert("registered".into(), json!(true));
-        assert_refused(s, "found", "not with rows = \"list\"");
+        assert_refused_with_field(list_spec(), "list", "found");
     }
 
     #[test]
     fn not_found_is_refused_with_list() {
-        let mut s = list_spec();
-        s.not_found = Some(json!({}));
-        assert_refused(s, "not_found", "not with rows = \"list\"");
+        assert_refused_with_field(list_spec(), "list", "not_found");
     }
 
     #[test]
     fn list_field_is_refused_with_list() {
-        let mut s = list_spec();
-        s.list_field = Some("people".into());
-        assert_refused(s, "list_field", "not with rows = \"list\"");
+        assert_refused_with_field(list_spec(), "list", "list_field");
     }
 
     #[test]
     fn a_batch_table_is_refused_with_list() {
-        let mut s = list_spec();
-        s.batch = Some(
-            serde_json::from_value(
-                json!({"items": "items", "key": "nik", "answer": "identity-verdicts"}),
-            )
-            .unwrap(),
-        );
-        assert_refused(s, "batch", "only with rows = \"batch\"");
+        assert_refused_with_field(list_spec(), "list", "batch");
     }
 
     #[tokio::test]
@@ -352,11 +331,7 @@ mod tests {
         let e = table.list().await.unwrap_err();
         assert_eq!(e.to_string(), "backend error: this binding gives no list");
         // The trait's default, for an adapter that does not override it.
-        let http: HttpSpec = serde_json::from_value(json!({
-            "url": "http://127.0.0.1:9/{nik}", "answer": {"placed": "/placed"},
-        }))
-        .unwrap();
-        let http = HttpAdapter::new(http, Path::new(".")).unwrap();
+        let http = adapter_with_the_trait_defaults();
         assert_eq!(http.list_labelled(), None);
         let e = http.list().await.unwrap_err();
         assert_eq!(e.to_string(), "backend error: this binding gives no list");
@@ -365,17 +340,14 @@ mod tests {
     #[tokio::test]
     async fn a_list_binding_reads_its_rows_from_a_sqlite_file() {
         let dir = tempfile::tempdir().unwrap();
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .create_if_missing(true);
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-        for sql in [
-            "CREATE TABLE selfreports (id INTEGER PRIMARY KEY, nik TEXT, region TEXT)",
-            "INSERT INTO selfreports VALUES (1, '3171011701900001', 'Jakarta'), (2, '3273012505850003', 'Bandung'), (3, '3171011701900001', 'Jakarta')",
-        ] {
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        }
-        conn.close().await.unwrap();
+        sqlite_file(
+            dir.path(),
+            &[
+                "CREATE TABLE selfreports (id INTEGER PRIMARY KEY, nik TEXT, region TEXT)",
+                "INSERT INTO selfreports VALUES (1, '3171011701900001', 'Jakarta'), (2, '3273012505850003', 'Bandung'), (3, '3171011701900001', 'Jakarta')",
+            ],
+        )
+        .await;
         let mut s = list_spec();
         s.statement =
             "SELECT nik AS identifier, region AS label FROM selfreports ORDER BY id".into();

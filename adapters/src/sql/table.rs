@@ -202,8 +202,11 @@ mod tests {
     use sqlx::{Connection as _, SqliteConnection};
 
     use super::*;
+    use crate::Adapter;
     use crate::sql::RowMode;
-    use crate::{Adapter, HttpAdapter, HttpSpec};
+    use crate::sql::test_support::{
+        adapter_with_the_trait_defaults, assert_refused, assert_refused_with_field,
+    };
 
     fn table_spec() -> SqlSpec {
         serde_json::from_value(json!({
@@ -213,17 +216,6 @@ mod tests {
             "columns": {"country": "text", "sector": "text", "count": "integer"},
         }))
         .unwrap()
-    }
-
-    /// Asserts that `s` is refused at `field`, the reason saying `says`.
-    #[track_caller]
-    fn assert_refused(s: SqlSpec, field: &str, says: &str) {
-        let e = SqlAdapter::new(s, Path::new(".")).unwrap_err();
-        assert_eq!(
-            (e.field.as_str(), e.reason.contains(says)),
-            (field, true),
-            "{e}"
-        );
     }
 
     #[test]
@@ -286,35 +278,22 @@ mod tests {
 
     #[test]
     fn found_is_refused_with_table() {
-        let mut s = table_spec();
-        s.found.insert("registered".into(), json!(true));
-        assert_refused(s, "found", "not with rows = \"table\"");
+        assert_refused_with_field(table_spec(), "table", "found");
     }
 
     #[test]
     fn not_found_is_refused_with_table() {
-        let mut s = table_spec();
-        s.not_found = Some(json!({"count": 0}));
-        assert_refused(s, "not_found", "not with rows = \"table\"");
+        assert_refused_with_field(table_spec(), "table", "not_found");
     }
 
     #[test]
     fn list_field_is_refused_with_table() {
-        let mut s = table_spec();
-        s.list_field = Some("rows".into());
-        assert_refused(s, "list_field", "not with rows = \"table\"");
+        assert_refused_with_field(table_spec(), "table", "list_field");
     }
 
     #[test]
     fn a_batch_table_is_refused_with_table() {
-        let mut s = table_spec();
-        s.batch = Some(
-            serde_json::from_value(
-                json!({"items": "items", "key": "nik", "answer": "identity-verdicts"}),
-            )
-            .unwrap(),
-        );
-        assert_refused(s, "batch", "only with rows = \"batch\"");
+        assert_refused_with_field(table_spec(), "table", "batch");
     }
 
     #[tokio::test]
@@ -335,11 +314,7 @@ mod tests {
             "backend error: this binding answers no statistics"
         );
         // The trait's default, for an adapter that does not override it.
-        let http: HttpSpec = serde_json::from_value(json!({
-            "url": "http://127.0.0.1:9/{nik}", "answer": {"placed": "/placed"},
-        }))
-        .unwrap();
-        let http = HttpAdapter::new(http, Path::new(".")).unwrap();
+        let http = adapter_with_the_trait_defaults();
         assert_eq!(http.table_dimensions(), None);
         let e = http.table().await.unwrap_err();
         assert_eq!(

@@ -159,22 +159,20 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(InboxEvent {
-                    seq: row.try_get(0).map_err(self.err(op))?,
-                    provider: row.try_get(1).map_err(self.err(op))?,
-                    contract: row.try_get(2).map_err(self.err(op))?,
-                    version: row.try_get(3).map_err(self.err(op))?,
-                    event_id: row.try_get(4).map_err(self.err(op))?,
-                    subject: row.try_get(5).map_err(self.err(op))?,
-                    emitted_ms: row.try_get(6).map_err(self.err(op))?,
-                    expires_ms: row.try_get(7).map_err(self.err(op))?,
-                    received_ms: row.try_get(8).map_err(self.err(op))?,
-                    jws: row.try_get(9).map_err(self.err(op))?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(InboxEvent {
+                seq: c.next()?,
+                provider: c.next()?,
+                contract: c.next()?,
+                version: c.next()?,
+                event_id: c.next()?,
+                subject: c.next()?,
+                emitted_ms: c.next()?,
+                expires_ms: c.next()?,
+                received_ms: c.next()?,
+                jws: c.next()?,
             })
-            .collect()
+        })
     }
 
     /// The oldest seq in the inbox (the next to be given when it is empty) and the last seq
@@ -235,16 +233,14 @@ where
         let Some(row) = row else {
             return Ok(None);
         };
+        let mut c = self.cols(&row, op);
         Ok(Some(HookState {
             name: name.to_owned(),
-            delivered_seq: row.try_get(0).map_err(self.err(op))?,
-            attempts: self.unsigned(
-                "a webhook cursor's attempts",
-                row.try_get(1).map_err(self.err(op))?,
-            )?,
-            next_attempt_ms: row.try_get(2).map_err(self.err(op))?,
-            last_error: row.try_get(3).map_err(self.err(op))?,
-            last_delivered_ms: row.try_get(4).map_err(self.err(op))?,
+            delivered_seq: c.next()?,
+            attempts: self.unsigned("a webhook cursor's attempts", c.next()?)?,
+            next_attempt_ms: c.next()?,
+            last_error: c.next()?,
+            last_delivered_ms: c.next()?,
         }))
     }
 

@@ -66,12 +66,51 @@ where
     for<'q> bool: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    pub(super) async fn emit(&self, ev: &NewEvent) -> Result<Emitted, EventStoreError> {
-        let op = "emitting an event";
+    pub(super) async fn emit_batch(
+        &self,
+        events: &[NewEvent],
+    ) -> Result<Vec<Emitted>, EventStoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = "emitting events";
         let mut conn = self.pool.acquire().await.map_err(self.err(op))?;
         let mut tx = self.begin(&mut conn, op).await?;
-        let (last_seq, _) = self.lock_state(&mut tx, op).await?;
+        let (mut last_seq, _) = self.lock_state(&mut tx, op).await?;
+        let first_free = last_seq + 1;
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            // Rows written earlier in this transaction are seen: a second event of one
+            // source, or of one id, in a batch is the first one's.
+            if let Some(existing) = self.stored_as(&mut tx, ev).await? {
+                out.push(existing);
+                continue;
+            }
+            last_seq += 1;
+            self.store_event(&mut tx, ev, last_seq).await?;
+            out.push(Emitted::New { seq: last_seq });
+        }
+        if last_seq >= first_free {
+            sqlx::query::<DB>("UPDATE simpul_event_state SET outbox_seq = $2 WHERE member = $1")
+                .bind(self.member.as_str())
+                .bind(last_seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("advancing the outbox seq"))?;
+        }
+        tx.commit().await.map_err(self.err("committing events"))?;
+        Ok(out)
+    }
+
+    /// The event stored already in `ev`'s place, if any: one of the same contract and
+    /// source, or else one of the same id.
+    async fn stored_as(
+        &self,
+        tx: &mut sqlx::Transaction<'_, DB>,
+        ev: &NewEvent,
+    ) -> Result<Option<Emitted>, EventStoreError> {
         if let Some(source) = ev.source {
+            let op = "looking for an event of the same source";
             let row = sqlx::query::<DB>(
                 "SELECT seq, id FROM simpul_event_outbox
                  WHERE member = $1 AND contract = $2 AND source = $3",
@@ -79,32 +118,41 @@ where
             .bind(self.member.as_str())
             .bind(ev.contract.as_str())
             .bind(source)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await
-            .map_err(self.err("looking for an event of the same source"))?;
+            .map_err(self.err(op))?;
             if let Some(row) = row {
-                let seq: i64 = row.try_get(0).map_err(self.err(op))?;
-                let id: String = row.try_get(1).map_err(self.err(op))?;
-                tx.rollback().await.map_err(self.err(op))?;
-                return Ok(Emitted::Existing { seq, id });
+                let mut c = self.cols(&row, op);
+                return Ok(Some(Emitted::Existing {
+                    seq: c.next()?,
+                    id: c.next()?,
+                }));
             }
         }
+        let op = "looking for an event of the same id";
         let row =
             sqlx::query::<DB>("SELECT seq FROM simpul_event_outbox WHERE member = $1 AND id = $2")
                 .bind(self.member.as_str())
                 .bind(ev.id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await
-                .map_err(self.err("looking for an event of the same id"))?;
-        if let Some(row) = row {
-            let seq: i64 = row.try_get(0).map_err(self.err(op))?;
-            tx.rollback().await.map_err(self.err(op))?;
-            return Ok(Emitted::Existing {
-                seq,
+                .map_err(self.err(op))?;
+        row.map(|row| {
+            Ok(Emitted::Existing {
+                seq: self.cols(&row, op).next()?,
                 id: ev.id.clone(),
-            });
-        }
-        let seq = last_seq + 1;
+            })
+        })
+        .transpose()
+    }
+
+    /// Writes `ev` with `seq`, and its source as the contract's last when it is higher.
+    async fn store_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, DB>,
+        ev: &NewEvent,
+        seq: i64,
+    ) -> Result<(), EventStoreError> {
         sqlx::query::<DB>(
             "INSERT INTO simpul_event_outbox (member, seq, id, contract, version, subject,
                  emitted_ms, expires_ms, jws, source)
@@ -120,15 +168,9 @@ where
         .bind(ev.expires_ms)
         .bind(ev.jws.as_str())
         .bind(ev.source)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(self.err("storing an event"))?;
-        sqlx::query::<DB>("UPDATE simpul_event_state SET outbox_seq = $2 WHERE member = $1")
-            .bind(self.member.as_str())
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("advancing the outbox seq"))?;
         if let Some(source) = ev.source {
             sqlx::query::<DB>(
                 "INSERT INTO simpul_event_sources (member, contract, last_source)
@@ -140,12 +182,11 @@ where
             .bind(self.member.as_str())
             .bind(ev.contract.as_str())
             .bind(source)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(self.err("keeping the last source"))?;
         }
-        tx.commit().await.map_err(self.err("committing an event"))?;
-        Ok(Emitted::New { seq })
+        Ok(())
     }
 
     pub(super) async fn last_source(&self, contract: &str) -> Result<Option<i64>, EventStoreError> {
@@ -218,19 +259,16 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Due {
-                    subscriber: row.try_get(0).map_err(self.err(op))?,
-                    contract: row.try_get(1).map_err(self.err(op))?,
-                    version: row.try_get(2).map_err(self.err(op))?,
-                    purpose: row.try_get(3).map_err(self.err(op))?,
-                    delivered_seq: row.try_get(4).map_err(self.err(op))?,
-                    attempts: self
-                        .unsigned("a cursor's attempts", row.try_get(5).map_err(self.err(op))?)?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(Due {
+                subscriber: c.next()?,
+                contract: c.next()?,
+                version: c.next()?,
+                purpose: c.next()?,
+                delivered_seq: c.next()?,
+                attempts: self.unsigned("a cursor's attempts", c.next()?)?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn pending(
@@ -251,18 +289,16 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(OutEvent {
-                    seq: row.try_get(0).map_err(self.err(op))?,
-                    id: row.try_get(1).map_err(self.err(op))?,
-                    subject: row.try_get(2).map_err(self.err(op))?,
-                    jws: row.try_get(3).map_err(self.err(op))?,
-                    emitted_ms: row.try_get(4).map_err(self.err(op))?,
-                    expires_ms: row.try_get(5).map_err(self.err(op))?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(OutEvent {
+                seq: c.next()?,
+                id: c.next()?,
+                subject: c.next()?,
+                jws: c.next()?,
+                emitted_ms: c.next()?,
+                expires_ms: c.next()?,
             })
-            .collect()
+        })
     }
 
     /// The cursor's position, its row locked until `tx` ends (on SQLite, the file is).
@@ -273,16 +309,11 @@ where
         contract: &str,
     ) -> Result<i64, EventStoreError> {
         let op = "locking a cursor";
-        let sql = match self.dialect {
-            Dialect::Sqlite => {
-                "SELECT delivered_seq FROM simpul_event_cursors
-                 WHERE member = $1 AND subscriber = $2 AND contract = $3"
-            }
-            Dialect::Postgres => {
-                "SELECT delivered_seq FROM simpul_event_cursors
-                 WHERE member = $1 AND subscriber = $2 AND contract = $3 FOR UPDATE"
-            }
-        };
+        let sql = for_update!(
+            self.dialect,
+            "SELECT delivered_seq FROM simpul_event_cursors
+             WHERE member = $1 AND subscriber = $2 AND contract = $3"
+        );
         let row = sqlx::query::<DB>(sql)
             .bind(self.member.as_str())
             .bind(subscriber)
@@ -404,15 +435,13 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                Ok(Notice {
-                    event_id: row.try_get(0).map_err(self.err(op))?,
-                    hash: row.try_get(1).map_err(self.err(op))?,
-                    seq: row.try_get(2).map_err(self.err(op))?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(Notice {
+                event_id: c.next()?,
+                hash: c.next()?,
+                seq: c.next()?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn delivered(
@@ -525,27 +554,24 @@ where
         .fetch_all(&self.pool)
         .await
         .map_err(self.err(op))?;
-        rows.iter()
-            .map(|row| {
-                let get_i64 = |i: usize| row.try_get::<i64, _>(i).map_err(self.err(op));
-                Ok(CursorState {
-                    subscriber: row.try_get(0).map_err(self.err(op))?,
-                    contract: row.try_get(1).map_err(self.err(op))?,
-                    version: row.try_get(2).map_err(self.err(op))?,
-                    purpose: row.try_get(3).map_err(self.err(op))?,
-                    active: row.try_get(4).map_err(self.err(op))?,
-                    delivered_seq: get_i64(5)?,
-                    attempts: self.unsigned("a cursor's attempts", get_i64(6)?)?,
-                    next_attempt_ms: get_i64(7)?,
-                    last_error: row.try_get(8).map_err(self.err(op))?,
-                    last_delivered_id: row.try_get(9).map_err(self.err(op))?,
-                    last_delivered_ms: row.try_get(10).map_err(self.err(op))?,
-                    backlog: self.unsigned("a cursor's backlog", get_i64(11)?)?,
-                    oldest_pending_ms: row.try_get(12).map_err(self.err(op))?,
-                    notices: self.unsigned("a cursor's notices", get_i64(13)?)?,
-                })
+        self.read_all(&rows, op, |c| {
+            Ok(CursorState {
+                subscriber: c.next()?,
+                contract: c.next()?,
+                version: c.next()?,
+                purpose: c.next()?,
+                active: c.next()?,
+                delivered_seq: c.next()?,
+                attempts: self.unsigned("a cursor's attempts", c.next()?)?,
+                next_attempt_ms: c.next()?,
+                last_error: c.next()?,
+                last_delivered_id: c.next()?,
+                last_delivered_ms: c.next()?,
+                backlog: self.unsigned("a cursor's backlog", c.next()?)?,
+                oldest_pending_ms: c.next()?,
+                notices: self.unsigned("a cursor's notices", c.next()?)?,
             })
-            .collect()
+        })
     }
 
     pub(super) async fn purge(&self, now_ms: i64) -> Result<u64, EventStoreError> {

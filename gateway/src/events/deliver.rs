@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use audit::Role;
 use audit_store::events::{Due, Subscription};
+use audit_store::now_ms;
 use contracts::envelope::{MAX_REQUEST_BYTES, MAX_VALIDITY_S};
 use contracts::events::{
     Delivery, Expired, MAX_EVENTS_PER_DELIVERY, MAX_NOTICES_PER_DELIVERY, Receipt,
@@ -19,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{backoff, now_ms};
+use super::backoff;
 use crate::consumer::{Recipient, send};
 use crate::gateway::Gateway;
 use crate::metrics::count;

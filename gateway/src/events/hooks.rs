@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_store::events::InboxEvent;
+use audit_store::now_ms;
 use contracts::ParsedJws;
 use contracts::events::{EVENT_TYP, Event};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::{backoff, now_ms};
+use super::backoff;
 use crate::gateway::Gateway;
 use crate::metrics::count;
 use crate::webhook::{WebhookClient, WebhookSecret};

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use audit::Role;
 use audit_store::events::EventStore;
+use audit_store::now_ms;
 use contracts::{ContractRef, MemberId, Problem, ProblemCode};
 use tokio::sync::{Notify, watch};
 
@@ -64,13 +65,6 @@ impl Events {
             member_ca,
         }
     }
-}
-
-/// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The wait before the next try after `attempts` failed ones: 1 s doubling to `cap`.

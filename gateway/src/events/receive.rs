@@ -13,12 +13,12 @@ use contracts::{Contract, ContractRef, ExchangeRequest, ParsedJws};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::now_ms;
 use crate::exchange::refusal::Refusal;
 use crate::fault::{Check, off};
 use crate::gateway::Gateway;
 use crate::metrics::count;
 use crate::snapshot::Snapshot;
+use audit_store::now_ms;
 
 /// The receipt of `request`, a delivery of `contract` this gateway may take: every event
 /// verifies, or the whole delivery is refused (400 `bad-event`); the new ones are durable in

@@ -108,7 +108,7 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             let names: Vec<String> = member.webhooks.iter().map(|w| w.name.clone()).collect();
             let hooks = store.hooks(&names).await.map_err(failed)?;
             let last = store.inbox_seq_before(i64::MAX).await.map_err(failed)?;
-            let now = gateway_now_ms();
+            let now = audit_store::now_ms();
             if args.json {
                 let value = serde_json::json!({
                     "member": member.id,
@@ -183,10 +183,4 @@ pub async fn run(config: &Config, args: Args) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn gateway_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
