@@ -64,50 +64,68 @@ pub async fn handle(
     trail.set_exchange_id(&id);
     trail.set_consumer(&gw.member);
     trail.set_provider(&gw.member);
-    let outcome = emit(&gw, peer, &path, headers, body, &id, &mut trail).await;
-    match outcome {
-        Ok(Emitted::Existing { seq, id }) => {
-            // Nothing new was emitted: the first emission has its record.
-            trail.dismiss();
-            crate::http::json(&Emitted202 {
-                event_id: id,
-                seq,
-                repeated: true,
-            })
-        }
-        Ok(Emitted::New { seq }) => match record_emitted(&gw, &path, trail).await {
-            Ok(()) => {
-                let mut reply = crate::http::json(&Emitted202 {
+    let emit = match admit(&gw, peer, &path, headers, body, &mut trail).await {
+        Ok(emit) => emit,
+        Err(p) => return refused(p, &id, trail).await,
+    };
+    // Once the body is in, the emission runs to its end in a task of its own: a caller that
+    // hangs up while its event waits for the outbox's group commit must not leave an event
+    // that is kept and delivered but recorded as cancelled.
+    let task = tokio::spawn(async move {
+        let outcome = sign_and_keep(&gw, &path, emit.data, emit.source, &id, &mut trail).await;
+        match outcome {
+            Ok(Emitted::Existing { seq, id }) => {
+                // Nothing new was emitted: the first emission has its record.
+                trail.dismiss();
+                crate::http::json(&Emitted202 {
                     event_id: id,
                     seq,
-                    repeated: false,
-                });
-                *reply.status_mut() = StatusCode::ACCEPTED;
-                reply
+                    repeated: true,
+                })
             }
-            Err(not_durable) => problem(&not_durable),
-        },
-        Err(p) => {
-            let p = p.with_exchange_id(Some(&id));
-            match trail.record(Some(&p)).await {
-                Ok(()) => problem(&p),
+            Ok(Emitted::New { seq }) => match record_emitted(&gw, &path, trail).await {
+                Ok(()) => {
+                    let mut reply = crate::http::json(&Emitted202 {
+                        event_id: id,
+                        seq,
+                        repeated: false,
+                    });
+                    *reply.status_mut() = StatusCode::ACCEPTED;
+                    reply
+                }
                 Err(not_durable) => problem(&not_durable),
-            }
+            },
+            Err(p) => refused(p, &id, trail).await,
         }
+    });
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "an emission's task stopped");
+        problem(&Problem::new(
+            ProblemCode::Internal,
+            "the emission stopped before it was answered",
+        ))
+    })
+}
+
+/// Records a refused emission and answers its problem.
+async fn refused(p: Problem, id: &str, trail: Trail) -> Reply {
+    let p = p.with_exchange_id(Some(id));
+    match trail.record(Some(&p)).await {
+        Ok(()) => problem(&p),
+        Err(not_durable) => problem(&not_durable),
     }
 }
 
-/// Emits the event `id` of `path` from the body a member system sent, after the local face's
-/// own checks (its emitter, its body).
-async fn emit(
+/// The local face's own checks of an emission (its emitter, its body): what a member system
+/// sent to emit an event of `path`.
+async fn admit(
     gw: &Gateway,
     peer: Option<&Identity>,
     path: &ContractRef,
     headers: &HeaderMap,
     body: Incoming,
-    id: &str,
     trail: &mut Trail,
-) -> Result<Emitted, Problem> {
+) -> Result<Emit, Problem> {
     let subsystem: MemberId = crate::consumer::caller(gw, peer)?;
     trail.set_subsystem(&subsystem);
     let source = gw.events.sources.get(path).ok_or_else(|| {
@@ -124,13 +142,12 @@ async fn emit(
     }
     let bytes = read_body(headers, body, MAX_EMIT_BYTES).await?;
     require_media_type(headers, "application/json")?;
-    let emit: Emit = contracts::json::from_slice(&bytes).map_err(|e| {
+    contracts::json::from_slice(&bytes).map_err(|e| {
         Problem::new(
             ProblemCode::Malformed,
             format!("the body is not {{\"data\", \"source\"}}: {e}"),
         )
-    })?;
-    sign_and_keep(gw, path, emit.data, emit.source, id, trail).await
+    })
 }
 
 /// Emits `data` as the event `id` of `path`, an event contract this member emits: checks it
