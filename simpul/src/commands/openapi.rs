@@ -244,7 +244,15 @@ mod tests {
             let doc = generate(&config, m.id.as_str(), Face::Peer).unwrap();
             assert_eq!(doc["servers"][0]["url"], m.gateway.as_str());
             let paths = doc["paths"].as_object().unwrap();
-            assert_eq!(paths.len(), m.provides.len() + 4, "{}", m.id);
+            // Its provided contracts, the event contracts it subscribes to (where their
+            // providers deliver), and the four GET routes.
+            let subscribed = config
+                .members
+                .iter()
+                .flat_map(|o| &o.events)
+                .filter(|e| e.subscribers.iter().any(|c| c.member == m.id))
+                .count();
+            assert_eq!(paths.len(), m.provides.len() + subscribed + 4, "{}", m.id);
             for p in &m.provides {
                 let r = &p.contract;
                 let op = &paths[&format!("/v1/exchange/{}/{}", r.id, r.version)]["post"];
