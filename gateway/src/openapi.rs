@@ -1315,28 +1315,24 @@ fn exchange_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
         .insert(exchange_path(&r), json!({ "post": operation }));
 }
 
-/// What a subscriber's exchange route can refuse a delivery with: rows 1–26 of §3.3 and
-/// E1–E8 of §2.8.
-const DELIVERY_CODES: &[ProblemCode] = &[
-    ProblemCode::PayloadTooLarge,
-    ProblemCode::RequestTimeout,
-    ProblemCode::Malformed,
-    ProblemCode::UnsupportedMediaType,
-    ProblemCode::BadSignature,
-    ProblemCode::IdentityMismatch,
-    ProblemCode::BadTreeHead,
-    ProblemCode::LogForked,
-    ProblemCode::WrongAudience,
-    ProblemCode::Stale,
-    ProblemCode::Replay,
-    ProblemCode::UnknownContract,
-    ProblemCode::Forbidden,
-    ProblemCode::InvalidQuery,
-    ProblemCode::BadEvent,
-    ProblemCode::ProviderUnavailable,
-    ProblemCode::ManifestExpired,
-    ProblemCode::Internal,
-];
+/// What a subscriber's exchange route can refuse a delivery with: the exchange route's
+/// refusals up to row 26 of §3.3 and those of rows E1–E8 of §2.8 — no rate, and no adapter
+/// behind it to time out or fail.
+fn delivery_codes() -> Vec<ProblemCode> {
+    EXCHANGE_CODES
+        .iter()
+        .copied()
+        .filter(|c| {
+            !matches!(
+                c,
+                ProblemCode::RateLimited
+                    | ProblemCode::ProviderTimeout
+                    | ProblemCode::ProviderError
+            )
+        })
+        .chain([ProblemCode::BadEvent])
+        .collect()
+}
 
 /// `POST /v1/exchange/{id}/{version}` of an event contract `m` subscribes to: the contract's
 /// provider delivers its signed events there and `m` answers a signed receipt (PROTOCOL.md
@@ -1448,7 +1444,7 @@ fn delivery_operation(b: &mut Builder, m: &Member, contract: &Contract, listed: 
             "content": {JOSE_MEDIA_TYPE: {"schema": answer}}
         }),
     );
-    responses.extend(problem_responses(DELIVERY_CODES, true));
+    responses.extend(problem_responses(&delivery_codes(), true));
     let operation = json!({
         "operationId": format!("delivery.{}.v{}", r.id, r.version),
         "summary": format!("Deliveries of {} from {}", r.id, listed.provider),

@@ -255,19 +255,7 @@ async fn an_emitted_event_reaches_the_subscribers_webhook_signed_once_and_record
     assert_eq!(sent[0]["response_hash"], delivery["response_hash"]);
 
     // Peduli WNI may also read it from the inbox, and then ask who it is about.
-    let url = format!("{}/v1/events/{CHANGED}/1?after=0", f.local_url(KEMLU));
-    let reply = f
-        .as_identity(PEDULI, KEMLU)
-        .call(
-            Method::GET,
-            &url,
-            "application/json",
-            Bytes::new(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    let fetched: Value = ok_json(&reply);
+    let fetched: Value = ok_json(&inbox(&f).await);
     assert_eq!(fetched["events"][0]["id"], event_id);
     assert_eq!(fetched["next"], 1);
     let reply = f
@@ -468,6 +456,21 @@ fn receipt(f: &Federation, reply: &gateway::client::Reply) -> Receipt {
     serde_json::from_value(answer.result).unwrap()
 }
 
+/// Kemlu's inbox of `placement.changed` from the start, as Peduli WNI fetches it.
+async fn inbox(f: &Federation) -> gateway::client::Reply {
+    let url = format!("{}/v1/events/{CHANGED}/1?after=0", f.local_url(KEMLU));
+    f.as_identity(PEDULI, KEMLU)
+        .call(
+            Method::GET,
+            &url,
+            "application/json",
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap()
+}
+
 /// The outcomes `member` recorded for `exchange_id`, in log order.
 async fn outcomes(f: &Federation, member: &str, exchange_id: &str) -> Vec<String> {
     f.records(member, exchange_id)
@@ -556,20 +559,8 @@ async fn deliveries_that_are_not_granted_tampered_replayed_or_off_schema_are_ref
     assert!(p.detail.contains("/data/change"), "{}", p.detail);
     assert_eq!(outcomes(&f, KEMLU, &off.id).await, ["bad-event"]);
     // None of the refused deliveries left an event in Kemlu's inbox: only the first.
-    let url = format!("{}/v1/events/{CHANGED}/1?after=0", f.local_url(KEMLU));
-    let reply = f
-        .as_identity(PEDULI, KEMLU)
-        .call(
-            Method::GET,
-            &url,
-            "application/json",
-            Bytes::new(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    let inbox: Value = ok_json(&reply);
-    assert_eq!(inbox["events"].as_array().unwrap().len(), 1, "{inbox}");
+    let held: Value = ok_json(&inbox(&f).await);
+    assert_eq!(held["events"].as_array().unwrap().len(), 1, "{held}");
 
     // Emitting off the schema is refused where it starts, at BP2MI's local face.
     let reply = emit_raw(
