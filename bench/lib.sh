@@ -79,3 +79,101 @@ bench_metrics() {
   curl -sf --max-time 10 --cacert "$1/certs/ca.pem" --cert "$operator.pem" --key "$operator.key" \
     "https://localhost:$admin_port/metrics"
 }
+
+# --- measuring a target (bench/run.sh, bench/grown.sh) ------------------------------------
+# Globals they read: generator_cpu, connections, paced_connections, seconds, server_pid,
+# ceiling (exchanges/s of the crypto ceiling), and the arrays full_args and half_args (the
+# generator's extra options for each run); measure appends to the array `rows`.
+
+json_number() { # FILE KEY: the first number under KEY in FILE
+  sed -n "s/^.*\"$2\": \([0-9.e+-]*\).*$/\1/p" "$1" | head -n 1
+}
+thousands() { # NUMBER: rounded, with a comma between thousands
+  awk -v n="$1" 'BEGIN { s = sprintf("%d", n + 0.5); r = ""
+    while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+    print s r }'
+}
+
+# measure NAME LABEL: full load, then half of it, against $server_pid; the reports are
+# NAME-full.json and NAME-half.json in the current directory. Appends a row to `rows`.
+measure() {
+  local name=$1 label=$2 full half rate
+  full=$name-full.json
+  half=$name-half.json
+  say "$label: full load, closed loop, $connections connections, $seconds s"
+  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$connections" \
+    --duration "${seconds}s" --server-pid "$server_pid" --json "${full_args[@]}" >"$full" ||
+    die "$label: the full-load run failed (see above)"
+  rate=$(awk -v r="$(json_number "$full" exchanges_per_s)" 'BEGIN { printf "%d", r / 2 }')
+  ((rate > 0)) || die "$label: no exchanges at full load (see $PWD/$full)"
+  say "$label: half load, $rate exchanges/s open loop, $paced_connections connections, $seconds s"
+  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$paced_connections" \
+    --duration "${seconds}s" --rate "$rate" --server-pid "$server_pid" --json "${half_args[@]}" >"$half" ||
+    die "$label: the half-load run failed (see above)"
+  rows+=("$(row "$label" "$full" "$half")")
+}
+
+# The table's header for the rows of `row`.
+table_header() {
+  echo "| target | connections | exchanges/s | of the crypto ceiling | core busy: server / generator | half load: rate | p50 | p99 | max | CPU µs per exchange (full / half load) | peak RSS | not answered | note |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+}
+
+# row LABEL FULL HALF: one line of the Markdown table from the two reports.
+row() {
+  local f=$2 h=$3
+  awk -v label="$1" -v conns="$connections" -v ceiling="$ceiling" \
+    -v rate="$(json_number "$f" exchanges_per_s)" \
+    -v cpu="$(json_number "$f" cpu_us_per_exchange)" \
+    -v generator_busy="$(awk -v c="$(json_number "$f" generator_cpu_s)" -v t="$(json_number "$f" elapsed_s)" 'BEGIN { print 100 * c / t }')" \
+    -v half_rate="$(json_number "$h" rate_per_s)" \
+    -v p50="$(json_number "$h" p50_us)" -v p99="$(json_number "$h" p99_us)" \
+    -v max="$(json_number "$h" max_us)" -v half_cpu="$(json_number "$h" cpu_us_per_exchange)" \
+    -v rss="$(json_number "$h" peak_rss_kib)" \
+    -v missed="$(($(json_number "$f" exchanges) - $(json_number "$f" ok) + $(json_number "$f" errors) + \
+      $(json_number "$h" exchanges) - $(json_number "$h" ok) + $(json_number "$h" errors) + \
+      $(json_number "$h" unsent)))" \
+    -v behind="$(awk -v s="$(json_number "$h" sent)" -v l="$(json_number "$h" late)" -v u="$(json_number "$h" unsent)" \
+      'BEGIN { print (u > 0 || l * 100 > s) ? "yes" : "no" }')" '
+    function ms(us) { return sprintf(us >= 100000 ? "%.0f ms" : (us >= 10000 ? "%.1f ms" : "%.2f ms"), us / 1000) }
+    function thousands(n,   s, r) {
+      s = sprintf("%d", n + 0.5); r = ""
+      while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
+      return s r
+    }
+    BEGIN {
+      busy = rate * cpu / 1e4
+      note = ""
+      if (generator_busy >= 90) note = "full load: the generator core was the limit"
+      else if (busy < 90) note = "full load: neither process saturated its core"
+      if (behind == "yes") note = note (note == "" ? "" : "; ") "half load: over 1 % sent late (a connection still waiting, or the generator short of CPU)"
+      printf "| %s | %s | %s | %.0f %% | %.0f %% / %.0f %% | %s | %s | %s | %s | %s / %s | %.1f MiB | %s | %s |\n",
+        label, conns, thousands(rate), 100 * rate / ceiling, busy, generator_busy, thousands(half_rate),
+        ms(p50), ms(p99), ms(max), thousands(cpu), thousands(half_cpu), rss / 1024, missed, note
+    }'
+}
+
+# bench_commit: the short commit of the repository, saying so when files other than
+# docs/BENCHMARKS.md differ from it.
+bench_commit() {
+  local commit
+  commit=$(git -C "$bench_repo" rev-parse --short HEAD)
+  git -C "$bench_repo" diff --quiet HEAD -- . ":!docs/BENCHMARKS.md" 2>/dev/null || commit="$commit (with uncommitted changes)"
+  echo "$commit"
+}
+
+# write_section DOC HEADING SECTION: replaces the section under HEADING (a "## " line, to the
+# next "## " line) of DOC with the file SECTION, or appends it when DOC has none.
+write_section() {
+  local doc=$1 heading=$2 section=$3
+  [ -f "$doc" ] || die "$doc: no such file (set RUN_DOC= to skip writing it)"
+  awk -v heading="$heading" -v section="$section" '
+    function insert(   line) { while ((getline line < section) > 0) print line; close(section); done = 1 }
+    $0 == heading { insert(); skipping = 1; next }
+    skipping && /^## / { skipping = 0; print "" }
+    skipping { next }
+    { print }
+    END { if (!done) { print ""; insert() } }' "$doc" >"$doc.new"
+  mv "$doc.new" "$doc"
+  say "wrote the table into $doc"
+}

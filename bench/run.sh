@@ -162,14 +162,6 @@ started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 # --- 1. the crypto ceiling ---------------------------------------------------------------
 say "crypto ceiling: ES256 verify + sign through contracts::jws on CPU $server_cpu for $seconds s"
 taskset -c "$server_cpu" "$crypto_ceiling" "$seconds" ES256 >"$work/ceiling.json"
-json_number() { # FILE KEY: the first number under KEY in FILE
-  sed -n "s/^.*\"$2\": \([0-9.e+-]*\).*$/\1/p" "$1" | head -n 1
-}
-thousands() { # NUMBER: rounded, with a comma between thousands
-  awk -v n="$1" 'BEGIN { s = sprintf("%d", n + 0.5); r = ""
-    while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
-    print s r }'
-}
 ceiling=$(json_number "$work/ceiling.json" exchanges_per_s)
 verify_us=$(json_number "$work/ceiling.json" verify_us)
 sign_us=$(json_number "$work/ceiling.json" sign_us)
@@ -180,62 +172,9 @@ say "crypto ceiling: verify $verify_us µs + sign $sign_us µs = $(thousands "$c
 bench_people=$people
 bench_federation "$work" "$digit"
 cd "$work"
+rows=()
 certs=$work/certs
 dukcapil=$certs/${provider//:/_}
-
-# --- measuring one target ----------------------------------------------------------------
-rows=()
-# measure NAME LABEL: full load, then half of it, against $server_pid; the generator's extra
-# options for each run in the arrays full_args and half_args. Appends a row to `rows`.
-measure() {
-  local name=$1 label=$2 full half rate
-  full=$name-full.json
-  half=$name-half.json
-  say "$label: full load, closed loop, $connections connections, $seconds s"
-  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$connections" \
-    --duration "${seconds}s" --server-pid "$server_pid" --json "${full_args[@]}" >"$full" ||
-    die "$label: the full-load run failed (see above)"
-  rate=$(awk -v r="$(json_number "$full" exchanges_per_s)" 'BEGIN { printf "%d", r / 2 }')
-  ((rate > 0)) || die "$label: no exchanges at full load (see $work/$full)"
-  say "$label: half load, $rate exchanges/s open loop, $paced_connections connections, $seconds s"
-  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$paced_connections" \
-    --duration "${seconds}s" --rate "$rate" --server-pid "$server_pid" --json "${half_args[@]}" >"$half" ||
-    die "$label: the half-load run failed (see above)"
-  rows+=("$(row "$label" "$full" "$half")")
-}
-# row LABEL FULL HALF: one line of the Markdown table from the two reports.
-row() {
-  local f=$2 h=$3
-  awk -v label="$1" -v conns="$connections" -v ceiling="$ceiling" \
-    -v rate="$(json_number "$f" exchanges_per_s)" \
-    -v cpu="$(json_number "$f" cpu_us_per_exchange)" \
-    -v generator_busy="$(awk -v c="$(json_number "$f" generator_cpu_s)" -v t="$(json_number "$f" elapsed_s)" 'BEGIN { print 100 * c / t }')" \
-    -v half_rate="$(json_number "$h" rate_per_s)" \
-    -v p50="$(json_number "$h" p50_us)" -v p99="$(json_number "$h" p99_us)" \
-    -v max="$(json_number "$h" max_us)" -v half_cpu="$(json_number "$h" cpu_us_per_exchange)" \
-    -v rss="$(json_number "$h" peak_rss_kib)" \
-    -v missed="$(($(json_number "$f" exchanges) - $(json_number "$f" ok) + $(json_number "$f" errors) + \
-      $(json_number "$h" exchanges) - $(json_number "$h" ok) + $(json_number "$h" errors) + \
-      $(json_number "$h" unsent)))" \
-    -v behind="$(awk -v s="$(json_number "$h" sent)" -v l="$(json_number "$h" late)" -v u="$(json_number "$h" unsent)" \
-      'BEGIN { print (u > 0 || l * 100 > s) ? "yes" : "no" }')" '
-    function ms(us) { return sprintf(us >= 100000 ? "%.0f ms" : (us >= 10000 ? "%.1f ms" : "%.2f ms"), us / 1000) }
-    function thousands(n,   s, r) {
-      s = sprintf("%d", n + 0.5); r = ""
-      while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
-      return s r
-    }
-    BEGIN {
-      busy = rate * cpu / 1e4
-      note = ""
-      if (generator_busy >= 90) note = "full load: the generator core was the limit"
-      else if (busy < 90) note = "full load: neither process saturated its core"
-      if (behind == "yes") note = note (note == "" ? "" : "; ") "half load: over 1 % sent late (a connection still waiting, or the generator short of CPU)"
-      printf "| %s | %s | %s | %.0f %% | %.0f %% / %.0f %% | %s | %s | %s | %s | %s / %s | %.1f MiB | %s | %s |\n",
-        label, conns, thousands(rate), 100 * rate / ceiling, busy, generator_busy, thousands(half_rate),
-        ms(p50), ms(p99), ms(max), thousands(cpu), thousands(half_cpu), rss / 1024, missed, note
-    }'
-}
 
 # --- 2. a bare hyper + rustls mTLS server ------------------------------------------------
 say "bare mTLS server on 127.0.0.1:$bare_port, CPU $server_cpu"
@@ -488,8 +427,7 @@ fi
 
 # --- the table ---------------------------------------------------------------------------
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
-commit=$(git -C "$bench_repo" rev-parse --short HEAD)
-git -C "$bench_repo" diff --quiet HEAD -- . ":!docs/BENCHMARKS.md" 2>/dev/null || commit="$commit (with uncommitted changes)"
+commit=$(bench_commit)
 cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 field() { json_number "$1.json" "$2"; }
 verdict() { # OK? FIGURE: "met (FIGURE)" or "**not met** (FIGURE)"
@@ -554,8 +492,7 @@ section=$work/section.md
   echo "\`contracts::jws\` (aws-lc-rs), the gateway's own code (\`gateway/examples/crypto_ceiling.rs\`):"
   echo "**$(thousands "$ceiling") exchanges/s** on one core."
   echo
-  echo "| target | connections | exchanges/s | of the crypto ceiling | core busy: server / generator | half load: rate | p50 | p99 | max | CPU µs per exchange (full / half load) | peak RSS | not answered | note |"
-  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  table_header
   printf '%s\n' "${rows[@]}"
   echo
   echo "Exchanges/s: closed loop over $connections keep-alive connections. Core busy, at full load:"
@@ -631,17 +568,5 @@ section=$work/section.md
 
 echo
 cat "$section"
-if [ -n "$doc" ]; then
-  [ -f "$doc" ] || die "$doc: no such file (set RUN_DOC= to skip writing it)"
-  heading='## Side by side: bench/run.sh'
-  awk -v heading="$heading" -v section="$section" '
-    function insert(   line) { while ((getline line < section) > 0) print line; close(section); done = 1 }
-    $0 == heading { insert(); skipping = 1; next }
-    skipping && /^## / { skipping = 0; print "" }
-    skipping { next }
-    { print }
-    END { if (!done) { print ""; insert() } }' "$doc" >"$doc.new"
-  mv "$doc.new" "$doc"
-  say "wrote the table into $doc"
-fi
+[ -z "$doc" ] || write_section "$doc" "## Side by side: bench/run.sh" "$section"
 say "reports and logs in $work"
