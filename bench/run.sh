@@ -42,8 +42,9 @@
 # in front of each gateway's federation listener (the manifest's gateway URLs point at it),
 # not from `tc netem` in a network namespace: the script probes for netem and says whether
 # this kernel has it (this project's machine, Linux 6.18 without CONFIG_NET_SCH_NETEM, has
-# not). The audit store's targets (appends at 64 writers, a 10 GB log) are cargo benches of
-# audit-store (docs/BENCHMARKS.md), not rows of this table.
+# not). The audit store's targets (appends at 64 writers) are cargo benches of audit-store,
+# and the provider with a 10 GB audit log is bench/grown.sh (docs/BENCHMARKS.md): not rows
+# of this table.
 set -euo pipefail
 bench_name=run
 # shellcheck source=bench/lib.sh
@@ -559,8 +560,9 @@ section=$work/section.md
   echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest; the proxy added $(ms "$delay_added_us") to that part's p50, more than the $delay_us µs asked each way: tokio's timer rounds each hold up to the next millisecond, and the proxy's own work on the generator's core adds to it"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"
   echo "- end to end through the local face, p99 at half load under 5 ms: $(verdict "$(lt "$local_p99" 5000)" "$(ms "$local_p99")"); maximum under 20 ms: $(verdict "$(lt "$local_max" 20000)" "$(ms "$local_max")")"
   echo
-  echo "The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer,"
-  echo "a 10 GB log) are measured by \`cargo bench -p simpul-audit-store\` (above), not here."
+  echo "The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer)"
+  echo "are measured by \`cargo bench -p simpul-audit-store\` (above), and the provider with a 10 GB"
+  echo "audit log by bench/grown.sh (below), not here."
   echo "Whether memory and handshakes"
   echo "are \"no worse than today\" is for a comparison with an earlier run of this script (this"
   echo "section in the file's history)."
