@@ -36,19 +36,7 @@ say "building release (cargo build --release -p simpul -p simpul-gateway --examp
 (cd "$bench_repo" && cargo build --release -p simpul && cargo build --release -p simpul-gateway --example events_load)
 load=$bench_target/release/examples/events_load
 
-if [ -n "${EVENTS_PORT_DIGIT:-}" ]; then
-  digit=$EVENTS_PORT_DIGIT
-else
-  digit=
-  for d in 6 5 4 3 2; do
-    busy=0
-    for p in 441 442 443 444 541 542 543 544 641 642 643 644; do
-      port_open "$d$p" && busy=1 && break
-    done
-    ((busy)) || { digit=$d && break; }
-  done
-  [ -n "$digit" ] || die "no free port range (D441–D644 for D in 6 5 4 3 2): set EVENTS_PORT_DIGIT"
-fi
+digit=$(port_digit EVENTS_PORT_DIGIT)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/simpul-events.XXXXXX")
 pids=()

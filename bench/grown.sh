@@ -50,19 +50,7 @@ say "building the crypto ceiling (cargo build --release -p simpul-gateway --exam
 (cd "$bench_repo" && cargo build --release -p simpul-gateway --example crypto_ceiling)
 crypto_ceiling=$bench_target/release/examples/crypto_ceiling
 
-if [ -n "${RUN_PORT_DIGIT:-}" ]; then
-  digit=$RUN_PORT_DIGIT
-else
-  digit=
-  for d in 6 5 4 3 2; do
-    busy=0
-    for p in 441 442 443 444 541 542 543 544 641 642 643 644; do
-      port_open "$d$p" && busy=1 && break
-    done
-    ((busy)) || { digit=$d && break; }
-  done
-  [ -n "$digit" ] || die "no free port range (D441–D644 for D in 6 5 4 3 2): set RUN_PORT_DIGIT"
-fi
+digit=$(port_digit RUN_PORT_DIGIT)
 work=${RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/simpul-grown.XXXXXX")}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
@@ -72,13 +60,6 @@ free_mb=$(df -Pm "$work" | awk 'NR == 2 { print $4 }')
 
 server_pid=
 generator_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
 cleanup() {
   [ -z "$generator_pid" ] || kill "$generator_pid" 2>/dev/null || true
   stop_server

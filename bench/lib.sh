@@ -23,6 +23,35 @@ wait_port() { # PORT SECONDS PID: until PORT accepts, while PID lives
   return 1
 }
 
+# port_digit KNOB [PORT…]: the digit D that moves the demo's ports to D441…D644 (and the
+# script's own ports to DPORT…): the environment variable KNOB if set, else the first of
+# 6 5 4 3 2 whose ports are all free.
+port_digit() {
+  local knob=$1 d p busy
+  shift
+  if [ -n "${!knob:-}" ]; then
+    echo "${!knob}"
+    return
+  fi
+  for d in 6 5 4 3 2; do
+    busy=0
+    for p in 441 442 443 444 541 542 543 544 641 642 643 644 "$@"; do
+      port_open "$d$p" && busy=1 && break
+    done
+    ((busy)) || { echo "$d" && return; }
+  done
+  die "no free port range (D441–D644 for D in 6 5 4 3 2): set $knob"
+}
+
+# stop_server: stops the process $server_pid, if any, and waits for it.
+stop_server() {
+  if [ -n "${server_pid:-}" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  fi
+}
+
 bench_build() {
   say "building release (cargo build --release -p simpul -p simpul-conformance)"
   (cd "$bench_repo" && cargo build --release -p simpul -p simpul-conformance)

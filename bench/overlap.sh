@@ -99,19 +99,7 @@ thousands() { # NUMBER: rounded, with a comma between thousands
 }
 
 # --- a work directory and free ports --------------------------------------------------------
-if [ -n "${OVERLAP_PORT_DIGIT:-}" ]; then
-  digit=$OVERLAP_PORT_DIGIT
-else
-  digit=
-  for d in 6 5 4 3 2; do
-    busy=0
-    for p in 441 442 443 444 541 542 543 544 641 642 643 644; do
-      port_open "$d$p" && busy=1 && break
-    done
-    ((busy)) || { digit=$d && break; }
-  done
-  [ -n "$digit" ] || die "no free port range (D441–D644 for D in 6 5 4 3 2): set OVERLAP_PORT_DIGIT"
-fi
+digit=$(port_digit OVERLAP_PORT_DIGIT)
 local_port=${digit}641       # Kemlu's local face
 provider_port=${digit}443    # BP2MI's federation listener
 

@@ -114,19 +114,7 @@ bare_mtls=$bench_target/release/examples/bare_mtls
 crypto_ceiling=$bench_target/release/examples/crypto_ceiling
 
 # --- a work directory, free ports, and cleaning up ---------------------------------------
-if [ -n "${RUN_PORT_DIGIT:-}" ]; then
-  digit=$RUN_PORT_DIGIT
-else
-  digit=
-  for d in 6 5 4 3 2; do
-    busy=0
-    for p in 441 442 443 444 451 452 453 461 462 463 464 541 542 543 544 641 642 643 644; do
-      port_open "$d$p" && busy=1 && break
-    done
-    ((busy)) || { digit=$d && break; }
-  done
-  [ -n "$digit" ] || die "no free port range (D441–D644 for D in 6 5 4 3 2): set RUN_PORT_DIGIT"
-fi
+digit=$(port_digit RUN_PORT_DIGIT 451 452 453 461 462 463 464)
 bare_port=${digit}451
 nginx_port=${digit}452
 backend_port=${digit}453
@@ -142,13 +130,6 @@ server_pid=
 probe_ns=
 generator_pid=
 proxy_pid=
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
-}
 cleanup() {
   [ -z "$generator_pid" ] || kill "$generator_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
