@@ -83,7 +83,8 @@ pub async fn serve(
                     auditor,
                     evidence,
                 };
-                async move { Ok::<_, Infallible>(route(&gw, peer, access, req).await) }
+                // Boxed, as the exchange face's (server.rs).
+                Box::pin(async move { Ok::<_, Infallible>(route(&gw, peer, access, req).await) })
             })
         }
     };

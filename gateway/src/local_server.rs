@@ -41,7 +41,11 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Rec
             let (gw, peer) = (gw.clone(), Arc::new(peer));
             service_fn(move |req| {
                 let (gw, peer) = (gw.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), req).await) }
+                // Boxed, as the exchange face's (server.rs): no per-connection slot the size
+                // of a local query's future.
+                Box::pin(async move {
+                    Ok::<_, Infallible>(route(gw, peer.as_ref().as_ref(), req).await)
+                })
             })
         }
     };
