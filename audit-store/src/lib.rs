@@ -334,7 +334,49 @@ pub enum AuditError {
 struct Job {
     record: NewRecord,
     evidence: Option<StoredEvidence>,
-    reply: oneshot::Sender<Result<AuditRecord, AuditError>>,
+    reply: oneshot::Sender<Result<Committed, AuditError>>,
+}
+
+/// A record as its append made it durable: shared with the rest of its group commit (and,
+/// in the embedded store, with the indexer that writes it into the tables) rather than
+/// copied for each appender. Derefs to the [`AuditRecord`].
+#[derive(Clone)]
+pub struct Committed {
+    commit: Arc<store::Batch>,
+    index: usize,
+}
+
+impl std::ops::Deref for Committed {
+    type Target = AuditRecord;
+
+    fn deref(&self) -> &AuditRecord {
+        &self.commit.records[self.index]
+    }
+}
+
+impl Committed {
+    /// A copy of the record, for a caller that keeps it.
+    pub fn to_record(&self) -> AuditRecord {
+        AuditRecord::clone(self)
+    }
+}
+
+impl std::fmt::Debug for Committed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        AuditRecord::fmt(self, f)
+    }
+}
+
+impl PartialEq<AuditRecord> for Committed {
+    fn eq(&self, other: &AuditRecord) -> bool {
+        AuditRecord::eq(self, other)
+    }
+}
+
+impl PartialEq<Committed> for AuditRecord {
+    fn eq(&self, other: &Committed) -> bool {
+        self == &**other
+    }
 }
 
 struct Inner {
@@ -745,7 +787,7 @@ impl AuditLog {
         &self,
         record: NewRecord,
         evidence: Option<StoredEvidence>,
-    ) -> Result<AuditRecord, AuditError> {
+    ) -> Result<Committed, AuditError> {
         self.inner.tampered.check(self.inner.store.label())?;
         if let Some(subjects) = &record.subjects
             && subjects.len() > MAX_SUBJECTS
@@ -1323,10 +1365,11 @@ async fn write_loop(
             })
         });
         match outcome {
-            Ok(records) => {
+            Ok(commit) => {
                 size.store(frontier.size(), Ordering::Release);
-                for (reply, record) in replies.into_iter().zip(records) {
-                    let _ = reply.send(Ok(record));
+                for (index, reply) in replies.into_iter().enumerate() {
+                    let commit = commit.clone();
+                    let _ = reply.send(Ok(Committed { commit, index }));
                 }
             }
             Err(AuditError::Tampered { reason, .. }) => {

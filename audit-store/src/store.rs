@@ -769,16 +769,16 @@ impl Store {
         batch: Vec<(NewRecord, Option<StoredEvidence>)>,
         frontier: &mut Frontier,
         now_ms: i64,
-    ) -> Result<Vec<AuditRecord>, AuditError> {
+    ) -> Result<Arc<Batch>, AuditError> {
         if let Some(j) = &self.journal {
             if let Engine::Sqlite(b) = &self.engine
                 && let Some(file) = &b.file
             {
                 file.unchanged(&b.label)?;
             }
-            let (records, after) = j.commit(batch, now_ms).await?;
+            let (commit, after) = j.commit(batch, now_ms).await?;
             *frontier = after;
-            return Ok(records);
+            return Ok(commit);
         }
         if self.read_only {
             return Err(AuditError::Config {
@@ -892,6 +892,22 @@ impl Store {
             _ => 0,
         };
         Ok(rows + in_segments)
+    }
+}
+
+/// The texts of one write's rows that repeat from row to row (member ids, contract, purpose,
+/// outcome), each held once and bound by a shared reference.
+#[derive(Default)]
+struct SharedText(std::collections::HashSet<Arc<str>>);
+
+impl SharedText {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(held) = self.0.get(text) {
+            return held.clone();
+        }
+        let held: Arc<str> = Arc::from(text);
+        self.0.insert(held.clone());
+        held
     }
 }
 
@@ -1256,7 +1272,12 @@ where
         batch: Vec<(NewRecord, Option<StoredEvidence>)>,
         frontier: &mut Frontier,
         now_ms: i64,
-    ) -> Result<Vec<AuditRecord>, AuditError> {
+    ) -> Result<Arc<Batch>, AuditError>
+    where
+        for<'q> Arc<str>: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<Arc<str>>: Encode<'q, DB>,
+        for<'q> Arc<[u8]>: Encode<'q, DB> + Type<DB>,
+    {
         if let Some(file) = &self.file {
             file.unchanged(&self.label)?;
         }
@@ -1297,7 +1318,7 @@ where
         tx.commit().await.map_err(self.err("committing"))?;
         conn.committed();
         *frontier = f;
-        Ok(batch.records)
+        Ok(Arc::new(batch))
     }
 
     /// Locks the log's state row inside `tx` (other writers wait until it ends) and reads
@@ -1313,7 +1334,12 @@ where
     }
 
     /// [`Backend::apply_on`] a connection of the pool.
-    async fn apply(&self, batches: &[Arc<Batch>]) -> Result<u64, AuditError> {
+    async fn apply(&self, batches: &[Arc<Batch>]) -> Result<u64, AuditError>
+    where
+        for<'q> Arc<str>: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<Arc<str>>: Encode<'q, DB>,
+        for<'q> Arc<[u8]>: Encode<'q, DB> + Type<DB>,
+    {
         let mut conn = self.write_conn().await?;
         let held = self.apply_on(&mut conn.conn, batches).await?;
         conn.committed();
@@ -1329,7 +1355,12 @@ where
         &self,
         conn: &mut DB::Connection,
         batches: &[Arc<Batch>],
-    ) -> Result<u64, AuditError> {
+    ) -> Result<u64, AuditError>
+    where
+        for<'q> Arc<str>: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<Arc<str>>: Encode<'q, DB>,
+        for<'q> Arc<[u8]>: Encode<'q, DB> + Type<DB>,
+    {
         if let Some(file) = &self.file {
             file.unchanged(&self.label)?;
         }
@@ -1369,7 +1400,12 @@ where
         &self,
         tx: &mut Transaction<'_, DB>,
         batches: &[&Batch],
-    ) -> Result<(), AuditError> {
+    ) -> Result<(), AuditError>
+    where
+        for<'q> Arc<str>: Encode<'q, DB> + Type<DB>,
+        for<'q> Option<Arc<str>>: Encode<'q, DB>,
+        for<'q> Arc<[u8]>: Encode<'q, DB> + Type<DB>,
+    {
         let Some(last) = batches.last() else {
             return Ok(());
         };
@@ -1381,6 +1417,10 @@ where
             .flat_map(|b| b.evidence.iter().map(|e| (b.ts, e)))
             .collect();
         let located = located_evidence(batches);
+        // The drivers keep each bound text in an `Arc` of its own (SQLite's copies a bound
+        // `String` into a new one): what repeats from row to row is bound shared.
+        let log: Arc<str> = Arc::from(self.log.as_str());
+        let mut text = SharedText::default();
         // Only an SQLite store's records have the columns (PostgreSQL keeps its evidence in
         // the table).
         let locate = self.dialect == Dialect::Sqlite;
@@ -1427,30 +1467,30 @@ where
                 }
             ));
             q.push_values(chunk, |mut row, (r, (subjects, overlap), at)| {
-                row.push_bind(self.log.clone())
+                row.push_bind(log.clone())
                     .push_bind(to_i64(r.seq))
                     .push_bind(r.ts)
-                    .push_bind(r.exchange_id.clone())
-                    .push_bind(r.role.as_str().to_owned())
-                    .push_bind(r.consumer.clone())
-                    .push_bind(r.provider.clone())
-                    .push_bind(r.contract.clone())
-                    .push_bind(r.version.clone())
-                    .push_bind(r.purpose.clone())
-                    .push_bind(r.request_hash.clone())
-                    .push_bind(r.response_hash.clone())
-                    .push_bind(r.outcome.clone())
+                    .push_bind(Arc::<str>::from(r.exchange_id.as_str()))
+                    .push_bind(text.get(r.role.as_str()))
+                    .push_bind(text.get(&r.consumer))
+                    .push_bind(text.get(&r.provider))
+                    .push_bind(text.get(&r.contract))
+                    .push_bind(text.get(&r.version))
+                    .push_bind(text.get(&r.purpose))
+                    .push_bind(r.request_hash.as_deref().map(Arc::<str>::from))
+                    .push_bind(r.response_hash.as_deref().map(Arc::<str>::from))
+                    .push_bind(text.get(&r.outcome))
                     .push_bind(to_i64(r.latency_us))
-                    .push_bind(r.subject.clone())
-                    .push_bind(r.lookup_id.clone())
-                    .push_bind(r.peer.clone())
-                    .push_bind(r.subsystem.clone())
-                    .push_bind(r.user.clone())
+                    .push_bind(r.subject.as_deref().map(Arc::<str>::from))
+                    .push_bind(r.lookup_id.as_deref().map(Arc::<str>::from))
+                    .push_bind(r.peer.as_deref().map(|p| text.get(p)))
+                    .push_bind(r.subsystem.as_deref().map(|s| text.get(s)))
+                    .push_bind(r.user.as_deref().map(|u| text.get(u)))
                     .push_bind(r.aggregate.map(|a| a.minute))
                     .push_bind(r.aggregate.map(|a| to_i64(a.count)))
                     .push_bind(r.aggregate.map(|a| to_i64(a.body_bytes)))
-                    .push_bind(subjects.clone())
-                    .push_bind(overlap.clone());
+                    .push_bind(subjects.as_deref().map(Arc::<str>::from))
+                    .push_bind(overlap.as_deref().map(Arc::<str>::from));
                 if locate {
                     row.push_bind(at.map(|at| to_i64(at.segment)))
                         .push_bind(at.map(|at| to_i64(at.offset)));
@@ -1476,8 +1516,8 @@ where
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO simpul_audit_subjects (log, subject, seq) ");
             q.push_values(chunk, |mut row, (seq, subject)| {
-                row.push_bind(self.log.clone())
-                    .push_bind((*subject).to_owned())
+                row.push_bind(log.clone())
+                    .push_bind(Arc::<str>::from(*subject))
                     .push_bind(to_i64(*seq));
             });
             // A record's subjects are distinct (`NewRecord::into_record`); a frame edited to
@@ -1493,9 +1533,9 @@ where
             let mut q =
                 QueryBuilder::<DB>::new("INSERT INTO simpul_audit_nodes (log, node, hash) ");
             q.push_values(chunk, |mut row, (id, hash)| {
-                row.push_bind(self.log.clone())
+                row.push_bind(log.clone())
                     .push_bind(to_i64(*id))
-                    .push_bind(hash.to_vec());
+                    .push_bind(Arc::<[u8]>::from(&hash[..]));
             });
             q.build()
                 .persistent(self.dialect.cache_batch_statements())
@@ -1511,7 +1551,7 @@ where
                 "INSERT INTO simpul_audit_evidence (log, seq, exchange_id, ts, request, response) ",
             );
             q.push_values(chunk, |mut row, (ts, (seq, ev))| {
-                row.push_bind(self.log.clone())
+                row.push_bind(log.clone())
                     .push_bind(to_i64(*seq))
                     .push_bind(ev.exchange_id.clone())
                     .push_bind(*ts)

@@ -49,6 +49,7 @@ fn config(store: String, dir: &tempfile::TempDir) -> AuditConfig {
 async fn append(log: &AuditLog, n: u64) -> Result<AuditRecord, AuditError> {
     log.append(exchange(n, Role::Consumer, KEMLU, DUKCAPIL), None)
         .await
+        .map(|r| r.to_record())
 }
 
 /// Appends exchanges `0..n` and signs a head over them.

@@ -8,7 +8,7 @@
 //! complete subtrees, at most 64 hashes — which is all an appender or a streaming verifier
 //! needs to keep in memory.
 
-use contracts::canonical::{b64url, b64url_decode, canonical_json, sha256};
+use contracts::canonical::{b64url, b64url_decode, sha256, sha256_of, write_canonical_json};
 
 use crate::record::AuditRecord;
 
@@ -27,16 +27,16 @@ pub fn empty_root() -> Hash {
 
 /// `SHA-256(0x00 ‖ bytes)`: the hash of a leaf whose canonical bytes are `bytes`.
 pub fn leaf_hash_of_bytes(bytes: &[u8]) -> Hash {
-    let mut buf = Vec::with_capacity(1 + bytes.len());
-    buf.push(LEAF_PREFIX);
-    buf.extend_from_slice(bytes);
-    sha256(&buf)
+    sha256_of(&[&[LEAF_PREFIX], bytes])
 }
 
 /// The leaf hash of an audit record: `SHA-256(0x00 ‖ JCS(record))` (PROTOCOL.md §5).
 /// Fails only if the record cannot be serialised, which a well-formed record never is.
 pub fn leaf_hash(record: &AuditRecord) -> Result<Hash, serde_json::Error> {
-    Ok(leaf_hash_of_bytes(&canonical_json(record)?))
+    let mut buf = Vec::with_capacity(512);
+    buf.push(LEAF_PREFIX);
+    write_canonical_json(&mut buf, record)?;
+    Ok(sha256(&buf))
 }
 
 /// `SHA-256(0x01 ‖ left ‖ right)`.

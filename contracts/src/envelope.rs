@@ -147,6 +147,31 @@ pub struct ExchangeAnswer {
     pub result: Value,
 }
 
+/// The payload of a signed answer as a provider writes it: an [`ExchangeAnswer`] that
+/// borrows what it repeats from the request and the result instead of copying them, and
+/// is serialised to exactly the same bytes (a test holds the two together).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AnswerPayload<'a> {
+    /// Format version, 1.
+    pub v: u32,
+    /// The request's exchange id.
+    pub id: &'a str,
+    /// Provider member.
+    pub iss: &'a MemberId,
+    /// Consumer member.
+    pub aud: &'a MemberId,
+    /// Contract id.
+    pub contract: &'a str,
+    /// Contract version.
+    pub version: &'a str,
+    /// base64url SHA-256 of the exact request JWS bytes.
+    pub request_hash: &'a str,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// The answer, valid against the contract's response schema.
+    pub result: &'a Value,
+}
+
 /// A local-face query: what a member's own system sends its gateway.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,5 +223,37 @@ mod tests {
         ] {
             assert_eq!(ExchangeId::parse(other), Err(NotCanonical), "{other}");
         }
+    }
+
+    #[test]
+    fn an_answer_payload_is_written_as_the_exchange_answer_it_stands_for() {
+        let owned = ExchangeAnswer {
+            v: 1,
+            id: "3f75eb24-c6c1-4532-88f6-bab00be95419".into(),
+            iss: MemberId::parse("ID:GOV:DUKCAPIL").unwrap(),
+            aud: MemberId::parse("ID:GOV:KEMLU").unwrap(),
+            contract: "citizenship.status".into(),
+            version: "1".into(),
+            request_hash: "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg".into(),
+            iat: 1_796_000_000,
+            result: serde_json::json!({"registered": true, "names": ["a", "\u{20ac}"]}),
+        };
+        let borrowed = AnswerPayload {
+            v: owned.v,
+            id: &owned.id,
+            iss: &owned.iss,
+            aud: &owned.aud,
+            contract: &owned.contract,
+            version: &owned.version,
+            request_hash: &owned.request_hash,
+            iat: owned.iat,
+            result: &owned.result,
+        };
+        let bytes = serde_json::to_vec(&borrowed).unwrap();
+        assert_eq!(bytes, serde_json::to_vec(&owned).unwrap());
+        assert_eq!(
+            serde_json::from_slice::<ExchangeAnswer>(&bytes).unwrap(),
+            owned
+        );
     }
 }

@@ -195,10 +195,7 @@ impl Gateway {
         let manifest = read_manifest_file(&src)?;
         // Counters are registered below, so the recorder must be in place first.
         crate::metrics::install();
-        let labels = Labels {
-            member: member.to_string(),
-            instance: mc.listen.to_string(),
-        };
+        let labels = Labels::new(&member.to_string(), &mc.listen.to_string());
 
         // The manifest's CAs and their CRLs: a revoked gateway is refused on the federation
         // listener and as a provider.

@@ -136,7 +136,7 @@ impl Breakers {
             let labels = [
                 ("member", self.labels.member.clone()),
                 ("instance", self.labels.instance.clone()),
-                ("provider", m.id.to_string()),
+                ("provider", m.id.to_string().into()),
             ];
             map.insert(
                 m.id.clone(),

@@ -5,7 +5,7 @@
 //! besides those two and its `# HELP` text; OPERATIONS.md §3.8 lists the same (a test holds
 //! the two together, and the spine's scrape test holds the list against a running gateway).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use audit::Role;
@@ -394,13 +394,23 @@ pub(crate) fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
 
-/// The labels every series of one gateway carries.
+/// The labels every series of one gateway carries: shared, so that a series' key takes
+/// them on every count without copying them.
 #[derive(Clone, Debug)]
 pub(crate) struct Labels {
     /// The member.
-    pub member: String,
+    pub member: metrics::SharedString,
     /// Its listen address.
-    pub instance: String,
+    pub instance: metrics::SharedString,
+}
+
+impl Labels {
+    pub(crate) fn new(member: &str, instance: &str) -> Labels {
+        Labels {
+            member: Arc::<str>::from(member).into(),
+            instance: Arc::<str>::from(instance).into(),
+        }
+    }
 }
 
 /// The counters of one provided contract, registered once at start-up so that counting on
@@ -483,13 +493,13 @@ pub(crate) fn exchange(
     contract: String,
     peer: String,
     role: Role,
-    outcome: &str,
+    outcome: &'static str,
     took: Duration,
 ) {
     let role = role.as_str();
     metrics::histogram!("simpul_exchange_duration_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract.clone(), "role" => role)
         .record(took.as_secs_f64());
-    metrics::counter!("simpul_exchanges_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract, "peer" => peer, "role" => role, "outcome" => outcome.to_owned())
+    metrics::counter!("simpul_exchanges_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract, "peer" => peer, "role" => role, "outcome" => outcome)
         .increment(1);
 }
 

@@ -175,7 +175,7 @@ impl Trail {
 
     /// The record and its evidence, with `outcome`, counted in `simpul_exchanges_total`; the
     /// trail counts as recorded after this.
-    fn finish(&mut self, outcome: &str) -> (NewRecord, Option<StoredEvidence>) {
+    fn finish(&mut self, outcome: &'static str) -> (NewRecord, Option<StoredEvidence>) {
         self.recorded = true;
         let blank = blank(self.record.role, String::new(), String::new());
         let mut record = std::mem::replace(&mut self.record, blank);
@@ -277,7 +277,7 @@ fn blank(role: Role, contract: String, version: String) -> NewRecord {
 }
 
 /// The outcome string of a result: `ok` or the problem's code.
-fn outcome_of(problem: Option<&Problem>) -> &str {
+fn outcome_of(problem: Option<&Problem>) -> &'static str {
     match problem {
         None => "ok",
         Some(p) => p.code().map(ProblemCode::code).unwrap_or("unknown"),

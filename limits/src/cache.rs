@@ -12,9 +12,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contracts::ContractRef;
-use contracts::canonical::{canonical_json, sha256};
+use contracts::canonical::{sha256, write_canonical_json};
 use moka::notification::RemovalCause;
 use serde_json::Value;
+
+/// The length of `value` as compact JSON, counted without writing it anywhere.
+fn json_len(value: &Value) -> u32 {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => u32::try_from(count.0).unwrap_or(u32::MAX),
+        Err(_) => 0,
+    }
+}
 
 /// A cached result.
 #[derive(Clone, Debug)]
@@ -71,7 +90,7 @@ impl ResponseCache {
         material.push(0);
         material.extend_from_slice(contract.version.as_bytes());
         material.push(0);
-        material.extend_from_slice(&canonical_json(query).ok()?);
+        write_canonical_json(&mut material, query).ok()?;
         Some(sha256(&material))
     }
 
@@ -88,8 +107,7 @@ impl ResponseCache {
         result: Arc<Value>,
         ttl: Duration,
     ) {
-        let bytes = serde_json::to_vec(&*result).map(|v| v.len()).unwrap_or(0);
-        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let bytes = json_len(&result);
         self.cache.insert(
             key,
             CachedResult {
@@ -156,6 +174,16 @@ mod tests {
             ResponseCache::key(&r, &one),
             ResponseCache::key(&ContractRef::new("a.b", "2"), &one)
         );
+    }
+
+    #[test]
+    fn a_result_weighs_its_compact_json() {
+        for v in [
+            json!(null),
+            json!({"registered": true, "names": ["\u{20ac}", "a\"b"]}),
+        ] {
+            assert_eq!(json_len(&v) as usize, serde_json::to_vec(&v).unwrap().len());
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::journal::{self, Journal, Releaser};
 use super::{Backend, Batch};
 use crate::AuditError;
 use audit::merkle::{Frontier, NodeRef, leaf_hash};
-use audit::{AuditRecord, NewRecord, StoredEvidence};
+use audit::{NewRecord, StoredEvidence};
 
 /// How long the indexer lets batches gather before writing them, unless a reader waits.
 const GATHER: Duration = Duration::from_millis(20);
@@ -196,7 +196,7 @@ impl Journaled {
         self: &Arc<Self>,
         appends: Vec<(NewRecord, Option<StoredEvidence>)>,
         now_ms: i64,
-    ) -> Result<(Vec<AuditRecord>, Frontier), AuditError> {
+    ) -> Result<(Arc<Batch>, Frontier), AuditError> {
         self.keep_up().await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.commit_blocking(appends, now_ms))
@@ -247,7 +247,7 @@ impl Journaled {
         &self,
         appends: Vec<(NewRecord, Option<StoredEvidence>)>,
         now_ms: i64,
-    ) -> Result<(Vec<AuditRecord>, Frontier), AuditError> {
+    ) -> Result<(Arc<Batch>, Frontier), AuditError> {
         if let Some(reason) = self.broken.get() {
             return Err(AuditError::Tampered {
                 store: self.label.clone(),
@@ -307,14 +307,14 @@ impl Journaled {
             })?;
         batch.at = Some(at);
         w.frontier = frontier.clone();
-        let records = batch.records.clone();
+        let batch = Arc::new(batch);
         self.committed.store(batch.size, Ordering::Release);
         self.pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push_back(Arc::new(batch));
+            .push_back(batch.clone());
         self.wake.notify_one();
-        Ok((records, frontier))
+        Ok((batch, frontier))
     }
 
     /// Records answered that the tables do not hold yet.

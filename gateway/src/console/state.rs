@@ -35,7 +35,7 @@ pub(crate) async fn state(gw: &Gateway, viewer: &Viewer) -> Value {
     };
     json!({
         "member": gw.member.as_str(),
-        "instance": gw.labels.instance,
+        "instance": &*gw.labels.instance,
         "now_ms": audit_store::now_ms(),
         "viewer": {"identity": viewer.identity, "operator": viewer.operator, "auditor": viewer.auditor},
         "exchanges": rows("simpul_exchanges_total", &["contract", "peer", "role", "outcome"]),

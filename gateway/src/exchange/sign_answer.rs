@@ -2,7 +2,8 @@
 
 use contracts::canonical::sha256_b64url;
 use contracts::envelope::ANSWER_TYP;
-use contracts::{ExchangeAnswer, ExchangeRequest, MemberId, SigningKey};
+use contracts::envelope::AnswerPayload;
+use contracts::{ExchangeRequest, MemberId, SigningKey};
 use serde_json::Value;
 
 use super::refusal::Refusal;
@@ -15,16 +16,17 @@ pub(super) fn sign_answer(
     result: &Value,
     now: i64,
 ) -> Result<String, Refusal> {
-    let answer = ExchangeAnswer {
+    let request_hash = sha256_b64url(request_jws.as_bytes());
+    let answer = AnswerPayload {
         v: 1,
-        id: request.id.clone(),
-        iss: me.clone(),
-        aud: request.iss.clone(),
-        contract: request.contract.clone(),
-        version: request.version.clone(),
-        request_hash: sha256_b64url(request_jws.as_bytes()),
+        id: &request.id,
+        iss: me,
+        aud: &request.iss,
+        contract: &request.contract,
+        version: &request.version,
+        request_hash: &request_hash,
         iat: now,
-        result: result.clone(),
+        result,
     };
     let payload = serde_json::to_vec(&answer)
         .map_err(|e| Refusal::CannotSign(format!("cannot encode the answer: {e}")))?;
@@ -36,7 +38,7 @@ pub(super) fn sign_answer(
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use contracts::ParsedJws;
+    use contracts::{ExchangeAnswer, ParsedJws};
     use serde_json::json;
 
     #[test]
