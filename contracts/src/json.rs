@@ -157,6 +157,14 @@ fn check_number_literals(text: &[u8]) -> Result<(), JsonError> {
 /// decimal value that is exactly the shortest decimal of the double nearest to it (so reading
 /// it as a double, as canonical JSON does, loses nothing).
 fn is_i_json(literal: &str) -> bool {
+    // A whole number written without a fraction or an exponent (the timestamps and versions
+    // of every envelope): within ±(2^53 − 1) every one is a double exactly, and JSON allows
+    // no leading zeros, so it is its double's shortest decimal; decided without the
+    // comparison below, which allocates.
+    let digits = literal.strip_prefix('-').unwrap_or(literal);
+    if !digits.is_empty() && digits.len() <= 16 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return digits.parse::<u64>().is_ok_and(|n| n <= MAX_SAFE_INTEGER);
+    }
     let Ok(value) = literal.parse::<f64>() else {
         return false;
     };
@@ -315,6 +323,43 @@ mod tests {
             assert!(
                 matches!(read(text), Err(JsonError::DuplicateName(_))),
                 "{text}"
+            );
+        }
+    }
+
+    /// The comparison `is_i_json` makes for every literal, without its shortcut for whole
+    /// numbers.
+    fn i_json_by_comparison(literal: &str) -> bool {
+        let Ok(value) = literal.parse::<f64>() else {
+            return false;
+        };
+        value.is_finite()
+            && !(value.fract() == 0.0 && value.abs() > MAX_SAFE_INTEGER as f64)
+            && decimal(literal).is_some()
+            && decimal(literal) == decimal(&format!("{value:e}"))
+    }
+
+    #[test]
+    fn whole_numbers_are_decided_as_the_comparison_decides_them() {
+        let mut literals: Vec<String> = ["0", "-0", "7", "-7", "1796000000", "9007199254740990"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for edge in [MAX_SAFE_INTEGER - 1, MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1] {
+            literals.push(edge.to_string());
+            literals.push(format!("-{edge}"));
+        }
+        for n in (0..64).map(|shift| 1u64 << shift) {
+            literals.push(n.to_string());
+            literals.push((n - 1).to_string());
+            literals.push(format!("-{n}"));
+        }
+        literals.push("99999999999999999999".into());
+        for literal in &literals {
+            assert_eq!(
+                is_i_json(literal),
+                i_json_by_comparison(literal),
+                "{literal}"
             );
         }
     }

@@ -8,6 +8,13 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 
+/// The protocol's response headers (PROTOCOL.md §1.8, §5.4) as header names made once: a name
+/// inserted as a `&str` is copied into an allocation of its own on every response.
+pub const TREE_HEAD: header::HeaderName =
+    header::HeaderName::from_static(contracts::envelope::TREE_HEAD_HEADER);
+pub const MANIFEST_SERIAL: header::HeaderName =
+    header::HeaderName::from_static(contracts::envelope::MANIFEST_SERIAL_HEADER);
+
 /// Every response the gateway gives.
 pub type Reply = Response<Full<Bytes>>;
 

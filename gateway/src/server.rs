@@ -23,7 +23,6 @@ use crate::fault::{self, Check};
 use crate::gateway::Gateway;
 use crate::http::{Reply, json, json_bytes, problem};
 use crate::listener::{self, Listening};
-use crate::snapshot::MANIFEST_SERIAL_HEADER;
 
 /// Serves `gw`'s member listener until `shutdown` turns true, then lets open connections
 /// finish (up to [`crate::listener::DRAIN_TIMEOUT`]).
@@ -204,7 +203,7 @@ async fn route(
                 http::HeaderValue::from_static(JOSE_MEDIA_TYPE),
             );
             r.headers_mut().insert(
-                MANIFEST_SERIAL_HEADER,
+                crate::http::MANIFEST_SERIAL,
                 http::HeaderValue::from(snap.serial()),
             );
             r

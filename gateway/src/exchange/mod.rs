@@ -50,7 +50,6 @@ use crate::overlap::body::Lists;
 use crate::refusals::Unauthenticated;
 use crate::snapshot::Snapshot;
 use crate::trail::Trail;
-use crate::witness::TREE_HEAD_HEADER;
 use audit::Role;
 
 /// Handles `POST /v1/exchange/{id}/{version}` from the peer named by `peer`'s certificate,
@@ -77,10 +76,10 @@ pub async fn handle(
     if let Some(head) = gw.audit.newest_head_jws()
         && let Ok(value) = http::HeaderValue::from_str(&head)
     {
-        reply.headers_mut().insert(TREE_HEAD_HEADER, value);
+        reply.headers_mut().insert(crate::http::TREE_HEAD, value);
     }
     reply.headers_mut().insert(
-        crate::snapshot::MANIFEST_SERIAL_HEADER,
+        crate::http::MANIFEST_SERIAL,
         http::HeaderValue::from(snap.serial()),
     );
     reply
