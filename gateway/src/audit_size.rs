@@ -103,10 +103,7 @@ mod tests {
     use super::*;
 
     fn labels() -> Labels {
-        Labels {
-            member: "ID:GOV:DUKCAPIL".into(),
-            instance: "test".into(),
-        }
+        Labels::new("ID:GOV:DUKCAPIL", "test")
     }
 
     async fn log(dir: &std::path::Path) -> AuditLog {

@@ -5,7 +5,9 @@
 //! besides those two and its `# HELP` text; OPERATIONS.md §3.8 lists the same (a test holds
 //! the two together, and the spine's scrape test holds the list against a running gateway).
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use audit::Role;
@@ -402,6 +404,8 @@ pub(crate) struct Labels {
     pub member: metrics::SharedString,
     /// Its listen address.
     pub instance: metrics::SharedString,
+    /// The series exchanges have been counted in, kept for the next.
+    held: Arc<HeldSeries>,
 }
 
 impl Labels {
@@ -409,8 +413,48 @@ impl Labels {
         Labels {
             member: Arc::<str>::from(member).into(),
             instance: Arc::<str>::from(instance).into(),
+            held: Arc::default(),
         }
     }
+}
+
+/// The most exchange series one gateway keeps handles of: contracts × peers × outcomes of
+/// a federation stay far below it; beyond it an exchange is counted through a key built
+/// for it, as it would be without this.
+const MAX_HELD_SERIES: usize = 4_096;
+
+/// The handles of the series exchanges are counted in, each registered when an exchange
+/// first needs it and kept, so that the next exchange of the same contract, peer, role and
+/// outcome counts without building a key (a `Vec` of labels and the recorder's lookup by
+/// it). Registered on first use rather than at start-up: the recorder is installed by then.
+#[derive(Default)]
+struct HeldSeries {
+    state: std::hash::RandomState,
+    exchanges: Mutex<HashMap<u64, Vec<ExchangeSeries>>>,
+    append: OnceLock<(metrics::Histogram, metrics::Counter)>,
+}
+
+impl std::fmt::Debug for HeldSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldSeries").finish_non_exhaustive()
+    }
+}
+
+/// The two series of one contract, peer, role and outcome.
+struct ExchangeSeries {
+    contract: ContractLabel,
+    peer: String,
+    role: Role,
+    outcome: &'static str,
+    duration: metrics::Histogram,
+    count: metrics::Counter,
+}
+
+/// An exchange's contract as its series name it: id and version, or neither.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ContractLabel<S = String> {
+    pub id: S,
+    pub version: S,
 }
 
 /// The counters of one provided contract, registered once at start-up so that counting on
@@ -490,28 +534,81 @@ impl ListenerCounters {
 /// gateway's role, its outcome, and how long it took to its record.
 pub(crate) fn exchange(
     labels: &Labels,
-    contract: String,
-    peer: String,
+    contract: ContractLabel<&str>,
+    peer: &str,
     role: Role,
     outcome: &'static str,
     took: Duration,
 ) {
-    let role = role.as_str();
-    metrics::histogram!("simpul_exchange_duration_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract.clone(), "role" => role)
-        .record(took.as_secs_f64());
-    metrics::counter!("simpul_exchanges_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => contract, "peer" => peer, "role" => role, "outcome" => outcome)
-        .increment(1);
+    let held = &labels.held;
+    let hash = held
+        .state
+        .hash_one((contract, peer, role.as_str(), outcome));
+    let mut exchanges = held
+        .exchanges
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let found = exchanges.get(&hash).and_then(|bucket| {
+        bucket.iter().find(|s| {
+            s.contract.id == contract.id
+                && s.contract.version == contract.version
+                && s.peer == peer
+                && s.role == role
+                && s.outcome == outcome
+        })
+    });
+    if let Some(series) = found {
+        series.duration.record(took.as_secs_f64());
+        series.count.increment(1);
+        return;
+    }
+    let series = register_exchange(labels, contract, peer, role, outcome);
+    series.duration.record(took.as_secs_f64());
+    series.count.increment(1);
+    if exchanges.values().map(Vec::len).sum::<usize>() < MAX_HELD_SERIES {
+        exchanges.entry(hash).or_default().push(series);
+    }
+}
+
+fn register_exchange(
+    labels: &Labels,
+    contract: ContractLabel<&str>,
+    peer: &str,
+    role: Role,
+    outcome: &'static str,
+) -> ExchangeSeries {
+    let name = if contract.id.is_empty() {
+        String::new()
+    } else {
+        format!("{}/{}", contract.id, contract.version)
+    };
+    let role_label = role.as_str();
+    ExchangeSeries {
+        duration: metrics::histogram!("simpul_exchange_duration_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => name.clone(), "role" => role_label),
+        count: metrics::counter!("simpul_exchanges_total", "member" => labels.member.clone(), "instance" => labels.instance.clone(), "contract" => name, "peer" => peer.to_owned(), "role" => role_label, "outcome" => outcome),
+        contract: ContractLabel {
+            id: contract.id.to_owned(),
+            version: contract.version.to_owned(),
+        },
+        peer: peer.to_owned(),
+        role,
+        outcome,
+    }
 }
 
 /// Counts one append of an exchange's record: how long it took to be durable, or that it
 /// could not be made durable.
 pub(crate) fn append(labels: &Labels, took: Duration, durable: bool) {
+    let (seconds, failures) = labels.held.append.get_or_init(|| {
+        (
+            metrics::histogram!("simpul_audit_append_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+            metrics::counter!("simpul_audit_append_failures_total", "member" => labels.member.clone(), "instance" => labels.instance.clone()),
+        )
+    });
     if durable {
-        metrics::histogram!("simpul_audit_append_seconds", "member" => labels.member.clone(), "instance" => labels.instance.clone())
-            .record(took.as_secs_f64());
+        seconds.record(took.as_secs_f64());
     } else {
-        metrics::counter!("simpul_audit_append_failures_total", "member" => labels.member.clone(), "instance" => labels.instance.clone())
-            .increment(1);
+        failures.increment(1);
     }
 }
 
@@ -567,5 +664,93 @@ mod tests {
                 "OPERATIONS.md lists {name}, which the gateway does not export"
             );
         }
+    }
+
+    /// The value of the one series of `family` whose line carries every label of `with`.
+    fn scraped(family: &str, with: &[&str]) -> Option<f64> {
+        render()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")))
+            .find(|l| with.iter().all(|w| l.contains(w)))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
+    #[test]
+    fn exchanges_counted_through_held_series_land_in_the_series_a_key_names() {
+        install();
+        let labels = Labels::new("ID:GOV:HELD-SERIES", "127.0.0.1:1");
+        let contract = ContractLabel {
+            id: "citizenship.status",
+            version: "1",
+        };
+        let took = Duration::from_millis(2);
+        for _ in 0..3 {
+            exchange(
+                &labels,
+                contract,
+                "ID:GOV:KEMLU",
+                Role::Provider,
+                "ok",
+                took,
+            );
+        }
+        exchange(
+            &labels,
+            contract,
+            "ID:GOV:KEMLU",
+            Role::Provider,
+            "rate-limited",
+            took,
+        );
+        exchange(
+            &labels,
+            contract,
+            "ID:GOV:BP2MI",
+            Role::Provider,
+            "ok",
+            took,
+        );
+        let none = ContractLabel {
+            id: "",
+            version: "",
+        };
+        exchange(&labels, none, "", Role::Provider, "not-found", took);
+        append(&labels, took, true);
+        append(&labels, took, true);
+        append(&labels, took, false);
+
+        let member = r#"member="ID:GOV:HELD-SERIES""#;
+        let count = |peer: &str, outcome: &str| {
+            let (peer, outcome) = (
+                format!(r#"peer="{peer}""#),
+                format!(r#"outcome="{outcome}""#),
+            );
+            scraped("simpul_exchanges_total", &[member, &peer, &outcome])
+        };
+        assert_eq!(count("ID:GOV:KEMLU", "ok"), Some(3.0));
+        assert_eq!(count("ID:GOV:KEMLU", "rate-limited"), Some(1.0));
+        assert_eq!(count("ID:GOV:BP2MI", "ok"), Some(1.0));
+        assert_eq!(
+            scraped(
+                "simpul_exchanges_total",
+                &[member, r#"contract="""#, r#"outcome="not-found""#]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            scraped(
+                "simpul_exchange_duration_seconds_count",
+                &[member, r#"contract="citizenship.status/1""#]
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            scraped("simpul_audit_append_seconds_count", &[member]),
+            Some(2.0)
+        );
+        assert_eq!(
+            scraped("simpul_audit_append_failures_total", &[member]),
+            Some(1.0)
+        );
     }
 }

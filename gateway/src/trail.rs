@@ -14,7 +14,7 @@ use contracts::canonical::sha256_b64url;
 use contracts::{Contract, ContractRef, MemberId, Problem, ProblemCode};
 use serde_json::Value;
 
-use crate::metrics::Labels;
+use crate::metrics::{ContractLabel, Labels};
 
 /// The outcome of an exchange abandoned before it completed.
 pub const CANCELLED: &str = "cancelled";
@@ -182,15 +182,14 @@ impl Trail {
         record.outcome = outcome.to_owned();
         let took = self.started.elapsed();
         record.latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let contract = if record.contract.is_empty() {
-            String::new()
-        } else {
-            format!("{}/{}", record.contract, record.version)
+        let contract = ContractLabel {
+            id: record.contract.as_str(),
+            version: record.version.as_str(),
         };
         // The other side: who asked, on the provider; whom this gateway asked, on the consumer.
         let peer = match record.role {
-            Role::Provider => record.consumer.clone(),
-            Role::Consumer => record.provider.clone(),
+            Role::Provider => &record.consumer,
+            Role::Consumer => &record.provider,
         };
         crate::metrics::exchange(&self.labels, contract, peer, record.role, outcome, took);
         record.request_hash = self
@@ -323,10 +322,7 @@ mod tests {
     }
 
     fn trail(log: &AuditLog, id: &str) -> Trail {
-        let labels = Arc::new(Labels {
-            member: "ID:GOV:KEMLU".into(),
-            instance: "127.0.0.1:0".into(),
-        });
+        let labels = Arc::new(Labels::new("ID:GOV:KEMLU", "127.0.0.1:0"));
         let mut t = Trail::new(log, &labels, Role::Consumer, &contract());
         t.set_exchange_id(id);
         t.set_consumer(&MemberId::parse("ID:GOV:KEMLU").unwrap());
