@@ -1367,7 +1367,9 @@ async fn write_loop(
         match outcome {
             Ok(commit) => {
                 size.store(frontier.size(), Ordering::Release);
-                for (index, reply) in replies.into_iter().enumerate() {
+                // One record per append, in order (`Batch::assign`); an index is only ever
+                // made for a record the commit holds.
+                for (index, reply) in (0..commit.records.len()).zip(replies) {
                     let commit = commit.clone();
                     let _ = reply.send(Ok(Committed { commit, index }));
                 }
