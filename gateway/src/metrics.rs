@@ -430,7 +430,7 @@ const MAX_HELD_SERIES: usize = 4_096;
 #[derive(Default)]
 struct HeldSeries {
     state: std::hash::RandomState,
-    exchanges: Mutex<HashMap<u64, Vec<ExchangeSeries>>>,
+    exchanges: Mutex<HeldExchanges>,
     append: OnceLock<(metrics::Histogram, metrics::Counter)>,
 }
 
@@ -438,6 +438,13 @@ impl std::fmt::Debug for HeldSeries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldSeries").finish_non_exhaustive()
     }
+}
+
+/// The exchange series held, by the hash of their labels.
+#[derive(Default)]
+struct HeldExchanges {
+    by_hash: HashMap<u64, Vec<ExchangeSeries>>,
+    count: usize,
 }
 
 /// The two series of one contract, peer, role and outcome.
@@ -548,7 +555,7 @@ pub(crate) fn exchange(
         .exchanges
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let found = exchanges.get(&hash).and_then(|bucket| {
+    let found = exchanges.by_hash.get(&hash).and_then(|bucket| {
         bucket.iter().find(|s| {
             s.contract.id == contract.id
                 && s.contract.version == contract.version
@@ -558,15 +565,21 @@ pub(crate) fn exchange(
         })
     });
     if let Some(series) = found {
-        series.duration.record(took.as_secs_f64());
-        series.count.increment(1);
+        series.record(took);
         return;
     }
     let series = register_exchange(labels, contract, peer, role, outcome);
-    series.duration.record(took.as_secs_f64());
-    series.count.increment(1);
-    if exchanges.values().map(Vec::len).sum::<usize>() < MAX_HELD_SERIES {
-        exchanges.entry(hash).or_default().push(series);
+    series.record(took);
+    if exchanges.count < MAX_HELD_SERIES {
+        exchanges.by_hash.entry(hash).or_default().push(series);
+        exchanges.count += 1;
+    }
+}
+
+impl ExchangeSeries {
+    fn record(&self, took: Duration) {
+        self.duration.record(took.as_secs_f64());
+        self.count.increment(1);
     }
 }
 
