@@ -13,7 +13,15 @@
 //! | `simpul_audit_evidence` | signed envelopes by `(log, seq)`, deleted after the retention: PostgreSQL's, and an SQLite store's from before its journal kept them |
 //! | `simpul_audit_segments` | SQLite: the journal segments that keep evidence (a record's row says which, and where its frame is), each with its newest record's time; deleted after the retention |
 //! | `simpul_audit_subjects` | every item subject of a batch exchange's record, by `(log, subject, seq)`: what finds a person's records among the batches |
+//! | `simpul_audit_keys` | SQLite: the records' exchange ids and subjects, written once per block of [`KEY_BLOCK`] seqs, sorted: what finds an exchange's or a person's records |
+//! | `simpul_audit_key_blocks` | SQLite: the blocks whose keys are written |
 //!
+//! PostgreSQL finds records by exchange id and subject through two indexes of the records
+//! table. SQLite does not keep those indexes: their values are random, so each append
+//! wrote into a random page of each (most of what the indexer wrote, and read back, per
+//! record). It writes the keys of each block of [`KEY_BLOCK`] records once the block is
+//! complete, sorted, at the end of `simpul_audit_keys`; a lookup probes each written block
+//! by primary key, then scans the records after the last (at most about one block).
 //! A proof of any size reads O(log n) rows of `simpul_audit_nodes` by primary key; appending
 //! writes the leaf and the (amortised one) interior node it completes.
 
@@ -42,6 +50,21 @@ use audit::merkle::{
 use audit::{
     Aggregate, AuditRecord, NewRecord, OverlapFigures, Role, SignedTreeHead, StoredEvidence,
 };
+
+/// Records per block of lookup keys in an SQLite store: the most records a lookup by
+/// exchange id or subject scans (besides those the indexer has yet to reach), and the
+/// records whose keys are sorted and written at once.
+const KEY_BLOCK: u64 = 16_384;
+/// Blocks of keys one indexer transaction writes at most: one in the steady state; a store
+/// made before the blocks catches up this many at a time, so that its appends never wait
+/// for the whole of it.
+const KEY_BLOCKS_PER_COMMIT: u64 = 2;
+/// The indexes of exchange ids and subjects that SQLite stores made before the key blocks
+/// have: kept, and used by the lookups' scans, until every complete block has its keys.
+const LEGACY_KEY_INDEXES: [&str; 2] = [
+    "simpul_audit_records_exchange",
+    "simpul_audit_records_subject",
+];
 
 /// Rows per multi-row `INSERT`: well under SQLite's 32,766 and PostgreSQL's 65,535 bound
 /// parameters with the records' 24 columns.
@@ -305,15 +328,20 @@ impl Dialect {
                     aggregate_minute INTEGER, aggregate_count INTEGER, aggregate_bytes INTEGER,
                     subjects TEXT, overlap TEXT, evidence_segment INTEGER, evidence_offset INTEGER,
                     PRIMARY KEY (log, seq)) WITHOUT ROWID",
-                "CREATE INDEX IF NOT EXISTS simpul_audit_records_exchange
-                    ON simpul_audit_records (log, exchange_id)",
-                "CREATE INDEX IF NOT EXISTS simpul_audit_records_subject
-                    ON simpul_audit_records (log, subject)",
                 // A batch record's item subjects, one row each (the record keeps them too,
                 // as they were hashed); a store made before it gains it when opened.
                 "CREATE TABLE IF NOT EXISTS simpul_audit_subjects (
                     log TEXT NOT NULL, subject TEXT NOT NULL, seq INTEGER NOT NULL,
                     PRIMARY KEY (log, subject, seq)) WITHOUT ROWID",
+                // The lookup keys, block by block (`kind` is `exchange` or `subject`): the
+                // newest block sorts last, so writing one appends to the table's end.
+                "CREATE TABLE IF NOT EXISTS simpul_audit_keys (
+                    log TEXT NOT NULL, block INTEGER NOT NULL, kind TEXT NOT NULL,
+                    key TEXT NOT NULL, seq INTEGER NOT NULL,
+                    PRIMARY KEY (log, block, kind, key, seq)) WITHOUT ROWID",
+                "CREATE TABLE IF NOT EXISTS simpul_audit_key_blocks (
+                    log TEXT NOT NULL, block INTEGER NOT NULL,
+                    PRIMARY KEY (log, block)) WITHOUT ROWID",
                 "CREATE TABLE IF NOT EXISTS simpul_audit_nodes (
                     log TEXT NOT NULL, node INTEGER NOT NULL, hash BLOB NOT NULL,
                     PRIMARY KEY (log, node)) WITHOUT ROWID",
@@ -472,9 +500,46 @@ const LATER_RECORD_COLUMNS: [(&str, &str); 11] = [
 /// Which indexed column a seq lookup goes by.
 #[derive(Clone, Copy)]
 pub(crate) enum Lookup {
-    Exchange,
-    Subject,
+    Exchange = 0,
+    Subject = 1,
 }
+
+/// The two queries of a lookup by key of `kind`, the records' `column`.
+macro_rules! key_lookups {
+    ($kind:literal, $column:literal) => {
+        (
+            concat!(
+                "SELECT k.seq FROM simpul_audit_keys k
+                   JOIN simpul_audit_records r ON r.log = k.log AND r.seq = k.seq
+                  WHERE k.log = $1
+                    AND k.block IN (SELECT block FROM simpul_audit_key_blocks
+                                     WHERE log = $1 AND block < $2)
+                    AND k.kind = '",
+                $kind,
+                "' AND k.key = $3 AND r.",
+                $column,
+                " = $3
+                  ORDER BY k.block, k.seq LIMIT $4"
+            ),
+            concat!(
+                "SELECT seq FROM simpul_audit_records
+                  WHERE log = $1 AND seq >= $2 AND ",
+                $column,
+                " = $3 ORDER BY seq LIMIT $4"
+            ),
+        )
+    };
+}
+
+/// An SQLite store's lookups, by [`Lookup`]: in the written blocks of keys (`$2`: how many
+/// are written), each key checked against its record's row; and in the records after
+/// those blocks (`$2`: the first seq after them). `$1` the log, `$3` the value, `$4` the
+/// limit. The blocks are probed in order, and a block's matches are in seq order, so the
+/// first query stops at its limit without sorting.
+const KEY_LOOKUPS: [(&str, &str); 2] = [
+    key_lookups!("exchange", "exchange_id"),
+    key_lookups!("subject", "subject"),
+];
 
 /// The exchanges [`Store::count_answered`] counts: those this gateway answered as provider,
 /// with outcome `ok`, of one contract version, for one consumer and purpose, that are not
@@ -496,6 +561,8 @@ pub(crate) struct Backend<DB: Database> {
     label: String,
     /// A SQLite store's file as it was opened: appends stop once the path no longer names it.
     file: Option<Arc<StoreFile>>,
+    /// Records per block of lookup keys (SQLite; [`KEY_BLOCK`] but in tests).
+    key_block: u64,
 }
 
 /// A SQLite store's file, by path and identity (device, inode). A file deleted, or moved
@@ -552,6 +619,7 @@ impl<DB: Database> Clone for Backend<DB> {
             log: self.log.clone(),
             label: self.label.clone(),
             file: self.file.clone(),
+            key_block: self.key_block,
         }
     }
 }
@@ -625,6 +693,17 @@ impl Store {
         log: &str,
         access: Access,
     ) -> Result<Store, AuditError> {
+        Self::open_with_key_block(target, log, access, KEY_BLOCK).await
+    }
+
+    /// [`Store::open`] with blocks of `key_block` records' lookup keys: tests reach the
+    /// blocks with a handful of records.
+    async fn open_with_key_block(
+        target: &StoreTarget,
+        log: &str,
+        access: Access,
+        key_block: u64,
+    ) -> Result<Store, AuditError> {
         let label = target.label();
         let open_err = |source: sqlx::Error| AuditError::Open {
             store: label.clone(),
@@ -645,6 +724,7 @@ impl Store {
                     log: log.to_owned(),
                     label: label.clone(),
                     file: StoreFile::opened(path).map(Arc::new),
+                    key_block,
                 })
             }
             StoreTarget::Postgres { options, .. } => {
@@ -655,6 +735,7 @@ impl Store {
                     log: log.to_owned(),
                     label: label.clone(),
                     file: None,
+                    key_block,
                 })
             }
         };
@@ -911,6 +992,16 @@ impl SharedText {
     }
 }
 
+/// Two lists of seqs in ascending order merged into one, each seq once, the first `limit`.
+fn merge_seqs(a: Vec<u64>, b: Vec<u64>, limit: u32) -> Vec<u64> {
+    let mut all = a;
+    all.extend(b);
+    all.sort_unstable();
+    all.dedup();
+    all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    all
+}
+
 fn to_i64(v: u64) -> i64 {
     // Seqs and node ids stay below 2^63 (MAX_TREE_SIZE is 2^62); latencies are clamped
     // before hashing, so what is stored is what was hashed.
@@ -1016,6 +1107,14 @@ where
         .execute(&mut *tx)
         .await
         .map_err(self.err("creating the log's state"))?;
+        if self.dialect == Dialect::Sqlite {
+            // A store made before the key blocks whose every complete block has its keys
+            // (one too small to have any, say) needs its old indexes no more.
+            let (size, _) = self.locked_state(&mut tx).await?;
+            if self.key_blocks_written(&mut tx).await? >= size / self.key_block {
+                self.drop_legacy_key_indexes(&mut tx).await?;
+            }
+        }
         tx.commit().await.map_err(self.err("creating tables"))?;
         conn.committed();
         Ok(())
@@ -1583,6 +1682,9 @@ where
             .await
             .map_err(self.err("listing a journal segment that keeps evidence"))?;
         }
+        if self.dialect == Dialect::Sqlite {
+            self.write_key_blocks(tx, last.size).await?;
+        }
         sqlx::query::<DB>(
             "UPDATE simpul_audit_state SET tree_size = $1, root_hash = $2 WHERE log = $3",
         )
@@ -1808,12 +1910,190 @@ where
         Ok(out)
     }
 
+    /// How many blocks of lookup keys are written: blocks `0..` that many (written in
+    /// order, one transaction each at most [`KEY_BLOCKS_PER_COMMIT`]).
+    async fn key_blocks_written(&self, tx: &mut Transaction<'_, DB>) -> Result<u64, AuditError> {
+        let row = sqlx::query::<DB>("SELECT COUNT(*) FROM simpul_audit_key_blocks WHERE log = $1")
+            .bind(self.log.clone())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.err("counting the blocks of lookup keys"))?;
+        let n: i64 = row
+            .try_get(0)
+            .map_err(self.err("counting the blocks of lookup keys"))?;
+        u64::try_from(n).map_err(|_| self.corrupt(None, "a negative count of key blocks"))
+    }
+
+    /// SQLite, inside the indexer's transaction: writes the lookup keys of the blocks the
+    /// tree of `size` completes that have none yet, oldest first and at most
+    /// [`KEY_BLOCKS_PER_COMMIT`]; each block's exchange ids and subjects, read back from
+    /// the records just written, sorted by kind, key and seq, so that the table grows at
+    /// its end. When that leaves no complete block without keys, a store made before the
+    /// blocks drops its old indexes.
+    async fn write_key_blocks(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        size: u64,
+    ) -> Result<(), AuditError> {
+        let complete = size / self.key_block;
+        let written = self.key_blocks_written(tx).await?;
+        if written >= complete {
+            return Ok(());
+        }
+        let op = "writing a block of lookup keys";
+        for block in written..complete.min(written + KEY_BLOCKS_PER_COMMIT) {
+            let (from, to) = (block * self.key_block, (block + 1) * self.key_block);
+            sqlx::query::<DB>(
+                "INSERT INTO simpul_audit_keys (log, block, kind, key, seq)
+                 SELECT log, $2, 'exchange', exchange_id, seq FROM simpul_audit_records
+                  WHERE log = $1 AND seq >= $3 AND seq < $4
+                 UNION ALL
+                 SELECT log, $2, 'subject', subject, seq FROM simpul_audit_records
+                  WHERE log = $1 AND seq >= $3 AND seq < $4 AND subject IS NOT NULL
+                 ORDER BY 3, 4, 5",
+            )
+            .bind(self.log.clone())
+            .bind(to_i64(block))
+            .bind(to_i64(from))
+            .bind(to_i64(to))
+            .execute(&mut **tx)
+            .await
+            .map_err(self.err(op))?;
+            sqlx::query::<DB>("INSERT INTO simpul_audit_key_blocks (log, block) VALUES ($1, $2)")
+                .bind(self.log.clone())
+                .bind(to_i64(block))
+                .execute(&mut **tx)
+                .await
+                .map_err(self.err(op))?;
+        }
+        if written + KEY_BLOCKS_PER_COMMIT >= complete {
+            self.drop_legacy_key_indexes(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// SQLite: drops the indexes of exchange ids and subjects a store made before the key
+    /// blocks has, if it has them.
+    async fn drop_legacy_key_indexes(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+    ) -> Result<(), AuditError> {
+        let op = "dropping the indexes the key blocks replace";
+        for index in LEGACY_KEY_INDEXES {
+            let row = sqlx::query::<DB>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = $1",
+            )
+            .bind(index.to_owned())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.err(op))?;
+            let present: i64 = row.try_get(0).map_err(self.err(op))?;
+            if present > 0 {
+                sqlx::query::<DB>(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {index}")))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(self.err(op))?;
+                tracing::info!(store = %self.label, index, "every block of lookup keys written: the index they replace dropped");
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite: the seqs of the records whose `by` is `value`, oldest first, at most `limit`:
+    /// from the written blocks of keys (each key checked against its record's row, so a
+    /// key row pointing elsewhere finds nothing), then from the records after them; for a
+    /// subject, merged with the batch records' item subjects.
+    async fn seqs_by_key(
+        &self,
+        by: Lookup,
+        value: &str,
+        limit: u32,
+    ) -> Result<Vec<u64>, AuditError> {
+        let (in_blocks, after_blocks) = KEY_LOOKUPS[by as usize];
+        let op = match by {
+            Lookup::Exchange => "finding an exchange's records",
+            Lookup::Subject => "finding a subject's records",
+        };
+        let mut conn = self.pool.acquire().await.map_err(self.err(op))?;
+        let mut tx = conn.begin().await.map_err(self.err(op))?;
+        // The blocks written now; one written after this read is not probed, and its
+        // records are among those scanned after the blocks.
+        let written = self.key_blocks_written(&mut tx).await?;
+        let mut seqs = self
+            .seqs_of_query(
+                &mut tx,
+                in_blocks,
+                to_i64(written),
+                value,
+                i64::from(limit),
+                op,
+            )
+            .await?;
+        let left = i64::from(limit) - i64::try_from(seqs.len()).unwrap_or(i64::MAX);
+        if left > 0 {
+            let after = to_i64(written.saturating_mul(self.key_block));
+            seqs.extend(
+                self.seqs_of_query(&mut tx, after_blocks, after, value, left, op)
+                    .await?,
+            );
+        }
+        if let Lookup::Subject = by {
+            let rows = sqlx::query::<DB>(
+                "SELECT seq FROM simpul_audit_subjects
+                  WHERE log = $1 AND subject = $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(self.log.clone())
+            .bind(value.to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.err(op))?;
+            seqs = merge_seqs(seqs, self.seqs_of_rows(&rows, op)?, limit);
+        }
+        tx.commit().await.map_err(self.err(op))?;
+        Ok(seqs)
+    }
+
+    /// Runs one of [`Backend::seqs_by_key`]'s queries: `$1` the log, then `n`, `value` and
+    /// `limit`; its seqs.
+    async fn seqs_of_query(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        sql: &'static str,
+        n: i64,
+        value: &str,
+        limit: i64,
+        op: &'static str,
+    ) -> Result<Vec<u64>, AuditError> {
+        let rows = sqlx::query::<DB>(sql)
+            .bind(self.log.clone())
+            .bind(n)
+            .bind(value.to_owned())
+            .bind(limit)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(self.err(op))?;
+        self.seqs_of_rows(&rows, op)
+    }
+
+    fn seqs_of_rows(&self, rows: &[DB::Row], op: &'static str) -> Result<Vec<u64>, AuditError> {
+        rows.iter()
+            .map(|r| {
+                let s: i64 = r.try_get(0).map_err(self.err(op))?;
+                u64::try_from(s).map_err(|_| self.corrupt(None, "a negative seq"))
+            })
+            .collect()
+    }
+
     async fn seqs_where(
         &self,
         by: Lookup,
         value: &str,
         limit: u32,
     ) -> Result<Vec<u64>, AuditError> {
+        if self.dialect == Dialect::Sqlite {
+            return self.seqs_by_key(by, value, limit).await;
+        }
         let (sql, op) = match by {
             Lookup::Exchange => (
                 "SELECT seq FROM simpul_audit_records WHERE log = $1 AND exchange_id = $2
@@ -1842,12 +2122,7 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(self.err(op))?;
-        rows.iter()
-            .map(|r| {
-                let s: i64 = r.try_get(0).map_err(self.err(op))?;
-                u64::try_from(s).map_err(|_| self.corrupt(None, "a negative seq"))
-            })
-            .collect()
+        self.seqs_of_rows(&rows, op)
     }
 
     /// How many records stamped at or after `since_ms` are exchanges `answered`. The range
@@ -1963,6 +2238,267 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use batch::sample_record;
+
+    const LOG: &str = "ID:GOV:DUKCAPIL";
+
+    /// Record `n` of the lookup tests: one of 7 exchange ids, so most have several records;
+    /// one of 5 subjects, none on every sixth; and every eleventh a batch record whose item
+    /// subjects are two of the same five.
+    fn keyed(n: u64) -> NewRecord {
+        let mut r = sample_record(n);
+        r.exchange_id = format!("exchange-{}", (n * 5) % 7);
+        r.subject = (!n.is_multiple_of(6)).then(|| format!("subject-{}", (n * 3) % 5));
+        if n.is_multiple_of(11) {
+            r.subject = None;
+            r.subjects = Some(vec![
+                format!("subject-{}", n % 5),
+                format!("subject-{}", (n + 2) % 5),
+            ]);
+        }
+        r
+    }
+
+    /// What a lookup must find among records `0..size` of [`keyed`]: the seqs in order,
+    /// the first `limit`.
+    fn expected(size: u64, by: Lookup, value: &str, limit: u32) -> Vec<u64> {
+        (0..size)
+            .filter(|&n| {
+                let r = keyed(n);
+                match by {
+                    Lookup::Exchange => r.exchange_id == value,
+                    Lookup::Subject => {
+                        r.subject.as_deref() == Some(value)
+                            || r.subjects.is_some_and(|s| s.iter().any(|s| s == value))
+                    }
+                }
+            })
+            .take(limit as usize)
+            .collect()
+    }
+
+    /// Every exchange id and subject of [`keyed`] looked up through `b` at three limits.
+    async fn check_lookups(b: &Backend<sqlx::Sqlite>, size: u64) {
+        for limit in [1, 3, 1000] {
+            for i in 0..8 {
+                let value = format!("exchange-{i}");
+                let found = b.seqs_where(Lookup::Exchange, &value, limit).await.unwrap();
+                assert_eq!(
+                    found,
+                    expected(size, Lookup::Exchange, &value, limit),
+                    "{value}, limit {limit}, size {size}"
+                );
+            }
+            for i in 0..6 {
+                let value = format!("subject-{i}");
+                let found = b.seqs_where(Lookup::Subject, &value, limit).await.unwrap();
+                assert_eq!(
+                    found,
+                    expected(size, Lookup::Subject, &value, limit),
+                    "{value}, limit {limit}, size {size}"
+                );
+            }
+        }
+    }
+
+    async fn key_blocks(b: &Backend<sqlx::Sqlite>) -> u64 {
+        let mut conn = b.pool.acquire().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        b.key_blocks_written(&mut tx).await.unwrap()
+    }
+
+    async fn legacy_indexes(b: &Backend<sqlx::Sqlite>) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
+             AND name IN ('simpul_audit_records_exchange', 'simpul_audit_records_subject')",
+        )
+        .fetch_one(&b.pool)
+        .await
+        .unwrap()
+    }
+
+    /// A new store appended to as a gateway does, through its journal and indexer, with
+    /// blocks of 4 records' keys.
+    async fn appending_in_blocks_of_4() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StoreTarget::Sqlite(dir.path().join("audit.db"));
+        let store = Store::open_with_key_block(&target, LOG, Access::Append, 4)
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    /// Through the journal and its indexer, as a gateway appends: the keys of each complete
+    /// block of 4 records are written, and a lookup finds every record by exchange id and
+    /// by subject (a batch record by its item subjects), oldest first, up to its limit,
+    /// whether the record's keys are in a written block or not yet.
+    #[tokio::test]
+    async fn lookups_find_records_in_the_written_key_blocks_and_after_them() {
+        let (_dir, store) = appending_in_blocks_of_4().await;
+        let mut frontier = Frontier::default();
+        let mut size = 0;
+        for len in [1, 3, 2, 5, 1, 4, 7, 2, 3, 6, 1, 1, 3] {
+            let batch = (size..size + len).map(|n| (keyed(n), None)).collect();
+            store.commit(batch, &mut frontier, 1_000).await.unwrap();
+            size += len;
+            store.settle().await.unwrap();
+            let Engine::Sqlite(b) = &store.engine else {
+                panic!("an SQLite store");
+            };
+            check_lookups(b, size).await;
+            // Through the store's own lookups too (they wait for the indexer).
+            assert_eq!(
+                store.seqs_of("exchange-3", 1000).await.unwrap(),
+                expected(size, Lookup::Exchange, "exchange-3", 1000)
+            );
+            assert_eq!(
+                store.seqs_of_subject("subject-2", 1000).await.unwrap(),
+                expected(size, Lookup::Subject, "subject-2", 1000)
+            );
+        }
+        let Engine::Sqlite(b) = &store.engine else {
+            panic!("an SQLite store");
+        };
+        assert_eq!(size, 39);
+        assert!(key_blocks(b).await >= 1, "no block of keys written");
+        // One record more per commit until every complete block has its keys.
+        for _ in 0..8 {
+            let batch = vec![(keyed(size), None)];
+            store.commit(batch, &mut frontier, 1_000).await.unwrap();
+            size += 1;
+        }
+        store.settle().await.unwrap();
+        assert_eq!(key_blocks(b).await, size / 4);
+        check_lookups(b, size).await;
+    }
+
+    /// A key row pointing at another record finds nothing: each key is checked against its
+    /// record's row.
+    #[tokio::test]
+    async fn a_key_that_does_not_match_its_record_finds_nothing() {
+        let (_dir, store) = appending_in_blocks_of_4().await;
+        let mut frontier = Frontier::default();
+        let batch = (0..8).map(|n| (keyed(n), None)).collect();
+        store.commit(batch, &mut frontier, 1_000).await.unwrap();
+        store.settle().await.unwrap();
+        let Engine::Sqlite(b) = &store.engine else {
+            panic!("an SQLite store");
+        };
+        assert_eq!(key_blocks(b).await, 2);
+        sqlx::query(
+            "INSERT INTO simpul_audit_keys (log, block, kind, key, seq) \
+             VALUES ($1, 0, 'exchange', 'exchange-forged', 2)",
+        )
+        .bind(LOG)
+        .execute(&b.pool)
+        .await
+        .unwrap();
+        assert!(
+            b.seqs_where(Lookup::Exchange, "exchange-forged", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        check_lookups(b, 8).await;
+    }
+
+    /// A store made before the key blocks, with its indexes of exchange ids and subjects
+    /// and records but no blocks: its lookups stay right while its appends write the
+    /// missing blocks, two per commit, and once every complete block has its keys the old
+    /// indexes are dropped.
+    #[tokio::test]
+    async fn a_store_made_before_the_key_blocks_catches_up_then_drops_its_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StoreTarget::Sqlite(dir.path().join("audit.db"));
+        let store = Store::open(&target, LOG, Access::Read).await.unwrap();
+        let Engine::Sqlite(b) = &store.engine else {
+            panic!("an SQLite store");
+        };
+        // Written straight to the tables, as before: no key blocks, the two indexes.
+        let before = Backend {
+            key_block: u64::MAX,
+            ..b.clone()
+        };
+        for ddl in [
+            "CREATE INDEX simpul_audit_records_exchange ON simpul_audit_records (log, exchange_id)",
+            "CREATE INDEX simpul_audit_records_subject ON simpul_audit_records (log, subject)",
+        ] {
+            sqlx::query(ddl).execute(&b.pool).await.unwrap();
+        }
+        let mut frontier = Frontier::default();
+        let batch = (0..30).map(|n| (keyed(n), None)).collect();
+        before.commit(batch, &mut frontier, 1_000).await.unwrap();
+        assert_eq!(key_blocks(&before).await, 0);
+
+        // Opened now: blocks of 4.
+        let after = Backend {
+            key_block: 4,
+            ..b.clone()
+        };
+        after.create().await.unwrap();
+        assert_eq!(
+            legacy_indexes(&after).await,
+            2,
+            "dropped before the blocks caught up"
+        );
+        check_lookups(&after, 30).await;
+        let mut size = 30;
+        // 7 complete blocks missing, two written per commit: the fourth commit catches up.
+        for commit in 1..=4 {
+            let batch = vec![(keyed(size), None)];
+            after.commit(batch, &mut frontier, 1_000).await.unwrap();
+            size += 1;
+            assert_eq!(key_blocks(&after).await, (commit * 2).min(size / 4));
+            check_lookups(&after, size).await;
+            let kept = if commit < 4 { 2 } else { 0 };
+            assert_eq!(legacy_indexes(&after).await, kept, "after commit {commit}");
+        }
+    }
+
+    /// A lookup probes each written block by primary key, in the order of the seqs, so it
+    /// stops at its limit without sorting; the records after the blocks are a range of the
+    /// records' primary key.
+    #[tokio::test]
+    async fn a_lookup_probes_each_block_by_primary_key_and_scans_only_the_records_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = StoreTarget::Sqlite(dir.path().join("audit.db"));
+        let store = Store::open(&target, LOG, Access::Read).await.unwrap();
+        let Engine::Sqlite(b) = &store.engine else {
+            panic!("an SQLite store");
+        };
+        let plan = |sql: &str| {
+            let sql = format!("EXPLAIN QUERY PLAN {sql}");
+            async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(LOG)
+                    .bind(1_i64)
+                    .bind("k")
+                    .bind(10_i64)
+                    .fetch_all(&b.pool)
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|r| r.get::<String, _>(3))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let (in_blocks, after_blocks) = KEY_LOOKUPS[0];
+        let steps = plan(in_blocks).await;
+        assert!(
+            steps.contains(
+                &"SEARCH k USING PRIMARY KEY (log=? AND block=? AND kind=? AND key=?)".to_owned()
+            ),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|s| s.contains("TEMP B-TREE")),
+            "{steps:?}"
+        );
+        assert_eq!(
+            plan(after_blocks).await,
+            ["SEARCH simpul_audit_records USING PRIMARY KEY (log=? AND seq>?)"]
+        );
+    }
 
     /// The answered count reads a range of the records' primary key: not the whole log, and
     /// no index of its own.
