@@ -426,6 +426,12 @@ ge() { awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b) ? 1 : 0 }'; }
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? 1 : 0 }'; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 max_worst=$(awk -v a="$hit_max" -v b="$miss_max" 'BEGIN { print (a > b) ? a : b }')
+# A full handshake's own CPU: per exchange with a handshake each, less per exchange on
+# kept-alive connections (the rows with handshakes count each exchange's own work too).
+handshake_us() { awk -v a="$(field "$1-handshakes-full" cpu_us_per_exchange)" -v b="$(field "$1-full" cpu_us_per_exchange)" 'BEGIN { printf "%.0f", a - b }'; }
+hit_handshake_us=$(handshake_us hit)
+bare_handshake_us=$(handshake_us bare)
+nginx_handshake_us=$(handshake_us nginx)
 local_p99=$(field local-half p99_us)
 local_max=$(field local-half max_us)
 federated_cpu=$(field federated-full cpu_us_per_exchange)
@@ -544,6 +550,10 @@ section=$work/section.md
   echo "The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer)"
   echo "are measured by \`cargo bench -p simpul-audit-store\` (above), and the provider with a 10 GB"
   echo "audit log by bench/grown.sh (below), not here."
+  echo "A full mTLS handshake's own CPU (per exchange with a handshake each, less per exchange on"
+  echo "kept-alive connections): Simpul $(thousands "$hit_handshake_us") µs, the bare rustls server $(thousands "$bare_handshake_us") µs"
+  echo "($(ratio "$hit_handshake_us" "$bare_handshake_us") ×), nginx $(thousands "$nginx_handshake_us") µs. The rows' handshakes/s count each exchange's own"
+  echo "work as well, so Simpul's, whose exchange does the most, is the lowest beside the bare server."
   echo "Whether memory and handshakes"
   echo "are \"no worse than today\" is for a comparison with an earlier run of this script (this"
   echo "section in the file's history)."
