@@ -2441,6 +2441,28 @@ mod tests {
             2,
             "dropped before the blocks caught up"
         );
+        // Until then a lookup's scan of the records after the blocks (here all of them)
+        // goes through the old index, not through every record.
+        for (_, after_blocks) in KEY_LOOKUPS {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {after_blocks}"
+            )))
+            .bind(LOG)
+            .bind(0_i64)
+            .bind("k")
+            .bind(10_i64)
+            .fetch_all(&after.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("USING COVERING INDEX simpul_audit_records_")),
+                "{plan:?}"
+            );
+        }
         check_lookups(&after, 30).await;
         let mut size = 30;
         // 7 complete blocks missing, two written per commit: the fourth commit catches up.
