@@ -1927,7 +1927,7 @@ where
     /// SQLite, inside the indexer's transaction: writes the lookup keys of the blocks the
     /// tree of `size` completes that have none yet, oldest first and at most
     /// [`KEY_BLOCKS_PER_COMMIT`]; each block's exchange ids and subjects, read back from
-    /// the records just written, sorted by kind, key and seq, so that the table grows at
+    /// the records' rows, sorted by kind, key and seq, so that the table grows at
     /// its end. When that leaves no complete block without keys, a store made before the
     /// blocks drops its old indexes.
     async fn write_key_blocks(
