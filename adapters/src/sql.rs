@@ -2,7 +2,10 @@
 //! the contract's answer, on SQLite, PostgreSQL or MySQL/MariaDB.
 //!
 //! The three backends share one code path for binding, running and mapping: a generic
-//! function over sqlx's `Database` ([`fetch_rows`]). It is generic rather than built on
+//! function over sqlx's `Database` ([`fetch_rows`]). One exception: a SQLite binding's
+//! lookups (`rows = "one"` and `"many"`, an exchange's cache miss) run on the answering
+//! thread through rusqlite (`sql/sqlite.rs`), since sqlx hands every SQLite statement to a
+//! thread of its own; a test holds its mapping to this one's. It is generic rather than built on
 //! `sqlx::Any` because `Any` converts every value to its own small set of kinds before we
 //! see it (losing, for instance, MySQL's `TINYINT` ↔ bool and PostgreSQL's `INT4` ↔ `INT8`
 //! distinctions we want to map explicitly), needs a process-wide driver registry, and hides
@@ -17,6 +20,7 @@
 mod batch;
 mod changes;
 mod list;
+mod sqlite;
 mod table;
 #[cfg(test)]
 mod test_support;
@@ -42,6 +46,7 @@ use crate::{
     Adapter, AdapterConfigError, AdapterError, AnswerFuture, ChangesFuture, CheckFuture,
     ListFuture, TableFuture, resolve_env,
 };
+use sqlite::SqliteLookups;
 
 pub use batch::{BatchAnswer, MAX_CHUNK, SqlBatch};
 
@@ -202,6 +207,8 @@ pub struct SqlAdapter {
     sql: Arc<str>,
     target: Target,
     pool: OnceLock<Pools>,
+    /// A SQLite binding's lookups (`rows = "one"` and `"many"`), on the answering thread.
+    sqlite: Option<Arc<SqliteLookups>>,
 }
 
 /// A query value, converted once to something every backend binds the same way.
@@ -342,12 +349,19 @@ impl SqlAdapter {
             (None, RowMode::Changes) => changes::prepare_after(&spec.statement, dialect)?,
             (None, _) => prepare(&spec.statement, dialect)?,
         };
+        let sqlite = match (&target, spec.rows) {
+            (Target::Sqlite(o), RowMode::One | RowMode::Many) => Some(Arc::new(
+                SqliteLookups::new(o.get_filename().to_owned(), spec.timeout_ms, spec.pool_size),
+            )),
+            _ => None,
+        };
         Ok(SqlAdapter {
             spec,
             sql: prepared.sql.as_str().into(),
             prepared,
             target,
             pool: OnceLock::new(),
+            sqlite,
         })
     }
 
@@ -472,15 +486,11 @@ impl SqlAdapter {
         let one = self.spec.rows == RowMode::One;
         let columns = &self.spec.columns;
         let sql = &self.sql;
-        let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
-        let rows = match &mut self.connection(deadline).await? {
-            Connection::Sqlite(c) => fetch_rows::<sqlx::Sqlite>(c, sql, &binds, one, columns).await,
-            Connection::Postgres(c) => {
-                fetch_rows::<sqlx::Postgres>(c, sql, &binds, one, columns).await
-            }
-            Connection::MySql(c) => fetch_rows::<sqlx::MySql>(c, sql, &binds, one, columns).await,
-        }
-        .map_err(|e| self.classify(e))??;
+        let rows = if let Some(lookups) = &self.sqlite {
+            lookups.fetch(sql, &binds, one, columns).await?
+        } else {
+            self.fetch_pooled(sql, &binds, one).await?
+        };
         if rows.is_empty()
             && let Some(nf) = &self.spec.not_found
         {
@@ -499,6 +509,26 @@ impl SqlAdapter {
             );
         }
         Ok(Value::Object(answer))
+    }
+
+    /// The rows of the statement through sqlx's pool: PostgreSQL and MySQL/MariaDB (a
+    /// SQLite binding's lookups run on the answering thread, `sql/sqlite.rs`).
+    async fn fetch_pooled(
+        &self,
+        sql: &Arc<str>,
+        binds: &[Bind],
+        one: bool,
+    ) -> Result<Vec<Map<String, Value>>, AdapterError> {
+        let columns = &self.spec.columns;
+        let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        match &mut self.connection(deadline).await? {
+            Connection::Sqlite(c) => fetch_rows::<sqlx::Sqlite>(c, sql, binds, one, columns).await,
+            Connection::Postgres(c) => {
+                fetch_rows::<sqlx::Postgres>(c, sql, binds, one, columns).await
+            }
+            Connection::MySql(c) => fetch_rows::<sqlx::MySql>(c, sql, binds, one, columns).await,
+        }
+        .map_err(|e| self.classify(e))?
     }
 
     /// Where the data is, for an operator: the SQLite file, or the server and database
@@ -940,15 +970,32 @@ where
     R: Row,
 {
     if !row.columns().iter().any(|c| c.name() == field) {
-        return Err(AdapterError::Failed(format!(
-            "the statement returns no column `{field}`"
-        )));
+        return Err(no_such_column(field));
     }
-    decode(row, field)?.ok_or_else(|| {
-        AdapterError::Failed(format!(
-            "column `{field}`: its SQL type cannot be read as {kind:?}"
-        ))
-    })
+    decode(row, field)?.ok_or_else(|| unreadable_as(field, kind))
+}
+
+/// The statement returns no column for answer field `field`.
+fn no_such_column(field: &str) -> AdapterError {
+    AdapterError::Failed(format!("the statement returns no column `{field}`"))
+}
+
+/// Column `field` holds a value of a SQL type that answer kind `kind` does not read.
+fn unreadable_as(field: &str, kind: ColumnType) -> AdapterError {
+    AdapterError::Failed(format!(
+        "column `{field}`: its SQL type cannot be read as {kind:?}"
+    ))
+}
+
+/// A `list` column: its comma-separated items, trimmed, empty ones left out.
+fn list_value(s: &str) -> Value {
+    Value::Array(
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Value::from)
+            .collect(),
+    )
 }
 
 fn map_row<R>(
@@ -981,17 +1028,7 @@ where
                     Some(v) => Some(v.map(Value::from)),
                     None => try_integer(row, f)?.map(|v| v.map(|i| Value::from(i != 0))),
                 },
-                ColumnType::List => try_as::<R, String>(row, f)?.map(|v| {
-                    v.map(|s| {
-                        Value::Array(
-                            s.split(',')
-                                .map(str::trim)
-                                .filter(|p| !p.is_empty())
-                                .map(Value::from)
-                                .collect(),
-                        )
-                    })
-                }),
+                ColumnType::List => try_as::<R, String>(row, f)?.map(|v| v.map(|s| list_value(&s))),
             })
         })?;
         if let Some(v) = value {
@@ -1116,6 +1153,65 @@ mod tests {
             a.answer(&json!({"nik": "3171015701900002"})).await.unwrap(),
             json!({"registered": true, "citizenship": "WNA", "deceased": true, "programs": [], "note": "x"})
         );
+    }
+
+    /// The lookups on the answering thread (rusqlite) map every SQLite storage class to every
+    /// answer kind exactly as sqlx's path does for the other modes: the same values, the
+    /// same refusals.
+    #[tokio::test]
+    async fn sqlite_lookups_map_every_value_as_the_sqlx_path_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("kinds.db"))
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(opts).await.unwrap();
+        for sql in [
+            "CREATE TABLE v (k TEXT, i INTEGER, zero INTEGER, r REAL, s TEXT, list TEXT, b BLOB, n TEXT, bad TEXT)",
+            "INSERT INTO v VALUES ('a', 7, 0, 2.5, 'WNI', ' JKK, ,JKM ', x'00ff', NULL, CAST(x'ff' AS TEXT))",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let kinds = ["text", "integer", "real", "bool", "list"];
+        let mut compared = 0;
+        for column in ["i", "zero", "r", "s", "list", "b", "n", "bad", "absent"] {
+            for kind in kinds {
+                let select = if column == "absent" {
+                    "i AS other"
+                } else {
+                    column
+                };
+                let s: SqlSpec = serde_json::from_value(json!({
+                    "database": "kinds.db",
+                    "statement": format!("SELECT {select} FROM v WHERE k = :k"),
+                    "columns": { column: kind },
+                    "not_found": {},
+                }))
+                .unwrap();
+                let a = SqlAdapter::new(s, dir.path()).unwrap();
+                let binds = a.binds(&json!({"k": "a"})).unwrap();
+                let lookups = a.sqlite.as_ref().unwrap();
+                let here = lookups.fetch(&a.sql, &binds, true, &a.spec.columns).await;
+                let sqlx = a.fetch_pooled(&a.sql, &binds, true).await;
+                let what = format!("column {column} as {kind}");
+                match (&here, &sqlx) {
+                    (Ok(h), Ok(x)) => assert_eq!(h, x, "{what}"),
+                    // Invalid UTF-8: both refuse it, each in its library's words.
+                    (Err(AdapterError::Failed(h)), Err(AdapterError::Failed(x)))
+                        if column == "bad" =>
+                    {
+                        assert!(h.starts_with("column `bad`: "), "{what}: {h}");
+                        assert!(x.starts_with("column `bad`: "), "{what}: {x}");
+                    }
+                    (Err(AdapterError::Failed(h)), Err(AdapterError::Failed(x))) => {
+                        assert_eq!(h, x, "{what}")
+                    }
+                    _ => panic!("{what}: {here:?} against {sqlx:?}"),
+                }
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 45);
     }
 
     #[tokio::test]
