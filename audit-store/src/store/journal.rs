@@ -608,6 +608,11 @@ impl Journal {
         let until = Instant::now() + SPACE_WAIT;
         let mut a = self.shared.alloc();
         a.wanted = a.wanted.max(end + ahead(end));
+        if a.allocated >= end {
+            // The usual case: no wake-up of the allocator (and no task switch to it and
+            // back) per frame; `append` wakes it once less than half the space ahead is left.
+            return Ok(());
+        }
         let asked = a.attempts;
         self.shared.changed.notify_all();
         loop {
