@@ -8,9 +8,11 @@
 //! here, through rusqlite, on a connection of the binding's own pool, within a budget: a
 //! statement still running after [`INLINE_BUDGET`] is interrupted and run again from the
 //! start on a blocking thread, with the answer's whole deadline (the file is opened
-//! read-only: a statement has nothing to undo). After that, the binding's next
-//! [`HANDED_OFF_AFTER_OVERRUN`] lookups go to a blocking thread directly, so a binding whose
-//! statements are slow does not pay the budget twice on every answer.
+//! read-only: a statement has nothing to undo). A file locked by a writer is never waited
+//! for here: the attempt gives up at once and the statement waits for the lock on a blocking
+//! thread. After either, the binding's next [`HANDED_OFF_AFTER_OVERRUN`] lookups go to a
+//! blocking thread directly, so a binding whose statements are slow, or whose file is being
+//! written, does not pay for the attempt on every answer.
 //!
 //! The budget bounds the statement's own work, not a page read from disk: on a register
 //! bigger than the host's page cache, a lookup that reads a page from disk holds the
@@ -34,8 +36,8 @@ use crate::AdapterError;
 /// thread: a lookup by key takes a few microseconds; this is a thousand times that.
 pub(super) const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
-/// How many lookups after one that overran [`INLINE_BUDGET`] go to a blocking thread
-/// directly.
+/// How many lookups after one that overran [`INLINE_BUDGET`] (or found the file locked) go
+/// to a blocking thread directly.
 const HANDED_OFF_AFTER_OVERRUN: u32 = 256;
 
 /// SQLite's virtual machine steps between two looks at the clock.
@@ -76,6 +78,8 @@ enum Ended {
     Rows(Result<Vec<Map<String, Value>>, AdapterError>),
     /// Interrupted by the progress handler (the deadline it was given passed).
     Interrupted,
+    /// The file is locked by another connection, and this attempt was not to wait for it.
+    Locked,
     Sqlite(rusqlite::Error),
 }
 
@@ -111,13 +115,17 @@ impl SqliteLookups {
             .is_ok();
         if !direct {
             let limit = deadline.min(Instant::now() + INLINE_BUDGET);
-            match lease.run(sql, binds, one, columns, limit) {
-                Ended::Interrupted if Instant::now() < deadline => {
+            match lease.run(sql, binds, one, columns, limit, Locks::GiveUp) {
+                ended @ (Ended::Interrupted | Ended::Locked) if Instant::now() < deadline => {
                     self.hand_off
                         .store(HANDED_OFF_AFTER_OVERRUN, Ordering::Relaxed);
+                    let why = match ended {
+                        Ended::Locked => "found the file locked",
+                        _ => "overran its budget",
+                    };
                     tracing::debug!(
                         file = %self.path.display(),
-                        "a statement overran {INLINE_BUDGET:?} on the answering thread: run again on a blocking thread"
+                        "a statement {why} on the answering thread: run again on a blocking thread"
                     );
                 }
                 ended => return self.classify(ended),
@@ -125,10 +133,11 @@ impl SqliteLookups {
         }
         self.handed_off.fetch_add(1, Ordering::Relaxed);
         let (sql, binds, columns) = (Arc::clone(sql), binds.to_vec(), columns.clone());
-        let ended =
-            tokio::task::spawn_blocking(move || lease.run(&sql, &binds, one, &columns, deadline))
-                .await
-                .map_err(|e| AdapterError::Failed(format!("the lookup's thread failed: {e}")))?;
+        let ended = tokio::task::spawn_blocking(move || {
+            lease.run(&sql, &binds, one, &columns, deadline, Locks::Wait)
+        })
+        .await
+        .map_err(|e| AdapterError::Failed(format!("the lookup's thread failed: {e}")))?;
         self.classify(ended)
     }
 
@@ -165,16 +174,12 @@ impl SqliteLookups {
         })
     }
 
-    /// Opens the file read-only (never creating it), with SQLite's wait for a lock bounded
-    /// by half the deadline: a lock held longer is SQLITE_BUSY, "unavailable", before the
-    /// deadline would make it a timeout.
+    /// Opens the file read-only, never creating it.
     fn open(&self, deadline: Instant) -> Result<Pooled, AdapterError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let unavailable =
             |e: rusqlite::Error| AdapterError::Unavailable(format!("{}: {e}", self.path.display()));
         let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable)?;
-        conn.busy_timeout((self.timeout / 2).max(Duration::from_millis(1)))
-            .map_err(unavailable)?;
         let opened = Instant::now();
         let interrupt_at = Arc::new(AtomicU64::new(nanos_after(opened, deadline)));
         let at = Arc::clone(&interrupt_at);
@@ -196,6 +201,10 @@ impl SqliteLookups {
         match ended {
             Ended::Rows(rows) => rows,
             Ended::Interrupted => Err(AdapterError::Timeout(self.timeout_ms)),
+            Ended::Locked => Err(AdapterError::Unavailable(format!(
+                "{}: locked by another connection",
+                self.path.display()
+            ))),
             Ended::Sqlite(e) => Err(match e.sqlite_error_code() {
                 Some(
                     ErrorCode::CannotOpen
@@ -210,6 +219,16 @@ impl SqliteLookups {
     }
 }
 
+/// Whether a statement waits for a lock another connection holds on the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Locks {
+    /// Not at all: on the answering thread, which a wait would stall for every exchange.
+    GiveUp,
+    /// Up to half the deadline, on a blocking thread: a lock held longer is SQLITE_BUSY,
+    /// "unavailable", before the deadline would make it a timeout.
+    Wait,
+}
+
 impl Lease {
     /// Runs the statement on this thread, interrupted at `limit`.
     fn run(
@@ -219,16 +238,34 @@ impl Lease {
         one: bool,
         columns: &BTreeMap<String, ColumnType>,
         limit: Instant,
+        locks: Locks,
     ) -> Ended {
         let Some(p) = &self.pooled else {
             return Ended::Rows(Err(AdapterError::Failed("no connection".into())));
         };
         p.interrupt_at
             .store(nanos_after(p.opened, limit), Ordering::Relaxed);
+        let wait = match locks {
+            Locks::GiveUp => Duration::ZERO,
+            Locks::Wait => (self.lookups.timeout / 2).max(Duration::from_millis(1)),
+        };
+        if let Err(e) = p.conn.busy_timeout(wait) {
+            self.pooled = None;
+            return Ended::Sqlite(e);
+        }
         match fetch_mapped(&p.conn, sql, binds, one, columns) {
             Ok(rows) => Ended::Rows(rows),
             Err(e) if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) => {
                 Ended::Interrupted
+            }
+            Err(e)
+                if locks == Locks::GiveUp
+                    && matches!(
+                        e.sqlite_error_code(),
+                        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                    ) =>
+            {
+                Ended::Locked
             }
             Err(e) => {
                 // A connection that met a fault (the file gone, not a database, locked) is
@@ -429,6 +466,64 @@ mod tests {
             lookups.handed_off(),
             u64::from(HANDED_OFF_AFTER_OVERRUN) + 1
         );
+    }
+
+    /// A writer holds the file locked: the lookup waits for the lock on a blocking thread,
+    /// and the answering thread (this test's only one) goes on running other tasks meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_locked_file_is_waited_for_on_a_blocking_thread_not_the_answering_one() {
+        let dir = tempfile::tempdir().unwrap();
+        register(dir.path()).await;
+        let mut s = spec("SELECT citizenship FROM people WHERE nik = :nik");
+        // A wait for the lock of up to 5 s, were it made here.
+        s.timeout_ms = 10_000;
+        let a = Arc::new(SqlAdapter::new(s, dir.path()).unwrap());
+        let writer = Connection::open(dir.path().join("register.db")).unwrap();
+        writer
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        let asking = Arc::clone(&a);
+        let lookup = tokio::spawn(async move {
+            asking
+                .answer(&json!({"nik": "3171011701900001"}))
+                .await
+                .unwrap()
+        });
+        // Were the lookup waiting for the lock on this thread, the sleep would end only once
+        // that wait had (seconds later).
+        let slept = Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            slept.elapsed() < Duration::from_secs(3),
+            "the answering thread was held for {:?}",
+            slept.elapsed()
+        );
+        assert!(!lookup.is_finished(), "the lookup waits for the lock");
+        writer.execute_batch("COMMIT;").unwrap();
+        drop(writer);
+        assert_eq!(lookup.await.unwrap(), json!({"citizenship": "WNI"}));
+        assert_eq!(a.sqlite.as_ref().unwrap().handed_off(), 1);
+    }
+
+    /// Locked for longer than half the deadline: unavailable (503), as before.
+    #[tokio::test]
+    async fn a_file_locked_past_half_the_deadline_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        register(dir.path()).await;
+        let mut s = spec("SELECT citizenship FROM people WHERE nik = :nik");
+        s.timeout_ms = 400;
+        let a = SqlAdapter::new(s, dir.path()).unwrap();
+        let writer = Connection::open(dir.path().join("register.db")).unwrap();
+        writer
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+        let started = Instant::now();
+        let err = a
+            .answer(&json!({"nik": "3171011701900001"}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AdapterError::Unavailable(_)), "{err:?}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
     #[tokio::test]
