@@ -382,11 +382,10 @@ impl SqlAdapter {
 
     fn pool(&self) -> &Pools {
         self.pool.get_or_init(|| {
-            let deadline = Duration::from_millis(self.spec.timeout_ms);
             // Half the deadline for getting a connection: a server that refuses connections
             // is retried with backoff until then, and reported as unavailable (503) rather
             // than as a timeout (504), which is kept for statements that overrun.
-            let acquire = (deadline / 2).max(Duration::from_millis(1));
+            let acquire = half_the_deadline(self.spec.timeout_ms);
             match &self.target {
                 Target::Sqlite(o) => {
                     let watch = Arc::new(FileWatch::new(o.get_filename().to_owned()));
@@ -620,13 +619,7 @@ impl SqlAdapter {
             sqlx::Error::Database(db) => {
                 let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
                 let verdict = match self.backend() {
-                    // SQLITE_CANTOPEN, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOTADB
-                    SqlBackend::Sqlite => match code.as_str() {
-                        "14" | "5" | "6" | "26" => Verdict::Unavailable,
-                        // SQLITE_INTERRUPT: the deadline's progress handler stopped it.
-                        "9" => Verdict::Timeout,
-                        _ => Verdict::Failed,
-                    },
+                    SqlBackend::Sqlite => code.parse().map_or(Verdict::Failed, sqlite_verdict),
                     SqlBackend::Postgres => postgres_verdict(&code),
                     SqlBackend::MySql => db
                         .try_downcast_ref::<MySqlDatabaseError>()
@@ -683,6 +676,24 @@ enum Verdict {
     Unavailable,
     Timeout,
     Failed,
+}
+
+/// SQLite result codes: SQLITE_CANTOPEN (14), SQLITE_BUSY (5), SQLITE_LOCKED (6) and
+/// SQLITE_NOTADB (26) are the file being unavailable; SQLITE_INTERRUPT (9) is the deadline's
+/// progress handler stopping the statement.
+fn sqlite_verdict(code: i32) -> Verdict {
+    match code {
+        14 | 5 | 6 | 26 => Verdict::Unavailable,
+        9 => Verdict::Timeout,
+        _ => Verdict::Failed,
+    }
+}
+
+/// Half of a binding's deadline (at least 1 ms): how long it waits for a connection or a
+/// lock, so that either is "unavailable" (503) before the deadline would make it a timeout
+/// (504).
+fn half_the_deadline(timeout_ms: u64) -> Duration {
+    (Duration::from_millis(timeout_ms) / 2).max(Duration::from_millis(1))
 }
 
 /// PostgreSQL SQLSTATEs: class 08 (connection exception), 28 (authorisation), 3D000
@@ -827,7 +838,7 @@ fn connect_target(spec: &SqlSpec, base_dir: &Path) -> Result<Target, AdapterConf
                 .create_if_missing(false)
                 // A lock held past half the deadline is SQLITE_BUSY, "unavailable" (503),
                 // before the deadline would make it a timeout (504).
-                .busy_timeout(Duration::from_millis((spec.timeout_ms / 2).max(1)));
+                .busy_timeout(half_the_deadline(spec.timeout_ms));
             Ok(Target::Sqlite(o))
         }
     }

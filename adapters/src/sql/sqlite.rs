@@ -29,12 +29,15 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Bind, ColumnType, FileWatch, list_value, no_such_column, unreadable_as};
+use super::{
+    Bind, ColumnType, FileWatch, Verdict, half_the_deadline, list_value, no_such_column,
+    sqlite_verdict, unreadable_as,
+};
 use crate::AdapterError;
 
 /// How long a statement may run on the answering thread before it is moved to a blocking
 /// thread: a lookup by key takes a few microseconds; this is a thousand times that.
-pub(super) const INLINE_BUDGET: Duration = Duration::from_millis(1);
+const INLINE_BUDGET: Duration = Duration::from_millis(1);
 
 /// How many lookups after one that overran [`INLINE_BUDGET`] (or found the file locked) go
 /// to a blocking thread directly.
@@ -46,7 +49,6 @@ const STEPS_PER_CHECK: i32 = 1_000;
 /// One binding's SQLite connections and how its statements run.
 pub(super) struct SqliteLookups {
     path: PathBuf,
-    timeout: Duration,
     timeout_ms: u64,
     idle: Mutex<Vec<Pooled>>,
     /// One permit per connection the binding may hold (`pool_size`).
@@ -64,6 +66,8 @@ struct Pooled {
     opened: Instant,
     /// The deadline, in nanoseconds after `opened`.
     interrupt_at: Arc<AtomicU64>,
+    /// How the connection's busy timeout is set now (changed only when a run asks otherwise).
+    locks: Locks,
 }
 
 /// A connection taken for one lookup, put back (or closed) when dropped, wherever that is.
@@ -89,7 +93,6 @@ impl SqliteLookups {
         SqliteLookups {
             watch: FileWatch::new(path.clone()),
             path,
-            timeout: Duration::from_millis(timeout_ms),
             timeout_ms,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(permits)),
@@ -107,7 +110,7 @@ impl SqliteLookups {
         one: bool,
         columns: &BTreeMap<String, ColumnType>,
     ) -> Result<Vec<Map<String, Value>>, AdapterError> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + Duration::from_millis(self.timeout_ms);
         let mut lease = self.lease(deadline).await?;
         let direct = self
             .hand_off
@@ -151,7 +154,7 @@ impl SqliteLookups {
     /// new one. Waiting for a free one takes at most half the deadline (then: unavailable,
     /// as sqlx's pool gives, keeping "timeout" for statements that overrun).
     async fn lease(self: &Arc<Self>, deadline: Instant) -> Result<Lease, AdapterError> {
-        let wait = (self.timeout / 2).max(Duration::from_millis(1));
+        let wait = half_the_deadline(self.timeout_ms);
         let permit = tokio::time::timeout(wait, Arc::clone(&self.permits).acquire_owned())
             .await
             .map_err(|_| {
@@ -180,6 +183,8 @@ impl SqliteLookups {
         let unavailable =
             |e: rusqlite::Error| AdapterError::Unavailable(format!("{}: {e}", self.path.display()));
         let conn = Connection::open_with_flags(&self.path, flags).map_err(unavailable)?;
+        // rusqlite arms a busy timeout of 5 s at open: none, as `Locks::GiveUp` asks.
+        conn.busy_timeout(Duration::ZERO).map_err(unavailable)?;
         let opened = Instant::now();
         let interrupt_at = Arc::new(AtomicU64::new(nanos_after(opened, deadline)));
         let at = Arc::clone(&interrupt_at);
@@ -192,6 +197,7 @@ impl SqliteLookups {
             conn,
             opened,
             interrupt_at,
+            locks: Locks::GiveUp,
         })
     }
 
@@ -205,16 +211,17 @@ impl SqliteLookups {
                 "{}: locked by another connection",
                 self.path.display()
             ))),
-            Ended::Sqlite(e) => Err(match e.sqlite_error_code() {
-                Some(
-                    ErrorCode::CannotOpen
-                    | ErrorCode::DatabaseBusy
-                    | ErrorCode::DatabaseLocked
-                    | ErrorCode::NotADatabase,
-                ) => AdapterError::Unavailable(format!("{}: {e}", self.path.display())),
-                Some(ErrorCode::OperationInterrupted) => AdapterError::Timeout(self.timeout_ms),
-                _ => AdapterError::Failed(e.to_string()),
-            }),
+            Ended::Sqlite(e) => {
+                // The primary result code, as the sqlx path classifies it.
+                let code = e.sqlite_error().map_or(0, |f| f.extended_code & 0xff);
+                Err(match sqlite_verdict(code) {
+                    Verdict::Unavailable => {
+                        AdapterError::Unavailable(format!("{}: {e}", self.path.display()))
+                    }
+                    Verdict::Timeout => AdapterError::Timeout(self.timeout_ms),
+                    Verdict::Failed => AdapterError::Failed(e.to_string()),
+                })
+            }
         }
     }
 }
@@ -240,18 +247,21 @@ impl Lease {
         limit: Instant,
         locks: Locks,
     ) -> Ended {
-        let Some(p) = &self.pooled else {
+        let Some(p) = &mut self.pooled else {
             return Ended::Rows(Err(AdapterError::Failed("no connection".into())));
         };
         p.interrupt_at
             .store(nanos_after(p.opened, limit), Ordering::Relaxed);
-        let wait = match locks {
-            Locks::GiveUp => Duration::ZERO,
-            Locks::Wait => (self.lookups.timeout / 2).max(Duration::from_millis(1)),
-        };
-        if let Err(e) = p.conn.busy_timeout(wait) {
-            self.pooled = None;
-            return Ended::Sqlite(e);
+        if p.locks != locks {
+            let wait = match locks {
+                Locks::GiveUp => Duration::ZERO,
+                Locks::Wait => half_the_deadline(self.lookups.timeout_ms),
+            };
+            if let Err(e) = p.conn.busy_timeout(wait) {
+                self.pooled = None;
+                return Ended::Sqlite(e);
+            }
+            p.locks = locks;
         }
         match fetch_mapped(&p.conn, sql, binds, one, columns) {
             Ok(rows) => Ended::Rows(rows),
