@@ -5,7 +5,9 @@
 # Simpul's provider face (Dukcapil of the demo federation, durable audit on disk) with cache
 # hits and with cache misses over many distinct residents, full mTLS handshakes, end to end
 # through Kemlu's local face to Dukcapil (`simpul up`), and the federated lookup beside each
-# of its four parts. Every server runs pinned to one core (taskset -c RUN_SERVER_CPU), the
+# of its four parts; and, as references for what of the provider's latency is its disk's, the
+# disk's own write + fdatasync latency and the provider with its data directory on tmpfs
+# (not durable). Every server runs pinned to one core (taskset -c RUN_SERVER_CPU), the
 # load generator (`simpul-conformance load`, the same client for every target: `--plain` for
 # those that are not a gateway's federation face) on the other.
 #
@@ -107,8 +109,9 @@ done
 (($(nproc) >= 2)) || say "only $(nproc) CPU: server and generator share it"
 
 bench_build
-say "building the bench's own examples (cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy)"
-(cd "$bench_repo" && cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy)
+say "building the bench's own examples (cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy --example disk_sync)"
+(cd "$bench_repo" && cargo build --release -p simpul-gateway --example bare_mtls --example crypto_ceiling --example delay_proxy --example disk_sync)
+disk_sync=$bench_target/release/examples/disk_sync
 delay_proxy=$bench_target/release/examples/delay_proxy
 bare_mtls=$bench_target/release/examples/bare_mtls
 crypto_ceiling=$bench_target/release/examples/crypto_ceiling
@@ -130,11 +133,13 @@ server_pid=
 probe_ns=
 generator_pid=
 proxy_pid=
+shm_data=
 cleanup() {
   [ -z "$generator_pid" ] || kill "$generator_pid" 2>/dev/null || true
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   stop_server
   [ -z "$probe_ns" ] || ip netns del "$probe_ns" 2>/dev/null || true
+  [ -z "$shm_data" ] || rm -rf "$shm_data"
 }
 trap cleanup EXIT
 
@@ -149,6 +154,16 @@ verify_us=$(json_number "$work/ceiling.json" verify_us)
 sign_us=$(json_number "$work/ceiling.json" sign_us)
 [ -n "$ceiling" ] || die "no exchanges_per_s in $work/ceiling.json"
 say "crypto ceiling: verify $verify_us µs + sign $sign_us µs = $(thousands "$ceiling") exchanges/s on one core"
+
+# --- the disk's floor: one small write + fdatasync, as the journal's group commit makes ------
+say "disk sync floor: 2 KiB write + fdatasync back to back in $work on CPU $server_cpu for 5 s"
+taskset -c "$server_cpu" "$disk_sync" "$work" 5 >"$work/disk-sync.json"
+sync_p50=$(json_number "$work/disk-sync.json" p50_us)
+sync_p99=$(json_number "$work/disk-sync.json" p99_us)
+sync_p999=$(json_number "$work/disk-sync.json" p999_us)
+sync_max=$(json_number "$work/disk-sync.json" max_us)
+[ -n "$sync_p99" ] || die "no p99_us in $work/disk-sync.json"
+say "disk sync floor: p50 $sync_p50 µs, p99 $sync_p99 µs, p99.9 $sync_p999 µs, max $sync_max µs"
 
 # --- the demo federation -----------------------------------------------------------------
 bench_people=$people
@@ -265,6 +280,25 @@ full_args=(--handshake-each)
 half_args=("${full_args[@]}")
 measure hit-handshakes "Simpul provider, cache hit, a full handshake per exchange"
 stop_server
+
+# The same provider with its whole data directory (the audit store among it) on tmpfs: not
+# durable, and not a configuration to run; a reference that shows what of the rows above is
+# the disk's (its syncs' waits, its I/O's CPU).
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm_data=$(mktemp -d /dev/shm/simpul-run-data.XXXXXX)
+  mv data "$work/data.disk"
+  cp -r "$work/data.disk/." "$shm_data/"
+  ln -s "$shm_data" data
+  serve_provider
+  full_args=()
+  half_args=()
+  measure hit-tmpfs "Simpul provider, cache hit, its data directory on tmpfs (not durable: the disk's share)"
+  stop_server
+  rm data
+  mv "$work/data.disk" data
+  rm -rf "$shm_data"
+  shm_data=
+fi
 
 # Cache misses: every query a resident asked once. The full-load run (its warm-up included)
 # and the half-load run take NIKs from two disjoint halves of the register, in random order,
@@ -488,7 +522,8 @@ section=$work/section.md
   echo "over the run). Where neither is near 100 %, something else set the rate: waits (for the"
   echo "provider, the audit log's disk syncs) or other work on this shared machine taking the same"
   echo "cores. Half load: open loop at half the full-load rate over"
-  echo "$paced_connections connections, each latency from when its exchange was due. CPU: the server"
+  echo "$paced_connections connections, each latency from when its exchange was due (a pacer thread wakes"
+  echo "each exchange at its due time with the kernel's high-resolution timer). CPU: the server"
   echo "process's user + system time over the run (/proc) per exchange; peak RSS: its \`VmHWM\` at"
   echo "the end. Not answered: both runs' exchanges without a 2xx (bare, nginx, local face) or 200"
   echo "(provider face), without an answer, or left unsent."
@@ -511,6 +546,9 @@ section=$work/section.md
     echo "  **This run asked more queries than each half of the register holds: some NIKs were asked"
     echo "  twice, and may have been cache hits.**"
   fi
+  echo "- **its data directory on tmpfs**: the same provider, its \`data\` directory (the audit"
+  echo "  store, its journal and the register) copied to \`/dev/shm\`: no disk waits, not durable, and"
+  echo "  not a way to run it; a reference for what of the rows above is the disk's."
   echo "- **end to end**: \`simpul up\` (the four gateways in one process: CPU and RSS are both"
   echo "  gateways' and the two idle ones'). Kemlu's local face, asked by its system PEDULI-WNI"
   echo "  (\`POST /v1/query/citizenship.status/1\`, \`--plain\` with that system's certificate), asks"
@@ -542,6 +580,9 @@ section=$work/section.md
   echo "- provider face, cache hit, at least 60 % of the crypto ceiling: $(verdict "$(ge "$hit_rate" "$(awk -v c="$ceiling" 'BEGIN { print 0.6 * c }')")" "$(pct "$hit_rate" "$ceiling") %")"
   echo "- cache miss on 1,000,000 residents, at least 80 % of the cache-hit rate: $(verdict "$(ge "$miss_rate" "$(awk -v c="$hit_rate" 'BEGIN { print 0.8 * c }')")" "$(pct "$miss_rate" "$hit_rate") %")$( ((residents >= 1000000)) || echo ", but on $(thousands "$residents") residents: not the target's register")"
   echo "- provider face, p99 at half load under 2 ms: $(verdict "$(lt "$hit_p99" 2000)" "cache hit $(ms "$hit_p99")"); $(verdict "$(lt "$miss_p99" 2000)" "cache miss $(ms "$miss_p99")")"
+  if [ -f hit-tmpfs-half.json ]; then
+    echo "  - what of it is the disk's: this disk's own 2 KiB write + \`fdatasync\`, back to back (\`gateway/examples/disk_sync.rs\`, as the journal's group commit writes), p50 $(ms "$sync_p50"), p99 $(ms "$sync_p99"), p99.9 $(ms "$sync_p999"), max $(ms "$sync_max"); the same provider with its data directory on tmpfs (not durable), at half its own full-load rate: p50 $(ms "$(field hit-tmpfs-half p50_us)"), p99 $(ms "$(field hit-tmpfs-half p99_us)"), max $(ms "$(field hit-tmpfs-half max_us)"), $(thousands "$(field hit-tmpfs-half cpu_us_per_exchange)") µs of CPU per exchange against $(thousands "$(field hit-half cpu_us_per_exchange)") on disk"
+  fi
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
   echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
   echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest; the proxy added $(ms "$delay_added_us") to that part's p50, more than the $delay_us µs asked each way: tokio's timer rounds each hold up to the next millisecond, and the proxy's own work on the generator's core adds to it"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"

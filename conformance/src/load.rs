@@ -52,8 +52,8 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 /// How far ahead of the senders the open loop's signer may run, in time at the offered rate:
 /// the bound on an envelope's age when it is sent on schedule.
 const SIGNED_AHEAD: Duration = Duration::from_secs(1);
-/// An open-loop exchange sent later than this after it was due counts as sent late (tokio's
-/// timer alone may wake a millisecond late).
+/// An open-loop exchange sent later than this after it was due counts as sent late (the
+/// connection was still waiting for its last answer, or the generator was short of CPU).
 pub const LATE: Duration = Duration::from_millis(10);
 /// An open-loop exchange still unsent this long after the run's end is not sent at all, and
 /// counted as unsent.
@@ -583,7 +583,12 @@ struct Lane {
 /// Sends connection `connection`'s exchanges of the schedule, each when it is due (or at once
 /// if the last answer came after that), until the run's duration; reconnects if the server
 /// closes the connection.
-async fn paced_worker(mut conn: Connection, connection: usize, lane: Arc<Lane>) -> Tally {
+async fn paced_worker(
+    mut conn: Connection,
+    connection: usize,
+    mut ticks: mpsc::UnboundedReceiver<()>,
+    lane: Arc<Lane>,
+) -> Tally {
     let schedule = lane.schedule;
     let due_here = schedule.due_on(connection, lane.duration);
     let give_up = lane.start + lane.duration + END_GRACE;
@@ -597,7 +602,12 @@ async fn paced_worker(mut conn: Connection, connection: usize, lane: Arc<Lane>) 
             tally.unsent += due_here - nth;
             break;
         }
-        tokio::time::sleep_until(due.into()).await;
+        // The pacer's tick says the exchange is due (or that it was, while this connection
+        // waited for its last answer).
+        if ticks.recv().await.is_none() {
+            tally.unsent += due_here - nth;
+            break;
+        }
         let jws = {
             let mut queue = lane.envelopes.lock().await;
             match queue.try_recv() {
@@ -653,6 +663,38 @@ async fn paced_worker(mut conn: Connection, connection: usize, lane: Arc<Lane>) 
         }
     }
     tally
+}
+
+/// Ticks each exchange of `schedule` to its connection when it is due, until `duration` or
+/// until no connection listens any more.
+///
+/// A thread of its own, sleeping to each due time with the kernel's high-resolution timer:
+/// tokio's timer rounds every wake-up to the next millisecond, which charged up to a
+/// millisecond of the generator's own lag to every exchange's latency, and woke the
+/// exchanges due within one millisecond together as a burst.
+fn pace(
+    schedule: Schedule,
+    start: Instant,
+    duration: Duration,
+    ticks: &[mpsc::UnboundedSender<()>],
+) {
+    let mut listening = ticks.len();
+    let mut closed = vec![false; ticks.len()];
+    for k in 0..schedule.due_within(duration) {
+        let due = start + schedule.due(k);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let c = (k % ticks.len() as u64) as usize;
+        if !closed[c] && ticks[c].send(()).is_err() {
+            closed[c] = true;
+            listening -= 1;
+            if listening == 0 {
+                return;
+            }
+        }
+    }
 }
 
 /// The figures of one progress window of an open-loop run.
@@ -739,9 +781,19 @@ async fn drive_paced(
         .filter(|every| !every.is_zero())
         .map(|every| tokio::spawn(report_windows(lane.clone(), every, windows.clone())));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut ticks = Vec::with_capacity(conns.len());
     for (connection, conn) in conns.into_iter().enumerate() {
-        tasks.spawn(paced_worker(conn, connection, lane.clone()));
+        let (tick, ticked) = mpsc::unbounded_channel();
+        ticks.push(tick);
+        tasks.spawn(paced_worker(conn, connection, ticked, lane.clone()));
     }
+    let pacer = {
+        let (start, duration) = (lane.start, lane.duration);
+        std::thread::Builder::new()
+            .name("pacer".into())
+            .spawn(move || pace(schedule, start, duration, &ticks))
+            .map_err(|e| LoadError::Options(format!("cannot start the pacer thread: {e}")))?
+    };
     let mut tallies = Vec::new();
     while let Some(t) = tasks.join_next().await {
         if let Ok(t) = t {
@@ -749,6 +801,9 @@ async fn drive_paced(
         }
     }
     let elapsed = lane.start.elapsed();
+    // Every worker has returned, so every tick's receiver is gone and the pacer stops at its
+    // next tick (at once if its schedule is done).
+    let _ = pacer.join();
     if let Some(reporter) = reporter {
         reporter.abort();
         let _ = reporter.await;
@@ -1236,6 +1291,44 @@ mod tests {
         let few = Schedule::new(2.0, 8).unwrap();
         assert_eq!(few.due_on(1, Duration::from_secs(1)), 1);
         assert_eq!(few.due_on(2, Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn the_pacer_ticks_each_connection_its_exchanges_never_before_they_are_due() {
+        let s = Schedule::new(2000.0, 3).unwrap();
+        let duration = Duration::from_millis(25);
+        let (senders, mut receivers): (Vec<_>, Vec<_>) =
+            (0..3).map(|_| mpsc::unbounded_channel::<()>()).unzip();
+        let start = Instant::now() + Duration::from_millis(5);
+        let pacer = std::thread::spawn(move || pace(s, start, duration, &senders));
+        let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); 3];
+        for (c, rx) in receivers.iter_mut().enumerate() {
+            while rx.blocking_recv().is_some() {
+                arrivals[c].push(Instant::now());
+            }
+        }
+        pacer.join().unwrap();
+        for (c, got) in arrivals.iter().enumerate() {
+            assert_eq!(got.len() as u64, s.due_on(c, duration), "connection {c}");
+            for (nth, at) in got.iter().enumerate() {
+                let due = start + s.due(s.exchange(c, nth as u64));
+                assert!(*at >= due, "connection {c}'s exchange {nth} ticked early");
+            }
+        }
+    }
+
+    #[test]
+    fn the_pacer_stops_when_no_connection_listens() {
+        // An hour's schedule: the pacer must not run it out once every worker has gone.
+        let s = Schedule::new(1.0, 2).unwrap();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..2).map(|_| mpsc::unbounded_channel::<()>()).unzip();
+        drop(receivers);
+        let pacer = std::thread::spawn(move || {
+            pace(s, Instant::now(), Duration::from_secs(3600), &senders)
+        });
+        // Exchanges 0 and 1 fall due within the first second; both sends fail.
+        pacer.join().unwrap();
     }
 
     #[test]
