@@ -561,8 +561,8 @@ section=$work/section.md
   echo "  times); every provider's answer a cache hit after the first. Loopback, no added delay."
   echo "- **$delay_label**: the same again after \`simpul up\` restarted with every member's gateway"
   echo "  URL in the manifest pointing at \`gateway/examples/delay_proxy.rs\` (on the generator's"
-  echo "  core), which holds every byte $delay_us µs in each direction (tokio's timer rounds up to"
-  echo "  the next millisecond) before passing it to the gateway's federation listener: every"
+  echo "  core), which holds every byte $delay_us µs in each direction (timed by a thread with the"
+  echo "  kernel's high-resolution timer) before passing it to the gateway's federation listener: every"
   echo "  provider, Kemlu's own included, is that far from the consumer. A userspace proxy, not"
   echo "  \`tc netem\` in a network namespace: tc netem $netem."
   echo "- **a full handshake per exchange**: the same server, the generator with \`--handshake-each\`"
@@ -585,7 +585,7 @@ section=$work/section.md
   fi
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
   echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
-  echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest; the proxy added $(ms "$delay_added_us") to that part's p50, more than the $delay_us µs asked each way: tokio's timer rounds each hold up to the next millisecond, and the proxy's own work on the generator's core adds to it"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"
+  echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest; the proxy added $(ms "$delay_added_us") to that part's p50, against the $((2 * delay_us)) µs asked for a round trip: the proxy's own wake-ups and work on the generator's core add to it, and the delayed answers change how the gateways' work interleaves on their one core"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"
   echo "- end to end through the local face, p99 at half load under 5 ms: $(verdict "$(lt "$local_p99" 5000)" "$(ms "$local_p99")"); maximum under 20 ms: $(verdict "$(lt "$local_max" 20000)" "$(ms "$local_max")")"
   echo
   echo "The audit store's targets (20,000 appends/s at 64 writers, p50 under 0.5 ms at 1 writer)"

@@ -8,31 +8,122 @@
 //! ```
 //!
 //! Every chunk read from one side is written to the other `DELAY_US` microseconds after it
-//! was read (tokio's timer: rounded up to the next millisecond), in order; a side that
-//! closes is closed on the other once what it sent has been written.
+//! was read, in order; a side that closes is closed on the other once what it sent has been
+//! written. The holds are timed by a thread of their own with the kernel's high-resolution
+//! timer ([`Clock`]): tokio's timer rounds every wake-up up to the next millisecond, which
+//! made a hold of 1 ms one of 1–2 ms.
 
-use std::time::Duration;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// The sequence numbers of the clock's holds.
+static NEXT: AtomicU64 = AtomicU64::new(0);
 
 const USAGE: &str =
     "usage: delay_proxy DELAY_US LISTEN=UPSTREAM... (e.g. 1000 127.0.0.1:9442=127.0.0.1:8442)";
+
+/// One hold: woken at `at`; among holds of one instant, the first registered first.
+struct Waiter {
+    at: Instant,
+    seq: u64,
+    waker: oneshot::Sender<()>,
+}
+
+impl Waiter {
+    fn key(&self) -> Reverse<(Instant, u64)> {
+        Reverse((self.at, self.seq))
+    }
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Waiter {}
+
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Waiter {
+    /// The earliest is the greatest: the top of a `BinaryHeap`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+/// Wakes each hold at its instant, from a thread that sleeps to the earliest one.
+#[derive(Clone)]
+struct Clock(std_mpsc::Sender<Waiter>);
+
+impl Clock {
+    fn start() -> Clock {
+        let (tx, rx) = std_mpsc::channel::<Waiter>();
+        std::thread::spawn(move || {
+            let mut waiting = BinaryHeap::new();
+            loop {
+                let got = match waiting.peek().map(|w: &Waiter| w.at) {
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                };
+                match got {
+                    Ok(waiter) => waiting.push(waiter),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                let now = Instant::now();
+                while waiting.peek().is_some_and(|w| w.at <= now) {
+                    if let Some(w) = waiting.pop() {
+                        let _ = w.waker.send(());
+                    }
+                }
+            }
+        });
+        Clock(tx)
+    }
+
+    /// Returns at `at` (at once if it has passed).
+    async fn until(&self, at: Instant) {
+        if at <= Instant::now() {
+            return;
+        }
+        let (waker, woken) = oneshot::channel();
+        let seq = NEXT.fetch_add(1, Ordering::Relaxed);
+        if self.0.send(Waiter { at, seq, waker }).is_ok() {
+            let _ = woken.await;
+        }
+    }
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let delay = Duration::from_micros(args.next().ok_or(USAGE)?.parse()?);
+    let clock = Clock::start();
     let mut proxies = Vec::new();
     for pair in args {
         let (listen, upstream) = pair.split_once('=').ok_or(USAGE)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("{listen}: {e}"))?;
-        proxies.push(tokio::spawn(serve(listener, upstream.to_owned(), delay)));
+        proxies.push(tokio::spawn(serve(
+            listener,
+            upstream.to_owned(),
+            delay,
+            clock.clone(),
+        )));
     }
     if proxies.is_empty() {
         return Err(USAGE.into());
@@ -43,7 +134,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn serve(listener: TcpListener, upstream: String, delay: Duration) {
+async fn serve(listener: TcpListener, upstream: String, delay: Duration, clock: Clock) {
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
@@ -54,6 +145,7 @@ async fn serve(listener: TcpListener, upstream: String, delay: Duration) {
             }
         };
         let upstream = upstream.clone();
+        let clock = clock.clone();
         tokio::spawn(async move {
             let server = match TcpStream::connect(&upstream).await {
                 Ok(server) => server,
@@ -67,15 +159,15 @@ async fn serve(listener: TcpListener, upstream: String, delay: Duration) {
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
             tokio::join!(
-                pipe(client_read, server_write, delay),
-                pipe(server_read, client_write, delay)
+                pipe(client_read, server_write, delay, &clock),
+                pipe(server_read, client_write, delay, &clock)
             );
         });
     }
 }
 
 /// Copies `from` to `to`, each chunk `delay` after it was read.
-async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration, clock: &Clock) {
     let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
@@ -90,7 +182,7 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) 
     };
     let writer = async move {
         while let Some((at, bytes)) = due.recv().await {
-            tokio::time::sleep_until(at).await;
+            clock.until(at).await;
             if to.write_all(&bytes).await.is_err() {
                 return;
             }

@@ -10,7 +10,7 @@
 //! Like the journal, it writes into space filled and synced beforehand (a 64 MiB file of
 //! zeros), so each sync carries the data and no change of the file's size. It then appends
 //! 2 KiB frames one after another, each followed by `fdatasync`, back to back for SECONDS
-//! (5 by default), and prints one JSON object: `syncs`, and the latency of write + sync in
+//! (5 by default), and prints one JSON object, a member to a line: `syncs`, and the latency of write + sync in
 //! microseconds (`p50_us`, `p90_us`, `p99_us`, `p999_us`, `max_us`, `mean_us`). The file is
 //! removed.
 
@@ -73,7 +73,7 @@ fn run(dir: &Path, time: Duration) -> Result<String, String> {
     let mean = latencies.iter().sum::<u64>() as f64 / latencies.len() as f64;
     latencies.sort_unstable();
     Ok(format!(
-        "{{\"syncs\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{:.0}}}",
+        "{{\n  \"syncs\": {},\n  \"p50_us\": {},\n  \"p90_us\": {},\n  \"p99_us\": {},\n  \"p999_us\": {},\n  \"max_us\": {},\n  \"mean_us\": {:.0}\n}}",
         latencies.len(),
         percentile(&latencies, 50.0),
         percentile(&latencies, 90.0),
