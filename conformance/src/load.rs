@@ -665,35 +665,56 @@ async fn paced_worker(
     tally
 }
 
+/// How long before an exchange is due the pacer stops sleeping on tokio's timer and starts
+/// watching the clock: the timer wakes up to about 2 ms late (it rounds every wake-up up to
+/// the next millisecond, and the runtime may be busy when it fires).
+const WATCH_AHEAD: Duration = Duration::from_millis(3);
+
 /// Ticks each exchange of `schedule` to its connection when it is due, until `duration` or
 /// until no connection listens any more.
 ///
-/// A thread of its own, sleeping to each due time with the kernel's high-resolution timer:
-/// tokio's timer rounds every wake-up to the next millisecond, which charged up to a
-/// millisecond of the generator's own lag to every exchange's latency, and woke the
-/// exchanges due within one millisecond together as a burst.
-fn pace(
+/// tokio's timer alone charged up to 2 ms of the generator's own lag to every exchange's
+/// latency, and woke all the exchanges due within one millisecond together, a burst the
+/// schedule does not have. So one task keeps the time for all connections: the timer takes
+/// it to `WATCH_AHEAD` of the next exchange, and it then yields to the runtime until the
+/// clock says the exchange is due (every other task, the answers being read among them,
+/// runs between two looks at the clock). Tried first and not kept: a thread of its own
+/// sleeping to each exchange (its wake-ups cost the generator's one core more than the
+/// exchanges did at tens of thousands a second), and each connection watching the clock for
+/// itself (32 tasks yielding where one will do).
+async fn pace(
     schedule: Schedule,
     start: Instant,
     duration: Duration,
-    ticks: &[mpsc::UnboundedSender<()>],
+    ticks: Vec<mpsc::UnboundedSender<()>>,
 ) {
     let mut listening = ticks.len();
-    let mut closed = vec![false; ticks.len()];
+    let mut ticks: Vec<Option<mpsc::UnboundedSender<()>>> = ticks.into_iter().map(Some).collect();
+    let n = ticks.len() as u64;
     for k in 0..schedule.due_within(duration) {
-        let due = start + schedule.due(k);
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        let c = (k % ticks.len() as u64) as usize;
-        if !closed[c] && ticks[c].send(()).is_err() {
-            closed[c] = true;
+        until(start + schedule.due(k)).await;
+        let c = (k % n) as usize;
+        if let Some(tick) = &ticks[c]
+            && tick.send(()).is_err()
+        {
+            ticks[c] = None;
             listening -= 1;
             if listening == 0 {
                 return;
             }
         }
+    }
+}
+
+/// Returns when `due` has come: tokio's timer to `WATCH_AHEAD` of it, then the clock.
+async fn until(due: Instant) {
+    if let Some(watch_from) = due.checked_sub(WATCH_AHEAD)
+        && watch_from > Instant::now()
+    {
+        tokio::time::sleep_until(watch_from.into()).await;
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -787,13 +808,7 @@ async fn drive_paced(
         ticks.push(tick);
         tasks.spawn(paced_worker(conn, connection, ticked, lane.clone()));
     }
-    let pacer = {
-        let (start, duration) = (lane.start, lane.duration);
-        std::thread::Builder::new()
-            .name("pacer".into())
-            .spawn(move || pace(schedule, start, duration, &ticks))
-            .map_err(|e| LoadError::Options(format!("cannot start the pacer thread: {e}")))?
-    };
+    let pacer = tokio::spawn(pace(schedule, lane.start, lane.duration, ticks));
     let mut tallies = Vec::new();
     while let Some(t) = tasks.join_next().await {
         if let Ok(t) = t {
@@ -801,9 +816,9 @@ async fn drive_paced(
         }
     }
     let elapsed = lane.start.elapsed();
-    // Every worker has returned, so every tick's receiver is gone and the pacer stops at its
-    // next tick (at once if its schedule is done).
-    let _ = pacer.join();
+    // Every worker has returned: the pacer has nothing left to tick.
+    pacer.abort();
+    let _ = pacer.await;
     if let Some(reporter) = reporter {
         reporter.abort();
         let _ = reporter.await;
@@ -1293,42 +1308,50 @@ mod tests {
         assert_eq!(few.due_on(2, Duration::from_secs(1)), 0);
     }
 
-    #[test]
-    fn the_pacer_ticks_each_connection_its_exchanges_never_before_they_are_due() {
+    #[tokio::test]
+    async fn the_pacer_ticks_each_connection_its_exchanges_never_before_they_are_due() {
         let s = Schedule::new(2000.0, 3).unwrap();
         let duration = Duration::from_millis(25);
-        let (senders, mut receivers): (Vec<_>, Vec<_>) =
-            (0..3).map(|_| mpsc::unbounded_channel::<()>()).unzip();
         let start = Instant::now() + Duration::from_millis(5);
-        let pacer = std::thread::spawn(move || pace(s, start, duration, &senders));
-        let mut arrivals: Vec<Vec<Instant>> = vec![Vec::new(); 3];
-        for (c, rx) in receivers.iter_mut().enumerate() {
-            while rx.blocking_recv().is_some() {
-                arrivals[c].push(Instant::now());
-            }
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..3).map(|_| mpsc::unbounded_channel::<()>()).unzip();
+        let pacer = tokio::spawn(pace(s, start, duration, senders));
+        let mut counting = tokio::task::JoinSet::new();
+        for (c, mut rx) in receivers.into_iter().enumerate() {
+            counting.spawn(async move {
+                let mut nth = 0u64;
+                while rx.recv().await.is_some() {
+                    let due = start + s.due(s.exchange(c, nth));
+                    assert!(
+                        Instant::now() >= due,
+                        "connection {c}'s exchange {nth} ticked early"
+                    );
+                    nth += 1;
+                }
+                (c, nth)
+            });
         }
-        pacer.join().unwrap();
-        for (c, got) in arrivals.iter().enumerate() {
-            assert_eq!(got.len() as u64, s.due_on(c, duration), "connection {c}");
-            for (nth, at) in got.iter().enumerate() {
-                let due = start + s.due(s.exchange(c, nth as u64));
-                assert!(*at >= due, "connection {c}'s exchange {nth} ticked early");
-            }
+        pacer.await.unwrap();
+        while let Some(done) = counting.join_next().await {
+            let (c, ticked) = done.unwrap();
+            assert_eq!(ticked, s.due_on(c, duration), "connection {c}");
         }
     }
 
-    #[test]
-    fn the_pacer_stops_when_no_connection_listens() {
+    #[tokio::test]
+    async fn the_pacer_stops_when_no_connection_listens() {
         // An hour's schedule: the pacer must not run it out once every worker has gone.
-        let s = Schedule::new(1.0, 2).unwrap();
+        let s = Schedule::new(1000.0, 2).unwrap();
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..2).map(|_| mpsc::unbounded_channel::<()>()).unzip();
         drop(receivers);
-        let pacer = std::thread::spawn(move || {
-            pace(s, Instant::now(), Duration::from_secs(3600), &senders)
-        });
-        // Exchanges 0 and 1 fall due within the first second; both sends fail.
-        pacer.join().unwrap();
+        // Exchanges 0 and 1 fall due within the first 2 ms; both sends fail.
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            pace(s, Instant::now(), Duration::from_secs(3600), senders),
+        )
+        .await
+        .expect("the pacer ran on with no connection listening");
     }
 
     #[test]
