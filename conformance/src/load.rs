@@ -688,6 +688,9 @@ async fn pace(
     duration: Duration,
     ticks: Vec<mpsc::UnboundedSender<()>>,
 ) {
+    if ticks.is_empty() {
+        return;
+    }
     let mut listening = ticks.len();
     let mut ticks: Vec<Option<mpsc::UnboundedSender<()>>> = ticks.into_iter().map(Some).collect();
     let n = ticks.len() as u64;
@@ -1352,6 +1355,8 @@ mod tests {
         )
         .await
         .expect("the pacer ran on with no connection listening");
+        // And none at all: nothing to tick, no division by zero.
+        pace(s, Instant::now(), Duration::from_secs(3600), Vec::new()).await;
     }
 
     #[test]
