@@ -139,7 +139,11 @@ cleanup() {
   [ -z "$proxy_pid" ] || kill "$proxy_pid" 2>/dev/null || true
   stop_server
   [ -z "$probe_ns" ] || ip netns del "$probe_ns" 2>/dev/null || true
-  [ -z "$shm_data" ] || rm -rf "$shm_data"
+  if [ -n "$shm_data" ]; then # stopped during the tmpfs row: the data directory back in place
+    rm -f "$work/data"
+    [ ! -d "$work/data.disk" ] || mv "$work/data.disk" "$work/data"
+    rm -rf "$shm_data"
+  fi
 }
 trap cleanup EXIT
 

@@ -691,20 +691,12 @@ async fn pace(
     if ticks.is_empty() {
         return;
     }
-    let mut listening = ticks.len();
-    let mut ticks: Vec<Option<mpsc::UnboundedSender<()>>> = ticks.into_iter().map(Some).collect();
     let n = ticks.len() as u64;
     for k in 0..schedule.due_within(duration) {
         until(start + schedule.due(k)).await;
-        let c = (k % n) as usize;
-        if let Some(tick) = &ticks[c]
-            && tick.send(()).is_err()
-        {
-            ticks[c] = None;
-            listening -= 1;
-            if listening == 0 {
-                return;
-            }
+        let tick = &ticks[(k % n) as usize];
+        if tick.send(()).is_err() && ticks.iter().all(|t| t.is_closed()) {
+            return;
         }
     }
 }

@@ -15,7 +15,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -24,28 +23,19 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// The sequence numbers of the clock's holds.
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
 const USAGE: &str =
     "usage: delay_proxy DELAY_US LISTEN=UPSTREAM... (e.g. 1000 127.0.0.1:9442=127.0.0.1:8442)";
 
-/// One hold: woken at `at`; among holds of one instant, the first registered first.
+/// One hold, woken at `at`. Each pipe waits for one hold at a time, so holds of one instant
+/// need no order among themselves.
 struct Waiter {
     at: Instant,
-    seq: u64,
     waker: oneshot::Sender<()>,
-}
-
-impl Waiter {
-    fn key(&self) -> Reverse<(Instant, u64)> {
-        Reverse((self.at, self.seq))
-    }
 }
 
 impl PartialEq for Waiter {
     fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+        self.at == other.at
     }
 }
 
@@ -60,7 +50,7 @@ impl PartialOrd for Waiter {
 impl Ord for Waiter {
     /// The earliest is the greatest: the top of a `BinaryHeap`.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key().cmp(&other.key())
+        Reverse(self.at).cmp(&Reverse(other.at))
     }
 }
 
@@ -100,8 +90,7 @@ impl Clock {
             return;
         }
         let (waker, woken) = oneshot::channel();
-        let seq = NEXT.fetch_add(1, Ordering::Relaxed);
-        if self.0.send(Waiter { at, seq, waker }).is_ok() {
+        if self.0.send(Waiter { at, waker }).is_ok() {
             let _ = woken.await;
         }
     }

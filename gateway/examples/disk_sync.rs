@@ -72,16 +72,16 @@ fn run(dir: &Path, time: Duration) -> Result<String, String> {
     }
     let mean = latencies.iter().sum::<u64>() as f64 / latencies.len() as f64;
     latencies.sort_unstable();
-    Ok(format!(
-        "{{\n  \"syncs\": {},\n  \"p50_us\": {},\n  \"p90_us\": {},\n  \"p99_us\": {},\n  \"p999_us\": {},\n  \"max_us\": {},\n  \"mean_us\": {:.0}\n}}",
-        latencies.len(),
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 90.0),
-        percentile(&latencies, 99.0),
-        percentile(&latencies, 99.9),
-        percentile(&latencies, 100.0),
-        mean,
-    ))
+    let figures = serde_json::json!({
+        "syncs": latencies.len(),
+        "p50_us": percentile(&latencies, 50.0),
+        "p90_us": percentile(&latencies, 90.0),
+        "p99_us": percentile(&latencies, 99.0),
+        "p999_us": percentile(&latencies, 99.9),
+        "max_us": percentile(&latencies, 100.0),
+        "mean_us": mean.round() as u64,
+    });
+    serde_json::to_string_pretty(&figures).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
