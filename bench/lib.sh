@@ -123,6 +123,20 @@ thousands() { # NUMBER: rounded, with a comma between thousands
     print s r }'
 }
 
+# half_rate FULL: half the exchanges/s of the full-load report FULL, whole.
+half_rate() {
+  awk -v r="$(json_number "$1" exchanges_per_s)" 'BEGIN { printf "%d", r / 2 }'
+}
+
+# paced OUT RATE [ARG…]: the open loop at RATE over $paced_connections connections for
+# $seconds s against $server_pid, the generator's extra ARGs after; the report is OUT.
+paced() {
+  local out=$1 rate=$2
+  shift 2
+  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$paced_connections" \
+    --duration "${seconds}s" --rate "$rate" --server-pid "$server_pid" --json "$@" >"$out"
+}
+
 # measure NAME LABEL: full load, then half of it, against $server_pid; the reports are
 # NAME-full.json and NAME-half.json in the current directory. Appends a row to `rows`.
 measure() {
@@ -133,12 +147,10 @@ measure() {
   taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$connections" \
     --duration "${seconds}s" --server-pid "$server_pid" --json "${full_args[@]}" >"$full" ||
     die "$label: the full-load run failed (see above)"
-  rate=$(awk -v r="$(json_number "$full" exchanges_per_s)" 'BEGIN { printf "%d", r / 2 }')
+  rate=$(half_rate "$full")
   ((rate > 0)) || die "$label: no exchanges at full load (see $PWD/$full)"
   say "$label: half load, $rate exchanges/s open loop, $paced_connections connections, $seconds s"
-  taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$paced_connections" \
-    --duration "${seconds}s" --rate "$rate" --server-pid "$server_pid" --json "${half_args[@]}" >"$half" ||
-    die "$label: the half-load run failed (see above)"
+  paced "$half" "$rate" "${half_args[@]}" || die "$label: the half-load run failed (see above)"
   rows+=("$(row "$label" "$full" "$half")")
 }
 

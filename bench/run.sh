@@ -290,15 +290,13 @@ measure hit-handshakes "Simpul provider, cache hit, a full handshake per exchang
 stop_server
 
 # The machine's own floor under those half-load latencies: the bare server paced at the
-# provider's half-load rate by the same generator, over as many connections. With about 20 µs
+# provider's half-load rate by the same generator, over as many connections. With a few µs
 # of work per request, what its tail holds is the machine's (other processes and kernel
 # threads taking the core, the generator), not a server's.
 serve_bare
-hit_half_rate=$(awk -v r="$(json_number hit-full.json exchanges_per_s)" 'BEGIN { printf "%d", r / 2 }')
+hit_half_rate=$(half_rate hit-full.json)
 say "bare mTLS server paced at the provider's half-load rate, $hit_half_rate exchanges/s, $paced_connections connections, $seconds s"
-taskset -c "$generator_cpu" "$generator" load --config load.toml --connections "$paced_connections" \
-  --duration "${seconds}s" --rate "$hit_half_rate" --server-pid "$server_pid" --json \
-  --plain "https://localhost:$bare_port/v1/answer" >bare-paced.json ||
+paced bare-paced.json "$hit_half_rate" --plain "https://localhost:$bare_port/v1/answer" ||
   die "the bare server paced at the provider's half-load rate: the run failed (see above)"
 stop_server
 
@@ -604,7 +602,7 @@ section=$work/section.md
   if [ -f hit-tmpfs-half.json ]; then
     echo "  - what of it is the disk's: this disk's own 2 KiB write + \`fdatasync\`, back to back (\`gateway/examples/disk_sync.rs\`, as the journal's group commit writes), p50 $(ms "$sync_p50"), p99 $(ms "$sync_p99"), p99.9 $(ms "$sync_p999"), max $(ms "$sync_max"); the same provider with its data directory on tmpfs (not durable), at half its own full-load rate: p50 $(ms "$(field hit-tmpfs-half p50_us)"), p99 $(ms "$(field hit-tmpfs-half p99_us)"), max $(ms "$(field hit-tmpfs-half max_us)"), $(thousands "$(field hit-tmpfs-half cpu_us_per_exchange)") µs of CPU per exchange against $(thousands "$(field hit-half cpu_us_per_exchange)") on disk"
   fi
-  echo "  - what the machine adds at that rate: the bare hyper + rustls server (about 20 µs of work per request) paced at $(thousands "$hit_half_rate") exchanges/s by the same generator: p50 $(ms "$(field bare-paced p50_us)"), p99 $(ms "$(field bare-paced p99_us)"), max $(ms "$(field bare-paced max_us)"). A stall of the core that long delays every exchange due meanwhile, and at the provider's few hundred µs per exchange the queue it leaves takes longer to drain (BENCHMARKS.md, \"What the machine adds to the tail\")"
+  echo "  - what the machine adds at that rate: the bare hyper + rustls server ($(thousands "$(field bare-paced cpu_us_per_exchange)") µs of CPU per request in this run) paced at $(thousands "$hit_half_rate") exchanges/s by the same generator: p50 $(ms "$(field bare-paced p50_us)"), p99 $(ms "$(field bare-paced p99_us)"), max $(ms "$(field bare-paced max_us)"). A stall of the core that long delays every exchange due meanwhile, and at the provider's few hundred µs per exchange the queue it leaves takes longer to drain (BENCHMARKS.md, \"What the machine adds to the tail\")"
   echo "- provider face, maxima under 20 ms: $(verdict "$(lt "$max_worst" 20000)" "worst $(ms "$max_worst")")"
   echo "- federated lookup, CPU at most 1.1 × the sum of its parts (full load, all four gateways' process): $(verdict "$(lt "$(ratio "$federated_cpu" "$parts_cpu")" 1.1001)" "$(ratio "$federated_cpu" "$parts_cpu") ×: $(thousands "$federated_cpu") µs against $(thousands "$parts_cpu") µs")"
   echo "- federated lookup, latency at most 1.3 × its slowest part with every provider $delay_us µs away each way: $(verdict "$(lt "$(ratio "$delayed_p50" "$delayed_slowest_p50")" 1.3001)" "$(ratio "$delayed_p50" "$delayed_slowest_p50") × at p50, half load: $(ms "$delayed_p50") against $(ms "$delayed_slowest_p50") for the slowest part alone, $delayed_slowest; the proxy added $(ms "$delay_added_us") to that part's p50, against the $((2 * delay_us)) µs asked for a round trip: the proxy's own wake-ups and work on the generator's core add to it, and the delayed answers change how the gateways' work interleaves on their one core"). Without delay, with the four gateways on one core: $(ratio "$federated_p50" "$slowest_part_p50") × ($(ms "$federated_p50") against $(ms "$slowest_part_p50"), $slowest_part)"
